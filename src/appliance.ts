@@ -1,0 +1,129 @@
+import { existsSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { serve, type ServerType } from '@hono/node-server';
+import type { Config } from './config.js';
+import { DhcpServer } from './dhcp/server.js';
+import { createHttpApp } from './http/app.js';
+import { loadTemplates } from './http/ipxe.js';
+import type { Logger } from './log.js';
+import { Metrics } from './metrics.js';
+import { Store } from './store/store.js';
+import { TftpServer } from './tftp/server.js';
+
+export class StartupError extends Error {}
+
+export interface Listening {
+  http: number;
+  tftp?: number;
+  dhcp?: number;
+  pxe?: number;
+}
+
+/** Every iPXE binary a DHCP answer can name must exist before we answer anyone. */
+function checkBootFiles(cfg: Config, tftpRoot: string, log: Logger): void {
+  const { bios, efi, efiSnp, arm64 } = cfg.dhcp.bootFiles;
+  const missing = [bios, efi].filter((f) => !existsSync(path.join(tftpRoot, f)));
+  if (missing.length) {
+    throw new StartupError(
+      `iPXE binaries missing from ${tftpRoot}: ${missing.join(', ')} (run \`make assets\`; it copies them from Debian's ipxe package)`,
+    );
+  }
+  for (const f of [efiSnp, arm64]) {
+    if (!existsSync(path.join(tftpRoot, f))) log.warn({ file: f, tftpRoot }, 'optional iPXE binary missing; clients that need it will not boot');
+  }
+}
+
+/** The whole appliance in one process: store, DHCP, TFTP, HTTP. */
+export class Appliance {
+  readonly metrics = new Metrics(true);
+  private store?: Store;
+  private dhcp?: DhcpServer;
+  private tftp?: TftpServer;
+  private http?: ServerType;
+
+  constructor(
+    readonly cfg: Config,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<Listening> {
+    const { cfg, log } = this;
+    const tftpRoot = path.resolve(cfg.assetsDir, cfg.tftp.root);
+    checkBootFiles(cfg, tftpRoot, log);
+    const templates = loadTemplates(cfg.bootScriptsDir);
+    const store = (this.store = await Store.open(path.join(cfg.dataDir, 'db')));
+    const started = Date.now();
+
+    const app = createHttpApp({
+      httpBase: `http://${cfg.advertiseAddress}:${cfg.http.port}`,
+      assetsDir: cfg.assetsDir,
+      tftpRoot,
+      templates,
+      log,
+      metrics: this.metrics,
+      storedInstruction: (mac) => store.bootInstructions.get(mac),
+      configuredInstruction: (mac) => cfg.hosts[mac],
+      unknownHosts: cfg.unknownHosts,
+      health: async () => ({
+        uptimeSeconds: Math.round((Date.now() - started) / 1000),
+        dhcp: { mode: cfg.dhcp.enabled ? cfg.dhcp.mode : 'off', leases: this.dhcp?.leaseCount ?? 0 },
+        dhcpMalformed: await this.metrics.value('beskar7_dhcp_malformed_total'),
+      }),
+    });
+    const http = (this.http = serve({ fetch: app.fetch, port: cfg.http.port, hostname: cfg.http.address }));
+    await new Promise<void>((resolve, reject) => {
+      http.once('listening', resolve);
+      http.once('error', (e: Error) => reject(new StartupError(`HTTP ${cfg.http.address}:${cfg.http.port}: ${e.message}`)));
+    });
+    const out: Listening = { http: (http.address() as AddressInfo).port };
+    log.info({ address: cfg.http.address, port: out.http, url: `http://${cfg.advertiseAddress}:${out.http}/boot.ipxe` }, 'http listening');
+
+    if (cfg.tftp.enabled) {
+      this.tftp = new TftpServer({ ...cfg.tftp, root: tftpRoot }, log, this.metrics);
+      out.tftp = (await this.tftp.start()).port;
+      log.info({ address: cfg.tftp.address, port: out.tftp, root: tftpRoot }, 'tftp listening');
+    }
+
+    if (cfg.dhcp.enabled) {
+      const full = cfg.dhcp.full;
+      this.dhcp = new DhcpServer(
+        {
+          address: cfg.dhcp.address,
+          port: cfg.dhcp.port,
+          proxyPort: cfg.dhcp.proxyPort,
+          interface: cfg.dhcp.interface,
+          pool: cfg.dhcp.mode === 'full' ? full : undefined,
+          context: {
+            mode: cfg.dhcp.mode,
+            serverIp: cfg.advertiseAddress,
+            httpBase: `http://${cfg.advertiseAddress}:${out.http}`,
+            bootFiles: cfg.dhcp.bootFiles,
+            snponlyMACs: new Set(cfg.dhcp.snponlyMACs),
+            clientPort: cfg.dhcp.clientPort,
+            serverPort: cfg.dhcp.port,
+            ...(cfg.dhcp.mode === 'full' && full ? { full } : {}),
+          },
+        },
+        store,
+        log,
+        this.metrics,
+      );
+      const d = await this.dhcp.start();
+      out.dhcp = d.port;
+      if (d.proxyPort) out.pxe = d.proxyPort;
+      log.info(
+        { mode: cfg.dhcp.mode, address: cfg.dhcp.address, port: d.port, pxePort: d.proxyPort, interface: cfg.dhcp.interface, leases: this.dhcp.leaseCount },
+        'dhcp listening',
+      );
+    }
+    return out;
+  }
+
+  async stop(): Promise<void> {
+    this.tftp?.stop();
+    await this.dhcp?.stop();
+    await new Promise<void>((r) => (this.http ? this.http.close(() => r()) : r()));
+    await this.store?.close();
+  }
+}

@@ -1,0 +1,169 @@
+import { readFileSync } from 'node:fs';
+import { isIPv4 } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import YAML from 'yaml';
+import { z } from 'zod';
+import { MacSchema } from './domain/mac.js';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+const Ipv4 = z.string().refine((s) => isIPv4(s), 'must be an IPv4 address');
+const Port = z.number().int().min(0).max(65535);
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+
+const BootScript = z.enum(['inspect', 'boot-target', 'local-disk', 'discover', 'exit']);
+
+/** What a host boots when the store has no instruction for it; also the shape of a static entry. */
+export const BootInstructionSchema = z.object({
+  script: BootScript,
+  kernelURL: z.string().optional(),
+  initrdURL: z.string().optional(),
+  cmdline: z.string().default(''),
+  /** local-disk: which method ends iPXE so firmware moves to the next boot device. */
+  localDiskMethod: z.enum(['exit', 'sanboot', 'http404']).default('exit'),
+});
+export type BootInstruction = z.infer<typeof BootInstructionSchema>;
+
+const ReservationSchema = z.object({ mac: MacSchema, ip: Ipv4, hostname: z.string().optional() });
+
+const FullDhcpSchema = z
+  .object({
+    poolStart: Ipv4,
+    poolEnd: Ipv4,
+    subnetMask: Ipv4.default('255.255.255.0'),
+    router: Ipv4.optional(),
+    dnsServers: z.array(Ipv4).default([]),
+    domainName: z.string().optional(),
+    leaseSeconds: z.number().int().min(60).default(3600),
+    /** an offer holds its address this long before it may be offered to someone else */
+    offerHoldSeconds: z.number().int().min(1).default(30),
+    reservations: z.array(ReservationSchema).default([]),
+  })
+  .strict();
+
+export const ConfigSchema = z
+  .object({
+    dataDir: z.string().default(path.join(repoRoot, 'data')),
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+    /** The address PXE clients use to reach TFTP and HTTP (siaddr, option 54, URLs). */
+    advertiseAddress: Ipv4.default('127.0.0.1'),
+    assetsDir: z.string().default(path.join(repoRoot, 'assets')),
+    bootScriptsDir: z.string().default(path.join(repoRoot, 'boot-scripts')),
+    http: z
+      .object({ address: z.string().default('0.0.0.0'), port: Port.default(isRoot ? 80 : 8080) })
+      .strict()
+      .prefault({}),
+    tftp: z
+      .object({
+        enabled: z.boolean().default(true),
+        address: Ipv4.default('0.0.0.0'),
+        port: Port.default(isRoot ? 69 : 6969),
+        /** TFTP root; relative paths resolve against assetsDir */
+        root: z.string().default('ipxe'),
+        maxBlksize: z.number().int().min(512).max(65464).default(65464),
+        maxWindowsize: z.number().int().min(1).max(65535).default(64),
+        retries: z.number().int().min(1).default(5),
+      })
+      .strict()
+      .prefault({}),
+    dhcp: z
+      .object({
+        enabled: z.boolean().default(true),
+        mode: z.enum(['proxy', 'full']).default('proxy'),
+        /** bind to one interface (SO_BINDTODEVICE); without it, all interfaces */
+        interface: z.string().optional(),
+        address: Ipv4.default('0.0.0.0'),
+        port: Port.default(isRoot ? 67 : 6767),
+        /** PXE boot server port: UEFI firmware asks a proxy here for the boot file */
+        proxyPort: Port.default(isRoot ? 4011 : 14011),
+        /** reply destination port for clients (68 on a real network) */
+        clientPort: Port.default(68),
+        bootFiles: z
+          .object({
+            bios: z.string().default('undionly.kpxe'),
+            efi: z.string().default('ipxe.efi'),
+            efiSnp: z.string().default('snponly.efi'),
+            arm64: z.string().default('ipxe-arm64.efi'),
+          })
+          .strict()
+          .prefault({}),
+        /** MACs whose EFI firmware needs snponly.efi (ipxe.efi's own drivers fail on some NICs) */
+        snponlyMACs: z.array(MacSchema).default([]),
+        full: FullDhcpSchema.optional(),
+      })
+      .strict()
+      .superRefine((d, ctx) => {
+        if (d.mode === 'full' && !d.full) ctx.addIssue({ code: 'custom', path: ['full'], message: 'mode "full" needs a pool (dhcp.full.poolStart/poolEnd)' });
+      })
+      .prefault({}),
+    /** What hosts without a stored instruction boot. */
+    unknownHosts: BootInstructionSchema.prefault({ script: 'exit' }),
+    /** Per-MAC boot instructions given in config (the inventory adds its own in the store). */
+    hosts: z.record(MacSchema, BootInstructionSchema).default({}),
+  })
+  .strict();
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type DhcpConfig = Config['dhcp'];
+
+export class ConfigError extends Error {}
+
+/** Readable one-line-per-problem text that names the bad field. */
+export function formatZodError(err: z.ZodError): string {
+  return err.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`).join('; ');
+}
+
+export function parseConfig(raw: unknown): Config {
+  const r = ConfigSchema.safeParse(raw);
+  if (!r.success) throw new ConfigError(`invalid config: ${formatZodError(r.error)}`);
+  return r.data;
+}
+
+/** Set a dotted path (`dhcp.mode`) in a plain object, coercing numbers and booleans. */
+function setPath(obj: Record<string, unknown>, dotted: string, value: string): void {
+  const keys = dotted.split('.');
+  let cur: Record<string, unknown> = obj;
+  for (const k of keys.slice(0, -1)) {
+    const next = cur[k];
+    if (typeof next !== 'object' || next === null) cur[k] = {};
+    cur = cur[k] as Record<string, unknown>;
+  }
+  const coerced: unknown = /^-?\d+$/.test(value) ? Number(value) : value === 'true' ? true : value === 'false' ? false : value;
+  cur[keys[keys.length - 1] as string] = coerced;
+}
+
+/**
+ * Config = file (YAML or JSON) < BESKAR7_* env (`BESKAR7_DHCP__MODE=full`) < `--set dhcp.mode=full` flags.
+ */
+export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; sets?: string[] }): Config {
+  let raw: Record<string, unknown> = {};
+  if (opts.file) {
+    let text: string;
+    try {
+      text = readFileSync(opts.file, 'utf8');
+    } catch (e) {
+      throw new ConfigError(`cannot read config file ${opts.file}: ${(e as Error).message}`);
+    }
+    try {
+      raw = (YAML.parse(text) ?? {}) as Record<string, unknown>;
+    } catch (e) {
+      throw new ConfigError(`config file ${opts.file} is not valid YAML/JSON: ${(e as Error).message}`);
+    }
+  }
+  for (const [k, v] of Object.entries(opts.env ?? {})) {
+    if (!k.startsWith('BESKAR7_') || v === undefined || k === 'BESKAR7_CONFIG') continue;
+    const dotted = k
+      .slice('BESKAR7_'.length)
+      .split('__')
+      .map((part) => part.toLowerCase().replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()))
+      .join('.');
+    setPath(raw, dotted, v);
+  }
+  for (const s of opts.sets ?? []) {
+    const eq = s.indexOf('=');
+    if (eq < 1) throw new ConfigError(`--set needs key=value, got "${s}"`);
+    setPath(raw, s.slice(0, eq), s.slice(eq + 1));
+  }
+  return parseConfig(raw);
+}

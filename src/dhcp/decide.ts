@@ -1,0 +1,237 @@
+import { BROADCAST_FLAG, type DhcpPacket, ipBytes, ipFromBytes, optString, optU8, u32 } from './codec.js';
+import type { LeaseTable } from './leases.js';
+import { ARCH_TABLE, type ArchClass, IpxeOpt, MsgType, Opt, msgTypeName } from './options.js';
+import { sameSubnet } from '../domain/ipv4.js';
+
+export interface BootFiles {
+  bios: string;
+  efi: string;
+  efiSnp: string;
+  arm64: string;
+}
+
+export interface DecideContext {
+  mode: 'proxy' | 'full';
+  /** `dhcp`: port 67; `pxe`: the PXE boot server port 4011, asked by firmware after a proxy offer */
+  port: 'dhcp' | 'pxe';
+  serverIp: string;
+  /** e.g. http://10.0.0.1:8080 */
+  httpBase: string;
+  bootFiles: BootFiles;
+  snponlyMACs: ReadonlySet<string>;
+  clientPort: number;
+  serverPort: number;
+  full?: {
+    subnetMask: string;
+    router?: string | undefined;
+    dnsServers: string[];
+    domainName?: string | undefined;
+    leaseSeconds: number;
+  };
+}
+
+export interface ClientInfo {
+  mac: string;
+  msgType: number | undefined;
+  /** option 60 starts with PXEClient or HTTPClient and option 93 is present */
+  netboot: boolean;
+  httpClient: boolean;
+  arch: number | undefined;
+  archClass: ArchClass | undefined;
+  /** iPXE is asking: chainloading is done, hand it the HTTP script */
+  ipxe: boolean;
+}
+
+export function classify(p: DhcpPacket): ClientInfo {
+  const vendor = optString(p, Opt.VendorClass) ?? '';
+  const archBuf = p.options.get(Opt.ClientArch);
+  const arch = archBuf && archBuf.length >= 2 ? archBuf.readUInt16BE(0) : undefined;
+  const httpClient = vendor.startsWith('HTTPClient');
+  return {
+    mac: p.chaddr,
+    msgType: optU8(p, Opt.MessageType),
+    netboot: (vendor.startsWith('PXEClient') || httpClient) && arch !== undefined,
+    httpClient,
+    arch,
+    archClass: arch === undefined ? undefined : ARCH_TABLE[arch],
+    // user class is a list of length-prefixed strings (RFC 3004) from iPXE; some clients send it bare
+    ipxe: p.options.has(Opt.IpxeEncap) || /(^|[\x00-\x1f])iPXE$/.test(optString(p, Opt.UserClass) ?? ''),
+  };
+}
+
+export interface BootInfo {
+  file: string;
+  /** TFTP (undefined for HTTP URLs) */
+  tftpServer?: string;
+  vendorClass?: 'PXEClient' | 'HTTPClient';
+  ipxe: boolean;
+}
+
+/** Which file this client loads next: the iPXE binary for its firmware, or the HTTP script once iPXE runs. */
+export function bootFileFor(c: ClientInfo, ctx: Pick<DecideContext, 'serverIp' | 'httpBase' | 'bootFiles' | 'snponlyMACs'>): BootInfo | undefined {
+  if (c.ipxe) return { file: `${ctx.httpBase}/boot.ipxe`, ipxe: true };
+  if (!c.netboot || c.archClass === undefined) return undefined;
+  const efi = ctx.snponlyMACs.has(c.mac) ? ctx.bootFiles.efiSnp : ctx.bootFiles.efi;
+  const tftp = (file: string): BootInfo => ({ file, tftpServer: ctx.serverIp, vendorClass: 'PXEClient', ipxe: false });
+  const http = (file: string): BootInfo => ({ file: `${ctx.httpBase}/ipxe/${file}`, vendorClass: 'HTTPClient', ipxe: false });
+  switch (c.archClass) {
+    case 'bios':
+      return tftp(ctx.bootFiles.bios);
+    case 'efi-ia32':
+    case 'efi-x64':
+      return tftp(efi);
+    case 'efi-arm64':
+      return tftp(ctx.bootFiles.arm64);
+    case 'http-efi-ia32':
+    case 'http-efi-x64':
+      return http(efi);
+    case 'http-efi-arm64':
+      return http(ctx.bootFiles.arm64);
+  }
+}
+
+export interface Destination {
+  address: string;
+  port: number;
+}
+
+export type LeaseOp =
+  | { kind: 'offer'; ip: string }
+  | { kind: 'bind'; ip: string; hostname?: string | undefined }
+  | { kind: 'release'; ip: string }
+  | { kind: 'decline'; ip: string };
+
+export type Outcome =
+  | { action: 'ignore'; reason: string; client: ClientInfo }
+  /** a lease change that gets no reply (release, decline) */
+  | { action: 'silent'; leaseOp: LeaseOp; client: ClientInfo }
+  | { action: 'reply'; reply: DhcpPacket; to: Destination; leaseOp?: LeaseOp; boot?: BootInfo; client: ClientInfo; replyType: string };
+
+const ZERO = '0.0.0.0';
+
+function destination(req: DhcpPacket, type: number, ctx: DecideContext, src?: Destination): Destination {
+  if (ctx.port === 'pxe' && src) return src;
+  if (req.giaddr !== ZERO) return { address: req.giaddr, port: ctx.serverPort };
+  if (type !== MsgType.Nak && req.ciaddr !== ZERO) return { address: req.ciaddr, port: ctx.clientPort };
+  // always broadcasting works for BIOS ROMs, undionly.kpxe, OVMF and ipxe.efi alike
+  return { address: '255.255.255.255', port: ctx.clientPort };
+}
+
+function buildReply(req: DhcpPacket, type: number, ctx: DecideContext, yiaddr: string, boot: BootInfo | undefined, c: ClientInfo, withLease: boolean): DhcpPacket {
+  const o = new Map<number, Buffer>();
+  o.set(Opt.MessageType, Buffer.from([type]));
+  o.set(Opt.ServerId, ipBytes(ctx.serverIp));
+  if (withLease && ctx.full) {
+    const t = ctx.full.leaseSeconds;
+    o.set(Opt.LeaseTime, u32(t));
+    o.set(Opt.RenewalTime, u32(Math.floor(t / 2)));
+    o.set(Opt.RebindingTime, u32(Math.floor((t * 7) / 8)));
+  }
+  if ((withLease || type === MsgType.Ack) && ctx.full && type !== MsgType.Nak) {
+    o.set(Opt.SubnetMask, ipBytes(ctx.full.subnetMask));
+    if (ctx.full.router) o.set(Opt.Router, ipBytes(ctx.full.router));
+    if (ctx.full.dnsServers.length) o.set(Opt.DnsServers, Buffer.concat(ctx.full.dnsServers.map(ipBytes)));
+    if (ctx.full.domainName) o.set(Opt.DomainName, Buffer.from(ctx.full.domainName));
+  }
+  if (boot) {
+    if (boot.vendorClass && c.netboot) o.set(Opt.VendorClass, Buffer.from(boot.vendorClass));
+    const uuid = req.options.get(Opt.ClientUuid);
+    if (uuid) o.set(Opt.ClientUuid, uuid); // PXE spec: echo the client's UUID
+    if (boot.tftpServer) o.set(Opt.TftpServerName, Buffer.from(boot.tftpServer));
+    o.set(Opt.BootfileName, Buffer.from(boot.file));
+    // without ipxe.no-pxedhcp, iPXE waits ~3 s for a ProxyDHCP answer it does not need
+    if (boot.ipxe) o.set(Opt.IpxeEncap, Buffer.from([IpxeOpt.NoPxeDhcp, 1, 1]));
+  }
+  return {
+    op: 2, htype: req.htype, hlen: req.hlen, hops: 0, xid: req.xid, secs: 0,
+    flags: req.giaddr !== ZERO ? req.flags : req.flags | BROADCAST_FLAG,
+    ciaddr: type === MsgType.Ack ? req.ciaddr : ZERO,
+    yiaddr,
+    siaddr: boot?.tftpServer ?? (boot ? ctx.serverIp : ZERO),
+    giaddr: req.giaddr, chaddr: req.chaddr, sname: '',
+    file: boot && boot.file.length < 128 ? boot.file : '',
+    options: o,
+  };
+}
+
+const reply = (req: DhcpPacket, type: number, ctx: DecideContext, c: ClientInfo, yiaddr: string, boot: BootInfo | undefined, withLease: boolean, src?: Destination, leaseOp?: LeaseOp): Outcome => ({
+  action: 'reply',
+  reply: buildReply(req, type, ctx, yiaddr, boot, c, withLease),
+  to: destination(req, type, ctx, src),
+  client: c,
+  replyType: msgTypeName(type),
+  ...(boot ? { boot } : {}),
+  ...(leaseOp ? { leaseOp } : {}),
+});
+
+const ignore = (reason: string, client: ClientInfo): Outcome => ({ action: 'ignore', reason, client });
+
+function requestedIp(p: DhcpPacket): string | undefined {
+  const b = p.options.get(Opt.RequestedIp);
+  const fromOpt = b ? ipFromBytes(b) : undefined;
+  return fromOpt ?? (p.ciaddr !== ZERO ? p.ciaddr : undefined);
+}
+
+/**
+ * The whole DHCP protocol decision for one request. Pure apart from reading `leases`; the caller applies
+ * `leaseOp` (persisting binds before it sends the ACK).
+ */
+export function decide(req: DhcpPacket, ctx: DecideContext, leases: LeaseTable | undefined, now: number, src?: Destination): Outcome {
+  const c = classify(req);
+  if (req.op !== 1) return ignore('not a BOOTREQUEST', c);
+  if (c.msgType === undefined) return ignore('no message type (BOOTP is not served)', c);
+  const boot = bootFileFor(c, ctx);
+
+  if (ctx.port === 'pxe') {
+    // PXE boot server (port 4011): firmware asks here for the boot file after a proxy offer
+    if (c.msgType !== MsgType.Request && c.msgType !== MsgType.Inform) return ignore(`${msgTypeName(c.msgType)} on the PXE port`, c);
+    if (!boot) return ignore('not a netboot client', c);
+    return reply(req, MsgType.Ack, ctx, c, ZERO, boot, false, src);
+  }
+
+  if (ctx.mode === 'proxy') {
+    if (c.msgType !== MsgType.Discover) return ignore(`${msgTypeName(c.msgType)} is for the site's DHCP server`, c);
+    if (!boot) return ignore(c.netboot ? `unsupported client architecture ${c.arch}` : 'not a netboot client', c);
+    return reply(req, MsgType.Offer, ctx, c, ZERO, boot, false);
+  }
+
+  if (!leases || !ctx.full) return ignore('full mode without a pool', c);
+  const serverId = req.options.get(Opt.ServerId);
+  const serverIdIp = serverId ? ipFromBytes(serverId) : undefined;
+  switch (c.msgType) {
+    case MsgType.Discover: {
+      const ip = leases.pickOffer(c.mac, requestedIp(req), now);
+      if (!ip) return ignore('pool exhausted', c);
+      return reply(req, MsgType.Offer, ctx, c, ip, boot, true, undefined, { kind: 'offer', ip });
+    }
+    case MsgType.Request: {
+      if (serverIdIp !== undefined && serverIdIp !== ctx.serverIp) {
+        return ignore(`client chose server ${serverIdIp}`, c);
+      }
+      const ip = requestedIp(req);
+      if (!ip) return ignore('request without an address', c);
+      const why = leases.conflict(c.mac, ip, now);
+      if (why !== undefined) {
+        // RFC 2131 4.3.2: INIT-REBOOT on another network or a taken address gets a NAK
+        if (serverIdIp === undefined && !leases.leaseOf(c.mac) && !sameSubnet(ip, ctx.serverIp, ctx.full.subnetMask) && !leases.inPool(ip)) {
+          return ignore(`unknown client asks for foreign address ${ip}`, c);
+        }
+        const nak = reply(req, MsgType.Nak, ctx, c, ZERO, undefined, false);
+        if (nak.action === 'reply') nak.reply.options.set(Opt.Message, Buffer.from(why));
+        return nak;
+      }
+      return reply(req, MsgType.Ack, ctx, c, ip, boot, true, undefined, { kind: 'bind', ip, hostname: leases.hostnameFor(c.mac) });
+    }
+    case MsgType.Inform:
+      return reply(req, MsgType.Ack, ctx, c, ZERO, boot, false);
+    case MsgType.Release:
+      return req.ciaddr !== ZERO ? { action: 'silent', leaseOp: { kind: 'release', ip: req.ciaddr }, client: c } : ignore('release without ciaddr', c);
+    case MsgType.Decline: {
+      const b = req.options.get(Opt.RequestedIp);
+      const ip = b ? ipFromBytes(b) : undefined;
+      return ip ? { action: 'silent', leaseOp: { kind: 'decline', ip }, client: c } : ignore('decline without an address', c);
+    }
+    default:
+      return ignore(`unhandled ${msgTypeName(c.msgType)}`, c);
+  }
+}

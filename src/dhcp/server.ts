@@ -1,0 +1,150 @@
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { setsockopt } from 'sockopt';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { Store } from '../store/store.js';
+import { DecodeError, decode, encode } from './codec.js';
+import { type DecideContext, type LeaseOp, type Outcome, decide } from './decide.js';
+import { LeaseTable, type PoolSpec } from './leases.js';
+import { msgTypeName } from './options.js';
+
+const SOL_SOCKET = 1;
+const SO_BINDTOIFINDEX = 62; // Linux >= 5.0; takes an int, unlike SO_BINDTODEVICE
+
+export interface DhcpServerOptions {
+  address: string;
+  port: number;
+  /** PXE boot server port (4011); 0 disables it */
+  proxyPort: number;
+  interface?: string | undefined;
+  context: Omit<DecideContext, 'port'>;
+  /** full mode: the address pool; persisted leases are loaded into it at start */
+  pool?: PoolSpec | undefined;
+}
+
+export interface DhcpEvent {
+  mac: string;
+  type: string;
+  port: 'dhcp' | 'pxe';
+  result: 'reply' | 'ignore' | 'silent';
+  reply?: string;
+  reason?: string;
+  file?: string;
+  yiaddr?: string;
+  arch?: number;
+}
+
+/** Sockets, lease persistence and logging around the pure `decide`. */
+export class DhcpServer {
+  private sockets: dgram.Socket[] = [];
+  private leases?: LeaseTable;
+
+  constructor(
+    private readonly opts: DhcpServerOptions,
+    private readonly store: Store,
+    private readonly log: Logger,
+    private readonly metrics: Metrics,
+    private readonly onEvent?: (e: DhcpEvent) => void,
+  ) {}
+
+  async start(): Promise<{ port: number; proxyPort?: number }> {
+    if (this.opts.pool) this.leases = new LeaseTable(this.opts.pool, await this.store.leases.all());
+    const main = await this.bind(this.opts.port, 'dhcp');
+    const out: { port: number; proxyPort?: number } = { port: main.address().port };
+    if (this.opts.context.mode === 'proxy' && this.opts.proxyPort) {
+      out.proxyPort = (await this.bind(this.opts.proxyPort, 'pxe')).address().port;
+    }
+    return out;
+  }
+
+  get leaseCount(): number {
+    return this.leases?.leaseCount ?? 0;
+  }
+
+  private async bind(port: number, kind: 'dhcp' | 'pxe'): Promise<dgram.Socket> {
+    const s = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+    s.on('message', (msg, rinfo) => void this.onMessage(s, kind, msg, rinfo));
+    s.on('error', (e) => this.log.error({ err: e.message, kind }, 'dhcp socket error'));
+    s.bind(port, this.opts.address);
+    await once(s, 'listening');
+    s.setBroadcast(true);
+    if (this.opts.interface) {
+      const ifindex = Number(readFileSync(`/sys/class/net/${this.opts.interface}/ifindex`, 'utf8'));
+      setsockopt(s, SOL_SOCKET, SO_BINDTOIFINDEX, ifindex);
+    }
+    this.sockets.push(s);
+    return s;
+  }
+
+  private async onMessage(sock: dgram.Socket, kind: 'dhcp' | 'pxe', msg: Buffer, rinfo: dgram.RemoteInfo): Promise<void> {
+    let req;
+    try {
+      req = decode(msg);
+    } catch (e) {
+      const reason = e instanceof DecodeError ? e.reason : `decoder: ${(e as Error).message}`;
+      this.metrics.dhcpMalformed.inc({ reason: reason.replace(/[\d]+/g, 'N') });
+      this.log.debug({ from: `${rinfo.address}:${rinfo.port}`, bytes: msg.length, reason }, 'dhcp packet dropped');
+      return;
+    }
+    const now = Date.now();
+    const out = decide(req, { ...this.opts.context, port: kind }, this.leases, now, { address: rinfo.address, port: rinfo.port });
+    const type = msgTypeName(out.client.msgType);
+    this.metrics.dhcpPackets.inc({ port: kind, type, result: out.action });
+    const event: DhcpEvent = { mac: out.client.mac, type, port: kind, result: out.action, ...(out.client.arch !== undefined ? { arch: out.client.arch } : {}) };
+    if (out.action === 'ignore') {
+      this.log.debug({ mac: event.mac, type, port: kind, reason: out.reason }, 'dhcp ignored');
+      this.onEvent?.({ ...event, reason: out.reason });
+      return;
+    }
+    if (!(await this.applyLease(out))) return;
+    if (out.action === 'silent') {
+      this.onEvent?.({ ...event, reason: out.leaseOp.kind });
+      return;
+    }
+    sock.send(encode(out.reply), out.to.port, out.to.address, (err) => {
+      if (err) this.log.warn({ mac: event.mac, to: out.to, err: err.message }, 'dhcp send failed');
+    });
+    const fields = { mac: event.mac, type, reply: out.replyType, yiaddr: out.reply.yiaddr, file: out.boot?.file, to: `${out.to.address}:${out.to.port}` };
+    this.log.info(fields, 'dhcp reply');
+    this.onEvent?.({ ...event, reply: out.replyType, yiaddr: out.reply.yiaddr, ...(out.boot ? { file: out.boot.file } : {}) });
+  }
+
+  /** Applies the lease change; a bind is on disk before the ACK leaves. False when the reply must not go out. */
+  private async applyLease(out: Extract<Outcome, { action: 'reply' | 'silent' }>): Promise<boolean> {
+    const op: LeaseOp | undefined = out.leaseOp;
+    const t = this.leases;
+    if (!op || !t) return true;
+    const mac = out.client.mac;
+    const now = Date.now();
+    switch (op.kind) {
+      case 'offer':
+        t.holdOffer(mac, op.ip, now);
+        return true;
+      case 'bind': {
+        const { lease, replaced } = t.bind(mac, op.ip, now, op.hostname);
+        try {
+          await this.store.batch([...(replaced ? [this.store.leases.del(replaced)] : []), this.store.leases.put(lease.ip, lease)]);
+          return true;
+        } catch (e) {
+          t.unbind(lease);
+          this.log.error({ mac, ip: op.ip, err: (e as Error).message }, 'lease not stored; ACK withheld');
+          return false;
+        }
+      }
+      case 'release':
+      case 'decline': {
+        const gone = op.kind === 'release' ? t.release(mac, op.ip) : t.decline(mac, op.ip, now);
+        if (gone) await this.store.batch([this.store.leases.del(gone.ip)]).catch((e: Error) => this.log.error({ mac, err: e.message }, 'lease delete failed'));
+        this.log.info({ mac, ip: op.ip }, `dhcp ${op.kind}`);
+        return true;
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.sockets.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    this.sockets = [];
+  }
+}

@@ -1,0 +1,100 @@
+import { serveStatic } from '@hono/node-server/serve-static';
+import { Hono, type MiddlewareHandler } from 'hono';
+import { z } from 'zod';
+import type { BootInstruction } from '../config.js';
+import { formatZodError } from '../config.js';
+import { MacSchema } from '../domain/mac.js';
+import { resolveInside } from '../domain/safe-path.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { type Templates, render, selectInstruction, templateFor } from './ipxe.js';
+
+export interface HttpDeps {
+  httpBase: string;
+  assetsDir: string;
+  tftpRoot: string;
+  templates: Templates;
+  log: Logger;
+  metrics: Metrics;
+  /** per-MAC instruction from the store (orchestrator) */
+  storedInstruction: (mac: string) => Promise<BootInstruction | undefined>;
+  configuredInstruction: (mac: string) => BootInstruction | undefined;
+  unknownHosts: BootInstruction;
+  health: () => Promise<Record<string, unknown>>;
+  onScript?: (e: { mac: string; script: string; known: boolean; uuid?: string | undefined; serial?: string | undefined }) => void;
+}
+
+/** What iPXE reports about itself in the entry script's query string (all but mac optional). */
+const HostQuery = z.object({
+  mac: MacSchema,
+  uuid: z.string().max(64).optional(),
+  arch: z.string().max(32).optional(),
+  platform: z.string().max(32).optional(),
+  serial: z.string().max(128).optional(),
+  manufacturer: z.string().max(128).optional(),
+  product: z.string().max(128).optional(),
+});
+
+const IPXE = { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store' };
+
+/** Files under `root`: symlink-safe, strong ETag with If-None-Match, Range (via serveStatic), streaming. */
+function files(root: string, prefix: string): MiddlewareHandler {
+  return async (c, next) => {
+    let rel: string;
+    try {
+      rel = decodeURIComponent(c.req.path.slice(prefix.length));
+    } catch {
+      return c.text('bad path encoding\n', 400);
+    }
+    const target = await resolveInside(root, rel);
+    if (!target.ok) return c.text(`${target.reason}\n`, target.status);
+    const etag = `"${target.size.toString(16)}-${Math.floor(target.mtimeMs).toString(16)}"`;
+    c.header('ETag', etag);
+    c.header('Accept-Ranges', 'bytes');
+    const inm = c.req.header('if-none-match');
+    if (inm && inm.split(',').some((t) => t.trim().replace(/^W\//, '') === etag || t.trim() === '*')) return c.body(null, 304);
+    return serveStatic({ path: target.path })(c, next);
+  };
+}
+
+export function createHttpApp(d: HttpDeps): Hono {
+  const app = new Hono();
+
+  app.get('/healthz', async (c) => c.json({ status: 'ok', ...(await d.health()) }));
+  app.get('/metrics', async (c) => c.text(await d.metrics.registry.metrics(), 200, { 'Content-Type': d.metrics.registry.contentType }));
+
+  app.get('/boot.ipxe', (c) => {
+    d.metrics.scripts.inc({ script: 'entry' });
+    return c.body(render(d.templates.get('entry') as string, { httpBase: d.httpBase }), 200, IPXE);
+  });
+
+  app.get('/boot/host.ipxe', async (c) => {
+    const q = HostQuery.safeParse(c.req.query());
+    if (!q.success) return c.text(`#!ipxe\necho Beskar7: bad host query: ${formatZodError(q.error)}\nexit 1\n`, 400, IPXE);
+    const { mac, uuid, serial } = q.data;
+    const { instruction, known } = selectInstruction(await d.storedInstruction(mac), d.configuredInstruction(mac), d.unknownHosts);
+    const tpl = templateFor(instruction);
+    const script = tpl ?? 'http404';
+    d.metrics.scripts.inc({ script });
+    d.log.info({ mac, uuid, serial, script, known, arch: q.data.arch, platform: q.data.platform }, 'ipxe script');
+    d.onScript?.({ mac, script, known, uuid, serial });
+    if (tpl === undefined) return c.text('local disk\n', 404);
+    const body = render(d.templates.get(tpl) as string, {
+      ...q.data,
+      httpBase: d.httpBase,
+      kernelURL: instruction.kernelURL,
+      initrdURL: instruction.initrdURL,
+      cmdline: instruction.cmdline,
+    });
+    return c.body(body, 200, IPXE);
+  });
+
+  app.get('/ipxe/*', files(d.tftpRoot, '/ipxe/'));
+  app.on(['GET', 'HEAD'], '/assets/*', files(d.assetsDir, '/assets/'));
+
+  app.onError((err, c) => {
+    d.log.error({ err: err.message, path: c.req.path }, 'http handler failed');
+    return c.text(`error: ${err.message}\n`, 500);
+  });
+  return app;
+}

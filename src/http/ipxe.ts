@@ -1,0 +1,50 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import type { BootInstruction } from '../config.js';
+
+/** Which template a boot instruction renders with; `undefined` means answer HTTP 404 (some firmware needs it). */
+export function templateFor(instr: BootInstruction): string | undefined {
+  switch (instr.script) {
+    case 'local-disk':
+      return instr.localDiskMethod === 'http404' ? undefined : `local-disk-${instr.localDiskMethod}`;
+    default:
+      return instr.script;
+  }
+}
+
+/** Stored instruction (orchestrator) wins over config; unknown hosts get the configured default. */
+export function selectInstruction(
+  stored: BootInstruction | undefined,
+  configured: BootInstruction | undefined,
+  unknown: BootInstruction,
+): { instruction: BootInstruction; known: boolean } {
+  const instruction = stored ?? configured;
+  return instruction ? { instruction, known: true } : { instruction: unknown, known: false };
+}
+
+export class TemplateError extends Error {}
+
+/** iPXE reads a script line by line: a value must never start a new command. */
+const oneLine = (v: string) => v.replace(/[\r\n]+/g, ' ');
+
+/** Replaces `{{name}}`; a name without a value is an error, never an empty string in a boot line. */
+export function render(template: string, vars: Record<string, string | undefined>): string {
+  return template.replace(/\{\{\s*([a-zA-Z][\w]*)\s*\}\}/g, (_, name: string) => {
+    const v = vars[name];
+    if (v === undefined) throw new TemplateError(`template variable "${name}" has no value`);
+    return oneLine(v);
+  });
+}
+
+export type Templates = ReadonlyMap<string, string>;
+
+export function loadTemplates(dir: string): Templates {
+  const out = new Map<string, string>();
+  for (const f of readdirSync(dir)) {
+    if (f.endsWith('.ipxe')) out.set(path.basename(f, '.ipxe'), readFileSync(path.join(dir, f), 'utf8'));
+  }
+  for (const need of ['entry', 'inspect', 'boot-target', 'discover', 'exit', 'local-disk-exit', 'local-disk-sanboot']) {
+    if (!out.has(need)) throw new TemplateError(`boot script template ${need}.ipxe is missing from ${dir}`);
+  }
+  return out;
+}

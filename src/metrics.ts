@@ -1,0 +1,45 @@
+import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Prometheus metrics for the whole appliance, one registry per process (tests make their own). */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly dhcpPackets = new Counter({
+    name: 'beskar7_dhcp_packets_total',
+    help: 'DHCP packets received, by message type and what we did with them',
+    labelNames: ['port', 'type', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly dhcpMalformed = new Counter({
+    name: 'beskar7_dhcp_malformed_total',
+    help: 'DHCP packets dropped because they could not be decoded',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly tftpTransfers = new Counter({
+    name: 'beskar7_tftp_transfers_total',
+    help: 'TFTP read requests, by result',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly tftpBytes = new Counter({ name: 'beskar7_tftp_bytes_total', help: 'Bytes sent over TFTP', registers: [this.registry] });
+  readonly scripts = new Counter({
+    name: 'beskar7_ipxe_scripts_total',
+    help: 'iPXE scripts rendered, by template',
+    labelNames: ['script'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(withProcessMetrics = false) {
+    if (withProcessMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'beskar7_' });
+  }
+
+  /** Counter value by name and labels, for /healthz and tests. */
+  async value(name: string, labels: Record<string, string> = {}): Promise<number> {
+    const m = this.registry.getSingleMetric(name);
+    if (!m) return 0;
+    const { values } = await m.get();
+    return values
+      .filter((v) => Object.entries(labels).every(([k, want]) => String(v.labels[k]) === want))
+      .reduce((s, v) => s + v.value, 0);
+  }
+}

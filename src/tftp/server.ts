@@ -1,0 +1,81 @@
+import { once } from 'node:events';
+import { createReadStream } from 'node:fs';
+import tftp, { type GetStream, type PutStream, type Server } from 'tftp';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { resolveInside } from '../domain/safe-path.js';
+
+export interface TftpOptions {
+  address: string;
+  port: number;
+  root: string;
+  maxBlksize: number;
+  maxWindowsize: number;
+  retries: number;
+}
+
+/**
+ * Read-only TFTP for the iPXE binaries. The `tftp` package does the protocol (blksize, tsize, windowsize,
+ * rollover, per-transfer sockets); we decide which file, if any, a request may read.
+ */
+export class TftpServer {
+  private server?: Server;
+
+  constructor(
+    private readonly opts: TftpOptions,
+    private readonly log: Logger,
+    private readonly metrics: Metrics,
+    private readonly onTransfer?: (e: { remote: string; file: string; bytes: number; ok: boolean; error?: string }) => void,
+  ) {}
+
+  async start(): Promise<{ address: string; port: number }> {
+    const server = tftp.createServer(
+      {
+        host: this.opts.address,
+        port: this.opts.port,
+        root: this.opts.root,
+        denyPUT: true,
+        blockSize: this.opts.maxBlksize,
+        windowSize: this.opts.maxWindowsize,
+        retries: this.opts.retries,
+      },
+      (req, res) => void this.serve(req, res),
+    );
+    server.on('error', (e: Error) => this.log.error({ err: e.message }, 'tftp server error'));
+    this.server = server;
+    server.listen();
+    await once(server, 'listening');
+    const a = server._socket.address();
+    return { address: a.address, port: a.port };
+  }
+
+  private async serve(req: GetStream, res: PutStream): Promise<void> {
+    const remote = `${req.stats.remoteAddress}:${req.stats.remotePort}`;
+    const fields = { remote, file: req.file, blksize: req.stats.blockSize, windowsize: req.stats.windowSize };
+    req.on('error', (e: Error) => {
+      this.metrics.tftpTransfers.inc({ result: 'failed' });
+      this.log.warn({ ...fields, err: e.message }, 'tftp transfer failed');
+      this.onTransfer?.({ remote, file: req.file, bytes: 0, ok: false, error: e.message });
+    });
+    const target = await resolveInside(this.opts.root, req.file);
+    if (!target.ok) {
+      this.metrics.tftpTransfers.inc({ result: target.status === 404 ? 'not_found' : 'refused' });
+      this.log.warn({ ...fields, reason: target.reason }, 'tftp request refused');
+      this.onTransfer?.({ remote, file: req.file, bytes: 0, ok: false, error: target.reason });
+      req.abort(target.status === 404 ? 'File not found' : 'Access violation');
+      return;
+    }
+    res.setSize(target.size);
+    res.on('finish', () => {
+      this.metrics.tftpTransfers.inc({ result: 'ok' });
+      this.metrics.tftpBytes.inc(target.size);
+      this.log.info({ ...fields, bytes: target.size }, 'tftp transfer done');
+      this.onTransfer?.({ remote, file: req.file, bytes: target.size, ok: true });
+    });
+    createReadStream(target.path).pipe(res);
+  }
+
+  stop(): void {
+    this.server?.close();
+  }
+}
