@@ -1,0 +1,169 @@
+import t from 'tap';
+import { decode, encode } from '../../src/dhcp/codec.js';
+import { type DecideContext, bootFileFor, classify, decide } from '../../src/dhcp/decide.js';
+import { LeaseTable } from '../../src/dhcp/leases.js';
+import { MsgType, Opt } from '../../src/dhcp/options.js';
+import { pxe, request } from '../helpers/packets.js';
+
+const base: Omit<DecideContext, 'mode'> = {
+  port: 'dhcp',
+  serverIp: '10.77.0.1',
+  httpBase: 'http://10.77.0.1:8080',
+  bootFiles: { bios: 'undionly.kpxe', efi: 'ipxe.efi', efiSnp: 'snponly.efi', arm64: 'ipxe-arm64.efi' },
+  snponlyMACs: new Set(['52:54:00:00:00:99']),
+  clientPort: 68,
+  serverPort: 67,
+};
+const proxy: DecideContext = { ...base, mode: 'proxy' };
+const fullCtx: DecideContext = {
+  ...base,
+  mode: 'full',
+  full: { subnetMask: '255.255.255.0', router: '10.77.0.1', dnsServers: ['10.77.0.1'], leaseSeconds: 3600 },
+};
+const pool = () =>
+  new LeaseTable({
+    poolStart: '10.77.0.100', poolEnd: '10.77.0.102', leaseSeconds: 3600, offerHoldSeconds: 30,
+    reservations: [{ mac: '52:54:00:00:00:aa', ip: '10.77.0.50', hostname: 'reserved' }],
+  });
+
+t.test('boot file by client architecture (option 93) and vendor class', async (t) => {
+  const rows: [string, ReturnType<typeof pxe>, string | undefined, string | undefined][] = [
+    ['BIOS PXE', pxe(0), 'undionly.kpxe', 'PXEClient'],
+    ['x86 EFI', pxe(6), 'ipxe.efi', 'PXEClient'],
+    ['x64 EFI', pxe(7), 'ipxe.efi', 'PXEClient'],
+    ['EFI BC', pxe(9), 'ipxe.efi', 'PXEClient'],
+    ['x64 EFI needing snponly', pxe(7, { mac: '52:54:00:00:00:99' }), 'snponly.efi', 'PXEClient'],
+    ['ARM64 EFI', pxe(11), 'ipxe-arm64.efi', 'PXEClient'],
+    ['x64 UEFI HTTP boot', pxe(16, { vendor: 'HTTPClient:Arch:00016:UNDI:003000' }), 'http://10.77.0.1:8080/ipxe/ipxe.efi', 'HTTPClient'],
+    ['ia32 UEFI HTTP boot', pxe(15, { vendor: 'HTTPClient:Arch:00015:UNDI:003000' }), 'http://10.77.0.1:8080/ipxe/ipxe.efi', 'HTTPClient'],
+    ['ARM64 UEFI HTTP boot', pxe(19, { vendor: 'HTTPClient:Arch:00019:UNDI:003000' }), 'http://10.77.0.1:8080/ipxe/ipxe-arm64.efi', 'HTTPClient'],
+    ['iPXE by user class', pxe(0, { userClass: '\x04iPXE' }), 'http://10.77.0.1:8080/boot.ipxe', undefined],
+    ['iPXE by bare user class', pxe(7, { userClass: 'iPXE' }), 'http://10.77.0.1:8080/boot.ipxe', undefined],
+    ['iPXE by option 175', pxe(7, { ipxeEncap: true }), 'http://10.77.0.1:8080/boot.ipxe', undefined],
+    ['unknown arch', pxe(2), undefined, undefined],
+    ['no option 93', request({ vendor: 'PXEClient' }), undefined, undefined],
+    ['plain DHCP client', request({ vendor: 'udhcp 1.35.0' }), undefined, undefined],
+  ];
+  for (const [name, pkt, file, vendor] of rows) {
+    const b = bootFileFor(classify(pkt), proxy);
+    t.equal(b?.file, file, `${name}: file`);
+    t.equal(b?.vendorClass, vendor, `${name}: vendor class`);
+  }
+});
+
+t.test('proxy mode offers boot info, never an address', async (t) => {
+  const out = decide(pxe(0, { uuid: Buffer.from('00112233445566778899aabbccddeeff00', 'hex') }), proxy, undefined, 0);
+  if (out.action !== 'reply') return t.fail(`expected reply, got ${out.action}`);
+  t.equal(out.replyType, 'offer');
+  t.equal(out.reply.yiaddr, '0.0.0.0');
+  t.equal(out.reply.siaddr, '10.77.0.1');
+  t.equal(out.reply.file, 'undionly.kpxe');
+  t.equal(out.reply.options.get(Opt.VendorClass)?.toString(), 'PXEClient');
+  t.equal(out.reply.options.get(Opt.ClientUuid)?.toString('hex'), '00112233445566778899aabbccddeeff00', 'UUID echoed');
+  t.notOk(out.reply.options.has(Opt.LeaseTime), 'no lease time');
+  t.notOk(out.reply.options.has(Opt.IpxeEncap), 'no iPXE options for a PXE ROM');
+  t.same(out.to, { address: '255.255.255.255', port: 68 });
+  t.equal(decode(encode(out.reply)).file, 'undionly.kpxe', 'encodes');
+});
+
+t.test('proxy mode ignores what belongs to the site DHCP server', async (t) => {
+  const rows: [string, ReturnType<typeof pxe>, RegExp][] = [
+    ['plain client', request({ vendor: 'MSFT 5.0' }), /not a netboot client/],
+    ['REQUEST', pxe(0, { type: MsgType.Request, requested: '10.77.0.100', serverId: '10.77.0.2' }), /site's DHCP/],
+    ['unknown arch', pxe(2), /unsupported client architecture 2/],
+    ['BOOTREPLY', { ...pxe(0), op: 2 }, /BOOTREQUEST/],
+    ['BOOTP', (() => { const p = pxe(0); p.options.delete(Opt.MessageType); return p; })(), /BOOTP/],
+  ];
+  for (const [name, pkt, re] of rows) {
+    const out = decide(pkt, proxy, undefined, 0);
+    t.equal(out.action, 'ignore', name);
+    if (out.action === 'ignore') t.match(out.reason, re, name);
+  }
+});
+
+t.test('iPXE clients get the script URL and ipxe.no-pxedhcp (175.176=1)', async (t) => {
+  const out = decide(pxe(7, { userClass: '\x04iPXE', ipxeEncap: true }), proxy, undefined, 0);
+  if (out.action !== 'reply') return t.fail('no reply');
+  t.equal(out.reply.file, 'http://10.77.0.1:8080/boot.ipxe');
+  t.same([...out.reply.options.get(Opt.IpxeEncap)!], [176, 1, 1]);
+  t.equal(out.reply.options.get(Opt.BootfileName)?.toString(), 'http://10.77.0.1:8080/boot.ipxe');
+});
+
+t.test('relayed requests are answered unicast to the relay on the server port', async (t) => {
+  const out = decide(pxe(0, { giaddr: '10.9.0.1' }), proxy, undefined, 0);
+  if (out.action !== 'reply') return t.fail('no reply');
+  t.same(out.to, { address: '10.9.0.1', port: 67 });
+  t.equal(out.reply.giaddr, '10.9.0.1');
+  t.equal(out.reply.flags & 0x8000, 0, 'broadcast flag left as the client set it');
+});
+
+t.test('PXE port 4011 answers REQUEST with an ACK to the sender', async (t) => {
+  const ctx: DecideContext = { ...proxy, port: 'pxe' };
+  const out = decide(pxe(7, { type: MsgType.Request, ciaddr: '10.77.0.150' }), ctx, undefined, 0, { address: '10.77.0.150', port: 4011 });
+  if (out.action !== 'reply') return t.fail('no reply');
+  t.equal(out.replyType, 'ack');
+  t.equal(out.reply.file, 'ipxe.efi');
+  t.equal(out.reply.ciaddr, '10.77.0.150');
+  t.same(out.to, { address: '10.77.0.150', port: 4011 });
+  t.equal(decide(pxe(7), ctx, undefined, 0).action, 'ignore', 'DISCOVER on 4011 is ignored');
+});
+
+t.test('full mode: DORA with lease options and boot info', async (t) => {
+  const leases = pool();
+  const offer = decide(pxe(0, { mac: '52:54:00:00:00:01' }), fullCtx, leases, 1000);
+  if (offer.action !== 'reply') return t.fail('no offer');
+  t.equal(offer.reply.yiaddr, '10.77.0.100');
+  t.same(offer.leaseOp, { kind: 'offer', ip: '10.77.0.100' });
+  t.equal(offer.reply.options.get(Opt.LeaseTime)?.readUInt32BE(0), 3600);
+  t.equal(offer.reply.options.get(Opt.RenewalTime)?.readUInt32BE(0), 1800);
+  t.same([...offer.reply.options.get(Opt.SubnetMask)!], [255, 255, 255, 0]);
+  t.same([...offer.reply.options.get(Opt.Router)!], [10, 77, 0, 1]);
+  t.equal(offer.reply.file, 'undionly.kpxe');
+  leases.holdOffer('52:54:00:00:00:01', '10.77.0.100', 1000);
+
+  const other = decide(pxe(0, { mac: '52:54:00:00:00:02' }), fullCtx, leases, 1000);
+  t.equal(other.action === 'reply' && other.reply.yiaddr, '10.77.0.101', 'held offer is not offered twice');
+
+  const ack = decide(pxe(0, { mac: '52:54:00:00:00:01', type: MsgType.Request, requested: '10.77.0.100', serverId: '10.77.0.1' }), fullCtx, leases, 1000);
+  if (ack.action !== 'reply') return t.fail('no ack');
+  t.equal(ack.replyType, 'ack');
+  t.same(ack.leaseOp, { kind: 'bind', ip: '10.77.0.100', hostname: undefined });
+  t.equal(ack.reply.file, 'undionly.kpxe');
+
+  const plain = decide(request({ mac: '52:54:00:00:00:03', vendor: 'udhcp 1.35.0' }), fullCtx, leases, 1000);
+  t.equal(plain.action === 'reply' && plain.reply.file, '', 'non-netboot clients get an address and no boot file');
+});
+
+t.test('full mode: REQUEST for another server, a taken address, a reservation', async (t) => {
+  const leases = pool();
+  leases.bind('52:54:00:00:00:01', '10.77.0.100', 0);
+  const chose = decide(pxe(0, { mac: '52:54:00:00:00:02', type: MsgType.Request, requested: '10.77.0.101', serverId: '10.77.0.9' }), fullCtx, leases, 0);
+  t.equal(chose.action, 'ignore');
+  const taken = decide(pxe(0, { mac: '52:54:00:00:00:02', type: MsgType.Request, requested: '10.77.0.100', serverId: '10.77.0.1' }), fullCtx, leases, 0);
+  if (taken.action !== 'reply') return t.fail('expected NAK');
+  t.equal(taken.replyType, 'nak');
+  t.match(taken.reply.options.get(Opt.Message)?.toString(), /leased to 52:54:00:00:00:01/);
+  t.equal(taken.reply.yiaddr, '0.0.0.0');
+
+  const res = decide(pxe(0, { mac: '52:54:00:00:00:aa' }), fullCtx, leases, 0);
+  t.equal(res.action === 'reply' && res.reply.yiaddr, '10.77.0.50', 'reservation offered');
+  const wrong = decide(pxe(0, { mac: '52:54:00:00:00:aa', type: MsgType.Request, requested: '10.77.0.101' }), fullCtx, leases, 0);
+  t.equal(wrong.action === 'reply' && wrong.replyType, 'nak', 'reserved host asking for another address is NAKed');
+  const resAck = decide(pxe(0, { mac: '52:54:00:00:00:aa', type: MsgType.Request, requested: '10.77.0.50' }), fullCtx, leases, 0);
+  t.same(resAck.action === 'reply' && resAck.leaseOp, { kind: 'bind', ip: '10.77.0.50', hostname: 'reserved' });
+});
+
+t.test('full mode: release and decline are silent lease changes', async (t) => {
+  const leases = pool();
+  const rel = decide(request({ type: MsgType.Release, ciaddr: '10.77.0.100' }), fullCtx, leases, 0);
+  t.same(rel.action === 'silent' && rel.leaseOp, { kind: 'release', ip: '10.77.0.100' });
+  const dec = decide(request({ type: MsgType.Decline, requested: '10.77.0.101' }), fullCtx, leases, 0);
+  t.same(dec.action === 'silent' && dec.leaseOp, { kind: 'decline', ip: '10.77.0.101' });
+});
+
+t.test('full mode: renewing client is answered unicast', async (t) => {
+  const leases = pool();
+  leases.bind('52:54:00:00:00:01', '10.77.0.100', 0);
+  const out = decide(request({ mac: '52:54:00:00:00:01', type: MsgType.Request, ciaddr: '10.77.0.100' }), fullCtx, leases, 0);
+  t.same(out.action === 'reply' && out.to, { address: '10.77.0.100', port: 68 });
+});

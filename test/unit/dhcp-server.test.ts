@@ -1,0 +1,89 @@
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import t, { type Test } from 'tap';
+import { decode, encode } from '../../src/dhcp/codec.js';
+import { DhcpServer } from '../../src/dhcp/server.js';
+import { MsgType, Opt } from '../../src/dhcp/options.js';
+import { Metrics } from '../../src/metrics.js';
+import { Store } from '../../src/store/store.js';
+import { memoryLogger } from '../helpers/log.js';
+import { pxe } from '../helpers/packets.js';
+import { tempDir } from '../helpers/tmp.js';
+
+/** A relay on loopback: the server answers relayed packets unicast to giaddr, so nothing is broadcast. */
+async function relay(t: Test) {
+  const sock = dgram.createSocket('udp4');
+  sock.bind(0, '127.0.0.1');
+  await once(sock, 'listening');
+  t.teardown(() => sock.close());
+  const replies: ReturnType<typeof decode>[] = [];
+  sock.on('message', (m) => replies.push(decode(m)));
+  return { sock, port: sock.address().port, replies };
+}
+
+async function start(t: Test, mode: 'proxy' | 'full', relayPort: number) {
+  const dir = tempDir(t);
+  const store = await Store.open(dir);
+  const metrics = new Metrics();
+  const { log, lines } = memoryLogger();
+  const full = { subnetMask: '255.0.0.0', dnsServers: [], leaseSeconds: 600 };
+  const server = new DhcpServer(
+    {
+      address: '127.0.0.1', port: 0, proxyPort: 0,
+      pool: mode === 'full' ? { poolStart: '127.1.0.10', poolEnd: '127.1.0.20', leaseSeconds: 600, offerHoldSeconds: 30, reservations: [] } : undefined,
+      context: {
+        mode, serverIp: '127.0.0.1', httpBase: 'http://127.0.0.1:8080',
+        bootFiles: { bios: 'undionly.kpxe', efi: 'ipxe.efi', efiSnp: 'snponly.efi', arm64: 'ipxe-arm64.efi' },
+        snponlyMACs: new Set(), clientPort: 68, serverPort: relayPort,
+        ...(mode === 'full' ? { full } : {}),
+      },
+    },
+    store, log, metrics,
+  );
+  const { port } = await server.start();
+  t.teardown(async () => {
+    await server.stop();
+    await store.close();
+  });
+  return { server, port, metrics, lines, store, dir };
+}
+
+const until = async (cond: () => boolean, ms = 2000) => {
+  const end = Date.now() + ms;
+  while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
+};
+
+t.test('proxy mode over real UDP: relayed PXE DISCOVER gets an OFFER, junk is counted', async (t) => {
+  const r = await relay(t);
+  const s = await start(t, 'proxy', r.port);
+  r.sock.send(encode(pxe(0, { giaddr: '127.0.0.1', xid: 77 })), s.port, '127.0.0.1');
+  for (const junk of [Buffer.alloc(10), Buffer.alloc(400, 0xff), Buffer.concat([encode(pxe(0)).subarray(0, 240), Buffer.from([60, 250, 1])])]) {
+    r.sock.send(junk, s.port, '127.0.0.1');
+  }
+  await until(() => r.replies.length >= 1);
+  await new Promise((res) => setTimeout(res, 100));
+  t.equal(r.replies.length, 1, 'one reply, junk unanswered');
+  t.equal(r.replies[0]!.xid, 77);
+  t.equal(r.replies[0]!.file, 'undionly.kpxe');
+  t.equal(await s.metrics.value('beskar7_dhcp_malformed_total'), 3, 'three malformed packets counted');
+  t.equal(await s.metrics.value('beskar7_dhcp_packets_total', { type: 'discover', result: 'reply' }), 1);
+  t.ok(s.lines.some((l) => l.msg === 'dhcp reply' && l.mac === '52:54:00:aa:bb:01'), 'reply logged with the MAC');
+});
+
+t.test('full mode over real UDP: DORA stores the lease before the ACK; a restart keeps it', async (t) => {
+  const r = await relay(t);
+  const s = await start(t, 'full', r.port);
+  const mac = '52:54:00:00:00:42';
+  r.sock.send(encode(pxe(0, { mac, giaddr: '127.0.0.1', xid: 1 })), s.port, '127.0.0.1');
+  await until(() => r.replies.length >= 1);
+  const offer = r.replies[0]!;
+  t.equal(offer.options.get(Opt.MessageType)![0], MsgType.Offer);
+  r.sock.send(encode(pxe(0, { mac, giaddr: '127.0.0.1', xid: 2, type: MsgType.Request, requested: offer.yiaddr, serverId: '127.0.0.1' })), s.port, '127.0.0.1');
+  await until(() => r.replies.length >= 2);
+  const ack = r.replies[1]!;
+  t.equal(ack.options.get(Opt.MessageType)![0], MsgType.Ack);
+  t.equal(ack.yiaddr, offer.yiaddr);
+  const stored = await s.store.leases.get(offer.yiaddr);
+  t.equal(stored?.mac, mac, 'lease is in LevelDB once the ACK is out');
+  t.equal(s.server.leaseCount, 1);
+});
