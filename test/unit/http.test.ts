@@ -1,0 +1,92 @@
+import { request } from 'node:http';
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { serve } from '@hono/node-server';
+import t from 'tap';
+import { type BootInstruction, repoRoot } from '../../src/config.js';
+import { createHttpApp } from '../../src/http/app.js';
+import { loadTemplates } from '../../src/http/ipxe.js';
+import { Metrics } from '../../src/metrics.js';
+import { memoryLogger } from '../helpers/log.js';
+import { tempDir } from '../helpers/tmp.js';
+
+t.test('HTTP: scripts per host, assets with Range/ETag, escapes refused', async (t) => {
+  const dir = tempDir(t);
+  const assets = path.join(dir, 'assets');
+  mkdirSync(path.join(assets, 'ipxe'), { recursive: true });
+  const blob = Buffer.from(Array.from({ length: 100_000 }, (_, i) => i % 251));
+  writeFileSync(path.join(assets, 'vmlinuz'), blob);
+  writeFileSync(path.join(assets, 'ipxe', 'ipxe.efi'), 'EFI');
+  writeFileSync(path.join(dir, 'secret'), 'outside');
+  symlinkSync(path.join(dir, 'secret'), path.join(assets, 'escape'));
+  const stored = new Map<string, BootInstruction>([
+    ['52:54:00:00:00:01', { script: 'inspect', kernelURL: 'http://x/k', initrdURL: 'http://x/i', cmdline: 'console=ttyS0', localDiskMethod: 'exit' }],
+  ]);
+  const { log } = memoryLogger('warn');
+  const metrics = new Metrics();
+  const scripts: string[] = [];
+  const app = createHttpApp({
+    httpBase: 'http://10.0.0.1:8080', assetsDir: assets, tftpRoot: path.join(assets, 'ipxe'),
+    templates: loadTemplates(path.join(repoRoot, 'boot-scripts')), log, metrics,
+    storedInstruction: async (mac) => stored.get(mac),
+    configuredInstruction: (mac) => (mac === '52:54:00:00:00:02' ? { script: 'local-disk', cmdline: '', localDiskMethod: 'http404' } : undefined),
+    unknownHosts: { script: 'exit', cmdline: '', localDiskMethod: 'exit' },
+    health: async () => ({ probe: 1 }),
+    onScript: (e) => scripts.push(`${e.mac}:${e.script}:${e.known}`),
+  });
+  const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' });
+  await new Promise((r) => server.once('listening', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const get = (p: string, headers: Record<string, string> = {}) => fetch(base + p, { headers });
+
+  const entry = await get('/boot.ipxe');
+  t.equal(entry.status, 200);
+  t.match(await entry.text(), /chain --autofree http:\/\/10\.0\.0\.1:8080\/boot\/host\.ipxe\?mac=/);
+
+  const inspect = await (await get('/boot/host.ipxe?mac=52-54-00-00-00-01&uuid=abc&arch=x86_64&platform=pcbios&serial=S1')).text();
+  t.match(inspect, /kernel http:\/\/x\/k initrd=initrd console=ttyS0\ninitrd --name initrd http:\/\/x\/i\nboot/);
+  t.equal((await get('/boot/host.ipxe?mac=52:54:00:00:00:02')).status, 404, 'local disk by HTTP 404');
+  t.match(await (await get('/boot/host.ipxe?mac=52:54:00:00:00:03')).text(), /exit 1/, 'unknown host exits');
+  const bad = await get('/boot/host.ipxe?mac=zz');
+  t.equal(bad.status, 400);
+  t.match(await bad.text(), /mac: must be a MAC address/);
+  t.same(scripts, ['52:54:00:00:00:01:inspect:true', '52:54:00:00:00:02:http404:true', '52:54:00:00:00:03:exit:false']);
+
+  const full = await get('/assets/vmlinuz');
+  t.equal(full.status, 200);
+  t.equal(full.headers.get('content-length'), String(blob.length));
+  t.ok(Buffer.from(await full.arrayBuffer()).equals(blob));
+  const etag = full.headers.get('etag')!;
+  t.match(etag, /^"[0-9a-f]+-[0-9a-f]+"$/);
+  t.equal((await get('/assets/vmlinuz', { 'If-None-Match': etag })).status, 304);
+  const part = await get('/assets/vmlinuz', { Range: 'bytes=1000-1999' });
+  t.equal(part.status, 206);
+  t.equal(part.headers.get('content-range'), `bytes 1000-1999/${blob.length}`);
+  t.ok(Buffer.from(await part.arrayBuffer()).equals(blob.subarray(1000, 2000)));
+  t.equal((await get('/assets/vmlinuz', { Range: 'bytes=999999-' })).status, 416);
+  const head = await fetch(`${base}/assets/vmlinuz`, { method: 'HEAD' });
+  t.equal(head.headers.get('content-length'), String(blob.length));
+  t.equal(await (await get('/ipxe/ipxe.efi')).text(), 'EFI', 'iPXE binaries over HTTP for UEFI HTTP boot');
+
+  // raw paths: fetch() would normalise the dot segments away before they reach the server
+  const raw = (p: string) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) =>
+      request({ host: '127.0.0.1', port: new URL(base).port, path: p }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      })
+        .on('error', reject)
+        .end(),
+    );
+  for (const [p, status] of [['/assets/escape', 403], ['/assets/..%2fsecret', 403], ['/assets/a%00b', 403], ['/assets/sub%5c..%5csecret', 403], ['/assets/../secret', 404], ['/assets/%2e%2e/secret', 404]] as const) {
+    const r = await raw(p);
+    t.equal(r.status, status, `${p} refused with ${status}`);
+    t.notMatch(r.body, /outside/, `${p} does not leak the file`);
+  }
+  t.equal((await get('/assets/nothing')).status, 404);
+  t.match(await (await get('/healthz')).json(), { status: 'ok', probe: 1 });
+  t.match(await (await get('/metrics')).text(), /beskar7_ipxe_scripts_total\{script="inspect"\} 1/);
+});
