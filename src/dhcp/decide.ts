@@ -69,7 +69,8 @@ export interface BootInfo {
 
 /** Which file this client loads next: the iPXE binary for its firmware, or the HTTP script once iPXE runs. */
 export function bootFileFor(c: ClientInfo, ctx: Pick<DecideContext, 'serverIp' | 'httpBase' | 'bootFiles' | 'snponlyMACs'>): BootInfo | undefined {
-  if (c.ipxe) return { file: `${ctx.httpBase}/boot.ipxe`, ipxe: true };
+  // iPXE recognises a proxy offer only by "PXEClient" in option 60
+  if (c.ipxe) return { file: `${ctx.httpBase}/boot.ipxe`, vendorClass: 'PXEClient', ipxe: true };
   if (!c.netboot || c.archClass === undefined) return undefined;
   const efi = ctx.snponlyMACs.has(c.mac) ? ctx.bootFiles.efiSnp : ctx.bootFiles.efi;
   const tftp = (file: string): BootInfo => ({ file, tftpServer: ctx.serverIp, vendorClass: 'PXEClient', ipxe: false });
@@ -134,7 +135,12 @@ function buildReply(req: DhcpPacket, type: number, ctx: DecideContext, yiaddr: s
     if (ctx.full.domainName) o.set(Opt.DomainName, Buffer.from(ctx.full.domainName));
   }
   if (boot) {
-    if (boot.vendorClass && c.netboot) o.set(Opt.VendorClass, Buffer.from(boot.vendorClass));
+    // Option 60 "PXEClient" marks a proxy/boot-server answer: EDK2 then asks port 4011 for the file (BINL).
+    // A full-mode offer is a plain DHCP offer with a boot file, which every PXE client takes as it is.
+    // UEFI HTTP boot always needs "HTTPClient" echoed.
+    if (boot.vendorClass && c.netboot && (boot.vendorClass === 'HTTPClient' || ctx.mode === 'proxy' || ctx.port === 'pxe')) {
+      o.set(Opt.VendorClass, Buffer.from(boot.vendorClass));
+    }
     const uuid = req.options.get(Opt.ClientUuid);
     if (uuid) o.set(Opt.ClientUuid, uuid); // PXE spec: echo the client's UUID
     if (boot.tftpServer) o.set(Opt.TftpServerName, Buffer.from(boot.tftpServer));

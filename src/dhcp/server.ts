@@ -53,7 +53,7 @@ export class DhcpServer {
     if (this.opts.pool) this.leases = new LeaseTable(this.opts.pool, await this.store.leases.all());
     const main = await this.bind(this.opts.port, 'dhcp');
     const out: { port: number; proxyPort?: number } = { port: main.address().port };
-    if (this.opts.context.mode === 'proxy' && this.opts.proxyPort) {
+    if (this.opts.proxyPort) {
       out.proxyPort = (await this.bind(this.opts.proxyPort, 'pxe')).address().port;
     }
     return out;

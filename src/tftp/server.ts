@@ -53,8 +53,10 @@ export class TftpServer {
     const remote = `${req.stats.remoteAddress}:${req.stats.remotePort}`;
     const fields = { remote, file: req.file, blksize: req.stats.blockSize, windowsize: req.stats.windowSize };
     req.on('error', (e: Error) => {
-      this.metrics.tftpTransfers.inc({ result: 'failed' });
-      this.log.warn({ ...fields, err: e.message }, 'tftp transfer failed');
+      // OVMF and others ask once for the size (tsize) and abort after the OACK: normal, not a failure
+      const probe = /aborted/i.test(e.message);
+      this.metrics.tftpTransfers.inc({ result: probe ? 'aborted_by_client' : 'failed' });
+      this.log[probe ? 'debug' : 'warn']({ ...fields, err: e.message }, probe ? 'tftp transfer aborted by client' : 'tftp transfer failed');
       this.onTransfer?.({ remote, file: req.file, bytes: 0, ok: false, error: e.message });
     });
     const target = await resolveInside(this.opts.root, req.file);

@@ -37,9 +37,9 @@ t.test('boot file by client architecture (option 93) and vendor class', async (t
     ['x64 UEFI HTTP boot', pxe(16, { vendor: 'HTTPClient:Arch:00016:UNDI:003000' }), 'http://10.77.0.1:8080/ipxe/ipxe.efi', 'HTTPClient'],
     ['ia32 UEFI HTTP boot', pxe(15, { vendor: 'HTTPClient:Arch:00015:UNDI:003000' }), 'http://10.77.0.1:8080/ipxe/ipxe.efi', 'HTTPClient'],
     ['ARM64 UEFI HTTP boot', pxe(19, { vendor: 'HTTPClient:Arch:00019:UNDI:003000' }), 'http://10.77.0.1:8080/ipxe/ipxe-arm64.efi', 'HTTPClient'],
-    ['iPXE by user class', pxe(0, { userClass: '\x04iPXE' }), 'http://10.77.0.1:8080/boot.ipxe', undefined],
-    ['iPXE by bare user class', pxe(7, { userClass: 'iPXE' }), 'http://10.77.0.1:8080/boot.ipxe', undefined],
-    ['iPXE by option 175', pxe(7, { ipxeEncap: true }), 'http://10.77.0.1:8080/boot.ipxe', undefined],
+    ['iPXE by user class', pxe(0, { userClass: '\x04iPXE' }), 'http://10.77.0.1:8080/boot.ipxe', 'PXEClient'],
+    ['iPXE by bare user class', pxe(7, { userClass: 'iPXE' }), 'http://10.77.0.1:8080/boot.ipxe', 'PXEClient'],
+    ['iPXE by option 175', pxe(7, { ipxeEncap: true }), 'http://10.77.0.1:8080/boot.ipxe', 'PXEClient'],
     ['unknown arch', pxe(2), undefined, undefined],
     ['no option 93', request({ vendor: 'PXEClient' }), undefined, undefined],
     ['plain DHCP client', request({ vendor: 'udhcp 1.35.0' }), undefined, undefined],
@@ -86,6 +86,7 @@ t.test('iPXE clients get the script URL and ipxe.no-pxedhcp (175.176=1)', async 
   if (out.action !== 'reply') return t.fail('no reply');
   t.equal(out.reply.file, 'http://10.77.0.1:8080/boot.ipxe');
   t.same([...out.reply.options.get(Opt.IpxeEncap)!], [176, 1, 1]);
+  t.equal(out.reply.options.get(Opt.VendorClass)?.toString(), 'PXEClient', 'iPXE takes a proxy offer only with PXEClient');
   t.equal(out.reply.options.get(Opt.BootfileName)?.toString(), 'http://10.77.0.1:8080/boot.ipxe');
 });
 
@@ -119,6 +120,9 @@ t.test('full mode: DORA with lease options and boot info', async (t) => {
   t.same([...offer.reply.options.get(Opt.SubnetMask)!], [255, 255, 255, 0]);
   t.same([...offer.reply.options.get(Opt.Router)!], [10, 77, 0, 1]);
   t.equal(offer.reply.file, 'undionly.kpxe');
+  t.notOk(offer.reply.options.has(Opt.VendorClass), 'no "PXEClient" in a full offer: EDK2 would go to port 4011 for it');
+  const http = decide(pxe(16, { mac: '52:54:00:00:00:05', vendor: 'HTTPClient:Arch:00016:UNDI:003000' }), fullCtx, pool(), 1000);
+  t.equal(http.action === 'reply' && http.reply.options.get(Opt.VendorClass)?.toString(), 'HTTPClient', 'UEFI HTTP boot needs HTTPClient echoed');
   leases.holdOffer('52:54:00:00:00:01', '10.77.0.100', 1000);
 
   const other = decide(pxe(0, { mac: '52:54:00:00:00:02' }), fullCtx, leases, 1000);

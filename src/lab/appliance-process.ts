@@ -1,0 +1,67 @@
+import type { ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { repoRoot } from '../config.js';
+import type { Lab } from './netns.js';
+
+/** The appliance as its own process inside a lab namespace, its JSON log lines collected. */
+export class ApplianceProcess {
+  readonly logs: Record<string, unknown>[] = [];
+  private proc?: ChildProcess;
+
+  constructor(
+    private readonly lab: Lab,
+    private readonly config: Record<string, unknown>,
+    private readonly dir: string,
+    private readonly echo = false,
+  ) {}
+
+  async start(timeoutMs = 20_000): Promise<void> {
+    const file = path.join(this.dir, 'beskar7.yaml');
+    writeFileSync(file, YAML.stringify(this.config));
+    const p = this.lab.spawn(this.lab.ns, process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/main.ts'), '--config', file]);
+    this.proc = p;
+    let buf = '';
+    let errText = '';
+    p.stderr?.on('data', (c: Buffer) => (errText += c.toString()));
+    const ready = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`appliance not ready in ${timeoutMs} ms: ${errText}`)), timeoutMs);
+      p.stdout?.on('data', (c: Buffer) => {
+        buf += c.toString();
+        const lines = buf.split('\n');
+        buf = lines.pop() ?? '';
+        for (const l of lines) {
+          if (this.echo) process.stdout.write(`${l}\n`);
+          try {
+            const rec = JSON.parse(l) as Record<string, unknown>;
+            this.logs.push(rec);
+            if (rec.msg === 'beskar7 ready') {
+              clearTimeout(timer);
+              resolve();
+            }
+          } catch {
+            // not a log line
+          }
+        }
+      });
+      p.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`appliance exited with ${code}: ${errText}`));
+      });
+    });
+    await ready;
+  }
+
+  /** Log lines with this message (and matching fields). */
+  find(msg: string, fields: Record<string, unknown> = {}): Record<string, unknown>[] {
+    return this.logs.filter((l) => l.msg === msg && Object.entries(fields).every(([k, v]) => l[k] === v));
+  }
+
+  async stop(): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    p.kill('SIGTERM');
+    await new Promise((r) => p.once('exit', r));
+  }
+}

@@ -1,0 +1,80 @@
+import { spawn } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Lab } from './netns.js';
+
+export interface MachineSpec {
+  firmware: 'bios' | 'uefi';
+  mac: string;
+  tap: string;
+  /** stop as soon as the serial console shows this */
+  marker: RegExp;
+  timeoutMs?: number;
+  memoryMB?: number;
+  cpus?: number;
+  serial?: string;
+  /** disks to attach, in GiB (sparse files, deleted afterwards) */
+  disksGB?: number[];
+}
+
+export interface BootResult {
+  ok: boolean;
+  ms: number;
+  console: string;
+}
+
+const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
+const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
+
+/**
+ * Boots a QEMU (TCG) machine from the network inside the lab: SeaBIOS with QEMU's iPXE ROM, or OVMF with its
+ * own UEFI PXE (ROM disabled), so the firmware's PXE client is what talks to our DHCP and TFTP.
+ */
+export async function bootMachine(lab: Lab, m: MachineSpec): Promise<BootResult> {
+  const tmp = mkdtempSync(path.join(tmpdir(), 'b7-qemu-'));
+  const args = ['-accel', 'tcg', '-m', String(m.memoryMB ?? 512), '-smp', String(m.cpus ?? 1), '-nographic', '-no-reboot', '-serial', 'mon:stdio',
+    '-smbios', `type=1,serial=${m.serial ?? 'B7-E2E'},manufacturer=Beskar7Lab,product=QEMU-E2E`,
+    '-netdev', `tap,id=n0,ifname=${m.tap},script=no,downscript=no`, '-boot', 'n'];
+  if (m.firmware === 'bios') {
+    args.push('-machine', 'pc', '-device', `virtio-net-pci,netdev=n0,mac=${m.mac}`);
+  } else {
+    copyFileSync(OVMF_VARS, path.join(tmp, 'vars.fd'));
+    args.push('-machine', 'q35', '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`,
+      '-drive', `if=pflash,format=raw,unit=1,file=${path.join(tmp, 'vars.fd')}`,
+      '-device', `virtio-net-pci,netdev=n0,mac=${m.mac},romfile=`);
+  }
+  (m.disksGB ?? []).forEach((gb, i) => {
+    const f = path.join(tmp, `disk${i}.raw`);
+    writeFileSync(f, '');
+    truncateSync(f, gb * 2 ** 30); // sparse
+    args.push('-drive', `file=${f},format=raw,if=virtio`);
+  });
+  const started = Date.now();
+  const p = spawn('ip', ['netns', 'exec', lab.ns, 'qemu-system-x86_64', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const done = new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), m.timeoutMs ?? 120_000);
+    const onData = (c: Buffer) => {
+      out += c.toString('latin1');
+      if (m.marker.test(out)) {
+        clearTimeout(timer);
+        resolve(true);
+      }
+    };
+    p.stdout.on('data', onData);
+    p.stderr.on('data', onData);
+    p.once('exit', () => {
+      clearTimeout(timer);
+      resolve(m.marker.test(out));
+    });
+  });
+  const ok = await done;
+  const ms = Date.now() - started;
+  if (p.exitCode === null) {
+    p.kill('SIGKILL');
+    await new Promise((r) => p.once('exit', r));
+  }
+  rmSync(tmp, { recursive: true, force: true });
+  return { ok, ms, console: out };
+}

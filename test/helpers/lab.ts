@@ -1,0 +1,71 @@
+import { existsSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Test } from 'tap';
+import { repoRoot } from '../../src/config.js';
+import { ApplianceProcess } from '../../src/lab/appliance-process.js';
+import { Lab } from '../../src/lab/netns.js';
+import { tempDir } from './tmp.js';
+
+export const demoKernel = path.join(repoRoot, 'assets/demo/vmlinuz');
+export const demoInitrd = path.join(repoRoot, 'assets/demo/initrd.gz');
+export const haveDemoImage = existsSync(demoKernel) && existsSync(demoInitrd);
+
+let labCount = 0;
+
+/** A lab namespace with router advertisements, torn down when the test ends. */
+export function makeLab(t: Test, prefix = '10.77.0'): Lab {
+  const lab = new Lab(`b7t${process.pid % 10000}x${labCount++}`, prefix).up();
+  t.teardown(() => lab.down());
+  lab.startRouterAdvertisements();
+  return lab;
+}
+
+/** Appliance config for a lab: real ports inside the namespace, unknown hosts boot the demo image. */
+export function labConfig(lab: Lab, dataDir: string, over: Record<string, unknown> = {}): Record<string, unknown> {
+  const http = `http://${lab.serverIp}:8080`;
+  return {
+    dataDir,
+    logLevel: 'debug',
+    advertiseAddress: lab.serverIp,
+    http: { address: lab.serverIp, port: 8080 },
+    tftp: { address: '0.0.0.0', port: 69 },
+    unknownHosts: {
+      script: 'discover',
+      kernelURL: `${http}/assets/demo/vmlinuz`,
+      initrdURL: `${http}/assets/demo/initrd.gz`,
+      cmdline: 'console=ttyS0 panic=-1 quiet',
+    },
+    ...over,
+  };
+}
+
+export async function startAppliance(t: Test, lab: Lab, over: Record<string, unknown> = {}): Promise<ApplianceProcess> {
+  const dir = tempDir(t);
+  const app = new ApplianceProcess(lab, labConfig(lab, path.join(dir, 'data'), over), dir);
+  await app.start();
+  t.teardown(() => app.stop());
+  return app;
+}
+
+export const fullDhcp = (lab: Lab, extra: Record<string, unknown> = {}) => ({
+  dhcp: {
+    mode: 'full',
+    interface: 'br0',
+    full: { poolStart: `${lab.prefix}.100`, poolEnd: `${lab.prefix}.199`, router: lab.serverIp, leaseSeconds: 600, ...extra },
+  },
+});
+
+/** The site's own DHCP server for proxy-mode tests: busybox udhcpd on a separate lab host. */
+export function startSiteDhcp(t: Test, lab: Lab): { ip: string } {
+  const ip = `${lab.prefix}.2`;
+  const host = lab.addHost('site', '52:54:00:5e:00:02', ip);
+  const dir = tempDir(t);
+  const conf = path.join(dir, 'udhcpd.conf');
+  writeFileSync(conf, [
+    `start ${lab.prefix}.100`, `end ${lab.prefix}.199`, 'interface eth0', `lease_file ${dir}/leases`, `pidfile ${dir}/pid`,
+    'opt subnet 255.255.255.0', `opt router ${ip}`, 'opt lease 600', '',
+  ].join('\n'));
+  writeFileSync(path.join(dir, 'leases'), '');
+  lab.spawn(host, 'busybox', ['udhcpd', '-f', conf]);
+  return { ip };
+}
