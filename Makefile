@@ -39,7 +39,7 @@ e2e: deps assets
 
 bench: deps assets
 	bash test/setup-host.sh
-	node --import tsx bench/run.ts
+	node --import tsx test/bench/boot-path.ts
 
 clean:
 	rm -rf dist .tap

@@ -19,12 +19,14 @@ async function main(): Promise<void> {
   const log = createLogger(cfg.logLevel);
   const appliance = new Appliance(cfg, log);
   const listening = await appliance.start();
-  log.info({ listening, dataDir: cfg.dataDir, advertise: cfg.advertiseAddress, mode: cfg.dhcp.mode }, 'beskar7 ready');
+  // start and stop are always logged, whatever the level, so supervisors and tests can see them
+  const life = log.levelVal > 30 ? log.child({}, { level: 'info' }) : log;
+  life.info({ listening, dataDir: cfg.dataDir, advertise: cfg.advertiseAddress, mode: cfg.dhcp.mode }, 'beskar7 ready');
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal }, 'stopping');
+    life.info({ signal }, 'stopping');
     void appliance.stop().then(() => process.exit(0));
   };
   process.on('SIGTERM', () => stop('SIGTERM'));

@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { repoRoot } from '../config.js';
-import type { Lab } from './netns.js';
+import { type Lab, stopProcess } from './netns.js';
 
 /** The appliance as its own process inside a lab namespace, its JSON log lines collected. */
 export class ApplianceProcess {
@@ -59,9 +59,6 @@ export class ApplianceProcess {
   }
 
   async stop(): Promise<void> {
-    const p = this.proc;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    p.kill('SIGTERM');
-    await new Promise((r) => p.once('exit', r));
+    if (this.proc) await stopProcess(this.proc);
   }
 }

@@ -4,7 +4,7 @@ import { once } from 'node:events';
 /**
  * A private lab network: a network namespace with bridge br0 (the appliance's side, `<prefix>.1/24`), QEMU tap
  * devices on the bridge, and further hosts (each its own namespace) joined to it by veth pairs. Nothing in it
- * has a default route, so no packet can leave. Used by the demo lab and the end-to-end tests.
+ * has a default route, so no packet can leave. `prefix` is the first three octets of the lab's addresses. Used by the demo lab and the end-to-end tests.
  */
 export class Lab {
   readonly ns: string;
@@ -16,6 +16,7 @@ export class Lab {
   constructor(
     name: string,
     readonly prefix = '10.77.0',
+    readonly maskBits = 24,
   ) {
     this.ns = name;
     this.serverIp = `${prefix}.1`;
@@ -31,7 +32,7 @@ export class Lab {
     const n = ['-n', this.ns];
     Lab.ip(...n, 'link', 'set', 'lo', 'up');
     Lab.ip(...n, 'link', 'add', 'br0', 'type', 'bridge', 'forward_delay', '0');
-    Lab.ip(...n, 'addr', 'add', `${this.serverIp}/24`, 'dev', 'br0');
+    Lab.ip(...n, 'addr', 'add', `${this.serverIp}/${this.maskBits}`, 'dev', 'br0');
     Lab.ip(...n, 'addr', 'add', `fd77::1/64`, 'dev', 'br0', 'nodad');
     Lab.ip(...n, 'link', 'set', 'br0', 'up');
     // node's dgram sends to 255.255.255.255 only with a route for it
@@ -60,7 +61,7 @@ export class Lab {
     Lab.ip('-n', this.ns, 'link', 'set', peer, 'master', 'br0');
     Lab.ip('-n', this.ns, 'link', 'set', peer, 'up');
     Lab.ip('-n', host, 'link', 'set', 'eth0', 'address', mac);
-    if (address) Lab.ip('-n', host, 'addr', 'add', `${address}/24`, 'dev', 'eth0');
+    if (address) Lab.ip('-n', host, 'addr', 'add', `${address}/${this.maskBits}`, 'dev', 'eth0');
     Lab.ip('-n', host, 'link', 'set', 'eth0', 'up');
     Lab.ip('-n', host, 'route', 'add', '255.255.255.255/32', 'dev', 'eth0');
     this.hosts.push(host);
@@ -96,15 +97,7 @@ export class Lab {
   }
 
   async down(): Promise<void> {
-    for (const p of this.procs) {
-      if (p.exitCode === null && p.signalCode === null) {
-        p.kill('SIGTERM');
-        const exited = once(p, 'exit');
-        const timer = setTimeout(() => p.kill('SIGKILL'), 3000);
-        await exited;
-        clearTimeout(timer);
-      }
-    }
+    for (const p of this.procs) await stopProcess(p);
     for (const h of this.hosts) Lab.delNs(h);
     Lab.delNs(this.ns);
   }
@@ -116,4 +109,14 @@ export class Lab {
       // absent already
     }
   }
+}
+
+/** SIGTERM, then SIGKILL after 3 s; resolves at once for a process that has already exited. */
+export async function stopProcess(p: ChildProcess): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  const exited = once(p, 'exit');
+  p.kill('SIGTERM');
+  const timer = setTimeout(() => p.kill('SIGKILL'), 3000);
+  await exited;
+  clearTimeout(timer);
 }
