@@ -1,8 +1,8 @@
-# Beskar7 appliance. `make run` starts it on safe defaults; `make test` runs every test.
+# Beskar7 appliance. `make run` starts it (a demo lab when no CONFIG is given); `make test` runs every test.
 SHELL := /bin/bash
 IPXE_FILES := undionly.kpxe ipxe.efi snponly.efi
 
-.PHONY: all deps assets build run test unit e2e bench clean
+.PHONY: all deps setup assets build run test unit e2e bench clean
 
 all: build
 
@@ -12,33 +12,40 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 deps: node_modules/.package-lock.json
 
+# Debian packages the tests and the demo lab use, the iPXE binaries and the demo image
+setup: deps
+	bash test/setup-host.sh
+
 # iPXE binaries from Debian's ipxe package, served over TFTP and HTTP
 assets: $(addprefix assets/ipxe/,$(IPXE_FILES))
 assets/ipxe/%: /usr/lib/ipxe/%
 	@mkdir -p assets/ipxe
 	cp $< $@
 /usr/lib/ipxe/%:
-	@echo "missing $@: installing Debian's ipxe package" && apt-get install -y -qq ipxe >/dev/null
+	@echo "missing $@: installing Debian's ipxe package" && apt-get update -qq && apt-get install -y -qq ipxe >/dev/null
 
 build: deps
 	npx tsc -p tsconfig.json
 
+# CONFIG=/etc/beskar7/beskar7.yaml runs on a real network; without it, as root, the demo lab
 run: deps assets
-	node --import tsx src/main.ts $(ARGS)
+ifdef CONFIG
+	node --import tsx src/main.ts --config $(CONFIG)
+else
+	@if [ "$$(id -u)" = 0 ]; then bash test/setup-host.sh && node --import tsx src/lab/demo.ts; \
+	else echo "not root: no demo lab; serving on unprivileged ports" && node --import tsx src/main.ts; fi
+endif
 
-test: deps assets
-	bash test/setup-host.sh
+test: setup
 	npm test
 
 unit: deps
-	npx tap test/unit
+	npx tap build >/dev/null && npx tap test/unit
 
-e2e: deps assets
-	bash test/setup-host.sh
-	npx tap test/e2e
+e2e: setup
+	npx tap build >/dev/null && npx tap test/e2e
 
-bench: deps assets
-	bash test/setup-host.sh
+bench: setup
 	node --import tsx test/bench/boot-path.ts
 
 clean:

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -6,7 +6,12 @@ import YAML from 'yaml';
 import { z } from 'zod';
 import { MacSchema } from './domain/mac.js';
 
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/** The install directory: the nearest ancestor holding package.json (works from src/ and from dist/src/). */
+export const repoRoot = (() => {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return dir;
+})();
 
 const Ipv4 = z.string().refine((s) => isIPv4(s), 'must be an IPv4 address');
 const Port = z.number().int().min(0).max(65535);

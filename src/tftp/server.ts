@@ -74,7 +74,7 @@ export class TftpServer {
       this.log.info({ ...fields, bytes: target.size }, 'tftp transfer done');
       this.onTransfer?.({ remote, file: req.file, bytes: target.size, ok: true });
     });
-    createReadStream(target.path).pipe(res);
+    createReadStream(target.path, { highWaterMark: 1 << 20 }).pipe(res);
   }
 
   stop(): void {

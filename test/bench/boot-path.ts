@@ -9,7 +9,7 @@ import { repoRoot } from '../../src/config.js';
 import { ApplianceProcess } from '../../src/lab/appliance-process.js';
 import { Lab, stopProcess } from '../../src/lab/netns.js';
 
-const RATES = (process.env.BENCH_RATES ?? '1000,2000,4000,8000,16000').split(',').map(Number);
+const RATES = (process.env.BENCH_RATES ?? '1000,2000,3000,4000,6000,8000,12000').split(',').map(Number);
 const PERIOD_S = Number(process.env.BENCH_PERIOD ?? 5);
 const TFTP_RUNS = Number(process.env.BENCH_TFTP_RUNS ?? 5);
 const work = mkdtempSync(path.join(tmpdir(), 'b7bench-'));
