@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 IPXE_FILES := undionly.kpxe ipxe.efi snponly.efi
 
-.PHONY: all deps setup assets build run test unit e2e bench clean
+.PHONY: all deps setup assets build run test unit e2e bench install clean
 
 all: build
 
@@ -47,6 +47,19 @@ e2e: setup
 
 bench: setup
 	node --import tsx test/bench/boot-path.ts
+
+# Installs to $(PREFIX) as the systemd service beskar7 (user beskar7, state in /var/lib/beskar7)
+PREFIX ?= /opt/beskar7
+install: build assets
+	id -u beskar7 >/dev/null 2>&1 || useradd --system --home-dir /var/lib/beskar7 --shell /usr/sbin/nologin beskar7
+	install -d $(PREFIX) /etc/beskar7
+	cp -r dist boot-scripts package.json package-lock.json README.md $(PREFIX)/
+	install -d $(PREFIX)/assets && cp -r assets/ipxe $(PREFIX)/assets/
+	cd $(PREFIX) && npm ci --omit=dev --no-audit --no-fund
+	[ -f /etc/beskar7/beskar7.yaml ] || install -m 0640 -g beskar7 systemd/beskar7.example.yaml /etc/beskar7/beskar7.yaml
+	sed 's|/opt/beskar7|$(PREFIX)|g' systemd/beskar7.service > /etc/systemd/system/beskar7.service
+	systemctl daemon-reload 2>/dev/null || true
+	@echo "installed; edit /etc/beskar7/beskar7.yaml, then: systemctl enable --now beskar7"
 
 clean:
 	rm -rf dist .tap

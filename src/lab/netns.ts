@@ -50,15 +50,23 @@ export class Lab {
     return tap;
   }
 
-  /** Another host on the lab network: its own namespace with eth0 (given MAC, optional address). */
-  addHost(suffix: string, mac: string, address?: string): string {
+  /** A second segment inside the lab namespace, e.g. to prove the appliance answers on br0 only. */
+  addBridge(name: string, cidr: string): void {
+    const n = ['-n', this.ns];
+    Lab.ip(...n, 'link', 'add', name, 'type', 'bridge', 'forward_delay', '0');
+    Lab.ip(...n, 'addr', 'add', cidr, 'dev', name);
+    Lab.ip(...n, 'link', 'set', name, 'up');
+  }
+
+  /** Another host on a lab segment: its own namespace with eth0 (given MAC, optional address). */
+  addHost(suffix: string, mac: string, address?: string, bridge = 'br0'): string {
     const host = `${this.ns}-${suffix}`;
     const peer = `veth${this.links++}`;
     Lab.delNs(host);
     Lab.ip('netns', 'add', host);
     Lab.ip('-n', host, 'link', 'set', 'lo', 'up');
     Lab.ip('-n', this.ns, 'link', 'add', peer, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', host);
-    Lab.ip('-n', this.ns, 'link', 'set', peer, 'master', 'br0');
+    Lab.ip('-n', this.ns, 'link', 'set', peer, 'master', bridge);
     Lab.ip('-n', this.ns, 'link', 'set', peer, 'up');
     Lab.ip('-n', host, 'link', 'set', 'eth0', 'address', mac);
     if (address) Lab.ip('-n', host, 'addr', 'add', `${address}/${this.maskBits}`, 'dev', 'eth0');

@@ -11,11 +11,11 @@ const PXE_EFI = ['-V', 'PXEClient:Arch:00007:UNDI:003016', '-x', '0x5d:0007'];
 const IPXE = ['-V', 'PXEClient:Arch:00007:UNDI:003016', '-x', '0x5d:0007', '-x', '0x4d:69505845'];
 
 /** busybox udhcpc in its own lab host; its script prints what it was given. */
-async function udhcpc(t: Test, lab: Lab, name: string, mac: string, opts: string[]) {
+async function udhcpc(t: Test, lab: Lab, name: string, mac: string, opts: string[], bridge = 'br0') {
   const dir = tempDir(t);
   const script = path.join(dir, 'script.sh');
   writeFileSync(script, '#!/bin/sh\n[ "$1" = bound ] && echo "ip=$ip siaddr=$siaddr boot_file=$boot_file serverid=$serverid"\nexit 0\n', { mode: 0o755 });
-  const host = lab.addHost(name, mac);
+  const host = lab.addHost(name, mac, undefined, bridge);
   const r = await lab.run(host, 'busybox', ['udhcpc', '-i', 'eth0', '-f', '-q', '-n', '-t', '5', '-T', '1', '-s', script, ...opts], 30_000);
   const kv = Object.fromEntries([...r.stdout.matchAll(/(\w+)=(\S*)/g)].map((m) => [m[1], m[2]]));
   return { ...r, kv };
@@ -91,4 +91,16 @@ t.test('proxy mode: the site server leases addresses; we only add boot info', as
     t.ok(theirs.length >= 1 && theirs[0]!.yiaddr.startsWith('10.82.0.1'), `arch ${arch}: address offer from the site`);
     t.same(seen.ack, { file, type: 5 }, `arch ${arch}: port 4011 ACKs with ${file}`);
   }
+});
+
+t.test('interface binding: a server bound to br0 does not answer another segment', async (t) => {
+  const lab = makeLab(t, '10.83.0');
+  lab.addBridge('br1', '10.84.0.1/24');
+  const app = await startAppliance(t, lab, fullDhcp(lab));
+  const other = await udhcpc(t, lab, 'other', '52:54:00:c3:00:01', PXE_BIOS, 'br1');
+  t.not(other.code, 0, 'no lease on br1');
+  t.match(other.stderr, /no lease/);
+  t.equal(app.logs.filter((l) => l.mac === '52:54:00:c3:00:01').length, 0, 'its packets never reached the server');
+  const here = await udhcpc(t, lab, 'here', '52:54:00:c3:00:02', PXE_BIOS);
+  t.equal(here.code, 0, 'a client on br0 is served');
 });

@@ -1,0 +1,31 @@
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import t from 'tap';
+import { loadConfig, repoRoot } from '../../src/config.js';
+
+const unit = path.join(repoRoot, 'systemd/beskar7.service');
+
+t.test('the unit passes systemd-analyze verify', async (t) => {
+  const r = await promisify(execFile)('systemd-analyze', ['verify', unit]).then(
+    (o) => ({ code: 0, stderr: o.stderr }),
+    (e: { code: number; stderr: string }) => ({ code: e.code, stderr: e.stderr }),
+  );
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stderr.trim(), '', 'no warnings');
+});
+
+t.test('the unit is hardened and runs as its own user', async (t) => {
+  const text = readFileSync(unit, 'utf8');
+  for (const line of ['User=beskar7', 'StateDirectory=beskar7', 'ProtectSystem=strict', 'NoNewPrivileges=yes',
+    'CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_NET_BROADCAST', 'AmbientCapabilities=CAP_NET_BIND_SERVICE CAP_NET_BROADCAST']) {
+    t.match(text, new RegExp(`^${line}$`, 'm'), line);
+  }
+});
+
+t.test('the example config is valid', async (t) => {
+  const cfg = loadConfig({ file: path.join(repoRoot, 'systemd/beskar7.example.yaml'), env: { BESKAR7_DATA_DIR: '/var/lib/beskar7' } });
+  t.equal(cfg.dhcp.mode, 'proxy');
+  t.equal(cfg.dataDir, '/var/lib/beskar7', 'the unit sets the data dir by environment');
+});
