@@ -1,0 +1,231 @@
+// A fake Redfish BMC over real HTTP(S), with the quirks of real vendors switchable one by one.
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+
+export interface Personality {
+  /** 428 on a PATCH without If-Match (iDRAC, iLO 5) */
+  requireIfMatch?: boolean;
+  /** BootSourceOverrideEnabled goes back to Disabled when the machine boots */
+  onceRevertsOnBoot?: boolean;
+  /** no BootSourceOverrideMode at all; a PATCH naming it gets 400 (old Supermicro) */
+  noMode?: boolean;
+  /** AllowableValues with a malformed entry (Supermicro) */
+  malformedAllowable?: boolean;
+  /** 200 with an `error` object on PATCH (iLO) */
+  okWithErrorBody?: boolean;
+  /** 409 on ResetType On for this long after a power-off (iDRAC10) */
+  conflictAfterOffMs?: number;
+  /** at most this many sessions; more get 503 RAC0218 */
+  sessionCap?: number;
+  /** PowerState changes this long after the reset */
+  powerLagMs?: number;
+  /** Reset answers 202 with a task monitor that completes after this many polls */
+  taskPolls?: number;
+  /** no SessionService: Basic auth only */
+  noSessions?: boolean;
+  /** two ComputerSystems */
+  twoSystems?: boolean;
+  /** answer every request after this delay */
+  delayMs?: number;
+}
+
+export interface FakeBmcOptions {
+  personality?: Personality;
+  username?: string;
+  password?: string;
+  macs?: string[];
+  uuid?: string;
+  serial?: string;
+  tls?: { key: string; cert: string };
+  /** called when the machine powers on, restarts or powers off (e2e: start/stop QEMU) */
+  onPower?: (event: 'on' | 'restart' | 'off', boot: { target: string; enabled: string }) => void;
+}
+
+export interface Seen {
+  method: string;
+  path: string;
+  body: unknown;
+  headers: http.IncomingHttpHeaders;
+}
+
+export class FakeBmc {
+  readonly seen: Seen[] = [];
+  power: 'On' | 'Off' = 'Off';
+  boot = { target: 'None', enabled: 'Disabled', mode: 'UEFI' };
+  private shownPower: 'On' | 'Off' = 'Off';
+  private etagN = 1;
+  private offAt = 0;
+  private readonly sessions = new Map<string, string>();
+  private readonly tasks = new Map<string, number>();
+  private server?: http.Server;
+  readonly p: Personality;
+
+  constructor(readonly opts: FakeBmcOptions = {}) {
+    this.p = opts.personality ?? {};
+  }
+
+  get etag(): string {
+    return `W/"${this.etagN}"`;
+  }
+
+  async start(): Promise<string> {
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => void this.handle(req, res);
+    this.server = this.opts.tls ? https.createServer(this.opts.tls, handler) : http.createServer(handler);
+    this.server.listen(0, '127.0.0.1');
+    await once(this.server, 'listening');
+    const { port } = this.server.address() as AddressInfo;
+    return `${this.opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
+  }
+
+  async stop(): Promise<void> {
+    this.server?.closeAllConnections();
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
+
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  private setPower(state: 'On' | 'Off') {
+    this.power = state;
+    if (state === 'Off') this.offAt = Date.now();
+    if (this.p.powerLagMs) setTimeout(() => (this.shownPower = this.power), this.p.powerLagMs);
+    else this.shownPower = state;
+  }
+
+  private systemBody(id: string) {
+    const allow = this.p.malformedAllowable ? ['On', 'ForceOff', 'ForceRestart', 'On,ForceOff', ''] : ['On', 'ForceOff', 'ForceRestart', 'GracefulShutdown'];
+    const boot: Record<string, unknown> = {
+      BootSourceOverrideTarget: this.boot.target,
+      BootSourceOverrideEnabled: this.boot.enabled,
+      'BootSourceOverrideTarget@Redfish.AllowableValues': ['None', 'Pxe', 'Hdd', 'Cd'],
+    };
+    if (!this.p.noMode) boot.BootSourceOverrideMode = this.boot.mode;
+    return {
+      '@odata.id': `/redfish/v1/Systems/${id}`,
+      '@odata.etag': this.etag,
+      Id: id,
+      UUID: this.opts.uuid ?? '4c4c4544-0042-3510-8052-b7c04f4e3132',
+      Manufacturer: 'Beskar7 Fake',
+      Model: 'FB-1',
+      SerialNumber: this.opts.serial ?? 'FAKE0001',
+      PowerState: this.shownPower,
+      Boot: boot,
+      EthernetInterfaces: { '@odata.id': `/redfish/v1/Systems/${id}/EthernetInterfaces` },
+      Actions: {
+        '#ComputerSystem.Reset': { target: `/redfish/v1/Systems/${id}/Actions/ComputerSystem.Reset`, 'ResetType@Redfish.AllowableValues': allow },
+      },
+    };
+  }
+
+  private authorized(req: http.IncomingMessage): boolean {
+    const tok = req.headers['x-auth-token'];
+    if (typeof tok === 'string' && this.sessions.has(tok)) return true;
+    const basic = req.headers.authorization;
+    const want = `Basic ${Buffer.from(`${this.opts.username ?? 'admin'}:${this.opts.password ?? 'secret'}`).toString('base64')}`;
+    return basic === want;
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    let raw = '';
+    for await (const c of req) raw += c;
+    let body: unknown;
+    try {
+      body = raw ? JSON.parse(raw) : undefined;
+    } catch {
+      body = raw;
+    }
+    const path = (req.url ?? '/').replace(/\/$/, '') || '/';
+    this.seen.push({ method: req.method ?? 'GET', path, body, headers: req.headers });
+    if (this.p.delayMs) await new Promise((r) => setTimeout(r, this.p.delayMs));
+    const send = (status: number, obj?: unknown, headers: Record<string, string> = {}) => {
+      res.writeHead(status, { 'Content-Type': 'application/json', ...headers });
+      res.end(obj === undefined ? '' : JSON.stringify(obj));
+    };
+    const error = (status: number, id: string, msg: string) => send(status, { error: { code: id, message: msg, '@Message.ExtendedInfo': [{ MessageId: id, Message: msg }] } });
+    const ids = this.p.twoSystems ? ['A', 'B'] : ['System.Embedded.1'];
+
+    if (path === '/redfish/v1') return send(200, { RedfishVersion: '1.15.0', Systems: { '@odata.id': '/redfish/v1/Systems' } });
+    if (path === '/redfish/v1/SessionService/Sessions' && req.method === 'POST') {
+      if (this.p.noSessions) return send(404, {});
+      const b = body as { UserName?: string; Password?: string };
+      if (b?.UserName !== (this.opts.username ?? 'admin') || b?.Password !== (this.opts.password ?? 'secret')) return error(401, 'Base.1.0.InsufficientPrivilege', 'bad credentials');
+      if (this.p.sessionCap !== undefined && this.sessions.size >= this.p.sessionCap) return error(503, 'IDRAC.2.8.RAC0218', 'The maximum number of user sessions is reached.');
+      const token = randomBytes(16).toString('hex');
+      const id = randomBytes(4).toString('hex');
+      this.sessions.set(token, id);
+      return send(201, { Id: id }, { 'X-Auth-Token': token, Location: `/redfish/v1/SessionService/Sessions/${id}` });
+    }
+    if (!this.authorized(req)) return error(401, 'Base.1.0.InsufficientPrivilege', 'authentication required');
+    const sess = /^\/redfish\/v1\/SessionService\/Sessions\/(\w+)$/.exec(path);
+    if (sess && req.method === 'DELETE') {
+      for (const [tok, id] of this.sessions) if (id === sess[1]) this.sessions.delete(tok);
+      return send(204);
+    }
+    if (path === '/redfish/v1/Systems') return send(200, { Members: ids.map((id) => ({ '@odata.id': `/redfish/v1/Systems/${id}` })), 'Members@odata.count': ids.length });
+    const task = /^\/redfish\/v1\/TaskService\/Tasks\/(\w+)$/.exec(path);
+    if (task) {
+      const left = (this.tasks.get(task[1]!) ?? 0) - 1;
+      this.tasks.set(task[1]!, left);
+      return left > 0 ? send(202, { TaskState: 'Running' }, { 'Retry-After': '0' }) : send(200, { TaskState: 'Completed' });
+    }
+    const m = /^\/redfish\/v1\/Systems\/([\w.]+)(\/.*)?$/.exec(path);
+    if (!m || !ids.includes(m[1]!)) return error(404, 'Base.1.0.ResourceMissingAtURI', path);
+    const [, id, rest] = m;
+    if (!rest && req.method === 'GET') return send(200, this.systemBody(id!), { ETag: this.etag });
+    if (!rest && req.method === 'PATCH') {
+      if (this.p.requireIfMatch && !req.headers['if-match']) return error(428, 'Base.1.0.PreconditionRequired', 'If-Match required');
+      if (req.headers['if-match'] && req.headers['if-match'] !== this.etag) return error(412, 'Base.1.0.PreconditionFailed', 'stale ETag');
+      const b = (body as { Boot?: Record<string, string> })?.Boot ?? {};
+      if (b.BootSourceOverrideMode !== undefined && this.p.noMode) return error(400, 'Base.1.0.PropertyUnknown', 'BootSourceOverrideMode');
+      if (b.BootSourceOverrideTarget) this.boot.target = b.BootSourceOverrideTarget;
+      if (b.BootSourceOverrideEnabled) this.boot.enabled = b.BootSourceOverrideEnabled;
+      if (b.BootSourceOverrideMode) this.boot.mode = b.BootSourceOverrideMode;
+      this.etagN++;
+      if (this.p.okWithErrorBody) return send(200, { error: { code: 'iLO.0.10.ExtendedInfo', message: 'See @Message.ExtendedInfo', '@Message.ExtendedInfo': [{ MessageId: 'Base.1.4.Success' }] } });
+      return send(204);
+    }
+    if (rest === '/EthernetInterfaces') {
+      return send(200, { Members: (this.opts.macs ?? ['52:54:00:fa:00:01']).map((_, i) => ({ '@odata.id': `/redfish/v1/Systems/${id}/EthernetInterfaces/NIC.${i}` })) });
+    }
+    const nic = /^\/EthernetInterfaces\/NIC\.(\d+)$/.exec(rest ?? '');
+    if (nic) return send(200, { Id: `NIC.${nic[1]}`, MACAddress: (this.opts.macs ?? ['52:54:00:fa:00:01'])[Number(nic[1])]?.toUpperCase() });
+    if (rest === '/Actions/ComputerSystem.Reset' && req.method === 'POST') {
+      const type = (body as { ResetType?: string })?.ResetType;
+      if (type === 'On' && this.p.conflictAfterOffMs && Date.now() - this.offAt < this.p.conflictAfterOffMs) {
+        return error(409, 'Base.1.0.Conflict', 'The system is powering off; try again later.');
+      }
+      const bootNow = { target: this.boot.target, enabled: this.boot.enabled };
+      switch (type) {
+        case 'On':
+          if (this.power === 'On') return error(409, 'Base.1.0.ActionNotSupported', 'already on');
+          this.setPower('On');
+          this.opts.onPower?.('on', bootNow);
+          break;
+        case 'ForceRestart':
+          this.setPower('On');
+          this.opts.onPower?.('restart', bootNow);
+          break;
+        case 'ForceOff':
+        case 'GracefulShutdown':
+          this.setPower('Off');
+          this.opts.onPower?.('off', bootNow);
+          break;
+        default:
+          return error(400, 'Base.1.0.ActionParameterNotSupported', `ResetType ${type}`);
+      }
+      if ((type === 'On' || type === 'ForceRestart') && this.p.onceRevertsOnBoot && this.boot.enabled === 'Once') this.boot.enabled = 'Disabled';
+      this.etagN++;
+      if (this.p.taskPolls) {
+        const tid = randomBytes(3).toString('hex');
+        this.tasks.set(tid, this.p.taskPolls);
+        return send(202, { '@odata.id': `/redfish/v1/TaskService/Tasks/${tid}` }, { Location: `/redfish/v1/TaskService/Tasks/${tid}` });
+      }
+      return send(204);
+    }
+    return error(404, 'Base.1.0.ResourceMissingAtURI', path);
+  }
+}

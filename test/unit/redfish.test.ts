@@ -1,0 +1,196 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import t, { type Test } from 'tap';
+import { RedfishClient, RedfishError } from '../../src/redfish/client.js';
+import { Limiter } from '../../src/redfish/limiter.js';
+import { backoffMs, isRetryable } from '../../src/redfish/retry.js';
+import { FakeBmc, type FakeBmcOptions, type Personality } from '../fake-bmc/server.js';
+import { memoryLogger } from '../helpers/log.js';
+import { tempDir } from '../helpers/tmp.js';
+
+const global = new Limiter(8);
+
+async function setup(t: Test, personality: Personality = {}, extra: Partial<FakeBmcOptions> = {}, conn: Record<string, unknown> = {}) {
+  const bmc = new FakeBmc({ personality, ...extra });
+  const address = await bmc.start();
+  const { log, lines } = memoryLogger();
+  const client = new RedfishClient(
+    { address, username: 'admin', password: 'secret', ...conn },
+    { timeoutMs: 2000, retries: 4, backoffBaseMs: 20, backoffMaxMs: 200, global, perBmc: 2 },
+    log,
+  );
+  t.teardown(async () => {
+    await client.close();
+    await bmc.stop();
+  });
+  return { bmc, client, lines, address };
+}
+
+t.test('retry policy is pure and bounded', async (t) => {
+  t.ok(isRetryable(409, '', 'POST'));
+  t.ok(isRetryable(503, '', 'PATCH'));
+  t.ok(isRetryable(500, '{"error":{"code":"SYS518"}}', 'PATCH'));
+  t.ok(isRetryable(400, 'UnableToModifyDuringSystemPOST', 'PATCH'));
+  t.notOk(isRetryable(400, 'PropertyUnknown', 'PATCH'));
+  t.ok(isRetryable(0, 'ECONNRESET', 'GET'));
+  t.notOk(isRetryable(0, 'ECONNRESET', 'POST'), 'a POST that may have happened is not repeated');
+  t.equal(backoffMs(3, 100, 10_000, null, () => 1), 800);
+  t.equal(backoffMs(10, 100, 5000, null, () => 1), 5000, 'capped');
+  t.equal(backoffMs(3, 100, 10_000, null, () => 0), 400, 'at least half the step');
+  t.equal(backoffMs(0, 100, 60_000, '7'), 7000, 'Retry-After wins');
+});
+
+t.test('plain BMC: session, one-time PXE with Mode, power on, session closed', async (t) => {
+  const { bmc, client } = await setup(t);
+  const sys = await client.getSystem();
+  t.equal(sys.path, '/redfish/v1/Systems/System.Embedded.1', 'the only member, not /Systems/1');
+  t.same(await client.macs(), ['52:54:00:fa:00:01']);
+  await client.setOneTimePxe('UEFI');
+  t.same(bmc.boot, { target: 'Pxe', enabled: 'Once', mode: 'UEFI' });
+  const patch = bmc.seen.find((s) => s.method === 'PATCH')!;
+  t.same(patch.body, { Boot: { BootSourceOverrideTarget: 'Pxe', BootSourceOverrideEnabled: 'Once' } }, 'Mode not sent when it already matches');
+  t.ok(patch.headers['x-auth-token'], 'session token used');
+  t.equal(patch.headers['if-match'], 'W/"1"', 'If-Match from the ETag');
+  t.equal(await client.powerOnOrRestart(2000), 'On');
+  t.equal(bmc.power, 'On');
+  t.equal(await client.powerOnOrRestart(2000), 'ForceRestart', 'a host already on is restarted');
+  t.equal(bmc.sessionCount, 1, 'one cached session');
+  await client.close();
+  t.equal(bmc.sessionCount, 0, 'session deleted on close');
+});
+
+t.test('Mode is sent only when it differs', async (t) => {
+  const { bmc, client } = await setup(t);
+  bmc.boot.mode = 'Legacy';
+  await client.setOneTimePxe('UEFI');
+  t.equal((bmc.seen.find((s) => s.method === 'PATCH')!.body as { Boot: Record<string, string> }).Boot.BootSourceOverrideMode, 'UEFI');
+});
+
+t.test('428 without If-Match (iDRAC, iLO)', async (t) => {
+  const { bmc, client } = await setup(t, { requireIfMatch: true });
+  await client.setOneTimePxe('UEFI');
+  t.equal(bmc.boot.target, 'Pxe');
+  t.ok(bmc.seen.filter((s) => s.method === 'PATCH').every((s) => s.headers['if-match']), 'every PATCH carried If-Match');
+});
+
+t.test('no BootSourceOverrideMode (old Supermicro): retried without Mode', async (t) => {
+  const { bmc, client } = await setup(t, { noMode: true });
+  await client.setOneTimePxe('UEFI');
+  t.same(bmc.boot, { target: 'Pxe', enabled: 'Once', mode: 'UEFI' });
+  t.ok(bmc.seen.filter((s) => s.method === 'PATCH').every((s) => !JSON.stringify(s.body).includes('Mode')), 'Mode never sent: the system shows none');
+});
+
+t.test('Once reverts to Disabled when the machine boots', async (t) => {
+  const { bmc, client } = await setup(t, { onceRevertsOnBoot: true });
+  await client.setOneTimePxe();
+  await client.powerOnOrRestart(2000);
+  t.equal(bmc.boot.enabled, 'Disabled');
+  await client.setOneTimePxe();
+  t.equal(bmc.boot.enabled, 'Once', 'set again for the next boot');
+});
+
+t.test('malformed AllowableValues are only hints', async (t) => {
+  const { bmc, client } = await setup(t, { malformedAllowable: true });
+  await client.reset('On');
+  t.equal(bmc.power, 'On');
+});
+
+t.test('200 with an error body is success (iLO)', async (t) => {
+  const { bmc, client } = await setup(t, { okWithErrorBody: true });
+  await client.setOneTimePxe();
+  t.equal(bmc.boot.target, 'Pxe');
+});
+
+t.test('409 on On right after off (iDRAC10) is retried with backoff', async (t) => {
+  const { bmc, client, lines } = await setup(t, { conflictAfterOffMs: 100 });
+  bmc['setPower']('On');
+  await client.powerOff(2000);
+  await client.powerOnOrRestart(2000);
+  t.equal(bmc.power, 'On');
+  t.ok(bmc.seen.filter((s) => s.method === 'POST' && s.path.endsWith('Reset')).length > 2, 'the On was repeated');
+  t.ok(lines.some((l) => l.msg === 'redfish: retrying' && l.status === 409));
+});
+
+t.test('session cap 503 (RAC0218): waits for a free session', async (t) => {
+  const { bmc, client } = await setup(t, { sessionCap: 0 });
+  setTimeout(() => (bmc.p.sessionCap = 1), 100);
+  await client.getSystem();
+  t.equal(bmc.sessionCount, 1);
+  t.ok(bmc.seen.filter((s) => s.path.endsWith('/Sessions')).length >= 2, 'login retried');
+});
+
+t.test('PowerState lag: polled until it shows, or a deadline error', async (t) => {
+  const { bmc, client } = await setup(t, { powerLagMs: 300 });
+  await client.powerOnOrRestart(3000);
+  t.equal(bmc.power, 'On');
+  bmc.p.powerLagMs = 5000;
+  await t.rejects(client.powerOff(400), /PowerState still On after 400 ms/);
+});
+
+t.test('202 with a task monitor is followed to completion', async (t) => {
+  const { bmc, client } = await setup(t, { taskPolls: 3 });
+  await client.reset('On');
+  t.equal(bmc.seen.filter((s) => s.path.startsWith('/redfish/v1/TaskService/Tasks/')).length, 3);
+});
+
+t.test('no session service: Basic auth', async (t) => {
+  const { bmc, client } = await setup(t, { noSessions: true });
+  await client.getSystem();
+  t.match(String(bmc.seen.at(-1)!.headers.authorization), /^Basic /);
+});
+
+t.test('several systems need a systemId', async (t) => {
+  const { client } = await setup(t, { twoSystems: true });
+  await t.rejects(client.getSystem(), /2 systems .* set redfish\.systemId/);
+  const { client: c2 } = await setup(t, { twoSystems: true }, {}, { systemId: 'B' });
+  t.equal((await c2.getSystem()).path, '/redfish/v1/Systems/B');
+});
+
+t.test('401 re-login once; wrong password is an error that hides the password', async (t) => {
+  const { bmc, client } = await setup(t);
+  await client.getSystem();
+  bmc['sessions'].clear(); // the BMC forgot our session
+  await client.getSystem();
+  t.equal(bmc.sessionCount, 1, 'logged in again');
+  const { client: bad, lines } = await setup(t, {}, {}, { password: 'hunter2-wrong' });
+  const err = await bad.getSystem().catch((e: unknown) => e);
+  t.ok(err instanceof RedfishError && err.status === 401, 'HTTP 401 surfaced');
+  t.notMatch(JSON.stringify(lines) + String(err), /hunter2/, 'password in no log line or error');
+});
+
+t.test('timeouts on every call', async (t) => {
+  const { client } = await setup(t, { delayMs: 3000 });
+  const started = Date.now();
+  await t.rejects(client.getSystem(), /transport error/);
+  t.ok(Date.now() - started < 2000 * 6 + 3000, 'bounded by timeout x retries');
+});
+
+t.test('TLS: CA bundle trusted, unknown CA refused, insecure only when asked', async (t) => {
+  const dir = tempDir(t);
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1',
+    '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
+  const tls = { key: readFileSync(path.join(dir, 'key.pem'), 'utf8'), cert: readFileSync(path.join(dir, 'cert.pem'), 'utf8') };
+  const { client: trusted } = await setup(t, {}, { tls }, { caBundle: tls.cert });
+  t.equal((await trusted.getSystem()).manufacturer, 'Beskar7 Fake');
+  const { client: strict } = await setup(t, {}, { tls });
+  await t.rejects(strict.getSystem(), /transport error: .*(self-signed|certificate)/i);
+  const { client: insecure } = await setup(t, {}, { tls }, { insecureSkipVerify: true });
+  t.equal((await insecure.getSystem()).model, 'FB-1');
+});
+
+t.test('per-BMC concurrency cap', async (t) => {
+  const { bmc, client } = await setup(t, { delayMs: 50 });
+  let peak = 0;
+  let now = 0;
+  const orig = bmc['handle'].bind(bmc);
+  bmc['handle'] = async (req: never, res: never) => {
+    now++;
+    peak = Math.max(peak, now);
+    await orig(req, res);
+    now--;
+  };
+  await client.getSystem();
+  await Promise.all(Array.from({ length: 8 }, () => client.getSystem()));
+  t.ok(peak <= 2, `at most 2 calls in flight to one BMC (saw ${peak})`);
+});
