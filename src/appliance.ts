@@ -8,6 +8,11 @@ import { createHttpApp } from './http/app.js';
 import { loadTemplates } from './http/ipxe.js';
 import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';
+import { createApi } from './http/api.js';
+import { Orchestrator } from './orchestrator/reconciler.js';
+import { RedfishClient } from './redfish/client.js';
+import { Limiter } from './redfish/limiter.js';
+import { SecretBox, adminToken } from './store/secrets.js';
 import { Store } from './store/store.js';
 import { TftpServer } from './tftp/server.js';
 
@@ -41,6 +46,7 @@ export class Appliance {
   private dhcp?: DhcpServer;
   private tftp?: TftpServer;
   private http?: ServerType;
+  private orchestrator?: Orchestrator;
 
   constructor(
     readonly cfg: Config,
@@ -54,9 +60,38 @@ export class Appliance {
     const templates = loadTemplates(cfg.bootScriptsDir);
     const store = (this.store = await Store.open(path.join(cfg.dataDir, 'db')));
     const started = Date.now();
+    const httpBase = `http://${cfg.advertiseAddress}:${cfg.http.port}`;
+    const secrets = new SecretBox(cfg.dataDir);
+    const admin = adminToken(cfg.dataDir, cfg.api.adminToken);
+    if (admin.file) log.info({ file: admin.file }, 'admin API token (Authorization: Bearer <token>) is in this file');
+    const rf = cfg.redfish;
+    const globalBmc = new Limiter(rf.globalConcurrency);
+    const o = cfg.orchestrator;
+    const orchestrator = (this.orchestrator = new Orchestrator(
+      store,
+      secrets,
+      (h, password) =>
+        new RedfishClient(
+          { ...h.spec.redfish, password },
+          { timeoutMs: rf.timeoutSeconds * 1000, retries: rf.retries, backoffBaseMs: rf.backoffBaseSeconds * 1000, backoffMaxMs: rf.backoffMaxSeconds * 1000, global: globalBmc, perBmc: rf.perBmcConcurrency },
+          log.child({ host: h.name }),
+        ),
+      {
+        apiBase: httpBase,
+        tickMs: o.tickSeconds * 1000,
+        powerDeadlineMs: o.powerDeadlineSeconds * 1000,
+        inspectionTimeoutMs: o.inspectionTimeoutSeconds * 1000,
+        maxAttempts: o.maxAttempts,
+        retryBaseMs: o.retryBaseSeconds * 1000,
+        retryMaxMs: o.retryMaxSeconds * 1000,
+      },
+      log,
+    ));
 
     const app = createHttpApp({
-      httpBase: `http://${cfg.advertiseAddress}:${cfg.http.port}`,
+      api: createApi({ store, secrets, orchestrator, adminToken: admin.token, maxBodyBytes: cfg.api.maxBodyBytes }),
+      onScript: (e) => void orchestrator.scriptFetched(e.mac).catch((err: Error) => log.error({ mac: e.mac, err: err.message }, 'script event failed')),
+      httpBase,
       assetsDir: cfg.assetsDir,
       tftpRoot,
       templates,
@@ -117,10 +152,12 @@ export class Appliance {
         'dhcp listening',
       );
     }
+    orchestrator.start();
     return out;
   }
 
   async stop(): Promise<void> {
+    await this.orchestrator?.stop();
     this.tftp?.stop();
     await this.dhcp?.stop();
     await new Promise<void>((r) => (this.http ? this.http.close(() => r()) : r()));

@@ -102,6 +102,36 @@ export const ConfigSchema = z
         if (d.mode === 'full' && !d.full) ctx.addIssue({ code: 'custom', path: ['full'], message: 'mode "full" needs a pool (dhcp.full.poolStart/poolEnd)' });
       })
       .prefault({}),
+    api: z
+      .object({
+        /** without it, a token is generated once into <dataDir>/admin-token */
+        adminToken: z.string().min(16).optional(),
+        maxBodyBytes: z.number().int().min(1024).default(1 << 20),
+      })
+      .strict()
+      .prefault({}),
+    orchestrator: z
+      .object({
+        inspectionTimeoutSeconds: z.number().min(0.1).default(900),
+        maxAttempts: z.number().int().min(1).default(3),
+        retryBaseSeconds: z.number().min(0).default(30),
+        retryMaxSeconds: z.number().min(0).default(600),
+        tickSeconds: z.number().min(0.05).default(5),
+        powerDeadlineSeconds: z.number().min(1).default(120),
+      })
+      .strict()
+      .prefault({}),
+    redfish: z
+      .object({
+        timeoutSeconds: z.number().min(0.1).default(30),
+        retries: z.number().int().min(0).default(6),
+        backoffBaseSeconds: z.number().min(0).default(2),
+        backoffMaxSeconds: z.number().min(0).default(60),
+        perBmcConcurrency: z.number().int().min(1).default(2),
+        globalConcurrency: z.number().int().min(1).default(32),
+      })
+      .strict()
+      .prefault({}),
     /** What hosts without a stored instruction boot. */
     unknownHosts: BootInstructionSchema.prefault({ script: 'exit' }),
     /** Per-MAC boot instructions given in config (the inventory adds its own in the store). */

@@ -22,6 +22,8 @@ export interface HttpDeps {
   unknownHosts: BootInstruction;
   health: () => Promise<Record<string, unknown>>;
   onScript?: (e: { mac: string; script: string; known: boolean; uuid?: string | undefined; serial?: string | undefined }) => void;
+  /** mounted at /api/v1 */
+  api?: Hono;
 }
 
 /** What iPXE reports about itself in the entry script's query string (all but mac optional). */
@@ -89,6 +91,7 @@ export function createHttpApp(d: HttpDeps): Hono {
     return c.body(body, 200, IPXE);
   });
 
+  if (d.api) app.route('/api/v1', d.api);
   app.get('/ipxe/*', files(d.tftpRoot, '/ipxe/'));
   app.on(['GET', 'HEAD'], '/assets/*', files(d.assetsDir, '/assets/'));
 

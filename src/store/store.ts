@@ -1,9 +1,20 @@
 import { mkdirSync } from 'node:fs';
 import { Level } from 'level';
 import type { AbstractSublevel } from 'abstract-level';
-import type { z } from 'zod';
-import { LeaseSchema, type Lease } from '../domain/lease.js';
-import { BootInstructionSchema, type BootInstruction } from '../config.js';
+import { z } from 'zod';
+import { LeaseSchema } from '../domain/lease.js';
+import { BootInstructionSchema } from '../config.js';
+import { StoredHostSchema, StoredMachineSchema, StoredReportSchema } from '../domain/resources.js';
+
+export const EventSchema = z.object({
+  at: z.string(),
+  kind: z.string(),
+  host: z.string().optional(),
+  machine: z.string().optional(),
+  mac: z.string().optional(),
+  message: z.string(),
+});
+export type StoreEvent = z.infer<typeof EventSchema>;
 
 type Sub<V> = AbstractSublevel<Level<string, unknown>, string | Buffer | Uint8Array, string, V>;
 
@@ -52,14 +63,27 @@ export class Collection<S extends z.ZodType> {
 export class Store {
   readonly leases: Collection<typeof LeaseSchema>;
   readonly bootInstructions: Collection<typeof BootInstructionSchema>;
+  readonly hosts: Collection<typeof StoredHostSchema>;
+  readonly machines: Collection<typeof StoredMachineSchema>;
+  readonly reports: Collection<typeof StoredReportSchema>;
+  readonly events: Collection<typeof EventSchema>;
+  private eventSeq = 0;
 
   private constructor(readonly db: Level<string, unknown>) {
-    this.leases = new Collection('leases', db.sublevel<string, Lease>('leases', { valueEncoding: 'json' }), LeaseSchema);
-    this.bootInstructions = new Collection(
-      'boot',
-      db.sublevel<string, BootInstruction>('boot', { valueEncoding: 'json' }),
-      BootInstructionSchema,
-    );
+    const sub = <S extends z.ZodType>(name: string, schema: S) =>
+      new Collection(name, db.sublevel<string, z.infer<S>>(name, { valueEncoding: 'json' }), schema);
+    this.leases = sub('leases', LeaseSchema);
+    this.bootInstructions = sub('boot', BootInstructionSchema);
+    this.hosts = sub('hosts', StoredHostSchema);
+    this.machines = sub('machines', StoredMachineSchema);
+    this.reports = sub('reports', StoredReportSchema);
+    this.events = sub('events', EventSchema);
+  }
+
+  /** An event as a batch op; keys sort by time. */
+  event(e: Omit<StoreEvent, 'at'>): BatchOp {
+    const at = new Date().toISOString();
+    return this.events.put(`${at}-${String(this.eventSeq++ % 1e6).padStart(6, '0')}`, { at, ...e });
   }
 
   static async open(dir: string): Promise<Store> {

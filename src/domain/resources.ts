@@ -1,0 +1,158 @@
+import { z } from 'zod';
+import { MacSchema } from './mac.js';
+
+/** Resource shapes of the Beskar7 v1.0 API: one zod definition each, types by z.infer. */
+
+const Name = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/, 'must be a DNS label: lower-case letters, digits and "-"');
+
+export const RedfishSpecSchema = z
+  .object({
+    address: z.url({ protocol: /^https?$/ }).describe('BMC base URL, e.g. https://10.0.0.21'),
+    username: z.string().min(1),
+    password: z.string().min(1).describe('write-only; encrypted at rest, never returned'),
+    insecureSkipVerify: z.boolean().default(false),
+    caBundle: z.string().includes('BEGIN CERTIFICATE', { message: 'must be a PEM bundle' }).optional(),
+    systemId: z.string().min(1).optional(),
+  })
+  .strict();
+
+export const HostSpecSchema = z
+  .object({
+    redfish: RedfishSpecSchema,
+    bootMACs: z.array(MacSchema).default([]),
+    labels: z.record(z.string(), z.string()).default({}),
+  })
+  .strict();
+
+export const HostCreateSchema = z.object({ name: Name, spec: HostSpecSchema }).strict();
+
+export const HostState = z.enum(['Enrolling', 'Available', 'InUse', 'Inspecting', 'Ready', 'Provisioned', 'Error']);
+export const InspectionPhase = z.enum(['Pending', 'Booting', 'InProgress', 'Complete', 'Failed', 'Timeout']);
+
+export const HostStatusSchema = z.object({
+  state: HostState,
+  observedPowerState: z.string().optional(),
+  hardwareDetails: z.object({ manufacturer: z.string().optional(), model: z.string().optional(), serialNumber: z.string().optional() }).optional(),
+  uuid: z.string().optional(),
+  nics: z.array(z.object({ mac: MacSchema })).default([]),
+  inspectionPhase: InspectionPhase.optional(),
+  inspectionTimestamp: z.string().optional(),
+  /** key of the latest report in the reports collection */
+  inspectionReportId: z.string().optional(),
+  errorMessage: z.string().optional(),
+  consumer: z.string().optional(),
+});
+
+/** What the store keeps: the password only as ciphertext, the inspection token only as a hash. */
+export const StoredHostSchema = z.object({
+  name: z.string(),
+  spec: HostSpecSchema.extend({ redfish: RedfishSpecSchema.omit({ password: true }).extend({ passwordEnc: z.string() }) }),
+  status: HostStatusSchema,
+  inspectionTokenHash: z.string().optional(),
+  createdAt: z.string(),
+});
+export type StoredHost = z.infer<typeof StoredHostSchema>;
+export type HostState = z.infer<typeof HostState>;
+
+export const HardwareRequirementsSchema = z
+  .object({
+    minCPUCores: z.number().int().min(0).default(0),
+    minMemoryGB: z.number().min(0).default(0),
+    minDiskGB: z.number().min(0).default(0),
+  })
+  .strict();
+export type HardwareRequirements = z.infer<typeof HardwareRequirementsSchema>;
+
+export const MachineSpecSchema = z
+  .object({
+    inspectionImageURL: z.url({ protocol: /^https?$/ }).describe('directory holding the inspector: <url>/vmlinuz and <url>/initrd'),
+    targetImageURL: z.url({ protocol: /^https?$/ }),
+    configurationURL: z.url({ protocol: /^https?$/ }).optional(),
+    hardwareRequirements: HardwareRequirementsSchema.optional(),
+    hostSelector: z.object({ matchLabels: z.record(z.string(), z.string()).default({}) }).strict().optional(),
+  })
+  .strict();
+
+export const MachineCreateSchema = z.object({ name: Name, spec: MachineSpecSchema }).strict();
+
+export const MachinePhase = z.enum(['Pending', 'Inspecting', 'Provisioned', 'Failed', 'Deleting']);
+
+export const MachineStatusSchema = z.object({
+  phase: MachinePhase,
+  hostId: z.string().optional(),
+  failureReason: z.string().optional(),
+  failureMessage: z.string().optional(),
+  /** inspection attempts so far */
+  attempts: z.number().int().default(0),
+  /** epoch ms: the current attempt times out then */
+  inspectionDeadline: z.number().optional(),
+  /** epoch ms: do not act before (backoff between attempts) */
+  notBefore: z.number().optional(),
+});
+
+export const StoredMachineSchema = z.object({
+  name: z.string(),
+  spec: MachineSpecSchema,
+  status: MachineStatusSchema,
+  createdAt: z.string(),
+});
+export type StoredMachine = z.infer<typeof StoredMachineSchema>;
+
+const GB = z.number().nonnegative().describe('gigabytes (10^9 bytes), a number');
+
+export const InspectionReportSchema = z
+  .object({
+    manufacturer: z.string().default(''),
+    model: z.string().default(''),
+    serialNumber: z.string().default(''),
+    bootMode: z.enum(['UEFI', 'Legacy']),
+    firmwareVersion: z.string().default(''),
+    cpus: z
+      .object({
+        count: z.number().int().min(1).describe('sockets'),
+        cores: z.number().int().min(1).describe('physical cores, all sockets'),
+        threads: z.number().int().min(1),
+        model: z.string().default(''),
+      })
+      .strict()
+      .refine((c) => c.threads >= c.cores && c.cores >= c.count, 'need sockets <= cores <= threads'),
+    memory: z.object({ totalGB: GB.positive() }).strict(),
+    disks: z
+      .array(
+        z
+          .object({
+            device: z.string().min(1),
+            sizeGB: GB.positive('a disk of size 0 is a broken report'),
+            type: z.enum(['SSD', 'HDD', 'NVMe']),
+            model: z.string().default(''),
+            serial: z.string().default(''),
+          })
+          .strict(),
+      )
+      .default([]),
+    nics: z
+      .array(
+        z
+          .object({
+            interface: z.string().min(1),
+            macAddress: MacSchema,
+            speedMbps: z.number().int().min(0).optional(),
+            driver: z.string().default(''),
+          })
+          .strict(),
+      )
+      .default([]),
+  })
+  .strict();
+export type InspectionReport = z.infer<typeof InspectionReportSchema>;
+
+export const StoredReportSchema = z.object({
+  hostId: z.string(),
+  machine: z.string().optional(),
+  receivedAt: z.string(),
+  report: InspectionReportSchema,
+});

@@ -1,0 +1,319 @@
+import type { BootInstruction } from '../config.js';
+import type { InspectionReport, StoredHost, StoredMachine } from '../domain/resources.js';
+import type { Logger } from '../log.js';
+import type { RedfishClient } from '../redfish/client.js';
+import { type SecretBox, hashToken, newToken, tokenMatches } from '../store/secrets.js';
+import type { BatchOp, Store } from '../store/store.js';
+import {
+  type Policy,
+  attemptFailed,
+  booted,
+  claim,
+  handedOff,
+  inspectInstruction,
+  nextStep,
+  release,
+  startAttempt,
+  validated,
+} from './transitions.js';
+
+export type BmcDriver = Pick<RedfishClient, 'getSystem' | 'macs' | 'setOneTimePxe' | 'powerOnOrRestart' | 'powerOff' | 'clearBootOverride' | 'close'>;
+export type BmcFactory = (host: StoredHost, password: string) => BmcDriver;
+
+export interface OrchestratorOptions extends Policy {
+  /** base URL the inspector posts to (http://advertise:port) */
+  apiBase: string;
+  tickMs: number;
+  powerDeadlineMs: number;
+}
+
+export type ReportVerdict = { ok: true } | { ok: false; status: 401 | 404 | 409; error: string };
+
+/** Drives machines and hosts through the workflow; state is in the store, so a restart simply reconciles again. */
+export class Orchestrator {
+  private readonly bmcs = new Map<string, BmcDriver>();
+  private readonly busy = new Set<string>();
+  private timer?: NodeJS.Timeout;
+  private pass?: Promise<void>;
+  private again = false;
+  private stopped = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly secrets: SecretBox,
+    private readonly makeBmc: BmcFactory,
+    private readonly opts: OrchestratorOptions,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => this.kick(), this.opts.tickMs);
+    this.kick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.pass;
+    await Promise.all([...this.bmcs.values()].map((b) => b.close().catch(() => undefined)));
+  }
+
+  /** Run a reconcile pass now (or right after the one in progress). */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.pass) {
+      this.again = true;
+      return;
+    }
+    this.pass = this.reconcileAll()
+      .catch((e: Error) => this.log.error({ err: e.message }, 'reconcile pass failed'))
+      .finally(() => {
+        this.pass = undefined;
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  /** Resolves when no pass is running (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.pass) await this.pass;
+  }
+
+  private bmc(h: StoredHost): BmcDriver {
+    let b = this.bmcs.get(h.name);
+    if (!b) {
+      b = this.makeBmc(h, this.secrets.open(h.spec.redfish.passwordEnc));
+      this.bmcs.set(h.name, b);
+    }
+    return b;
+  }
+
+  async forgetBmc(name: string): Promise<void> {
+    const b = this.bmcs.get(name);
+    this.bmcs.delete(name);
+    await b?.close().catch(() => undefined);
+  }
+
+  private async reconcileAll(): Promise<void> {
+    const hosts = await this.store.hosts.all();
+    const work: Promise<void>[] = [];
+    for (const h of hosts) if (h.status.state === 'Enrolling' && !this.busy.has(`host/${h.name}`)) work.push(this.guard(`host/${h.name}`, () => this.enroll(h)));
+    const machines = await this.store.machines.all();
+    const now = Date.now();
+    for (const m of machines) {
+      if (this.busy.has(`machine/${m.name}`)) continue;
+      const host = m.status.hostId ? hosts.find((h) => h.name === m.status.hostId) : undefined;
+      const step = nextStep(m, host, hosts, now);
+      if (step.kind === 'claim') {
+        // claims run one at a time, in this loop, against the hosts list they update: no host is claimed twice
+        const c = claim(m, step.host);
+        await this.store.batch([this.store.machines.put(m.name, c.machine), this.store.hosts.put(c.host.name, c.host), this.store.event({ kind: 'Claimed', machine: m.name, host: c.host.name, message: `claimed ${c.host.name}` })]);
+        hosts.splice(hosts.indexOf(step.host), 1, c.host);
+        this.log.info({ machine: m.name, host: c.host.name }, 'host claimed');
+        work.push(this.guard(`machine/${m.name}`, () => this.bootHost(c.machine, c.host)));
+      } else if (step.kind !== 'wait' && step.kind !== 'done' && step.kind !== 'noHost') {
+        work.push(this.guard(`machine/${m.name}`, () => this.act(step.kind, m, host)));
+      }
+    }
+    await Promise.all(work);
+  }
+
+  /** One machine's side effects at a time; other machines and hosts go on meanwhile. */
+  private async guard(key: string, fn: () => Promise<void>): Promise<void> {
+    this.busy.add(key);
+    try {
+      await fn();
+    } catch (e) {
+      this.log.error({ key, err: (e as Error).message }, 'reconcile step failed');
+    } finally {
+      this.busy.delete(key);
+    }
+  }
+
+  private async act(kind: string, m: StoredMachine, host: StoredHost | undefined): Promise<void> {
+    switch (kind) {
+      case 'boot':
+        return this.bootHost(m, host as StoredHost);
+      case 'timeout': {
+        const r = attemptFailed(m, host as StoredHost, 'InspectionTimeout', `no inspection report within ${Math.round(this.opts.inspectionTimeoutMs / 1000)} s`, Date.now(), this.opts, 'Timeout');
+        await this.commitAttemptFailure(m, r);
+        return;
+      }
+      case 'validate':
+        return this.validate(m, host as StoredHost);
+      case 'handoff':
+        return this.handoff(m, host as StoredHost);
+      case 'release':
+        return this.releaseMachine(m, host);
+    }
+  }
+
+  private macsOf(h: StoredHost): string[] {
+    return h.spec.bootMACs.length ? h.spec.bootMACs : h.status.nics.map((n) => n.mac);
+  }
+
+  private bootOps(h: StoredHost, instr: BootInstruction | undefined): BatchOp[] {
+    return this.macsOf(h).map((mac) => (instr ? this.store.bootInstructions.put(mac, instr) : this.store.bootInstructions.del(mac)));
+  }
+
+  private async enroll(h: StoredHost): Promise<void> {
+    const next = structuredClone(h);
+    try {
+      const b = this.bmc(h);
+      const sys = await b.getSystem();
+      const macs = await b.macs();
+      next.status = {
+        ...next.status,
+        state: 'Available',
+        observedPowerState: sys.powerState,
+        uuid: sys.uuid,
+        hardwareDetails: { manufacturer: sys.manufacturer, model: sys.model, serialNumber: sys.serialNumber },
+        nics: macs.map((mac) => ({ mac })),
+      };
+      delete next.status.errorMessage;
+      if (!macs.length && !h.spec.bootMACs.length) {
+        next.status.state = 'Error';
+        next.status.errorMessage = 'the BMC lists no NIC MAC addresses; set spec.bootMACs';
+      }
+    } catch (e) {
+      next.status.state = 'Error';
+      next.status.errorMessage = `enrolment failed: ${(e as Error).message}`;
+    }
+    await this.store.batch([this.store.hosts.put(h.name, next), this.store.event({ kind: 'Enrolled', host: h.name, message: next.status.errorMessage ?? `${next.status.state}: ${next.status.nics.length} NICs` })]);
+    this.log.info({ host: h.name, state: next.status.state, error: next.status.errorMessage }, 'host enrolled');
+    this.kick();
+  }
+
+  /** New attempt: persist Inspecting/Pending with a fresh token and the inspect script, then PXE + power. */
+  private async bootHost(m: StoredMachine, h: StoredHost): Promise<void> {
+    const now = Date.now();
+    let machine = m;
+    let host = h;
+    let token: string | undefined;
+    if (h.status.state === 'InUse' || !h.inspectionTokenHash) {
+      token = newToken();
+      ({ machine, host } = startAttempt(m, h, hashToken(token), now, this.opts));
+      await this.store.batch([
+        this.store.machines.put(m.name, machine),
+        this.store.hosts.put(h.name, host),
+        ...this.bootOps(host, inspectInstruction(machine, host, this.opts.apiBase, token)),
+        this.store.event({ kind: 'InspectionStarted', machine: m.name, host: h.name, message: `attempt ${machine.status.attempts}` }),
+      ]);
+    } else {
+      // a restart between persisting and powering: the stored token is unknown now, so issue a new one
+      token = newToken();
+      host = { ...host, inspectionTokenHash: hashToken(token) };
+      await this.store.batch([this.store.hosts.put(h.name, host), ...this.bootOps(host, inspectInstruction(machine, host, this.opts.apiBase, token))]);
+    }
+    try {
+      const b = this.bmc(host);
+      await b.setOneTimePxe();
+      const action = await b.powerOnOrRestart(this.opts.powerDeadlineMs);
+      const after = booted(host, 'On');
+      await this.store.batch([this.store.hosts.put(h.name, after), this.store.event({ kind: 'PowerOn', machine: m.name, host: h.name, message: `one-time PXE set; ${action}` })]);
+      this.log.info({ machine: m.name, host: h.name, action, attempt: machine.status.attempts }, 'inspection boot started');
+    } catch (e) {
+      const r = attemptFailed(machine, host, 'BMCError', `BMC: ${(e as Error).message}`, Date.now(), this.opts, 'Failed');
+      await this.commitAttemptFailure(machine, r);
+    }
+  }
+
+  private async commitAttemptFailure(m: StoredMachine, r: { machine: StoredMachine; host: StoredHost; final: boolean }): Promise<void> {
+    await this.store.batch([
+      this.store.machines.put(m.name, r.machine),
+      this.store.hosts.put(r.host.name, r.host),
+      ...this.bootOps(r.host, undefined),
+      this.store.event({ kind: r.final ? 'Failed' : 'Retry', machine: m.name, host: r.host.name, message: r.machine.status.failureMessage ?? '' }),
+    ]);
+    this.log.warn({ machine: m.name, host: r.host.name, final: r.final, reason: r.machine.status.failureMessage }, r.final ? 'machine failed' : 'inspection attempt failed');
+    if (r.final) await this.powerDown(r.host);
+  }
+
+  private async validate(m: StoredMachine, h: StoredHost): Promise<void> {
+    const stored = h.status.inspectionReportId ? await this.store.reports.get(h.status.inspectionReportId) : undefined;
+    if (!stored) throw new Error(`host ${h.name} is Complete without a stored report`);
+    const r = validated(m, h, stored.report);
+    await this.store.batch([
+      this.store.machines.put(m.name, r.machine),
+      this.store.hosts.put(h.name, r.host),
+      ...(r.machine.status.phase === 'Failed' ? this.bootOps(h, undefined) : []),
+      this.store.event({ kind: r.machine.status.phase === 'Failed' ? 'RequirementsNotMet' : 'Ready', machine: m.name, host: h.name, message: r.machine.status.failureMessage ?? 'requirements met' }),
+    ]);
+    this.log.info({ machine: m.name, host: h.name, state: r.host.status.state, reason: r.machine.status.failureMessage }, 'inspection validated');
+    if (r.machine.status.phase === 'Failed') await this.powerDown(r.host);
+    this.kick();
+  }
+
+  /** The inspector kexecs into the target itself; later boots of this host leave iPXE for the local disk. */
+  private async handoff(m: StoredMachine, h: StoredHost): Promise<void> {
+    const r = handedOff(m, h);
+    await this.store.batch([
+      this.store.machines.put(m.name, r.machine),
+      this.store.hosts.put(h.name, r.host),
+      ...this.bootOps(h, { script: 'local-disk', cmdline: '', localDiskMethod: 'exit' }),
+      this.store.event({ kind: 'Provisioned', machine: m.name, host: h.name, message: `target ${m.spec.targetImageURL}` }),
+    ]);
+    this.log.info({ machine: m.name, host: h.name }, 'machine provisioned');
+  }
+
+  /** Delete: power off, clear the override, release the host, then forget the machine. */
+  private async releaseMachine(m: StoredMachine, host: StoredHost | undefined): Promise<void> {
+    const ops: BatchOp[] = [this.store.machines.del(m.name), this.store.event({ kind: 'Deleted', machine: m.name, ...(host ? { host: host.name } : {}), message: 'machine deleted' })];
+    if (host && host.status.consumer === m.name) {
+      await this.powerDown(host);
+      ops.push(this.store.hosts.put(host.name, release(host)), ...this.bootOps(host, undefined));
+    }
+    await this.store.batch(ops);
+    this.log.info({ machine: m.name, host: host?.name }, 'machine deleted, host released');
+    this.kick();
+  }
+
+  /** Best effort: a BMC that fails here is recorded on the host, the release goes on. */
+  private async powerDown(h: StoredHost): Promise<void> {
+    try {
+      const b = this.bmc(h);
+      await b.powerOff(this.opts.powerDeadlineMs);
+      await b.clearBootOverride();
+    } catch (e) {
+      this.log.warn({ host: h.name, err: (e as Error).message }, 'power off / clear override failed');
+      const cur = await this.store.hosts.get(h.name);
+      if (cur) await this.store.batch([this.store.hosts.put(h.name, { ...cur, status: { ...cur.status, errorMessage: `release: ${(e as Error).message}` } })]);
+    }
+  }
+
+  /** iPXE fetched the script of a MAC: an inspecting host moves from Booting to InProgress. */
+  async scriptFetched(mac: string): Promise<void> {
+    const hosts = await this.store.hosts.all();
+    const h = hosts.find((x) => x.status.state === 'Inspecting' && this.macsOf(x).includes(mac));
+    if (!h || h.status.inspectionPhase !== 'Booting') return;
+    await this.store.batch([this.store.hosts.put(h.name, { ...h, status: { ...h.status, inspectionPhase: 'InProgress' } }), this.store.event({ kind: 'ScriptFetched', host: h.name, mac, message: 'inspector script fetched' })]);
+  }
+
+  /** Report intake: the host's one-time token, an inspecting host; the report and the phase change in one batch. */
+  async acceptReport(hostName: string, token: string | undefined, report: InspectionReport): Promise<ReportVerdict> {
+    const h = await this.store.hosts.get(hostName);
+    if (!h) return { ok: false, status: 404, error: `no host ${hostName}` };
+    if (!tokenMatches(token, h.inspectionTokenHash)) {
+      await this.store.batch([this.store.event({ kind: 'ReportRejected', host: hostName, message: 'wrong or used inspection token' })]);
+      return { ok: false, status: 401, error: 'wrong or used inspection token' };
+    }
+    if (h.status.state !== 'Inspecting' || (h.status.inspectionPhase !== 'Booting' && h.status.inspectionPhase !== 'InProgress')) {
+      await this.store.batch([this.store.event({ kind: 'ReportRejected', host: hostName, message: `host is ${h.status.state}/${h.status.inspectionPhase}, not inspecting` })]);
+      return { ok: false, status: 409, error: `host ${hostName} is not inspecting (${h.status.state}/${h.status.inspectionPhase})` };
+    }
+    const at = new Date().toISOString();
+    const id = `${hostName}/${at}`;
+    const next = structuredClone(h);
+    next.status = { ...next.status, inspectionPhase: 'Complete', inspectionReportId: id, inspectionTimestamp: at };
+    delete next.inspectionTokenHash; // one-time
+    await this.store.batch([
+      this.store.reports.put(id, { hostId: hostName, ...(h.status.consumer ? { machine: h.status.consumer } : {}), receivedAt: at, report }),
+      this.store.hosts.put(hostName, next),
+      this.store.event({ kind: 'ReportReceived', host: hostName, message: `${report.cpus.cores} cores, ${report.memory.totalGB} GB, ${report.disks.length} disks` }),
+    ]);
+    this.kick();
+    return { ok: true };
+  }
+}

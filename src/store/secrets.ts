@@ -1,0 +1,58 @@
+import { createCipheriv, createDecipheriv, createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import path from 'node:path';
+
+/** Reads a secret file, or creates it (mode 0600, exclusively) with `make()` on first start. */
+function fileSecret(file: string, make: () => Buffer): Buffer {
+  mkdirSync(path.dirname(file), { recursive: true });
+  try {
+    const fd = openSync(file, 'wx', 0o600);
+    writeSync(fd, make());
+    closeSync(fd);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+  return readFileSync(file);
+}
+
+/** AES-256-GCM for BMC passwords at rest; the key lives beside the database, never in it. */
+export class SecretBox {
+  private readonly key: Buffer;
+
+  constructor(dataDir: string) {
+    this.key = fileSecret(path.join(dataDir, 'secret.key'), () => randomBytes(32));
+    if (this.key.length !== 32) throw new Error(`${path.join(dataDir, 'secret.key')} must hold 32 bytes`);
+  }
+
+  seal(plain: string): string {
+    const iv = randomBytes(12);
+    const c = createCipheriv('aes-256-gcm', this.key, iv);
+    const ct = Buffer.concat([c.update(plain, 'utf8'), c.final()]);
+    return `v1:${Buffer.concat([iv, c.getAuthTag(), ct]).toString('base64')}`;
+  }
+
+  open(sealed: string): string {
+    const raw = Buffer.from(sealed.replace(/^v1:/, ''), 'base64');
+    const d = createDecipheriv('aes-256-gcm', this.key, raw.subarray(0, 12));
+    d.setAuthTag(raw.subarray(12, 28));
+    return Buffer.concat([d.update(raw.subarray(28)), d.final()]).toString('utf8');
+  }
+}
+
+/** The admin API token: from config, else generated once into the data dir. */
+export function adminToken(dataDir: string, configured?: string): { token: string; file?: string } {
+  if (configured) return { token: configured };
+  const file = path.join(dataDir, 'admin-token');
+  return { token: fileSecret(file, () => Buffer.from(randomBytes(24).toString('hex'))).toString('utf8').trim(), file };
+}
+
+export const newToken = (): string => randomBytes(24).toString('hex');
+export const hashToken = (t: string): string => createHash('sha256').update(t).digest('hex');
+
+/** Constant-time comparison of a presented token with a stored hash. */
+export function tokenMatches(presented: string | undefined, storedHash: string | undefined): boolean {
+  if (!presented || !storedHash) return false;
+  const a = Buffer.from(hashToken(presented), 'hex');
+  const b = Buffer.from(storedHash, 'hex');
+  return a.length === b.length && timingSafeEqual(a, b);
+}

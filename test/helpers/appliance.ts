@@ -1,0 +1,71 @@
+import { createServer } from 'node:net';
+import path from 'node:path';
+import type { Test } from 'tap';
+import { Appliance } from '../../src/appliance.js';
+import { parseConfig, repoRoot } from '../../src/config.js';
+import { memoryLogger } from './log.js';
+import { tempDir } from './tmp.js';
+
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const { port } = s.address() as { port: number };
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+export const ADMIN = 'test-admin-token-0123456789';
+
+/** The appliance in this process with HTTP on loopback only (no DHCP/TFTP sockets). */
+export async function inProcess(t: Test, over: Record<string, unknown> = {}, dataDir = path.join(tempDir(t), 'data')) {
+  const port = await freePort();
+  const cfg = parseConfig({
+    dataDir,
+    assetsDir: path.join(repoRoot, 'assets'),
+    advertiseAddress: '127.0.0.1',
+    http: { address: '127.0.0.1', port },
+    dhcp: { enabled: false },
+    tftp: { enabled: false },
+    api: { adminToken: ADMIN },
+    orchestrator: { tickSeconds: 0.1, retryBaseSeconds: 0, powerDeadlineSeconds: 5 },
+    redfish: { timeoutSeconds: 2, retries: 3, backoffBaseSeconds: 0.02, backoffMaxSeconds: 0.2 },
+    ...over,
+  });
+  const { log, lines } = memoryLogger();
+  const app = new Appliance(cfg, log);
+  await app.start();
+  let stopped = false;
+  const stop = async () => {
+    if (!stopped) await app.stop();
+    stopped = true;
+  };
+  t.teardown(stop);
+  const base = `http://127.0.0.1:${port}`;
+  const api = async (method: string, p: string, body?: unknown, token: string | null = ADMIN) => {
+    const res = await fetch(`${base}/api/v1${p}`, {
+      method,
+      headers: { ...(token ? { Authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
+      ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
+    });
+    const text = await res.text();
+    let json: any;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = text;
+    }
+    return { status: res.status, json, text };
+  };
+  return { app, base, api, lines, stop, dataDir };
+}
+
+/** Polls until `check` returns a value (not undefined), or fails after `ms`. */
+export async function until<T>(what: string, check: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

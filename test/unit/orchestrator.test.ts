@@ -1,0 +1,189 @@
+import t, { type Test } from 'tap';
+import { FakeBmc, type Personality } from '../fake-bmc/server.js';
+import { ADMIN, inProcess, until } from '../helpers/appliance.js';
+import { sampleReport, simulateInspector } from '../helpers/sim-inspector.js';
+
+/** A fake BMC whose power-on makes the simulated machine fetch its script and report. */
+async function bmcWithMachine(t: Test, base: () => string, mac: string, opts: { personality?: Personality; report?: Parameters<typeof simulateInspector>[2] | null } = {}) {
+  const posts: number[] = [];
+  const bmc = new FakeBmc({
+    personality: opts.personality ?? {},
+    macs: [mac],
+    onPower: (ev, boot) => {
+      if (ev === 'off' || boot.target !== 'Pxe' || opts.report === null) return;
+      setTimeout(() => void simulateInspector(base(), mac, opts.report ?? sampleReport(mac)).then((r) => posts.push(r.status)), 20);
+    },
+  });
+  const address = await bmc.start();
+  t.teardown(() => bmc.stop());
+  return { bmc, address, posts };
+}
+
+const hostBody = (name: string, address: string, extra: Record<string, unknown> = {}) => ({
+  name,
+  spec: { redfish: { address, username: 'admin', password: 'secret' }, ...extra },
+});
+const machineBody = (name: string, req?: Record<string, number>, extra: Record<string, unknown> = {}) => ({
+  name,
+  spec: {
+    inspectionImageURL: 'http://127.0.0.1/assets/inspector',
+    targetImageURL: 'http://127.0.0.1/assets/target.tar.gz',
+    ...(req ? { hardwareRequirements: req } : {}),
+    ...extra,
+  },
+});
+
+t.test('machine -> claim -> PXE + power -> report -> Ready -> Provisioned', async (t) => {
+  let base = '';
+  const { bmc, address, posts } = await bmcWithMachine(t, () => base, '52:54:00:01:00:01', { personality: { requireIfMatch: true, onceRevertsOnBoot: true } });
+  const a = await inProcess(t);
+  base = a.base;
+  t.equal((await a.api('POST', '/hosts', hostBody('h1', address))).status, 201);
+  const h = await until('host Available', async () => {
+    const r = await a.api('GET', '/hosts/h1');
+    return r.json.status.state === 'Available' ? r.json : undefined;
+  });
+  t.same(h.status.nics, [{ mac: '52:54:00:01:00:01' }], 'NIC MACs from the BMC');
+  t.equal(h.status.hardwareDetails.manufacturer, 'Beskar7 Fake');
+  t.notMatch(JSON.stringify(h), /secret|passwordEnc/, 'no password in the API, not even encrypted');
+
+  t.equal((await a.api('POST', '/machines', machineBody('m1', { minCPUCores: 2, minMemoryGB: 8, minDiskGB: 50 }))).status, 201);
+  const m = await until('machine Provisioned', async () => {
+    const r = await a.api('GET', '/machines/m1');
+    return r.json.status.phase === 'Provisioned' ? r.json : undefined;
+  });
+  t.equal(m.status.hostId, 'h1');
+  t.same(posts, [202], 'the report was accepted once');
+  const host = (await a.api('GET', '/hosts/h1')).json;
+  t.equal(host.status.state, 'Provisioned');
+  t.equal(host.status.inspectionPhase, 'Complete');
+  t.equal(host.status.consumer, 'm1');
+  const report = (await a.api('GET', '/hosts/h1/report')).json;
+  t.equal(report.report.cpus.cores, 4);
+  t.equal(report.machine, 'm1');
+  t.equal(bmc.power, 'On');
+  t.ok(bmc.seen.some((s) => s.method === 'PATCH' && (s.body as any).Boot.BootSourceOverrideTarget === 'Pxe'), 'one-time PXE was set');
+  const script = await (await fetch(`${a.base}/boot/host.ipxe?mac=52-54-00-01-00-01`)).text();
+  t.match(script, /exit 1/, 'a provisioned host boots from its disk from now on');
+  const kinds = (await a.api('GET', '/events')).json.items.map((e: { kind: string }) => e.kind);
+  t.match(kinds, ['HostCreated', 'Enrolled', 'MachineCreated', 'Claimed', 'InspectionStarted', 'PowerOn', 'ScriptFetched', 'ReportReceived', 'Ready', 'Provisioned']);
+  // the token was one-time
+  const replay = await simulateInspector(a.base, '52:54:00:01:00:01', sampleReport('52:54:00:01:00:01'));
+  t.equal(replay.status, 0, 'no inspector token in the script any more');
+
+  t.equal((await a.api('DELETE', '/machines/m1')).status, 202);
+  await until('machine gone', async () => ((await a.api('GET', '/machines/m1')).status === 404 ? true : undefined));
+  const released = (await a.api('GET', '/hosts/h1')).json;
+  t.equal(released.status.state, 'Available');
+  t.notOk(released.status.consumer);
+  t.equal(bmc.power, 'Off', 'powered off');
+  t.equal(bmc.boot.enabled, 'Disabled', 'override cleared');
+});
+
+t.test('requirements not met: Failed with a clear reason, host released', async (t) => {
+  let base = '';
+  const { address } = await bmcWithMachine(t, () => base, '52:54:00:02:00:01');
+  const a = await inProcess(t);
+  base = a.base;
+  await a.api('POST', '/hosts', hostBody('h2', address));
+  await a.api('POST', '/machines', machineBody('big', { minCPUCores: 64, minMemoryGB: 512, minDiskGB: 50 }));
+  const m = await until('machine Failed', async () => {
+    const r = await a.api('GET', '/machines/big');
+    return r.json.status.phase === 'Failed' ? r.json : undefined;
+  });
+  t.equal(m.status.failureReason, 'RequirementsNotMet');
+  t.equal(m.status.failureMessage, '4 CPU cores < 64 required; 16 GB memory < 512 GB required');
+  const h = await until('host released', async () => {
+    const r = await a.api('GET', '/hosts/h2');
+    return r.json.status.state === 'Available' ? r.json : undefined;
+  });
+  t.equal(h.status.inspectionReportId?.startsWith('h2/'), true, 'the report stays with the host');
+});
+
+t.test('no report: bounded retries with backoff, then Failed InspectionTimeout', async (t) => {
+  let base = '';
+  const { bmc, address } = await bmcWithMachine(t, () => base, '52:54:00:03:00:01', { report: null });
+  const a = await inProcess(t, { orchestrator: { tickSeconds: 0.05, inspectionTimeoutSeconds: 0.4, maxAttempts: 3, retryBaseSeconds: 0.1, powerDeadlineSeconds: 5 } });
+  base = a.base;
+  await a.api('POST', '/hosts', hostBody('h3', address));
+  await a.api('POST', '/machines', machineBody('m3'));
+  const m = await until('machine Failed', async () => {
+    const r = await a.api('GET', '/machines/m3');
+    return r.json.status.phase === 'Failed' ? r.json : undefined;
+  });
+  t.equal(m.status.failureReason, 'InspectionTimeout');
+  t.match(m.status.failureMessage, /after 3 attempts/);
+  const resets = bmc.seen.filter((s) => s.path.endsWith('ComputerSystem.Reset')).map((s) => (s.body as { ResetType: string }).ResetType);
+  t.same(resets.slice(0, 3), ['On', 'ForceRestart', 'ForceRestart'], 'first On, then a host already on is restarted');
+  t.equal(resets.at(-1), 'ForceOff', 'powered off when it failed');
+});
+
+t.test('one host, two machines: never a double claim', async (t) => {
+  let base = '';
+  const { address } = await bmcWithMachine(t, () => base, '52:54:00:04:00:01', { report: null });
+  const a = await inProcess(t);
+  base = a.base;
+  await a.api('POST', '/hosts', hostBody('h4', address));
+  await until('host Available', async () => ((await a.api('GET', '/hosts/h4')).json.status.state === 'Available' ? true : undefined));
+  await Promise.all([a.api('POST', '/machines', machineBody('x1')), a.api('POST', '/machines', machineBody('x2'))]);
+  await until('one machine inspecting', async () => {
+    const items = (await a.api('GET', '/machines')).json.items as { status: { phase: string } }[];
+    return items.some((m) => m.status.phase === 'Inspecting') ? true : undefined;
+  });
+  await new Promise((r) => setTimeout(r, 500));
+  const items = (await a.api('GET', '/machines')).json.items as { name: string; status: { phase: string; hostId?: string } }[];
+  t.same(items.map((m) => m.status.phase).sort(), ['Inspecting', 'Pending']);
+  t.equal(items.filter((m) => m.status.hostId === 'h4').length, 1, 'exactly one machine holds the host');
+});
+
+t.test('enrolment against a BMC that refuses us ends in Error with the reason', async (t) => {
+  const bmc = new FakeBmc({});
+  const address = await bmc.start();
+  t.teardown(() => bmc.stop());
+  const a = await inProcess(t);
+  await a.api('POST', '/hosts', { name: 'bad', spec: { redfish: { address, username: 'admin', password: 'wrong-password-xyz' } } });
+  const h = await until('host Error', async () => {
+    const r = await a.api('GET', '/hosts/bad');
+    return r.json.status.state === 'Error' ? r.json : undefined;
+  });
+  t.match(h.status.errorMessage, /enrolment failed: .*HTTP 401/);
+  t.notMatch(JSON.stringify(a.lines), /wrong-password-xyz/, 'the password is in no log line');
+});
+
+t.test('API input: admin token, zod messages, size cap, report tokens', async (t) => {
+  const a = await inProcess(t, { api: { adminToken: ADMIN, maxBodyBytes: 4096 } });
+  t.equal((await a.api('GET', '/hosts', undefined, null)).status, 401);
+  t.equal((await a.api('GET', '/hosts', undefined, 'wrong-token-wrong-token-12')).status, 401);
+  const r1 = await a.api('POST', '/hosts', { name: 'Bad_Name', spec: { redfish: { address: 'ftp://x', username: '', password: 'p' } } });
+  t.equal(r1.status, 400);
+  t.match(r1.json.error, /name: must be a DNS label/);
+  t.match(r1.json.error, /spec\.redfish\.address/);
+  t.match(r1.json.error, /spec\.redfish\.username/);
+  const r2 = await a.api('POST', '/machines', { name: 'm', spec: { inspectionImageURL: 'http://x/i', targetImageURL: 'http://x/t', hardwareRequirements: { minMemoryGB: '32GB' } } });
+  t.equal(r2.status, 400);
+  t.match(r2.json.error, /spec\.hardwareRequirements\.minMemoryGB: .*number/);
+  t.equal((await a.api('POST', '/hosts', '{not json')).status, 400);
+  t.equal((await a.api('POST', '/hosts', 'x'.repeat(5000))).status, 413);
+  const noType = await fetch(`${a.base}/api/v1/hosts`, { method: 'POST', headers: { Authorization: `Bearer ${ADMIN}` }, body: '{}' });
+  t.equal(noType.status, 415);
+
+  // reports: unknown host, wrong token, bad units, not inspecting
+  const rep = sampleReport('52:54:00:05:00:01');
+  t.equal((await a.api('POST', '/hosts/ghost/inspection', rep, 'tok')).status, 404);
+  const bmc = new FakeBmc({ macs: ['52:54:00:05:00:01'] });
+  const address = await bmc.start();
+  t.teardown(() => bmc.stop());
+  await a.api('POST', '/hosts', hostBody('h5', address));
+  await until('host Available', async () => ((await a.api('GET', '/hosts/h5')).json.status.state === 'Available' ? true : undefined));
+  t.equal((await a.api('POST', '/hosts/h5/inspection', rep, 'some-token')).status, 401, 'wrong token');
+  const badUnits = await a.api('POST', '/hosts/h5/inspection', { ...rep, memory: { totalGB: '512MB' } }, 'some-token');
+  t.equal(badUnits.status, 400);
+  t.match(badUnits.json.error, /memory\.totalGB/);
+  const zeroDisk = await a.api('POST', '/hosts/h5/inspection', { ...rep, disks: [{ device: '/dev/sda', sizeGB: 0, type: 'HDD' }] }, 'x');
+  t.match(zeroDisk.json.error, /a disk of size 0 is a broken report/);
+  const events = (await a.api('GET', '/events')).json.items.filter((e: { kind: string }) => e.kind === 'ReportRejected');
+  t.ok(events.length >= 3, 'rejected reports are recorded');
+  const doc = (await a.api('GET', '/openapi.json')).json;
+  t.equal(doc.openapi, '3.1.0');
+  t.ok(doc.paths['/api/v1/machines'].post.requestBody.content['application/json'].schema.properties.spec, 'schemas come from zod');
+});
