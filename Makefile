@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 IPXE_FILES := undionly.kpxe ipxe.efi snponly.efi
 
-.PHONY: all deps setup assets build run test unit e2e bench install clean
+.PHONY: all deps setup assets inspector build run test unit e2e bench install clean
 
 all: build
 
@@ -23,6 +23,11 @@ assets/ipxe/%: /usr/lib/ipxe/%
 	cp $< $@
 /usr/lib/ipxe/%:
 	@echo "missing $@: installing Debian's ipxe package" && apt-get update -qq && apt-get install -y -qq ipxe >/dev/null
+
+# the hardware inspector (kernel + initramfs with the agent), from Debian packages only
+inspector: assets/inspector/initrd
+assets/inspector/initrd: assets/build-inspector.sh assets/lib-kernel.sh $(wildcard assets/inspector-src/*)
+	bash assets/build-inspector.sh
 
 build: deps
 	npx tsc -p tsconfig.json

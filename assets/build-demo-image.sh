@@ -1,21 +1,20 @@
 #!/bin/bash
-# Builds assets/demo/{vmlinuz,initrd.gz}: Debian's kernel (extracted from the package, not installed) and a
-# 1 MB busybox initramfs whose /init prints BESKAR7-DEMO-MARKER with the kernel command line, then powers off.
-# Everything comes from Debian packages; run as root (apt-get).
+# Builds assets/demo/{vmlinuz,initrd.gz} and assets/demo/target.tar.gz: Debian's kernel (from the package, not
+# installed) and a 1 MB busybox initramfs whose /init prints BESKAR7-DEMO-MARKER with the kernel command line,
+# then powers off. target.tar.gz holds the same pair, as an OS image the inspector kexecs into.
 set -euo pipefail
-OUT=${1:-$(dirname "$0")/demo}
+HERE=$(cd "$(dirname "$0")" && pwd)
+OUT=${1:-$HERE/demo}
+. "$HERE/lib-kernel.sh"
 mkdir -p "$OUT"
 WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT
 if [ ! -s "$OUT/vmlinuz" ]; then
-  PKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-  [ -n "$PKG" ] || { apt-get update -qq && PKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}'); }
-  (cd "$WORK" && apt-get download "$PKG" >/dev/null && dpkg-deb --fsys-tarfile "$PKG"_*.deb | tar -x -C "$WORK" ./boot)
-  cp "$WORK"/boot/vmlinuz-* "$OUT/vmlinuz.tmp" && mv "$OUT/vmlinuz.tmp" "$OUT/vmlinuz"
+  kernel_unpack
+  cp "$KERNEL_DIR/boot/vmlinuz-$KVER" "$OUT/vmlinuz.tmp" && mv "$OUT/vmlinuz.tmp" "$OUT/vmlinuz"
 fi
 if [ ! -s "$OUT/initrd.gz" ]; then
-  BB=/bin/busybox
-  file -L "$BB" 2>/dev/null | grep -q 'statically linked' || { echo "need static busybox: apt-get install busybox-static" >&2; exit 1; }
-  R=$WORK/root; mkdir -p "$R/bin" "$R/proc" "$R/dev"; cp "$BB" "$R/bin/busybox"
+  file -L /bin/busybox | grep -q 'statically linked' || { echo "need static busybox: apt-get install busybox-static" >&2; exit 1; }
+  R=$WORK/root; mkdir -p "$R/bin" "$R/proc" "$R/dev"; cp /bin/busybox "$R/bin/busybox"
   cat > "$R/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
@@ -25,4 +24,9 @@ INIT
   chmod +x "$R/init"
   (cd "$R" && find . | cpio -o -H newc 2>/dev/null | gzip -9) > "$OUT/initrd.gz.tmp" && mv "$OUT/initrd.gz.tmp" "$OUT/initrd.gz"
 fi
+if [ ! -s "$OUT/target.tar.gz" ]; then
+  tar -C "$OUT" -czf "$OUT/target.tar.gz.tmp" vmlinuz initrd.gz && mv "$OUT/target.tar.gz.tmp" "$OUT/target.tar.gz"
+fi
+# a configuration for the target: text appended to its kernel command line by the inspector
+[ -s "$OUT/target.cmdline" ] || echo "beskar7.demo=configured" > "$OUT/target.cmdline"
 ls -l "$OUT"

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(qemu-system-x86 ipxe ipxe-qemu ovmf dnsmasq-base busybox-static atftp tftpd-hpa kea-admin cpio
-      isc-dhcp-client file iproute2 curl)
+      isc-dhcp-client file iproute2 curl kmod kexec-tools openssl)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -21,3 +21,4 @@ for svc in tftpd-hpa; do systemctl stop "$svc" 2>/dev/null || service "$svc" sto
 pkill -x in.tftpd 2>/dev/null || true
 make -s assets
 bash assets/build-demo-image.sh >/dev/null 2>&1 || bash assets/build-demo-image.sh
+make -s inspector >/dev/null

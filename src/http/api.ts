@@ -43,6 +43,8 @@ async function parseBody<S extends z.ZodType>(c: Context, schema: S): Promise<{ 
   return r.success ? { ok: true, data: r.data } : { ok: false, res: bad(c, 400, formatZodError(r.error)) };
 }
 
+const ProgressSchema = z.object({ step: z.string().min(1).max(64), ok: z.boolean(), message: z.string().max(4096).default('') }).strict();
+
 const bearer = (c: Context) => /^Bearer (.+)$/.exec(c.req.header('authorization') ?? '')?.[1];
 
 /** REST API under /api/v1: hosts, machines, reports, events; report intake with the host's one-time token. */
@@ -60,6 +62,13 @@ export function createApi(d: ApiDeps): Hono {
       return body.res;
     }
     const v = await d.orchestrator.acceptReport(c.req.param('name'), bearer(c), body.data);
+    return v.ok ? c.json({ accepted: true }, 202) : bad(c, v.status, v.error);
+  });
+
+  api.post('/hosts/:name/inspection/progress', bodyLimit({ maxSize: 16 * 1024, onError: (c) => bad(c, 413, 'progress body too large') }), async (c) => {
+    const body = await parseBody(c, ProgressSchema);
+    if (!body.ok) return body.res;
+    const v = await d.orchestrator.acceptProgress(c.req.param('name'), bearer(c), body.data);
     return v.ok ? c.json({ accepted: true }, 202) : bad(c, v.status, v.error);
   });
 

@@ -13,6 +13,8 @@ export interface MachineSpec {
   timeoutMs?: number;
   memoryMB?: number;
   cpus?: number;
+  /** full -smp value, e.g. "2,sockets=2,cores=1,threads=1" */
+  smp?: string;
   serial?: string;
   /** disks to attach, in GiB (sparse files, deleted afterwards) */
   disksGB?: number[];
@@ -27,13 +29,10 @@ export interface BootResult {
 const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
 const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
 
-/**
- * Boots a QEMU (TCG) machine from the network inside the lab: SeaBIOS with QEMU's iPXE ROM, or OVMF with its
- * own UEFI PXE (ROM disabled), so the firmware's PXE client is what talks to our DHCP and TFTP.
- */
-export async function bootMachine(lab: Lab, m: MachineSpec): Promise<BootResult> {
-  const tmp = mkdtempSync(path.join(tmpdir(), 'b7-qemu-'));
-  const args = ['-accel', 'tcg', '-m', String(m.memoryMB ?? 512), '-smp', String(m.cpus ?? 1), '-nographic', '-no-reboot', '-serial', 'mon:stdio',
+/** qemu-system-x86_64 arguments for a network-booting machine; disks and OVMF variables go into `tmp`. */
+export function qemuArgs(m: Omit<MachineSpec, 'marker'>, tmp: string): string[] {
+  // -cpu max: the guest sees the -smp topology (qemu64 hides SMT, so threads would look like cores)
+  const args = ['-accel', 'tcg', '-cpu', 'max', '-m', String(m.memoryMB ?? 512), '-smp', m.smp ?? String(m.cpus ?? 1), '-nographic', '-no-reboot', '-serial', 'mon:stdio',
     '-smbios', `type=1,serial=${m.serial ?? 'B7-E2E'},manufacturer=Beskar7Lab,product=QEMU-E2E`,
     '-netdev', `tap,id=n0,ifname=${m.tap},script=no,downscript=no`, '-boot', 'n'];
   if (m.firmware === 'bios') {
@@ -48,8 +47,18 @@ export async function bootMachine(lab: Lab, m: MachineSpec): Promise<BootResult>
     const f = path.join(tmp, `disk${i}.raw`);
     writeFileSync(f, '');
     truncateSync(f, gb * 2 ** 30); // sparse
-    args.push('-drive', `file=${f},format=raw,if=virtio`);
+    args.push('-drive', `if=none,id=d${i},file=${f},format=raw`, '-device', `virtio-blk-pci,drive=d${i},serial=B7DISK${i}`);
   });
+  return args;
+}
+
+/**
+ * Boots a QEMU (TCG) machine from the network inside the lab: SeaBIOS with QEMU's iPXE ROM, or OVMF with its
+ * own UEFI PXE (ROM disabled), so the firmware's PXE client is what talks to our DHCP and TFTP.
+ */
+export async function bootMachine(lab: Lab, m: MachineSpec): Promise<BootResult> {
+  const tmp = mkdtempSync(path.join(tmpdir(), 'b7-qemu-'));
+  const args = qemuArgs(m, tmp);
   const started = Date.now();
   const p = spawn('ip', ['netns', 'exec', lab.ns, 'qemu-system-x86_64', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';

@@ -291,6 +291,18 @@ export class Orchestrator {
     await this.store.batch([this.store.hosts.put(h.name, { ...h, status: { ...h.status, inspectionPhase: 'InProgress' } }), this.store.event({ kind: 'ScriptFetched', host: h.name, mac, message: 'inspector script fetched' })]);
   }
 
+  /** A step of the inspector after its report (download, config, kexec) or a failure it hit. */
+  async acceptProgress(hostName: string, token: string | undefined, p: { step: string; ok: boolean; message: string }): Promise<ReportVerdict> {
+    const h = await this.store.hosts.get(hostName);
+    if (!h) return { ok: false, status: 404, error: `no host ${hostName}` };
+    if (!tokenMatches(token, h.inspectionTokenHash)) return { ok: false, status: 401, error: 'wrong inspection token' };
+    const ops: BatchOp[] = [this.store.event({ kind: p.ok ? 'InspectorStep' : 'InspectorFailed', host: hostName, message: `${p.step}: ${p.message}` })];
+    if (!p.ok) ops.push(this.store.hosts.put(hostName, { ...h, status: { ...h.status, errorMessage: `inspector ${p.step}: ${p.message}` } }));
+    await this.store.batch(ops);
+    this.log[p.ok ? 'info' : 'warn']({ host: hostName, step: p.step, message: p.message }, 'inspector step');
+    return { ok: true };
+  }
+
   /** Report intake: the host's one-time token, an inspecting host; the report and the phase change in one batch. */
   async acceptReport(hostName: string, token: string | undefined, report: InspectionReport): Promise<ReportVerdict> {
     const h = await this.store.hosts.get(hostName);
@@ -306,8 +318,9 @@ export class Orchestrator {
     const at = new Date().toISOString();
     const id = `${hostName}/${at}`;
     const next = structuredClone(h);
+    // one report per token: the phase is Complete now, so a second one gets 409; the token still carries
+    // the inspector's progress reports until the host is released
     next.status = { ...next.status, inspectionPhase: 'Complete', inspectionReportId: id, inspectionTimestamp: at };
-    delete next.inspectionTokenHash; // one-time
     await this.store.batch([
       this.store.reports.put(id, { hostId: hostName, ...(h.status.consumer ? { machine: h.status.consumer } : {}), receivedAt: at, report }),
       this.store.hosts.put(hostName, next),

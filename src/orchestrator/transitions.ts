@@ -151,8 +151,9 @@ export function inspectInstruction(m: StoredMachine, host: StoredHost, apiBase: 
     `beskar7.token=${token}`,
     `beskar7.target=${m.spec.targetImageURL}`,
     ...(m.spec.configurationURL ? [`beskar7.config=${m.spec.configurationURL}`] : []),
-    'console=ttyS0',
+    // the last console= is /dev/console, where the agent writes: the serial line, which BMCs expose as SOL
     'console=tty0',
+    'console=ttyS0',
   ];
   return { script: 'inspect', kernelURL: `${base}/vmlinuz`, initrdURL: `${base}/initrd`, cmdline: args.join(' '), localDiskMethod: 'exit' };
 }

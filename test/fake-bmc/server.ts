@@ -71,13 +71,12 @@ export class FakeBmc {
     return `W/"${this.etagN}"`;
   }
 
-  async start(): Promise<string> {
+  async start(address = '127.0.0.1', port = 0): Promise<string> {
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => void this.handle(req, res);
     this.server = this.opts.tls ? https.createServer(this.opts.tls, handler) : http.createServer(handler);
-    this.server.listen(0, '127.0.0.1');
+    this.server.listen(port, address);
     await once(this.server, 'listening');
-    const { port } = this.server.address() as AddressInfo;
-    return `${this.opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
+    return `${this.opts.tls ? 'https' : 'http'}://${address}:${(this.server.address() as AddressInfo).port}`;
   }
 
   async stop(): Promise<void> {

@@ -46,7 +46,7 @@ t.test('HTTP: scripts per host, assets with Range/ETag, escapes refused', async 
   t.match(await entry.text(), /chain --autofree http:\/\/10\.0\.0\.1:8080\/boot\/host\.ipxe\?mac=/);
 
   const inspect = await (await get('/boot/host.ipxe?mac=52-54-00-00-00-01&uuid=abc&arch=x86_64&platform=pcbios&serial=S1')).text();
-  t.match(inspect, /kernel http:\/\/x\/k initrd=initrd console=ttyS0\ninitrd --name initrd http:\/\/x\/i\nboot/);
+  t.match(inspect, /kernel http:\/\/x\/k initrd=initrd BOOTIF=01-\$\{netX\/mac:hexhyp\} console=ttyS0\ninitrd --name initrd http:\/\/x\/i\nboot/);
   t.equal((await get('/boot/host.ipxe?mac=52:54:00:00:00:02')).status, 404, 'local disk by HTTP 404');
   t.match(await (await get('/boot/host.ipxe?mac=52:54:00:00:00:03')).text(), /exit 1/, 'unknown host exits');
   const bad = await get('/boot/host.ipxe?mac=zz');

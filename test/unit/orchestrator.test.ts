@@ -187,3 +187,29 @@ t.test('API input: admin token, zod messages, size cap, report tokens', async (t
   t.equal(doc.openapi, '3.1.0');
   t.ok(doc.paths['/api/v1/machines'].post.requestBody.content['application/json'].schema.properties.spec, 'schemas come from zod');
 });
+
+t.test('one report per token; the token then carries the inspector progress', async (t) => {
+  let base = '';
+  const mac = '52:54:00:06:00:01';
+  const { address } = await bmcWithMachine(t, () => base, mac, { report: null });
+  const a = await inProcess(t, { orchestrator: { tickSeconds: 0.1, retryBaseSeconds: 0, powerDeadlineSeconds: 5, inspectionTimeoutSeconds: 60 } });
+  base = a.base;
+  await a.api('POST', '/hosts', hostBody('h6', address));
+  await a.api('POST', '/machines', machineBody('m6'));
+  const token = await until('inspect script', async () => {
+    const s = await (await fetch(`${a.base}/boot/host.ipxe?mac=${mac}`)).text();
+    return /beskar7\.token=(\w+)/.exec(s)?.[1];
+  });
+  await until('host Booting', async () => ((await a.api('GET', '/hosts/h6')).json.status.inspectionPhase === 'InProgress' ? true : undefined));
+  t.equal((await a.api('POST', '/hosts/h6/inspection', sampleReport(mac), token)).status, 202);
+  t.equal((await a.api('POST', '/hosts/h6/inspection', sampleReport(mac), token)).status, 409, 'a second report is refused');
+  t.equal((await a.api('POST', '/hosts/h6/inspection/progress', { step: 'target-download', ok: true, message: '9 MB' }, token)).status, 202);
+  t.equal((await a.api('POST', '/hosts/h6/inspection/progress', { step: 'kexec', ok: false, message: 'kexec_load failed' }, token)).status, 202);
+  t.equal((await a.api('POST', '/hosts/h6/inspection/progress', { step: 'x', ok: true }, 'not-the-token')).status, 401);
+  t.equal((await a.api('POST', '/hosts/h6/inspection/progress', { step: 'x' }, token)).status, 400);
+  const h = (await a.api('GET', '/hosts/h6')).json;
+  t.equal(h.status.errorMessage, 'inspector kexec: kexec_load failed', 'a failed step is shown on the host');
+  const kinds = (await a.api('GET', '/events')).json.items.map((e: { kind: string; message: string }) => `${e.kind}: ${e.message}`);
+  t.ok(kinds.includes('InspectorStep: target-download: 9 MB'));
+  t.ok(kinds.includes('InspectorFailed: kexec: kexec_load failed'));
+});

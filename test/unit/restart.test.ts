@@ -1,0 +1,82 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import YAML from 'yaml';
+import { repoRoot } from '../../src/config.js';
+import { Store } from '../../src/store/store.js';
+import { FakeBmc } from '../fake-bmc/server.js';
+import { ADMIN, freePort, until } from '../helpers/appliance.js';
+import { sampleReport, simulateInspector } from '../helpers/sim-inspector.js';
+import { tempDir } from '../helpers/tmp.js';
+
+t.test('kill -9 at random points of the workflow, restart: the machine still ends Provisioned, once', async (t) => {
+  const dir = tempDir(t);
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const mac = '52:54:00:09:00:01';
+  const accepted: number[] = [];
+  const bmc = new FakeBmc({
+    macs: [mac],
+    personality: { delayMs: 60, powerLagMs: 150 },
+    onPower: (ev, boot) => {
+      if (ev !== 'off' && boot.target === 'Pxe') {
+        setTimeout(() => void simulateInspector(base, mac, sampleReport(mac)).then((r) => r.status === 202 && accepted.push(1), () => undefined), 300);
+      }
+    },
+  });
+  const address = await bmc.start();
+  t.teardown(() => bmc.stop());
+  const cfgFile = path.join(dir, 'c.yaml');
+  writeFileSync(cfgFile, YAML.stringify({
+    dataDir: path.join(dir, 'data'), advertiseAddress: '127.0.0.1', http: { address: '127.0.0.1', port },
+    dhcp: { enabled: false }, tftp: { enabled: false }, api: { adminToken: ADMIN }, logLevel: 'warn',
+    orchestrator: { tickSeconds: 0.1, retryBaseSeconds: 0, inspectionTimeoutSeconds: 3, maxAttempts: 20, powerDeadlineSeconds: 5 },
+    redfish: { timeoutSeconds: 2, retries: 3, backoffBaseSeconds: 0.02, backoffMaxSeconds: 0.2 },
+  }));
+  let proc: ChildProcess | undefined;
+  const start = async () => {
+    proc = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/main.ts'), '--config', cfgFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve) => proc!.stdout!.on('data', (c: Buffer) => c.toString().includes('beskar7 ready') && resolve()));
+  };
+  const kill9 = async () => {
+    const p = proc!;
+    if (p.exitCode !== null) return;
+    p.kill('SIGKILL');
+    await new Promise((r) => p.once('exit', r));
+  };
+  t.teardown(kill9);
+  const api = (method: string, p: string, body?: unknown) =>
+    fetch(`${base}/api/v1${p}`, { method, headers: { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/json' }, ...(body ? { body: JSON.stringify(body) } : {}) }).then((r) => r.json() as Promise<any>);
+
+  await start();
+  await api('POST', '/hosts', { name: 'k1', spec: { redfish: { address, username: 'admin', password: 'secret' } } });
+  await api('POST', '/machines', { name: 'km', spec: { inspectionImageURL: 'http://127.0.0.1/i', targetImageURL: 'http://127.0.0.1/t.tgz', hardwareRequirements: { minCPUCores: 2 } } });
+  let seed = 7;
+  const phases: string[] = [];
+  for (let round = 0; round < 6; round++) {
+    seed = (seed * 48271) % 2147483647;
+    await new Promise((r) => setTimeout(r, 50 + (seed % 400)));
+    const m = await api('GET', '/machines/km').catch(() => undefined);
+    phases.push(m?.status?.phase ?? '?');
+    if (m?.status?.phase === 'Provisioned') break;
+    await kill9();
+    await start();
+  }
+  const m = await until('Provisioned after the kills', async () => {
+    const r = await api('GET', '/machines/km');
+    return r.status.phase === 'Provisioned' ? r : undefined;
+  }, 30_000);
+  t.comment(`phases seen at the kills: ${phases.join(', ')}`);
+  t.equal(m.status.hostId, 'k1');
+  await kill9();
+  const store = await Store.open(path.join(dir, 'data', 'db'));
+  const reports = await store.reports.all();
+  const hosts = await store.hosts.all();
+  await store.close();
+  t.equal(hosts[0]!.status.state, 'Provisioned');
+  t.equal(hosts[0]!.status.consumer, 'km', 'claimed by exactly this machine');
+  t.equal(reports.length, accepted.length, 'every accepted report is stored');
+  t.ok(reports.length >= 1, 'at least one report');
+  t.equal(reports.filter((r) => r.hostId === 'k1').at(-1)?.report.cpus.cores, 4);
+});
