@@ -31,8 +31,9 @@ const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
 
 /** qemu-system-x86_64 arguments for a network-booting machine; disks and OVMF variables go into `tmp`. */
 export function qemuArgs(m: Omit<MachineSpec, 'marker'>, tmp: string): string[] {
-  // -cpu max: the guest sees the -smp topology (qemu64 hides SMT, so threads would look like cores)
-  const args = ['-accel', 'tcg', '-cpu', 'max', '-m', String(m.memoryMB ?? 512), '-smp', m.smp ?? String(m.cpus ?? 1), '-nographic', '-no-reboot', '-serial', 'mon:stdio',
+  // TCG's default CPUs are AMD without topology extensions, so Linux shows SMT threads as cores; an Intel
+  // vendor makes it read the -smp topology from CPUID leaf 0xB
+  const args = ['-accel', 'tcg', '-cpu', 'max,vendor=GenuineIntel', '-m', String(m.memoryMB ?? 512), '-smp', m.smp ?? String(m.cpus ?? 1), '-nographic', '-no-reboot', '-serial', 'mon:stdio',
     '-smbios', `type=1,serial=${m.serial ?? 'B7-E2E'},manufacturer=Beskar7Lab,product=QEMU-E2E`,
     '-netdev', `tap,id=n0,ifname=${m.tap},script=no,downscript=no`, '-boot', 'n'];
   if (m.firmware === 'bios') {
