@@ -52,6 +52,7 @@ e2e: setup
 
 bench: setup
 	node --import tsx test/bench/boot-path.ts
+	node --import tsx test/bench/inspection.ts
 
 # Installs to $(PREFIX) as the systemd service beskar7 (user beskar7, state in /var/lib/beskar7)
 PREFIX ?= /opt/beskar7

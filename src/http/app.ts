@@ -1,3 +1,4 @@
+import { getConnInfo } from '@hono/node-server/conninfo';
 import { serveStatic } from '@hono/node-server/serve-static';
 import { Hono, type MiddlewareHandler } from 'hono';
 import { z } from 'zod';
@@ -37,10 +38,18 @@ const HostQuery = z.object({
   product: z.string().max(128).optional(),
 });
 
+const remoteAddress = (c: Parameters<typeof getConnInfo>[0]): string | undefined => {
+  try {
+    return getConnInfo(c).remote.address;
+  } catch {
+    return undefined; // app.request() in tests has no socket
+  }
+};
+
 const IPXE = { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store' };
 
 /** Files under `root`: symlink-safe, strong ETag with If-None-Match, Range (via serveStatic), streaming. */
-function files(root: string, prefix: string): MiddlewareHandler {
+function files(root: string, prefix: string, log: Logger): MiddlewareHandler {
   return async (c, next) => {
     let rel: string;
     try {
@@ -55,6 +64,8 @@ function files(root: string, prefix: string): MiddlewareHandler {
     c.header('Accept-Ranges', 'bytes');
     const inm = c.req.header('if-none-match');
     if (inm && inm.split(',').some((t) => t.trim().replace(/^W\//, '') === etag || t.trim() === '*')) return c.body(null, 304);
+    // one line per download: the boot timeline needs when a kernel or initrd was fetched, and by whom
+    log.info({ path: c.req.path, bytes: target.size, range: c.req.header('range'), from: remoteAddress(c) }, 'asset served');
     return serveStatic({ path: target.path })(c, next);
   };
 }
@@ -92,8 +103,8 @@ export function createHttpApp(d: HttpDeps): Hono {
   });
 
   if (d.api) app.route('/api/v1', d.api);
-  app.get('/ipxe/*', files(d.tftpRoot, '/ipxe/'));
-  app.on(['GET', 'HEAD'], '/assets/*', files(d.assetsDir, '/assets/'));
+  app.get('/ipxe/*', files(d.tftpRoot, '/ipxe/', d.log));
+  app.on(['GET', 'HEAD'], '/assets/*', files(d.assetsDir, '/assets/', d.log));
 
   app.onError((err, c) => {
     d.log.error({ err: err.message, path: c.req.path }, 'http handler failed');

@@ -85,6 +85,8 @@ t.test('Machines through fake BMCs that power real QEMU machines: inspect, valid
   const ru = (await api(lab, 'GET', '/hosts/h-uefi/report')).report;
   t.same([ru.cpus.count, ru.cpus.cores, ru.cpus.threads], [2, 2, 2], 'UEFI: 2 sockets, 2 cores, 2 threads');
   t.equal(ru.bootMode, 'UEFI');
+  t.equal(ru.memory.totalGB, 1.5, 'UEFI: 1536 MB given = 1.5 GB');
+  t.ok(ru.nics.some((n: { macAddress: string }) => n.macAddress === machines.uefi.mac), 'UEFI: boot NIC in the report');
   t.same(ru.disks.map((d: { sizeGB: number }) => d.sizeGB), [4]);
   const events = (await api(lab, 'GET', '/events?limit=500')).items.map((e: { kind: string; host?: string; message: string }) => `${e.host ?? ''} ${e.kind} ${e.message}`);
   t.ok(events.some((e: string) => /h-bios InspectorStep kexec/.test(e)), 'the inspector reported its kexec step');

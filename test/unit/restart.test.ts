@@ -41,9 +41,10 @@ t.test('kill -9 at random points of the workflow, restart: the machine still end
   };
   const kill9 = async () => {
     const p = proc!;
-    if (p.exitCode !== null) return;
+    if (p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
     p.kill('SIGKILL');
-    await new Promise((r) => p.once('exit', r));
+    await exited;
   };
   t.teardown(kill9);
   const api = (method: string, p: string, body?: unknown) =>
