@@ -140,7 +140,6 @@ export const ConfigSchema = z
   .strict();
 
 export type Config = z.infer<typeof ConfigSchema>;
-export type DhcpConfig = Config['dhcp'];
 
 export class ConfigError extends Error {}
 

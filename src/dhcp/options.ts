@@ -33,7 +33,6 @@ export const Opt = {
 export const IpxeOpt = { NoPxeDhcp: 176 } as const;
 
 export const MsgType = { Discover: 1, Offer: 2, Request: 3, Decline: 4, Ack: 5, Nak: 6, Release: 7, Inform: 8 } as const;
-export type MsgTypeName = keyof typeof MsgType;
 export const msgTypeName = (n: number | undefined): string =>
   (Object.entries(MsgType).find(([, v]) => v === n)?.[0] ?? `type${n ?? '?'}`).toLowerCase();
 

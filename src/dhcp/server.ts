@@ -24,18 +24,6 @@ export interface DhcpServerOptions {
   pool?: PoolSpec | undefined;
 }
 
-export interface DhcpEvent {
-  mac: string;
-  type: string;
-  port: 'dhcp' | 'pxe';
-  result: 'reply' | 'ignore' | 'silent';
-  reply?: string;
-  reason?: string;
-  file?: string;
-  yiaddr?: string;
-  arch?: number;
-}
-
 /** Sockets, lease persistence and logging around the pure `decide`. */
 export class DhcpServer {
   private sockets: dgram.Socket[] = [];
@@ -46,7 +34,6 @@ export class DhcpServer {
     private readonly store: Store,
     private readonly log: Logger,
     private readonly metrics: Metrics,
-    private readonly onEvent?: (e: DhcpEvent) => void,
   ) {}
 
   async start(): Promise<{ port: number; proxyPort?: number }> {
@@ -92,23 +79,16 @@ export class DhcpServer {
     const out = decide(req, { ...this.opts.context, port: kind }, this.leases, now, { address: rinfo.address, port: rinfo.port });
     const type = msgTypeName(out.client.msgType);
     this.metrics.dhcpPackets.inc({ port: kind, type, result: out.action });
-    const event: DhcpEvent = { mac: out.client.mac, type, port: kind, result: out.action, ...(out.client.arch !== undefined ? { arch: out.client.arch } : {}) };
+    const mac = out.client.mac;
     if (out.action === 'ignore') {
-      this.log.debug({ mac: event.mac, type, port: kind, reason: out.reason }, 'dhcp ignored');
-      this.onEvent?.({ ...event, reason: out.reason });
+      this.log.debug({ mac, type, port: kind, reason: out.reason }, 'dhcp ignored');
       return;
     }
-    if (!(await this.applyLease(out))) return;
-    if (out.action === 'silent') {
-      this.onEvent?.({ ...event, reason: out.leaseOp.kind });
-      return;
-    }
+    if (!(await this.applyLease(out)) || out.action === 'silent') return;
     sock.send(encode(out.reply), out.to.port, out.to.address, (err) => {
-      if (err) this.log.warn({ mac: event.mac, to: out.to, err: err.message }, 'dhcp send failed');
+      if (err) this.log.warn({ mac, to: out.to, err: err.message }, 'dhcp send failed');
     });
-    const fields = { mac: event.mac, type, reply: out.replyType, yiaddr: out.reply.yiaddr, file: out.boot?.file, to: `${out.to.address}:${out.to.port}` };
-    this.log.info(fields, 'dhcp reply');
-    this.onEvent?.({ ...event, reply: out.replyType, yiaddr: out.reply.yiaddr, ...(out.boot ? { file: out.boot.file } : {}) });
+    this.log.info({ mac, type, reply: out.replyType, yiaddr: out.reply.yiaddr, file: out.boot?.file, arch: out.client.arch, to: `${out.to.address}:${out.to.port}` }, 'dhcp reply');
   }
 
   /** Applies the lease change; a bind is on disk before the ACK leaves. False when the reply must not go out. */

@@ -11,11 +11,3 @@ export const MacSchema = z
   .string()
   .refine((s) => normalizeMac(s) !== undefined, 'must be a MAC address like 52:54:00:12:34:56')
   .transform((s) => normalizeMac(s) as string);
-
-export function macFromBytes(b: Buffer): string {
-  return Array.from(b.subarray(0, 6), (x) => x.toString(16).padStart(2, '0')).join(':');
-}
-
-export function macToBytes(mac: string): Buffer {
-  return Buffer.from(mac.replace(/[:-]/g, ''), 'hex');
-}

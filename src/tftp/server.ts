@@ -25,7 +25,6 @@ export class TftpServer {
     private readonly opts: TftpOptions,
     private readonly log: Logger,
     private readonly metrics: Metrics,
-    private readonly onTransfer?: (e: { remote: string; file: string; bytes: number; ok: boolean; error?: string }) => void,
   ) {}
 
   async start(): Promise<{ address: string; port: number }> {
@@ -57,13 +56,11 @@ export class TftpServer {
       const probe = /aborted/i.test(e.message);
       this.metrics.tftpTransfers.inc({ result: probe ? 'aborted_by_client' : 'failed' });
       this.log[probe ? 'debug' : 'warn']({ ...fields, err: e.message }, probe ? 'tftp transfer aborted by client' : 'tftp transfer failed');
-      this.onTransfer?.({ remote, file: req.file, bytes: 0, ok: false, error: e.message });
     });
     const target = await resolveInside(this.opts.root, req.file);
     if (!target.ok) {
       this.metrics.tftpTransfers.inc({ result: target.status === 404 ? 'not_found' : 'refused' });
       this.log.warn({ ...fields, reason: target.reason }, 'tftp request refused');
-      this.onTransfer?.({ remote, file: req.file, bytes: 0, ok: false, error: target.reason });
       req.abort(target.status === 404 ? 'File not found' : 'Access violation');
       return;
     }
@@ -72,7 +69,6 @@ export class TftpServer {
       this.metrics.tftpTransfers.inc({ result: 'ok' });
       this.metrics.tftpBytes.inc(target.size);
       this.log.info({ ...fields, bytes: target.size }, 'tftp transfer done');
-      this.onTransfer?.({ remote, file: req.file, bytes: target.size, ok: true });
     });
     createReadStream(target.path, { highWaterMark: 1 << 20 }).pipe(res);
   }
