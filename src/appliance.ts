@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Config } from './config.js';
+import { probeDhcpServers } from './dhcp/probe.js';
 import { DhcpServer } from './dhcp/server.js';
 import { createHttpApp } from './http/app.js';
 import { loadTemplates } from './http/ipxe.js';
@@ -58,6 +59,21 @@ export class Appliance {
     const tftpRoot = path.resolve(cfg.assetsDir, cfg.tftp.root);
     checkBootFiles(cfg, tftpRoot, log);
     const templates = loadTemplates(cfg.bootScriptsDir);
+    // before anything listens: full mode must not start beside another DHCP server
+    if (cfg.dhcp.enabled && cfg.dhcp.probeSeconds > 0) {
+      const others = (
+        await probeDhcpServers({ interface: cfg.dhcp.interface, timeoutMs: cfg.dhcp.probeSeconds * 1000, clientPort: cfg.dhcp.clientPort, serverPort: cfg.dhcp.port }).catch((e: Error) => {
+          // e.g. port 68 needs root; the check is a safety net, not a reason to stay down
+          log.warn({ err: e.message }, 'could not probe for other DHCP servers');
+          return [];
+        })
+      ).filter((ip) => ip !== cfg.advertiseAddress);
+      if (others.length && cfg.dhcp.mode === 'full') {
+        throw new StartupError(`another DHCP server answers on this segment (${others.join(', ')}): refusing full mode; use dhcp.mode: proxy beside it`);
+      }
+      if (others.length) log.warn({ servers: others }, 'another DHCP server answers on this segment; proxy mode adds boot information beside it');
+    }
+
     const store = (this.store = await Store.open(path.join(cfg.dataDir, 'db')));
     const started = Date.now();
     const httpBase = `http://${cfg.advertiseAddress}:${cfg.http.port}`;

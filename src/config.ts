@@ -93,6 +93,9 @@ export const ConfigSchema = z
           })
           .strict()
           .prefault({}),
+        /** at start, look this long for other DHCP servers (they may ping-check for ~2 s before offering):
+         *  full mode refuses to start beside one; 0 skips */
+        probeSeconds: z.number().min(0).default(4),
         /** MACs whose EFI firmware needs snponly.efi (ipxe.efi's own drivers fail on some NICs) */
         snponlyMACs: z.array(MacSchema).default([]),
         full: FullDhcpSchema.optional(),

@@ -1,17 +1,13 @@
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
-import { setsockopt } from 'sockopt';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { Store } from '../store/store.js';
 import { DecodeError, decode, encode } from './codec.js';
 import { type DecideContext, type LeaseOp, type Outcome, decide } from './decide.js';
+import { bindToInterface } from './bind-interface.js';
 import { LeaseTable, type PoolSpec } from './leases.js';
 import { msgTypeName } from './options.js';
-
-const SOL_SOCKET = 1;
-const SO_BINDTOIFINDEX = 62; // Linux >= 5.0; takes an int, unlike SO_BINDTODEVICE
 
 export interface DhcpServerOptions {
   address: string;
@@ -57,10 +53,7 @@ export class DhcpServer {
     s.bind(port, this.opts.address);
     await once(s, 'listening');
     s.setBroadcast(true);
-    if (this.opts.interface) {
-      const ifindex = Number(readFileSync(`/sys/class/net/${this.opts.interface}/ifindex`, 'utf8'));
-      setsockopt(s, SOL_SOCKET, SO_BINDTOIFINDEX, ifindex);
-    }
+    if (this.opts.interface) bindToInterface(s, this.opts.interface);
     this.sockets.push(s);
     return s;
   }

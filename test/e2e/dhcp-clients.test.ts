@@ -104,3 +104,17 @@ t.test('interface binding: a server bound to br0 does not answer another segment
   const here = await udhcpc(t, lab, 'here', '52:54:00:c3:00:02', PXE_BIOS);
   t.equal(here.code, 0, 'a client on br0 is served');
 });
+
+t.test('start-up probe: full mode refuses to start beside another DHCP server; proxy mode warns', async (t) => {
+  const lab = makeLab(t, '10.87.0');
+  const site = startSiteDhcp(t, lab);
+  await new Promise((r) => setTimeout(r, 500));
+  const full = fullDhcp(lab);
+  const err = await startAppliance(t, lab, { dhcp: { ...full.dhcp, probeSeconds: 4 } }).then(
+    () => 'started',
+    (e: Error) => e.message,
+  );
+  t.match(err, /exited with 2: [\s\S]*another DHCP server answers on this segment \(10\.87\.0\.2\): refusing full mode/);
+  const app = await startAppliance(t, lab, { dhcp: { mode: 'proxy', interface: 'br0', probeSeconds: 4 } });
+  t.same(app.find('another DHCP server answers on this segment; proxy mode adds boot information beside it')[0]?.servers, [site.ip]);
+});

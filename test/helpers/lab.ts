@@ -51,6 +51,7 @@ export const fullDhcp = (lab: Lab, extra: Record<string, unknown> = {}) => ({
   dhcp: {
     mode: 'full',
     interface: 'br0',
+    probeSeconds: 1, // nothing else serves DHCP in these labs; the probe test sets its own
     full: { poolStart: `${lab.prefix}.100`, poolEnd: `${lab.prefix}.199`, router: lab.serverIp, leaseSeconds: 600, ...extra },
   },
 });
