@@ -75,6 +75,7 @@ export class Appliance {
     }
 
     const store = (this.store = await Store.open(path.join(cfg.dataDir, 'db')));
+    this.metrics.hostStates = async () => (await store.hosts.all()).map((h) => h.status.state);
     const started = Date.now();
     const httpBase = `http://${cfg.advertiseAddress}:${cfg.http.port}`;
     const secrets = new SecretBox(cfg.dataDir);
@@ -89,7 +90,14 @@ export class Appliance {
       (h, password) =>
         new RedfishClient(
           { ...h.spec.redfish, password },
-          { timeoutMs: rf.timeoutSeconds * 1000, retries: rf.retries, backoffBaseMs: rf.backoffBaseSeconds * 1000, backoffMaxMs: rf.backoffMaxSeconds * 1000, global: globalBmc, perBmc: rf.perBmcConcurrency },
+          {
+            timeoutMs: rf.timeoutSeconds * 1000, retries: rf.retries, backoffBaseMs: rf.backoffBaseSeconds * 1000, backoffMaxMs: rf.backoffMaxSeconds * 1000,
+            global: globalBmc, perBmc: rf.perBmcConcurrency,
+            observe: (method, status, seconds) => {
+              this.metrics.redfishCalls.inc({ method, result: status ? String(status) : 'transport' });
+              this.metrics.redfishSeconds.observe({ method }, seconds);
+            },
+          },
           log.child({ host: h.name }),
         ),
       {
@@ -105,7 +113,7 @@ export class Appliance {
     ));
 
     const app = createHttpApp({
-      api: createApi({ store, secrets, orchestrator, adminToken: admin.token, maxBodyBytes: cfg.api.maxBodyBytes }),
+      api: createApi({ store, secrets, orchestrator, adminToken: admin.token, maxBodyBytes: cfg.api.maxBodyBytes, metrics: this.metrics }),
       onScript: (e) => void orchestrator.scriptFetched(e.mac).catch((err: Error) => log.error({ mac: e.mac, err: err.message }, 'script event failed')),
       httpBase,
       assetsDir: cfg.assetsDir,

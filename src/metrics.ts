@@ -1,4 +1,4 @@
-import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** Prometheus metrics for the whole appliance, one registry per process (tests make their own). */
 export class Metrics {
@@ -27,6 +27,38 @@ export class Metrics {
     help: 'iPXE scripts rendered, by template',
     labelNames: ['script'] as const,
     registers: [this.registry],
+  });
+
+  readonly redfishCalls = new Counter({
+    name: 'beskar7_redfish_calls_total',
+    help: 'Redfish calls, by method and result (HTTP status, or transport)',
+    labelNames: ['method', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly redfishSeconds = new Histogram({
+    name: 'beskar7_redfish_call_seconds',
+    help: 'Redfish call latency',
+    labelNames: ['method'] as const,
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly reports = new Counter({
+    name: 'beskar7_inspection_reports_total',
+    help: 'Inspection reports received, by result',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  /** set by the appliance: the state of every host, read at each scrape */
+  hostStates: () => Promise<string[]> = async () => [];
+  readonly hosts = new Gauge({
+    name: 'beskar7_hosts',
+    help: 'Hosts by state',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+    collect: async () => {
+      this.hosts.reset();
+      for (const state of await this.hostStates()) this.hosts.inc({ state });
+    },
   });
 
   constructor(withProcessMetrics = false) {

@@ -11,6 +11,7 @@ import {
   StoredHostSchema,
   StoredMachineSchema,
 } from '../domain/resources.js';
+import type { Metrics } from '../metrics.js';
 import type { Orchestrator } from '../orchestrator/reconciler.js';
 import type { SecretBox } from '../store/secrets.js';
 import type { Store } from '../store/store.js';
@@ -21,6 +22,7 @@ export interface ApiDeps {
   orchestrator: Orchestrator;
   adminToken: string;
   maxBodyBytes: number;
+  metrics: Metrics;
 }
 
 /** The API view of a host: the password is never returned, not even encrypted. */
@@ -58,10 +60,12 @@ export function createApi(d: ApiDeps): Hono {
   api.post('/hosts/:name/inspection', limit, async (c) => {
     const body = await parseBody(c, InspectionReportSchema);
     if (!body.ok) {
+      d.metrics.reports.inc({ result: 'invalid' });
       await d.store.batch([d.store.event({ kind: 'ReportRejected', host: c.req.param('name'), message: 'invalid report body' })]);
       return body.res;
     }
     const v = await d.orchestrator.acceptReport(c.req.param('name'), bearer(c), body.data);
+    d.metrics.reports.inc({ result: v.ok ? 'accepted' : `rejected_${v.status}` });
     return v.ok ? c.json({ accepted: true }, 202) : bad(c, v.status, v.error);
   });
 

@@ -22,6 +22,8 @@ export interface RedfishOptions {
   /** shared by every client: caps calls across all BMCs */
   global: Limiter;
   perBmc: number;
+  /** called once per HTTP exchange (status 0: transport error) */
+  observe?: (method: string, status: number, seconds: number) => void;
 }
 
 export class RedfishError extends Error {
@@ -100,6 +102,11 @@ export class RedfishClient {
   private async once(method: string, p: string, body?: unknown, headers: Record<string, string> = {}, auth = true): Promise<Reply> {
     return this.opts.global.run(() =>
       this.limiter.run(async () => {
+        const started = performance.now();
+        const done = (r: Reply): Reply => {
+          this.opts.observe?.(method, r.status, (performance.now() - started) / 1000);
+          return r;
+        };
         try {
           const res = await request(this.url(p), {
             method: method as 'GET',
@@ -125,9 +132,9 @@ export class RedfishClient {
             const v = res.headers[k];
             return Array.isArray(v) ? v[0] : v;
           };
-          return { status: res.statusCode, etag: h('etag'), location: h('location'), retryAfter: h('retry-after'), token: h('x-auth-token'), body: parsed, text };
+          return done({ status: res.statusCode, etag: h('etag'), location: h('location'), retryAfter: h('retry-after'), token: h('x-auth-token'), body: parsed, text });
         } catch (e) {
-          return { status: 0, body: {}, text: (e as Error).message };
+          return done({ status: 0, body: {}, text: (e as Error).message });
         }
       }),
     );

@@ -66,6 +66,11 @@ t.test('machine -> claim -> PXE + power -> report -> Ready -> Provisioned', asyn
   const script = await (await fetch(`${a.base}/boot/host.ipxe?mac=52-54-00-01-00-01`)).text();
   t.match(script, /exit 1/, 'a provisioned host boots from its disk from now on');
   const kinds = (await a.api('GET', '/events')).json.items.map((e: { kind: string }) => e.kind);
+  const metrics = await (await fetch(`${a.base}/metrics`)).text();
+  t.match(metrics, /beskar7_hosts\{state="Provisioned"\} 1/);
+  t.match(metrics, /beskar7_inspection_reports_total\{result="accepted"\} 1/);
+  t.match(metrics, /beskar7_redfish_calls_total\{method="PATCH",result="204"\} \d/);
+  t.match(metrics, /beskar7_redfish_call_seconds_count\{method="GET"\} \d/);
   t.match(kinds, ['HostCreated', 'Enrolled', 'MachineCreated', 'Claimed', 'InspectionStarted', 'PowerOn', 'ScriptFetched', 'ReportReceived', 'Ready', 'Provisioned']);
   // the token was one-time
   const replay = await simulateInspector(a.base, '52:54:00:01:00:01', sampleReport('52:54:00:01:00:01'));
