@@ -4,6 +4,7 @@ import path from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Config } from './config.js';
 import { probeDhcpServers } from './dhcp/probe.js';
+import { hostMacs } from './domain/resources.js';
 import { DhcpServer } from './dhcp/server.js';
 import { createHttpApp } from './http/app.js';
 import { loadTemplates } from './http/ipxe.js';
@@ -14,7 +15,8 @@ import { Orchestrator } from './orchestrator/reconciler.js';
 import { RedfishClient } from './redfish/client.js';
 import { Limiter } from './redfish/limiter.js';
 import { SecretBox, adminToken } from './store/secrets.js';
-import { Store } from './store/store.js';
+import { type StoreEvent, Store } from './store/store.js';
+import { BootTimeline } from './timeline.js';
 import { TftpServer } from './tftp/server.js';
 
 export class StartupError extends Error {}
@@ -43,6 +45,7 @@ function checkBootFiles(cfg: Config, tftpRoot: string, log: Logger): void {
 /** The whole appliance in one process: store, DHCP, TFTP, HTTP. */
 export class Appliance {
   readonly metrics = new Metrics(true);
+  readonly timeline = new BootTimeline();
   private store?: Store;
   private dhcp?: DhcpServer;
   private tftp?: TftpServer;
@@ -76,6 +79,14 @@ export class Appliance {
 
     const store = (this.store = await Store.open(path.join(cfg.dataDir, 'db')));
     this.metrics.hostStates = async () => (await store.hosts.all()).map((h) => h.status.state);
+    // workflow events of a host show up on the boot timeline of its MACs
+    store.on('event', (e: StoreEvent) => {
+      if (!e.host) return;
+      void store.hosts.get(e.host).then((h) => {
+        const macs = h ? hostMacs(h) : [];
+        for (const mac of e.mac ? [e.mac] : macs) this.timeline.add(mac, 'workflow', `${e.kind}: ${e.message}`, !/Fail|Reject|NotMet|Error/.test(e.kind));
+      }, () => undefined);
+    });
     const started = Date.now();
     const httpBase = `http://${cfg.advertiseAddress}:${cfg.http.port}`;
     const secrets = new SecretBox(cfg.dataDir);
@@ -113,7 +124,8 @@ export class Appliance {
     ));
 
     const app = createHttpApp({
-      api: createApi({ store, secrets, orchestrator, adminToken: admin.token, maxBodyBytes: cfg.api.maxBodyBytes, metrics: this.metrics }),
+      api: createApi({ store, secrets, orchestrator, adminToken: admin.token, maxBodyBytes: cfg.api.maxBodyBytes, metrics: this.metrics, timeline: this.timeline }),
+      timeline: this.timeline,
       onScript: (e) => void orchestrator.scriptFetched(e.mac).catch((err: Error) => log.error({ mac: e.mac, err: err.message }, 'script event failed')),
       httpBase,
       assetsDir: cfg.assetsDir,
@@ -139,7 +151,7 @@ export class Appliance {
     log.info({ address: cfg.http.address, port: out.http, url: `http://${cfg.advertiseAddress}:${out.http}/boot.ipxe` }, 'http listening');
 
     if (cfg.tftp.enabled) {
-      this.tftp = new TftpServer({ ...cfg.tftp, root: tftpRoot }, log, this.metrics);
+      this.tftp = new TftpServer({ ...cfg.tftp, root: tftpRoot }, log, this.metrics, this.timeline);
       out.tftp = (await this.tftp.start()).port;
       log.info({ address: cfg.tftp.address, port: out.tftp, root: tftpRoot }, 'tftp listening');
     }
@@ -167,6 +179,7 @@ export class Appliance {
         store,
         log,
         this.metrics,
+        this.timeline,
       );
       const d = await this.dhcp.start();
       out.dhcp = d.port;
@@ -184,7 +197,10 @@ export class Appliance {
     await this.orchestrator?.stop();
     this.tftp?.stop();
     await this.dhcp?.stop();
-    await new Promise<void>((r) => (this.http ? this.http.close(() => r()) : r()));
+    const closed = new Promise<void>((r) => (this.http ? this.http.close(() => r()) : r()));
+    // open event streams would hold close() until their next ping
+    (this.http as { closeAllConnections?: () => void } | undefined)?.closeAllConnections?.();
+    await closed;
     await this.store?.close();
   }
 }

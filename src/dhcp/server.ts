@@ -2,6 +2,7 @@ import dgram from 'node:dgram';
 import { once } from 'node:events';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import type { BootTimeline } from '../timeline.js';
 import type { Store } from '../store/store.js';
 import { DecodeError, decode, encode } from './codec.js';
 import { type DecideContext, type LeaseOp, type Outcome, decide } from './decide.js';
@@ -30,6 +31,7 @@ export class DhcpServer {
     private readonly store: Store,
     private readonly log: Logger,
     private readonly metrics: Metrics,
+    private readonly timeline?: BootTimeline,
   ) {}
 
   async start(): Promise<{ port: number; proxyPort?: number }> {
@@ -75,6 +77,7 @@ export class DhcpServer {
     const mac = out.client.mac;
     if (out.action === 'ignore') {
       this.log.debug({ mac, type, port: kind, reason: out.reason }, 'dhcp ignored');
+      this.timeline?.add(mac, 'dhcp', `${type} ignored: ${out.reason}`);
       return;
     }
     if (!(await this.applyLease(out)) || out.action === 'silent') return;
@@ -82,6 +85,11 @@ export class DhcpServer {
       if (err) this.log.warn({ mac, to: out.to, err: err.message }, 'dhcp send failed');
     });
     this.log.info({ mac, type, reply: out.replyType, yiaddr: out.reply.yiaddr, file: out.boot?.file, arch: out.client.arch, to: `${out.to.address}:${out.to.port}` }, 'dhcp reply');
+    if (this.timeline) {
+      this.timeline.learnIp(kind === 'pxe' ? rinfo.address : out.reply.yiaddr, mac);
+      const addr = out.reply.yiaddr !== '0.0.0.0' ? ` ${out.reply.yiaddr}` : '';
+      this.timeline.add(mac, 'dhcp', `${type} → ${out.replyType}${addr}${out.boot ? ` ${out.boot.file}` : ''}${kind === 'pxe' ? ' (port 4011)' : ''}`);
+    }
   }
 
   /** Applies the lease change; a bind is on disk before the ACK leaves. False when the reply must not go out. */

@@ -56,6 +56,9 @@ export const StoredHostSchema = z.object({
   createdAt: z.string(),
 });
 export type StoredHost = z.infer<typeof StoredHostSchema>;
+
+/** The MACs a host network-boots from: the configured boot MACs, else every NIC the BMC lists. */
+export const hostMacs = (h: StoredHost): string[] => (h.spec.bootMACs.length ? h.spec.bootMACs : h.status.nics.map((n) => n.mac));
 export type HostState = z.infer<typeof HostState>;
 
 export const HardwareRequirementsSchema = z

@@ -1,6 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
+import { streamSSE } from 'hono/streaming';
 import { z } from 'zod';
 import { formatZodError } from '../config.js';
 import {
@@ -12,7 +13,9 @@ import {
   StoredMachineSchema,
 } from '../domain/resources.js';
 import type { Metrics } from '../metrics.js';
+import { MacSchema } from '../domain/mac.js';
 import type { Orchestrator } from '../orchestrator/reconciler.js';
+import type { BootTimeline } from '../timeline.js';
 import type { SecretBox } from '../store/secrets.js';
 import type { Store } from '../store/store.js';
 
@@ -23,6 +26,7 @@ export interface ApiDeps {
   adminToken: string;
   maxBodyBytes: number;
   metrics: Metrics;
+  timeline: BootTimeline;
 }
 
 /** The API view of a host: the password is never returned, not even encrypted. */
@@ -77,7 +81,8 @@ export function createApi(d: ApiDeps): Hono {
   });
 
   api.use('*', async (c, next) => {
-    const t = bearer(c);
+    // EventSource cannot send headers: the stream alone also takes the token as a query parameter
+    const t = bearer(c) ?? (c.req.path.endsWith('/stream') ? c.req.query('token') : undefined);
     if (!t || t.length !== d.adminToken.length || !timingSafeEqual(Buffer.from(t), Buffer.from(d.adminToken))) {
       return bad(c, 401, 'admin bearer token required');
     }
@@ -88,7 +93,6 @@ export function createApi(d: ApiDeps): Hono {
     const body = await parseBody(c, HostCreateSchema);
     if (!body.ok) return body.res;
     const { name, spec } = body.data;
-    if (await d.store.hosts.get(name)) return bad(c, 409, `host ${name} exists`);
     const { password, ...redfish } = spec.redfish;
     const host = StoredHostSchema.parse({
       name,
@@ -96,7 +100,12 @@ export function createApi(d: ApiDeps): Hono {
       status: { state: 'Enrolling', nics: [] },
       createdAt: new Date().toISOString(),
     });
-    await d.store.batch([d.store.hosts.put(name, host), d.store.event({ kind: 'HostCreated', host: name, message: `BMC ${redfish.address}` })]);
+    const created = await d.store.transact(async () => {
+      if (await d.store.hosts.get(name)) return false;
+      await d.store.batch([d.store.hosts.put(name, host), d.store.event({ kind: 'HostCreated', host: name, message: `BMC ${redfish.address}` })]);
+      return true;
+    });
+    if (!created) return bad(c, 409, `host ${name} exists`);
     d.orchestrator.kick();
     return c.json(publicHost(host), 201);
   });
@@ -112,10 +121,14 @@ export function createApi(d: ApiDeps): Hono {
   });
   api.delete('/hosts/:name', async (c) => {
     const name = c.req.param('name');
-    const h = await d.store.hosts.get(name);
-    if (!h) return bad(c, 404, `no host ${name}`);
-    if (h.status.consumer) return bad(c, 409, `host ${name} is used by machine ${h.status.consumer}; delete the machine first`);
-    await d.store.batch([d.store.hosts.del(name), d.store.event({ kind: 'HostDeleted', host: name, message: 'deleted' })]);
+    const refusal = await d.store.transact(async () => {
+      const h = await d.store.hosts.get(name);
+      if (!h) return bad(c, 404, `no host ${name}`);
+      if (h.status.consumer) return bad(c, 409, `host ${name} is used by machine ${h.status.consumer}; delete the machine first`);
+      await d.store.batch([d.store.hosts.del(name), d.store.event({ kind: 'HostDeleted', host: name, message: 'deleted' })]);
+      return undefined;
+    });
+    if (refusal) return refusal;
     await d.orchestrator.forgetBmc(name);
     return c.body(null, 204);
   });
@@ -124,9 +137,13 @@ export function createApi(d: ApiDeps): Hono {
     const body = await parseBody(c, MachineCreateSchema);
     if (!body.ok) return body.res;
     const { name, spec } = body.data;
-    if (await d.store.machines.get(name)) return bad(c, 409, `machine ${name} exists`);
     const m = StoredMachineSchema.parse({ name, spec, status: { phase: 'Pending', attempts: 0 }, createdAt: new Date().toISOString() });
-    await d.store.batch([d.store.machines.put(name, m), d.store.event({ kind: 'MachineCreated', machine: name, message: 'created' })]);
+    const created = await d.store.transact(async () => {
+      if (await d.store.machines.get(name)) return false;
+      await d.store.batch([d.store.machines.put(name, m), d.store.event({ kind: 'MachineCreated', machine: name, message: 'created' })]);
+      return true;
+    });
+    if (!created) return bad(c, 409, `machine ${name} exists`);
     d.orchestrator.kick();
     return c.json(m, 201);
   });
@@ -136,12 +153,45 @@ export function createApi(d: ApiDeps): Hono {
     return m ? c.json(m) : bad(c, 404, `no machine ${c.req.param('name')}`);
   });
   api.delete('/machines/:name', async (c) => {
-    const m = await d.store.machines.get(c.req.param('name'));
-    if (!m) return bad(c, 404, `no machine ${c.req.param('name')}`);
-    await d.store.batch([d.store.machines.put(m.name, { ...m, status: { ...m.status, phase: 'Deleting' } })]);
+    const name = c.req.param('name');
+    const found = await d.store.transact(async () => {
+      const m = await d.store.machines.get(name);
+      if (m) await d.store.batch([d.store.machines.put(m.name, { ...m, status: { ...m.status, phase: 'Deleting' } })]);
+      return !!m;
+    });
+    if (!found) return bad(c, 404, `no machine ${name}`);
     d.orchestrator.kick();
-    return c.json({ deleting: m.name }, 202);
+    return c.json({ deleting: name }, 202);
   });
+  api.get('/timeline', (c) => c.json({ items: d.timeline.latest() }));
+  api.get('/timeline/:key', (c) => {
+    const key = c.req.param('key');
+    return c.json({ key, items: d.timeline.get(MacSchema.safeParse(key).data ?? key) });
+  });
+  // live updates for the dashboard: timeline entries and workflow events as they happen
+  api.get('/stream', (c) =>
+    streamSSE(c, async (stream) => {
+      const send = (event: string) => (data: unknown) => void stream.writeSSE({ event, data: JSON.stringify(data) }).catch(() => undefined);
+      const onEntry = send('timeline');
+      const onEvent = send('event');
+      d.timeline.on('entry', onEntry);
+      d.store.on('event', onEvent);
+      let wake = () => {};
+      stream.onAbort(() => {
+        d.timeline.off('entry', onEntry);
+        d.store.off('event', onEvent);
+        wake();
+      });
+      while (!stream.aborted) {
+        await stream.writeSSE({ event: 'ping', data: '{}' });
+        // a ping keeps proxies from closing an idle stream; an abort ends the wait at once
+        await new Promise<void>((r) => {
+          const timer = setTimeout(r, 15_000);
+          wake = () => (clearTimeout(timer), r());
+        });
+      }
+    }),
+  );
   api.get('/events', async (c) => c.json({ items: (await d.store.events.all()).slice(-Number(c.req.query('limit') ?? 200)) }));
   return api;
 }

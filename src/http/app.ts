@@ -8,6 +8,7 @@ import { MacSchema } from '../domain/mac.js';
 import { resolveInside } from '../domain/safe-path.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import type { BootTimeline } from '../timeline.js';
 import { type Templates, render, selectInstruction, templateFor } from './ipxe.js';
 
 export interface HttpDeps {
@@ -25,6 +26,7 @@ export interface HttpDeps {
   onScript?: (e: { mac: string; script: string; known: boolean; uuid?: string | undefined; serial?: string | undefined }) => void;
   /** mounted at /api/v1 */
   api?: Hono;
+  timeline?: BootTimeline;
 }
 
 /** What iPXE reports about itself in the entry script's query string (all but mac optional). */
@@ -49,7 +51,7 @@ const remoteAddress = (c: Parameters<typeof getConnInfo>[0]): string | undefined
 const IPXE = { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store' };
 
 /** Files under `root`: symlink-safe, strong ETag with If-None-Match, Range (via serveStatic), streaming. */
-function files(root: string, prefix: string, log: Logger): MiddlewareHandler {
+function files(root: string, prefix: string, log: Logger, timeline?: BootTimeline): MiddlewareHandler {
   return async (c, next) => {
     let rel: string;
     try {
@@ -58,14 +60,19 @@ function files(root: string, prefix: string, log: Logger): MiddlewareHandler {
       return c.text('bad path encoding\n', 400);
     }
     const target = await resolveInside(root, rel);
-    if (!target.ok) return c.text(`${target.reason}\n`, target.status);
+    const from = remoteAddress(c);
+    if (!target.ok) {
+      if (from) timeline?.add(timeline.keyForIp(from), 'http', `GET ${c.req.path}: ${target.status} ${target.reason}`, false);
+      return c.text(`${target.reason}\n`, target.status);
+    }
     const etag = `"${target.size.toString(16)}-${Math.floor(target.mtimeMs).toString(16)}"`;
     c.header('ETag', etag);
     c.header('Accept-Ranges', 'bytes');
     const inm = c.req.header('if-none-match');
     if (inm && inm.split(',').some((t) => t.trim().replace(/^W\//, '') === etag || t.trim() === '*')) return c.body(null, 304);
     // one line per download: the boot timeline needs when a kernel or initrd was fetched, and by whom
-    log.info({ path: c.req.path, bytes: target.size, range: c.req.header('range'), from: remoteAddress(c) }, 'asset served');
+    log.info({ path: c.req.path, bytes: target.size, range: c.req.header('range'), from }, 'asset served');
+    if (from) timeline?.add(timeline.keyForIp(from), 'http', `GET ${c.req.path} (${target.size} bytes)`);
     return serveStatic({ path: target.path })(c, next);
   };
 }
@@ -78,6 +85,8 @@ export function createHttpApp(d: HttpDeps): Hono {
 
   app.get('/boot.ipxe', (c) => {
     d.metrics.scripts.inc({ script: 'entry' });
+    const from = remoteAddress(c);
+    if (from) d.timeline?.add(d.timeline.keyForIp(from), 'http', 'entry script /boot.ipxe');
     return c.body(render(d.templates.get('entry') as string, { httpBase: d.httpBase }), 200, IPXE);
   });
 
@@ -91,6 +100,9 @@ export function createHttpApp(d: HttpDeps): Hono {
     d.metrics.scripts.inc({ script });
     d.log.info({ mac, uuid, serial, script, known, arch: q.data.arch, platform: q.data.platform }, 'ipxe script');
     d.onScript?.({ mac, script, known, uuid, serial });
+    const from = remoteAddress(c);
+    if (from) d.timeline?.learnIp(from, mac);
+    d.timeline?.add(mac, 'http', `host script: ${script}${known ? '' : ' (not enrolled)'}`);
     if (tpl === undefined) return c.text('local disk\n', 404);
     const body = render(d.templates.get(tpl) as string, {
       ...q.data,
@@ -103,8 +115,8 @@ export function createHttpApp(d: HttpDeps): Hono {
   });
 
   if (d.api) app.route('/api/v1', d.api);
-  app.get('/ipxe/*', files(d.tftpRoot, '/ipxe/', d.log));
-  app.on(['GET', 'HEAD'], '/assets/*', files(d.assetsDir, '/assets/', d.log));
+  app.get('/ipxe/*', files(d.tftpRoot, '/ipxe/', d.log, d.timeline));
+  app.on(['GET', 'HEAD'], '/assets/*', files(d.assetsDir, '/assets/', d.log, d.timeline));
 
   app.onError((err, c) => {
     d.log.error({ err: err.message, path: c.req.path }, 'http handler failed');

@@ -1,5 +1,5 @@
 import type { BootInstruction } from '../config.js';
-import type { InspectionReport, StoredHost, StoredMachine } from '../domain/resources.js';
+import { type InspectionReport, type StoredHost, type StoredMachine, hostMacs } from '../domain/resources.js';
 import type { Logger } from '../log.js';
 import type { RedfishClient } from '../redfish/client.js';
 import { type SecretBox, hashToken, newToken, tokenMatches } from '../store/secrets.js';
@@ -109,7 +109,11 @@ export class Orchestrator {
       if (step.kind === 'claim') {
         // claims run one at a time, in this loop, against the hosts list they update: no host is claimed twice
         const c = claim(m, step.host);
-        await this.store.batch([this.store.machines.put(m.name, c.machine), this.store.hosts.put(c.host.name, c.host), this.store.event({ kind: 'Claimed', machine: m.name, host: c.host.name, message: `claimed ${c.host.name}` })]);
+        const ok = await this.store.commitIf({ machine: m, host: step.host }, [this.store.machines.put(m.name, c.machine), this.store.hosts.put(c.host.name, c.host), this.store.event({ kind: 'Claimed', machine: m.name, host: c.host.name, message: `claimed ${c.host.name}` })]);
+        if (!ok) {
+          this.again = true; // the host or machine changed since this pass read them
+          continue;
+        }
         hosts.splice(hosts.indexOf(step.host), 1, c.host);
         this.log.info({ machine: m.name, host: c.host.name }, 'host claimed');
         work.push(this.guard(`machine/${m.name}`, () => this.bootHost(c.machine, c.host)));
@@ -137,8 +141,7 @@ export class Orchestrator {
       case 'boot':
         return this.bootHost(m, host as StoredHost);
       case 'timeout': {
-        const r = attemptFailed(m, host as StoredHost, 'InspectionTimeout', `no inspection report within ${Math.round(this.opts.inspectionTimeoutMs / 1000)} s`, Date.now(), this.opts, 'Timeout');
-        await this.commitAttemptFailure(m, r);
+        await this.failAttempt(m, host as StoredHost, 'InspectionTimeout', `no inspection report within ${Math.round(this.opts.inspectionTimeoutMs / 1000)} s`, 'Timeout');
         return;
       }
       case 'validate':
@@ -150,12 +153,8 @@ export class Orchestrator {
     }
   }
 
-  private macsOf(h: StoredHost): string[] {
-    return h.spec.bootMACs.length ? h.spec.bootMACs : h.status.nics.map((n) => n.mac);
-  }
-
   private bootOps(h: StoredHost, instr: BootInstruction | undefined): BatchOp[] {
-    return this.macsOf(h).map((mac) => (instr ? this.store.bootInstructions.put(mac, instr) : this.store.bootInstructions.del(mac)));
+    return hostMacs(h).map((mac) => (instr ? this.store.bootInstructions.put(mac, instr) : this.store.bootInstructions.del(mac)));
   }
 
   private async enroll(h: StoredHost): Promise<void> {
@@ -181,52 +180,58 @@ export class Orchestrator {
       next.status.state = 'Error';
       next.status.errorMessage = `enrolment failed: ${(e as Error).message}`;
     }
-    await this.store.batch([this.store.hosts.put(h.name, next), this.store.event({ kind: 'Enrolled', host: h.name, message: next.status.errorMessage ?? `${next.status.state}: ${next.status.nics.length} NICs` })]);
+    if (!(await this.store.commitIf({ host: h }, [this.store.hosts.put(h.name, next), this.store.event({ kind: 'Enrolled', host: h.name, message: next.status.errorMessage ?? `${next.status.state}: ${next.status.nics.length} NICs` })]))) return;
     this.log.info({ host: h.name, state: next.status.state, error: next.status.errorMessage }, 'host enrolled');
     this.kick();
   }
 
   /** New attempt: persist Inspecting/Pending with a fresh token and the inspect script, then PXE + power. */
   private async bootHost(m: StoredMachine, h: StoredHost): Promise<void> {
-    const now = Date.now();
-    let machine = m;
-    let host = h;
-    let token: string | undefined;
-    if (h.status.state === 'InUse' || !h.inspectionTokenHash) {
-      token = newToken();
-      ({ machine, host } = startAttempt(m, h, hashToken(token), now, this.opts));
-      await this.store.batch([
-        this.store.machines.put(m.name, machine),
-        this.store.hosts.put(h.name, host),
-        ...this.bootOps(host, inspectInstruction(machine, host, this.opts.apiBase, token)),
-        this.store.event({ kind: 'InspectionStarted', machine: m.name, host: h.name, message: `attempt ${machine.status.attempts}` }),
-      ]);
-    } else {
-      // a restart between persisting and powering: the stored token is unknown now, so issue a new one
-      token = newToken();
-      host = { ...host, inspectionTokenHash: hashToken(token) };
-      await this.store.batch([this.store.hosts.put(h.name, host), ...this.bootOps(host, inspectInstruction(machine, host, this.opts.apiBase, token))]);
-    }
+    // a fresh token also when a restart came between persisting and powering: only its hash was kept
+    const token = newToken();
+    const { machine, host } =
+      h.status.state === 'InUse' ? startAttempt(m, h, hashToken(token), Date.now(), this.opts) : { machine: m, host: { ...h, inspectionTokenHash: hashToken(token) } };
+    const persisted = await this.store.commitIf({ machine: m, host: h }, [
+      this.store.machines.put(m.name, machine),
+      this.store.hosts.put(h.name, host),
+      ...this.bootOps(host, inspectInstruction(machine, host, this.opts.apiBase, token)),
+      ...(h.status.state === 'InUse' ? [this.store.event({ kind: 'InspectionStarted', machine: m.name, host: h.name, message: `attempt ${machine.status.attempts}` })] : []),
+    ]);
+    if (!persisted) return this.kick();
+    let action: string;
     try {
       const b = this.bmc(host);
       await b.setOneTimePxe();
-      const action = await b.powerOnOrRestart(this.opts.powerDeadlineMs);
-      const after = booted(host, 'On');
-      await this.store.batch([this.store.hosts.put(h.name, after), this.store.event({ kind: 'PowerOn', machine: m.name, host: h.name, message: `one-time PXE set; ${action}` })]);
-      this.log.info({ machine: m.name, host: h.name, action, attempt: machine.status.attempts }, 'inspection boot started');
+      action = await b.powerOnOrRestart(this.opts.powerDeadlineMs);
     } catch (e) {
-      const r = attemptFailed(machine, host, 'BMCError', `BMC: ${(e as Error).message}`, Date.now(), this.opts, 'Failed');
-      await this.commitAttemptFailure(machine, r);
+      await this.failAttempt(machine, host, 'BMCError', `BMC: ${(e as Error).message}`, 'Failed');
+      return;
     }
+    // the machine may have reported already (a fast inspector): only a still-Pending attempt becomes Booting
+    await this.store.transact(async () => {
+      const cur = await this.store.hosts.get(h.name);
+      const ops: BatchOp[] = [this.store.event({ kind: 'PowerOn', machine: m.name, host: h.name, message: `one-time PXE set; ${action}` })];
+      if (cur?.status.inspectionPhase === 'Pending' && cur.inspectionTokenHash === host.inspectionTokenHash) ops.push(this.store.hosts.put(h.name, booted(cur, 'On')));
+      await this.store.batch(ops);
+    });
+    this.log.info({ machine: m.name, host: h.name, action, attempt: machine.status.attempts }, 'inspection boot started');
   }
 
-  private async commitAttemptFailure(m: StoredMachine, r: { machine: StoredMachine; host: StoredHost; final: boolean }): Promise<void> {
-    await this.store.batch([
-      this.store.machines.put(m.name, r.machine),
-      this.store.hosts.put(r.host.name, r.host),
-      ...this.bootOps(r.host, undefined),
-      this.store.event({ kind: r.final ? 'Failed' : 'Retry', machine: m.name, host: r.host.name, message: r.machine.status.failureMessage ?? '' }),
-    ]);
+  /** Ends this attempt (re-read under the store lock: a report may have come in meanwhile). */
+  private async failAttempt(m: StoredMachine, h: StoredHost, reason: string, message: string, phase: 'Timeout' | 'Failed'): Promise<void> {
+    const r = await this.store.transact(async () => {
+      const [curM, curH] = [await this.store.machines.get(m.name), await this.store.hosts.get(h.name)];
+      if (!curM || !curH || curH.inspectionTokenHash !== h.inspectionTokenHash || curH.status.inspectionPhase === 'Complete') return undefined;
+      const out = attemptFailed(curM, curH, reason, message, Date.now(), this.opts, phase);
+      await this.store.batch([
+        this.store.machines.put(m.name, out.machine),
+        this.store.hosts.put(out.host.name, out.host),
+        ...this.bootOps(out.host, undefined),
+        this.store.event({ kind: out.final ? 'Failed' : 'Retry', machine: m.name, host: out.host.name, message: out.machine.status.failureMessage ?? '' }),
+      ]);
+      return out;
+    });
+    if (!r) return this.kick();
     this.log.warn({ machine: m.name, host: r.host.name, final: r.final, reason: r.machine.status.failureMessage }, r.final ? 'machine failed' : 'inspection attempt failed');
     if (r.final) await this.powerDown(r.host);
   }
@@ -235,12 +240,13 @@ export class Orchestrator {
     const stored = h.status.inspectionReportId ? await this.store.reports.get(h.status.inspectionReportId) : undefined;
     if (!stored) throw new Error(`host ${h.name} is Complete without a stored report`);
     const r = validated(m, h, stored.report);
-    await this.store.batch([
+    const ok = await this.store.commitIf({ machine: m, host: h }, [
       this.store.machines.put(m.name, r.machine),
       this.store.hosts.put(h.name, r.host),
       ...(r.machine.status.phase === 'Failed' ? this.bootOps(h, undefined) : []),
       this.store.event({ kind: r.machine.status.phase === 'Failed' ? 'RequirementsNotMet' : 'Ready', machine: m.name, host: h.name, message: r.machine.status.failureMessage ?? 'requirements met' }),
     ]);
+    if (!ok) return this.kick();
     this.log.info({ machine: m.name, host: h.name, state: r.host.status.state, reason: r.machine.status.failureMessage }, 'inspection validated');
     if (r.machine.status.phase === 'Failed') await this.powerDown(r.host);
     this.kick();
@@ -249,24 +255,30 @@ export class Orchestrator {
   /** The inspector kexecs into the target itself; later boots of this host leave iPXE for the local disk. */
   private async handoff(m: StoredMachine, h: StoredHost): Promise<void> {
     const r = handedOff(m, h);
-    await this.store.batch([
+    const ok = await this.store.commitIf({ machine: m, host: h }, [
       this.store.machines.put(m.name, r.machine),
       this.store.hosts.put(h.name, r.host),
       ...this.bootOps(h, { script: 'local-disk', cmdline: '', localDiskMethod: 'exit' }),
       this.store.event({ kind: 'Provisioned', machine: m.name, host: h.name, message: `target ${m.spec.targetImageURL}` }),
     ]);
+    if (!ok) return this.kick();
     this.log.info({ machine: m.name, host: h.name }, 'machine provisioned');
   }
 
   /** Delete: power off, clear the override, release the host, then forget the machine. */
   private async releaseMachine(m: StoredMachine, host: StoredHost | undefined): Promise<void> {
-    const ops: BatchOp[] = [this.store.machines.del(m.name), this.store.event({ kind: 'Deleted', machine: m.name, ...(host ? { host: host.name } : {}), message: 'machine deleted' })];
-    if (host && host.status.consumer === m.name) {
-      await this.powerDown(host);
-      ops.push(this.store.hosts.put(host.name, release(host)), ...this.bootOps(host, undefined));
-    }
-    await this.store.batch(ops);
-    this.log.info({ machine: m.name, host: host?.name }, 'machine deleted, host released');
+    const ours = host && host.status.consumer === m.name ? host : undefined;
+    if (ours) await this.powerDown(ours);
+    await this.store.transact(async () => {
+      // powerDown may have noted an error on the host: release the record as it is now
+      const cur = ours ? await this.store.hosts.get(ours.name) : undefined;
+      await this.store.batch([
+        this.store.machines.del(m.name),
+        this.store.event({ kind: 'Deleted', machine: m.name, ...(host ? { host: host.name } : {}), message: 'machine deleted' }),
+        ...(cur ? [this.store.hosts.put(cur.name, release(cur)), ...this.bootOps(cur, undefined)] : []),
+      ]);
+    });
+    this.log.info({ machine: m.name, host: ours?.name }, 'machine deleted, host released');
     this.kick();
   }
 
@@ -278,21 +290,28 @@ export class Orchestrator {
       await b.clearBootOverride();
     } catch (e) {
       this.log.warn({ host: h.name, err: (e as Error).message }, 'power off / clear override failed');
-      const cur = await this.store.hosts.get(h.name);
-      if (cur) await this.store.batch([this.store.hosts.put(h.name, { ...cur, status: { ...cur.status, errorMessage: `release: ${(e as Error).message}` } })]);
+      await this.store.transact(async () => {
+        const cur = await this.store.hosts.get(h.name);
+        if (cur) await this.store.batch([this.store.hosts.put(h.name, { ...cur, status: { ...cur.status, errorMessage: `release: ${(e as Error).message}` } })]);
+      });
     }
   }
 
-  /** iPXE fetched the script of a MAC: an inspecting host moves from Booting to InProgress. */
-  async scriptFetched(mac: string): Promise<void> {
-    const hosts = await this.store.hosts.all();
-    const h = hosts.find((x) => x.status.state === 'Inspecting' && this.macsOf(x).includes(mac));
-    if (!h || h.status.inspectionPhase !== 'Booting') return;
-    await this.store.batch([this.store.hosts.put(h.name, { ...h, status: { ...h.status, inspectionPhase: 'InProgress' } }), this.store.event({ kind: 'ScriptFetched', host: h.name, mac, message: 'inspector script fetched' })]);
+  /** iPXE fetched the script of a MAC: an inspecting host moves on to InProgress. */
+  scriptFetched(mac: string): Promise<void> {
+    return this.store.transact(async () => {
+      const h = (await this.store.hosts.all()).find((x) => x.status.state === 'Inspecting' && hostMacs(x).includes(mac));
+      if (!h || (h.status.inspectionPhase !== 'Booting' && h.status.inspectionPhase !== 'Pending')) return;
+      await this.store.batch([this.store.hosts.put(h.name, { ...h, status: { ...h.status, inspectionPhase: 'InProgress' } }), this.store.event({ kind: 'ScriptFetched', host: h.name, mac, message: 'inspector script fetched' })]);
+    });
   }
 
   /** A step of the inspector after its report (download, config, kexec) or a failure it hit. */
-  async acceptProgress(hostName: string, token: string | undefined, p: { step: string; ok: boolean; message: string }): Promise<ReportVerdict> {
+  acceptProgress(hostName: string, token: string | undefined, p: { step: string; ok: boolean; message: string }): Promise<ReportVerdict> {
+    return this.store.transact(() => this.progress(hostName, token, p));
+  }
+
+  private async progress(hostName: string, token: string | undefined, p: { step: string; ok: boolean; message: string }): Promise<ReportVerdict> {
     const h = await this.store.hosts.get(hostName);
     if (!h) return { ok: false, status: 404, error: `no host ${hostName}` };
     if (!tokenMatches(token, h.inspectionTokenHash)) return { ok: false, status: 401, error: 'wrong inspection token' };
@@ -305,13 +324,21 @@ export class Orchestrator {
 
   /** Report intake: the host's one-time token, an inspecting host; the report and the phase change in one batch. */
   async acceptReport(hostName: string, token: string | undefined, report: InspectionReport): Promise<ReportVerdict> {
+    const v = await this.store.transact(() => this.report(hostName, token, report));
+    if (v.ok) this.kick();
+    return v;
+  }
+
+  private async report(hostName: string, token: string | undefined, report: InspectionReport): Promise<ReportVerdict> {
     const h = await this.store.hosts.get(hostName);
     if (!h) return { ok: false, status: 404, error: `no host ${hostName}` };
     if (!tokenMatches(token, h.inspectionTokenHash)) {
       await this.store.batch([this.store.event({ kind: 'ReportRejected', host: hostName, message: 'wrong or used inspection token' })]);
       return { ok: false, status: 401, error: 'wrong or used inspection token' };
     }
-    if (h.status.state !== 'Inspecting' || (h.status.inspectionPhase !== 'Booting' && h.status.inspectionPhase !== 'InProgress')) {
+    // Pending counts: the token exists once the attempt is stored, and a fast machine may report before
+    // the BMC call that powered it has returned
+    if (h.status.state !== 'Inspecting' || !['Pending', 'Booting', 'InProgress'].includes(h.status.inspectionPhase ?? '')) {
       await this.store.batch([this.store.event({ kind: 'ReportRejected', host: hostName, message: `host is ${h.status.state}/${h.status.inspectionPhase}, not inspecting` })]);
       return { ok: false, status: 409, error: `host ${hostName} is not inspecting (${h.status.state}/${h.status.inspectionPhase})` };
     }
@@ -326,7 +353,6 @@ export class Orchestrator {
       this.store.hosts.put(hostName, next),
       this.store.event({ kind: 'ReportReceived', host: hostName, message: `${report.cpus.cores} cores, ${report.memory.totalGB} GB, ${report.disks.length} disks` }),
     ]);
-    this.kick();
     return { ok: true };
   }
 }

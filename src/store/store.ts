@@ -1,10 +1,11 @@
+import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { Level } from 'level';
 import type { AbstractSublevel } from 'abstract-level';
 import { z } from 'zod';
 import { LeaseSchema } from '../domain/lease.js';
 import { BootInstructionSchema } from '../config.js';
-import { StoredHostSchema, StoredMachineSchema, StoredReportSchema } from '../domain/resources.js';
+import { type StoredHost, StoredHostSchema, type StoredMachine, StoredMachineSchema, StoredReportSchema } from '../domain/resources.js';
 
 export const EventSchema = z.object({
   at: z.string(),
@@ -60,7 +61,7 @@ export class Collection<S extends z.ZodType> {
  * All persistent state in one LevelDB. Every change is one atomic batch; LevelDB's write-ahead log
  * means a batch that resolved survives kill -9 of the process.
  */
-export class Store {
+export class Store extends EventEmitter {
   readonly leases: Collection<typeof LeaseSchema>;
   readonly bootInstructions: Collection<typeof BootInstructionSchema>;
   readonly hosts: Collection<typeof StoredHostSchema>;
@@ -70,6 +71,7 @@ export class Store {
   private eventSeq = 0;
 
   private constructor(readonly db: Level<string, unknown>) {
+    super();
     const sub = <S extends z.ZodType>(name: string, schema: S) =>
       new Collection(name, db.sublevel<string, z.infer<S>>(name, { valueEncoding: 'json' }), schema);
     this.leases = sub('leases', LeaseSchema);
@@ -93,9 +95,33 @@ export class Store {
     return new Store(db);
   }
 
+  private chain: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Runs read-modify-write sections one at a time, so no write is based on a stale read. Sections must not
+   * nest. Plain batches need no section: a batch is atomic by itself.
+   */
+  transact<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Commits `ops` only while the host and machine are still as `seen` (false: they changed, look again). */
+  commitIf(seen: { host?: StoredHost | undefined; machine?: StoredMachine | undefined }, ops: BatchOp[]): Promise<boolean> {
+    return this.transact(async () => {
+      const same = async <V>(c: Collection<z.ZodType<V>>, v: (V & { name: string }) | undefined) => !v || JSON.stringify(await c.get(v.name)) === JSON.stringify(v);
+      if (!(await same(this.hosts, seen.host)) || !(await same(this.machines, seen.machine))) return false;
+      await this.batch(ops);
+      return true;
+    });
+  }
+
   async batch(ops: BatchOp[]): Promise<void> {
     // sublevel ops carry their own encoding; abstract-level's typings cannot express a mixed batch
     if (ops.length) await this.db.batch(ops as never);
+    // events are announced once they are on disk (the dashboard streams them)
+    for (const op of ops) if (op.type === 'put' && op.sublevel === this.events.db) this.emit('event', op.value as StoreEvent);
   }
 
   close(): Promise<void> {

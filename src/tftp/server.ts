@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import tftp, { type GetStream, type PutStream, type Server } from 'tftp';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import type { BootTimeline } from '../timeline.js';
 import { resolveInside } from '../domain/safe-path.js';
 
 export interface TftpOptions {
@@ -25,6 +26,7 @@ export class TftpServer {
     private readonly opts: TftpOptions,
     private readonly log: Logger,
     private readonly metrics: Metrics,
+    private readonly timeline?: BootTimeline,
   ) {}
 
   async start(): Promise<{ address: string; port: number }> {
@@ -56,11 +58,13 @@ export class TftpServer {
       const probe = /aborted/i.test(e.message);
       this.metrics.tftpTransfers.inc({ result: probe ? 'aborted_by_client' : 'failed' });
       this.log[probe ? 'debug' : 'warn']({ ...fields, err: e.message }, probe ? 'tftp transfer aborted by client' : 'tftp transfer failed');
+      this.timeline?.add(this.timeline.keyForIp(req.stats.remoteAddress), 'tftp', `${req.file}: ${probe ? 'size probe' : `failed: ${e.message}`}`, probe);
     });
     const target = await resolveInside(this.opts.root, req.file);
     if (!target.ok) {
       this.metrics.tftpTransfers.inc({ result: target.status === 404 ? 'not_found' : 'refused' });
       this.log.warn({ ...fields, reason: target.reason }, 'tftp request refused');
+      this.timeline?.add(this.timeline.keyForIp(req.stats.remoteAddress), 'tftp', `${req.file}: ${target.reason}`, false);
       req.abort(target.status === 404 ? 'File not found' : 'Access violation');
       return;
     }
@@ -69,6 +73,7 @@ export class TftpServer {
       this.metrics.tftpTransfers.inc({ result: 'ok' });
       this.metrics.tftpBytes.inc(target.size);
       this.log.info({ ...fields, bytes: target.size }, 'tftp transfer done');
+      this.timeline?.add(this.timeline.keyForIp(req.stats.remoteAddress), 'tftp', `${req.file}: ${target.size} bytes, blksize ${req.stats.blockSize}, windowsize ${req.stats.windowSize}`);
     });
     createReadStream(target.path, { highWaterMark: 1 << 20 }).pipe(res);
   }

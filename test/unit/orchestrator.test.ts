@@ -218,3 +218,37 @@ t.test('one report per token; the token then carries the inspector progress', as
   t.ok(kinds.includes('InspectorStep: target-download: 9 MB'));
   t.ok(kinds.includes('InspectorFailed: kexec: kexec_load failed'));
 });
+
+t.test('boot timeline per MAC and the live event stream', async (t) => {
+  let base = '';
+  const mac = '52:54:00:07:00:01';
+  const { address } = await bmcWithMachine(t, () => base, mac);
+  const a = await inProcess(t);
+  base = a.base;
+  const ctrl = new AbortController();
+  t.teardown(() => ctrl.abort());
+  const res = await fetch(`${a.base}/api/v1/stream?token=${ADMIN}`, { signal: ctrl.signal });
+  t.equal(res.headers.get('content-type'), 'text/event-stream');
+  const seen: string[] = [];
+  const reader = (async () => {
+    const dec = new TextDecoder();
+    let buf = '';
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      buf += dec.decode(chunk);
+      for (const m of buf.matchAll(/event: (\w+)\ndata: (.*)\n/g)) seen.push(`${m[1]} ${m[2]}`);
+      buf = buf.slice(buf.lastIndexOf('\n\n') + 2);
+    }
+  })().catch(() => undefined);
+  await a.api('POST', '/hosts', hostBody('h7', address));
+  await a.api('POST', '/machines', machineBody('m7'));
+  await until('Provisioned', async () => ((await a.api('GET', '/machines/m7')).json.status.phase === 'Provisioned' ? true : undefined));
+  await until('stream saw the workflow', async () => (seen.some((s) => s.startsWith('event') && s.includes('"Provisioned"')) ? true : undefined));
+  t.ok(seen.some((s) => s.startsWith('timeline') && s.includes('host script: inspect')), 'timeline entries are streamed');
+  const tl = (await a.api('GET', `/timeline/${mac.replace(/:/g, '-')}`)).json.items.map((e: { source: string; what: string }) => `${e.source}: ${e.what}`);
+  t.ok(tl.includes('http: host script: inspect'), 'script fetch on the timeline');
+  t.ok(tl.some((e: string) => /^workflow: ReportReceived: 4 cores/.test(e)), 'report on the timeline');
+  t.ok(tl.some((e: string) => /^workflow: PowerOn: one-time PXE set; On/.test(e)), 'power on on the timeline');
+  t.equal((await fetch(`${a.base}/api/v1/stream`)).status, 401, 'the stream needs the token too');
+  ctrl.abort();
+  await reader;
+});
