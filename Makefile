@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 IPXE_FILES := undionly.kpxe ipxe.efi snponly.efi
 
-.PHONY: all deps setup assets inspector build run test unit e2e bench install clean
+.PHONY: all deps setup assets inspector build run cli test unit e2e bench install clean
 
 all: build
 
@@ -41,6 +41,10 @@ else
 	else echo "not root: no demo lab; serving on unprivileged ports" && node --import tsx src/main.ts; fi
 endif
 
+# the CLI from the checkout: make cli ARGS="hosts"
+cli: deps
+	@node --import tsx src/cli/main.ts $(ARGS)
+
 test: setup
 	npm test
 
@@ -64,6 +68,7 @@ install: build assets
 	cd $(PREFIX) && npm ci --omit=dev --no-audit --no-fund
 	[ -f /etc/beskar7/beskar7.yaml ] || install -m 0640 -g beskar7 systemd/beskar7.example.yaml /etc/beskar7/beskar7.yaml
 	sed 's|/opt/beskar7|$(PREFIX)|g' systemd/beskar7.service > /etc/systemd/system/beskar7.service
+	printf '#!/bin/sh\nexec /usr/bin/node $(PREFIX)/dist/src/cli/main.js "$$@"\n' > /usr/local/bin/beskar7 && chmod 0755 /usr/local/bin/beskar7
 	systemctl daemon-reload 2>/dev/null || true
 	@echo "installed; edit /etc/beskar7/beskar7.yaml, then: systemctl enable --now beskar7"
 

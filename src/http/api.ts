@@ -16,6 +16,7 @@ import type { Metrics } from '../metrics.js';
 import { MacSchema } from '../domain/mac.js';
 import type { Orchestrator } from '../orchestrator/reconciler.js';
 import type { BootTimeline } from '../timeline.js';
+import { BackupSchema, restoreBackup, takeBackup } from '../store/backup.js';
 import type { SecretBox } from '../store/secrets.js';
 import type { Store } from '../store/store.js';
 
@@ -192,6 +193,21 @@ export function createApi(d: ApiDeps): Hono {
       }
     }),
   );
+  api.get('/backup', async (c) => {
+    c.header('Content-Disposition', `attachment; filename="beskar7-backup-${new Date().toISOString().slice(0, 19).replace(/:/g, '')}.json"`);
+    return c.json(await takeBackup(d.store));
+  });
+  api.post('/restore', bodyLimit({ maxSize: 256 * 1024 * 1024, onError: (c) => bad(c, 413, 'backup larger than 256 MiB') }), async (c) => {
+    const body = await parseBody(c, BackupSchema);
+    if (!body.ok) return body.res;
+    try {
+      const restored = await restoreBackup(d.store, body.data);
+      d.orchestrator.kick();
+      return c.json({ restored });
+    } catch (e) {
+      return bad(c, 400, (e as Error).message);
+    }
+  });
   api.get('/events', async (c) => c.json({ items: (await d.store.events.all()).slice(-Number(c.req.query('limit') ?? 200)) }));
   return api;
 }

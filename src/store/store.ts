@@ -35,6 +35,21 @@ export class Collection<S extends z.ZodType> {
     return v === undefined ? undefined : this.parse(key, v);
   }
 
+  async keys(): Promise<string[]> {
+    return this.db.keys().all();
+  }
+
+  async entries(): Promise<[string, z.infer<S>][]> {
+    const out: [string, z.infer<S>][] = [];
+    for await (const [k, v] of this.db.iterator()) out.push([k, this.parse(k, v)]);
+    return out;
+  }
+
+  /** Checks a value against this collection's schema (restore), with the zod message on failure. */
+  check(key: string, v: unknown): z.infer<S> {
+    return this.parse(key, v);
+  }
+
   async all(): Promise<z.infer<S>[]> {
     const out: z.infer<S>[] = [];
     for await (const [k, v] of this.db.iterator()) out.push(this.parse(k, v));
@@ -80,6 +95,11 @@ export class Store extends EventEmitter {
     this.machines = sub('machines', StoredMachineSchema);
     this.reports = sub('reports', StoredReportSchema);
     this.events = sub('events', EventSchema);
+  }
+
+  /** Every collection by name, for backup and restore. */
+  collections(): Collection<z.ZodType>[] {
+    return [this.leases, this.bootInstructions, this.hosts, this.machines, this.reports, this.events] as Collection<z.ZodType>[];
   }
 
   /** An event as a batch op; keys sort by time. */

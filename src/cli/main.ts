@@ -1,0 +1,158 @@
+#!/usr/bin/env node
+// beskar7: the command line over the appliance's API. Tables for people, --json for scripts.
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { repoRoot } from '../config.js';
+
+const USAGE = `usage: beskar7 [--url URL] [--token TOKEN] [--json] COMMAND
+  hosts [get NAME | add FILE.json | rm NAME]        hosts and their state
+  machines [get NAME | add FILE.json | rm NAME]     machines (rm powers the host off and releases it)
+  report HOST                                       the host's latest inspection report
+  events [--limit N]                                workflow events, oldest first
+  timeline [MAC]                                    boot timeline: every MAC, or one MAC's steps
+  backup FILE | restore FILE                        the whole store as JSON (BMC passwords stay encrypted)
+URL: --url, $BESKAR7_URL or http://127.0.0.1:8080. TOKEN: --token, $BESKAR7_TOKEN or <repo>/data/admin-token.`;
+
+class CliError extends Error {}
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    url: { type: 'string' },
+    token: { type: 'string' },
+    json: { type: 'boolean', default: false },
+    limit: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  },
+});
+
+const url = (values.url ?? process.env.BESKAR7_URL ?? 'http://127.0.0.1:8080').replace(/\/$/, '');
+function token(): string {
+  const t = values.token ?? process.env.BESKAR7_TOKEN;
+  if (t) return t;
+  try {
+    return readFileSync(path.join(repoRoot, 'data', 'admin-token'), 'utf8').trim();
+  } catch {
+    throw new CliError('no admin token: pass --token or set BESKAR7_TOKEN');
+  }
+}
+
+async function call(method: string, p: string, body?: unknown): Promise<any> {
+  let res: Response;
+  try {
+    res = await fetch(`${url}/api/v1${p}`, {
+      method,
+      headers: { Authorization: `Bearer ${token()}`, ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+  } catch (e) {
+    throw new CliError(`cannot reach ${url}: ${(e as Error).cause ?? (e as Error).message}`);
+  }
+  const text = await res.text();
+  const json = text ? JSON.parse(text) : {};
+  if (!res.ok) throw new CliError(`${method} ${p}: HTTP ${res.status}: ${json.error ?? text}`);
+  return json;
+}
+
+const out = (s: string): void => void process.stdout.write(`${s}\n`);
+
+/** Aligned columns; missing values show as "-". */
+function table(rows: Record<string, unknown>[], cols: [string, (r: any) => unknown][]): void {
+  const cells = [cols.map(([h]) => h), ...rows.map((r) => cols.map(([, f]) => String(f(r) ?? '-')))];
+  const width = cols.map((_, i) => Math.max(...cells.map((c) => c[i]!.length)));
+  for (const c of cells) out(c.map((v, i) => v.padEnd(width[i]!)).join('  ').trimEnd());
+}
+
+function show(data: unknown, human: () => void): void {
+  if (values.json) out(JSON.stringify(data, null, 2));
+  else human();
+}
+
+const pretty = (r: unknown) => out(JSON.stringify(r, null, 2));
+const created = (r: { name: string }, kind: string) => show(r, () => out(`${kind} ${r.name} created`));
+
+const readJson = (file: string | undefined): unknown => {
+  if (!file) throw new CliError('a JSON file is needed');
+  return JSON.parse(readFileSync(file, 'utf8'));
+};
+
+async function main(): Promise<void> {
+  const [cmd, sub, arg] = positionals;
+  if (values.help || !cmd) return out(USAGE);
+  switch (cmd) {
+    case 'hosts':
+      if (sub === 'get') return pretty(await call('GET', `/hosts/${arg}`));
+      if (sub === 'add') return created(await call('POST', '/hosts', readJson(arg)), 'host');
+      if (sub === 'rm') return show(await call('DELETE', `/hosts/${arg}`), () => out(`host ${arg} deleted`));
+      {
+        const { items } = await call('GET', '/hosts');
+        return show(items, () =>
+          table(items, [
+            ['NAME', (h) => h.name],
+            ['STATE', (h) => h.status.state],
+            ['POWER', (h) => h.status.observedPowerState],
+            ['PHASE', (h) => h.status.inspectionPhase],
+            ['MACHINE', (h) => h.status.consumer],
+            ['BMC', (h) => h.spec.redfish.address],
+            ['MODEL', (h) => [h.status.hardwareDetails?.manufacturer, h.status.hardwareDetails?.model].filter(Boolean).join(' ') || undefined],
+            ['ERROR', (h) => h.status.errorMessage],
+          ]),
+        );
+      }
+    case 'machines':
+      if (sub === 'get') return pretty(await call('GET', `/machines/${arg}`));
+      if (sub === 'add') return created(await call('POST', '/machines', readJson(arg)), 'machine');
+      if (sub === 'rm') return show(await call('DELETE', `/machines/${arg}`), () => out(`machine ${arg} is being deleted`));
+      {
+        const { items } = await call('GET', '/machines');
+        return show(items, () =>
+          table(items, [
+            ['NAME', (m) => m.name],
+            ['PHASE', (m) => m.status.phase],
+            ['HOST', (m) => m.status.hostId],
+            ['ATTEMPTS', (m) => m.status.attempts],
+            ['REASON', (m) => m.status.failureReason],
+            ['MESSAGE', (m) => m.status.failureMessage],
+          ]),
+        );
+      }
+    case 'report': {
+      const r = await call('GET', `/hosts/${sub}/report`);
+      return show(r, () => {
+        const x = r.report;
+        out(`${sub}: ${x.manufacturer} ${x.model} (serial ${x.serialNumber}), ${x.bootMode}, received ${r.receivedAt}`);
+        out(`cpu: ${x.cpus.count} sockets, ${x.cpus.cores} cores, ${x.cpus.threads} threads, ${x.cpus.model}`);
+        out(`memory: ${x.memory.totalGB} GB`);
+        table(x.disks, [['DISK', (d) => d.device], ['GB', (d) => d.sizeGB], ['TYPE', (d) => d.type], ['MODEL', (d) => d.model], ['SERIAL', (d) => d.serial]]);
+        table(x.nics, [['NIC', (n) => n.interface], ['MAC', (n) => n.macAddress], ['MBPS', (n) => n.speedMbps], ['DRIVER', (n) => n.driver]]);
+      });
+    }
+    case 'events': {
+      const { items } = await call('GET', `/events?limit=${values.limit ?? 50}`);
+      return show(items, () => table(items, [['TIME', (e) => e.at], ['KIND', (e) => e.kind], ['HOST', (e) => e.host], ['MACHINE', (e) => e.machine], ['MESSAGE', (e) => e.message]]));
+    }
+    case 'timeline': {
+      const r = await call('GET', sub ? `/timeline/${sub}` : '/timeline');
+      return show(r.items, () => table(r.items, [['TIME', (e) => e.at], ...(sub ? [] : [['MAC', (e: { key: string }) => e.key] as [string, (e: any) => unknown]]), ['SOURCE', (e) => e.source], ['OK', (e) => (e.ok ? 'ok' : 'FAIL')], ['WHAT', (e) => e.what]]));
+    }
+    case 'backup': {
+      if (!sub) throw new CliError('backup needs a file name');
+      const b = await call('GET', '/backup');
+      writeFileSync(sub, JSON.stringify(b));
+      const counts = Object.fromEntries(Object.entries(b.collections as Record<string, unknown[]>).map(([k, v]) => [k, v.length]));
+      return show(counts, () => out(`backup written to ${sub}: ${Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(', ')}`));
+    }
+    case 'restore': {
+      const r = await call('POST', '/restore', readJson(sub));
+      return show(r.restored, () => out(`restored: ${Object.entries(r.restored as Record<string, number>).map(([k, n]) => `${n} ${k}`).join(', ')}`));
+    }
+    default:
+      throw new CliError(`unknown command "${cmd}"\n${USAGE}`);
+  }
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`beskar7: ${e instanceof CliError ? e.message : String((e as Error).stack ?? e)}\n`);
+  process.exit(e instanceof CliError ? 2 : 1);
+});

@@ -1,0 +1,36 @@
+import { z } from 'zod';
+import type { BatchOp, Store } from './store.js';
+
+/** A whole-store backup: every collection's entries; BMC passwords stay sealed (the key file is not in it). */
+export const BackupSchema = z.object({
+  format: z.literal('beskar7-backup'),
+  version: z.literal(1),
+  createdAt: z.string(),
+  collections: z.record(z.string(), z.array(z.tuple([z.string(), z.unknown()]))),
+});
+export type Backup = z.infer<typeof BackupSchema>;
+
+export async function takeBackup(store: Store): Promise<Backup> {
+  const collections: Backup['collections'] = {};
+  for (const c of store.collections()) collections[c.name] = await c.entries();
+  return { format: 'beskar7-backup', version: 1, createdAt: new Date().toISOString(), collections };
+}
+
+/** Replaces the store's contents with the backup in one atomic batch, after every value passed its schema. */
+export async function restoreBackup(store: Store, b: Backup): Promise<Record<string, number>> {
+  const known = new Map(store.collections().map((c) => [c.name, c]));
+  for (const name of Object.keys(b.collections)) if (!known.has(name)) throw new Error(`unknown collection "${name}"`);
+  const puts: BatchOp[] = [];
+  const counts: Record<string, number> = {};
+  for (const [name, entries] of Object.entries(b.collections)) {
+    const c = known.get(name)!;
+    for (const [k, v] of entries) puts.push(c.put(k, c.check(k, v)));
+    counts[name] = entries.length;
+  }
+  await store.transact(async () => {
+    const dels: BatchOp[] = [];
+    for (const c of known.values()) for (const k of await c.keys()) dels.push(c.del(k));
+    await store.batch([...dels, ...puts]);
+  });
+  return counts;
+}
