@@ -1,9 +1,11 @@
 import { getConnInfo } from '@hono/node-server/conninfo';
 import { serveStatic } from '@hono/node-server/serve-static';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { Hono, type MiddlewareHandler } from 'hono';
 import { z } from 'zod';
 import type { BootInstruction } from '../config.js';
-import { formatZodError } from '../config.js';
+import { formatZodError, repoRoot } from '../config.js';
 import { MacSchema } from '../domain/mac.js';
 import { resolveInside } from '../domain/safe-path.js';
 import type { Logger } from '../log.js';
@@ -80,6 +82,10 @@ function files(root: string, prefix: string, log: Logger, timeline?: BootTimelin
 export function createHttpApp(d: HttpDeps): Hono {
   const app = new Hono();
 
+  // the dashboard: one static page that talks to /api/v1 and follows /api/v1/stream
+  const dashboard = readFileSync(path.join(repoRoot, 'src/http/ui/dashboard.html'), 'utf8');
+  app.get('/', (c) => c.redirect('/ui'));
+  app.get('/ui', (c) => c.html(dashboard));
   app.get('/healthz', async (c) => c.json({ status: 'ok', ...(await d.health()) }));
   app.get('/metrics', async (c) => c.text(await d.metrics.registry.metrics(), 200, { 'Content-Type': d.metrics.registry.contentType }));
 
