@@ -5,6 +5,7 @@ import { serve, type ServerType } from '@hono/node-server';
 import type { Config } from './config.js';
 import { probeDhcpServers } from './dhcp/probe.js';
 import { hostMacs } from './domain/resources.js';
+import { resolveInside } from './domain/safe-path.js';
 import { DhcpServer } from './dhcp/server.js';
 import { createHttpApp } from './http/app.js';
 import { loadTemplates } from './http/ipxe.js';
@@ -42,6 +43,20 @@ function checkBootFiles(cfg: Config, tftpRoot: string, log: Logger): void {
   }
 }
 
+/**
+ * An inspection image we host ourselves must have its kernel and initrd now, not when a host boots it.
+ * Images elsewhere are the operator's to vouch for.
+ */
+async function localImageProblem(url: string, httpBase: string, assetsDir: string): Promise<string | undefined> {
+  const prefix = `${httpBase}/assets/`;
+  if (!url.startsWith(prefix)) return undefined;
+  for (const f of ['vmlinuz', 'initrd']) {
+    const r = await resolveInside(assetsDir, `${url.slice(prefix.length).replace(/\/$/, '')}/${f}`);
+    if (!r.ok) return `${url}/${f}: ${r.reason} under ${assetsDir} (the bundled inspector is built by \`make inspector\`)`;
+  }
+  return undefined;
+}
+
 /** The whole appliance in one process: store, DHCP, TFTP, HTTP. */
 export class Appliance {
   readonly metrics = new Metrics(true);
@@ -62,6 +77,9 @@ export class Appliance {
     const tftpRoot = path.resolve(cfg.assetsDir, cfg.tftp.root);
     checkBootFiles(cfg, tftpRoot, log);
     const templates = loadTemplates(cfg.bootScriptsDir);
+    if (!['vmlinuz', 'initrd'].every((f) => existsSync(path.join(cfg.assetsDir, 'inspector', f)))) {
+      log.warn({ dir: path.join(cfg.assetsDir, 'inspector') }, 'no bundled inspector image: machines must name another inspectionImageURL (make inspector builds it)');
+    }
     // before anything listens: full mode must not start beside another DHCP server
     if (cfg.dhcp.enabled && cfg.dhcp.probeSeconds > 0) {
       const others = (
@@ -124,7 +142,10 @@ export class Appliance {
     ));
 
     const app = createHttpApp({
-      api: createApi({ store, secrets, orchestrator, adminToken: admin.token, maxBodyBytes: cfg.api.maxBodyBytes, metrics: this.metrics, timeline: this.timeline }),
+      api: createApi({
+        store, secrets, orchestrator, adminToken: admin.token, maxBodyBytes: cfg.api.maxBodyBytes, metrics: this.metrics, timeline: this.timeline,
+        imageProblem: (url) => localImageProblem(url, httpBase, cfg.assetsDir),
+      }),
       timeline: this.timeline,
       onScript: (e) => void orchestrator.scriptFetched(e.mac).catch((err: Error) => log.error({ mac: e.mac, err: err.message }, 'script event failed')),
       httpBase,

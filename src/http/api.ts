@@ -28,6 +28,8 @@ export interface ApiDeps {
   maxBodyBytes: number;
   metrics: Metrics;
   timeline: BootTimeline;
+  /** why a machine's inspection image cannot boot, checked when the machine is created */
+  imageProblem: (inspectionImageURL: string) => Promise<string | undefined>;
 }
 
 /** The API view of a host: the password is never returned, not even encrypted. */
@@ -138,6 +140,8 @@ export function createApi(d: ApiDeps): Hono {
     const body = await parseBody(c, MachineCreateSchema);
     if (!body.ok) return body.res;
     const { name, spec } = body.data;
+    const problem = await d.imageProblem(spec.inspectionImageURL);
+    if (problem) return bad(c, 400, `spec.inspectionImageURL: ${problem}`);
     const m = StoredMachineSchema.parse({ name, spec, status: { phase: 'Pending', attempts: 0 }, createdAt: new Date().toISOString() });
     const created = await d.store.transact(async () => {
       if (await d.store.machines.get(name)) return false;

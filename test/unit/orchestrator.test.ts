@@ -188,6 +188,9 @@ t.test('API input: admin token, zod messages, size cap, report tokens', async (t
   t.match(zeroDisk.json.error, /a disk of size 0 is a broken report/);
   const events = (await a.api('GET', '/events')).json.items.filter((e: { kind: string }) => e.kind === 'ReportRejected');
   t.ok(events.length >= 3, 'rejected reports are recorded');
+  const missing = await a.api('POST', '/machines', { name: 'nope', spec: { inspectionImageURL: `${a.base}/assets/no-such-inspector`, targetImageURL: 'http://x/t' } });
+  t.equal(missing.status, 400);
+  t.match(missing.json.error, /spec\.inspectionImageURL: .*no-such-inspector\/vmlinuz: no such file .*make inspector/, 'a missing bundled image is refused at creation');
   const doc = (await a.api('GET', '/openapi.json')).json;
   t.equal(doc.openapi, '3.1.0');
   t.ok(doc.paths['/api/v1/machines'].post.requestBody.content['application/json'].schema.properties.spec, 'schemas come from zod');
