@@ -5,6 +5,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { BootTimeline } from '../timeline.js';
 import { resolveInside } from '../domain/safe-path.js';
+import './data-packet.js';
 
 export interface TftpOptions {
   address: string;

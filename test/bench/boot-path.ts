@@ -12,6 +12,8 @@ import { Lab, stopProcess } from '../../src/lab/netns.js';
 const RATES = (process.env.BENCH_RATES ?? '1000,2000,3000,4000,6000,8000,12000').split(',').map(Number);
 const PERIOD_S = Number(process.env.BENCH_PERIOD ?? 5);
 const TFTP_RUNS = Number(process.env.BENCH_TFTP_RUNS ?? 5);
+/** BENCH_ONLY=dhcp or tftp runs one half */
+const ONLY = process.env.BENCH_ONLY;
 const work = mkdtempSync(path.join(tmpdir(), 'b7bench-'));
 const lab = new Lab('b7bench', '10.90.0', 16).up();
 const perfHost = lab.addHost('perf', '52:54:00:90:00:02', '10.90.0.2');
@@ -110,15 +112,21 @@ async function tftpBench(): Promise<void> {
 }
 
 try {
+  if (ONLY !== 'tftp') await dhcpBench();
+  if (ONLY !== 'dhcp') {
+    console.log('TFTP: atftp client on the namespace loopback');
+    await tftpBench();
+  }
+} finally {
+  await lab.down();
+  rmSync(work, { recursive: true, force: true });
+}
+
+async function dhcpBench(): Promise<void> {
   console.log(`DHCP: perfdhcp as a relay, ${PERIOD_S} s per rate, up to 60000 distinct clients, fresh server per rate`);
   const a = await sweep('beskar7', () => ours({ tftp: { enabled: false }, dhcp: { mode: 'full', full: pool, probeSeconds: 0 } }));
   const b = await sweep('dnsmasq', dnsmasq);
   const fmt = (r?: PerfResult) => (r ? `${r.achieved.toFixed(0)} DORA/s at ${r.rate}/s offered` : 'none at 0% drops');
   console.log(`DHCP best at 0% drops: beskar7 ${fmt(a)}; dnsmasq ${fmt(b)}`);
   if (a && b) console.log(`DHCP: beskar7 / dnsmasq = ${(a.achieved / b.achieved).toFixed(2)}x (target >= 1.0: ${a.achieved >= b.achieved ? 'met' : 'MISSED'}; beskar7 writes every lease to LevelDB before its ACK, dnsmasq --leasefile-ro keeps them in memory)`);
-  console.log('TFTP: atftp client on the namespace loopback');
-  await tftpBench();
-} finally {
-  await lab.down();
-  rmSync(work, { recursive: true, force: true });
 }
