@@ -33,6 +33,7 @@ export type ReportVerdict = { ok: true } | { ok: false; status: 401 | 404 | 409;
 export class Orchestrator {
   private readonly bmcs = new Map<string, BmcDriver>();
   private readonly busy = new Set<string>();
+  private readonly inflight = new Set<Promise<void>>();
   private timer?: NodeJS.Timeout;
   private pass?: Promise<void>;
   private again = false;
@@ -54,7 +55,7 @@ export class Orchestrator {
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
-    await this.pass;
+    await this.idle();
     await Promise.all([...this.bmcs.values()].map((b) => b.close().catch(() => undefined)));
   }
 
@@ -76,9 +77,9 @@ export class Orchestrator {
       });
   }
 
-  /** Resolves when no pass is running (tests, shutdown). */
-  async idle(): Promise<void> {
-    while (this.pass) await this.pass;
+  /** Resolves when no pass and no step is running (shutdown). */
+  private async idle(): Promise<void> {
+    while (this.pass || this.inflight.size) await Promise.all([this.pass, ...this.inflight]);
   }
 
   private bmc(h: StoredHost): BmcDriver {
@@ -98,8 +99,7 @@ export class Orchestrator {
 
   private async reconcileAll(): Promise<void> {
     const hosts = await this.store.hosts.all();
-    const work: Promise<void>[] = [];
-    for (const h of hosts) if (h.status.state === 'Enrolling' && !this.busy.has(`host/${h.name}`)) work.push(this.guard(`host/${h.name}`, () => this.enroll(h)));
+    for (const h of hosts) if (h.status.state === 'Enrolling' && !this.busy.has(`host/${h.name}`)) this.guard(`host/${h.name}`, () => this.enroll(h));
     const machines = await this.store.machines.all();
     const now = Date.now();
     for (const m of machines) {
@@ -116,24 +116,26 @@ export class Orchestrator {
         }
         hosts.splice(hosts.indexOf(step.host), 1, c.host);
         this.log.info({ machine: m.name, host: c.host.name }, 'host claimed');
-        work.push(this.guard(`machine/${m.name}`, () => this.bootHost(c.machine, c.host)));
+        this.guard(`machine/${m.name}`, () => this.bootHost(c.machine, c.host));
       } else if (step.kind !== 'wait' && step.kind !== 'done' && step.kind !== 'noHost') {
-        work.push(this.guard(`machine/${m.name}`, () => this.act(step.kind, m, host)));
+        this.guard(`machine/${m.name}`, () => this.act(step.kind, m, host));
       }
     }
-    await Promise.all(work);
   }
 
-  /** One machine's side effects at a time; other machines and hosts go on meanwhile. */
-  private async guard(key: string, fn: () => Promise<void>): Promise<void> {
+  /**
+   * Starts one machine's (or host's) step without waiting for it: a slow BMC holds up only its own host, and
+   * the next pass skips keys still busy.
+   */
+  private guard(key: string, fn: () => Promise<void>): void {
     this.busy.add(key);
-    try {
-      await fn();
-    } catch (e) {
-      this.log.error({ key, err: (e as Error).message }, 'reconcile step failed');
-    } finally {
-      this.busy.delete(key);
-    }
+    const run = fn()
+      .catch((e: Error) => this.log.error({ key, err: e.message }, 'reconcile step failed'))
+      .finally(() => {
+        this.busy.delete(key);
+        this.inflight.delete(run);
+      });
+    this.inflight.add(run);
   }
 
   private async act(kind: string, m: StoredMachine, host: StoredHost | undefined): Promise<void> {

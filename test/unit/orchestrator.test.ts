@@ -255,3 +255,22 @@ t.test('boot timeline per MAC and the live event stream', async (t) => {
   ctrl.abort();
   await reader;
 });
+
+t.test('a slow BMC holds up only its own host', async (t) => {
+  let base = '';
+  const fast = await bmcWithMachine(t, () => base, '52:54:00:08:00:01');
+  const slow = await bmcWithMachine(t, () => base, '52:54:00:08:00:02', { personality: { delayMs: 1500 } });
+  const a = await inProcess(t, { redfish: { timeoutSeconds: 5, retries: 1, backoffBaseSeconds: 0.02, backoffMaxSeconds: 0.2 } });
+  base = a.base;
+  await a.api('POST', '/hosts', hostBody('slow', slow.address, { labels: { speed: 'slow' } }));
+  await a.api('POST', '/hosts', hostBody('fast', fast.address, { labels: { speed: 'fast' } }));
+  await until('fast Available', async () => ((await a.api('GET', '/hosts/fast')).json.status.state === 'Available' ? true : undefined));
+  await until('slow Available', async () => ((await a.api('GET', '/hosts/slow')).json.status.state === 'Available' ? true : undefined));
+  await a.api('POST', '/machines', machineBody('ms', undefined, { hostSelector: { matchLabels: { speed: 'slow' } } }));
+  await new Promise((r) => setTimeout(r, 300)); // the slow host's boot is under way
+  await a.api('POST', '/machines', machineBody('mf', undefined, { hostSelector: { matchLabels: { speed: 'fast' } } }));
+  await until('fast machine Provisioned', async () => ((await a.api('GET', '/machines/mf')).json.status.phase === 'Provisioned' ? true : undefined), 5000);
+  t.not((await a.api('GET', '/machines/ms')).json.status.phase, 'Provisioned', 'the slow one is still on its way');
+  await until('slow machine Provisioned', async () => ((await a.api('GET', '/machines/ms')).json.status.phase === 'Provisioned' ? true : undefined), 60_000);
+  t.pass('both provisioned');
+});
