@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 IPXE_FILES := undionly.kpxe ipxe.efi snponly.efi
 
-.PHONY: all deps setup assets inspector build run cli test unit e2e bench install clean
+.PHONY: all deps setup assets inspector build run cli test unit e2e bench bench-storm install clean
 
 all: build
 
@@ -57,6 +57,10 @@ e2e: setup
 bench: setup
 	node --import tsx test/bench/boot-path.ts
 	node --import tsx test/bench/inspection.ts
+
+# N simulated hosts (STORM_N=50,200,1000) from Machine creation to Provisioned
+bench-storm: setup
+	node --import tsx test/bench/storm.ts
 
 # Installs to $(PREFIX) as the systemd service beskar7 (user beskar7, state in /var/lib/beskar7)
 PREFIX ?= /opt/beskar7

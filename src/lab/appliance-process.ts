@@ -53,6 +53,10 @@ export class ApplianceProcess {
     await ready;
   }
 
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
   /** Log lines with this message (and matching fields). */
   find(msg: string, fields: Record<string, unknown> = {}): Record<string, unknown>[] {
     return this.logs.filter((l) => l.msg === msg && Object.entries(fields).every(([k, v]) => l[k] === v));

@@ -49,6 +49,9 @@ declare module 'tftp' {
     opts: { host?: string; port?: number; root?: string; denyPUT?: boolean; denyGET?: boolean; blockSize?: number; windowSize?: number; timeout?: number; retries?: number },
     listener?: (req: GetStream, res: PutStream) => void,
   ): Server;
-  const tftp: { createServer: typeof createServer };
+  export function createClient(opts: { host: string; port?: number; blockSize?: number; windowSize?: number; retries?: number; timeout?: number }): {
+    get(file: string, cb: (err: Error | null, data?: Buffer) => void): void;
+  };
+  const tftp: { createServer: typeof createServer; createClient: typeof createClient };
   export default tftp;
 }
