@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { Lab } from './netns.js';
+import { type Lab, stopProcess } from './netns.js';
 
 export interface MachineSpec {
   firmware: 'bios' | 'uefi';
@@ -81,10 +81,7 @@ export async function bootMachine(lab: Lab, m: MachineSpec): Promise<BootResult>
   });
   const ok = await done;
   const ms = Date.now() - started;
-  if (p.exitCode === null) {
-    p.kill('SIGKILL');
-    await new Promise((r) => p.once('exit', r));
-  }
+  await stopProcess(p);
   rmSync(tmp, { recursive: true, force: true });
   return { ok, ms, console: out };
 }

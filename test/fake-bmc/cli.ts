@@ -5,6 +5,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { stopProcess } from '../../src/lab/netns.js';
 import { type MachineSpec, qemuArgs } from '../../src/lab/qemu.js';
 import { FakeBmc, type Personality } from './server.js';
 
@@ -15,10 +16,7 @@ const out = createWriteStream(cfg.consoleLog, { flags: 'a' });
 async function stopVm(): Promise<void> {
   const p = vm;
   vm = undefined;
-  if (!p || p.exitCode !== null) return;
-  const exited = new Promise((r) => p.once('exit', r));
-  p.kill('SIGKILL');
-  await exited;
+  if (p) await stopProcess(p);
 }
 
 const bmc = new FakeBmc({
