@@ -100,21 +100,24 @@ export class Orchestrator {
   private async reconcileAll(): Promise<void> {
     const hosts = await this.store.hosts.all();
     for (const h of hosts) if (h.status.state === 'Enrolling' && !this.busy.has(`host/${h.name}`)) this.guard(`host/${h.name}`, () => this.enroll(h));
+    const byName = new Map(hosts.map((h) => [h.name, h]));
+    // claims shrink this list as the pass goes: a pass costs O(machines + hosts) while no machine waits for a host
+    const available = hosts.filter((h) => h.status.state === 'Available' && !h.status.consumer);
     const machines = await this.store.machines.all();
     const now = Date.now();
     for (const m of machines) {
       if (this.busy.has(`machine/${m.name}`)) continue;
-      const host = m.status.hostId ? hosts.find((h) => h.name === m.status.hostId) : undefined;
-      const step = nextStep(m, host, hosts, now);
+      const host = m.status.hostId ? byName.get(m.status.hostId) : undefined;
+      const step = nextStep(m, host, available, now);
       if (step.kind === 'claim') {
-        // claims run one at a time, in this loop, against the hosts list they update: no host is claimed twice
+        // claims run one at a time, in this loop, against the list they update: no host is claimed twice
         const c = claim(m, step.host);
         const ok = await this.store.commitIf({ machine: m, host: step.host }, [this.store.machines.put(m.name, c.machine), this.store.hosts.put(c.host.name, c.host), this.store.event({ kind: 'Claimed', machine: m.name, host: c.host.name, message: `claimed ${c.host.name}` })]);
         if (!ok) {
           this.again = true; // the host or machine changed since this pass read them
           continue;
         }
-        hosts.splice(hosts.indexOf(step.host), 1, c.host);
+        available.splice(available.indexOf(step.host), 1);
         this.log.info({ machine: m.name, host: c.host.name }, 'host claimed');
         this.guard(`machine/${m.name}`, () => this.bootHost(c.machine, c.host));
       } else if (step.kind !== 'wait' && step.kind !== 'done' && step.kind !== 'noHost') {

@@ -36,12 +36,16 @@ export function unmetRequirements(req: HardwareRequirements | undefined, r: Insp
   return out;
 }
 
-/** An Available host whose labels match; the oldest first, so selection is stable. */
+/** An Available host whose labels match; the oldest first, so selection is stable. One scan, no sort. */
 export function selectHost(m: StoredMachine, hosts: readonly StoredHost[]): StoredHost | undefined {
   const want = Object.entries(m.spec.hostSelector?.matchLabels ?? {});
-  return hosts
-    .filter((h) => h.status.state === 'Available' && !h.status.consumer && want.every(([k, v]) => h.spec.labels[k] === v))
-    .sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.name.localeCompare(b.name))[0];
+  const older = (a: StoredHost, b: StoredHost) => a.createdAt < b.createdAt || (a.createdAt === b.createdAt && a.name < b.name);
+  let best: StoredHost | undefined;
+  for (const h of hosts) {
+    if (h.status.state !== 'Available' || h.status.consumer || !want.every(([k, v]) => h.spec.labels[k] === v)) continue;
+    if (!best || older(h, best)) best = h;
+  }
+  return best;
 }
 
 export function nextStep(m: StoredMachine, host: StoredHost | undefined, hosts: readonly StoredHost[], now: number): Step {

@@ -22,24 +22,56 @@ type Sub<V> = AbstractSublevel<Level<string, unknown>, string | Buffer | Uint8Ar
 /** One write of an atomic batch, bound to its sublevel (and so to its encoding). */
 export type BatchOp = { type: 'put'; sublevel: unknown; key: string; value: unknown } | { type: 'del'; sublevel: unknown; key: string };
 
-/** A sublevel whose values are checked against their zod schema when read back. */
+/** Cached values are shared by every reader: freezing them turns an accidental mutation into a TypeError. */
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v)) deepFreeze(x);
+  }
+  return v;
+}
+
+/**
+ * A sublevel whose values are checked against their zod schema when read back. A cached collection (hosts,
+ * machines: read whole on every reconcile pass) keeps every value in memory, loaded at open and updated
+ * after each committed batch; reads then cost no LevelDB iteration and no JSON parsing.
+ */
 export class Collection<S extends z.ZodType> {
+  private cache?: Map<string, z.infer<S>>;
+
   constructor(
     readonly name: string,
     readonly db: Sub<z.infer<S>>,
     private readonly schema: S,
   ) {}
 
+  /** Serve reads from memory from now on (call before any write). */
+  async load(): Promise<void> {
+    const m = new Map<string, z.infer<S>>();
+    for await (const [k, v] of this.db.iterator()) m.set(k, deepFreeze(this.parse(k, v)));
+    this.cache = m;
+  }
+
+  /** Mirrors a committed op into the cache, as a read from disk would return it. */
+  applied(op: BatchOp): void {
+    if (!this.cache || op.sublevel !== this.db) return;
+    if (op.type === 'del') this.cache.delete(op.key);
+    else this.cache.set(op.key, deepFreeze(this.parse(op.key, JSON.parse(JSON.stringify(op.value)))));
+  }
+
   async get(key: string): Promise<z.infer<S> | undefined> {
+    if (this.cache) return this.cache.get(key);
     const v = await this.db.get(key);
     return v === undefined ? undefined : this.parse(key, v);
   }
 
   async keys(): Promise<string[]> {
+    if (this.cache) return [...this.cache.keys()].sort();
     return this.db.keys().all();
   }
 
   async entries(): Promise<[string, z.infer<S>][]> {
+    if (this.cache) return [...this.cache.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     const out: [string, z.infer<S>][] = [];
     for await (const [k, v] of this.db.iterator()) out.push([k, this.parse(k, v)]);
     return out;
@@ -51,6 +83,7 @@ export class Collection<S extends z.ZodType> {
   }
 
   async all(): Promise<z.infer<S>[]> {
+    if (this.cache) return (await this.entries()).map(([, v]) => v);
     const out: z.infer<S>[] = [];
     for await (const [k, v] of this.db.iterator()) out.push(this.parse(k, v));
     return out;
@@ -112,7 +145,10 @@ export class Store extends EventEmitter {
     mkdirSync(dir, { recursive: true });
     const db = new Level<string, unknown>(dir, { valueEncoding: 'json' });
     await db.open();
-    return new Store(db);
+    const store = new Store(db);
+    await store.hosts.load();
+    await store.machines.load();
+    return store;
   }
 
   private chain: Promise<unknown> = Promise.resolve();
@@ -130,7 +166,11 @@ export class Store extends EventEmitter {
   /** Commits `ops` only while the host and machine are still as `seen` (false: they changed, look again). */
   commitIf(seen: { host?: StoredHost | undefined; machine?: StoredMachine | undefined }, ops: BatchOp[]): Promise<boolean> {
     return this.transact(async () => {
-      const same = async <V>(c: Collection<z.ZodType<V>>, v: (V & { name: string }) | undefined) => !v || JSON.stringify(await c.get(v.name)) === JSON.stringify(v);
+      const same = async <V>(c: Collection<z.ZodType<V>>, v: (V & { name: string }) | undefined) => {
+        if (!v) return true;
+        const cur = await c.get(v.name);
+        return cur === v || JSON.stringify(cur) === JSON.stringify(v);
+      };
       if (!(await same(this.hosts, seen.host)) || !(await same(this.machines, seen.machine))) return false;
       await this.batch(ops);
       return true;
@@ -140,6 +180,7 @@ export class Store extends EventEmitter {
   async batch(ops: BatchOp[]): Promise<void> {
     // sublevel ops carry their own encoding; abstract-level's typings cannot express a mixed batch
     if (ops.length) await this.db.batch(ops as never);
+    for (const op of ops) for (const c of [this.hosts, this.machines]) c.applied(op);
     // events are announced once they are on disk (the dashboard streams them)
     for (const op of ops) if (op.type === 'put' && op.sublevel === this.events.db) this.emit('event', op.value as StoreEvent);
   }

@@ -14,6 +14,31 @@ t.test('atomic batch and zod-checked reads', async (t) => {
   await t.rejects(store.leases.get('bad'), /store leases\/bad holds an invalid value/);
 });
 
+t.test('cached hosts and machines read as LevelDB does, after writes and after reopening', async (t) => {
+  const dir = path.join(tempDir(t), 'db');
+  const host = (name: string, state: string) => ({
+    name, createdAt: '2026-01-01T00:00:00.000Z', status: { state },
+    spec: { redfish: { address: 'https://10.0.0.1', username: 'u', passwordEnc: 'x', insecureSkipVerify: false }, bootMACs: [], labels: {} },
+  });
+  const store = await Store.open(dir);
+  await store.batch([store.hosts.put('b', host('b', 'Enrolling') as never), store.hosts.put('a', host('a', 'Available') as never)]);
+  await store.batch([store.hosts.del('b'), store.hosts.put('c', host('c', 'Error') as never)]);
+  const cached = await store.hosts.entries();
+  t.same(cached.map(([k]) => k), ['a', 'c'], 'keys in LevelDB order, the deleted one gone');
+  t.same(cached[0]![1].status.nics, [], 'schema defaults applied as on a read from disk');
+  t.throws(() => {
+    (cached[0]![1].status as { state: string }).state = 'InUse';
+  }, TypeError, 'a cached value cannot be changed in place');
+  const seen = await store.hosts.get('a');
+  t.equal(await store.commitIf({ host: seen! }, [store.hosts.put('a', { ...seen!, status: { ...seen!.status, state: 'InUse' } })]), true);
+  t.equal(await store.commitIf({ host: seen! }, []), false, 'a stale read no longer commits');
+  const fromCache = await store.hosts.all();
+  await store.close();
+  const reopened = await Store.open(dir);
+  t.teardown(() => reopened.close());
+  t.same(await reopened.hosts.all(), fromCache, 'the cache held exactly what is on disk');
+});
+
 t.test('kill -9 while writing loses no acknowledged batch', async (t) => {
   const dir = path.join(tempDir(t), 'db');
   for (const round of [1, 2, 3]) {
