@@ -111,7 +111,7 @@ export class Appliance {
     const admin = adminToken(cfg.dataDir, cfg.api.adminToken);
     if (admin.file) log.info({ file: admin.file }, 'admin API token (Authorization: Bearer <token>) is in this file');
     const rf = cfg.redfish;
-    const globalBmc = new Limiter(rf.globalConcurrency);
+    const globalBmc = new Limiter(rf.globalConcurrency, rf.slowCallSeconds * 1000);
     const o = cfg.orchestrator;
     const orchestrator = (this.orchestrator = new Orchestrator(
       store,

@@ -132,6 +132,8 @@ export const ConfigSchema = z
         backoffMaxSeconds: z.number().min(0).default(60),
         perBmcConcurrency: z.number().int().min(1).default(2),
         globalConcurrency: z.number().int().min(1).default(32),
+        /** a call unanswered this long stops counting against globalConcurrency (hung BMCs starve nobody) */
+        slowCallSeconds: z.number().min(0.01).default(5),
       })
       .strict()
       .prefault({}),

@@ -44,6 +44,10 @@ export const HostStatusSchema = z.object({
   /** key of the latest report in the reports collection */
   inspectionReportId: z.string().optional(),
   errorMessage: z.string().optional(),
+  /** failed enrolments in a row; the next try waits longer each time */
+  errorCount: z.number().int().min(0).optional(),
+  /** when an Error host is enrolled again (ISO time) */
+  nextRetryAt: z.string().optional(),
   consumer: z.string().optional(),
 });
 

@@ -9,10 +9,12 @@ import {
   attemptFailed,
   booted,
   claim,
+  enrolment,
   handedOff,
   inspectInstruction,
   nextStep,
   release,
+  shouldEnroll,
   startAttempt,
   validated,
 } from './transitions.js';
@@ -99,12 +101,12 @@ export class Orchestrator {
 
   private async reconcileAll(): Promise<void> {
     const hosts = await this.store.hosts.all();
-    for (const h of hosts) if (h.status.state === 'Enrolling' && !this.busy.has(`host/${h.name}`)) this.guard(`host/${h.name}`, () => this.enroll(h));
+    const now = Date.now();
+    for (const h of hosts) if (shouldEnroll(h, now) && !this.busy.has(`host/${h.name}`)) this.guard(`host/${h.name}`, () => this.enroll(h));
     const byName = new Map(hosts.map((h) => [h.name, h]));
     // claims shrink this list as the pass goes: a pass costs O(machines + hosts) while no machine waits for a host
     const available = hosts.filter((h) => h.status.state === 'Available' && !h.status.consumer);
     const machines = await this.store.machines.all();
-    const now = Date.now();
     for (const m of machines) {
       if (this.busy.has(`machine/${m.name}`)) continue;
       const host = m.status.hostId ? byName.get(m.status.hostId) : undefined;
@@ -163,30 +165,20 @@ export class Orchestrator {
   }
 
   private async enroll(h: StoredHost): Promise<void> {
-    const next = structuredClone(h);
+    let r: Parameters<typeof enrolment>[1];
     try {
       const b = this.bmc(h);
       const sys = await b.getSystem();
       const macs = await b.macs();
-      next.status = {
-        ...next.status,
-        state: 'Available',
-        observedPowerState: sys.powerState,
-        uuid: sys.uuid,
-        hardwareDetails: { manufacturer: sys.manufacturer, model: sys.model, serialNumber: sys.serialNumber },
-        nics: macs.map((mac) => ({ mac })),
-      };
-      delete next.status.errorMessage;
-      if (!macs.length && !h.spec.bootMACs.length) {
-        next.status.state = 'Error';
-        next.status.errorMessage = 'the BMC lists no NIC MAC addresses; set spec.bootMACs';
-      }
+      r = { ok: true, facts: { powerState: sys.powerState, uuid: sys.uuid, hardwareDetails: { manufacturer: sys.manufacturer, model: sys.model, serialNumber: sys.serialNumber }, macs } };
     } catch (e) {
-      next.status.state = 'Error';
-      next.status.errorMessage = `enrolment failed: ${(e as Error).message}`;
+      r = { ok: false, message: (e as Error).message };
     }
-    if (!(await this.store.commitIf({ host: h }, [this.store.hosts.put(h.name, next), this.store.event({ kind: 'Enrolled', host: h.name, message: next.status.errorMessage ?? `${next.status.state}: ${next.status.nics.length} NICs` })]))) return;
-    this.log.info({ host: h.name, state: next.status.state, error: next.status.errorMessage }, 'host enrolled');
+    const next = enrolment(h, r, Date.now(), this.opts);
+    if (!(await this.store.commitIf({ host: h }, [this.store.hosts.put(h.name, next), this.store.event({ kind: next.status.state === 'Error' ? 'EnrolFailed' : 'Enrolled', host: h.name, message: next.status.errorMessage ?? `${next.status.state}: ${next.status.nics.length} NICs` })]))) return;
+    const s = next.status;
+    if (s.state === 'Error') this.log.warn({ host: h.name, error: s.errorMessage, failures: s.errorCount, nextRetryAt: s.nextRetryAt }, 'host enrolment failed');
+    else this.log.info({ host: h.name, state: s.state }, 'host enrolled');
     this.kick();
   }
 

@@ -67,6 +67,42 @@ export function nextStep(m: StoredMachine, host: StoredHost | undefined, hosts: 
 
 const clone = <T>(x: T): T => structuredClone(x);
 
+/** Exponential: base, 2 base, 4 base ... up to max, for the n-th failure in a row (n >= 1). */
+export const retryDelayMs = (n: number, p: Pick<Policy, 'retryBaseMs' | 'retryMaxMs'>): number => Math.min(p.retryMaxMs, p.retryBaseMs * 2 ** Math.max(0, n - 1));
+
+/** A new host enrols at once; one whose enrolment failed (BMC down, refused, busy) tries again after a backoff. */
+export function shouldEnroll(h: StoredHost, now: number): boolean {
+  if (h.status.state === 'Enrolling') return true;
+  return h.status.state === 'Error' && h.status.nextRetryAt !== undefined && Date.parse(h.status.nextRetryAt) <= now;
+}
+
+export interface BmcFacts {
+  powerState?: string | undefined;
+  uuid?: string | undefined;
+  hardwareDetails: { manufacturer?: string | undefined; model?: string | undefined; serialNumber?: string | undefined };
+  macs: string[];
+}
+
+/** What an enrolment makes of the host: Available with what the BMC told, or Error with the reason and the next try. */
+export function enrolment(h: StoredHost, r: { ok: true; facts: BmcFacts } | { ok: false; message: string }, now: number, p: Policy): StoredHost {
+  const host = clone(h);
+  if (r.ok) {
+    const f = r.facts;
+    host.status = { ...host.status, state: 'Available', observedPowerState: f.powerState, uuid: f.uuid, hardwareDetails: f.hardwareDetails, nics: f.macs.map((mac) => ({ mac })) };
+    for (const k of ['errorMessage', 'errorCount', 'nextRetryAt'] as const) delete host.status[k];
+    if (f.macs.length || h.spec.bootMACs.length) return host;
+  }
+  const n = (h.status.errorCount ?? 0) + 1;
+  host.status = {
+    ...host.status,
+    state: 'Error',
+    errorMessage: r.ok ? 'the BMC lists no NIC MAC addresses; set spec.bootMACs' : `enrolment failed: ${r.message}`,
+    errorCount: n,
+    nextRetryAt: new Date(now + retryDelayMs(n, p)).toISOString(),
+  };
+  return host;
+}
+
 export function claim(m: StoredMachine, h: StoredHost): { machine: StoredMachine; host: StoredHost } {
   const machine = clone(m);
   const host = clone(h);
@@ -108,7 +144,7 @@ export function attemptFailed(m: StoredMachine, h: StoredHost, reason: string, m
     delete machine.status.inspectionDeadline;
     return { machine, host: release(host), final: true };
   }
-  const wait = Math.min(p.retryMaxMs, p.retryBaseMs * 2 ** Math.max(0, (machine.status.attempts ?? 1) - 1));
+  const wait = retryDelayMs(machine.status.attempts ?? 1, p);
   machine.status.notBefore = now + wait;
   machine.status.failureMessage = `${message}; retrying in ${Math.round(wait / 1000)} s`;
   host.status.state = 'InUse';

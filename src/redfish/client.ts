@@ -100,8 +100,9 @@ export class RedfishClient {
 
   /** One HTTP exchange, no retries. Status 0 means the transport failed. */
   private async once(method: string, p: string, body?: unknown, headers: Record<string, string> = {}, auth = true): Promise<Reply> {
-    return this.opts.global.run(() =>
-      this.limiter.run(async () => {
+    // this BMC's own slot first: a call queued behind a hung BMC must not sit on a global slot meanwhile
+    return this.limiter.run(() =>
+      this.opts.global.run(async () => {
         const started = performance.now();
         const done = (r: Reply): Reply => {
           this.opts.observe?.(method, r.status, (performance.now() - started) / 1000);

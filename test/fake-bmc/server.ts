@@ -30,6 +30,12 @@ export interface Personality {
   twoSystems?: boolean;
   /** answer every request after this delay */
   delayMs?: number;
+  /**
+   * A broken BMC: `hang` never answers (until stop), `reset` drops the connection, `error500` answers a bare
+   * 500. `scope` actions: only changes (PATCH, resets), reads and logins work. `first`: only that many
+   * requests fail, then the BMC recovers.
+   */
+  fault?: { kind: 'hang' | 'reset' | 'error500'; scope?: 'all' | 'actions'; first?: number };
 }
 
 export interface FakeBmcOptions {
@@ -60,6 +66,9 @@ export class FakeBmc {
   private offAt = 0;
   private readonly sessions = new Map<string, string>();
   private readonly tasks = new Map<string, number>();
+  private faulted = 0;
+  /** requests left unanswered by a `hang` fault */
+  hanging = 0;
   private server?: http.Server;
   readonly p: Personality;
 
@@ -140,6 +149,22 @@ export class FakeBmc {
     const path = (req.url ?? '/').replace(/\/$/, '') || '/';
     this.seen.push({ method: req.method ?? 'GET', path, body, headers: req.headers });
     if (this.p.delayMs) await new Promise((r) => setTimeout(r, this.p.delayMs));
+    const f = this.p.fault;
+    const isAction = req.method !== 'GET' && path !== '/redfish/v1/SessionService/Sessions';
+    if (f && (f.scope !== 'actions' || isAction) && (f.first === undefined || this.faulted < f.first)) {
+      this.faulted++;
+      if (f.kind === 'hang') {
+        this.hanging++;
+        return;
+      }
+      if (f.kind === 'reset') {
+        req.socket.destroy();
+        return;
+      }
+      res.writeHead(500, { 'Content-Type': 'text/html' });
+      res.end('<html><body>500 Internal Server Error</body></html>');
+      return;
+    }
     const send = (status: number, obj?: unknown, headers: Record<string, string> = {}) => {
       res.writeHead(status, { 'Content-Type': 'application/json', ...headers });
       res.end(obj === undefined ? '' : JSON.stringify(obj));

@@ -194,3 +194,28 @@ t.test('per-BMC concurrency cap', async (t) => {
   await Promise.all(Array.from({ length: 8 }, () => client.getSystem()));
   t.ok(peak <= 2, `at most 2 calls in flight to one BMC (saw ${peak})`);
 });
+
+t.test('limiter: a call that outlives holdMs gives its slot back and runs on', async (t) => {
+  const l = new Limiter(1, 50);
+  let releaseHung!: () => void;
+  const hung = l.run(() => new Promise<string>((r) => (releaseHung = () => r('hung done'))));
+  const order: string[] = [];
+  await l.run(async () => order.push('second ran while the first was still waiting'));
+  t.same(order, ['second ran while the first was still waiting']);
+  releaseHung();
+  t.equal(await hung, 'hung done', 'the first call still completes');
+  t.equal(l.inFlight, 0, 'no slot leaked or counted twice');
+  const strict = new Limiter(1);
+  let second = false;
+  let releaseFirst!: () => void;
+  const first = strict.run(() => new Promise<void>((r) => (releaseFirst = r)));
+  const next = strict.run(async () => {
+    second = true;
+  });
+  await new Promise((r) => setTimeout(r, 100));
+  t.notOk(second, 'without holdMs the cap holds');
+  releaseFirst();
+  await Promise.all([first, next]);
+  t.ok(second);
+  t.equal(strict.inFlight, 0);
+});

@@ -1,6 +1,6 @@
 import t from 'tap';
 import type { StoredHost, StoredMachine } from '../../src/domain/resources.js';
-import { attemptFailed, claim, nextStep, selectHost, startAttempt, unmetRequirements, validated } from '../../src/orchestrator/transitions.js';
+import { attemptFailed, claim, enrolment, nextStep, retryDelayMs, selectHost, shouldEnroll, startAttempt, unmetRequirements, validated } from '../../src/orchestrator/transitions.js';
 import { sampleReport } from '../helpers/sim-inspector.js';
 
 const policy = { inspectionTimeoutMs: 1000, maxAttempts: 2, retryBaseMs: 100, retryMaxMs: 1000 };
@@ -75,4 +75,30 @@ t.test('validation: Ready, or Failed with the reasons and the host released', as
   t.equal(r.host.status.state, 'Available');
   const ok = validated({ ...m, spec: { ...m.spec, hardwareRequirements: { minCPUCores: 2, minMemoryGB: 8, minDiskGB: 0 } } }, h, sampleReport('52:54:00:00:00:01'));
   t.same([ok.machine.status.phase, ok.host.status.state], ['Inspecting', 'Ready']);
+});
+
+t.test('enrolment: Available with the BMC facts, or Error with the reason and a growing backoff', async (t) => {
+  const facts = { powerState: 'Off', uuid: 'u-1', hardwareDetails: { manufacturer: 'M' }, macs: ['52:54:00:00:00:09'] };
+  t.same([1, 2, 3, 4, 5].map((n) => retryDelayMs(n, policy)), [100, 200, 400, 800, 1000], 'doubling, capped at retryMaxMs');
+  let h = host('h', { state: 'Enrolling', nics: [] });
+  t.ok(shouldEnroll(h, 0), 'a new host enrols at once');
+  const fails: (string | undefined)[] = [];
+  for (const now of [0, 100, 300]) {
+    h = enrolment(h, { ok: false, message: 'GET /redfish/v1/Systems: HTTP 500' }, now, policy);
+    fails.push(h.status.nextRetryAt);
+    t.equal(h.status.state, 'Error');
+    t.equal(h.status.errorMessage, 'enrolment failed: GET /redfish/v1/Systems: HTTP 500', 'the reason is on the host');
+  }
+  t.same(fails, [100, 300, 700].map((ms) => new Date(ms).toISOString()), 'each failure waits twice as long');
+  t.equal(h.status.errorCount, 3);
+  t.notOk(shouldEnroll(h, 699), 'not before the backoff is over');
+  t.ok(shouldEnroll(h, 700));
+  const ok = enrolment(h, { ok: true, facts }, 700, policy);
+  t.equal(ok.status.state, 'Available');
+  t.same(ok.status.nics, [{ mac: '52:54:00:00:00:09' }]);
+  t.same([ok.status.errorMessage, ok.status.errorCount, ok.status.nextRetryAt], [undefined, undefined, undefined], 'recovery clears the error and the count');
+  t.notOk(shouldEnroll(ok, 1e12), 'an Available host is not enrolled again');
+  const noMacs = enrolment(host('n', { state: 'Enrolling', nics: [] }), { ok: true, facts: { ...facts, macs: [] } }, 0, policy);
+  t.same([noMacs.status.state, noMacs.status.errorMessage], ['Error', 'the BMC lists no NIC MAC addresses; set spec.bootMACs']);
+  t.notOk(shouldEnroll(host('e', { state: 'Error', errorMessage: 'restored without a retry time' }), 1e12), 'an Error host without nextRetryAt waits for the operator');
 });

@@ -1,0 +1,33 @@
+import type { Test } from 'tap';
+import { FakeBmc, type Personality } from '../fake-bmc/server.js';
+import { sampleReport, simulateInspector } from './sim-inspector.js';
+
+/** A fake BMC whose power-on makes the simulated machine fetch its script and report. */
+export async function bmcWithMachine(t: Test, base: () => string, mac: string, opts: { personality?: Personality; report?: Parameters<typeof simulateInspector>[2] | null } = {}) {
+  const posts: number[] = [];
+  const bmc = new FakeBmc({
+    personality: opts.personality ?? {},
+    macs: [mac],
+    onPower: (ev, boot) => {
+      if (ev === 'off' || boot.target !== 'Pxe' || opts.report === null) return;
+      setTimeout(() => void simulateInspector(base(), mac, opts.report ?? sampleReport(mac)).then((r) => posts.push(r.status)), 20);
+    },
+  });
+  const address = await bmc.start();
+  t.teardown(() => bmc.stop());
+  return { bmc, address, posts };
+}
+
+export const hostBody = (name: string, address: string, extra: Record<string, unknown> = {}) => ({
+  name,
+  spec: { redfish: { address, username: 'admin', password: 'secret' }, ...extra },
+});
+export const machineBody = (name: string, req?: Record<string, number>, extra: Record<string, unknown> = {}) => ({
+  name,
+  spec: {
+    inspectionImageURL: 'http://127.0.0.1/assets/inspector',
+    targetImageURL: 'http://127.0.0.1/assets/target.tar.gz',
+    ...(req ? { hardwareRequirements: req } : {}),
+    ...extra,
+  },
+});
