@@ -1,4 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
@@ -60,6 +61,15 @@ export class ApplianceProcess {
   /** Log lines with this message (and matching fields). */
   find(msg: string, fields: Record<string, unknown> = {}): Record<string, unknown>[] {
     return this.logs.filter((l) => l.msg === msg && Object.entries(fields).every(([k, v]) => l[k] === v));
+  }
+
+  /** SIGKILL, as a crash or the OOM killer would: no shutdown code runs. */
+  async kill9(): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = once(p, 'exit');
+    p.kill('SIGKILL');
+    await exited;
   }
 
   async stop(): Promise<void> {

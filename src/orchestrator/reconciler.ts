@@ -19,7 +19,7 @@ import {
   validated,
 } from './transitions.js';
 
-export type BmcDriver = Pick<RedfishClient, 'getSystem' | 'macs' | 'setOneTimePxe' | 'powerOnOrRestart' | 'powerOff' | 'clearBootOverride' | 'close'>;
+export type BmcDriver = Pick<RedfishClient, 'getSystem' | 'macs' | 'setOneTimePxe' | 'powerOnOrRestart' | 'waitPowerState' | 'powerOff' | 'clearBootOverride' | 'close'>;
 export type BmcFactory = (host: StoredHost, password: string) => BmcDriver;
 
 export interface OrchestratorOptions extends Policy {
@@ -199,19 +199,31 @@ export class Orchestrator {
     try {
       const b = this.bmc(host);
       await b.setOneTimePxe();
-      action = await b.powerOnOrRestart(this.opts.powerDeadlineMs);
+      action = await b.powerOnOrRestart();
     } catch (e) {
       await this.failAttempt(machine, host, 'BMCError', `BMC: ${(e as Error).message}`, 'Failed');
       return;
     }
-    // the machine may have reported already (a fast inspector): only a still-Pending attempt becomes Booting
-    await this.store.transact(async () => {
-      const cur = await this.store.hosts.get(h.name);
-      const ops: BatchOp[] = [this.store.event({ kind: 'PowerOn', machine: m.name, host: h.name, message: `one-time PXE set; ${action}` })];
-      if (cur?.status.inspectionPhase === 'Pending' && cur.inspectionTokenHash === host.inspectionTokenHash) ops.push(this.store.hosts.put(h.name, booted(cur, 'On')));
-      await this.store.batch(ops);
-    });
+    // Booting is written as soon as the BMC took the reset: a restart after this waits for the report (or the
+    // inspection timeout) instead of resetting the machine again. A fast machine may have reported already:
+    // only a still-Pending attempt becomes Booting.
+    const mark = (ops: (cur: StoredHost) => BatchOp[]) =>
+      this.store.transact(async () => {
+        const cur = await this.store.hosts.get(h.name);
+        if (cur && cur.inspectionTokenHash === host.inspectionTokenHash) await this.store.batch(ops(cur));
+      });
+    await mark((cur) => [
+      this.store.event({ kind: 'PowerOn', machine: m.name, host: h.name, message: `one-time PXE set; ${action}` }),
+      ...(cur.status.inspectionPhase === 'Pending' ? [this.store.hosts.put(h.name, booted(cur))] : []),
+    ]);
     this.log.info({ machine: m.name, host: h.name, action, attempt: machine.status.attempts }, 'inspection boot started');
+    try {
+      await this.bmc(host).waitPowerState('On', this.opts.powerDeadlineMs);
+    } catch (e) {
+      await this.failAttempt(machine, host, 'BMCError', `BMC: ${(e as Error).message}`, 'Failed');
+      return;
+    }
+    await mark((cur) => [this.store.hosts.put(h.name, { ...cur, status: { ...cur.status, observedPowerState: 'On' } })]);
   }
 
   /** Ends this attempt (re-read under the store lock: a report may have come in meanwhile). */

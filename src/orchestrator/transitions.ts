@@ -126,9 +126,9 @@ export function startAttempt(m: StoredMachine, h: StoredHost, tokenHash: string,
   return { machine, host };
 }
 
-export function booted(h: StoredHost, powerState: string): StoredHost {
+export function booted(h: StoredHost): StoredHost {
   const host = clone(h);
-  host.status = { ...host.status, inspectionPhase: 'Booting', observedPowerState: powerState };
+  host.status = { ...host.status, inspectionPhase: 'Booting' };
   return host;
 }
 

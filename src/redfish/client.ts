@@ -308,12 +308,11 @@ export class RedfishClient {
     }
   }
 
-  /** Boot it now: On when off, ForceRestart when already on. */
-  async powerOnOrRestart(deadlineMs: number): Promise<'On' | 'ForceRestart'> {
+  /** Boot it now: On when off, ForceRestart when already on. Returns once the BMC took the reset; PowerState may lag (waitPowerState). */
+  async powerOnOrRestart(): Promise<'On' | 'ForceRestart'> {
     const s = await this.getSystem();
     const action = s.powerState === 'On' ? 'ForceRestart' : 'On';
     await this.reset(action);
-    await this.waitPowerState('On', deadlineMs);
     return action;
   }
 

@@ -1,6 +1,10 @@
 // The storm's far side, run inside the lab's "sim" host: N fake BMCs, and for each power-on a simulated
 // machine that speaks real DHCP (as a relay, like perfdhcp), TFTP and HTTP: PXE DORA, TFTP undionly.kpxe,
-// iPXE DORA, entry and host scripts, then the inspection report. Prints one JSON summary line.
+// iPXE DORA, entry and host scripts, then the inspection report. Like a real machine it starts over when a
+// step fails (the appliance may be down: kill -9 tests), and a BMC reset abandons the boot in progress.
+// Prints JSON progress lines (with what the appliance reports), then one summary line with an audit from the
+// appliance's own records: no address acknowledged to two MACs, no accepted report missing, each host
+// claimed once, every machine Provisioned on its own host.
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import tftp from 'tftp';
@@ -10,9 +14,13 @@ import { FakeBmc } from '../fake-bmc/server.js';
 import { pxe } from '../helpers/packets.js';
 import { sampleReport } from '../helpers/sim-inspector.js';
 
-const [nArg, server, me, token] = process.argv.slice(2) as [string, string, string, string];
+const [nArg, server, me, token, postArg] = process.argv.slice(2) as [string, string, string, string, string | undefined];
 const N = Number(nArg);
+/** firmware POST time after a power-on: 100 ms, or spread up to this many ms (a kill test wants a longer storm) */
+const postMs = () => 100 + Math.random() * Number(postArg ?? 0);
 const api = `http://${server}:8080/api/v1`;
+const deadline = Date.now() + 30 * 60_000;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const relay = dgram.createSocket({ type: 'udp4', reuseAddr: true });
 relay.bind(67, me);
 await once(relay, 'listening');
@@ -29,7 +37,7 @@ let xidSeq = 1;
 async function exchange(pkt: ReturnType<typeof pxe>): Promise<ReturnType<typeof decode>> {
   for (let attempt = 0; attempt < 5; attempt++) {
     const got = new Promise<ReturnType<typeof decode> | undefined>((resolve) => {
-      const timer = setTimeout(() => resolve(undefined), 2000 * (attempt + 1));
+      const timer = setTimeout(() => resolve(undefined), 1000 * (attempt + 1));
       waiting.set(pkt.xid, (p) => (clearTimeout(timer), resolve(p)));
     });
     relay.send(encode(pkt), 67, server);
@@ -39,72 +47,140 @@ async function exchange(pkt: ReturnType<typeof pxe>): Promise<ReturnType<typeof 
   }
   throw new Error(`no DHCP answer for ${pkt.chaddr}`);
 }
+/** Every DHCPACK the machines got: no address may ever be acknowledged to two MACs. */
+const acks: { ip: string; mac: string; at: number }[] = [];
 async function dora(mac: string, ipxe: boolean) {
   const opts = { mac, giaddr: me, ...(ipxe ? { userClass: '\x04iPXE' } : {}) };
   const offer = await exchange(pxe(0, { ...opts, xid: xidSeq++ }));
-  return exchange(pxe(0, { ...opts, xid: xidSeq++, type: MsgType.Request, requested: offer.yiaddr, serverId: server }));
+  const ack = await exchange(pxe(0, { ...opts, xid: xidSeq++, type: MsgType.Request, requested: offer.yiaddr, serverId: server }));
+  if (ack.options.get(Opt.MessageType)?.[0] !== MsgType.Ack) throw new Error(`DHCP: no ACK for ${offer.yiaddr}`);
+  acks.push({ ip: ack.yiaddr, mac, at: Date.now() });
+  return ack;
 }
-const tftpClient = tftp.createClient({ host: server, port: 69, blockSize: 1468, windowSize: 16 });
+const tftpClient = tftp.createClient({ host: server, port: 69, blockSize: 1468, windowSize: 16, retries: 2, timeout: 1000 });
 const tftpGet = (file: string) => new Promise<Buffer>((res, rej) => tftpClient.get(file, (e, b) => (e ? rej(e) : res(b as Buffer))));
 
-interface Times { power: number; dhcp?: number; tftp?: number; script?: number; report?: number; error?: string }
+interface Times { power: number; dhcp?: number; tftp?: number; script?: number; report?: number; retries: number; error?: string }
 const times = new Map<string, Times>();
-async function boot(mac: string): Promise<void> {
-  const t = times.get(mac)!;
-  try {
-    const ack = await dora(mac, false);
-    t.dhcp = Date.now();
-    await tftpGet(ack.file);
-    t.tftp = Date.now();
-    const ack2 = await dora(mac, true);
-    if (!ack2.options.get(Opt.IpxeEncap)) throw new Error('no iPXE options');
-    await (await fetch(ack2.file)).text();
-    const script = await (await fetch(`http://${server}:8080/boot/host.ipxe?mac=${mac}`)).text();
-    t.script = Date.now();
-    const kv = Object.fromEntries([...script.matchAll(/beskar7\.(\w+)=(\S+)/g)].map((m) => [m[1], m[2]]));
-    const r = await fetch(`${kv.api}/api/v1/hosts/${kv.host}/inspection`, { method: 'POST', headers: { Authorization: `Bearer ${kv.token}`, 'Content-Type': 'application/json' }, body: JSON.stringify(sampleReport(mac)) });
-    if (r.status !== 202) throw new Error(`report ${r.status}`);
+/** Reports answered 202: the host and the serial number that makes this report unique. */
+const accepted: { host: string; mac: string; serial: string }[] = [];
+/** Each BMC power-on or reset starts a new boot; an older one stops where it is. */
+const generation = new Map<string, number>();
+
+async function bootOnce(mac: string, g: number, t: Times): Promise<'done' | 'again'> {
+  const ack = await dora(mac, false);
+  t.dhcp = Date.now();
+  await tftpGet(ack.file);
+  t.tftp = Date.now();
+  const ack2 = await dora(mac, true);
+  if (!ack2.options.get(Opt.IpxeEncap)) throw new Error('no iPXE options');
+  await (await fetch(ack2.file)).text();
+  const script = await (await fetch(`http://${server}:8080/boot/host.ipxe?mac=${mac}`)).text();
+  t.script = Date.now();
+  const kv = Object.fromEntries([...script.matchAll(/beskar7\.(\w+)=(\S+)/g)].map((m) => [m[1], m[2]]));
+  if (!kv.token) throw new Error('script without an inspection token');
+  if (generation.get(mac) !== g) return 'done';
+  const serial = `R-${mac}-${g}-${t.retries}`;
+  const r = await fetch(`${kv.api}/api/v1/hosts/${kv.host}/inspection`, { method: 'POST', headers: { Authorization: `Bearer ${kv.token}`, 'Content-Type': 'application/json' }, body: JSON.stringify(sampleReport(mac, { serialNumber: serial })) });
+  if (r.status === 202) {
+    accepted.push({ host: kv.host!, mac, serial });
     t.report = Date.now();
-  } catch (e) {
-    t.error = (e as Error).message;
+    return 'done';
+  }
+  // 409: this host has its report (an earlier POST whose answer the kill swallowed); 401: a newer attempt
+  // has a new token and a BMC reset on its way
+  if (r.status === 409 || r.status === 401) return 'done';
+  throw new Error(`report ${r.status}`);
+}
+
+async function boot(mac: string, g: number): Promise<void> {
+  const t = times.get(mac)!;
+  while (generation.get(mac) === g && Date.now() < deadline) {
+    try {
+      if ((await bootOnce(mac, g, t)) === 'done') return;
+    } catch (e) {
+      t.error = (e as Error).message;
+      t.retries++;
+      await sleep(300);
+    }
   }
 }
-const call = async (method: string, p: string, body?: unknown) =>
-  (await fetch(`${api}${p}`, { method, headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' }, ...(body ? { body: JSON.stringify(body) } : {}) })).json() as Promise<any>;
 
+/** Admin API calls outlive appliance restarts; a create repeated after a lost answer gets 409 and is fine. */
+async function call(method: string, p: string, body?: unknown, accept = [200, 201, 202, 409]): Promise<any> {
+  for (;;) {
+    const got = await fetch(`${api}${p}`, { method, headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' }, ...(body ? { body: JSON.stringify(body) } : {}), signal: AbortSignal.timeout(10_000) })
+      .then(async (r) => ({ status: r.status, text: await r.text() }))
+      .catch(() => undefined);
+    if (got && accept.includes(got.status)) return JSON.parse(got.text);
+    if (got) throw new Error(`${method} ${p}: ${got.status} ${got.text}`);
+    // down (being restarted): try again
+    if (Date.now() > deadline) throw new Error(`${method} ${p}: no answer`);
+    await sleep(200);
+  }
+}
+
+const say = (o: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(o)}\n`);
+const count = (xs: string[]) => xs.reduce((a, x) => ({ ...a, [x]: (a[x] ?? 0) + 1 }), {} as Record<string, number>);
 const macOf = (i: number) => `52:54:01:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
 const bmcs: FakeBmc[] = [];
 for (let i = 0; i < N; i++) {
   const mac = macOf(i);
   const bmc = new FakeBmc({ macs: [mac], personality: { powerLagMs: 200 }, onPower: (ev, b) => {
     if (ev === 'off' || b.target !== 'Pxe') return;
-    times.set(mac, { power: Date.now() });
-    setTimeout(() => void boot(mac), 100);
+    const g = (generation.get(mac) ?? 0) + 1;
+    generation.set(mac, g);
+    if (!times.has(mac)) times.set(mac, { power: Date.now(), retries: 0 });
+    setTimeout(() => void boot(mac, g), postMs());
   } });
   const address = await bmc.start(me, 30000 + i);
   bmcs.push(bmc);
   await call('POST', '/hosts', { name: `s${i}`, spec: { redfish: { address, username: 'admin', password: 'secret' } } });
+  say({ progress: 'creating hosts', created: i + 1 });
 }
 const t0 = Date.now();
 for (;;) {
   const hosts = (await call('GET', '/hosts')).items as { status: { state: string } }[];
-  if (hosts.filter((h) => h.status.state === 'Available').length === N) break;
-  await new Promise((r) => setTimeout(r, 200));
+  const states = count(hosts.map((h) => h.status.state));
+  say({ progress: 'enrolling', hosts: states });
+  if (states.Available === N) break;
+  await sleep(100);
 }
 const enrolled = Date.now();
 for (let i = 0; i < N; i++) await call('POST', '/machines', { name: `sm${i}`, spec: { inspectionImageURL: 'http://example.invalid/i', targetImageURL: 'http://example.invalid/t' } });
 const created = Date.now();
 let phases: Record<string, number> = {};
-const deadline = Date.now() + 30 * 60_000;
 while (Date.now() < deadline) {
   const ms = (await call('GET', '/machines')).items as { status: { phase: string } }[];
-  phases = ms.reduce((a, m) => ({ ...a, [m.status.phase]: (a[m.status.phase] ?? 0) + 1 }), {} as Record<string, number>);
+  phases = count(ms.map((m) => m.status.phase));
+  say({ progress: 'provisioning', machines: phases });
   if ((phases.Provisioned ?? 0) + (phases.Failed ?? 0) === N) break;
-  await new Promise((r) => setTimeout(r, 500));
+  await sleep(100);
 }
 const done = Date.now();
-const hosts = (await call('GET', '/hosts')).items as { name: string; status: { consumer?: string } }[];
+
+// the audit, from the appliance's own records
+const hosts = (await call('GET', '/hosts')).items as { name: string; status: { state: string; consumer?: string } }[];
+const machines = (await call('GET', '/machines')).items as { name: string; status: { phase: string; hostId?: string } }[];
+const events = (await call('GET', '/events?limit=100000000')).items as { kind: string; host?: string }[];
 const consumers = hosts.map((h) => h.status.consumer).filter(Boolean);
+const macsByIp = new Map<string, Set<string>>();
+for (const a of acks) macsByIp.set(a.ip, (macsByIp.get(a.ip) ?? new Set()).add(a.mac));
+const claims = count(events.filter((e) => e.kind === 'Claimed').map((e) => e.host ?? '?'));
+const stored = new Map<string, string>();
+for (const h of hosts) {
+  const r = await call('GET', `/hosts/${h.name}/report`, undefined, [200, 404]);
+  if (r.report) stored.set(h.name, r.report.serialNumber);
+}
+const audit = {
+  leaseConflicts: [...macsByIp].filter(([, m]) => m.size > 1).map(([ip, m]) => `${ip}: ${[...m].join(', ')}`),
+  lostReports: accepted.filter((a) => stored.get(a.host) !== a.serial).map((a) => `${a.host}: accepted ${a.serial}, stored ${stored.get(a.host)}`),
+  hostsWithoutReport: hosts.filter((h) => !stored.has(h.name)).map((h) => h.name),
+  claimedNotOnce: hosts.filter((h) => claims[h.name] !== 1).map((h) => `${h.name}: ${claims[h.name] ?? 0} claims`),
+  doubleClaims: consumers.length - new Set(consumers).size,
+  notProvisioned: [...machines.filter((m) => m.status.phase !== 'Provisioned').map((m) => `${m.name}: ${m.status.phase}`), ...hosts.filter((h) => h.status.state !== 'Provisioned').map((h) => `${h.name}: ${h.status.state}`)],
+  mismatched: machines.filter((m) => !m.status.hostId || hosts.find((h) => h.name === m.status.hostId)?.status.consumer !== m.name).map((m) => m.name),
+};
 const q = (xs: number[], p: number) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]! : NaN);
 const stage = (f: (t: Times) => number | undefined) => [...times.values()].map(f).filter((x): x is number => x !== undefined && Number.isFinite(x));
 const st = {
@@ -114,11 +190,13 @@ const st = {
   'script->report': stage((t) => (t.report && t.script ? t.report - t.script : undefined)),
   'power->report': stage((t) => (t.report ? t.report - t.power : undefined)),
 };
-process.stdout.write(`${JSON.stringify({
-  n: N, enrolSeconds: (enrolled - t0) / 1000, provisionSeconds: (done - created) / 1000, hostsPerMinute: (N / ((done - created) / 60000)), phases,
-  doubleClaims: consumers.length - new Set(consumers).size, errors: [...times.values()].filter((t) => t.error).map((t) => t.error).slice(0, 5),
+say({
+  n: N, enrolSeconds: (enrolled - t0) / 1000, provisionSeconds: (done - created) / 1000, hostsPerMinute: N / ((done - created) / 60000), phases,
+  acks: acks.length, accepted: accepted.length, reportsStored: stored.size, powerOns: [...generation.values()].reduce((a, g) => a + g, 0),
+  bootRetries: [...times.values()].reduce((a, t) => a + t.retries, 0), lastErrors: [...new Set([...times.values()].map((t) => t.error).filter(Boolean))].slice(0, 5),
   stagesMs: Object.fromEntries(Object.entries(st).map(([k, v]) => [k, { p50: q(v, 0.5), p99: q(v, 0.99) }])),
-})}\n`);
+  audit,
+});
 relay.close();
 await Promise.all(bmcs.map((b) => b.stop()));
 process.exit(0);

@@ -52,9 +52,9 @@ t.test('plain BMC: session, one-time PXE with Mode, power on, session closed', a
   t.same(patch.body, { Boot: { BootSourceOverrideTarget: 'Pxe', BootSourceOverrideEnabled: 'Once' } }, 'Mode not sent when it already matches');
   t.ok(patch.headers['x-auth-token'], 'session token used');
   t.equal(patch.headers['if-match'], 'W/"1"', 'If-Match from the ETag');
-  t.equal(await client.powerOnOrRestart(2000), 'On');
+  t.equal(await client.powerOnOrRestart(), 'On');
   t.equal(bmc.power, 'On');
-  t.equal(await client.powerOnOrRestart(2000), 'ForceRestart', 'a host already on is restarted');
+  t.equal(await client.powerOnOrRestart(), 'ForceRestart', 'a host already on is restarted');
   t.equal(bmc.sessionCount, 1, 'one cached session');
   await client.close();
   t.equal(bmc.sessionCount, 0, 'session deleted on close');
@@ -84,7 +84,7 @@ t.test('no BootSourceOverrideMode (old Supermicro): retried without Mode', async
 t.test('Once reverts to Disabled when the machine boots', async (t) => {
   const { bmc, client } = await setup(t, { onceRevertsOnBoot: true });
   await client.setOneTimePxe();
-  await client.powerOnOrRestart(2000);
+  await client.powerOnOrRestart();
   t.equal(bmc.boot.enabled, 'Disabled');
   await client.setOneTimePxe();
   t.equal(bmc.boot.enabled, 'Once', 'set again for the next boot');
@@ -106,7 +106,7 @@ t.test('409 on On right after off (iDRAC10) is retried with backoff', async (t) 
   const { bmc, client, lines } = await setup(t, { conflictAfterOffMs: 100 });
   bmc['setPower']('On');
   await client.powerOff(2000);
-  await client.powerOnOrRestart(2000);
+  await client.powerOnOrRestart();
   t.equal(bmc.power, 'On');
   t.ok(bmc.seen.filter((s) => s.method === 'POST' && s.path.endsWith('Reset')).length > 2, 'the On was repeated');
   t.ok(lines.some((l) => l.msg === 'redfish: retrying' && l.status === 409));
@@ -122,7 +122,8 @@ t.test('session cap 503 (RAC0218): waits for a free session', async (t) => {
 
 t.test('PowerState lag: polled until it shows, or a deadline error', async (t) => {
   const { bmc, client } = await setup(t, { powerLagMs: 300 });
-  await client.powerOnOrRestart(3000);
+  await client.powerOnOrRestart();
+  await client.waitPowerState('On', 3000);
   t.equal(bmc.power, 'On');
   bmc.p.powerLagMs = 5000;
   await t.rejects(client.powerOff(400), /PowerState still On after 400 ms/);
