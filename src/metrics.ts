@@ -21,6 +21,12 @@ export class Metrics {
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
+  readonly tftpRefused = new Counter({
+    name: 'beskar7_tftp_malformed_total',
+    help: 'Datagrams on the TFTP port refused before a transfer (answered with an ERROR packet), by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly tftpBytes = new Counter({ name: 'beskar7_tftp_bytes_total', help: 'Bytes sent over TFTP', registers: [this.registry] });
   readonly scripts = new Counter({
     name: 'beskar7_ipxe_scripts_total',

@@ -5,6 +5,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { BootTimeline } from '../timeline.js';
 import { resolveInside } from '../domain/safe-path.js';
+import { refusal } from './request-check.js';
 import './data-packet.js';
 
 export interface TftpOptions {
@@ -44,6 +45,12 @@ export class TftpServer {
       (req, res) => void this.serve(req, res),
     );
     server.on('error', (e: Error) => this.log.error({ err: e.message }, 'tftp server error'));
+    server._socket.prependListener('message', (msg: Buffer, rinfo: { address: string; port: number }) => {
+      const reason = refusal(msg);
+      if (!reason) return;
+      this.metrics.tftpRefused.inc({ reason });
+      this.log.debug({ remote: `${rinfo.address}:${rinfo.port}`, reason, bytes: msg.length }, 'tftp datagram refused');
+    });
     this.server = server;
     server.listen();
     await once(server, 'listening');
