@@ -193,6 +193,35 @@ t.test('one report per token; the token then carries the inspector progress', as
   t.ok(kinds.includes('InspectorFailed: kexec: kexec_load failed'));
 });
 
+t.test("another host's token and an earlier attempt's token are refused", async (t) => {
+  let base = '';
+  const macs = ['52:54:00:06:01:01', '52:54:00:06:01:02'];
+  const bmcs = await Promise.all(macs.map((mac) => bmcWithMachine(t, () => base, mac, { report: null })));
+  const a = await inProcess(t, { orchestrator: { tickSeconds: 0.1, retryBaseSeconds: 0, powerDeadlineSeconds: 5, inspectionTimeoutSeconds: 1.5, maxAttempts: 2 } });
+  base = a.base;
+  for (const [i, b] of bmcs.entries()) {
+    await a.api('POST', '/hosts', hostBody(`t${i}`, b.address, { labels: { n: String(i) } }));
+    await until(`t${i} Available`, async () => ((await a.api('GET', `/hosts/t${i}`)).json.status.state === 'Available' ? true : undefined));
+    await a.api('POST', '/machines', machineBody(`mt${i}`, undefined, { hostSelector: { matchLabels: { n: String(i) } } }));
+  }
+  const tokenOf = (mac: string, not?: string) =>
+    until(`a token for ${mac}`, async () => {
+      const tok = /beskar7\.token=(\w+)/.exec(await (await fetch(`${a.base}/boot/host.ipxe?mac=${mac}`)).text())?.[1];
+      return tok && tok !== not ? tok : undefined;
+    });
+  const [tok0, tok1] = [await tokenOf(macs[0]!), await tokenOf(macs[1]!)];
+  t.not(tok0, tok1);
+  t.equal((await a.api('POST', '/hosts/t1/inspection', sampleReport(macs[1]!), tok0)).status, 401, "t0's token does not report for t1");
+  t.equal((await a.api('POST', '/hosts/t1/inspection/progress', { step: 'x', ok: true, message: '' }, tok0)).status, 401, 'nor post its progress');
+  // no report: the attempt times out and the next one mints a new token; the old one is dead
+  const fresh = await tokenOf(macs[0]!, tok0);
+  t.equal((await a.api('GET', '/machines/mt0')).json.status.attempts, 2, 'second attempt');
+  t.equal((await a.api('POST', '/hosts/t0/inspection', sampleReport(macs[0]!), tok0)).status, 401, "the first attempt's token is refused");
+  t.equal((await a.api('POST', '/hosts/t0/inspection', sampleReport(macs[0]!), fresh)).status, 202, 'the current one is taken');
+  const rejected = (await a.api('GET', '/events')).json.items.filter((e: { kind: string }) => e.kind === 'ReportRejected');
+  t.ok(rejected.length >= 2, 'each refusal is an event');
+});
+
 t.test('boot timeline per MAC and the live event stream', async (t) => {
   let base = '';
   const mac = '52:54:00:07:00:01';
