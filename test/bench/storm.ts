@@ -7,11 +7,13 @@ import { runStorm } from '../helpers/storm.js';
 
 const NS = (process.env.STORM_N ?? '50,200,1000').split(',').map(Number);
 const kills = Number(process.env.STORM_KILLS ?? 0);
+const rows: { n: number; seconds: number; rss: number; p99: number }[] = [];
 for (const n of NS) {
   const seed = Number(process.env.STORM_SEED ?? Date.now() % 100000);
   const r = await runStorm({ n, kills, seed, postSpreadMs: kills ? 5000 : 0, note: (l) => console.log(`  ${l}`) });
   const s = r.summary;
   const a = s.audit;
+  rows.push({ n, seconds: s.provisionSeconds, rss: r.peakRssMiB, p99: s.stagesMs['power->report']!.p99 });
   console.log(
     `N=${String(n).padStart(4)}  ${s.hostsPerMinute.toFixed(0).padStart(5)} hosts/min  provision ${s.provisionSeconds.toFixed(1)} s  enrol ${s.enrolSeconds.toFixed(1)} s  ` +
       `phases ${JSON.stringify(s.phases)}  peak RSS ${r.peakRssMiB.toFixed(0)} MiB  ` +
@@ -21,4 +23,9 @@ for (const n of NS) {
       `double claims ${a.doubleClaims}, not provisioned ${a.notProvisioned.length}, host/machine mismatches ${a.mismatched.length}` +
       (s.lastErrors.length ? `\n        client errors seen: ${s.lastErrors.join(' | ')}` : ''),
   );
+}
+if (rows.length > 1) {
+  const [lo, hi] = [rows[0]!, rows.at(-1)!];
+  const x = (a: number, b: number) => `${(b / a).toFixed(2)}x`;
+  console.log(`growth N=${lo.n} -> ${hi.n} (${x(lo.n, hi.n)} hosts): provision time ${x(lo.seconds, hi.seconds)}, peak RSS ${x(lo.rss, hi.rss)}, power->report p99 ${x(lo.p99, hi.p99)}`);
 }
