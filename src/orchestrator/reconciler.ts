@@ -220,6 +220,12 @@ export class Orchestrator {
     try {
       await this.bmc(host).waitPowerState('On', this.opts.powerDeadlineMs);
     } catch (e) {
+      // a machine that fetched its script is running, whatever its BMC shows
+      const phase = (await this.store.hosts.get(h.name))?.status.inspectionPhase;
+      if (phase === 'InProgress' || phase === 'Complete') {
+        this.log.warn({ machine: m.name, host: h.name, err: (e as Error).message }, 'BMC never showed the power on; the machine is booting anyway');
+        return;
+      }
       await this.failAttempt(machine, host, 'BMCError', `BMC: ${(e as Error).message}`, 'Failed');
       return;
     }

@@ -100,7 +100,8 @@ export class FakeBmc {
   private setPower(state: 'On' | 'Off') {
     this.power = state;
     if (state === 'Off') this.offAt = Date.now();
-    if (this.p.powerLagMs) setTimeout(() => (this.shownPower = this.power), this.p.powerLagMs);
+    // unref: a long lag must not keep a finished test process alive
+    if (this.p.powerLagMs) setTimeout(() => (this.shownPower = this.power), this.p.powerLagMs).unref();
     else this.shownPower = state;
   }
 

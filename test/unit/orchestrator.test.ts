@@ -89,9 +89,10 @@ t.test('no report: bounded retries with backoff, then Failed InspectionTimeout',
   });
   t.equal(m.status.failureReason, 'InspectionTimeout');
   t.match(m.status.failureMessage, /after 3 attempts/);
-  const resets = bmc.seen.filter((s) => s.path.endsWith('ComputerSystem.Reset')).map((s) => (s.body as { ResetType: string }).ResetType);
-  t.same(resets.slice(0, 3), ['On', 'ForceRestart', 'ForceRestart'], 'first On, then a host already on is restarted');
-  t.equal(resets.at(-1), 'ForceOff', 'powered off when it failed');
+  const resets = () => bmc.seen.filter((s) => s.path.endsWith('ComputerSystem.Reset')).map((s) => (s.body as { ResetType: string }).ResetType);
+  // the failure is recorded first, the power-off follows
+  await until('ForceOff', async () => (resets().includes('ForceOff') ? true : undefined));
+  t.same(resets(), ['On', 'ForceRestart', 'ForceRestart', 'ForceOff'], 'first On, then a host already on is restarted, powered off when it failed');
 });
 
 t.test('one host, two machines: never a double claim', async (t) => {
@@ -220,6 +221,37 @@ t.test("another host's token and an earlier attempt's token are refused", async 
   t.equal((await a.api('POST', '/hosts/t0/inspection', sampleReport(macs[0]!), fresh)).status, 202, 'the current one is taken');
   const rejected = (await a.api('GET', '/events')).json.items.filter((e: { kind: string }) => e.kind === 'ReportRejected');
   t.ok(rejected.length >= 2, 'each refusal is an event');
+});
+
+t.test('a BMC that never shows PowerState On: the script fetch proves the machine runs, no retry', async (t) => {
+  let base = '';
+  const mac = '52:54:00:06:02:01';
+  let token: string | undefined;
+  const bmc = new FakeBmc({
+    macs: [mac],
+    personality: { powerLagMs: 600_000 },
+    onPower: (ev, boot) => {
+      if (ev === 'off' || boot.target !== 'Pxe') return;
+      // the script at once, the report only after the power deadline has passed
+      void fetch(`${base}/boot/host.ipxe?mac=${mac}`).then(async (r) => (token = /beskar7\.token=(\w+)/.exec(await r.text())?.[1]));
+    },
+  });
+  const address = await bmc.start();
+  t.teardown(() => bmc.stop());
+  const a = await inProcess(t, { orchestrator: { tickSeconds: 0.1, retryBaseSeconds: 0, powerDeadlineSeconds: 1, inspectionTimeoutSeconds: 60 } });
+  base = a.base;
+  await a.api('POST', '/hosts', hostBody('lag', address));
+  await a.api('POST', '/machines', machineBody('mlag'));
+  const tok = await until('script fetched', async () => token);
+  await until('power deadline passed', async () => (a.lines.some((l) => l.msg === 'BMC never showed the power on; the machine is booting anyway') ? true : undefined));
+  t.equal((await a.api('POST', '/hosts/lag/inspection', sampleReport(mac), tok)).status, 202, 'the report of the first attempt is taken');
+  const m = await until('Provisioned', async () => {
+    const m = (await a.api('GET', '/machines/mlag')).json;
+    return m.status.phase === 'Provisioned' ? m : undefined;
+  });
+  t.equal(m.status.attempts, 1, 'one attempt');
+  const kinds = (await a.api('GET', '/events')).json.items.map((e: { kind: string }) => e.kind);
+  t.notOk(kinds.includes('Retry'), 'no retry');
 });
 
 t.test('boot timeline per MAC and the live event stream', async (t) => {
