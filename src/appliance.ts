@@ -66,6 +66,7 @@ export class Appliance {
   private tftp?: TftpServer;
   private http?: ServerType;
   private orchestrator?: Orchestrator;
+  private pruner?: NodeJS.Timeout;
 
   constructor(
     readonly cfg: Config,
@@ -211,10 +212,18 @@ export class Appliance {
       );
     }
     orchestrator.start();
+    this.pruner = setInterval(() => {
+      store.pruneEvents(cfg.eventRetention).then(
+        (n) => n && log.info({ deleted: n, kept: cfg.eventRetention }, 'old events pruned'),
+        (e: Error) => log.error({ err: e.message }, 'event pruning failed'),
+      );
+    }, 60_000);
+    this.pruner.unref();
     return out;
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.pruner);
     await this.orchestrator?.stop();
     this.tftp?.stop();
     await this.dhcp?.stop();

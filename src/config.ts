@@ -137,6 +137,8 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /** Workflow events kept in the store (the oldest go first, checked every minute). */
+    eventRetention: z.number().int().min(100).default(100_000),
     /** What hosts without a stored instruction boot. */
     unknownHosts: BootInstructionSchema.prefault({ script: 'exit' }),
     /** Per-MAC boot instructions given in config (the inventory adds its own in the store). */

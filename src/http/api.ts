@@ -38,6 +38,7 @@ export function publicHost(h: StoredHost) {
   return { name: h.name, spec: { ...h.spec, redfish }, status: h.status, createdAt: h.createdAt };
 }
 
+const EventsQuery = z.object({ limit: z.coerce.number().int().min(1).max(1_000_000).default(200) });
 const bad = (c: Context, status: 400 | 401 | 404 | 409 | 413 | 415, error: string) => c.json({ error }, status);
 
 async function parseBody<S extends z.ZodType>(c: Context, schema: S): Promise<{ ok: true; data: z.infer<S> } | { ok: false; res: Response }> {
@@ -212,7 +213,11 @@ export function createApi(d: ApiDeps): Hono {
       return bad(c, 400, (e as Error).message);
     }
   });
-  api.get('/events', async (c) => c.json({ items: (await d.store.events.all()).slice(-Number(c.req.query('limit') ?? 200)) }));
+  api.get('/events', async (c) => {
+    const q = EventsQuery.safeParse({ limit: c.req.query('limit') });
+    if (!q.success) return bad(c, 400, formatZodError(q.error));
+    return c.json({ items: await d.store.events.last(q.data.limit) });
+  });
   return api;
 }
 

@@ -82,6 +82,14 @@ export class Collection<S extends z.ZodType> {
     return this.parse(key, v);
   }
 
+  /** The newest `n` values, oldest first; reads only those from disk. */
+  async last(n: number): Promise<z.infer<S>[]> {
+    if (this.cache) return (await this.all()).slice(-n);
+    const out: z.infer<S>[] = [];
+    for await (const [k, v] of this.db.iterator({ reverse: true, limit: n })) out.push(this.parse(k, v));
+    return out.reverse();
+  }
+
   async all(): Promise<z.infer<S>[]> {
     if (this.cache) return (await this.entries()).map(([, v]) => v);
     const out: z.infer<S>[] = [];
@@ -175,6 +183,15 @@ export class Store extends EventEmitter {
       await this.batch(ops);
       return true;
     });
+  }
+
+  /** Deletes all but the newest `keep` events; returns how many went. */
+  async pruneEvents(keep: number): Promise<number> {
+    const old: BatchOp[] = [];
+    let seen = 0;
+    for await (const k of this.events.db.keys({ reverse: true })) if (++seen > keep) old.push(this.events.del(k));
+    for (let i = 0; i < old.length; i += 10_000) await this.batch(old.slice(i, i + 10_000));
+    return old.length;
   }
 
   async batch(ops: BatchOp[]): Promise<void> {

@@ -162,7 +162,7 @@ const done = Date.now();
 // the audit, from the appliance's own records
 const hosts = (await call('GET', '/hosts')).items as { name: string; status: { state: string; consumer?: string } }[];
 const machines = (await call('GET', '/machines')).items as { name: string; status: { phase: string; hostId?: string } }[];
-const events = (await call('GET', '/events?limit=100000000')).items as { kind: string; host?: string }[];
+const events = (await call('GET', '/events?limit=1000000')).items as { kind: string; host?: string }[];
 const consumers = hosts.map((h) => h.status.consumer).filter(Boolean);
 const macsByIp = new Map<string, Set<string>>();
 for (const a of acks) macsByIp.set(a.ip, (macsByIp.get(a.ip) ?? new Set()).add(a.mac));

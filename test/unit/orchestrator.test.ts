@@ -163,6 +163,12 @@ t.test('API input: admin token, zod messages, size cap, report tokens', async (t
   const missing = await a.api('POST', '/machines', { name: 'nope', spec: { inspectionImageURL: `${a.base}/assets/no-such-inspector`, targetImageURL: 'http://x/t' } });
   t.equal(missing.status, 400);
   t.match(missing.json.error, /spec\.inspectionImageURL: .*no-such-inspector\/vmlinuz: no such file .*make inspector/, 'a missing bundled image is refused at creation');
+  for (const q of ['abc', '0', '-5', '2.5', '99999999']) {
+    const r = await a.api('GET', `/events?limit=${q}`);
+    t.equal(r.status, 400, `events limit ${q} refused`);
+    t.match(r.json.error, /^limit: /, r.json.error);
+  }
+  t.equal((await a.api('GET', '/events?limit=2')).json.items.length, 2);
   const doc = (await a.api('GET', '/openapi.json')).json;
   t.equal(doc.openapi, '3.1.0');
   t.ok(doc.paths['/api/v1/machines'].post.requestBody.content['application/json'].schema.properties.spec, 'schemas come from zod');

@@ -39,6 +39,18 @@ t.test('cached hosts and machines read as LevelDB does, after writes and after r
   t.same(await reopened.hosts.all(), fromCache, 'the cache held exactly what is on disk');
 });
 
+t.test('events: the newest n read alone, and pruning keeps the newest', async (t) => {
+  const store = await Store.open(path.join(tempDir(t), 'db'));
+  t.teardown(() => store.close());
+  for (let i = 0; i < 250; i++) await store.batch([store.event({ kind: 'K', message: String(i) })]);
+  t.same((await store.events.last(3)).map((e) => e.message), ['247', '248', '249'], 'oldest first');
+  t.equal(await store.pruneEvents(100), 150, '150 pruned');
+  const left = await store.events.all();
+  t.equal(left.length, 100);
+  t.same([left[0]!.message, left.at(-1)!.message], ['150', '249'], 'the newest 100 kept');
+  t.equal(await store.pruneEvents(100), 0, 'nothing more to prune');
+});
+
 t.test('kill -9 while writing loses no acknowledged batch', async (t) => {
   const dir = path.join(tempDir(t), 'db');
   for (const round of [1, 2, 3]) {
