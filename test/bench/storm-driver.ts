@@ -5,13 +5,12 @@
 // Prints JSON progress lines (with what the appliance reports), then one summary line with an audit from the
 // appliance's own records: no address acknowledged to two MACs, no accepted report missing, each host
 // claimed once, every machine Provisioned on its own host.
-import dgram from 'node:dgram';
-import { once } from 'node:events';
 import tftp from 'tftp';
-import { decode, encode } from '../../src/dhcp/codec.js';
+import type { DhcpPacket } from '../../src/dhcp/codec.js';
 import { MsgType, Opt } from '../../src/dhcp/options.js';
 import { FakeBmc } from '../fake-bmc/server.js';
 import { pxe } from '../helpers/packets.js';
+import { RelaySocket } from '../helpers/relay.js';
 import { sampleReport } from '../helpers/sim-inspector.js';
 
 const [nArg, server, me, token, postArg] = process.argv.slice(2) as [string, string, string, string, string | undefined];
@@ -21,31 +20,12 @@ const postMs = () => 100 + Math.random() * Number(postArg ?? 0);
 const api = `http://${server}:8080/api/v1`;
 const deadline = Date.now() + 30 * 60_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const relay = dgram.createSocket({ type: 'udp4', reuseAddr: true });
-relay.bind(67, me);
-await once(relay, 'listening');
-const waiting = new Map<number, (p: ReturnType<typeof decode>) => void>();
-relay.on('message', (m) => {
-  try {
-    const p = decode(m);
-    waiting.get(p.xid)?.(p);
-  } catch {
-    // not ours
-  }
-});
+const relay = await RelaySocket.open(me, 67);
 let xidSeq = 1;
-async function exchange(pkt: ReturnType<typeof pxe>): Promise<ReturnType<typeof decode>> {
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const got = new Promise<ReturnType<typeof decode> | undefined>((resolve) => {
-      const timer = setTimeout(() => resolve(undefined), 1000 * (attempt + 1));
-      waiting.set(pkt.xid, (p) => (clearTimeout(timer), resolve(p)));
-    });
-    relay.send(encode(pkt), 67, server);
-    const p = await got;
-    waiting.delete(pkt.xid);
-    if (p) return p;
-  }
-  throw new Error(`no DHCP answer for ${pkt.chaddr}`);
+async function exchange(pkt: DhcpPacket): Promise<DhcpPacket> {
+  const p = await relay.exchange(pkt, server, 67);
+  if (!p) throw new Error(`no DHCP answer for ${pkt.chaddr}`);
+  return p;
 }
 /** Every DHCPACK the machines got: no address may ever be acknowledged to two MACs. */
 const acks: { ip: string; mac: string; at: number }[] = [];

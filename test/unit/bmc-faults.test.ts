@@ -93,14 +93,16 @@ t.test(`${PER_CLASS * Object.keys(classes).length} hosts, ${Object.keys(classes)
       });
       t.equal(h.status.state, 'Error', `${cls}-${i}: Error`);
       t.match(h.status.errorMessage, reason, `${cls}-${i}: ${h.status.errorMessage}`);
-      t.ok(Date.parse(h.status.nextRetryAt) > Date.parse(h.status.inspectionTimestamp ?? '1970-01-01'), `${cls}-${i}: next try at ${h.status.nextRetryAt}`);
+      const failed = ((await a.api('GET', '/events?limit=100000')).json.items as { at: string; kind: string; host?: string }[]).filter((e) => e.kind === 'EnrolFailed' && e.host === h.name).at(-1)!;
+      const wait = Date.parse(h.status.nextRetryAt) - Date.parse(failed.at);
+      t.ok(wait > 0 && wait <= 1000, `${cls}-${i}: next try ${wait} ms after the failure, within retryMaxSeconds`);
     }
   };
   await enrolErrors('denied', /HTTP 401/, 2);
   await enrolErrors('sessions', /HTTP 503.*maximum number of user sessions/, 2);
   await enrolErrors('reset', /transport error/, 2);
   const sessionLogins = bmcs.sessions!.map((b) => b.bmc.seen.filter((s) => s.path.endsWith('/Sessions')).length);
-  const failures = await Promise.all([0, 1, 2, 3].map(async (i) => (await a.api('GET', `/hosts/sessions-${i}`)).json.status.errorCount as number));
+  const failures = await Promise.all(bmcs.sessions!.map(async (_, i) => (await a.api('GET', `/hosts/sessions-${i}`)).json.status.errorCount as number));
   sessionLogins.forEach((logins, i) => t.ok(logins <= 3 * (failures[i]! + 1), `sessions-${i}: ${logins} logins over ${failures[i]} enrolments: bounded by retries per enrolment`));
 
   // a hung BMC that goes away: its host gets the reason too

@@ -5,7 +5,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { decode, encode } from '../../src/dhcp/codec.js';
+import { encode } from '../../src/dhcp/codec.js';
 import { DhcpServer } from '../../src/dhcp/server.js';
 import { Metrics } from '../../src/metrics.js';
 import { Store } from '../../src/store/store.js';
@@ -13,6 +13,7 @@ import { TftpServer } from '../../src/tftp/server.js';
 import { inProcess } from '../helpers/appliance.js';
 import { memoryLogger } from '../helpers/log.js';
 import { pxe } from '../helpers/packets.js';
+import { RelaySocket } from '../helpers/relay.js';
 import { MsgType, Opt } from '../../src/dhcp/options.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -97,21 +98,14 @@ for (const mode of ['proxy', 'full'] as const) {
     const store = await Store.open(path.join(tempDir(t), 'db'));
     t.teardown(() => store.close());
     const metrics = new Metrics();
-    const relay = dgram.createSocket('udp4');
-    relay.bind(0, '127.0.0.1');
-    await once(relay, 'listening');
+    const relay = await RelaySocket.open('127.0.0.1');
     t.teardown(() => relay.close());
-    const waiting = new Map<number, (p: ReturnType<typeof decode>) => void>();
-    relay.on('message', (m) => {
-      const p = decode(m);
-      waiting.get(p.xid)?.(p);
-    });
     const { log } = memoryLogger('fatal');
     const server = new DhcpServer({
       address: '127.0.0.1', port: 0, proxyPort: await freeUdpPort(),
       ...(mode === 'full' ? { pool: { poolStart: '127.1.0.10', poolEnd: '127.1.0.250', leaseSeconds: 600, offerHoldSeconds: 30, reservations: [{ mac: '52:54:00:00:00:99', ip: '127.1.0.99' }] } } : {}),
       context: {
-        mode, serverIp: '127.0.0.1', httpBase: 'http://127.0.0.1:8080', bootFiles: { bios: 'a', efi: 'b', efiSnp: 'c', arm64: 'd' }, snponlyMACs: new Set(), clientPort: 68, serverPort: relay.address().port,
+        mode, serverIp: '127.0.0.1', httpBase: 'http://127.0.0.1:8080', bootFiles: { bios: 'a', efi: 'b', efiSnp: 'c', arm64: 'd' }, snponlyMACs: new Set(), clientPort: 68, serverPort: relay.port,
         ...(mode === 'full' ? { full: { subnetMask: '255.0.0.0', dnsServers: [], leaseSeconds: 600 } } : {}),
       },
     }, store, log, metrics);
@@ -125,20 +119,7 @@ for (const mode of ['proxy', 'full'] as const) {
     ];
     const junk = Array.from({ length: 6000 }, (_, i) => (i % 10 === 0 ? randomBytes(int(1500)) : mutate(seeds[i % seeds.length]!)));
     // real clients (relayed, like the storm) exchange with the server while the junk arrives
-    let sentReal = 0;
-    const ask = async (pkt: ReturnType<typeof pxe>, to: number) => {
-      for (let attempt = 0; attempt < 5; attempt++) {
-        const got = new Promise<ReturnType<typeof decode> | undefined>((resolve) => {
-          const timer = setTimeout(() => resolve(undefined), 500);
-          waiting.set(pkt.xid, (p) => (clearTimeout(timer), resolve(p)));
-        });
-        relay.send(encode(pkt), to, '127.0.0.1');
-        sentReal++;
-        const p = await got;
-        if (p) return p;
-      }
-      return undefined;
-    };
+    const ask = (pkt: ReturnType<typeof pxe>, to: number) => relay.exchange(pkt, '127.0.0.1', to, 5, () => 500);
     const real = async (i: number) => {
       const mac = `52:54:00:aa:00:${i.toString(16).padStart(2, '0')}`;
       const offer = await ask(pxe(0, { giaddr: '127.0.0.1', mac, xid: 0x10000 + i * 2 }), port);
@@ -154,7 +135,7 @@ for (const mode of ['proxy', 'full'] as const) {
     const malformed = await metrics.value('beskar7_dhcp_malformed_total');
     t.ok(malformed > 100, `malformed packets counted (${malformed})`);
     // loopback UDP may drop a few when the machine is busy: the socket buffer, not the server
-    t.ok(counted >= 0.99 * (6000 + sentReal), `every packet accounted for: ${malformed} malformed + ${counted - malformed} decoded of ${6000 + sentReal} sent`);
+    t.ok(counted >= 0.99 * (6000 + relay.sent), `every packet accounted for: ${malformed} malformed + ${counted - malformed} decoded of ${6000 + relay.sent} sent`);
     t.equal(answered.filter(Boolean).length, 100, 'all 100 real clients answered amid the junk');
     if (mode === 'full') {
       const acked = answered.filter((x): x is { mac: string; ip: string } => !!x);
