@@ -4,19 +4,21 @@ import path from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Config } from './config.js';
 import { probeDhcpServers } from './dhcp/probe.js';
+import { type StoreEvent, eventOk } from './domain/events.js';
 import { hostMacs } from './domain/resources.js';
 import { resolveInside } from './domain/safe-path.js';
 import { DhcpServer } from './dhcp/server.js';
 import { createHttpApp } from './http/app.js';
-import { loadTemplates } from './http/ipxe.js';
+import { type Templates, loadTemplates } from './http/ipxe.js';
 import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { createApi } from './http/api.js';
+import { Commands } from './orchestrator/commands.js';
 import { Orchestrator } from './orchestrator/reconciler.js';
-import { RedfishClient } from './redfish/client.js';
+import { RedfishClient, type RedfishOptions } from './redfish/client.js';
 import { Limiter } from './redfish/limiter.js';
 import { SecretBox, adminToken } from './store/secrets.js';
-import { type StoreEvent, Store } from './store/store.js';
+import { Store } from './store/store.js';
 import { BootTimeline } from './timeline.js';
 import { TftpServer } from './tftp/server.js';
 
@@ -57,7 +59,7 @@ async function localImageProblem(url: string, httpBase: string, assetsDir: strin
   return undefined;
 }
 
-/** The whole appliance in one process: store, DHCP, TFTP, HTTP. */
+/** The whole appliance in one process: store, DHCP, TFTP, HTTP, and the orchestrator that drives BMCs. */
 export class Appliance {
   readonly metrics = new Metrics(true);
   readonly timeline = new BootTimeline();
@@ -67,6 +69,7 @@ export class Appliance {
   private http?: ServerType;
   private orchestrator?: Orchestrator;
   private pruner?: NodeJS.Timeout;
+  private readonly started = Date.now();
 
   constructor(
     readonly cfg: Config,
@@ -79,57 +82,88 @@ export class Appliance {
     checkBootFiles(cfg, tftpRoot, log);
     const templates = loadTemplates(cfg.bootScriptsDir);
     if (!['vmlinuz', 'initrd'].every((f) => existsSync(path.join(cfg.assetsDir, 'inspector', f)))) {
-      log.warn({ dir: path.join(cfg.assetsDir, 'inspector') }, 'no bundled inspector image: machines must name another inspectionImageURL (make inspector builds it)');
+      const dir = path.join(cfg.assetsDir, 'inspector');
+      log.warn({ dir }, 'no bundled inspector image: machines must name another inspectionImageURL (make inspector builds it)');
     }
     // before anything listens: full mode must not start beside another DHCP server
-    if (cfg.dhcp.enabled && cfg.dhcp.probeSeconds > 0) {
-      const others = (
-        await probeDhcpServers({ interface: cfg.dhcp.interface, timeoutMs: cfg.dhcp.probeSeconds * 1000, clientPort: cfg.dhcp.clientPort, serverPort: cfg.dhcp.port }).catch((e: Error) => {
-          // e.g. port 68 needs root; the check is a safety net, not a reason to stay down
-          log.warn({ err: e.message }, 'could not probe for other DHCP servers');
-          return [];
-        })
-      ).filter((ip) => ip !== cfg.advertiseAddress);
-      if (others.length && cfg.dhcp.mode === 'full') {
-        throw new StartupError(`another DHCP server answers on this segment (${others.join(', ')}): refusing full mode; use dhcp.mode: proxy beside it`);
-      }
-      if (others.length) log.warn({ servers: others }, 'another DHCP server answers on this segment; proxy mode adds boot information beside it');
-    }
-
+    await this.probeOtherDhcp();
     const store = (this.store = await Store.open(path.join(cfg.dataDir, 'db')));
     this.metrics.hostStates = async () => (await store.hosts.all()).map((h) => h.status.state);
-    // workflow events of a host show up on the boot timeline of its MACs
-    store.on('event', (e: StoreEvent) => {
-      if (!e.host) return;
-      void store.hosts.get(e.host).then((h) => {
-        const macs = h ? hostMacs(h) : [];
-        for (const mac of e.mac ? [e.mac] : macs) this.timeline.add(mac, 'workflow', `${e.kind}: ${e.message}`, !/Fail|Reject|NotMet|Error/.test(e.kind));
-      }, () => undefined);
-    });
-    const started = Date.now();
+    this.showEventsOnTimeline(store);
     const httpBase = `http://${cfg.advertiseAddress}:${cfg.http.port}`;
     const secrets = new SecretBox(cfg.dataDir);
-    const admin = adminToken(cfg.dataDir, cfg.api.adminToken);
-    if (admin.file) log.info({ file: admin.file }, 'admin API token (Authorization: Bearer <token>) is in this file');
-    const rf = cfg.redfish;
-    const globalBmc = new Limiter(rf.globalConcurrency, rf.slowCallSeconds * 1000);
-    const o = cfg.orchestrator;
-    const orchestrator = (this.orchestrator = new Orchestrator(
+    const orchestrator = (this.orchestrator = this.makeOrchestrator(store, secrets, httpBase));
+    const commands = new Commands({
       store,
       secrets,
-      (h, password) =>
-        new RedfishClient(
-          { ...h.spec.redfish, password },
-          {
-            timeoutMs: rf.timeoutSeconds * 1000, retries: rf.retries, backoffBaseMs: rf.backoffBaseSeconds * 1000, backoffMaxMs: rf.backoffMaxSeconds * 1000,
-            global: globalBmc, perBmc: rf.perBmcConcurrency,
-            observe: (method, status, seconds) => {
-              this.metrics.redfishCalls.inc({ method, result: status ? String(status) : 'transport' });
-              this.metrics.redfishSeconds.observe({ method }, seconds);
-            },
-          },
-          log.child({ host: h.name }),
-        ),
+      workflow: orchestrator,
+      imageProblem: (url) => localImageProblem(url, httpBase, cfg.assetsDir),
+      restored: async () => this.dhcp?.reloadLeases(),
+    });
+    const out: Listening = { http: await this.startHttp(store, commands, httpBase, tftpRoot, templates) };
+    if (cfg.tftp.enabled) out.tftp = await this.startTftp(tftpRoot);
+    if (cfg.dhcp.enabled) Object.assign(out, await this.startDhcp(store, out.http));
+    orchestrator.start();
+    this.pruner = setInterval(() => this.pruneEvents(store), 60_000);
+    this.pruner.unref();
+    return out;
+  }
+
+  private async probeOtherDhcp(): Promise<void> {
+    const { cfg, log } = this;
+    if (!cfg.dhcp.enabled || cfg.dhcp.probeSeconds <= 0) return;
+    const d = cfg.dhcp;
+    const probe = { interface: d.interface, timeoutMs: d.probeSeconds * 1000, clientPort: d.clientPort, serverPort: d.port };
+    const found = await probeDhcpServers(probe).catch((e: Error) => {
+      // e.g. port 68 needs root; the check is a safety net, not a reason to stay down
+      log.warn({ err: e.message }, 'could not probe for other DHCP servers');
+      return [];
+    });
+    const others = found.filter((ip) => ip !== cfg.advertiseAddress);
+    if (others.length && d.mode === 'full') {
+      throw new StartupError(
+        `another DHCP server answers on this segment (${others.join(', ')}): refusing full mode; use dhcp.mode: proxy beside it`,
+      );
+    }
+    if (others.length) log.warn({ servers: others }, 'another DHCP server answers on this segment; proxy mode adds boot information beside it');
+  }
+
+  /** Workflow events of a host show up on the boot timeline of its MACs, marked by their severity. */
+  private showEventsOnTimeline(store: Store): void {
+    store.on('event', (e: StoreEvent) => {
+      if (!e.host) return;
+      void store.hosts.get(e.host).then(
+        (h) => {
+          for (const mac of e.mac ? [e.mac] : h ? hostMacs(h) : []) {
+            this.timeline.add(mac, 'workflow', `${e.kind}: ${e.message}`, eventOk(e));
+          }
+        },
+        () => undefined,
+      );
+    });
+  }
+
+  private makeOrchestrator(store: Store, secrets: SecretBox, httpBase: string): Orchestrator {
+    const { cfg, log } = this;
+    const rf = cfg.redfish;
+    const global = new Limiter(rf.globalConcurrency, rf.slowCallSeconds * 1000);
+    const options: RedfishOptions = {
+      timeoutMs: rf.timeoutSeconds * 1000,
+      retries: rf.retries,
+      backoffBaseMs: rf.backoffBaseSeconds * 1000,
+      backoffMaxMs: rf.backoffMaxSeconds * 1000,
+      global,
+      perBmc: rf.perBmcConcurrency,
+      observe: (method, status, seconds) => {
+        this.metrics.redfishCalls.inc({ method, result: status ? String(status) : 'transport' });
+        this.metrics.redfishSeconds.observe({ method }, seconds);
+      },
+    };
+    const o = cfg.orchestrator;
+    return new Orchestrator(
+      store,
+      secrets,
+      (h, password) => new RedfishClient({ ...h.spec.redfish, password }, options, log.child({ host: h.name })),
       {
         apiBase: httpBase,
         tickMs: o.tickSeconds * 1000,
@@ -140,15 +174,27 @@ export class Appliance {
         retryMaxMs: o.retryMaxSeconds * 1000,
       },
       log,
-    ));
+    );
+  }
 
-    const app = createHttpApp({
-      api: createApi({
-        store, secrets, orchestrator, adminToken: admin.token, maxBodyBytes: cfg.api.maxBodyBytes, metrics: this.metrics, timeline: this.timeline,
-        imageProblem: (url) => localImageProblem(url, httpBase, cfg.assetsDir),
-      }),
+  private async startHttp(store: Store, commands: Commands, httpBase: string, tftpRoot: string, templates: Templates): Promise<number> {
+    const { cfg, log } = this;
+    const admin = adminToken(cfg.dataDir, cfg.api.adminToken);
+    if (admin.file) log.info({ file: admin.file }, 'admin API token (Authorization: Bearer <token>) is in this file');
+    const api = createApi({
+      store,
+      commands,
+      adminToken: admin.token,
+      maxBodyBytes: cfg.api.maxBodyBytes,
+      metrics: this.metrics,
       timeline: this.timeline,
-      onScript: (e) => void orchestrator.scriptFetched(e.mac).catch((err: Error) => log.error({ mac: e.mac, err: err.message }, 'script event failed')),
+    });
+    const onScript = (e: { mac: string }) =>
+      void commands.scriptFetched(e.mac).catch((err: Error) => log.error({ mac: e.mac, err: err.message }, 'script event failed'));
+    const app = createHttpApp({
+      api,
+      timeline: this.timeline,
+      onScript,
       httpBase,
       assetsDir: cfg.assetsDir,
       tftpRoot,
@@ -158,68 +204,62 @@ export class Appliance {
       storedInstruction: (mac) => store.bootInstructions.get(mac),
       configuredInstruction: (mac) => cfg.hosts[mac],
       unknownHosts: cfg.unknownHosts,
-      health: async () => ({
-        uptimeSeconds: Math.round((Date.now() - started) / 1000),
-        dhcp: { mode: cfg.dhcp.enabled ? cfg.dhcp.mode : 'off', leases: this.dhcp?.leaseCount ?? 0 },
-        dhcpMalformed: await this.metrics.value('beskar7_dhcp_malformed_total'),
-      }),
+      health: () => this.health(),
     });
     const http = (this.http = serve({ fetch: app.fetch, port: cfg.http.port, hostname: cfg.http.address }));
     await new Promise<void>((resolve, reject) => {
       http.once('listening', resolve);
       http.once('error', (e: Error) => reject(new StartupError(`HTTP ${cfg.http.address}:${cfg.http.port}: ${e.message}`)));
     });
-    const out: Listening = { http: (http.address() as AddressInfo).port };
-    log.info({ address: cfg.http.address, port: out.http, url: `http://${cfg.advertiseAddress}:${out.http}/boot.ipxe` }, 'http listening');
+    const port = (http.address() as AddressInfo).port;
+    log.info({ address: cfg.http.address, port, url: `http://${cfg.advertiseAddress}:${port}/boot.ipxe` }, 'http listening');
+    return port;
+  }
 
-    if (cfg.tftp.enabled) {
-      this.tftp = new TftpServer({ ...cfg.tftp, root: tftpRoot }, log, this.metrics, this.timeline);
-      out.tftp = (await this.tftp.start()).port;
-      log.info({ address: cfg.tftp.address, port: out.tftp, root: tftpRoot }, 'tftp listening');
-    }
+  private async health(): Promise<Record<string, unknown>> {
+    const { cfg } = this;
+    return {
+      uptimeSeconds: Math.round((Date.now() - this.started) / 1000),
+      dhcp: { mode: cfg.dhcp.enabled ? cfg.dhcp.mode : 'off', leases: this.dhcp?.leaseCount ?? 0 },
+      dhcpMalformed: await this.metrics.value('beskar7_dhcp_malformed_total'),
+    };
+  }
 
-    if (cfg.dhcp.enabled) {
-      const full = cfg.dhcp.full;
-      this.dhcp = new DhcpServer(
-        {
-          address: cfg.dhcp.address,
-          port: cfg.dhcp.port,
-          proxyPort: cfg.dhcp.proxyPort,
-          interface: cfg.dhcp.interface,
-          pool: cfg.dhcp.mode === 'full' ? full : undefined,
-          context: {
-            mode: cfg.dhcp.mode,
-            serverIp: cfg.advertiseAddress,
-            httpBase: `http://${cfg.advertiseAddress}:${out.http}`,
-            bootFiles: cfg.dhcp.bootFiles,
-            snponlyMACs: new Set(cfg.dhcp.snponlyMACs),
-            clientPort: cfg.dhcp.clientPort,
-            serverPort: cfg.dhcp.port,
-            ...(cfg.dhcp.mode === 'full' && full ? { full } : {}),
-          },
-        },
-        store,
-        log,
-        this.metrics,
-        this.timeline,
-      );
-      const d = await this.dhcp.start();
-      out.dhcp = d.port;
-      if (d.proxyPort) out.pxe = d.proxyPort;
-      log.info(
-        { mode: cfg.dhcp.mode, address: cfg.dhcp.address, port: d.port, pxePort: d.proxyPort, interface: cfg.dhcp.interface, leases: this.dhcp.leaseCount },
-        'dhcp listening',
-      );
-    }
-    orchestrator.start();
-    this.pruner = setInterval(() => {
-      store.pruneEvents(cfg.eventRetention).then(
-        (n) => n && log.info({ deleted: n, kept: cfg.eventRetention }, 'old events pruned'),
-        (e: Error) => log.error({ err: e.message }, 'event pruning failed'),
-      );
-    }, 60_000);
-    this.pruner.unref();
-    return out;
+  private async startTftp(root: string): Promise<number> {
+    this.tftp = new TftpServer({ ...this.cfg.tftp, root }, this.log, this.metrics, this.timeline);
+    const { port } = await this.tftp.start();
+    this.log.info({ address: this.cfg.tftp.address, port, root }, 'tftp listening');
+    return port;
+  }
+
+  private async startDhcp(store: Store, httpPort: number): Promise<Pick<Listening, 'dhcp' | 'pxe'>> {
+    const { cfg, log } = this;
+    const d = cfg.dhcp;
+    const full = d.mode === 'full' ? d.full : undefined;
+    const context = {
+      mode: d.mode,
+      serverIp: cfg.advertiseAddress,
+      httpBase: `http://${cfg.advertiseAddress}:${httpPort}`,
+      bootFiles: d.bootFiles,
+      snponlyMACs: new Set(d.snponlyMACs),
+      clientPort: d.clientPort,
+      serverPort: d.port,
+      ...(full ? { full } : {}),
+    };
+    const options = { address: d.address, port: d.port, proxyPort: d.proxyPort, interface: d.interface, pool: full, context };
+    this.dhcp = new DhcpServer(options, store, log, this.metrics, this.timeline);
+    const s = await this.dhcp.start();
+    const fields = { mode: d.mode, address: d.address, port: s.port, pxePort: s.proxyPort, interface: d.interface };
+    log.info({ ...fields, leases: this.dhcp.leaseCount }, 'dhcp listening');
+    return { dhcp: s.port, ...(s.proxyPort ? { pxe: s.proxyPort } : {}) };
+  }
+
+  private pruneEvents(store: Store): void {
+    const keep = this.cfg.eventRetention;
+    store.pruneEvents(keep).then(
+      (n) => n && this.log.info({ deleted: n, kept: keep }, 'old events pruned'),
+      (e: Error) => this.log.error({ err: e.message }, 'event pruning failed'),
+    );
   }
 
   async stop(): Promise<void> {

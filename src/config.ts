@@ -1,34 +1,17 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { z } from 'zod';
+import { BootInstructionSchema } from './domain/boot.js';
 import { MacSchema } from './domain/mac.js';
-
-/** The install directory: the nearest ancestor holding package.json (works from src/ and from dist/src/). */
-export const repoRoot = (() => {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
-  return dir;
-})();
+import { formatZodError } from './domain/zod-error.js';
+import { repoRoot } from './paths.js';
 
 const Ipv4 = z.string().refine((s) => isIPv4(s), 'must be an IPv4 address');
 const Port = z.number().int().min(0).max(65535);
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
-const BootScript = z.enum(['inspect', 'boot-target', 'local-disk', 'discover', 'exit']);
-
-/** What a host boots when the store has no instruction for it; also the shape of a static entry. */
-export const BootInstructionSchema = z.object({
-  script: BootScript,
-  kernelURL: z.string().optional(),
-  initrdURL: z.string().optional(),
-  cmdline: z.string().default(''),
-  /** local-disk: which method ends iPXE so firmware moves to the next boot device. */
-  localDiskMethod: z.enum(['exit', 'sanboot', 'http404']).default('exit'),
-});
-export type BootInstruction = z.infer<typeof BootInstructionSchema>;
 
 const ReservationSchema = z.object({ mac: MacSchema, ip: Ipv4, hostname: z.string().optional() });
 
@@ -149,11 +132,6 @@ export const ConfigSchema = z
 export type Config = z.infer<typeof ConfigSchema>;
 
 export class ConfigError extends Error {}
-
-/** Readable one-line-per-problem text that names the bad field. */
-export function formatZodError(err: z.ZodError): string {
-  return err.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`).join('; ');
-}
 
 export function parseConfig(raw: unknown): Config {
   const r = ConfigSchema.safeParse(raw);

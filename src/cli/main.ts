@@ -3,7 +3,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { repoRoot } from '../config.js';
+import { repoRoot } from '../paths.js';
 
 const USAGE = `usage: beskar7 [--url URL] [--token TOKEN] [--json] COMMAND
   hosts [get NAME | add FILE.json | rm NAME]        hosts and their state

@@ -35,13 +35,18 @@ export class DhcpServer {
   ) {}
 
   async start(): Promise<{ port: number; proxyPort?: number }> {
-    if (this.opts.pool) this.leases = new LeaseTable(this.opts.pool, await this.store.leases.all());
+    await this.reloadLeases();
     const main = await this.bind(this.opts.port, 'dhcp');
     const out: { port: number; proxyPort?: number } = { port: main.address().port };
     if (this.opts.proxyPort) {
       out.proxyPort = (await this.bind(this.opts.proxyPort, 'pxe')).address().port;
     }
     return out;
+  }
+
+  /** The lease table as the store has it now (at start, and after a restore replaced the stored leases). */
+  async reloadLeases(): Promise<void> {
+    if (this.opts.pool) this.leases = new LeaseTable(this.opts.pool, await this.store.leases.all());
   }
 
   get leaseCount(): number {

@@ -29,6 +29,7 @@ export const HostSpecSchema = z
   .strict();
 
 export const HostCreateSchema = z.object({ name: Name, spec: HostSpecSchema }).strict();
+export type HostCreate = z.infer<typeof HostCreateSchema>;
 
 export const HostState = z.enum(['Enrolling', 'Available', 'InUse', 'Inspecting', 'Ready', 'Provisioned', 'Error']);
 export const InspectionPhase = z.enum(['Pending', 'Booting', 'InProgress', 'Complete', 'Failed', 'Timeout']);
@@ -85,6 +86,7 @@ export const MachineSpecSchema = z
   .strict();
 
 export const MachineCreateSchema = z.object({ name: Name, spec: MachineSpecSchema }).strict();
+export type MachineCreate = z.infer<typeof MachineCreateSchema>;
 
 export const MachinePhase = z.enum(['Pending', 'Inspecting', 'Provisioned', 'Failed', 'Deleting']);
 
@@ -163,3 +165,4 @@ export const StoredReportSchema = z.object({
   receivedAt: z.string(),
   report: InspectionReportSchema,
 });
+export type StoredReport = z.infer<typeof StoredReportSchema>;

@@ -1,35 +1,30 @@
 import { timingSafeEqual } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { streamSSE } from 'hono/streaming';
+import { type SSEStreamingApi, streamSSE } from 'hono/streaming';
 import { z } from 'zod';
-import { formatZodError } from '../config.js';
+import { formatZodError } from '../domain/zod-error.js';
 import {
   HostCreateSchema,
   InspectionReportSchema,
   MachineCreateSchema,
   type StoredHost,
-  StoredHostSchema,
-  StoredMachineSchema,
 } from '../domain/resources.js';
 import type { Metrics } from '../metrics.js';
 import { MacSchema } from '../domain/mac.js';
-import type { Orchestrator } from '../orchestrator/reconciler.js';
+import type { Commands, Outcome } from '../orchestrator/commands.js';
 import type { BootTimeline } from '../timeline.js';
-import { BackupSchema, restoreBackup, takeBackup } from '../store/backup.js';
-import type { SecretBox } from '../store/secrets.js';
+import { BackupSchema, takeBackup } from '../store/backup.js';
 import type { Store } from '../store/store.js';
 
 export interface ApiDeps {
+  /** read side: handlers read records directly; every change goes through `commands` */
   store: Store;
-  secrets: SecretBox;
-  orchestrator: Orchestrator;
+  commands: Commands;
   adminToken: string;
   maxBodyBytes: number;
   metrics: Metrics;
   timeline: BootTimeline;
-  /** why a machine's inspection image cannot boot, checked when the machine is created */
-  imageProblem: (inspectionImageURL: string) => Promise<string | undefined>;
 }
 
 /** The API view of a host: the password is never returned, not even encrypted. */
@@ -41,77 +36,85 @@ export function publicHost(h: StoredHost) {
 const EventsQuery = z.object({ limit: z.coerce.number().int().min(1).max(1_000_000).default(200) });
 const bad = (c: Context, status: 400 | 401 | 404 | 409 | 413 | 415, error: string) => c.json({ error }, status);
 
-async function parseBody<S extends z.ZodType>(c: Context, schema: S): Promise<{ ok: true; data: z.infer<S> } | { ok: false; res: Response }> {
-  if (!(c.req.header('content-type') ?? '').includes('application/json')) return { ok: false, res: bad(c, 415, 'Content-Type must be application/json') };
+type Parsed<T> = { ok: true; data: T } | { ok: false; res: Response; error: string };
+
+async function parseBody<S extends z.ZodType>(c: Context, schema: S): Promise<Parsed<z.infer<S>>> {
+  const fail = (status: 400 | 415, error: string) => ({ ok: false as const, res: bad(c, status, error), error });
+  if (!(c.req.header('content-type') ?? '').includes('application/json')) {
+    return fail(415, 'Content-Type must be application/json');
+  }
   let raw: unknown;
   try {
     raw = await c.req.json();
   } catch {
-    return { ok: false, res: bad(c, 400, 'body is not valid JSON') };
+    return fail(400, 'body is not valid JSON');
   }
   const r = schema.safeParse(raw);
-  return r.success ? { ok: true, data: r.data } : { ok: false, res: bad(c, 400, formatZodError(r.error)) };
+  return r.success ? { ok: true, data: r.data } : fail(400, formatZodError(r.error));
 }
 
 const ProgressSchema = z.object({ step: z.string().min(1).max(64), ok: z.boolean(), message: z.string().max(4096).default('') }).strict();
 
 const bearer = (c: Context) => /^Bearer (.+)$/.exec(c.req.header('authorization') ?? '')?.[1];
 
-/** REST API under /api/v1: hosts, machines, reports, events; report intake with the host's one-time token. */
+/** REST API under /api/v1: report intake with the host's one-time token; everything else with the admin token. */
 export function createApi(d: ApiDeps): Hono {
   const api = new Hono();
-  const limit = bodyLimit({ maxSize: d.maxBodyBytes, onError: (c) => bad(c, 413, `body larger than ${d.maxBodyBytes} bytes`) });
-
   api.get('/openapi.json', (c) => c.json(openApi()));
+  api.route('/', intakeRoutes(d));
+  api.use('*', async (c, next) => {
+    // EventSource cannot send headers: the stream alone also takes the token as a query parameter
+    const t = bearer(c) ?? (c.req.path.endsWith('/stream') ? c.req.query('token') : undefined);
+    if (!t || !sameSecret(t, d.adminToken)) return bad(c, 401, 'admin bearer token required');
+    await next();
+  });
+  api.route('/', hostRoutes(d));
+  api.route('/', machineRoutes(d));
+  api.route('/', storeRoutes(d));
+  return api;
+}
 
-  // report intake: authorised by the host's one-time token, not the admin token
+/** Constant-time comparison; a token of another length or encoding is simply wrong. */
+function sameSecret(given: string, want: string): boolean {
+  const [a, b] = [Buffer.from(given), Buffer.from(want)];
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+const answer = <T>(c: Context, r: Outcome<T>, render: (v: T) => Response): Response =>
+  r.ok ? render(r.value) : bad(c, r.status, r.error);
+
+/** What a booting inspector posts: its report and its progress, with its one-time token. */
+function intakeRoutes(d: ApiDeps): Hono {
+  const api = new Hono();
+  const limit = bodyLimit({ maxSize: d.maxBodyBytes, onError: (c) => bad(c, 413, `body larger than ${d.maxBodyBytes} bytes`) });
   api.post('/hosts/:name/inspection', limit, async (c) => {
     const body = await parseBody(c, InspectionReportSchema);
     if (!body.ok) {
       d.metrics.reports.inc({ result: 'invalid' });
-      await d.store.batch([d.store.event({ kind: 'ReportRejected', host: c.req.param('name'), message: 'invalid report body' })]);
+      await d.commands.reportInvalid(c.req.param('name'), body.error);
       return body.res;
     }
-    const v = await d.orchestrator.acceptReport(c.req.param('name'), bearer(c), body.data);
-    d.metrics.reports.inc({ result: v.ok ? 'accepted' : `rejected_${v.status}` });
-    return v.ok ? c.json({ accepted: true }, 202) : bad(c, v.status, v.error);
+    const r = await d.commands.acceptReport(c.req.param('name'), bearer(c), body.data);
+    d.metrics.reports.inc({ result: r.ok ? 'accepted' : `rejected_${r.status}` });
+    return answer(c, r, () => c.json({ accepted: true }, 202));
   });
-
-  api.post('/hosts/:name/inspection/progress', bodyLimit({ maxSize: 16 * 1024, onError: (c) => bad(c, 413, 'progress body too large') }), async (c) => {
+  const small = bodyLimit({ maxSize: 16 * 1024, onError: (c) => bad(c, 413, 'progress body too large') });
+  api.post('/hosts/:name/inspection/progress', small, async (c) => {
     const body = await parseBody(c, ProgressSchema);
     if (!body.ok) return body.res;
-    const v = await d.orchestrator.acceptProgress(c.req.param('name'), bearer(c), body.data);
-    return v.ok ? c.json({ accepted: true }, 202) : bad(c, v.status, v.error);
+    const r = await d.commands.acceptProgress(c.req.param('name'), bearer(c), body.data);
+    return answer(c, r, () => c.json({ accepted: true }, 202));
   });
+  return api;
+}
 
-  api.use('*', async (c, next) => {
-    // EventSource cannot send headers: the stream alone also takes the token as a query parameter
-    const t = bearer(c) ?? (c.req.path.endsWith('/stream') ? c.req.query('token') : undefined);
-    if (!t || t.length !== d.adminToken.length || !timingSafeEqual(Buffer.from(t), Buffer.from(d.adminToken))) {
-      return bad(c, 401, 'admin bearer token required');
-    }
-    await next();
-  });
-
+function hostRoutes(d: ApiDeps): Hono {
+  const api = new Hono();
+  const limit = bodyLimit({ maxSize: d.maxBodyBytes, onError: (c) => bad(c, 413, `body larger than ${d.maxBodyBytes} bytes`) });
   api.post('/hosts', limit, async (c) => {
     const body = await parseBody(c, HostCreateSchema);
     if (!body.ok) return body.res;
-    const { name, spec } = body.data;
-    const { password, ...redfish } = spec.redfish;
-    const host = StoredHostSchema.parse({
-      name,
-      spec: { ...spec, redfish: { ...redfish, passwordEnc: d.secrets.seal(password) } },
-      status: { state: 'Enrolling', nics: [] },
-      createdAt: new Date().toISOString(),
-    });
-    const created = await d.store.transact(async () => {
-      if (await d.store.hosts.get(name)) return false;
-      await d.store.batch([d.store.hosts.put(name, host), d.store.event({ kind: 'HostCreated', host: name, message: `BMC ${redfish.address}` })]);
-      return true;
-    });
-    if (!created) return bad(c, 409, `host ${name} exists`);
-    d.orchestrator.kick();
-    return c.json(publicHost(host), 201);
+    return answer(c, await d.commands.createHost(body.data), (h) => c.json(publicHost(h), 201));
   });
   api.get('/hosts', async (c) => c.json({ items: (await d.store.hosts.all()).map(publicHost) }));
   api.get('/hosts/:name', async (c) => {
@@ -123,95 +126,48 @@ export function createApi(d: ApiDeps): Hono {
     const r = h?.status.inspectionReportId ? await d.store.reports.get(h.status.inspectionReportId) : undefined;
     return r ? c.json(r) : bad(c, 404, `no report for ${c.req.param('name')}`);
   });
-  api.delete('/hosts/:name', async (c) => {
-    const name = c.req.param('name');
-    const refusal = await d.store.transact(async () => {
-      const h = await d.store.hosts.get(name);
-      if (!h) return bad(c, 404, `no host ${name}`);
-      if (h.status.consumer) return bad(c, 409, `host ${name} is used by machine ${h.status.consumer}; delete the machine first`);
-      await d.store.batch([d.store.hosts.del(name), d.store.event({ kind: 'HostDeleted', host: name, message: 'deleted' })]);
-      return undefined;
-    });
-    if (refusal) return refusal;
-    await d.orchestrator.forgetBmc(name);
-    return c.body(null, 204);
-  });
+  api.delete('/hosts/:name', async (c) => answer(c, await d.commands.deleteHost(c.req.param('name')), () => c.body(null, 204)));
+  return api;
+}
 
+function machineRoutes(d: ApiDeps): Hono {
+  const api = new Hono();
+  const limit = bodyLimit({ maxSize: d.maxBodyBytes, onError: (c) => bad(c, 413, `body larger than ${d.maxBodyBytes} bytes`) });
   api.post('/machines', limit, async (c) => {
     const body = await parseBody(c, MachineCreateSchema);
     if (!body.ok) return body.res;
-    const { name, spec } = body.data;
-    const problem = await d.imageProblem(spec.inspectionImageURL);
-    if (problem) return bad(c, 400, `spec.inspectionImageURL: ${problem}`);
-    const m = StoredMachineSchema.parse({ name, spec, status: { phase: 'Pending', attempts: 0 }, createdAt: new Date().toISOString() });
-    const created = await d.store.transact(async () => {
-      if (await d.store.machines.get(name)) return false;
-      await d.store.batch([d.store.machines.put(name, m), d.store.event({ kind: 'MachineCreated', machine: name, message: 'created' })]);
-      return true;
-    });
-    if (!created) return bad(c, 409, `machine ${name} exists`);
-    d.orchestrator.kick();
-    return c.json(m, 201);
+    return answer(c, await d.commands.createMachine(body.data), (m) => c.json(m, 201));
   });
   api.get('/machines', async (c) => c.json({ items: await d.store.machines.all() }));
   api.get('/machines/:name', async (c) => {
     const m = await d.store.machines.get(c.req.param('name'));
     return m ? c.json(m) : bad(c, 404, `no machine ${c.req.param('name')}`);
   });
-  api.delete('/machines/:name', async (c) => {
-    const name = c.req.param('name');
-    const found = await d.store.transact(async () => {
-      const m = await d.store.machines.get(name);
-      if (m) await d.store.batch([d.store.machines.put(m.name, { ...m, status: { ...m.status, phase: 'Deleting' } })]);
-      return !!m;
-    });
-    if (!found) return bad(c, 404, `no machine ${name}`);
-    d.orchestrator.kick();
-    return c.json({ deleting: name }, 202);
-  });
+  api.delete('/machines/:name', async (c) =>
+    answer(c, await d.commands.deleteMachine(c.req.param('name')), (name) => c.json({ deleting: name }, 202)),
+  );
+  return api;
+}
+
+/** Events, the boot timeline (also live), backup and restore. */
+function storeRoutes(d: ApiDeps): Hono {
+  const api = new Hono();
   api.get('/timeline', (c) => c.json({ items: d.timeline.latest() }));
   api.get('/timeline/:key', (c) => {
     const key = c.req.param('key');
     return c.json({ key, items: d.timeline.get(MacSchema.safeParse(key).data ?? key) });
   });
-  // live updates for the dashboard: timeline entries and workflow events as they happen
-  api.get('/stream', (c) =>
-    streamSSE(c, async (stream) => {
-      const send = (event: string) => (data: unknown) => void stream.writeSSE({ event, data: JSON.stringify(data) }).catch(() => undefined);
-      const onEntry = send('timeline');
-      const onEvent = send('event');
-      d.timeline.on('entry', onEntry);
-      d.store.on('event', onEvent);
-      let wake = () => {};
-      stream.onAbort(() => {
-        d.timeline.off('entry', onEntry);
-        d.store.off('event', onEvent);
-        wake();
-      });
-      while (!stream.aborted) {
-        await stream.writeSSE({ event: 'ping', data: '{}' });
-        // a ping keeps proxies from closing an idle stream; an abort ends the wait at once
-        await new Promise<void>((r) => {
-          const timer = setTimeout(r, 15_000);
-          wake = () => (clearTimeout(timer), r());
-        });
-      }
-    }),
-  );
+  api.get('/stream', (c) => streamSSE(c, (stream) => liveStream(d, stream)));
   api.get('/backup', async (c) => {
-    c.header('Content-Disposition', `attachment; filename="beskar7-backup-${new Date().toISOString().slice(0, 19).replace(/:/g, '')}.json"`);
+    const stamp = new Date().toISOString().slice(0, 19).replace(/:/g, '');
+    c.header('Content-Disposition', `attachment; filename="beskar7-backup-${stamp}.json"`);
     return c.json(await takeBackup(d.store));
   });
-  api.post('/restore', bodyLimit({ maxSize: 256 * 1024 * 1024, onError: (c) => bad(c, 413, 'backup larger than 256 MiB') }), async (c) => {
+  const big = bodyLimit({ maxSize: 256 * 1024 * 1024, onError: (c) => bad(c, 413, 'backup larger than 256 MiB') });
+  api.post('/restore', big, async (c) => {
     const body = await parseBody(c, BackupSchema);
     if (!body.ok) return body.res;
-    try {
-      const restored = await restoreBackup(d.store, body.data);
-      d.orchestrator.kick();
-      return c.json({ restored });
-    } catch (e) {
-      return bad(c, 400, (e as Error).message);
-    }
+    return answer(c, await d.commands.restore(body.data), (restored) => c.json({ restored }));
   });
   api.get('/events', async (c) => {
     const q = EventsQuery.safeParse({ limit: c.req.query('limit') });
@@ -219,6 +175,30 @@ export function createApi(d: ApiDeps): Hono {
     return c.json({ items: await d.store.events.last(q.data.limit) });
   });
   return api;
+}
+
+/** Timeline entries and workflow events as they happen, for the dashboard. */
+async function liveStream(d: ApiDeps, stream: SSEStreamingApi): Promise<void> {
+  const send = (event: string) => (data: unknown) =>
+    void stream.writeSSE({ event, data: JSON.stringify(data) }).catch(() => undefined);
+  const onEntry = send('timeline');
+  const onEvent = send('event');
+  d.timeline.on('entry', onEntry);
+  d.store.on('event', onEvent);
+  let wake = () => {};
+  stream.onAbort(() => {
+    d.timeline.off('entry', onEntry);
+    d.store.off('event', onEvent);
+    wake();
+  });
+  while (!stream.aborted) {
+    await stream.writeSSE({ event: 'ping', data: '{}' });
+    // a ping keeps proxies from closing an idle stream; an abort ends the wait at once
+    await new Promise<void>((r) => {
+      const timer = setTimeout(r, 15_000);
+      wake = () => (clearTimeout(timer), r());
+    });
+  }
 }
 
 /** OpenAPI 3.1 document; the schemas are the zod ones, converted, so they cannot drift. */

@@ -1,6 +1,6 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import type { BootInstruction } from '../config.js';
+import type { BootInstruction } from '../domain/boot.js';
 
 /** Which template a boot instruction renders with; `undefined` means answer HTTP 404 (some firmware needs it). */
 export function templateFor(instr: BootInstruction): string | undefined {

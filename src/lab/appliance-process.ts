@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { repoRoot } from '../config.js';
+import { repoRoot } from '../paths.js';
 import { type Lab, stopProcess } from './netns.js';
 
 /** The appliance as its own process inside a lab namespace, its JSON log lines collected. */

@@ -3,7 +3,7 @@
 // image, and keeps serving until Ctrl-C. Needs root (network namespaces) and the packages test/setup-host.sh installs.
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { repoRoot } from '../config.js';
+import { repoRoot } from '../paths.js';
 import { ApplianceProcess } from './appliance-process.js';
 import { Lab } from './netns.js';
 import { bootMachine } from './qemu.js';

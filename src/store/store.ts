@@ -3,19 +3,11 @@ import { mkdirSync } from 'node:fs';
 import { Level } from 'level';
 import type { AbstractSublevel } from 'abstract-level';
 import { z } from 'zod';
+import { EventSchema, type StoreEvent, type WorkflowEvent } from '../domain/events.js';
 import { LeaseSchema } from '../domain/lease.js';
-import { BootInstructionSchema } from '../config.js';
+import { BootInstructionSchema } from '../domain/boot.js';
 import { type StoredHost, StoredHostSchema, type StoredMachine, StoredMachineSchema, StoredReportSchema } from '../domain/resources.js';
 
-export const EventSchema = z.object({
-  at: z.string(),
-  kind: z.string(),
-  host: z.string().optional(),
-  machine: z.string().optional(),
-  mac: z.string().optional(),
-  message: z.string(),
-});
-export type StoreEvent = z.infer<typeof EventSchema>;
 
 type Sub<V> = AbstractSublevel<Level<string, unknown>, string | Buffer | Uint8Array, string, V>;
 
@@ -144,7 +136,7 @@ export class Store extends EventEmitter {
   }
 
   /** An event as a batch op; keys sort by time. */
-  event(e: Omit<StoreEvent, 'at'>): BatchOp {
+  event(e: WorkflowEvent): BatchOp {
     const at = new Date().toISOString();
     return this.events.put(`${at}-${String(this.eventSeq++ % 1e6).padStart(6, '0')}`, { at, ...e });
   }

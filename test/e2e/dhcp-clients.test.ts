@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { repoRoot } from '../../src/config.js';
+import { repoRoot } from '../../src/paths.js';
 import type { Lab } from '../../src/lab/netns.js';
 import { fullDhcp, makeLab, startAppliance, startSiteDhcp } from '../helpers/lab.js';
 import { tempDir } from '../helpers/tmp.js';

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { repoRoot } from '../../src/config.js';
+import { repoRoot } from '../../src/paths.js';
 import type { Lab } from '../../src/lab/netns.js';
 import { fullDhcp, haveDemoImage, makeLab, startAppliance } from '../helpers/lab.js';
 import { until } from '../helpers/appliance.js';

@@ -2,7 +2,8 @@ import { createServer } from 'node:net';
 import path from 'node:path';
 import type { Test } from 'tap';
 import { Appliance } from '../../src/appliance.js';
-import { parseConfig, repoRoot } from '../../src/config.js';
+import { parseConfig } from '../../src/config.js';
+import { repoRoot } from '../../src/paths.js';
 import { memoryLogger } from './log.js';
 import { tempDir } from './tmp.js';
 

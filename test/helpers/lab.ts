@@ -1,7 +1,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Test } from 'tap';
-import { repoRoot } from '../../src/config.js';
+import { repoRoot } from '../../src/paths.js';
 import { ApplianceProcess } from '../../src/lab/appliance-process.js';
 import { Lab } from '../../src/lab/netns.js';
 import { tempDir } from './tmp.js';

@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { repoRoot } from '../../src/config.js';
+import { repoRoot } from '../../src/paths.js';
 import { FakeBmc } from '../fake-bmc/server.js';
 import { ADMIN, inProcess, until } from '../helpers/appliance.js';
 import { sampleReport, simulateInspector } from '../helpers/sim-inspector.js';

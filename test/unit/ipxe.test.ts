@@ -1,6 +1,6 @@
 import path from 'node:path';
 import t from 'tap';
-import { repoRoot } from '../../src/config.js';
+import { repoRoot } from '../../src/paths.js';
 import { TemplateError, loadTemplates, render, selectInstruction, templateFor } from '../../src/http/ipxe.js';
 
 t.test('template per instruction', async (t) => {

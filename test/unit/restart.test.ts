@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import YAML from 'yaml';
-import { repoRoot } from '../../src/config.js';
+import { repoRoot } from '../../src/paths.js';
 import { Store } from '../../src/store/store.js';
 import { FakeBmc } from '../fake-bmc/server.js';
 import { ADMIN, freePort, until } from '../helpers/appliance.js';

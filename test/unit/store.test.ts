@@ -42,7 +42,7 @@ t.test('cached hosts and machines read as LevelDB does, after writes and after r
 t.test('events: the newest n read alone, and pruning keeps the newest', async (t) => {
   const store = await Store.open(path.join(tempDir(t), 'db'));
   t.teardown(() => store.close());
-  for (let i = 0; i < 250; i++) await store.batch([store.event({ kind: 'K', message: String(i) })]);
+  for (let i = 0; i < 250; i++) await store.batch([store.event({ kind: 'HostCreated', severity: 'info', message: String(i) })]);
   t.same((await store.events.last(3)).map((e) => e.message), ['247', '248', '249'], 'oldest first');
   t.equal(await store.pruneEvents(100), 150, '150 pruned');
   const left = await store.events.all();

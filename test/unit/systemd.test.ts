@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { loadConfig, repoRoot } from '../../src/config.js';
+import { loadConfig } from '../../src/config.js';
+import { repoRoot } from '../../src/paths.js';
 
 const unit = path.join(repoRoot, 'systemd/beskar7.service');
 

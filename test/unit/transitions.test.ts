@@ -1,6 +1,27 @@
 import t from 'tap';
 import type { StoredHost, StoredMachine } from '../../src/domain/resources.js';
-import { attemptFailed, claim, enrolment, nextStep, retryDelayMs, selectHost, shouldEnroll, startAttempt, unmetRequirements, validated } from '../../src/orchestrator/transitions.js';
+import {
+  attemptFailed,
+  claim,
+  enrolment,
+  hostDeletion,
+  machineDeleted,
+  machineDeleting,
+  newHost,
+  nextStep,
+  progressNoted,
+  release,
+  releaseFailed,
+  reportAccepted,
+  reportRefusal,
+  retryDelayMs,
+  scriptFetched,
+  selectHost,
+  shouldEnroll,
+  startAttempt,
+  unmetRequirements,
+  validated,
+} from '../../src/orchestrator/transitions.js';
 import { sampleReport } from '../helpers/sim-inspector.js';
 
 const policy = { inspectionTimeoutMs: 1000, maxAttempts: 2, retryBaseMs: 100, retryMaxMs: 1000 };
@@ -57,12 +78,14 @@ t.test('attempts: retry with growing backoff, then fail and release', async (t) 
   t.equal(a1.host.inspectionTokenHash, 'hash');
   const f1 = attemptFailed(a1.machine, a1.host, 'InspectionTimeout', 'no report', 1000, policy, 'Timeout');
   t.notOk(f1.final);
+  t.same([f1.event.kind, f1.event.severity], ['Retry', 'warning'], 'a failed attempt is a warning, not progress');
   t.equal(f1.machine.status.notBefore, 1100);
   t.equal(f1.host.status.state, 'InUse', 'back to InUse: the next step boots again');
   t.notOk(f1.host.inspectionTokenHash, 'the old token is void');
   const a2 = startAttempt(f1.machine, f1.host, 'hash2', 2000, policy);
   const f2 = attemptFailed(a2.machine, a2.host, 'InspectionTimeout', 'no report', 3000, policy, 'Timeout');
   t.ok(f2.final);
+  t.same([f2.event.kind, f2.event.severity], ['Failed', 'error']);
   t.same([f2.machine.status.phase, f2.machine.status.failureReason, f2.machine.status.failureMessage], ['Failed', 'InspectionTimeout', 'no report (after 2 attempts)']);
   t.same([f2.host.status.state, f2.host.status.consumer, f2.host.status.inspectionPhase], ['Available', undefined, 'Timeout']);
 });
@@ -73,6 +96,7 @@ t.test('validation: Ready, or Failed with the reasons and the host released', as
   const r = validated(m, h, sampleReport('52:54:00:00:00:01'));
   t.same([r.machine.status.phase, r.machine.status.failureReason, r.machine.status.failureMessage], ['Failed', 'RequirementsNotMet', '16 GB memory < 64 GB required']);
   t.equal(r.host.status.state, 'Available');
+  t.same([r.event.kind, r.event.severity, r.event.machine, r.event.host], ['RequirementsNotMet', 'error', 'm', 'h']);
   const ok = validated({ ...m, spec: { ...m.spec, hardwareRequirements: { minCPUCores: 2, minMemoryGB: 8, minDiskGB: 0 } } }, h, sampleReport('52:54:00:00:00:01'));
   t.same([ok.machine.status.phase, ok.host.status.state], ['Inspecting', 'Ready']);
 });
@@ -84,7 +108,9 @@ t.test('enrolment: Available with the BMC facts, or Error with the reason and a 
   t.ok(shouldEnroll(h, 0), 'a new host enrols at once');
   const fails: (string | undefined)[] = [];
   for (const now of [0, 100, 300]) {
-    h = enrolment(h, { ok: false, message: 'GET /redfish/v1/Systems: HTTP 500' }, now, policy);
+    const e = enrolment(h, { ok: false, message: 'GET /redfish/v1/Systems: HTTP 500' }, now, policy);
+    h = e.host;
+    t.same([e.event.kind, e.event.severity], ['EnrolFailed', 'warning']);
     fails.push(h.status.nextRetryAt);
     t.equal(h.status.state, 'Error');
     t.equal(h.status.errorMessage, 'enrolment failed: GET /redfish/v1/Systems: HTTP 500', 'the reason is on the host');
@@ -93,12 +119,48 @@ t.test('enrolment: Available with the BMC facts, or Error with the reason and a 
   t.equal(h.status.errorCount, 3);
   t.notOk(shouldEnroll(h, 699), 'not before the backoff is over');
   t.ok(shouldEnroll(h, 700));
-  const ok = enrolment(h, { ok: true, facts }, 700, policy);
+  const { host: ok, event } = enrolment(h, { ok: true, facts }, 700, policy);
+  t.same([event.kind, event.severity], ['Enrolled', 'info']);
   t.equal(ok.status.state, 'Available');
   t.same(ok.status.nics, [{ mac: '52:54:00:00:00:09' }]);
   t.same([ok.status.errorMessage, ok.status.errorCount, ok.status.nextRetryAt], [undefined, undefined, undefined], 'recovery clears the error and the count');
   t.notOk(shouldEnroll(ok, 1e12), 'an Available host is not enrolled again');
-  const noMacs = enrolment(host('n', { state: 'Enrolling', nics: [] }), { ok: true, facts: { ...facts, macs: [] } }, 0, policy);
+  const noMacs = enrolment(host('n', { state: 'Enrolling', nics: [] }), { ok: true, facts: { ...facts, macs: [] } }, 0, policy).host;
   t.same([noMacs.status.state, noMacs.status.errorMessage], ['Error', 'the BMC lists no NIC MAC addresses; set spec.bootMACs']);
   t.notOk(shouldEnroll(host('e', { state: 'Error', errorMessage: 'restored without a retry time' }), 1e12), 'an Error host without nextRetryAt waits for the operator');
+});
+
+t.test('commands as transitions: new records, deletion guards, script and report', async (t) => {
+  const hc = newHost({ name: 'h', spec: { redfish: { address: 'https://b', username: 'u', password: 'pw', insecureSkipVerify: false }, bootMACs: [], labels: {} } }, 'v1:sealed', 0);
+  t.same(hc.host.spec.redfish, { address: 'https://b', username: 'u', insecureSkipVerify: false, passwordEnc: 'v1:sealed' }, 'only the sealed password is kept');
+  t.same([hc.host.status.state, hc.event.kind, hc.event.severity], ['Enrolling', 'HostCreated', 'info']);
+  t.same(hostDeletion(host('h', { consumer: 'm' })), { status: 409, error: 'host h is used by machine m; delete the machine first' });
+  t.equal((hostDeletion(host('h')) as { event: { kind: string } }).event.kind, 'HostDeleted');
+  const del = machineDeleting(machine({ phase: 'Inspecting', hostId: 'h' }));
+  t.same([del.machine.status.phase, del.event.kind, del.event.host], ['Deleting', 'MachineDeleting', 'h']);
+
+  const booting = host('h', { state: 'Inspecting', consumer: 'm', inspectionPhase: 'Booting' });
+  const sf = scriptFetched(booting, '52:54:00:00:00:01');
+  t.same([sf?.host.status.inspectionPhase, sf?.event.kind, sf?.event.mac], ['InProgress', 'ScriptFetched', '52:54:00:00:00:01']);
+  t.equal(scriptFetched(host('h', { state: 'Provisioned' }), '52:54:00:00:00:01'), undefined, 'a provisioned host fetching its script changes nothing');
+  t.equal(reportRefusal(booting), undefined);
+  t.same(reportRefusal(host('h', { state: 'Ready', inspectionPhase: 'Complete' })), { status: 409, error: 'host h is not inspecting (Ready/Complete)' });
+  const started = '2026-01-01T00:00:05.000Z';
+  const acc = reportAccepted({ ...booting, status: { ...booting.status, inspectionTimestamp: started } }, sampleReport('52:54:00:00:00:01'), 10_000);
+  t.same([acc.host.status.inspectionPhase, acc.host.status.inspectionReportId, acc.stored.machine], ['Complete', 'h/1970-01-01T00:00:10.000Z', 'm']);
+  t.equal(acc.host.status.inspectionTimestamp, started, 'inspectionTimestamp stays the start of inspection');
+  const pf = progressNoted(booting, { step: 'kexec', ok: false, message: 'no' });
+  t.same([pf.host.status.errorMessage, pf.event.kind, pf.event.severity], ['inspector kexec: no', 'InspectorFailed', 'warning']);
+});
+
+t.test('release: back to the pool with no live phase; a failed power-off keeps the real power state', async (t) => {
+  const h = host('h', { state: 'Inspecting', consumer: 'm', inspectionPhase: 'Booting', observedPowerState: 'On' });
+  const r = release({ ...h, inspectionTokenHash: 'x' });
+  t.same([r.status.state, r.status.consumer, r.status.inspectionPhase, r.inspectionTokenHash], ['Available', undefined, undefined, undefined]);
+  t.equal(release(host('h', { inspectionPhase: 'Timeout' })).status.inspectionPhase, 'Timeout', 'the outcome of the last inspection stays');
+  const f = releaseFailed(h, 'PATCH: HTTP 400', 'Off');
+  t.same([f.host.status.observedPowerState, f.host.status.errorMessage, f.event.kind, f.event.severity], ['Off', 'release: PATCH: HTTP 400', 'ReleaseFailed', 'warning']);
+  const gone = machineDeleted(machine({ phase: 'Deleting', hostId: 'h' }), f.host);
+  t.same([gone.host?.status.state, gone.host?.status.observedPowerState, gone.event.kind], ['Available', 'Off', 'Deleted']);
+  t.notOk(machineDeleted(machine({ phase: 'Deleting', hostId: 'h' }), host('h', { consumer: 'other' })).host, 'a host someone else holds is left alone');
 });

@@ -1,0 +1,47 @@
+import { z } from 'zod';
+
+/** Every kind of workflow event; a new kind is added here, so the timeline, CLI and dashboard know them all. */
+export const EventKind = z.enum([
+  'HostCreated',
+  'HostDeleted',
+  'Enrolled',
+  'EnrolFailed',
+  'MachineCreated',
+  'MachineDeleting',
+  'Claimed',
+  'InspectionStarted',
+  'PowerOn',
+  'ScriptFetched',
+  'ReportReceived',
+  'ReportRejected',
+  'InspectorStep',
+  'InspectorFailed',
+  'Ready',
+  'RequirementsNotMet',
+  'Provisioned',
+  'Retry',
+  'Failed',
+  'ReleaseFailed',
+  'Deleted',
+]);
+export type EventKind = z.infer<typeof EventKind>;
+
+/** info: the workflow moved on; warning: something failed and will be retried or needs a look; error: given up. */
+export const Severity = z.enum(['info', 'warning', 'error']);
+export type Severity = z.infer<typeof Severity>;
+
+export const EventSchema = z.object({
+  at: z.string(),
+  kind: EventKind,
+  // events stored before severity existed were all written as progress
+  severity: Severity.default('info'),
+  host: z.string().optional(),
+  machine: z.string().optional(),
+  mac: z.string().optional(),
+  message: z.string(),
+});
+export type StoreEvent = z.infer<typeof EventSchema>;
+/** An event as a transition produces it; the store stamps the time. */
+export type WorkflowEvent = Omit<StoreEvent, 'at'>;
+
+export const eventOk = (e: Pick<StoreEvent, 'severity'>): boolean => e.severity === 'info';
