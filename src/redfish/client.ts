@@ -31,9 +31,37 @@ export class RedfishError extends Error {
     message: string,
     readonly status: number,
     readonly body = '',
+    /** retrying cannot help: an untrusted certificate, a foreign origin, a closed client */
+    readonly permanent = false,
   ) {
     super(message);
   }
+}
+
+/** TLS verification failures: the BMC's certificate will not change by asking again. */
+const TLS_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** A failed exchange as a Reply with status 0, its cause named, and whether a retry could help. */
+function transportFailure(e: unknown, closed: boolean): Reply {
+  if (closed) return { status: 0, body: {}, text: 'client closed', permanent: true };
+  const err = e as Error & { code?: string; cause?: { code?: string; message?: string } };
+  const code = err.cause?.code ?? err.code;
+  if (code && TLS_CODES.has(code)) {
+    const why = `TLS: ${code} (${err.cause?.message ?? err.message}); give redfish.caBundle, or insecureSkipVerify: true`;
+    return { status: 0, body: {}, text: why, permanent: true };
+  }
+  return { status: 0, body: {}, text: code ? `${code}: ${err.message}` : err.message };
 }
 
 export interface Reply {
@@ -44,6 +72,7 @@ export interface Reply {
   token?: string | undefined;
   body: Record<string, unknown>;
   text: string;
+  permanent?: boolean;
 }
 
 export interface SystemInfo {
@@ -61,7 +90,6 @@ export interface SystemInfo {
 }
 
 type PowerAction = 'On' | 'ForceOff' | 'ForceRestart' | 'GracefulShutdown';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * One BMC. Sessions with a Basic fallback (one cached session, re-login once on 401), a per-BMC and a global
@@ -74,6 +102,8 @@ export class RedfishClient {
   private session?: { token: string; location?: string | undefined };
   private useBasic = false;
   private systemPath?: string;
+  /** aborted by close(): calls in flight and retry waits end at once */
+  private readonly closing = new AbortController();
 
   constructor(
     readonly conn: BmcConnection,
@@ -89,8 +119,15 @@ export class RedfishClient {
     this.limiter = new Limiter(opts.perBmc);
   }
 
+  /**
+   * Only paths on the BMC's own origin are followed: an `@odata.id` or `Location` naming another origin would
+   * otherwise receive our credentials or session token.
+   */
   private url(p: string): string {
-    return p.startsWith('http') ? p : `${this.conn.address.replace(/\/$/, '')}${p}`;
+    const base = new URL(this.conn.address);
+    const u = new URL(p, base);
+    if (u.origin !== base.origin) throw new RedfishError(`refusing to follow ${u.origin}: not the BMC's origin ${base.origin}`, 0, '', true);
+    return u.href;
   }
 
   private authHeader(): Record<string, string> {
@@ -100,16 +137,18 @@ export class RedfishClient {
 
   /** One HTTP exchange, no retries. Status 0 means the transport failed. */
   private async once(method: string, p: string, body?: unknown, headers: Record<string, string> = {}, auth = true): Promise<Reply> {
+    const url = this.url(p);
     // this BMC's own slot first: a call queued behind a hung BMC must not sit on a global slot meanwhile
     return this.limiter.run(() =>
       this.opts.global.run(async () => {
+        if (this.closing.signal.aborted) return { status: 0, body: {}, text: 'client closed', permanent: true };
         const started = performance.now();
         const done = (r: Reply): Reply => {
           this.opts.observe?.(method, r.status, (performance.now() - started) / 1000);
           return r;
         };
         try {
-          const res = await request(this.url(p), {
+          const res = await request(url, {
             method: method as 'GET',
             dispatcher: this.agent,
             headers: {
@@ -120,7 +159,7 @@ export class RedfishClient {
               ...headers,
             },
             ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-            signal: AbortSignal.timeout(this.opts.timeoutMs),
+            signal: AbortSignal.any([AbortSignal.timeout(this.opts.timeoutMs), this.closing.signal]),
           });
           const text = await res.body.text();
           let parsed: Record<string, unknown> = {};
@@ -135,7 +174,7 @@ export class RedfishClient {
           };
           return done({ status: res.statusCode, etag: h('etag'), location: h('location'), retryAfter: h('retry-after'), token: h('x-auth-token'), body: parsed, text });
         } catch (e) {
-          return done({ status: 0, body: {}, text: (e as Error).message });
+          return done(transportFailure(e, this.closing.signal.aborted));
         }
       }),
     );
@@ -156,6 +195,21 @@ export class RedfishClient {
     return undefined;
   }
 
+  /** A wait that close() cuts short. */
+  private sleep(ms: number): Promise<void> {
+    const signal = this.closing.signal;
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve();
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
   /** A call with login, one re-login on 401, and retries with backoff on what the BMC says is transient. */
   async call(method: string, p: string, body?: unknown, headers: Record<string, string> = {}): Promise<Reply> {
     let relogged = false;
@@ -169,13 +223,15 @@ export class RedfishClient {
         continue;
       }
       if (r.status >= 200 && r.status < 300) return r;
-      if (attempt < this.opts.retries && isRetryable(r.status, r.text, method)) {
+      if (!r.permanent && attempt < this.opts.retries && isRetryable(r.status, r.text, method)) {
         const wait = backoffMs(attempt, this.opts.backoffBaseMs, this.opts.backoffMaxMs, r.retryAfter);
-        this.log.info({ bmc: this.conn.address, method, path: p, status: r.status, attempt: attempt + 1, waitMs: wait }, 'redfish: retrying');
-        await sleep(wait);
+        const fields = { bmc: this.conn.address, method, path: p, status: r.status, err: summarize(r), attempt: attempt + 1, waitMs: wait };
+        this.log.info(fields, 'redfish: retrying');
+        await this.sleep(wait);
         continue;
       }
-      throw new RedfishError(`${method} ${p}: ${r.status === 0 ? `transport error: ${r.text}` : `HTTP ${r.status}`}${r.status ? `: ${summarize(r)}` : ''}`, r.status, r.text);
+      const what = r.status === 0 ? `transport error: ${r.text}` : `HTTP ${r.status}: ${summarize(r)}`;
+      throw new RedfishError(`${method} ${p}: ${what}`, r.status, r.text.slice(0, 1024), r.permanent);
     }
   }
 
@@ -184,9 +240,7 @@ export class RedfishClient {
     if (this.systemPath) return this.systemPath;
     const r = await this.call('GET', '/redfish/v1/Systems');
     const members = ((r.body.Members as { '@odata.id': string }[] | undefined) ?? []).map((m) => m['@odata.id']);
-    let chosen: string | undefined;
-    if (this.conn.systemId) chosen = members.find((m) => m.replace(/\/$/, '').endsWith(`/${this.conn.systemId}`));
-    else if (members.length === 1) chosen = members[0];
+    const chosen = this.conn.systemId ? await this.memberNamed(members, this.conn.systemId) : members.length === 1 ? members[0] : undefined;
     if (!chosen) {
       throw new RedfishError(
         this.conn.systemId ? `system ${this.conn.systemId} not among ${members.join(', ')}` : `${members.length} systems (${members.join(', ')}): set redfish.systemId`,
@@ -195,6 +249,17 @@ export class RedfishClient {
     }
     this.systemPath = chosen;
     return chosen;
+  }
+
+  /** The member whose path ends in `id`, or whose Id or Name is `id` (BMCs that list systems by UUID). */
+  private async memberNamed(members: string[], id: string): Promise<string | undefined> {
+    const byPath = members.find((m) => m.replace(/\/$/, '').endsWith(`/${id}`));
+    if (byPath) return byPath;
+    for (const m of members) {
+      const b = (await this.call('GET', m)).body;
+      if (b.Id === id || b.Name === id) return m;
+    }
+    return undefined;
   }
 
   async getSystem(): Promise<SystemInfo> {
@@ -238,16 +303,12 @@ export class RedfishClient {
     const sys = await this.getSystem();
     const boot: Record<string, string> = { BootSourceOverrideTarget: 'Pxe', BootSourceOverrideEnabled: 'Once' };
     if (mode && sys.bootMode !== undefined && sys.bootMode !== mode) boot.BootSourceOverrideMode = mode;
-    const patch = async (b: Record<string, string>) => {
-      const fresh = sys.etag ? sys : await this.getSystem();
-      return this.call('PATCH', sys.path, { Boot: b }, fresh.etag ? { 'If-Match': fresh.etag } : {});
-    };
     try {
-      await this.withEtagRetry(() => patch(boot));
+      await this.patchBoot(sys, boot);
     } catch (e) {
       if (!(e instanceof RedfishError && e.status === 400 && boot.BootSourceOverrideMode)) throw e;
       delete boot.BootSourceOverrideMode;
-      await this.withEtagRetry(() => patch(boot));
+      await this.patchBoot(await this.getSystem(), boot);
     }
     const after = await this.getSystem();
     // some BMCs show Continuous for a moment, or revert Once to Disabled only after the boot
@@ -256,26 +317,34 @@ export class RedfishClient {
     }
   }
 
-  /** 412/428 mean our ETag was stale or missing: read the system again once and repeat. */
-  private async withEtagRetry(fn: () => Promise<Reply>): Promise<Reply> {
+  /**
+   * PATCH the system's Boot with If-Match from `sys`. 412/428 mean that ETag was stale or missing: the
+   * system is read again and the PATCH repeated once with the fresh ETag.
+   */
+  private async patchBoot(sys: SystemInfo, boot: Record<string, string>): Promise<void> {
+    const send = (etag: string | undefined) => this.call('PATCH', sys.path, { Boot: boot }, etag ? { 'If-Match': etag } : {});
     try {
-      return await fn();
+      await send(sys.etag);
     } catch (e) {
-      if (e instanceof RedfishError && (e.status === 412 || e.status === 428)) {
-        const sys = await this.getSystem();
-        if (!sys.etag) throw e;
-        return fn();
-      }
-      throw e;
+      if (!(e instanceof RedfishError && (e.status === 412 || e.status === 428))) throw e;
+      const fresh = await this.getSystem();
+      if (!fresh.etag) throw e;
+      await send(fresh.etag);
     }
   }
 
+  /**
+   * Back to the BMC's own boot order: Enabled Disabled with Target None, which several BMCs require together;
+   * Enabled alone for those that refuse None.
+   */
   async clearBootOverride(): Promise<void> {
     const sys = await this.getSystem();
-    await this.withEtagRetry(async () => {
-      const fresh = await this.getSystem();
-      return this.call('PATCH', sys.path, { Boot: { BootSourceOverrideEnabled: 'Disabled' } }, fresh.etag ? { 'If-Match': fresh.etag } : {});
-    });
+    try {
+      await this.patchBoot(sys, { BootSourceOverrideEnabled: 'Disabled', BootSourceOverrideTarget: 'None' });
+    } catch (e) {
+      if (!(e instanceof RedfishError && e.status === 400)) throw e;
+      await this.patchBoot(await this.getSystem(), { BootSourceOverrideEnabled: 'Disabled' });
+    }
   }
 
   /** POST the Reset action from the system's Actions; 202 with a task monitor is followed to the end. */
@@ -292,7 +361,8 @@ export class RedfishClient {
       const state = r.body.TaskState as string | undefined;
       if (r.status !== 202 && (!state || /Completed/i.test(state))) return;
       if (state && /Exception|Killed|Cancelled/i.test(state)) throw new RedfishError(`task ${monitor} ended ${state}`, 500, r.text);
-      await sleep(backoffMs(0, 500, 5000, r.retryAfter, () => 1));
+      await this.sleep(backoffMs(0, 500, 5000, r.retryAfter, () => 1));
+      if (this.closing.signal.aborted) throw new RedfishError('client closed', 0, '', true);
     }
     throw new RedfishError(`task ${monitor} not done within ${deadlineMs} ms`, 504);
   }
@@ -304,7 +374,8 @@ export class RedfishClient {
       const s = await this.getSystem();
       if (s.powerState === want) return;
       if (Date.now() >= end) throw new RedfishError(`PowerState still ${s.powerState} after ${deadlineMs} ms (wanted ${want})`, 504);
-      await sleep(pollMs);
+      await this.sleep(pollMs);
+      if (this.closing.signal.aborted) throw new RedfishError('client closed', 0, '', true);
     }
   }
 
@@ -323,12 +394,18 @@ export class RedfishClient {
     await this.waitPowerState('Off', deadlineMs);
   }
 
+  /** Ends the session (best effort, briefly), then aborts everything still running on this client. */
   async close(): Promise<void> {
     if (this.agent.closed || this.agent.destroyed) return;
     const s = this.session;
     this.session = undefined;
-    if (s?.location) await this.once('DELETE', s.location, undefined, { 'X-Auth-Token': s.token }, false).catch(() => undefined);
-    await this.agent.close();
+    if (s?.location) {
+      const bye = this.once('DELETE', s.location, undefined, { 'X-Auth-Token': s.token }, false).catch(() => undefined);
+      // a hung BMC must not hold up shutdown: its session times out on its side
+      await Promise.race([bye, new Promise((r) => setTimeout(r, 1000).unref())]);
+    }
+    this.closing.abort();
+    await this.agent.destroy();
   }
 }
 
@@ -336,5 +413,5 @@ export class RedfishClient {
 function summarize(r: Reply): string {
   const err = r.body.error as { message?: string; '@Message.ExtendedInfo'?: { MessageId?: string; Message?: string }[] } | undefined;
   const info = err?.['@Message.ExtendedInfo']?.[0];
-  return (info?.Message ?? err?.message ?? info?.MessageId ?? r.text).slice(0, 300);
+  return (info?.Message ?? err?.message ?? info?.MessageId ?? r.text).slice(0, 200);
 }

@@ -12,8 +12,14 @@ export interface Personality {
   onceRevertsOnBoot?: boolean;
   /** no BootSourceOverrideMode at all; a PATCH naming it gets 400 (old Supermicro) */
   noMode?: boolean;
-  /** AllowableValues with a malformed entry (Supermicro) */
-  malformedAllowable?: boolean;
+  /** the first PATCH with If-Match finds the system changed meanwhile: 412, and a new ETag */
+  staleEtagOnce?: boolean;
+  /** Enabled Disabled without Target None is refused with 400 (several BMCs and sushy-tools) */
+  requireTargetWithDisabled?: boolean;
+  /** no BootSourceOverrideTarget None: a PATCH naming it gets 400 */
+  noTargetNone?: boolean;
+  /** Systems listed by UUID; the system's Name is `node-0` (libvirt-backed emulators) */
+  membersByUuid?: boolean;
   /** 200 with an `error` object on PATCH (iLO) */
   okWithErrorBody?: boolean;
   /** 409 on ResetType On for this long after a power-off (iDRAC10) */
@@ -76,6 +82,10 @@ export class FakeBmc {
     this.p = opts.personality ?? {};
   }
 
+  get uuid(): string {
+    return this.opts.uuid ?? '4c4c4544-0042-3510-8052-b7c04f4e3132';
+  }
+
   get etag(): string {
     return `W/"${this.etagN}"`;
   }
@@ -106,7 +116,7 @@ export class FakeBmc {
   }
 
   private systemBody(id: string) {
-    const allow = this.p.malformedAllowable ? ['On', 'ForceOff', 'ForceRestart', 'On,ForceOff', ''] : ['On', 'ForceOff', 'ForceRestart', 'GracefulShutdown'];
+    const allow = ['On', 'ForceOff', 'ForceRestart', 'GracefulShutdown'];
     const boot: Record<string, unknown> = {
       BootSourceOverrideTarget: this.boot.target,
       BootSourceOverrideEnabled: this.boot.enabled,
@@ -117,7 +127,8 @@ export class FakeBmc {
       '@odata.id': `/redfish/v1/Systems/${id}`,
       '@odata.etag': this.etag,
       Id: id,
-      UUID: this.opts.uuid ?? '4c4c4544-0042-3510-8052-b7c04f4e3132',
+      Name: this.p.membersByUuid ? 'node-0' : 'System',
+      UUID: this.uuid,
       Manufacturer: 'Beskar7 Fake',
       Model: 'FB-1',
       SerialNumber: this.opts.serial ?? 'FAKE0001',
@@ -171,7 +182,7 @@ export class FakeBmc {
       res.end(obj === undefined ? '' : JSON.stringify(obj));
     };
     const error = (status: number, id: string, msg: string) => send(status, { error: { code: id, message: msg, '@Message.ExtendedInfo': [{ MessageId: id, Message: msg }] } });
-    const ids = this.p.twoSystems ? ['A', 'B'] : ['System.Embedded.1'];
+    const ids = this.p.twoSystems ? ['A', 'B'] : this.p.membersByUuid ? [this.uuid] : ['System.Embedded.1'];
 
     if (path === '/redfish/v1') return send(200, { RedfishVersion: '1.15.0', Systems: { '@odata.id': '/redfish/v1/Systems' } });
     if (path === '/redfish/v1/SessionService/Sessions' && req.method === 'POST') {
@@ -197,14 +208,22 @@ export class FakeBmc {
       this.tasks.set(task[1]!, left);
       return left > 0 ? send(202, { TaskState: 'Running' }, { 'Retry-After': '0' }) : send(200, { TaskState: 'Completed' });
     }
-    const m = /^\/redfish\/v1\/Systems\/([\w.]+)(\/.*)?$/.exec(path);
+    const m = /^\/redfish\/v1\/Systems\/([\w.-]+)(\/.*)?$/.exec(path);
     if (!m || !ids.includes(m[1]!)) return error(404, 'Base.1.0.ResourceMissingAtURI', path);
     const [, id, rest] = m;
     if (!rest && req.method === 'GET') return send(200, this.systemBody(id!), { ETag: this.etag });
     if (!rest && req.method === 'PATCH') {
       if (this.p.requireIfMatch && !req.headers['if-match']) return error(428, 'Base.1.0.PreconditionRequired', 'If-Match required');
+      if (this.p.staleEtagOnce && req.headers['if-match']) {
+        this.p.staleEtagOnce = false;
+        this.etagN++;
+      }
       if (req.headers['if-match'] && req.headers['if-match'] !== this.etag) return error(412, 'Base.1.0.PreconditionFailed', 'stale ETag');
       const b = (body as { Boot?: Record<string, string> })?.Boot ?? {};
+      if (this.p.noTargetNone && b.BootSourceOverrideTarget === 'None') return error(400, 'Base.1.0.PropertyValueNotInList', 'None');
+      if (this.p.requireTargetWithDisabled && b.BootSourceOverrideEnabled === 'Disabled' && b.BootSourceOverrideTarget !== 'None') {
+        return error(400, 'Base.1.0.PropertyMissing', 'Missing the BootSourceOverrideTarget and/or BootSourceOverrideEnabled element');
+      }
       if (b.BootSourceOverrideMode !== undefined && this.p.noMode) return error(400, 'Base.1.0.PropertyUnknown', 'BootSourceOverrideMode');
       if (b.BootSourceOverrideTarget) this.boot.target = b.BootSourceOverrideTarget;
       if (b.BootSourceOverrideEnabled) this.boot.enabled = b.BootSourceOverrideEnabled;

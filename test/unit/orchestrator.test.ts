@@ -227,6 +227,10 @@ t.test("another host's token and an earlier attempt's token are refused", async 
   t.equal((await a.api('POST', '/hosts/t0/inspection', sampleReport(macs[0]!), fresh)).status, 202, 'the current one is taken');
   const rejected = (await a.api('GET', '/events')).json.items.filter((e: { kind: string }) => e.kind === 'ReportRejected');
   t.ok(rejected.length >= 2, 'each refusal is an event');
+  const retry = (await a.api('GET', '/events')).json.items.find((e: { kind: string; host?: string }) => e.kind === 'Retry' && e.host === 't0');
+  t.equal(retry?.severity, 'warning', 'a timed-out attempt is a warning');
+  const tl = (await a.api('GET', `/timeline/${macs[0]}`)).json.items as { what: string; ok: boolean }[];
+  t.same(tl.filter((e) => /^(Retry|Claimed):/.test(e.what)).map((e) => [e.what.split(':')[0], e.ok]), [['Claimed', true], ['Retry', false]], 'the timeline shows the Retry as a failure');
 });
 
 t.test('a BMC that never shows PowerState On: the script fetch proves the machine runs, no retry', async (t) => {

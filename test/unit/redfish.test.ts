@@ -90,10 +90,55 @@ t.test('Once reverts to Disabled when the machine boots', async (t) => {
   t.equal(bmc.boot.enabled, 'Once', 'set again for the next boot');
 });
 
-t.test('malformed AllowableValues are only hints', async (t) => {
-  const { bmc, client } = await setup(t, { malformedAllowable: true });
-  await client.reset('On');
-  t.equal(bmc.power, 'On');
+t.test('412: the PATCH is repeated once with the fresh ETag, not the stale one', async (t) => {
+  const { bmc, client } = await setup(t, { staleEtagOnce: true });
+  await client.setOneTimePxe();
+  t.equal(bmc.boot.target, 'Pxe');
+  const patches = bmc.seen.filter((s) => s.method === 'PATCH').map((s) => s.headers['if-match']);
+  t.same(patches, ['W/"1"', 'W/"2"'], 'the second PATCH carries the ETag read after the 412');
+});
+
+t.test('clearing the override sends Target None with Disabled; Disabled alone where None is refused', async (t) => {
+  const { bmc, client } = await setup(t, { requireTargetWithDisabled: true });
+  await client.setOneTimePxe();
+  await client.clearBootOverride();
+  t.same([bmc.boot.target, bmc.boot.enabled], ['None', 'Disabled']);
+  t.same(bmc.seen.filter((s) => s.method === 'PATCH').at(-1)!.body, { Boot: { BootSourceOverrideEnabled: 'Disabled', BootSourceOverrideTarget: 'None' } });
+  const { bmc: b2, client: c2 } = await setup(t, { noTargetNone: true });
+  await c2.setOneTimePxe();
+  await c2.clearBootOverride();
+  t.same(b2.seen.filter((s) => s.method === 'PATCH').at(-1)!.body, { Boot: { BootSourceOverrideEnabled: 'Disabled' } }, 'a BMC without Target None takes Disabled alone');
+  t.same([b2.boot.target, b2.boot.enabled], ['Pxe', 'Disabled']);
+});
+
+t.test('systemId names a member by path, Id or Name (systems listed by UUID)', async (t) => {
+  const { bmc, client } = await setup(t, { membersByUuid: true }, {}, { systemId: 'node-0' });
+  t.equal((await client.getSystem()).path, `/redfish/v1/Systems/${bmc.uuid}`);
+  const { client: byId } = await setup(t, { membersByUuid: true }, {}, { systemId: bmc.uuid });
+  t.equal((await byId.getSystem()).path, `/redfish/v1/Systems/${bmc.uuid}`);
+  const { client: none } = await setup(t, { membersByUuid: true }, {}, { systemId: 'node-9' });
+  await t.rejects(none.getSystem(), /system node-9 not among/);
+});
+
+t.test('links to another origin are not followed with our credentials', async (t) => {
+  const { bmc, client } = await setup(t);
+  const elsewhere = new FakeBmc();
+  const other = await elsewhere.start();
+  t.teardown(() => elsewhere.stop());
+  await t.rejects(client.call('GET', `${other}/redfish/v1/Systems`), /refusing to follow http:\/\/127\.0\.0\.1:\d+: not the BMC's origin/);
+  t.equal(elsewhere.seen.length, 0, 'the other origin saw nothing');
+  t.notOk(bmc.seen.some((x) => x.path.includes('127.0.0.1')), 'nor was it asked of our BMC');
+});
+
+t.test('close() during retries and power polls ends every call at once', async (t) => {
+  const { client } = await setup(t, { powerLagMs: 60_000, sessionCap: 0 });
+  const started = Date.now();
+  const calls = [client.getSystem(), client.waitPowerState('On', 60_000, 500)].map((p) => p.then(() => 'resolved', (e: Error) => e.message));
+  await new Promise((r) => setTimeout(r, 150));
+  await client.close();
+  const results = await Promise.all(calls);
+  t.ok(Date.now() - started < 1500, `both ended within ${Date.now() - started} ms of close`);
+  t.ok(results.every((r) => /client closed/.test(r)), results.join(' | '));
 });
 
 t.test('200 with an error body is success (iLO)', async (t) => {
@@ -174,8 +219,14 @@ t.test('TLS: CA bundle trusted, unknown CA refused, insecure only when asked', a
   const tls = { key: readFileSync(path.join(dir, 'key.pem'), 'utf8'), cert: readFileSync(path.join(dir, 'cert.pem'), 'utf8') };
   const { client: trusted } = await setup(t, {}, { tls }, { caBundle: tls.cert });
   t.equal((await trusted.getSystem()).manufacturer, 'Beskar7 Fake');
-  const { client: strict } = await setup(t, {}, { tls });
-  await t.rejects(strict.getSystem(), /transport error: .*(self-signed|certificate)/i);
+  const { client: strict, bmc: strictBmc, lines } = await setup(t, {}, { tls });
+  const started = Date.now();
+  const err = (await strict.getSystem().catch((e: unknown) => e)) as RedfishError;
+  t.match(err.message, /transport error: TLS: DEPTH_ZERO_SELF_SIGNED_CERT .*caBundle/, err.message);
+  t.ok(err.permanent, 'an untrusted certificate is permanent');
+  t.equal(lines.filter((l) => l.msg === 'redfish: retrying').length, 0, 'and never retried');
+  t.ok(Date.now() - started < 1000, `reported at once (${Date.now() - started} ms)`);
+  t.equal(strictBmc.seen.length, 0, 'no request reached the BMC');
   const { client: insecure } = await setup(t, {}, { tls }, { insecureSkipVerify: true });
   t.equal((await insecure.getSystem()).model, 'FB-1');
 });
