@@ -41,7 +41,8 @@ function checkBootFiles(cfg: Config, tftpRoot: string, log: Logger): void {
     );
   }
   for (const f of [efiSnp, arm64]) {
-    if (!existsSync(path.join(tftpRoot, f))) log.warn({ file: f, tftpRoot }, 'optional iPXE binary missing; clients that need it will not boot');
+    if (!existsSync(path.join(tftpRoot, f)))
+      log.warn({ file: f, tftpRoot }, 'optional iPXE binary missing; clients that need it will not boot');
   }
 }
 
@@ -54,7 +55,8 @@ async function localImageProblem(url: string, httpBase: string, assetsDir: strin
   if (!url.startsWith(prefix)) return undefined;
   for (const f of ['vmlinuz', 'initrd']) {
     const r = await resolveInside(assetsDir, `${url.slice(prefix.length).replace(/\/$/, '')}/${f}`);
-    if (!r.ok) return `${url}/${f}: ${r.reason} under ${assetsDir} (the bundled inspector is built by \`make inspector\`)`;
+    if (!r.ok)
+      return `${url}/${f}: ${r.reason} under ${assetsDir} (the bundled inspector is built by \`make inspector\`)`;
   }
   return undefined;
 }
@@ -83,7 +85,10 @@ export class Appliance {
     const templates = loadTemplates(cfg.bootScriptsDir);
     if (!['vmlinuz', 'initrd'].every((f) => existsSync(path.join(cfg.assetsDir, 'inspector', f)))) {
       const dir = path.join(cfg.assetsDir, 'inspector');
-      log.warn({ dir }, 'no bundled inspector image: machines must name another inspectionImageURL (make inspector builds it)');
+      log.warn(
+        { dir },
+        'no bundled inspector image: machines must name another inspectionImageURL (make inspector builds it)',
+      );
     }
     // before anything listens: full mode must not start beside another DHCP server
     await this.probeOtherDhcp();
@@ -113,7 +118,12 @@ export class Appliance {
     const { cfg, log } = this;
     if (!cfg.dhcp.enabled || cfg.dhcp.probeSeconds <= 0) return;
     const d = cfg.dhcp;
-    const probe = { interface: d.interface, timeoutMs: d.probeSeconds * 1000, clientPort: d.clientPort, serverPort: d.port };
+    const probe = {
+      interface: d.interface,
+      timeoutMs: d.probeSeconds * 1000,
+      clientPort: d.clientPort,
+      serverPort: d.port,
+    };
     const found = await probeDhcpServers(probe).catch((e: Error) => {
       // e.g. port 68 needs root; the check is a safety net, not a reason to stay down
       log.warn({ err: e.message }, 'could not probe for other DHCP servers');
@@ -125,7 +135,11 @@ export class Appliance {
         `another DHCP server answers on this segment (${others.join(', ')}): refusing full mode; use dhcp.mode: proxy beside it`,
       );
     }
-    if (others.length) log.warn({ servers: others }, 'another DHCP server answers on this segment; proxy mode adds boot information beside it');
+    if (others.length)
+      log.warn(
+        { servers: others },
+        'another DHCP server answers on this segment; proxy mode adds boot information beside it',
+      );
   }
 
   /** Workflow events of a host show up on the boot timeline of its MACs, marked by their severity. */
@@ -177,7 +191,13 @@ export class Appliance {
     );
   }
 
-  private async startHttp(store: Store, commands: Commands, httpBase: string, tftpRoot: string, templates: Templates): Promise<number> {
+  private async startHttp(
+    store: Store,
+    commands: Commands,
+    httpBase: string,
+    tftpRoot: string,
+    templates: Templates,
+  ): Promise<number> {
     const { cfg, log } = this;
     const admin = adminToken(cfg.dataDir, cfg.api.adminToken);
     if (admin.file) log.info({ file: admin.file }, 'admin API token (Authorization: Bearer <token>) is in this file');
@@ -190,7 +210,9 @@ export class Appliance {
       timeline: this.timeline,
     });
     const onScript = (e: { mac: string }) =>
-      void commands.scriptFetched(e.mac).catch((err: Error) => log.error({ mac: e.mac, err: err.message }, 'script event failed'));
+      void commands
+        .scriptFetched(e.mac)
+        .catch((err: Error) => log.error({ mac: e.mac, err: err.message }, 'script event failed'));
     const app = createHttpApp({
       api,
       timeline: this.timeline,
@@ -209,10 +231,15 @@ export class Appliance {
     const http = (this.http = serve({ fetch: app.fetch, port: cfg.http.port, hostname: cfg.http.address }));
     await new Promise<void>((resolve, reject) => {
       http.once('listening', resolve);
-      http.once('error', (e: Error) => reject(new StartupError(`HTTP ${cfg.http.address}:${cfg.http.port}: ${e.message}`)));
+      http.once('error', (e: Error) =>
+        reject(new StartupError(`HTTP ${cfg.http.address}:${cfg.http.port}: ${e.message}`)),
+      );
     });
     const port = (http.address() as AddressInfo).port;
-    log.info({ address: cfg.http.address, port, url: `http://${cfg.advertiseAddress}:${port}/boot.ipxe` }, 'http listening');
+    log.info(
+      { address: cfg.http.address, port, url: `http://${cfg.advertiseAddress}:${port}/boot.ipxe` },
+      'http listening',
+    );
     return port;
   }
 
@@ -246,7 +273,14 @@ export class Appliance {
       serverPort: d.port,
       ...(full ? { full } : {}),
     };
-    const options = { address: d.address, port: d.port, proxyPort: d.proxyPort, interface: d.interface, pool: full, context };
+    const options = {
+      address: d.address,
+      port: d.port,
+      proxyPort: d.proxyPort,
+      interface: d.interface,
+      pool: full,
+      context,
+    };
     this.dhcp = new DhcpServer(options, store, log, this.metrics, this.timeline);
     const s = await this.dhcp.start();
     const fields = { mode: d.mode, address: d.address, port: s.port, pxePort: s.proxyPort, interface: d.interface };

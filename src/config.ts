@@ -12,7 +12,6 @@ const Ipv4 = z.string().refine((s) => isIPv4(s), 'must be an IPv4 address');
 const Port = z.number().int().min(0).max(65535);
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
-
 const ReservationSchema = z.object({ mac: MacSchema, ip: Ipv4, hostname: z.string().optional() });
 
 const FullDhcpSchema = z
@@ -85,14 +84,23 @@ export const ConfigSchema = z
       })
       .strict()
       .superRefine((d, ctx) => {
-        if (d.mode === 'full' && !d.full) ctx.addIssue({ code: 'custom', path: ['full'], message: 'mode "full" needs a pool (dhcp.full.poolStart/poolEnd)' });
+        if (d.mode === 'full' && !d.full)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['full'],
+            message: 'mode "full" needs a pool (dhcp.full.poolStart/poolEnd)',
+          });
       })
       .prefault({}),
     api: z
       .object({
         /** without it, a token is generated once into <dataDir>/admin-token */
         adminToken: z.string().min(16).optional(),
-        maxBodyBytes: z.number().int().min(1024).default(1 << 20),
+        maxBodyBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .default(1 << 20),
       })
       .strict()
       .prefault({}),
@@ -148,7 +156,13 @@ function setPath(obj: Record<string, unknown>, dotted: string, value: string): v
     if (typeof next !== 'object' || next === null) cur[k] = {};
     cur = cur[k] as Record<string, unknown>;
   }
-  const coerced: unknown = /^-?\d+$/.test(value) ? Number(value) : value === 'true' ? true : value === 'false' ? false : value;
+  const coerced: unknown = /^-?\d+$/.test(value)
+    ? Number(value)
+    : value === 'true'
+      ? true
+      : value === 'false'
+        ? false
+        : value;
   cur[keys[keys.length - 1] as string] = coerced;
 }
 

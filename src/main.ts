@@ -8,7 +8,11 @@ const USAGE = `usage: beskar7 [--config FILE] [--set key=value ...]
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { config: { type: 'string', short: 'c' }, set: { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      config: { type: 'string', short: 'c' },
+      set: { type: 'string', multiple: true },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
@@ -35,6 +39,8 @@ async function main(): Promise<void> {
 
 main().catch((e: unknown) => {
   const known = e instanceof ConfigError || e instanceof StartupError;
-  process.stderr.write(`${JSON.stringify({ level: 'fatal', svc: 'beskar7', msg: known ? (e as Error).message : String((e as Error).stack ?? e) })}\n`);
+  process.stderr.write(
+    `${JSON.stringify({ level: 'fatal', svc: 'beskar7', msg: known ? (e as Error).message : String((e as Error).stack ?? e) })}\n`,
+  );
   process.exit(known ? 2 : 1);
 });

@@ -27,7 +27,11 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
-  readonly tftpBytes = new Counter({ name: 'beskar7_tftp_bytes_total', help: 'Bytes sent over TFTP', registers: [this.registry] });
+  readonly tftpBytes = new Counter({
+    name: 'beskar7_tftp_bytes_total',
+    help: 'Bytes sent over TFTP',
+    registers: [this.registry],
+  });
   readonly scripts = new Counter({
     name: 'beskar7_ipxe_scripts_total',
     help: 'iPXE scripts rendered, by template',

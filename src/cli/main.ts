@@ -43,7 +43,10 @@ async function call(method: string, p: string, body?: unknown): Promise<any> {
   try {
     res = await fetch(`${url}/api/v1${p}`, {
       method,
-      headers: { Authorization: `Bearer ${token()}`, ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
+      headers: {
+        Authorization: `Bearer ${token()}`,
+        ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}),
+      },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     });
   } catch (e) {
@@ -61,7 +64,13 @@ const out = (s: string): void => void process.stdout.write(`${s}\n`);
 function table(rows: Record<string, unknown>[], cols: [string, (r: any) => unknown][]): void {
   const cells = [cols.map(([h]) => h), ...rows.map((r) => cols.map(([, f]) => String(f(r) ?? '-')))];
   const width = cols.map((_, i) => Math.max(...cells.map((c) => c[i]!.length)));
-  for (const c of cells) out(c.map((v, i) => v.padEnd(width[i]!)).join('  ').trimEnd());
+  for (const c of cells)
+    out(
+      c
+        .map((v, i) => v.padEnd(width[i]!))
+        .join('  ')
+        .trimEnd(),
+    );
 }
 
 function show(data: unknown, human: () => void): void {
@@ -95,7 +104,12 @@ async function main(): Promise<void> {
             ['PHASE', (h) => h.status.inspectionPhase],
             ['MACHINE', (h) => h.status.consumer],
             ['BMC', (h) => h.spec.redfish.address],
-            ['MODEL', (h) => [h.status.hardwareDetails?.manufacturer, h.status.hardwareDetails?.model].filter(Boolean).join(' ') || undefined],
+            [
+              'MODEL',
+              (h) =>
+                [h.status.hardwareDetails?.manufacturer, h.status.hardwareDetails?.model].filter(Boolean).join(' ') ||
+                undefined,
+            ],
             ['ERROR', (h) => h.status.errorMessage],
           ]),
         );
@@ -103,7 +117,8 @@ async function main(): Promise<void> {
     case 'machines':
       if (sub === 'get') return pretty(await call('GET', `/machines/${arg}`));
       if (sub === 'add') return created(await call('POST', '/machines', readJson(arg)), 'machine');
-      if (sub === 'rm') return show(await call('DELETE', `/machines/${arg}`), () => out(`machine ${arg} is being deleted`));
+      if (sub === 'rm')
+        return show(await call('DELETE', `/machines/${arg}`), () => out(`machine ${arg} is being deleted`));
       {
         const { items } = await call('GET', '/machines');
         return show(items, () =>
@@ -124,28 +139,69 @@ async function main(): Promise<void> {
         out(`${sub}: ${x.manufacturer} ${x.model} (serial ${x.serialNumber}), ${x.bootMode}, received ${r.receivedAt}`);
         out(`cpu: ${x.cpus.count} sockets, ${x.cpus.cores} cores, ${x.cpus.threads} threads, ${x.cpus.model}`);
         out(`memory: ${x.memory.totalGB} GB`);
-        table(x.disks, [['DISK', (d) => d.device], ['GB', (d) => d.sizeGB], ['TYPE', (d) => d.type], ['MODEL', (d) => d.model], ['SERIAL', (d) => d.serial]]);
-        table(x.nics, [['NIC', (n) => n.interface], ['MAC', (n) => n.macAddress], ['MBPS', (n) => n.speedMbps], ['DRIVER', (n) => n.driver]]);
+        table(x.disks, [
+          ['DISK', (d) => d.device],
+          ['GB', (d) => d.sizeGB],
+          ['TYPE', (d) => d.type],
+          ['MODEL', (d) => d.model],
+          ['SERIAL', (d) => d.serial],
+        ]);
+        table(x.nics, [
+          ['NIC', (n) => n.interface],
+          ['MAC', (n) => n.macAddress],
+          ['MBPS', (n) => n.speedMbps],
+          ['DRIVER', (n) => n.driver],
+        ]);
       });
     }
     case 'events': {
       const { items } = await call('GET', `/events?limit=${values.limit ?? 50}`);
-      return show(items, () => table(items, [['TIME', (e) => e.at], ['KIND', (e) => e.kind], ['HOST', (e) => e.host], ['MACHINE', (e) => e.machine], ['MESSAGE', (e) => e.message]]));
+      return show(items, () =>
+        table(items, [
+          ['TIME', (e) => e.at],
+          ['KIND', (e) => e.kind],
+          ['HOST', (e) => e.host],
+          ['MACHINE', (e) => e.machine],
+          ['MESSAGE', (e) => e.message],
+        ]),
+      );
     }
     case 'timeline': {
       const r = await call('GET', sub ? `/timeline/${sub}` : '/timeline');
-      return show(r.items, () => table(r.items, [['TIME', (e) => e.at], ...(sub ? [] : [['MAC', (e: { key: string }) => e.key] as [string, (e: any) => unknown]]), ['SOURCE', (e) => e.source], ['OK', (e) => (e.ok ? 'ok' : 'FAIL')], ['WHAT', (e) => e.what]]));
+      return show(r.items, () =>
+        table(r.items, [
+          ['TIME', (e) => e.at],
+          ...(sub ? [] : [['MAC', (e: { key: string }) => e.key] as [string, (e: any) => unknown]]),
+          ['SOURCE', (e) => e.source],
+          ['OK', (e) => (e.ok ? 'ok' : 'FAIL')],
+          ['WHAT', (e) => e.what],
+        ]),
+      );
     }
     case 'backup': {
       if (!sub) throw new CliError('backup needs a file name');
       const b = await call('GET', '/backup');
       writeFileSync(sub, JSON.stringify(b));
-      const counts = Object.fromEntries(Object.entries(b.collections as Record<string, unknown[]>).map(([k, v]) => [k, v.length]));
-      return show(counts, () => out(`backup written to ${sub}: ${Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(', ')}`));
+      const counts = Object.fromEntries(
+        Object.entries(b.collections as Record<string, unknown[]>).map(([k, v]) => [k, v.length]),
+      );
+      return show(counts, () =>
+        out(
+          `backup written to ${sub}: ${Object.entries(counts)
+            .map(([k, n]) => `${n} ${k}`)
+            .join(', ')}`,
+        ),
+      );
     }
     case 'restore': {
       const r = await call('POST', '/restore', readJson(sub));
-      return show(r.restored, () => out(`restored: ${Object.entries(r.restored as Record<string, number>).map(([k, n]) => `${n} ${k}`).join(', ')}`));
+      return show(r.restored, () =>
+        out(
+          `restored: ${Object.entries(r.restored as Record<string, number>)
+            .map(([k, n]) => `${n} ${k}`)
+            .join(', ')}`,
+        ),
+      );
     }
     default:
       throw new CliError(`unknown command "${cmd}"\n${USAGE}`);

@@ -86,7 +86,18 @@ export function decode(buf: Buffer): DhcpPacket {
     return b.toString('latin1', 0, z === -1 ? b.length : z);
   };
   return {
-    op, htype, hlen, hops, xid, secs, flags, ciaddr, yiaddr, siaddr, giaddr, chaddr,
+    op,
+    htype,
+    hlen,
+    hops,
+    xid,
+    secs,
+    flags,
+    ciaddr,
+    yiaddr,
+    siaddr,
+    giaddr,
+    chaddr,
     sname: overload & 2 ? '' : cstr(snameRaw),
     file: overload & 1 ? '' : cstr(fileRaw),
     options,

@@ -68,13 +68,20 @@ export interface BootInfo {
 }
 
 /** Which file this client loads next: the iPXE binary for its firmware, or the HTTP script once iPXE runs. */
-export function bootFileFor(c: ClientInfo, ctx: Pick<DecideContext, 'serverIp' | 'httpBase' | 'bootFiles' | 'snponlyMACs'>): BootInfo | undefined {
+export function bootFileFor(
+  c: ClientInfo,
+  ctx: Pick<DecideContext, 'serverIp' | 'httpBase' | 'bootFiles' | 'snponlyMACs'>,
+): BootInfo | undefined {
   // iPXE recognises a proxy offer only by "PXEClient" in option 60
   if (c.ipxe) return { file: `${ctx.httpBase}/boot.ipxe`, vendorClass: 'PXEClient', ipxe: true };
   if (!c.netboot || c.archClass === undefined) return undefined;
   const efi = ctx.snponlyMACs.has(c.mac) ? ctx.bootFiles.efiSnp : ctx.bootFiles.efi;
   const tftp = (file: string): BootInfo => ({ file, tftpServer: ctx.serverIp, vendorClass: 'PXEClient', ipxe: false });
-  const http = (file: string): BootInfo => ({ file: `${ctx.httpBase}/ipxe/${file}`, vendorClass: 'HTTPClient', ipxe: false });
+  const http = (file: string): BootInfo => ({
+    file: `${ctx.httpBase}/ipxe/${file}`,
+    vendorClass: 'HTTPClient',
+    ipxe: false,
+  });
   switch (c.archClass) {
     case 'bios':
       return tftp(ctx.bootFiles.bios);
@@ -106,7 +113,15 @@ export type Outcome =
   | { action: 'ignore'; reason: string; client: ClientInfo }
   /** a lease change that gets no reply (release, decline) */
   | { action: 'silent'; leaseOp: LeaseOp; client: ClientInfo }
-  | { action: 'reply'; reply: DhcpPacket; to: Destination; leaseOp?: LeaseOp; boot?: BootInfo; client: ClientInfo; replyType: string };
+  | {
+      action: 'reply';
+      reply: DhcpPacket;
+      to: Destination;
+      leaseOp?: LeaseOp;
+      boot?: BootInfo;
+      client: ClientInfo;
+      replyType: string;
+    };
 
 const ZERO = '0.0.0.0';
 
@@ -118,7 +133,15 @@ function destination(req: DhcpPacket, type: number, ctx: DecideContext, src?: De
   return { address: '255.255.255.255', port: ctx.clientPort };
 }
 
-function buildReply(req: DhcpPacket, type: number, ctx: DecideContext, yiaddr: string, boot: BootInfo | undefined, c: ClientInfo, withLease: boolean): DhcpPacket {
+function buildReply(
+  req: DhcpPacket,
+  type: number,
+  ctx: DecideContext,
+  yiaddr: string,
+  boot: BootInfo | undefined,
+  c: ClientInfo,
+  withLease: boolean,
+): DhcpPacket {
   const o = new Map<number, Buffer>();
   o.set(Opt.MessageType, Buffer.from([type]));
   o.set(Opt.ServerId, ipBytes(ctx.serverIp));
@@ -138,7 +161,11 @@ function buildReply(req: DhcpPacket, type: number, ctx: DecideContext, yiaddr: s
     // Option 60 "PXEClient" marks a proxy/boot-server answer: EDK2 then asks port 4011 for the file (BINL).
     // A full-mode offer is a plain DHCP offer with a boot file, which every PXE client takes as it is.
     // UEFI HTTP boot always needs "HTTPClient" echoed.
-    if (boot.vendorClass && c.netboot && (boot.vendorClass === 'HTTPClient' || ctx.mode === 'proxy' || ctx.port === 'pxe')) {
+    if (
+      boot.vendorClass &&
+      c.netboot &&
+      (boot.vendorClass === 'HTTPClient' || ctx.mode === 'proxy' || ctx.port === 'pxe')
+    ) {
       o.set(Opt.VendorClass, Buffer.from(boot.vendorClass));
     }
     const uuid = req.options.get(Opt.ClientUuid);
@@ -149,18 +176,35 @@ function buildReply(req: DhcpPacket, type: number, ctx: DecideContext, yiaddr: s
     if (boot.ipxe) o.set(Opt.IpxeEncap, Buffer.from([IpxeOpt.NoPxeDhcp, 1, 1]));
   }
   return {
-    op: 2, htype: req.htype, hlen: req.hlen, hops: 0, xid: req.xid, secs: 0,
+    op: 2,
+    htype: req.htype,
+    hlen: req.hlen,
+    hops: 0,
+    xid: req.xid,
+    secs: 0,
     flags: req.giaddr !== ZERO ? req.flags : req.flags | BROADCAST_FLAG,
     ciaddr: type === MsgType.Ack ? req.ciaddr : ZERO,
     yiaddr,
     siaddr: boot?.tftpServer ?? (boot ? ctx.serverIp : ZERO),
-    giaddr: req.giaddr, chaddr: req.chaddr, sname: '',
+    giaddr: req.giaddr,
+    chaddr: req.chaddr,
+    sname: '',
     file: boot && boot.file.length < 128 ? boot.file : '',
     options: o,
   };
 }
 
-const reply = (req: DhcpPacket, type: number, ctx: DecideContext, c: ClientInfo, yiaddr: string, boot: BootInfo | undefined, withLease: boolean, src?: Destination, leaseOp?: LeaseOp): Outcome => ({
+const reply = (
+  req: DhcpPacket,
+  type: number,
+  ctx: DecideContext,
+  c: ClientInfo,
+  yiaddr: string,
+  boot: BootInfo | undefined,
+  withLease: boolean,
+  src?: Destination,
+  leaseOp?: LeaseOp,
+): Outcome => ({
   action: 'reply',
   reply: buildReply(req, type, ctx, yiaddr, boot, c, withLease),
   to: destination(req, type, ctx, src),
@@ -182,7 +226,13 @@ function requestedIp(p: DhcpPacket): string | undefined {
  * The whole DHCP protocol decision for one request. Pure apart from reading `leases`; the caller applies
  * `leaseOp` (persisting binds before it sends the ACK).
  */
-export function decide(req: DhcpPacket, ctx: DecideContext, leases: LeaseTable | undefined, now: number, src?: Destination): Outcome {
+export function decide(
+  req: DhcpPacket,
+  ctx: DecideContext,
+  leases: LeaseTable | undefined,
+  now: number,
+  src?: Destination,
+): Outcome {
   const c = classify(req);
   if (req.op !== 1) return ignore('not a BOOTREQUEST', c);
   if (c.msgType === undefined) return ignore('no message type (BOOTP is not served)', c);
@@ -190,7 +240,8 @@ export function decide(req: DhcpPacket, ctx: DecideContext, leases: LeaseTable |
 
   if (ctx.port === 'pxe') {
     // PXE boot server (port 4011): firmware asks here for the boot file after a proxy offer
-    if (c.msgType !== MsgType.Request && c.msgType !== MsgType.Inform) return ignore(`${msgTypeName(c.msgType)} on the PXE port`, c);
+    if (c.msgType !== MsgType.Request && c.msgType !== MsgType.Inform)
+      return ignore(`${msgTypeName(c.msgType)} on the PXE port`, c);
     if (!boot) return ignore('not a netboot client', c);
     return reply(req, MsgType.Ack, ctx, c, ZERO, boot, false, src);
   }
@@ -219,23 +270,36 @@ export function decide(req: DhcpPacket, ctx: DecideContext, leases: LeaseTable |
       const why = leases.conflict(c.mac, ip, now);
       if (why !== undefined) {
         // RFC 2131 4.3.2: INIT-REBOOT on another network or a taken address gets a NAK
-        if (serverIdIp === undefined && !leases.leaseOf(c.mac) && !sameSubnet(ip, ctx.serverIp, ctx.full.subnetMask) && !leases.inPool(ip)) {
+        if (
+          serverIdIp === undefined &&
+          !leases.leaseOf(c.mac) &&
+          !sameSubnet(ip, ctx.serverIp, ctx.full.subnetMask) &&
+          !leases.inPool(ip)
+        ) {
           return ignore(`unknown client asks for foreign address ${ip}`, c);
         }
         const nak = reply(req, MsgType.Nak, ctx, c, ZERO, undefined, false);
         if (nak.action === 'reply') nak.reply.options.set(Opt.Message, Buffer.from(why));
         return nak;
       }
-      return reply(req, MsgType.Ack, ctx, c, ip, boot, true, undefined, { kind: 'bind', ip, hostname: leases.hostnameFor(c.mac) });
+      return reply(req, MsgType.Ack, ctx, c, ip, boot, true, undefined, {
+        kind: 'bind',
+        ip,
+        hostname: leases.hostnameFor(c.mac),
+      });
     }
     case MsgType.Inform:
       return reply(req, MsgType.Ack, ctx, c, ZERO, boot, false);
     case MsgType.Release:
-      return req.ciaddr !== ZERO ? { action: 'silent', leaseOp: { kind: 'release', ip: req.ciaddr }, client: c } : ignore('release without ciaddr', c);
+      return req.ciaddr !== ZERO
+        ? { action: 'silent', leaseOp: { kind: 'release', ip: req.ciaddr }, client: c }
+        : ignore('release without ciaddr', c);
     case MsgType.Decline: {
       const b = req.options.get(Opt.RequestedIp);
       const ip = b ? ipFromBytes(b) : undefined;
-      return ip ? { action: 'silent', leaseOp: { kind: 'decline', ip }, client: c } : ignore('decline without an address', c);
+      return ip
+        ? { action: 'silent', leaseOp: { kind: 'decline', ip }, client: c }
+        : ignore('decline without an address', c);
     }
     default:
       return ignore(`unhandled ${msgTypeName(c.msgType)}`, c);

@@ -29,7 +29,10 @@ export class LeaseTable {
   private readonly size: number;
   private cursor = 0;
 
-  constructor(private readonly pool: PoolSpec, leases: Iterable<Lease> = []) {
+  constructor(
+    private readonly pool: PoolSpec,
+    leases: Iterable<Lease> = [],
+  ) {
     this.start = ipToInt(pool.poolStart);
     this.size = ipToInt(pool.poolEnd) - this.start + 1;
     if (this.size < 1) throw new Error(`empty pool ${pool.poolStart}-${pool.poolEnd}`);
@@ -109,7 +112,13 @@ export class LeaseTable {
     const prev = this.boundByMac.get(mac);
     if (prev !== undefined && prev !== ip) this.bound.delete(prev);
     this.dropOffer(mac);
-    const lease: Lease = { ip, mac, expiresAt: now + this.pool.leaseSeconds * 1000, boundAt: now, ...(hostname ? { hostname } : {}) };
+    const lease: Lease = {
+      ip,
+      mac,
+      expiresAt: now + this.pool.leaseSeconds * 1000,
+      boundAt: now,
+      ...(hostname ? { hostname } : {}),
+    };
     this.setBound(lease);
     return prev !== undefined && prev !== ip ? { lease, replaced: prev } : { lease };
   }

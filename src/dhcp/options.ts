@@ -32,12 +32,28 @@ export const Opt = {
 /** iPXE encapsulated option 175 sub-options. */
 export const IpxeOpt = { NoPxeDhcp: 176 } as const;
 
-export const MsgType = { Discover: 1, Offer: 2, Request: 3, Decline: 4, Ack: 5, Nak: 6, Release: 7, Inform: 8 } as const;
+export const MsgType = {
+  Discover: 1,
+  Offer: 2,
+  Request: 3,
+  Decline: 4,
+  Ack: 5,
+  Nak: 6,
+  Release: 7,
+  Inform: 8,
+} as const;
 export const msgTypeName = (n: number | undefined): string =>
   (Object.entries(MsgType).find(([, v]) => v === n)?.[0] ?? `type${n ?? '?'}`).toLowerCase();
 
 /** RFC 4578 / IANA processor architecture types (option 93) that we boot. */
-export type ArchClass = 'bios' | 'efi-ia32' | 'efi-x64' | 'efi-arm64' | 'http-efi-x64' | 'http-efi-ia32' | 'http-efi-arm64';
+export type ArchClass =
+  | 'bios'
+  | 'efi-ia32'
+  | 'efi-x64'
+  | 'efi-arm64'
+  | 'http-efi-x64'
+  | 'http-efi-ia32'
+  | 'http-efi-arm64';
 export const ARCH_TABLE: Readonly<Record<number, ArchClass>> = {
   0: 'bios',
   6: 'efi-ia32',

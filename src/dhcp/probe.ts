@@ -8,9 +8,24 @@ import { MsgType, Opt } from './options.js';
 /** A plain DISCOVER from a locally administered MAC, so no real client's lease is touched. */
 export function probeDiscover(xid: number, mac: string): DhcpPacket {
   return {
-    op: 1, htype: 1, hlen: 6, hops: 0, xid, secs: 0, flags: 0x8000,
-    ciaddr: '0.0.0.0', yiaddr: '0.0.0.0', siaddr: '0.0.0.0', giaddr: '0.0.0.0', chaddr: mac, sname: '', file: '',
-    options: new Map([[Opt.MessageType, Buffer.from([MsgType.Discover])], [Opt.VendorClass, Buffer.from('beskar7-probe')]]),
+    op: 1,
+    htype: 1,
+    hlen: 6,
+    hops: 0,
+    xid,
+    secs: 0,
+    flags: 0x8000,
+    ciaddr: '0.0.0.0',
+    yiaddr: '0.0.0.0',
+    siaddr: '0.0.0.0',
+    giaddr: '0.0.0.0',
+    chaddr: mac,
+    sname: '',
+    file: '',
+    options: new Map([
+      [Opt.MessageType, Buffer.from([MsgType.Discover])],
+      [Opt.VendorClass, Buffer.from('beskar7-probe')],
+    ]),
   };
 }
 
@@ -24,7 +39,14 @@ export function offeringServers(replies: Buffer[], xid: number, mac: string): st
     } catch {
       continue;
     }
-    if (p.op !== 2 || p.xid !== xid || p.chaddr !== mac || p.options.get(Opt.MessageType)?.[0] !== MsgType.Offer || p.yiaddr === '0.0.0.0') continue;
+    if (
+      p.op !== 2 ||
+      p.xid !== xid ||
+      p.chaddr !== mac ||
+      p.options.get(Opt.MessageType)?.[0] !== MsgType.Offer ||
+      p.yiaddr === '0.0.0.0'
+    )
+      continue;
     const sid = p.options.get(Opt.ServerId);
     out.add((sid && ipFromBytes(sid)) || p.siaddr);
   }
@@ -32,7 +54,12 @@ export function offeringServers(replies: Buffer[], xid: number, mac: string): st
 }
 
 /** Broadcasts one DISCOVER and lists the DHCP servers that answer within `timeoutMs`. */
-export async function probeDhcpServers(opts: { interface?: string | undefined; timeoutMs: number; clientPort?: number; serverPort?: number }): Promise<string[]> {
+export async function probeDhcpServers(opts: {
+  interface?: string | undefined;
+  timeoutMs: number;
+  clientPort?: number;
+  serverPort?: number;
+}): Promise<string[]> {
   const sock = dgram.createSocket({ type: 'udp4', reuseAddr: true });
   const replies: Buffer[] = [];
   sock.on('message', (m) => replies.push(m));

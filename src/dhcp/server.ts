@@ -65,7 +65,12 @@ export class DhcpServer {
     return s;
   }
 
-  private async onMessage(sock: dgram.Socket, kind: 'dhcp' | 'pxe', msg: Buffer, rinfo: dgram.RemoteInfo): Promise<void> {
+  private async onMessage(
+    sock: dgram.Socket,
+    kind: 'dhcp' | 'pxe',
+    msg: Buffer,
+    rinfo: dgram.RemoteInfo,
+  ): Promise<void> {
     let req;
     try {
       req = decode(msg);
@@ -76,7 +81,10 @@ export class DhcpServer {
       return;
     }
     const now = Date.now();
-    const out = decide(req, { ...this.opts.context, port: kind }, this.leases, now, { address: rinfo.address, port: rinfo.port });
+    const out = decide(req, { ...this.opts.context, port: kind }, this.leases, now, {
+      address: rinfo.address,
+      port: rinfo.port,
+    });
     const type = msgTypeName(out.client.msgType);
     this.metrics.dhcpPackets.inc({ port: kind, type, result: out.action });
     const mac = out.client.mac;
@@ -89,11 +97,26 @@ export class DhcpServer {
     sock.send(encode(out.reply), out.to.port, out.to.address, (err) => {
       if (err) this.log.warn({ mac, to: out.to, err: err.message }, 'dhcp send failed');
     });
-    this.log.info({ mac, type, reply: out.replyType, yiaddr: out.reply.yiaddr, file: out.boot?.file, arch: out.client.arch, to: `${out.to.address}:${out.to.port}` }, 'dhcp reply');
+    this.log.info(
+      {
+        mac,
+        type,
+        reply: out.replyType,
+        yiaddr: out.reply.yiaddr,
+        file: out.boot?.file,
+        arch: out.client.arch,
+        to: `${out.to.address}:${out.to.port}`,
+      },
+      'dhcp reply',
+    );
     if (this.timeline) {
       this.timeline.learnIp(kind === 'pxe' ? rinfo.address : out.reply.yiaddr, mac);
       const addr = out.reply.yiaddr !== '0.0.0.0' ? ` ${out.reply.yiaddr}` : '';
-      this.timeline.add(mac, 'dhcp', `${type} → ${out.replyType}${addr}${out.boot ? ` ${out.boot.file}` : ''}${kind === 'pxe' ? ' (port 4011)' : ''}`);
+      this.timeline.add(
+        mac,
+        'dhcp',
+        `${type} → ${out.replyType}${addr}${out.boot ? ` ${out.boot.file}` : ''}${kind === 'pxe' ? ' (port 4011)' : ''}`,
+      );
     }
   }
 
@@ -111,7 +134,10 @@ export class DhcpServer {
       case 'bind': {
         const { lease, replaced } = t.bind(mac, op.ip, now, op.hostname);
         try {
-          await this.store.batch([...(replaced ? [this.store.leases.del(replaced)] : []), this.store.leases.put(lease.ip, lease)]);
+          await this.store.batch([
+            ...(replaced ? [this.store.leases.del(replaced)] : []),
+            this.store.leases.put(lease.ip, lease),
+          ]);
           return true;
         } catch (e) {
           t.unbind(lease);
@@ -122,7 +148,10 @@ export class DhcpServer {
       case 'release':
       case 'decline': {
         const gone = op.kind === 'release' ? t.release(mac, op.ip) : t.decline(mac, op.ip, now);
-        if (gone) await this.store.batch([this.store.leases.del(gone.ip)]).catch((e: Error) => this.log.error({ mac, err: e.message }, 'lease delete failed'));
+        if (gone)
+          await this.store
+            .batch([this.store.leases.del(gone.ip)])
+            .catch((e: Error) => this.log.error({ mac, err: e.message }, 'lease delete failed'));
         this.log.info({ mac, ip: op.ip }, `dhcp ${op.kind}`);
         return true;
       }

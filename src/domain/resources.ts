@@ -37,7 +37,9 @@ export const InspectionPhase = z.enum(['Pending', 'Booting', 'InProgress', 'Comp
 export const HostStatusSchema = z.object({
   state: HostState,
   observedPowerState: z.string().optional(),
-  hardwareDetails: z.object({ manufacturer: z.string().optional(), model: z.string().optional(), serialNumber: z.string().optional() }).optional(),
+  hardwareDetails: z
+    .object({ manufacturer: z.string().optional(), model: z.string().optional(), serialNumber: z.string().optional() })
+    .optional(),
   uuid: z.string().optional(),
   nics: z.array(z.object({ mac: MacSchema })).default([]),
   inspectionPhase: InspectionPhase.optional(),
@@ -55,7 +57,9 @@ export const HostStatusSchema = z.object({
 /** What the store keeps: the password only as ciphertext, the inspection token only as a hash. */
 export const StoredHostSchema = z.object({
   name: z.string(),
-  spec: HostSpecSchema.extend({ redfish: RedfishSpecSchema.omit({ password: true }).extend({ passwordEnc: z.string() }) }),
+  spec: HostSpecSchema.extend({
+    redfish: RedfishSpecSchema.omit({ password: true }).extend({ passwordEnc: z.string() }),
+  }),
   status: HostStatusSchema,
   inspectionTokenHash: z.string().optional(),
   createdAt: z.string(),
@@ -63,7 +67,8 @@ export const StoredHostSchema = z.object({
 export type StoredHost = z.infer<typeof StoredHostSchema>;
 
 /** The MACs a host network-boots from: the configured boot MACs, else every NIC the BMC lists. */
-export const hostMacs = (h: StoredHost): string[] => (h.spec.bootMACs.length ? h.spec.bootMACs : h.status.nics.map((n) => n.mac));
+export const hostMacs = (h: StoredHost): string[] =>
+  h.spec.bootMACs.length ? h.spec.bootMACs : h.status.nics.map((n) => n.mac);
 export type HostState = z.infer<typeof HostState>;
 
 export const HardwareRequirementsSchema = z
@@ -77,11 +82,16 @@ export type HardwareRequirements = z.infer<typeof HardwareRequirementsSchema>;
 
 export const MachineSpecSchema = z
   .object({
-    inspectionImageURL: z.url({ protocol: /^https?$/ }).describe('directory holding the inspector: <url>/vmlinuz and <url>/initrd'),
+    inspectionImageURL: z
+      .url({ protocol: /^https?$/ })
+      .describe('directory holding the inspector: <url>/vmlinuz and <url>/initrd'),
     targetImageURL: z.url({ protocol: /^https?$/ }),
     configurationURL: z.url({ protocol: /^https?$/ }).optional(),
     hardwareRequirements: HardwareRequirementsSchema.optional(),
-    hostSelector: z.object({ matchLabels: z.record(z.string(), z.string()).default({}) }).strict().optional(),
+    hostSelector: z
+      .object({ matchLabels: z.record(z.string(), z.string()).default({}) })
+      .strict()
+      .optional(),
   })
   .strict();
 

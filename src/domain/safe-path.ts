@@ -11,7 +11,8 @@ export type Resolved =
  */
 export async function resolveInside(root: string, requested: string): Promise<Resolved> {
   const name = requested.replace(/^\/+/, '');
-  if (name === '' || name.includes('\0') || name.includes('\\')) return { ok: false, status: 403, reason: 'illegal file name' };
+  if (name === '' || name.includes('\0') || name.includes('\\'))
+    return { ok: false, status: 403, reason: 'illegal file name' };
   if (name.split('/').some((seg) => seg === '..')) return { ok: false, status: 403, reason: 'path leaves the root' };
   let realRoot: string;
   let real: string;

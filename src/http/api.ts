@@ -4,12 +4,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { type SSEStreamingApi, streamSSE } from 'hono/streaming';
 import { z } from 'zod';
 import { formatZodError } from '../domain/zod-error.js';
-import {
-  HostCreateSchema,
-  InspectionReportSchema,
-  MachineCreateSchema,
-  type StoredHost,
-} from '../domain/resources.js';
+import { HostCreateSchema, InspectionReportSchema, MachineCreateSchema, type StoredHost } from '../domain/resources.js';
 import type { Metrics } from '../metrics.js';
 import { MacSchema } from '../domain/mac.js';
 import type { Commands, Outcome } from '../orchestrator/commands.js';
@@ -53,7 +48,9 @@ async function parseBody<S extends z.ZodType>(c: Context, schema: S): Promise<Pa
   return r.success ? { ok: true, data: r.data } : fail(400, formatZodError(r.error));
 }
 
-const ProgressSchema = z.object({ step: z.string().min(1).max(64), ok: z.boolean(), message: z.string().max(4096).default('') }).strict();
+const ProgressSchema = z
+  .object({ step: z.string().min(1).max(64), ok: z.boolean(), message: z.string().max(4096).default('') })
+  .strict();
 
 const bearer = (c: Context) => /^Bearer (.+)$/.exec(c.req.header('authorization') ?? '')?.[1];
 
@@ -86,7 +83,10 @@ const answer = <T>(c: Context, r: Outcome<T>, render: (v: T) => Response): Respo
 /** What a booting inspector posts: its report and its progress, with its one-time token. */
 function intakeRoutes(d: ApiDeps): Hono {
   const api = new Hono();
-  const limit = bodyLimit({ maxSize: d.maxBodyBytes, onError: (c) => bad(c, 413, `body larger than ${d.maxBodyBytes} bytes`) });
+  const limit = bodyLimit({
+    maxSize: d.maxBodyBytes,
+    onError: (c) => bad(c, 413, `body larger than ${d.maxBodyBytes} bytes`),
+  });
   api.post('/hosts/:name/inspection', limit, async (c) => {
     const body = await parseBody(c, InspectionReportSchema);
     if (!body.ok) {
@@ -110,7 +110,10 @@ function intakeRoutes(d: ApiDeps): Hono {
 
 function hostRoutes(d: ApiDeps): Hono {
   const api = new Hono();
-  const limit = bodyLimit({ maxSize: d.maxBodyBytes, onError: (c) => bad(c, 413, `body larger than ${d.maxBodyBytes} bytes`) });
+  const limit = bodyLimit({
+    maxSize: d.maxBodyBytes,
+    onError: (c) => bad(c, 413, `body larger than ${d.maxBodyBytes} bytes`),
+  });
   api.post('/hosts', limit, async (c) => {
     const body = await parseBody(c, HostCreateSchema);
     if (!body.ok) return body.res;
@@ -126,13 +129,18 @@ function hostRoutes(d: ApiDeps): Hono {
     const r = h?.status.inspectionReportId ? await d.store.reports.get(h.status.inspectionReportId) : undefined;
     return r ? c.json(r) : bad(c, 404, `no report for ${c.req.param('name')}`);
   });
-  api.delete('/hosts/:name', async (c) => answer(c, await d.commands.deleteHost(c.req.param('name')), () => c.body(null, 204)));
+  api.delete('/hosts/:name', async (c) =>
+    answer(c, await d.commands.deleteHost(c.req.param('name')), () => c.body(null, 204)),
+  );
   return api;
 }
 
 function machineRoutes(d: ApiDeps): Hono {
   const api = new Hono();
-  const limit = bodyLimit({ maxSize: d.maxBodyBytes, onError: (c) => bad(c, 413, `body larger than ${d.maxBodyBytes} bytes`) });
+  const limit = bodyLimit({
+    maxSize: d.maxBodyBytes,
+    onError: (c) => bad(c, 413, `body larger than ${d.maxBodyBytes} bytes`),
+  });
   api.post('/machines', limit, async (c) => {
     const body = await parseBody(c, MachineCreateSchema);
     if (!body.ok) return body.res;
@@ -208,15 +216,32 @@ function openApi() {
   return {
     openapi: '3.1.0',
     info: { title: 'Beskar7 API', version: '1.0' },
-    components: { securitySchemes: { admin: { type: 'http', scheme: 'bearer' }, hostToken: { type: 'http', scheme: 'bearer' } } },
+    components: {
+      securitySchemes: { admin: { type: 'http', scheme: 'bearer' }, hostToken: { type: 'http', scheme: 'bearer' } },
+    },
     security: [{ admin: [] }],
     paths: {
-      '/api/v1/hosts': { get: { summary: 'List hosts' }, post: { summary: 'Enrol a host by its BMC', requestBody: json(HostCreateSchema) } },
+      '/api/v1/hosts': {
+        get: { summary: 'List hosts' },
+        post: { summary: 'Enrol a host by its BMC', requestBody: json(HostCreateSchema) },
+      },
       '/api/v1/hosts/{name}': { get: { summary: 'Get a host' }, delete: { summary: 'Delete a host not in use' } },
       '/api/v1/hosts/{name}/report': { get: { summary: 'Latest inspection report' } },
-      '/api/v1/hosts/{name}/inspection': { post: { summary: 'Inspector posts its report', security: [{ hostToken: [] }], requestBody: json(InspectionReportSchema) } },
-      '/api/v1/machines': { get: { summary: 'List machines' }, post: { summary: 'Create a machine (claims a host)', requestBody: json(MachineCreateSchema) } },
-      '/api/v1/machines/{name}': { get: { summary: 'Get a machine' }, delete: { summary: 'Power off, release the host, delete' } },
+      '/api/v1/hosts/{name}/inspection': {
+        post: {
+          summary: 'Inspector posts its report',
+          security: [{ hostToken: [] }],
+          requestBody: json(InspectionReportSchema),
+        },
+      },
+      '/api/v1/machines': {
+        get: { summary: 'List machines' },
+        post: { summary: 'Create a machine (claims a host)', requestBody: json(MachineCreateSchema) },
+      },
+      '/api/v1/machines/{name}': {
+        get: { summary: 'Get a machine' },
+        delete: { summary: 'Power off, release the host, delete' },
+      },
       '/api/v1/events': { get: { summary: 'Recent events' } },
     },
   };

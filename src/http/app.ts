@@ -26,7 +26,13 @@ export interface HttpDeps {
   configuredInstruction: (mac: string) => BootInstruction | undefined;
   unknownHosts: BootInstruction;
   health: () => Promise<Record<string, unknown>>;
-  onScript?: (e: { mac: string; script: string; known: boolean; uuid?: string | undefined; serial?: string | undefined }) => void;
+  onScript?: (e: {
+    mac: string;
+    script: string;
+    known: boolean;
+    uuid?: string | undefined;
+    serial?: string | undefined;
+  }) => void;
   /** mounted at /api/v1 */
   api?: Hono;
   timeline?: BootTimeline;
@@ -65,14 +71,16 @@ function files(root: string, prefix: string, log: Logger, timeline?: BootTimelin
     const target = await resolveInside(root, rel);
     const from = remoteAddress(c);
     if (!target.ok) {
-      if (from) timeline?.add(timeline.keyForIp(from), 'http', `GET ${c.req.path}: ${target.status} ${target.reason}`, false);
+      if (from)
+        timeline?.add(timeline.keyForIp(from), 'http', `GET ${c.req.path}: ${target.status} ${target.reason}`, false);
       return c.text(`${target.reason}\n`, target.status);
     }
     const etag = `"${target.size.toString(16)}-${Math.floor(target.mtimeMs).toString(16)}"`;
     c.header('ETag', etag);
     c.header('Accept-Ranges', 'bytes');
     const inm = c.req.header('if-none-match');
-    if (inm && inm.split(',').some((t) => t.trim().replace(/^W\//, '') === etag || t.trim() === '*')) return c.body(null, 304);
+    if (inm && inm.split(',').some((t) => t.trim().replace(/^W\//, '') === etag || t.trim() === '*'))
+      return c.body(null, 304);
     // one line per download: the boot timeline needs when a kernel or initrd was fetched, and by whom
     log.info({ path: c.req.path, bytes: target.size, range: c.req.header('range'), from }, 'asset served');
     if (from) timeline?.add(timeline.keyForIp(from), 'http', `GET ${c.req.path} (${target.size} bytes)`);
@@ -88,7 +96,9 @@ export function createHttpApp(d: HttpDeps): Hono {
   app.get('/', (c) => c.redirect('/ui'));
   app.get('/ui', (c) => c.html(dashboard));
   app.get('/healthz', async (c) => c.json({ status: 'ok', ...(await d.health()) }));
-  app.get('/metrics', async (c) => c.text(await d.metrics.registry.metrics(), 200, { 'Content-Type': d.metrics.registry.contentType }));
+  app.get('/metrics', async (c) =>
+    c.text(await d.metrics.registry.metrics(), 200, { 'Content-Type': d.metrics.registry.contentType }),
+  );
 
   app.get('/boot.ipxe', (c) => {
     d.metrics.scripts.inc({ script: 'entry' });
@@ -99,9 +109,14 @@ export function createHttpApp(d: HttpDeps): Hono {
 
   app.get('/boot/host.ipxe', async (c) => {
     const q = HostQuery.safeParse(c.req.query());
-    if (!q.success) return c.text(`#!ipxe\necho Beskar7: bad host query: ${formatZodError(q.error)}\nexit 1\n`, 400, IPXE);
+    if (!q.success)
+      return c.text(`#!ipxe\necho Beskar7: bad host query: ${formatZodError(q.error)}\nexit 1\n`, 400, IPXE);
     const { mac, uuid, serial } = q.data;
-    const { instruction, known } = selectInstruction(await d.storedInstruction(mac), d.configuredInstruction(mac), d.unknownHosts);
+    const { instruction, known } = selectInstruction(
+      await d.storedInstruction(mac),
+      d.configuredInstruction(mac),
+      d.unknownHosts,
+    );
     const tpl = templateFor(instruction);
     const script = tpl ?? 'http404';
     d.metrics.scripts.inc({ script });

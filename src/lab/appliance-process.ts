@@ -21,13 +21,22 @@ export class ApplianceProcess {
   async start(timeoutMs = 20_000): Promise<void> {
     const file = path.join(this.dir, 'beskar7.yaml');
     writeFileSync(file, YAML.stringify(this.config));
-    const p = this.lab.spawn(this.lab.ns, process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/main.ts'), '--config', file]);
+    const p = this.lab.spawn(this.lab.ns, process.execPath, [
+      '--import',
+      'tsx',
+      path.join(repoRoot, 'src/main.ts'),
+      '--config',
+      file,
+    ]);
     this.proc = p;
     let buf = '';
     let errText = '';
     p.stderr?.on('data', (c: Buffer) => (errText += c.toString()));
     const ready = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`appliance not ready in ${timeoutMs} ms: ${errText}`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`appliance not ready in ${timeoutMs} ms: ${errText}`)),
+        timeoutMs,
+      );
       p.stdout?.on('data', (c: Buffer) => {
         buf += c.toString();
         const lines = buf.split('\n');

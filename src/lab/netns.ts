@@ -78,16 +78,27 @@ export class Lab {
 
   /** Start a long-running process inside a namespace of this lab; stopped by down(). */
   spawn(ns: string, cmd: string, args: string[], opts: { stdout?: 'pipe' | 'ignore' | 'inherit' } = {}): ChildProcess {
-    const p = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', opts.stdout ?? 'pipe', opts.stdout === 'inherit' ? 'inherit' : 'pipe'] });
+    const p = spawn('ip', ['netns', 'exec', ns, cmd, ...args], {
+      stdio: ['ignore', opts.stdout ?? 'pipe', opts.stdout === 'inherit' ? 'inherit' : 'pipe'],
+    });
     this.procs.push(p);
     return p;
   }
 
   /** Run a command inside a namespace to completion. */
-  async run(ns: string, cmd: string, args: string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    const p = spawn('timeout', ['--kill-after=5', String(Math.ceil(timeoutMs / 1000)), 'ip', 'netns', 'exec', ns, cmd, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+  async run(
+    ns: string,
+    cmd: string,
+    args: string[],
+    timeoutMs = 60_000,
+  ): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    const p = spawn(
+      'timeout',
+      ['--kill-after=5', String(Math.ceil(timeoutMs / 1000)), 'ip', 'netns', 'exec', ns, cmd, ...args],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -99,8 +110,16 @@ export class Lab {
   /** IPv6 router advertisements: without one iPXE waits ~13 s for IPv6 autoconfiguration. */
   startRouterAdvertisements(): ChildProcess {
     return this.spawn(this.ns, 'dnsmasq', [
-      '--no-daemon', '--conf-file=/dev/null', '--no-resolv', '--port=0', '--bind-interfaces', '--interface=br0',
-      '--leasefile-ro', '--enable-ra', '--dhcp-range=::,constructor:br0,ra-only', '--pid-file=',
+      '--no-daemon',
+      '--conf-file=/dev/null',
+      '--no-resolv',
+      '--port=0',
+      '--bind-interfaces',
+      '--interface=br0',
+      '--leasefile-ro',
+      '--enable-ra',
+      '--dhcp-range=::,constructor:br0,ra-only',
+      '--pid-file=',
     ]);
   }
 

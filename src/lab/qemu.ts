@@ -33,22 +33,51 @@ const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
 export function qemuArgs(m: Omit<MachineSpec, 'marker'>, tmp: string): string[] {
   // TCG's default CPUs are AMD without topology extensions, so Linux shows SMT threads as cores; an Intel
   // vendor makes it read the -smp topology from CPUID leaf 0xB
-  const args = ['-accel', 'tcg', '-cpu', 'max,vendor=GenuineIntel', '-m', String(m.memoryMB ?? 512), '-smp', m.smp ?? String(m.cpus ?? 1), '-nographic', '-no-reboot', '-serial', 'mon:stdio',
-    '-smbios', `type=1,serial=${m.serial ?? 'B7-E2E'},manufacturer=Beskar7Lab,product=QEMU-E2E`,
-    '-netdev', `tap,id=n0,ifname=${m.tap},script=no,downscript=no`, '-boot', 'n'];
+  const args = [
+    '-accel',
+    'tcg',
+    '-cpu',
+    'max,vendor=GenuineIntel',
+    '-m',
+    String(m.memoryMB ?? 512),
+    '-smp',
+    m.smp ?? String(m.cpus ?? 1),
+    '-nographic',
+    '-no-reboot',
+    '-serial',
+    'mon:stdio',
+    '-smbios',
+    `type=1,serial=${m.serial ?? 'B7-E2E'},manufacturer=Beskar7Lab,product=QEMU-E2E`,
+    '-netdev',
+    `tap,id=n0,ifname=${m.tap},script=no,downscript=no`,
+    '-boot',
+    'n',
+  ];
   if (m.firmware === 'bios') {
     args.push('-machine', 'pc', '-device', `virtio-net-pci,netdev=n0,mac=${m.mac}`);
   } else {
     copyFileSync(OVMF_VARS, path.join(tmp, 'vars.fd'));
-    args.push('-machine', 'q35', '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`,
-      '-drive', `if=pflash,format=raw,unit=1,file=${path.join(tmp, 'vars.fd')}`,
-      '-device', `virtio-net-pci,netdev=n0,mac=${m.mac},romfile=`);
+    args.push(
+      '-machine',
+      'q35',
+      '-drive',
+      `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`,
+      '-drive',
+      `if=pflash,format=raw,unit=1,file=${path.join(tmp, 'vars.fd')}`,
+      '-device',
+      `virtio-net-pci,netdev=n0,mac=${m.mac},romfile=`,
+    );
   }
   (m.disksGB ?? []).forEach((gb, i) => {
     const f = path.join(tmp, `disk${i}.raw`);
     writeFileSync(f, '');
     truncateSync(f, gb * 2 ** 30); // sparse
-    args.push('-drive', `if=none,id=d${i},file=${f},format=raw`, '-device', `virtio-blk-pci,drive=d${i},serial=B7DISK${i}`);
+    args.push(
+      '-drive',
+      `if=none,id=d${i},file=${f},format=raw`,
+      '-device',
+      `virtio-blk-pci,drive=d${i},serial=B7DISK${i}`,
+    );
   });
   return args;
 }
@@ -61,7 +90,9 @@ export async function bootMachine(lab: Lab, m: MachineSpec): Promise<BootResult>
   const tmp = mkdtempSync(path.join(tmpdir(), 'b7-qemu-'));
   const args = qemuArgs(m, tmp);
   const started = Date.now();
-  const p = spawn('ip', ['netns', 'exec', lab.ns, 'qemu-system-x86_64', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn('ip', ['netns', 'exec', lab.ns, 'qemu-system-x86_64', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   const done = new Promise<boolean>((resolve) => {
     const timer = setTimeout(() => resolve(false), m.timeoutMs ?? 120_000);

@@ -120,9 +120,14 @@ export class Commands {
   /** iPXE fetched the script of a MAC: an inspecting host moves on to InProgress. */
   async scriptFetched(mac: string): Promise<void> {
     await this.commit<undefined>(async () => {
-      const h = (await this.store.hosts.all()).find((x) => x.status.state === 'Inspecting' && hostMacs(x).includes(mac));
+      const h = (await this.store.hosts.all()).find(
+        (x) => x.status.state === 'Inspecting' && hostMacs(x).includes(mac),
+      );
       const next = h && scriptFetched(h, mac);
-      return { ops: next ? [this.store.hosts.put(next.host.name, next.host), this.ev(next.event)] : [], value: undefined };
+      return {
+        ops: next ? [this.store.hosts.put(next.host.name, next.host), this.ev(next.event)] : [],
+        value: undefined,
+      };
     });
   }
 

@@ -25,7 +25,17 @@ import {
   validated,
 } from './transitions.js';
 
-export type BmcDriver = Pick<RedfishClient, 'getSystem' | 'macs' | 'setOneTimePxe' | 'powerOnOrRestart' | 'waitPowerState' | 'powerOff' | 'clearBootOverride' | 'close'>;
+export type BmcDriver = Pick<
+  RedfishClient,
+  | 'getSystem'
+  | 'macs'
+  | 'setOneTimePxe'
+  | 'powerOnOrRestart'
+  | 'waitPowerState'
+  | 'powerOff'
+  | 'clearBootOverride'
+  | 'close'
+>;
 export type BmcFactory = (host: StoredHost, password: string) => BmcDriver;
 
 export interface OrchestratorOptions extends Policy {
@@ -179,7 +189,10 @@ export class Orchestrator {
     ]);
   }
 
-  private async claim(m: StoredMachine, h: StoredHost): Promise<{ machine: StoredMachine; host: StoredHost } | undefined> {
+  private async claim(
+    m: StoredMachine,
+    h: StoredHost,
+  ): Promise<{ machine: StoredMachine; host: StoredHost } | undefined> {
     const c = claim(m, h);
     if (!(await this.commitPair({ machine: m, host: h }, c))) {
       this.again = true; // the host or machine changed since this pass read them
@@ -195,7 +208,10 @@ export class Orchestrator {
       const b = this.bmc(h);
       const sys = await b.getSystem();
       const hw = { manufacturer: sys.manufacturer, model: sys.model, serialNumber: sys.serialNumber };
-      r = { ok: true, facts: { powerState: sys.powerState, uuid: sys.uuid, hardwareDetails: hw, macs: await b.macs() } };
+      r = {
+        ok: true,
+        facts: { powerState: sys.powerState, uuid: sys.uuid, hardwareDetails: hw, macs: await b.macs() },
+      };
     } catch (e) {
       r = { ok: false, message: (e as Error).message };
     }
@@ -204,13 +220,19 @@ export class Orchestrator {
     if (!(await this.commitPair({ host: h }, next))) return;
     const s = next.host.status;
     if (s.state === 'Error') {
-      this.log.warn({ host: h.name, error: s.errorMessage, failures: s.errorCount, nextRetryAt: s.nextRetryAt }, 'host enrolment failed');
+      this.log.warn(
+        { host: h.name, error: s.errorMessage, failures: s.errorCount, nextRetryAt: s.nextRetryAt },
+        'host enrolment failed',
+      );
     } else this.log.info({ host: h.name, state: s.state }, 'host enrolled');
     this.kick();
   }
 
   /** Commits `fn`'s result on the host only while it still holds this attempt's token. */
-  private onAttempt(h: StoredHost, fn: (cur: StoredHost) => { host: StoredHost; event?: WorkflowEvent }): Promise<void> {
+  private onAttempt(
+    h: StoredHost,
+    fn: (cur: StoredHost) => { host: StoredHost; event?: WorkflowEvent },
+  ): Promise<void> {
     return this.store.transact(async () => {
       const cur = await this.store.hosts.get(h.name);
       if (!cur || cur.inspectionTokenHash !== h.inspectionTokenHash) return;
@@ -244,7 +266,10 @@ export class Orchestrator {
     // Booting is written as soon as the BMC took the reset: a restart after this waits for the report (or the
     // inspection timeout) instead of resetting the machine again
     await this.onAttempt(host, (cur) => booted(cur, m.name, action));
-    this.log.info({ machine: m.name, host: h.name, action, attempt: machine.status.attempts }, 'inspection boot started');
+    this.log.info(
+      { machine: m.name, host: h.name, action, attempt: machine.status.attempts },
+      'inspection boot started',
+    );
     try {
       await this.bmc(host).waitPowerState('On', this.opts.powerDeadlineMs);
     } catch (e) {
@@ -252,7 +277,10 @@ export class Orchestrator {
       // a machine that fetched its script is running, whatever its BMC shows
       const phase = (await this.store.hosts.get(h.name))?.status.inspectionPhase;
       if (phase === 'InProgress' || phase === 'Complete') {
-        this.log.warn({ machine: m.name, host: h.name, err: (e as Error).message }, 'BMC never showed the power on; the machine is booting anyway');
+        this.log.warn(
+          { machine: m.name, host: h.name, err: (e as Error).message },
+          'BMC never showed the power on; the machine is booting anyway',
+        );
         return;
       }
       return this.failAttempt(machine, host, 'BMCError', `BMC: ${(e as Error).message}`, 'Failed');
@@ -261,7 +289,13 @@ export class Orchestrator {
   }
 
   /** Ends this attempt (re-read under the store lock: a report may have come in meanwhile). */
-  private async failAttempt(m: StoredMachine, h: StoredHost, reason: string, message: string, phase: 'Timeout' | 'Failed'): Promise<void> {
+  private async failAttempt(
+    m: StoredMachine,
+    h: StoredHost,
+    reason: string,
+    message: string,
+    phase: 'Timeout' | 'Failed',
+  ): Promise<void> {
     // a call cut short by shutdown is no failure of the machine: the next start picks the attempt up again
     if (this.stopped) return;
     const r = await this.store.transact(async () => {
@@ -289,8 +323,14 @@ export class Orchestrator {
     if (!stored) throw new Error(`host ${h.name} is Complete without a stored report`);
     const r = validated(m, h, stored.report);
     const failed = r.machine.status.phase === 'Failed';
-    if (!(await this.commitPair({ machine: m, host: h }, r, failed ? this.bootOps(h, undefined) : []))) return this.kick();
-    const fields = { machine: m.name, host: h.name, state: r.host.status.state, reason: r.machine.status.failureMessage };
+    if (!(await this.commitPair({ machine: m, host: h }, r, failed ? this.bootOps(h, undefined) : [])))
+      return this.kick();
+    const fields = {
+      machine: m.name,
+      host: h.name,
+      state: r.host.status.state,
+      reason: r.machine.status.failureMessage,
+    };
     this.log.info(fields, 'inspection validated');
     if (failed) await this.powerDown(r.host);
     this.kick();
@@ -345,7 +385,10 @@ export class Orchestrator {
       const cur = await this.store.hosts.get(h.name);
       if (!cur) return;
       const n = failure === undefined ? { host: powerObserved(cur, power) } : releaseFailed(cur, failure, power);
-      await this.store.batch([this.store.hosts.put(h.name, n.host), ...('event' in n ? [this.store.event(n.event)] : [])]);
+      await this.store.batch([
+        this.store.hosts.put(h.name, n.host),
+        ...('event' in n ? [this.store.event(n.event)] : []),
+      ]);
     });
   }
 }

@@ -223,7 +223,13 @@ export function claim(m: StoredMachine, h: StoredHost): PairEvent {
  * Records for booting the inspector with a fresh token (only its hash is kept). A claimed host starts a new
  * attempt; a host whose attempt was persisted but not powered (a restart came between) only gets the new token.
  */
-export function startAttempt(m: StoredMachine, h: StoredHost, tokenHash: string, now: number, p: Policy): Pair & { event?: WorkflowEvent } {
+export function startAttempt(
+  m: StoredMachine,
+  h: StoredHost,
+  tokenHash: string,
+  now: number,
+  p: Policy,
+): Pair & { event?: WorkflowEvent } {
   const machine = clone(m);
   const host = clone(h);
   host.inspectionTokenHash = tokenHash;
@@ -298,7 +304,12 @@ export function reportAccepted(
     report,
   };
   const summary = `${report.cpus.cores} cores, ${report.memory.totalGB} GB, ${report.disks.length} disks`;
-  return { host, id, stored, event: event('ReportReceived', 'info', { host: h.name, machine: h.status.consumer }, summary) };
+  return {
+    host,
+    id,
+    stored,
+    event: event('ReportReceived', 'info', { host: h.name, machine: h.status.consumer }, summary),
+  };
 }
 
 export interface InspectorProgress {
@@ -313,7 +324,10 @@ export function progressNoted(h: StoredHost, p: InspectorProgress): { host: Stor
   if (!p.ok) host.status.errorMessage = `inspector ${p.step}: ${p.message}`;
   const scope = { host: h.name, machine: h.status.consumer };
   const msg = `${p.step}: ${p.message}`;
-  return { host, event: p.ok ? event('InspectorStep', 'info', scope, msg) : event('InspectorFailed', 'warning', scope, msg) };
+  return {
+    host,
+    event: p.ok ? event('InspectorStep', 'info', scope, msg) : event('InspectorFailed', 'warning', scope, msg),
+  };
 }
 
 /** A failed attempt (timeout or BMC error): retry with backoff, or fail the machine after the last one. */
@@ -398,14 +412,22 @@ export function releaseFailed(
 }
 
 /** The machine record goes; its host (if it still holds it) is released. */
-export function machineDeleted(m: StoredMachine, h: StoredHost | undefined): { host?: StoredHost; event: WorkflowEvent } {
+export function machineDeleted(
+  m: StoredMachine,
+  h: StoredHost | undefined,
+): { host?: StoredHost; event: WorkflowEvent } {
   const ours = h && h.status.consumer === m.name ? release(h) : undefined;
   const e = event('Deleted', 'info', { machine: m.name, host: h?.name }, 'machine deleted');
   return ours ? { host: ours, event: e } : { event: e };
 }
 
 /** The kernel command line the inspector reads its parameters from. */
-export function inspectInstruction(m: StoredMachine, host: StoredHost, apiBase: string, token: string): BootInstruction {
+export function inspectInstruction(
+  m: StoredMachine,
+  host: StoredHost,
+  apiBase: string,
+  token: string,
+): BootInstruction {
   const base = m.spec.inspectionImageURL.replace(/\/$/, '');
   const args = [
     `beskar7.api=${apiBase}`,

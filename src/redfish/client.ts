@@ -126,7 +126,8 @@ export class RedfishClient {
   private url(p: string): string {
     const base = new URL(this.conn.address);
     const u = new URL(p, base);
-    if (u.origin !== base.origin) throw new RedfishError(`refusing to follow ${u.origin}: not the BMC's origin ${base.origin}`, 0, '', true);
+    if (u.origin !== base.origin)
+      throw new RedfishError(`refusing to follow ${u.origin}: not the BMC's origin ${base.origin}`, 0, '', true);
     return u.href;
   }
 
@@ -136,7 +137,13 @@ export class RedfishClient {
   }
 
   /** One HTTP exchange, no retries. Status 0 means the transport failed. */
-  private async once(method: string, p: string, body?: unknown, headers: Record<string, string> = {}, auth = true): Promise<Reply> {
+  private async once(
+    method: string,
+    p: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+    auth = true,
+  ): Promise<Reply> {
     const url = this.url(p);
     // this BMC's own slot first: a call queued behind a hung BMC must not sit on a global slot meanwhile
     return this.limiter.run(() =>
@@ -172,7 +179,15 @@ export class RedfishClient {
             const v = res.headers[k];
             return Array.isArray(v) ? v[0] : v;
           };
-          return done({ status: res.statusCode, etag: h('etag'), location: h('location'), retryAfter: h('retry-after'), token: h('x-auth-token'), body: parsed, text });
+          return done({
+            status: res.statusCode,
+            etag: h('etag'),
+            location: h('location'),
+            retryAfter: h('retry-after'),
+            token: h('x-auth-token'),
+            body: parsed,
+            text,
+          });
         } catch (e) {
           return done(transportFailure(e, this.closing.signal.aborted));
         }
@@ -183,7 +198,13 @@ export class RedfishClient {
   /** Opens the cached session; a failed answer that deserves a retry (503 session cap) is handed back. */
   private async login(): Promise<Reply | undefined> {
     if (this.session || this.useBasic) return undefined;
-    const r = await this.once('POST', '/redfish/v1/SessionService/Sessions', { UserName: this.conn.username, Password: this.conn.password }, {}, false);
+    const r = await this.once(
+      'POST',
+      '/redfish/v1/SessionService/Sessions',
+      { UserName: this.conn.username, Password: this.conn.password },
+      {},
+      false,
+    );
     if ((r.status === 201 || r.status === 200) && r.token) {
       this.session = { token: r.token, location: r.location };
       return undefined;
@@ -225,7 +246,15 @@ export class RedfishClient {
       if (r.status >= 200 && r.status < 300) return r;
       if (!r.permanent && attempt < this.opts.retries && isRetryable(r.status, r.text, method)) {
         const wait = backoffMs(attempt, this.opts.backoffBaseMs, this.opts.backoffMaxMs, r.retryAfter);
-        const fields = { bmc: this.conn.address, method, path: p, status: r.status, err: summarize(r), attempt: attempt + 1, waitMs: wait };
+        const fields = {
+          bmc: this.conn.address,
+          method,
+          path: p,
+          status: r.status,
+          err: summarize(r),
+          attempt: attempt + 1,
+          waitMs: wait,
+        };
         this.log.info(fields, 'redfish: retrying');
         await this.sleep(wait);
         continue;
@@ -240,10 +269,16 @@ export class RedfishClient {
     if (this.systemPath) return this.systemPath;
     const r = await this.call('GET', '/redfish/v1/Systems');
     const members = ((r.body.Members as { '@odata.id': string }[] | undefined) ?? []).map((m) => m['@odata.id']);
-    const chosen = this.conn.systemId ? await this.memberNamed(members, this.conn.systemId) : members.length === 1 ? members[0] : undefined;
+    const chosen = this.conn.systemId
+      ? await this.memberNamed(members, this.conn.systemId)
+      : members.length === 1
+        ? members[0]
+        : undefined;
     if (!chosen) {
       throw new RedfishError(
-        this.conn.systemId ? `system ${this.conn.systemId} not among ${members.join(', ')}` : `${members.length} systems (${members.join(', ')}): set redfish.systemId`,
+        this.conn.systemId
+          ? `system ${this.conn.systemId} not among ${members.join(', ')}`
+          : `${members.length} systems (${members.join(', ')}): set redfish.systemId`,
         404,
       );
     }
@@ -312,8 +347,14 @@ export class RedfishClient {
     }
     const after = await this.getSystem();
     // some BMCs show Continuous for a moment, or revert Once to Disabled only after the boot
-    if (after.overrideTarget !== 'Pxe' || (after.overrideEnabled !== 'Once' && after.overrideEnabled !== 'Continuous')) {
-      throw new RedfishError(`boot override did not stick: target ${after.overrideTarget}, enabled ${after.overrideEnabled}`, 500);
+    if (
+      after.overrideTarget !== 'Pxe' ||
+      (after.overrideEnabled !== 'Once' && after.overrideEnabled !== 'Continuous')
+    ) {
+      throw new RedfishError(
+        `boot override did not stick: target ${after.overrideTarget}, enabled ${after.overrideEnabled}`,
+        500,
+      );
     }
   }
 
@@ -322,7 +363,8 @@ export class RedfishClient {
    * system is read again and the PATCH repeated once with the fresh ETag.
    */
   private async patchBoot(sys: SystemInfo, boot: Record<string, string>): Promise<void> {
-    const send = (etag: string | undefined) => this.call('PATCH', sys.path, { Boot: boot }, etag ? { 'If-Match': etag } : {});
+    const send = (etag: string | undefined) =>
+      this.call('PATCH', sys.path, { Boot: boot }, etag ? { 'If-Match': etag } : {});
     try {
       await send(sys.etag);
     } catch (e) {
@@ -360,7 +402,8 @@ export class RedfishClient {
       const r = await this.call('GET', monitor);
       const state = r.body.TaskState as string | undefined;
       if (r.status !== 202 && (!state || /Completed/i.test(state))) return;
-      if (state && /Exception|Killed|Cancelled/i.test(state)) throw new RedfishError(`task ${monitor} ended ${state}`, 500, r.text);
+      if (state && /Exception|Killed|Cancelled/i.test(state))
+        throw new RedfishError(`task ${monitor} ended ${state}`, 500, r.text);
       await this.sleep(backoffMs(0, 500, 5000, r.retryAfter, () => 1));
       if (this.closing.signal.aborted) throw new RedfishError('client closed', 0, '', true);
     }
@@ -373,7 +416,8 @@ export class RedfishClient {
     for (;;) {
       const s = await this.getSystem();
       if (s.powerState === want) return;
-      if (Date.now() >= end) throw new RedfishError(`PowerState still ${s.powerState} after ${deadlineMs} ms (wanted ${want})`, 504);
+      if (Date.now() >= end)
+        throw new RedfishError(`PowerState still ${s.powerState} after ${deadlineMs} ms (wanted ${want})`, 504);
       await this.sleep(pollMs);
       if (this.closing.signal.aborted) throw new RedfishError('client closed', 0, '', true);
     }
@@ -411,7 +455,9 @@ export class RedfishClient {
 
 /** A short reason from a Redfish error body (never echoes request headers or credentials). */
 function summarize(r: Reply): string {
-  const err = r.body.error as { message?: string; '@Message.ExtendedInfo'?: { MessageId?: string; Message?: string }[] } | undefined;
+  const err = r.body.error as
+    | { message?: string; '@Message.ExtendedInfo'?: { MessageId?: string; Message?: string }[] }
+    | undefined;
   const info = err?.['@Message.ExtendedInfo']?.[0];
   return (info?.Message ?? err?.message ?? info?.MessageId ?? r.text).slice(0, 200);
 }

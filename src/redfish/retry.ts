@@ -13,7 +13,13 @@ export function isRetryable(status: number, body: string, method: string): boole
 }
 
 /** Exponential backoff with equal jitter (never less than half the step), honouring Retry-After (seconds). */
-export function backoffMs(attempt: number, baseMs: number, maxMs: number, retryAfter?: string | null, rand = Math.random): number {
+export function backoffMs(
+  attempt: number,
+  baseMs: number,
+  maxMs: number,
+  retryAfter?: string | null,
+  rand = Math.random,
+): number {
   const ra = retryAfter ? Number(retryAfter) : NaN;
   if (Number.isFinite(ra) && ra >= 0) return Math.min(ra * 1000, maxMs);
   const step = Math.min(maxMs, baseMs * 2 ** attempt);

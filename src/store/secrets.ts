@@ -43,7 +43,12 @@ export class SecretBox {
 export function adminToken(dataDir: string, configured?: string): { token: string; file?: string } {
   if (configured) return { token: configured };
   const file = path.join(dataDir, 'admin-token');
-  return { token: fileSecret(file, () => Buffer.from(randomBytes(24).toString('hex'))).toString('utf8').trim(), file };
+  return {
+    token: fileSecret(file, () => Buffer.from(randomBytes(24).toString('hex')))
+      .toString('utf8')
+      .trim(),
+    file,
+  };
 }
 
 export const newToken = (): string => randomBytes(24).toString('hex');

@@ -6,13 +6,20 @@ import { z } from 'zod';
 import { EventSchema, type StoreEvent, type WorkflowEvent } from '../domain/events.js';
 import { LeaseSchema } from '../domain/lease.js';
 import { BootInstructionSchema } from '../domain/boot.js';
-import { type StoredHost, StoredHostSchema, type StoredMachine, StoredMachineSchema, StoredReportSchema } from '../domain/resources.js';
-
+import {
+  type StoredHost,
+  StoredHostSchema,
+  type StoredMachine,
+  StoredMachineSchema,
+  StoredReportSchema,
+} from '../domain/resources.js';
 
 type Sub<V> = AbstractSublevel<Level<string, unknown>, string | Buffer | Uint8Array, string, V>;
 
 /** One write of an atomic batch, bound to its sublevel (and so to its encoding). */
-export type BatchOp = { type: 'put'; sublevel: unknown; key: string; value: unknown } | { type: 'del'; sublevel: unknown; key: string };
+export type BatchOp =
+  | { type: 'put'; sublevel: unknown; key: string; value: unknown }
+  | { type: 'del'; sublevel: unknown; key: string };
 
 /** Cached values are shared by every reader: freezing them turns an accidental mutation into a TypeError. */
 function deepFreeze<T>(v: T): T {
@@ -104,7 +111,6 @@ export class Collection<S extends z.ZodType> {
   }
 }
 
-
 /**
  * All persistent state in one LevelDB. Every change is one atomic batch; LevelDB's write-ahead log
  * means a batch that resolved survives kill -9 of the process.
@@ -132,7 +138,14 @@ export class Store extends EventEmitter {
 
   /** Every collection by name, for backup and restore. */
   collections(): Collection<z.ZodType>[] {
-    return [this.leases, this.bootInstructions, this.hosts, this.machines, this.reports, this.events] as Collection<z.ZodType>[];
+    return [
+      this.leases,
+      this.bootInstructions,
+      this.hosts,
+      this.machines,
+      this.reports,
+      this.events,
+    ] as Collection<z.ZodType>[];
   }
 
   /** An event as a batch op; keys sort by time. */
@@ -164,7 +177,10 @@ export class Store extends EventEmitter {
   }
 
   /** Commits `ops` only while the host and machine are still as `seen` (false: they changed, look again). */
-  commitIf(seen: { host?: StoredHost | undefined; machine?: StoredMachine | undefined }, ops: BatchOp[]): Promise<boolean> {
+  commitIf(
+    seen: { host?: StoredHost | undefined; machine?: StoredMachine | undefined },
+    ops: BatchOp[],
+  ): Promise<boolean> {
     return this.transact(async () => {
       const same = async <V>(c: Collection<z.ZodType<V>>, v: (V & { name: string }) | undefined) => {
         if (!v) return true;
@@ -191,7 +207,8 @@ export class Store extends EventEmitter {
     if (ops.length) await this.db.batch(ops as never);
     for (const op of ops) for (const c of [this.hosts, this.machines]) c.applied(op);
     // events are announced once they are on disk (the dashboard streams them)
-    for (const op of ops) if (op.type === 'put' && op.sublevel === this.events.db) this.emit('event', op.value as StoreEvent);
+    for (const op of ops)
+      if (op.type === 'put' && op.sublevel === this.events.db) this.emit('event', op.value as StoreEvent);
   }
 
   close(): Promise<void> {

@@ -5,7 +5,9 @@ import { createRequire } from 'node:module';
  * overwritten whole. Its serializer is replaced by one using allocUnsafe; on a 32 MiB windowed transfer that
  * is 0.20 s -> 0.16 s (atftpd: 0.14 s). The wire format is unchanged: opcode 3, block number, data.
  */
-const data = createRequire(import.meta.url)('tftp/lib/protocol/packets/data.js') as { serialize: (block: number, d: Buffer) => Buffer };
+const data = createRequire(import.meta.url)('tftp/lib/protocol/packets/data.js') as {
+  serialize: (block: number, d: Buffer) => Buffer;
+};
 const DATA = 3;
 
 data.serialize = (block: number, d: Buffer): Buffer => {

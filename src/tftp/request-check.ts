@@ -2,7 +2,10 @@ import { createRequire } from 'node:module';
 
 // the `tftp` package's own RRQ parser: what it refuses here, it answers with an ERROR packet and never
 // hands to us, so this is how those refusals get counted
-const readRequest = createRequire(import.meta.url)('tftp/lib/protocol/packets/read-request.js') as (b: Buffer, rrq: boolean) => unknown;
+const readRequest = createRequire(import.meta.url)('tftp/lib/protocol/packets/read-request.js') as (
+  b: Buffer,
+  rrq: boolean,
+) => unknown;
 
 const RRQ = 1;
 const WRQ = 2;

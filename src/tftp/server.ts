@@ -65,14 +65,27 @@ export class TftpServer {
       // OVMF and others ask once for the size (tsize) and abort after the OACK: normal, not a failure
       const probe = /aborted/i.test(e.message);
       this.metrics.tftpTransfers.inc({ result: probe ? 'aborted_by_client' : 'failed' });
-      this.log[probe ? 'debug' : 'warn']({ ...fields, err: e.message }, probe ? 'tftp transfer aborted by client' : 'tftp transfer failed');
-      this.timeline?.add(this.timeline.keyForIp(req.stats.remoteAddress), 'tftp', `${req.file}: ${probe ? 'size probe' : `failed: ${e.message}`}`, probe);
+      this.log[probe ? 'debug' : 'warn'](
+        { ...fields, err: e.message },
+        probe ? 'tftp transfer aborted by client' : 'tftp transfer failed',
+      );
+      this.timeline?.add(
+        this.timeline.keyForIp(req.stats.remoteAddress),
+        'tftp',
+        `${req.file}: ${probe ? 'size probe' : `failed: ${e.message}`}`,
+        probe,
+      );
     });
     const target = await resolveInside(this.opts.root, req.file);
     if (!target.ok) {
       this.metrics.tftpTransfers.inc({ result: target.status === 404 ? 'not_found' : 'refused' });
       this.log.warn({ ...fields, reason: target.reason }, 'tftp request refused');
-      this.timeline?.add(this.timeline.keyForIp(req.stats.remoteAddress), 'tftp', `${req.file}: ${target.reason}`, false);
+      this.timeline?.add(
+        this.timeline.keyForIp(req.stats.remoteAddress),
+        'tftp',
+        `${req.file}: ${target.reason}`,
+        false,
+      );
       req.abort(target.status === 404 ? 'File not found' : 'Access violation');
       return;
     }
@@ -81,7 +94,11 @@ export class TftpServer {
       this.metrics.tftpTransfers.inc({ result: 'ok' });
       this.metrics.tftpBytes.inc(target.size);
       this.log.info({ ...fields, bytes: target.size }, 'tftp transfer done');
-      this.timeline?.add(this.timeline.keyForIp(req.stats.remoteAddress), 'tftp', `${req.file}: ${target.size} bytes, blksize ${req.stats.blockSize}, windowsize ${req.stats.windowSize}`);
+      this.timeline?.add(
+        this.timeline.keyForIp(req.stats.remoteAddress),
+        'tftp',
+        `${req.file}: ${target.size} bytes, blksize ${req.stats.blockSize}, windowsize ${req.stats.windowSize}`,
+      );
     });
     createReadStream(target.path, { highWaterMark: 1 << 20 }).pipe(res);
   }

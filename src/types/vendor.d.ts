@@ -32,7 +32,18 @@ declare module 'tftp' {
   export interface GetStream extends Readable {
     file: string;
     method: 'GET' | 'PUT';
-    stats: { blockSize: number; windowSize: number; size: number | null; userExtensions: Record<string, string>; retries: number; timeout: number; localAddress: string; localPort: number; remoteAddress: string; remotePort: number };
+    stats: {
+      blockSize: number;
+      windowSize: number;
+      size: number | null;
+      userExtensions: Record<string, string>;
+      retries: number;
+      timeout: number;
+      localAddress: string;
+      localPort: number;
+      remoteAddress: string;
+      remotePort: number;
+    };
     abort(error?: string | Error): void;
     on(event: string, fn: (...args: any[]) => void): this;
   }
@@ -46,10 +57,27 @@ declare module 'tftp' {
     _socket: import('node:dgram').Socket;
   }
   export function createServer(
-    opts: { host?: string; port?: number; root?: string; denyPUT?: boolean; denyGET?: boolean; blockSize?: number; windowSize?: number; timeout?: number; retries?: number },
+    opts: {
+      host?: string;
+      port?: number;
+      root?: string;
+      denyPUT?: boolean;
+      denyGET?: boolean;
+      blockSize?: number;
+      windowSize?: number;
+      timeout?: number;
+      retries?: number;
+    },
     listener?: (req: GetStream, res: PutStream) => void,
   ): Server;
-  export function createClient(opts: { host: string; port?: number; blockSize?: number; windowSize?: number; retries?: number; timeout?: number }): {
+  export function createClient(opts: {
+    host: string;
+    port?: number;
+    blockSize?: number;
+    windowSize?: number;
+    retries?: number;
+    timeout?: number;
+  }): {
     get(file: string, cb: (err: Error | null, data?: Buffer) => void): void;
   };
   const tftp: { createServer: typeof createServer; createClient: typeof createClient };

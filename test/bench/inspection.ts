@@ -15,30 +15,75 @@ const http = `http://${lab.serverIp}:8080`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function api(method: string, p: string, body?: unknown): Promise<any> {
-  const r = await lab.run(lab.ns, 'curl', ['-s', '-X', method, '-H', `Authorization: Bearer ${ADMIN}`, ...(body ? ['-H', 'Content-Type: application/json', '-d', JSON.stringify(body)] : []), `${http}/api/v1${p}`], 10_000);
+  const r = await lab.run(
+    lab.ns,
+    'curl',
+    [
+      '-s',
+      '-X',
+      method,
+      '-H',
+      `Authorization: Bearer ${ADMIN}`,
+      ...(body ? ['-H', 'Content-Type: application/json', '-d', JSON.stringify(body)] : []),
+      `${http}/api/v1${p}`,
+    ],
+    10_000,
+  );
   return JSON.parse(r.stdout || 'null');
 }
 
 const t = (iso: unknown) => Date.parse(String(iso));
 
 try {
-  const app = new ApplianceProcess(lab, {
-    dataDir: path.join(work, 'data'), advertiseAddress: lab.serverIp, http: { address: lab.serverIp, port: 8080 },
-    dhcp: { mode: 'full', interface: 'br0', full: { poolStart: '10.91.0.100', poolEnd: '10.91.0.199', router: lab.serverIp } },
-    api: { adminToken: ADMIN }, orchestrator: { tickSeconds: 0.5, powerDeadlineSeconds: 30 },
-  }, work);
+  const app = new ApplianceProcess(
+    lab,
+    {
+      dataDir: path.join(work, 'data'),
+      advertiseAddress: lab.serverIp,
+      http: { address: lab.serverIp, port: 8080 },
+      dhcp: {
+        mode: 'full',
+        interface: 'br0',
+        full: { poolStart: '10.91.0.100', poolEnd: '10.91.0.199', router: lab.serverIp },
+      },
+      api: { adminToken: ADMIN },
+      orchestrator: { tickSeconds: 0.5, powerDeadlineSeconds: 30 },
+    },
+    work,
+  );
   await app.start();
   const rows: [string, string, string][] = [];
   let port = 9101;
   for (const firmware of ['bios', 'uefi'] as const) {
     const mac = firmware === 'bios' ? '52:54:00:be:00:01' : '52:54:00:be:00:02';
     const consoleLog = path.join(work, `${firmware}.console`);
-    const p = lab.spawn(lab.ns, process.execPath, ['--import', 'tsx', path.join(repoRoot, 'test/fake-bmc/cli.ts'),
-      JSON.stringify({ address: lab.serverIp, port, consoleLog, machine: { firmware, mac, tap: lab.addTap(), memoryMB: 1024, smp: '2', disksGB: [4] } })]);
-    await new Promise<void>((resolve) => p.stdout!.on('data', (c: Buffer) => c.toString().includes('listening') && resolve()));
-    await api('POST', '/hosts', { name: `b-${firmware}`, spec: { redfish: { address: `http://${lab.serverIp}:${port++}`, username: 'admin', password: 'secret' } } });
+    const p = lab.spawn(lab.ns, process.execPath, [
+      '--import',
+      'tsx',
+      path.join(repoRoot, 'test/fake-bmc/cli.ts'),
+      JSON.stringify({
+        address: lab.serverIp,
+        port,
+        consoleLog,
+        machine: { firmware, mac, tap: lab.addTap(), memoryMB: 1024, smp: '2', disksGB: [4] },
+      }),
+    ]);
+    await new Promise<void>((resolve) =>
+      p.stdout!.on('data', (c: Buffer) => c.toString().includes('listening') && resolve()),
+    );
+    await api('POST', '/hosts', {
+      name: `b-${firmware}`,
+      spec: { redfish: { address: `http://${lab.serverIp}:${port++}`, username: 'admin', password: 'secret' } },
+    });
     while ((await api('GET', `/hosts/b-${firmware}`)).status.state !== 'Available') await sleep(200);
-    await api('POST', '/machines', { name: `m-${firmware}`, spec: { inspectionImageURL: `${http}/assets/inspector`, targetImageURL: `${http}/assets/demo/target.tar.gz`, hostSelector: { matchLabels: {} } } });
+    await api('POST', '/machines', {
+      name: `m-${firmware}`,
+      spec: {
+        inspectionImageURL: `${http}/assets/inspector`,
+        targetImageURL: `${http}/assets/demo/target.tar.gz`,
+        hostSelector: { matchLabels: {} },
+      },
+    });
     const deadline = Date.now() + 300_000;
     let markerAt = 0;
     while (Date.now() < deadline) {
@@ -48,15 +93,23 @@ try {
       }
       await sleep(100);
     }
-    const events = ((await api('GET', '/events?limit=1000')).items as { at: string; kind: string; host?: string; message: string }[]).filter((e) => e.host === `b-${firmware}`);
+    const events = (
+      (await api('GET', '/events?limit=1000')).items as { at: string; kind: string; host?: string; message: string }[]
+    ).filter((e) => e.host === `b-${firmware}`);
     const ev = (kind: string, re = /./) => t(events.find((e) => e.kind === kind && re.test(e.message))?.at);
     const logs = app.logs.filter((l) => l.mac === mac || l.msg === 'tftp transfer done' || l.msg === 'asset served');
-    const lg = (msg: string, f: (l: Record<string, unknown>) => boolean = () => true) => t(logs.find((l) => l.msg === msg && f(l))?.time);
+    const lg = (msg: string, f: (l: Record<string, unknown>) => boolean = () => true) =>
+      t(logs.find((l) => l.msg === msg && f(l))?.time);
     const powerOn = ev('PowerOn');
     const firstOffer = lg('dhcp reply', (l) => l.reply === 'offer');
     const scriptAt = lg('ipxe script');
-    const lastAckBeforeScript = t(logs.filter((l) => l.msg === 'dhcp reply' && l.reply === 'ack' && t(l.time) <= scriptAt).at(-1)?.time);
-    const initrdServed = lg('asset served', (l) => String(l.path).endsWith('/inspector/initrd') && t(l.time) >= powerOn);
+    const lastAckBeforeScript = t(
+      logs.filter((l) => l.msg === 'dhcp reply' && l.reply === 'ack' && t(l.time) <= scriptAt).at(-1)?.time,
+    );
+    const initrdServed = lg(
+      'asset served',
+      (l) => String(l.path).endsWith('/inspector/initrd') && t(l.time) >= powerOn,
+    );
     const net = ev('InspectorStep', /^network/);
     const report = ev('ReportReceived');
     const kexec = ev('InspectorStep', /^kexec/);
@@ -71,7 +124,12 @@ try {
       ['target kernel to marker', kexec, markerAt],
       ['total (power-on to target)', powerOn, markerAt],
     ];
-    for (const [name, a, b] of stages) rows.push([firmware, name, Number.isFinite(a) && Number.isFinite(b) && b >= a ? ((b - a) / 1000).toFixed(2) : 'n/a']);
+    for (const [name, a, b] of stages)
+      rows.push([
+        firmware,
+        name,
+        Number.isFinite(a) && Number.isFinite(b) && b >= a ? ((b - a) / 1000).toFixed(2) : 'n/a',
+      ]);
   }
   console.log('stage costs, seconds (QEMU TCG, no KVM; 2 cores shared with the appliance):');
   for (const [fw, name, s] of rows) console.log(`  ${fw.padEnd(5)} ${name.padEnd(34)} ${s.padStart(7)}`);

@@ -13,7 +13,13 @@ import { pxe } from '../helpers/packets.js';
 import { RelaySocket } from '../helpers/relay.js';
 import { sampleReport } from '../helpers/sim-inspector.js';
 
-const [nArg, server, me, token, postArg] = process.argv.slice(2) as [string, string, string, string, string | undefined];
+const [nArg, server, me, token, postArg] = process.argv.slice(2) as [
+  string,
+  string,
+  string,
+  string,
+  string | undefined,
+];
 const N = Number(nArg);
 /** firmware POST time after a power-on: 100 ms, or spread up to this many ms (a kill test wants a longer storm) */
 const postMs = () => 100 + Math.random() * Number(postArg ?? 0);
@@ -32,15 +38,33 @@ const acks: { ip: string; mac: string; at: number }[] = [];
 async function dora(mac: string, ipxe: boolean) {
   const opts = { mac, giaddr: me, ...(ipxe ? { userClass: '\x04iPXE' } : {}) };
   const offer = await exchange(pxe(0, { ...opts, xid: xidSeq++ }));
-  const ack = await exchange(pxe(0, { ...opts, xid: xidSeq++, type: MsgType.Request, requested: offer.yiaddr, serverId: server }));
+  const ack = await exchange(
+    pxe(0, { ...opts, xid: xidSeq++, type: MsgType.Request, requested: offer.yiaddr, serverId: server }),
+  );
   if (ack.options.get(Opt.MessageType)?.[0] !== MsgType.Ack) throw new Error(`DHCP: no ACK for ${offer.yiaddr}`);
   acks.push({ ip: ack.yiaddr, mac, at: Date.now() });
   return ack;
 }
-const tftpClient = tftp.createClient({ host: server, port: 69, blockSize: 1468, windowSize: 16, retries: 2, timeout: 1000 });
-const tftpGet = (file: string) => new Promise<Buffer>((res, rej) => tftpClient.get(file, (e, b) => (e ? rej(e) : res(b as Buffer))));
+const tftpClient = tftp.createClient({
+  host: server,
+  port: 69,
+  blockSize: 1468,
+  windowSize: 16,
+  retries: 2,
+  timeout: 1000,
+});
+const tftpGet = (file: string) =>
+  new Promise<Buffer>((res, rej) => tftpClient.get(file, (e, b) => (e ? rej(e) : res(b as Buffer))));
 
-interface Times { power: number; dhcp?: number; tftp?: number; script?: number; report?: number; retries: number; error?: string }
+interface Times {
+  power: number;
+  dhcp?: number;
+  tftp?: number;
+  script?: number;
+  report?: number;
+  retries: number;
+  error?: string;
+}
 const times = new Map<string, Times>();
 /** Reports answered 202: the host and the serial number that makes this report unique. */
 const accepted: { host: string; mac: string; serial: string }[] = [];
@@ -61,7 +85,11 @@ async function bootOnce(mac: string, g: number, t: Times): Promise<'done' | 'aga
   if (!kv.token) throw new Error('script without an inspection token');
   if (generation.get(mac) !== g) return 'done';
   const serial = `R-${mac}-${g}-${t.retries}`;
-  const r = await fetch(`${kv.api}/api/v1/hosts/${kv.host}/inspection`, { method: 'POST', headers: { Authorization: `Bearer ${kv.token}`, 'Content-Type': 'application/json' }, body: JSON.stringify(sampleReport(mac, { serialNumber: serial })) });
+  const r = await fetch(`${kv.api}/api/v1/hosts/${kv.host}/inspection`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${kv.token}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify(sampleReport(mac, { serialNumber: serial })),
+  });
   if (r.status === 202) {
     accepted.push({ host: kv.host!, mac, serial });
     t.report = Date.now();
@@ -89,7 +117,12 @@ async function boot(mac: string, g: number): Promise<void> {
 /** Admin API calls outlive appliance restarts; a create repeated after a lost answer gets 409 and is fine. */
 async function call(method: string, p: string, body?: unknown, accept = [200, 201, 202, 409]): Promise<any> {
   for (;;) {
-    const got = await fetch(`${api}${p}`, { method, headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' }, ...(body ? { body: JSON.stringify(body) } : {}), signal: AbortSignal.timeout(10_000) })
+    const got = await fetch(`${api}${p}`, {
+      method,
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+      signal: AbortSignal.timeout(10_000),
+    })
       .then(async (r) => ({ status: r.status, text: await r.text() }))
       .catch(() => undefined);
     if (got && accept.includes(got.status)) return JSON.parse(got.text);
@@ -102,20 +135,28 @@ async function call(method: string, p: string, body?: unknown, accept = [200, 20
 
 const say = (o: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const count = (xs: string[]) => xs.reduce((a, x) => ({ ...a, [x]: (a[x] ?? 0) + 1 }), {} as Record<string, number>);
-const macOf = (i: number) => `52:54:01:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+const macOf = (i: number) =>
+  `52:54:01:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
 const bmcs: FakeBmc[] = [];
 for (let i = 0; i < N; i++) {
   const mac = macOf(i);
-  const bmc = new FakeBmc({ macs: [mac], personality: { powerLagMs: 200 }, onPower: (ev, b) => {
-    if (ev === 'off' || b.target !== 'Pxe') return;
-    const g = (generation.get(mac) ?? 0) + 1;
-    generation.set(mac, g);
-    if (!times.has(mac)) times.set(mac, { power: Date.now(), retries: 0 });
-    setTimeout(() => void boot(mac, g), postMs());
-  } });
+  const bmc = new FakeBmc({
+    macs: [mac],
+    personality: { powerLagMs: 200 },
+    onPower: (ev, b) => {
+      if (ev === 'off' || b.target !== 'Pxe') return;
+      const g = (generation.get(mac) ?? 0) + 1;
+      generation.set(mac, g);
+      if (!times.has(mac)) times.set(mac, { power: Date.now(), retries: 0 });
+      setTimeout(() => void boot(mac, g), postMs());
+    },
+  });
   const address = await bmc.start(me, 30000 + i);
   bmcs.push(bmc);
-  await call('POST', '/hosts', { name: `s${i}`, spec: { redfish: { address, username: 'admin', password: 'secret' } } });
+  await call('POST', '/hosts', {
+    name: `s${i}`,
+    spec: { redfish: { address, username: 'admin', password: 'secret' } },
+  });
   say({ progress: 'creating hosts', created: i + 1 });
 }
 const t0 = Date.now();
@@ -127,7 +168,11 @@ for (;;) {
   await sleep(100);
 }
 const enrolled = Date.now();
-for (let i = 0; i < N; i++) await call('POST', '/machines', { name: `sm${i}`, spec: { inspectionImageURL: 'http://example.invalid/i', targetImageURL: 'http://example.invalid/t' } });
+for (let i = 0; i < N; i++)
+  await call('POST', '/machines', {
+    name: `sm${i}`,
+    spec: { inspectionImageURL: 'http://example.invalid/i', targetImageURL: 'http://example.invalid/t' },
+  });
 const created = Date.now();
 let phases: Record<string, number> = {};
 while (Date.now() < deadline) {
@@ -141,7 +186,10 @@ const done = Date.now();
 
 // the audit, from the appliance's own records
 const hosts = (await call('GET', '/hosts')).items as { name: string; status: { state: string; consumer?: string } }[];
-const machines = (await call('GET', '/machines')).items as { name: string; status: { phase: string; hostId?: string } }[];
+const machines = (await call('GET', '/machines')).items as {
+  name: string;
+  status: { phase: string; hostId?: string };
+}[];
 const events = (await call('GET', '/events?limit=1000000')).items as { kind: string; host?: string }[];
 const consumers = hosts.map((h) => h.status.consumer).filter(Boolean);
 const macsByIp = new Map<string, Set<string>>();
@@ -154,15 +202,24 @@ for (const h of hosts) {
 }
 const audit = {
   leaseConflicts: [...macsByIp].filter(([, m]) => m.size > 1).map(([ip, m]) => `${ip}: ${[...m].join(', ')}`),
-  lostReports: accepted.filter((a) => stored.get(a.host) !== a.serial).map((a) => `${a.host}: accepted ${a.serial}, stored ${stored.get(a.host)}`),
+  lostReports: accepted
+    .filter((a) => stored.get(a.host) !== a.serial)
+    .map((a) => `${a.host}: accepted ${a.serial}, stored ${stored.get(a.host)}`),
   hostsWithoutReport: hosts.filter((h) => !stored.has(h.name)).map((h) => h.name),
   claimedNotOnce: hosts.filter((h) => claims[h.name] !== 1).map((h) => `${h.name}: ${claims[h.name] ?? 0} claims`),
   doubleClaims: consumers.length - new Set(consumers).size,
-  notProvisioned: [...machines.filter((m) => m.status.phase !== 'Provisioned').map((m) => `${m.name}: ${m.status.phase}`), ...hosts.filter((h) => h.status.state !== 'Provisioned').map((h) => `${h.name}: ${h.status.state}`)],
-  mismatched: machines.filter((m) => !m.status.hostId || hosts.find((h) => h.name === m.status.hostId)?.status.consumer !== m.name).map((m) => m.name),
+  notProvisioned: [
+    ...machines.filter((m) => m.status.phase !== 'Provisioned').map((m) => `${m.name}: ${m.status.phase}`),
+    ...hosts.filter((h) => h.status.state !== 'Provisioned').map((h) => `${h.name}: ${h.status.state}`),
+  ],
+  mismatched: machines
+    .filter((m) => !m.status.hostId || hosts.find((h) => h.name === m.status.hostId)?.status.consumer !== m.name)
+    .map((m) => m.name),
 };
-const q = (xs: number[], p: number) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]! : NaN);
-const stage = (f: (t: Times) => number | undefined) => [...times.values()].map(f).filter((x): x is number => x !== undefined && Number.isFinite(x));
+const q = (xs: number[], p: number) =>
+  xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]! : NaN;
+const stage = (f: (t: Times) => number | undefined) =>
+  [...times.values()].map(f).filter((x): x is number => x !== undefined && Number.isFinite(x));
 const st = {
   'power->dhcp': stage((t) => (t.dhcp ? t.dhcp - t.power : undefined)),
   'dhcp->tftp': stage((t) => (t.tftp && t.dhcp ? t.tftp - t.dhcp : undefined)),
@@ -171,9 +228,17 @@ const st = {
   'power->report': stage((t) => (t.report ? t.report - t.power : undefined)),
 };
 say({
-  n: N, enrolSeconds: (enrolled - t0) / 1000, provisionSeconds: (done - created) / 1000, hostsPerMinute: N / ((done - created) / 60000), phases,
-  acks: acks.length, accepted: accepted.length, reportsStored: stored.size, powerOns: [...generation.values()].reduce((a, g) => a + g, 0),
-  bootRetries: [...times.values()].reduce((a, t) => a + t.retries, 0), lastErrors: [...new Set([...times.values()].map((t) => t.error).filter(Boolean))].slice(0, 5),
+  n: N,
+  enrolSeconds: (enrolled - t0) / 1000,
+  provisionSeconds: (done - created) / 1000,
+  hostsPerMinute: N / ((done - created) / 60000),
+  phases,
+  acks: acks.length,
+  accepted: accepted.length,
+  reportsStored: stored.size,
+  powerOns: [...generation.values()].reduce((a, g) => a + g, 0),
+  bootRetries: [...times.values()].reduce((a, t) => a + t.retries, 0),
+  lastErrors: [...new Set([...times.values()].map((t) => t.error).filter(Boolean))].slice(0, 5),
   stagesMs: Object.fromEntries(Object.entries(st).map(([k, v]) => [k, { p50: q(v, 0.5), p99: q(v, 0.99) }])),
   audit,
 });

@@ -17,7 +17,9 @@ for (const n of NS) {
   console.log(
     `N=${String(n).padStart(4)}  ${s.hostsPerMinute.toFixed(0).padStart(5)} hosts/min  provision ${s.provisionSeconds.toFixed(1)} s  enrol ${s.enrolSeconds.toFixed(1)} s  ` +
       `phases ${JSON.stringify(s.phases)}  peak RSS ${r.peakRssMiB.toFixed(0)} MiB  ` +
-      Object.entries(s.stagesMs).map(([k, v]) => `${k} p50 ${v.p50} / p99 ${v.p99} ms`).join('; ') +
+      Object.entries(s.stagesMs)
+        .map(([k, v]) => `${k} p50 ${v.p50} / p99 ${v.p99} ms`)
+        .join('; ') +
       `\n        kills ${r.kills.length} (seed ${seed})  boot retries ${s.bootRetries}  power-ons ${s.powerOns}  DHCPACKs ${s.acks}  reports accepted ${s.accepted}, stored ${s.reportsStored}  ` +
       `audit: lease conflicts ${a.leaseConflicts.length}, lost reports ${a.lostReports.length}, hosts claimed other than once ${a.claimedNotOnce.length}, ` +
       `double claims ${a.doubleClaims}, not provisioned ${a.notProvisioned.length}, host/machine mismatches ${a.mismatched.length}` +
@@ -27,5 +29,7 @@ for (const n of NS) {
 if (rows.length > 1) {
   const [lo, hi] = [rows[0]!, rows.at(-1)!];
   const x = (a: number, b: number) => `${(b / a).toFixed(2)}x`;
-  console.log(`growth N=${lo.n} -> ${hi.n} (${x(lo.n, hi.n)} hosts): provision time ${x(lo.seconds, hi.seconds)}, peak RSS ${x(lo.rss, hi.rss)}, power->report p99 ${x(lo.p99, hi.p99)}`);
+  console.log(
+    `growth N=${lo.n} -> ${hi.n} (${x(lo.n, hi.n)} hosts): provision time ${x(lo.seconds, hi.seconds)}, peak RSS ${x(lo.rss, hi.rss)}, power->report p99 ${x(lo.p99, hi.p99)}`,
+  );
 }

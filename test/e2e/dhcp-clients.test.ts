@@ -14,9 +14,18 @@ const IPXE = ['-V', 'PXEClient:Arch:00007:UNDI:003016', '-x', '0x5d:0007', '-x',
 async function udhcpc(t: Test, lab: Lab, name: string, mac: string, opts: string[], bridge = 'br0') {
   const dir = tempDir(t);
   const script = path.join(dir, 'script.sh');
-  writeFileSync(script, '#!/bin/sh\n[ "$1" = bound ] && echo "ip=$ip siaddr=$siaddr boot_file=$boot_file serverid=$serverid"\nexit 0\n', { mode: 0o755 });
+  writeFileSync(
+    script,
+    '#!/bin/sh\n[ "$1" = bound ] && echo "ip=$ip siaddr=$siaddr boot_file=$boot_file serverid=$serverid"\nexit 0\n',
+    { mode: 0o755 },
+  );
   const host = lab.addHost(name, mac, undefined, bridge);
-  const r = await lab.run(host, 'busybox', ['udhcpc', '-i', 'eth0', '-f', '-q', '-n', '-t', '5', '-T', '1', '-s', script, ...opts], 30_000);
+  const r = await lab.run(
+    host,
+    'busybox',
+    ['udhcpc', '-i', 'eth0', '-f', '-q', '-n', '-t', '5', '-T', '1', '-s', script, ...opts],
+    30_000,
+  );
   const kv = Object.fromEntries([...r.stdout.matchAll(/(\w+)=(\S*)/g)].map((m) => [m[1], m[2]]));
   return { ...r, kv };
 }
@@ -45,13 +54,43 @@ t.test('full mode: udhcpc and dhclient get an address and the right boot file', 
   // dhclient, ISC's client, with the PXE options declared in its config
   const dir = tempDir(t);
   const conf = path.join(dir, 'dhclient.conf');
-  writeFileSync(conf, 'option pxe-arch code 93 = unsigned integer 16;\nsend pxe-arch 0;\nsend vendor-class-identifier "PXEClient:Arch:00000:UNDI:002001";\n');
+  writeFileSync(
+    conf,
+    'option pxe-arch code 93 = unsigned integer 16;\nsend pxe-arch 0;\nsend vendor-class-identifier "PXEClient:Arch:00000:UNDI:002001";\n',
+  );
   const script = path.join(dir, 'script.sh');
-  writeFileSync(script, `#!/bin/sh\n[ "$reason" = BOUND ] && echo "ip=$new_ip_address file=$new_filename" > ${dir}/bound\nexit 0\n`, { mode: 0o755 });
+  writeFileSync(
+    script,
+    `#!/bin/sh\n[ "$reason" = BOUND ] && echo "ip=$new_ip_address file=$new_filename" > ${dir}/bound\nexit 0\n`,
+    { mode: 0o755 },
+  );
   const host = lab.addHost('isc', '52:54:00:c0:00:05');
-  const r = await lab.run(host, 'dhclient', ['-4', '-1', '-d', '-q', '-cf', conf, '-sf', script, '-lf', path.join(dir, 'leases'), '-pf', path.join(dir, 'pid'), 'eth0'], 8_000);
+  const r = await lab.run(
+    host,
+    'dhclient',
+    [
+      '-4',
+      '-1',
+      '-d',
+      '-q',
+      '-cf',
+      conf,
+      '-sf',
+      script,
+      '-lf',
+      path.join(dir, 'leases'),
+      '-pf',
+      path.join(dir, 'pid'),
+      'eth0',
+    ],
+    8_000,
+  );
   t.not(r.code, null, 'dhclient ran');
-  t.match(readFileSync(path.join(dir, 'bound'), 'utf8'), /^ip=10\.80\.0\.1\d\d file=undionly\.kpxe$/m, 'dhclient: address and undionly.kpxe');
+  t.match(
+    readFileSync(path.join(dir, 'bound'), 'utf8'),
+    /^ip=10\.80\.0\.1\d\d file=undionly\.kpxe$/m,
+    'dhclient: address and undionly.kpxe',
+  );
 
   t.equal(app.find('dhcp reply', { reply: 'ack' }).length, rows.length + 1, 'one ACK per client');
 });
@@ -81,13 +120,28 @@ t.test('proxy mode: the site server leases addresses; we only add boot info', as
   t.equal(app.find('dhcp reply', { mac: '52:54:00:c2:00:01' }).length, 0, 'and never answered by us');
 
   const host = lab.addHost('pxe', '52:54:00:c2:00:02', '10.82.0.50');
-  for (const [arch, file] of [['0', 'undionly.kpxe'], ['7', 'ipxe.efi']] as const) {
-    const r = await lab.run(host, process.execPath, ['--import', 'tsx', path.join(repoRoot, 'test/helpers/pxe-client.ts'), '52:54:00:c2:00:02', arch, '10.82.0.50'], 20_000);
-    const seen = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { offers: { server?: string; yiaddr: string; file: string; vendor?: string }[]; ack?: { file: string; type: number } };
+  for (const [arch, file] of [
+    ['0', 'undionly.kpxe'],
+    ['7', 'ipxe.efi'],
+  ] as const) {
+    const r = await lab.run(
+      host,
+      process.execPath,
+      ['--import', 'tsx', path.join(repoRoot, 'test/helpers/pxe-client.ts'), '52:54:00:c2:00:02', arch, '10.82.0.50'],
+      20_000,
+    );
+    const seen = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as {
+      offers: { server?: string; yiaddr: string; file: string; vendor?: string }[];
+      ack?: { file: string; type: number };
+    };
     const ours = seen.offers.filter((o) => o.server === '10.82.0.1');
     const theirs = seen.offers.filter((o) => o.server === site.ip);
     t.equal(ours.length, 1, `arch ${arch}: one proxy offer`);
-    t.same(ours[0], { server: '10.82.0.1', yiaddr: '0.0.0.0', file, vendor: 'PXEClient' }, `arch ${arch}: proxy offer names ${file}, no address`);
+    t.same(
+      ours[0],
+      { server: '10.82.0.1', yiaddr: '0.0.0.0', file, vendor: 'PXEClient' },
+      `arch ${arch}: proxy offer names ${file}, no address`,
+    );
     t.ok(theirs.length >= 1 && theirs[0]!.yiaddr.startsWith('10.82.0.1'), `arch ${arch}: address offer from the site`);
     t.same(seen.ack, { file, type: 5 }, `arch ${arch}: port 4011 ACKs with ${file}`);
   }
@@ -114,7 +168,13 @@ t.test('start-up probe: full mode refuses to start beside another DHCP server; p
     () => 'started',
     (e: Error) => e.message,
   );
-  t.match(err, /exited with 2: [\s\S]*another DHCP server answers on this segment \(10\.87\.0\.2\): refusing full mode/);
+  t.match(
+    err,
+    /exited with 2: [\s\S]*another DHCP server answers on this segment \(10\.87\.0\.2\): refusing full mode/,
+  );
   const app = await startAppliance(t, lab, { dhcp: { mode: 'proxy', interface: 'br0', probeSeconds: 4 } });
-  t.same(app.find('another DHCP server answers on this segment; proxy mode adds boot information beside it')[0]?.servers, [site.ip]);
+  t.same(
+    app.find('another DHCP server answers on this segment; proxy mode adds boot information beside it')[0]?.servers,
+    [site.ip],
+  );
 });

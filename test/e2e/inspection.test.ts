@@ -12,83 +12,178 @@ const ADMIN = 'e2e-admin-token-0123456789';
 
 /** The appliance API from inside the lab namespace. */
 async function api(lab: Lab, method: string, p: string, body?: unknown): Promise<any> {
-  const args = ['-s', '-X', method, '-H', `Authorization: Bearer ${ADMIN}`, ...(body ? ['-H', 'Content-Type: application/json', '-d', JSON.stringify(body)] : []), `http://${lab.serverIp}:8080/api/v1${p}`];
+  const args = [
+    '-s',
+    '-X',
+    method,
+    '-H',
+    `Authorization: Bearer ${ADMIN}`,
+    ...(body ? ['-H', 'Content-Type: application/json', '-d', JSON.stringify(body)] : []),
+    `http://${lab.serverIp}:8080/api/v1${p}`,
+  ];
   const r = await lab.run(lab.ns, 'curl', args, 10_000);
   return JSON.parse(r.stdout || 'null');
 }
 
-t.test('Machines through fake BMCs that power real QEMU machines: inspect, validate, kexec the target', { skip: !(haveDemoImage && haveInspector) && 'run `make setup` (demo image and inspector)' }, async (t) => {
-  t.setTimeout(900_000);
-  const lab = makeLab(t, '10.86.0');
-  const dir = tempDir(t);
-  const http = `http://${lab.serverIp}:8080`;
-  await startAppliance(t, lab, {
-    ...fullDhcp(lab),
-    unknownHosts: { script: 'exit' },
-    api: { adminToken: ADMIN },
-    orchestrator: { tickSeconds: 1, inspectionTimeoutSeconds: 400, powerDeadlineSeconds: 30, retryBaseSeconds: 5 },
-    redfish: { timeoutSeconds: 10, retries: 3, backoffBaseSeconds: 0.5, backoffMaxSeconds: 5 },
-  });
-  const machines = {
-    bios: { firmware: 'bios', mac: '52:54:00:e3:00:01', memoryMB: 2048, smp: '2,sockets=1,cores=1,threads=2', disksGB: [8, 2], serial: 'E2E-BIOS' },
-    uefi: { firmware: 'uefi', mac: '52:54:00:e3:00:02', memoryMB: 1536, smp: '2,sockets=2,cores=1,threads=1', disksGB: [4], serial: 'E2E-UEFI' },
-  } as const;
-  const consoles: Record<string, string> = {};
-  let port = 9001;
-  for (const [name, m] of Object.entries(machines)) {
-    consoles[name] = path.join(dir, `${name}.console`);
-    const cfg = { address: lab.serverIp, port, consoleLog: consoles[name], machine: { ...m, tap: lab.addTap() }, personality: name === 'uefi' ? { requireIfMatch: true, powerLagMs: 1500 } : { onceRevertsOnBoot: true } };
-    const p = lab.spawn(lab.ns, process.execPath, ['--import', 'tsx', path.join(repoRoot, 'test/fake-bmc/cli.ts'), JSON.stringify(cfg)]);
-    await new Promise<void>((resolve) => p.stdout!.on('data', (c: Buffer) => c.toString().includes('listening') && resolve()));
-    const created = await api(lab, 'POST', '/hosts', { name: `h-${name}`, spec: { redfish: { address: `http://${lab.serverIp}:${port}`, username: 'admin', password: 'secret' }, labels: { fw: name } } });
-    t.equal(created.status.state, 'Enrolling', `h-${name} created`);
-    port++;
-  }
-  for (const name of Object.keys(machines)) {
-    const h = await until(`h-${name} Available`, async () => {
-      const r = await api(lab, 'GET', `/hosts/h-${name}`);
-      return r.status.state === 'Available' ? r : undefined;
+t.test(
+  'Machines through fake BMCs that power real QEMU machines: inspect, validate, kexec the target',
+  { skip: !(haveDemoImage && haveInspector) && 'run `make setup` (demo image and inspector)' },
+  async (t) => {
+    t.setTimeout(900_000);
+    const lab = makeLab(t, '10.86.0');
+    const dir = tempDir(t);
+    const http = `http://${lab.serverIp}:8080`;
+    await startAppliance(t, lab, {
+      ...fullDhcp(lab),
+      unknownHosts: { script: 'exit' },
+      api: { adminToken: ADMIN },
+      orchestrator: { tickSeconds: 1, inspectionTimeoutSeconds: 400, powerDeadlineSeconds: 30, retryBaseSeconds: 5 },
+      redfish: { timeoutSeconds: 10, retries: 3, backoffBaseSeconds: 0.5, backoffMaxSeconds: 5 },
     });
-    t.same(h.status.nics, [{ mac: machines[name as keyof typeof machines].mac }], `h-${name}: MAC from the BMC`);
-  }
-  const spec = (fw: string, req: Record<string, number>) => ({
-    inspectionImageURL: `${http}/assets/inspector`,
-    targetImageURL: `${http}/assets/demo/target.tar.gz`,
-    configurationURL: `${http}/assets/demo/target.cmdline`,
-    hardwareRequirements: req,
-    hostSelector: { matchLabels: { fw } },
-  });
-  await api(lab, 'POST', '/machines', { name: 'm-pass', spec: spec('bios', { minCPUCores: 1, minMemoryGB: 2, minDiskGB: 8 }) });
-  await api(lab, 'POST', '/machines', { name: 'm-fail', spec: spec('uefi', { minCPUCores: 1, minMemoryGB: 64, minDiskGB: 1 }) });
+    const machines = {
+      bios: {
+        firmware: 'bios',
+        mac: '52:54:00:e3:00:01',
+        memoryMB: 2048,
+        smp: '2,sockets=1,cores=1,threads=2',
+        disksGB: [8, 2],
+        serial: 'E2E-BIOS',
+      },
+      uefi: {
+        firmware: 'uefi',
+        mac: '52:54:00:e3:00:02',
+        memoryMB: 1536,
+        smp: '2,sockets=2,cores=1,threads=1',
+        disksGB: [4],
+        serial: 'E2E-UEFI',
+      },
+    } as const;
+    const consoles: Record<string, string> = {};
+    let port = 9001;
+    for (const [name, m] of Object.entries(machines)) {
+      consoles[name] = path.join(dir, `${name}.console`);
+      const cfg = {
+        address: lab.serverIp,
+        port,
+        consoleLog: consoles[name],
+        machine: { ...m, tap: lab.addTap() },
+        personality: name === 'uefi' ? { requireIfMatch: true, powerLagMs: 1500 } : { onceRevertsOnBoot: true },
+      };
+      const p = lab.spawn(lab.ns, process.execPath, [
+        '--import',
+        'tsx',
+        path.join(repoRoot, 'test/fake-bmc/cli.ts'),
+        JSON.stringify(cfg),
+      ]);
+      await new Promise<void>((resolve) =>
+        p.stdout!.on('data', (c: Buffer) => c.toString().includes('listening') && resolve()),
+      );
+      const created = await api(lab, 'POST', '/hosts', {
+        name: `h-${name}`,
+        spec: {
+          redfish: { address: `http://${lab.serverIp}:${port}`, username: 'admin', password: 'secret' },
+          labels: { fw: name },
+        },
+      });
+      t.equal(created.status.state, 'Enrolling', `h-${name} created`);
+      port++;
+    }
+    for (const name of Object.keys(machines)) {
+      const h = await until(`h-${name} Available`, async () => {
+        const r = await api(lab, 'GET', `/hosts/h-${name}`);
+        return r.status.state === 'Available' ? r : undefined;
+      });
+      t.same(h.status.nics, [{ mac: machines[name as keyof typeof machines].mac }], `h-${name}: MAC from the BMC`);
+    }
+    const spec = (fw: string, req: Record<string, number>) => ({
+      inspectionImageURL: `${http}/assets/inspector`,
+      targetImageURL: `${http}/assets/demo/target.tar.gz`,
+      configurationURL: `${http}/assets/demo/target.cmdline`,
+      hardwareRequirements: req,
+      hostSelector: { matchLabels: { fw } },
+    });
+    await api(lab, 'POST', '/machines', {
+      name: 'm-pass',
+      spec: spec('bios', { minCPUCores: 1, minMemoryGB: 2, minDiskGB: 8 }),
+    });
+    await api(lab, 'POST', '/machines', {
+      name: 'm-fail',
+      spec: spec('uefi', { minCPUCores: 1, minMemoryGB: 64, minDiskGB: 1 }),
+    });
 
-  const pass = await until('m-pass Provisioned', async () => {
-    const r = await api(lab, 'GET', '/machines/m-pass');
-    return r.status.phase === 'Provisioned' || r.status.phase === 'Failed' ? r : undefined;
-  }, 400_000);
-  t.equal(pass.status.phase, 'Provisioned', `m-pass: ${pass.status.failureMessage ?? 'provisioned'}`);
-  const rb = (await api(lab, 'GET', '/hosts/h-bios/report')).report;
-  t.same(rb.cpus, { ...rb.cpus, count: 1, cores: 1, threads: 2 }, 'BIOS: 1 socket, 1 core, 2 threads (threads are not cores)');
-  t.equal(rb.memory.totalGB, 2, 'BIOS: 2048 MB given = 2 GB');
-  t.same(rb.disks.map((d: { device: string; sizeGB: number }) => [d.device, d.sizeGB]), [['/dev/vda', 8], ['/dev/vdb', 2]], 'BIOS: disk sizes');
-  t.equal(rb.bootMode, 'Legacy');
-  t.equal(rb.serialNumber, 'E2E-BIOS');
-  t.ok(rb.nics.some((n: { macAddress: string }) => n.macAddress === machines.bios.mac), 'BIOS: boot NIC in the report');
-  await until('target kernel marker', async () => (/BESKAR7-DEMO-MARKER[^\n]*beskar7\.provisioned=h-bios/.test(readFileSync(consoles.bios!, 'latin1')) ? true : undefined), 200_000);
-  t.match(readFileSync(consoles.bios!, 'latin1'), /BESKAR7-DEMO-MARKER[^\n]*beskar7\.provisioned=h-bios beskar7\.demo=configured/, 'kexec into the target with its configuration');
+    const pass = await until(
+      'm-pass Provisioned',
+      async () => {
+        const r = await api(lab, 'GET', '/machines/m-pass');
+        return r.status.phase === 'Provisioned' || r.status.phase === 'Failed' ? r : undefined;
+      },
+      400_000,
+    );
+    t.equal(pass.status.phase, 'Provisioned', `m-pass: ${pass.status.failureMessage ?? 'provisioned'}`);
+    const rb = (await api(lab, 'GET', '/hosts/h-bios/report')).report;
+    t.same(
+      rb.cpus,
+      { ...rb.cpus, count: 1, cores: 1, threads: 2 },
+      'BIOS: 1 socket, 1 core, 2 threads (threads are not cores)',
+    );
+    t.equal(rb.memory.totalGB, 2, 'BIOS: 2048 MB given = 2 GB');
+    t.same(
+      rb.disks.map((d: { device: string; sizeGB: number }) => [d.device, d.sizeGB]),
+      [
+        ['/dev/vda', 8],
+        ['/dev/vdb', 2],
+      ],
+      'BIOS: disk sizes',
+    );
+    t.equal(rb.bootMode, 'Legacy');
+    t.equal(rb.serialNumber, 'E2E-BIOS');
+    t.ok(
+      rb.nics.some((n: { macAddress: string }) => n.macAddress === machines.bios.mac),
+      'BIOS: boot NIC in the report',
+    );
+    await until(
+      'target kernel marker',
+      async () =>
+        /BESKAR7-DEMO-MARKER[^\n]*beskar7\.provisioned=h-bios/.test(readFileSync(consoles.bios!, 'latin1'))
+          ? true
+          : undefined,
+      200_000,
+    );
+    t.match(
+      readFileSync(consoles.bios!, 'latin1'),
+      /BESKAR7-DEMO-MARKER[^\n]*beskar7\.provisioned=h-bios beskar7\.demo=configured/,
+      'kexec into the target with its configuration',
+    );
 
-  const fail = await until('m-fail Failed', async () => {
-    const r = await api(lab, 'GET', '/machines/m-fail');
-    return r.status.phase === 'Failed' || r.status.phase === 'Provisioned' ? r : undefined;
-  }, 400_000);
-  t.equal(fail.status.failureReason, 'RequirementsNotMet');
-  t.equal(fail.status.failureMessage, '1.5 GB memory < 64 GB required');
-  const ru = (await api(lab, 'GET', '/hosts/h-uefi/report')).report;
-  t.same([ru.cpus.count, ru.cpus.cores, ru.cpus.threads], [2, 2, 2], 'UEFI: 2 sockets, 2 cores, 2 threads');
-  t.equal(ru.bootMode, 'UEFI');
-  t.equal(ru.memory.totalGB, 1.5, 'UEFI: 1536 MB given = 1.5 GB');
-  t.ok(ru.nics.some((n: { macAddress: string }) => n.macAddress === machines.uefi.mac), 'UEFI: boot NIC in the report');
-  t.same(ru.disks.map((d: { sizeGB: number }) => d.sizeGB), [4]);
-  const events = (await api(lab, 'GET', '/events?limit=500')).items.map((e: { kind: string; host?: string; message: string }) => `${e.host ?? ''} ${e.kind} ${e.message}`);
-  t.ok(events.some((e: string) => /h-bios InspectorStep kexec/.test(e)), 'the inspector reported its kexec step');
-  t.comment(events.filter((e: string) => /Inspector|Report|Ready|Provisioned|RequirementsNotMet/.test(e)).join('\n'));
-});
+    const fail = await until(
+      'm-fail Failed',
+      async () => {
+        const r = await api(lab, 'GET', '/machines/m-fail');
+        return r.status.phase === 'Failed' || r.status.phase === 'Provisioned' ? r : undefined;
+      },
+      400_000,
+    );
+    t.equal(fail.status.failureReason, 'RequirementsNotMet');
+    t.equal(fail.status.failureMessage, '1.5 GB memory < 64 GB required');
+    const ru = (await api(lab, 'GET', '/hosts/h-uefi/report')).report;
+    t.same([ru.cpus.count, ru.cpus.cores, ru.cpus.threads], [2, 2, 2], 'UEFI: 2 sockets, 2 cores, 2 threads');
+    t.equal(ru.bootMode, 'UEFI');
+    t.equal(ru.memory.totalGB, 1.5, 'UEFI: 1536 MB given = 1.5 GB');
+    t.ok(
+      ru.nics.some((n: { macAddress: string }) => n.macAddress === machines.uefi.mac),
+      'UEFI: boot NIC in the report',
+    );
+    t.same(
+      ru.disks.map((d: { sizeGB: number }) => d.sizeGB),
+      [4],
+    );
+    const events = (await api(lab, 'GET', '/events?limit=500')).items.map(
+      (e: { kind: string; host?: string; message: string }) => `${e.host ?? ''} ${e.kind} ${e.message}`,
+    );
+    t.ok(
+      events.some((e: string) => /h-bios InspectorStep kexec/.test(e)),
+      'the inspector reported its kexec step',
+    );
+    t.comment(events.filter((e: string) => /Inspector|Report|Ready|Provisioned|RequirementsNotMet/.test(e)).join('\n'));
+  },
+);

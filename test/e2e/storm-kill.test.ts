@@ -14,8 +14,16 @@ t.test(`${N} hosts, ${KILLS} SIGKILLs of the appliance during the storm`, async 
   const s = r.summary;
   const a = s.audit;
   t.equal(r.kills.length, KILLS, `killed ${KILLS} times`);
-  t.equal(r.kills[0]!.state.progress, 'creating hosts', `the first kill hit while hosts were created and enrolled (${r.kills[0]!.state.created} of ${N} created)`);
-  const mid = r.kills.slice(1).filter((k) => k.state.progress === 'provisioning' && ((k.state.machines as Record<string, number>).Provisioned ?? 0) < N);
+  t.equal(
+    r.kills[0]!.state.progress,
+    'creating hosts',
+    `the first kill hit while hosts were created and enrolled (${r.kills[0]!.state.created} of ${N} created)`,
+  );
+  const mid = r.kills
+    .slice(1)
+    .filter(
+      (k) => k.state.progress === 'provisioning' && ((k.state.machines as Record<string, number>).Provisioned ?? 0) < N,
+    );
   t.equal(mid.length, KILLS - 1, 'every other kill hit while machines were still being provisioned');
   t.same(s.phases, { Provisioned: N }, 'every machine Provisioned');
   t.same(a.notProvisioned, [], 'every host Provisioned');
@@ -25,5 +33,8 @@ t.test(`${N} hosts, ${KILLS} SIGKILLs of the appliance during the storm`, async 
   t.same(a.leaseConflicts, [], `no address acknowledged to two MACs (${s.acks} DHCPACKs)`);
   t.same(a.lostReports, [], `every report answered 202 is the one stored (${s.accepted} accepted)`);
   t.equal(s.reportsStored, N, 'a stored report for every host');
-  t.ok(s.powerOns >= N, `${s.powerOns} power-ons for ${N} hosts (a host caught between its record and its BMC call is powered again)`);
+  t.ok(
+    s.powerOns >= N,
+    `${s.powerOns} power-ons for ${N} hosts (a host caught between its record and its BMC call is powered again)`,
+  );
 });

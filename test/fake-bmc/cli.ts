@@ -9,7 +9,13 @@ import { stopProcess } from '../../src/lab/netns.js';
 import { type MachineSpec, qemuArgs } from '../../src/lab/qemu.js';
 import { FakeBmc, type Personality } from './server.js';
 
-const cfg = JSON.parse(process.argv[2] as string) as { address: string; port: number; machine: Omit<MachineSpec, 'marker'>; consoleLog: string; personality?: Personality };
+const cfg = JSON.parse(process.argv[2] as string) as {
+  address: string;
+  port: number;
+  machine: Omit<MachineSpec, 'marker'>;
+  consoleLog: string;
+  personality?: Personality;
+};
 let vm: ChildProcess | undefined;
 const out = createWriteStream(cfg.consoleLog, { flags: 'a' });
 

@@ -136,7 +136,10 @@ export class FakeBmc {
       Boot: boot,
       EthernetInterfaces: { '@odata.id': `/redfish/v1/Systems/${id}/EthernetInterfaces` },
       Actions: {
-        '#ComputerSystem.Reset': { target: `/redfish/v1/Systems/${id}/Actions/ComputerSystem.Reset`, 'ResetType@Redfish.AllowableValues': allow },
+        '#ComputerSystem.Reset': {
+          target: `/redfish/v1/Systems/${id}/Actions/ComputerSystem.Reset`,
+          'ResetType@Redfish.AllowableValues': allow,
+        },
       },
     };
   }
@@ -181,15 +184,19 @@ export class FakeBmc {
       res.writeHead(status, { 'Content-Type': 'application/json', ...headers });
       res.end(obj === undefined ? '' : JSON.stringify(obj));
     };
-    const error = (status: number, id: string, msg: string) => send(status, { error: { code: id, message: msg, '@Message.ExtendedInfo': [{ MessageId: id, Message: msg }] } });
+    const error = (status: number, id: string, msg: string) =>
+      send(status, { error: { code: id, message: msg, '@Message.ExtendedInfo': [{ MessageId: id, Message: msg }] } });
     const ids = this.p.twoSystems ? ['A', 'B'] : this.p.membersByUuid ? [this.uuid] : ['System.Embedded.1'];
 
-    if (path === '/redfish/v1') return send(200, { RedfishVersion: '1.15.0', Systems: { '@odata.id': '/redfish/v1/Systems' } });
+    if (path === '/redfish/v1')
+      return send(200, { RedfishVersion: '1.15.0', Systems: { '@odata.id': '/redfish/v1/Systems' } });
     if (path === '/redfish/v1/SessionService/Sessions' && req.method === 'POST') {
       if (this.p.noSessions) return send(404, {});
       const b = body as { UserName?: string; Password?: string };
-      if (b?.UserName !== (this.opts.username ?? 'admin') || b?.Password !== (this.opts.password ?? 'secret')) return error(401, 'Base.1.0.InsufficientPrivilege', 'bad credentials');
-      if (this.p.sessionCap !== undefined && this.sessions.size >= this.p.sessionCap) return error(503, 'IDRAC.2.8.RAC0218', 'The maximum number of user sessions is reached.');
+      if (b?.UserName !== (this.opts.username ?? 'admin') || b?.Password !== (this.opts.password ?? 'secret'))
+        return error(401, 'Base.1.0.InsufficientPrivilege', 'bad credentials');
+      if (this.p.sessionCap !== undefined && this.sessions.size >= this.p.sessionCap)
+        return error(503, 'IDRAC.2.8.RAC0218', 'The maximum number of user sessions is reached.');
       const token = randomBytes(16).toString('hex');
       const id = randomBytes(4).toString('hex');
       this.sessions.set(token, id);
@@ -201,42 +208,75 @@ export class FakeBmc {
       for (const [tok, id] of this.sessions) if (id === sess[1]) this.sessions.delete(tok);
       return send(204);
     }
-    if (path === '/redfish/v1/Systems') return send(200, { Members: ids.map((id) => ({ '@odata.id': `/redfish/v1/Systems/${id}` })), 'Members@odata.count': ids.length });
+    if (path === '/redfish/v1/Systems')
+      return send(200, {
+        Members: ids.map((id) => ({ '@odata.id': `/redfish/v1/Systems/${id}` })),
+        'Members@odata.count': ids.length,
+      });
     const task = /^\/redfish\/v1\/TaskService\/Tasks\/(\w+)$/.exec(path);
     if (task) {
       const left = (this.tasks.get(task[1]!) ?? 0) - 1;
       this.tasks.set(task[1]!, left);
-      return left > 0 ? send(202, { TaskState: 'Running' }, { 'Retry-After': '0' }) : send(200, { TaskState: 'Completed' });
+      return left > 0
+        ? send(202, { TaskState: 'Running' }, { 'Retry-After': '0' })
+        : send(200, { TaskState: 'Completed' });
     }
     const m = /^\/redfish\/v1\/Systems\/([\w.-]+)(\/.*)?$/.exec(path);
     if (!m || !ids.includes(m[1]!)) return error(404, 'Base.1.0.ResourceMissingAtURI', path);
     const [, id, rest] = m;
     if (!rest && req.method === 'GET') return send(200, this.systemBody(id!), { ETag: this.etag });
     if (!rest && req.method === 'PATCH') {
-      if (this.p.requireIfMatch && !req.headers['if-match']) return error(428, 'Base.1.0.PreconditionRequired', 'If-Match required');
+      if (this.p.requireIfMatch && !req.headers['if-match'])
+        return error(428, 'Base.1.0.PreconditionRequired', 'If-Match required');
       if (this.p.staleEtagOnce && req.headers['if-match']) {
         this.p.staleEtagOnce = false;
         this.etagN++;
       }
-      if (req.headers['if-match'] && req.headers['if-match'] !== this.etag) return error(412, 'Base.1.0.PreconditionFailed', 'stale ETag');
+      if (req.headers['if-match'] && req.headers['if-match'] !== this.etag)
+        return error(412, 'Base.1.0.PreconditionFailed', 'stale ETag');
       const b = (body as { Boot?: Record<string, string> })?.Boot ?? {};
-      if (this.p.noTargetNone && b.BootSourceOverrideTarget === 'None') return error(400, 'Base.1.0.PropertyValueNotInList', 'None');
-      if (this.p.requireTargetWithDisabled && b.BootSourceOverrideEnabled === 'Disabled' && b.BootSourceOverrideTarget !== 'None') {
-        return error(400, 'Base.1.0.PropertyMissing', 'Missing the BootSourceOverrideTarget and/or BootSourceOverrideEnabled element');
+      if (this.p.noTargetNone && b.BootSourceOverrideTarget === 'None')
+        return error(400, 'Base.1.0.PropertyValueNotInList', 'None');
+      if (
+        this.p.requireTargetWithDisabled &&
+        b.BootSourceOverrideEnabled === 'Disabled' &&
+        b.BootSourceOverrideTarget !== 'None'
+      ) {
+        return error(
+          400,
+          'Base.1.0.PropertyMissing',
+          'Missing the BootSourceOverrideTarget and/or BootSourceOverrideEnabled element',
+        );
       }
-      if (b.BootSourceOverrideMode !== undefined && this.p.noMode) return error(400, 'Base.1.0.PropertyUnknown', 'BootSourceOverrideMode');
+      if (b.BootSourceOverrideMode !== undefined && this.p.noMode)
+        return error(400, 'Base.1.0.PropertyUnknown', 'BootSourceOverrideMode');
       if (b.BootSourceOverrideTarget) this.boot.target = b.BootSourceOverrideTarget;
       if (b.BootSourceOverrideEnabled) this.boot.enabled = b.BootSourceOverrideEnabled;
       if (b.BootSourceOverrideMode) this.boot.mode = b.BootSourceOverrideMode;
       this.etagN++;
-      if (this.p.okWithErrorBody) return send(200, { error: { code: 'iLO.0.10.ExtendedInfo', message: 'See @Message.ExtendedInfo', '@Message.ExtendedInfo': [{ MessageId: 'Base.1.4.Success' }] } });
+      if (this.p.okWithErrorBody)
+        return send(200, {
+          error: {
+            code: 'iLO.0.10.ExtendedInfo',
+            message: 'See @Message.ExtendedInfo',
+            '@Message.ExtendedInfo': [{ MessageId: 'Base.1.4.Success' }],
+          },
+        });
       return send(204);
     }
     if (rest === '/EthernetInterfaces') {
-      return send(200, { Members: (this.opts.macs ?? ['52:54:00:fa:00:01']).map((_, i) => ({ '@odata.id': `/redfish/v1/Systems/${id}/EthernetInterfaces/NIC.${i}` })) });
+      return send(200, {
+        Members: (this.opts.macs ?? ['52:54:00:fa:00:01']).map((_, i) => ({
+          '@odata.id': `/redfish/v1/Systems/${id}/EthernetInterfaces/NIC.${i}`,
+        })),
+      });
     }
     const nic = /^\/EthernetInterfaces\/NIC\.(\d+)$/.exec(rest ?? '');
-    if (nic) return send(200, { Id: `NIC.${nic[1]}`, MACAddress: (this.opts.macs ?? ['52:54:00:fa:00:01'])[Number(nic[1])]?.toUpperCase() });
+    if (nic)
+      return send(200, {
+        Id: `NIC.${nic[1]}`,
+        MACAddress: (this.opts.macs ?? ['52:54:00:fa:00:01'])[Number(nic[1])]?.toUpperCase(),
+      });
     if (rest === '/Actions/ComputerSystem.Reset' && req.method === 'POST') {
       const type = (body as { ResetType?: string })?.ResetType;
       if (type === 'On' && this.p.conflictAfterOffMs && Date.now() - this.offAt < this.p.conflictAfterOffMs) {
@@ -261,12 +301,17 @@ export class FakeBmc {
         default:
           return error(400, 'Base.1.0.ActionParameterNotSupported', `ResetType ${type}`);
       }
-      if ((type === 'On' || type === 'ForceRestart') && this.p.onceRevertsOnBoot && this.boot.enabled === 'Once') this.boot.enabled = 'Disabled';
+      if ((type === 'On' || type === 'ForceRestart') && this.p.onceRevertsOnBoot && this.boot.enabled === 'Once')
+        this.boot.enabled = 'Disabled';
       this.etagN++;
       if (this.p.taskPolls) {
         const tid = randomBytes(3).toString('hex');
         this.tasks.set(tid, this.p.taskPolls);
-        return send(202, { '@odata.id': `/redfish/v1/TaskService/Tasks/${tid}` }, { Location: `/redfish/v1/TaskService/Tasks/${tid}` });
+        return send(
+          202,
+          { '@odata.id': `/redfish/v1/TaskService/Tasks/${tid}` },
+          { Location: `/redfish/v1/TaskService/Tasks/${tid}` },
+        );
       }
       return send(204);
     }

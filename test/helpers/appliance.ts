@@ -45,7 +45,10 @@ export async function inProcess(t: Test, over: Record<string, unknown> = {}, dat
   const api = async (method: string, p: string, body?: unknown, token: string | null = ADMIN) => {
     const res = await fetch(`${base}/api/v1${p}`, {
       method,
-      headers: { ...(token ? { Authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
+      headers: {
+        ...(token ? { Authorization: `Bearer ${token}` } : {}),
+        ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}),
+      },
       ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
     });
     const text = await res.text();

@@ -52,7 +52,13 @@ export const fullDhcp = (lab: Lab, extra: Record<string, unknown> = {}) => ({
     mode: 'full',
     interface: 'br0',
     probeSeconds: 1, // nothing else serves DHCP in these labs; the probe test sets its own
-    full: { poolStart: `${lab.prefix}.100`, poolEnd: `${lab.prefix}.199`, router: lab.serverIp, leaseSeconds: 600, ...extra },
+    full: {
+      poolStart: `${lab.prefix}.100`,
+      poolEnd: `${lab.prefix}.199`,
+      router: lab.serverIp,
+      leaseSeconds: 600,
+      ...extra,
+    },
   },
 });
 
@@ -62,10 +68,20 @@ export function startSiteDhcp(t: Test, lab: Lab): { ip: string } {
   const host = lab.addHost('site', '52:54:00:5e:00:02', ip);
   const dir = tempDir(t);
   const conf = path.join(dir, 'udhcpd.conf');
-  writeFileSync(conf, [
-    `start ${lab.prefix}.100`, `end ${lab.prefix}.199`, 'interface eth0', `lease_file ${dir}/leases`, `pidfile ${dir}/pid`,
-    'opt subnet 255.255.255.0', `opt router ${ip}`, 'opt lease 600', '',
-  ].join('\n'));
+  writeFileSync(
+    conf,
+    [
+      `start ${lab.prefix}.100`,
+      `end ${lab.prefix}.199`,
+      'interface eth0',
+      `lease_file ${dir}/leases`,
+      `pidfile ${dir}/pid`,
+      'opt subnet 255.255.255.0',
+      `opt router ${ip}`,
+      'opt lease 600',
+      '',
+    ].join('\n'),
+  );
   writeFileSync(path.join(dir, 'leases'), '');
   lab.spawn(host, 'busybox', ['udhcpd', '-f', conf]);
   return { ip };

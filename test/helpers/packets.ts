@@ -28,9 +28,21 @@ export function request(s: ClientSpec = {}): DhcpPacket {
   if (s.serverId) o.set(Opt.ServerId, ipBytes(s.serverId));
   if (s.uuid) o.set(Opt.ClientUuid, s.uuid);
   return {
-    op: 1, htype: 1, hlen: 6, hops: 0, xid: s.xid ?? 0x1234abcd, secs: 0, flags: 0,
-    ciaddr: s.ciaddr ?? '0.0.0.0', yiaddr: '0.0.0.0', siaddr: '0.0.0.0', giaddr: s.giaddr ?? '0.0.0.0',
-    chaddr: s.mac ?? '52:54:00:aa:bb:01', sname: '', file: '', options: o,
+    op: 1,
+    htype: 1,
+    hlen: 6,
+    hops: 0,
+    xid: s.xid ?? 0x1234abcd,
+    secs: 0,
+    flags: 0,
+    ciaddr: s.ciaddr ?? '0.0.0.0',
+    yiaddr: '0.0.0.0',
+    siaddr: '0.0.0.0',
+    giaddr: s.giaddr ?? '0.0.0.0',
+    chaddr: s.mac ?? '52:54:00:aa:bb:01',
+    sname: '',
+    file: '',
+    options: o,
   };
 }
 

@@ -13,7 +13,12 @@ sock.on('message', (m) => {
   const p = decode(m);
   if (p.chaddr !== mac || p.options.get(Opt.MessageType)?.[0] !== MsgType.Offer) return;
   const sid = p.options.get(Opt.ServerId);
-  offers.push({ ...(sid ? { server: ipFromBytes(sid) } : {}), yiaddr: p.yiaddr, file: p.file, ...(p.options.has(Opt.VendorClass) ? { vendor: p.options.get(Opt.VendorClass)!.toString() } : {}) });
+  offers.push({
+    ...(sid ? { server: ipFromBytes(sid) } : {}),
+    yiaddr: p.yiaddr,
+    file: p.file,
+    ...(p.options.has(Opt.VendorClass) ? { vendor: p.options.get(Opt.VendorClass)!.toString() } : {}),
+  });
 });
 sock.bind(68, () => {
   sock.setBroadcast(true);

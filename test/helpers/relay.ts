@@ -34,7 +34,13 @@ export class RelaySocket {
   }
 
   /** Sends `pkt` to the server and waits for the reply with its xid; up to `tries` sends, the n-th waiting waitMs(n). */
-  async exchange(pkt: DhcpPacket, server: string, port: number, tries = 5, waitMs = (n: number) => 1000 * (n + 1)): Promise<DhcpPacket | undefined> {
+  async exchange(
+    pkt: DhcpPacket,
+    server: string,
+    port: number,
+    tries = 5,
+    waitMs = (n: number) => 1000 * (n + 1),
+  ): Promise<DhcpPacket | undefined> {
     try {
       for (let n = 0; n < tries; n++) {
         const got = new Promise<DhcpPacket | undefined>((resolve) => {

@@ -4,7 +4,11 @@ import type { InspectionReport } from '../../src/domain/resources.js';
  * What a booted machine does, without QEMU: fetch its iPXE script by MAC over HTTP as iPXE would, read the
  * inspector's parameters from the kernel command line in it, and post a report with the token.
  */
-export async function simulateInspector(base: string, mac: string, report: InspectionReport | ((h: string) => InspectionReport)): Promise<{ status: number; host?: string }> {
+export async function simulateInspector(
+  base: string,
+  mac: string,
+  report: InspectionReport | ((h: string) => InspectionReport),
+): Promise<{ status: number; host?: string }> {
   const script = await (await fetch(`${base}/boot/host.ipxe?mac=${mac.replace(/:/g, '-')}`)).text();
   const kv = Object.fromEntries([...script.matchAll(/beskar7\.(\w+)=(\S+)/g)].map((m) => [m[1], m[2]]));
   if (!kv.token || !kv.host || !kv.api) return { status: 0 };

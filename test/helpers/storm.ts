@@ -77,13 +77,24 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
   const lab = new Lab(`b7storm${process.pid % 10000}`, '10.92.0', 16).up();
   const sim = lab.addHost('sim', '52:54:00:92:00:02', '10.92.0.2');
   try {
-    const app = new ApplianceProcess(lab, {
-      dataDir: path.join(work, 'data'), logLevel: 'warn', advertiseAddress: lab.serverIp, http: { address: lab.serverIp, port: 8080 },
-      api: { adminToken: TOKEN },
-      dhcp: { mode: 'full', probeSeconds: 0, full: { poolStart: '10.92.1.0', poolEnd: '10.92.40.255', subnetMask: '255.255.0.0', leaseSeconds: 3600 } },
-      orchestrator: { tickSeconds: 0.5, inspectionTimeoutSeconds: 300, powerDeadlineSeconds: 60 },
-      redfish: { perBmcConcurrency: 2, globalConcurrency: 64 },
-    }, work);
+    const app = new ApplianceProcess(
+      lab,
+      {
+        dataDir: path.join(work, 'data'),
+        logLevel: 'warn',
+        advertiseAddress: lab.serverIp,
+        http: { address: lab.serverIp, port: 8080 },
+        api: { adminToken: TOKEN },
+        dhcp: {
+          mode: 'full',
+          probeSeconds: 0,
+          full: { poolStart: '10.92.1.0', poolEnd: '10.92.40.255', subnetMask: '255.255.0.0', leaseSeconds: 3600 },
+        },
+        orchestrator: { tickSeconds: 0.5, inspectionTimeoutSeconds: 300, powerDeadlineSeconds: 60 },
+        redfish: { perBmcConcurrency: 2, globalConcurrency: 64 },
+      },
+      work,
+    );
     await app.start();
     let peakKb = 0;
     const sampler = setInterval(() => {
@@ -95,7 +106,16 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
         // between a kill and the restart
       }
     }, 500);
-    const driver = lab.spawn(sim, process.execPath, ['--import', 'tsx', path.join(repoRoot, 'test/bench/storm-driver.ts'), String(o.n), lab.serverIp, '10.92.0.2', TOKEN, String(o.postSpreadMs ?? 0)]);
+    const driver = lab.spawn(sim, process.execPath, [
+      '--import',
+      'tsx',
+      path.join(repoRoot, 'test/bench/storm-driver.ts'),
+      String(o.n),
+      lab.serverIp,
+      '10.92.0.2',
+      TOKEN,
+      String(o.postSpreadMs ?? 0),
+    ]);
     let last: Record<string, unknown> = {};
     let summary: StormResult['summary'] | undefined;
     let creating!: () => void;
@@ -122,7 +142,8 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
       const started = Date.now();
       // the first kill lands while hosts are being created and enrolled; the others while machines are being provisioned, a random moment
       // after the restart (claims, BMC calls, DHCP, TFTP, scripts, report intake, hand-off)
-      const midStorm = () => last.progress === 'provisioning' && ((last.machines as Record<string, number>).Provisioned ?? 0) < o.n;
+      const midStorm = () =>
+        last.progress === 'provisioning' && ((last.machines as Record<string, number>).Provisioned ?? 0) < o.n;
       while (kills.length < o.kills && !ended) {
         if (kills.length) while (!midStorm() && !ended) await sleep(20);
         await Promise.race([sleep(kills.length ? rand() * 300 : rand() * 400), exited]);
@@ -138,7 +159,10 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
       }
     }
     let timer: NodeJS.Timeout | undefined;
-    const code = await Promise.race([exited, new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), 40 * 60_000)))]);
+    const code = await Promise.race([
+      exited,
+      new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), 40 * 60_000))),
+    ]);
     clearTimeout(timer);
     if (code === 'timeout') await stopProcess(driver);
     clearInterval(sampler);

@@ -3,14 +3,22 @@ import { FakeBmc, type Personality } from '../fake-bmc/server.js';
 import { sampleReport, simulateInspector } from './sim-inspector.js';
 
 /** A fake BMC whose power-on makes the simulated machine fetch its script and report. */
-export async function bmcWithMachine(t: Test, base: () => string, mac: string, opts: { personality?: Personality; report?: Parameters<typeof simulateInspector>[2] | null } = {}) {
+export async function bmcWithMachine(
+  t: Test,
+  base: () => string,
+  mac: string,
+  opts: { personality?: Personality; report?: Parameters<typeof simulateInspector>[2] | null } = {},
+) {
   const posts: number[] = [];
   const bmc = new FakeBmc({
     personality: opts.personality ?? {},
     macs: [mac],
     onPower: (ev, boot) => {
       if (ev === 'off' || boot.target !== 'Pxe' || opts.report === null) return;
-      setTimeout(() => void simulateInspector(base(), mac, opts.report ?? sampleReport(mac)).then((r) => posts.push(r.status)), 20);
+      setTimeout(
+        () => void simulateInspector(base(), mac, opts.report ?? sampleReport(mac)).then((r) => posts.push(r.status)),
+        20,
+      );
     },
   });
   const address = await bmc.start();

@@ -15,38 +15,83 @@ t.test('CLI: tables, --json, errors, backup and restore without clear-text passw
   const dir = tempDir(t);
   let base = '';
   const mac = '52:54:00:0c:00:01';
-  const bmc = new FakeBmc({ password: 'cli-secret-pw', macs: [mac], onPower: (ev, b) => ev !== 'off' && b.target === 'Pxe' && setTimeout(() => void simulateInspector(base, mac, sampleReport(mac)), 20) });
+  const bmc = new FakeBmc({
+    password: 'cli-secret-pw',
+    macs: [mac],
+    onPower: (ev, b) =>
+      ev !== 'off' && b.target === 'Pxe' && setTimeout(() => void simulateInspector(base, mac, sampleReport(mac)), 20),
+  });
   const address = await bmc.start();
   t.teardown(() => bmc.stop());
   const a = await inProcess(t);
   base = a.base;
   const cli = (...args: string[]) =>
-    run(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), '--url', a.base, '--token', ADMIN, ...args]).then(
+    run(process.execPath, [
+      '--import',
+      'tsx',
+      path.join(repoRoot, 'src/cli/main.ts'),
+      '--url',
+      a.base,
+      '--token',
+      ADMIN,
+      ...args,
+    ]).then(
       (r) => ({ code: 0, out: r.stdout, err: r.stderr }),
       (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout, err: e.stderr }),
     );
-  writeFileSync(path.join(dir, 'host.json'), JSON.stringify({ name: 'c1', spec: { redfish: { address, username: 'admin', password: 'cli-secret-pw' } } }));
-  writeFileSync(path.join(dir, 'machine.json'), JSON.stringify({ name: 'cm', spec: { inspectionImageURL: 'http://127.0.0.1/i', targetImageURL: 'http://127.0.0.1/t' } }));
+  writeFileSync(
+    path.join(dir, 'host.json'),
+    JSON.stringify({ name: 'c1', spec: { redfish: { address, username: 'admin', password: 'cli-secret-pw' } } }),
+  );
+  writeFileSync(
+    path.join(dir, 'machine.json'),
+    JSON.stringify({
+      name: 'cm',
+      spec: { inspectionImageURL: 'http://127.0.0.1/i', targetImageURL: 'http://127.0.0.1/t' },
+    }),
+  );
   t.match((await cli('hosts', 'add', path.join(dir, 'host.json'))).out, /host c1 created/);
-  await until('Available', async () => ((await a.api('GET', '/hosts/c1')).json.status.state === 'Available' ? true : undefined));
+  await until('Available', async () =>
+    (await a.api('GET', '/hosts/c1')).json.status.state === 'Available' ? true : undefined,
+  );
   t.match((await cli('machines', 'add', path.join(dir, 'machine.json'))).out, /machine cm created/);
-  await until('Provisioned', async () => ((await a.api('GET', '/machines/cm')).json.status.phase === 'Provisioned' ? true : undefined));
+  await until('Provisioned', async () =>
+    (await a.api('GET', '/machines/cm')).json.status.phase === 'Provisioned' ? true : undefined,
+  );
 
   const hosts = await cli('hosts');
   t.match(hosts.out, /^NAME\s+STATE\s+POWER\s+PHASE\s+MACHINE\s+BMC/m);
   t.match(hosts.out, /^c1\s+Provisioned\s+On\s+Complete\s+cm\s+http:\/\/127\.0\.0\.1:\d+\s+Beskar7 Fake FB-1/m);
-  t.same(JSON.parse((await cli('--json', 'machines')).out).map((m: { name: string; status: { phase: string } }) => [m.name, m.status.phase]), [['cm', 'Provisioned']]);
+  t.same(
+    JSON.parse((await cli('--json', 'machines')).out).map((m: { name: string; status: { phase: string } }) => [
+      m.name,
+      m.status.phase,
+    ]),
+    [['cm', 'Provisioned']],
+  );
   t.match((await cli('report', 'c1')).out, /cpu: 1 sockets, 4 cores, 8 threads/);
   t.match((await cli('events')).out, /ReportReceived/);
   t.match((await cli('timeline', mac)).out, /workflow\s+ok\s+ReportReceived/);
   const missing = await cli('hosts', 'get', 'nope');
   t.equal(missing.code, 2);
   t.match(missing.err, /HTTP 404: no host nope/);
-  const badTok = await run(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), '--url', a.base, '--token', 'x'.repeat(27), 'hosts']).catch((e: { stderr: string }) => e);
+  const badTok = await run(process.execPath, [
+    '--import',
+    'tsx',
+    path.join(repoRoot, 'src/cli/main.ts'),
+    '--url',
+    a.base,
+    '--token',
+    'x'.repeat(27),
+    'hosts',
+  ]).catch((e: { stderr: string }) => e);
   t.match((badTok as { stderr: string }).stderr, /HTTP 401/);
 
   const file = path.join(dir, 'backup.json');
-  t.match((await cli('backup', file)).out, /backup written to .*: \d+ leases, \d+ boot, 1 hosts, 1 machines, 1 reports, \d+ events/);
+  t.match(
+    (await cli('backup', file)).out,
+    /backup written to .*: \d+ leases, \d+ boot, 1 hosts, 1 machines, 1 reports, \d+ events/,
+  );
   const text = readFileSync(file, 'utf8');
   t.notMatch(text, /cli-secret-pw/, 'no clear-text BMC password in the backup');
   t.match(text, /"passwordEnc":"v1:/);

@@ -21,14 +21,22 @@ t.test('errors name the bad field', async (t) => {
     [{ hosts: { 'not-a-mac': { script: 'exit' } } }, /hosts/],
     [{ tftp: { blksize: 1 } }, /tftp: Unrecognized key/],
   ];
-  for (const [raw, re] of cases) t.throws(() => parseConfig(raw), { constructor: ConfigError, message: re }, JSON.stringify(raw));
+  for (const [raw, re] of cases)
+    t.throws(() => parseConfig(raw), { constructor: ConfigError, message: re }, JSON.stringify(raw));
 });
 
 t.test('file < env < --set, MACs normalised', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'b7cfg-'));
   const file = path.join(dir, 'c.yaml');
-  writeFileSync(file, 'dhcp:\n  mode: full\n  full: {poolStart: 10.0.0.10, poolEnd: 10.0.0.20}\nhttp: {port: 9000}\nhosts:\n  52-54-00-AA-BB-CC: {script: local-disk}\n');
-  const c = loadConfig({ file, env: { BESKAR7_HTTP__PORT: '9100', BESKAR7_LOG_LEVEL: 'debug', HOME: '/x' }, sets: ['tftp.port=7000'] });
+  writeFileSync(
+    file,
+    'dhcp:\n  mode: full\n  full: {poolStart: 10.0.0.10, poolEnd: 10.0.0.20}\nhttp: {port: 9000}\nhosts:\n  52-54-00-AA-BB-CC: {script: local-disk}\n',
+  );
+  const c = loadConfig({
+    file,
+    env: { BESKAR7_HTTP__PORT: '9100', BESKAR7_LOG_LEVEL: 'debug', HOME: '/x' },
+    sets: ['tftp.port=7000'],
+  });
   t.equal(c.dhcp.mode, 'full');
   t.equal(c.http.port, 9100, 'env beats file');
   t.equal(c.logLevel, 'debug');

@@ -68,8 +68,12 @@ t.test('malformed packets throw DecodeError with a reason', async (t) => {
 
 t.test('fuzz: mutated and random packets either decode or throw DecodeError', async (t) => {
   let seed = 42;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
-  const seeds = [encode(pxe(0)), encode(pxe(7, { userClass: '\x04iPXE', ipxeEncap: true })), encode(pxe(16, { vendor: 'HTTPClient:Arch:00016' }))];
+  const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+  const seeds = [
+    encode(pxe(0)),
+    encode(pxe(7, { userClass: '\x04iPXE', ipxeEncap: true })),
+    encode(pxe(16, { vendor: 'HTTPClient:Arch:00016' })),
+  ];
   let decoded = 0;
   let rejected = 0;
   for (let i = 0; i < 20000; i++) {

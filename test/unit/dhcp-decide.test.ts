@@ -22,7 +22,10 @@ const fullCtx: DecideContext = {
 };
 const pool = () =>
   new LeaseTable({
-    poolStart: '10.77.0.100', poolEnd: '10.77.0.102', leaseSeconds: 3600, offerHoldSeconds: 30,
+    poolStart: '10.77.0.100',
+    poolEnd: '10.77.0.102',
+    leaseSeconds: 3600,
+    offerHoldSeconds: 30,
     reservations: [{ mac: '52:54:00:00:00:aa', ip: '10.77.0.50', hostname: 'reserved' }],
   });
 
@@ -34,9 +37,24 @@ t.test('boot file by client architecture (option 93) and vendor class', async (t
     ['EFI BC', pxe(9), 'ipxe.efi', 'PXEClient'],
     ['x64 EFI needing snponly', pxe(7, { mac: '52:54:00:00:00:99' }), 'snponly.efi', 'PXEClient'],
     ['ARM64 EFI', pxe(11), 'ipxe-arm64.efi', 'PXEClient'],
-    ['x64 UEFI HTTP boot', pxe(16, { vendor: 'HTTPClient:Arch:00016:UNDI:003000' }), 'http://10.77.0.1:8080/ipxe/ipxe.efi', 'HTTPClient'],
-    ['ia32 UEFI HTTP boot', pxe(15, { vendor: 'HTTPClient:Arch:00015:UNDI:003000' }), 'http://10.77.0.1:8080/ipxe/ipxe.efi', 'HTTPClient'],
-    ['ARM64 UEFI HTTP boot', pxe(19, { vendor: 'HTTPClient:Arch:00019:UNDI:003000' }), 'http://10.77.0.1:8080/ipxe/ipxe-arm64.efi', 'HTTPClient'],
+    [
+      'x64 UEFI HTTP boot',
+      pxe(16, { vendor: 'HTTPClient:Arch:00016:UNDI:003000' }),
+      'http://10.77.0.1:8080/ipxe/ipxe.efi',
+      'HTTPClient',
+    ],
+    [
+      'ia32 UEFI HTTP boot',
+      pxe(15, { vendor: 'HTTPClient:Arch:00015:UNDI:003000' }),
+      'http://10.77.0.1:8080/ipxe/ipxe.efi',
+      'HTTPClient',
+    ],
+    [
+      'ARM64 UEFI HTTP boot',
+      pxe(19, { vendor: 'HTTPClient:Arch:00019:UNDI:003000' }),
+      'http://10.77.0.1:8080/ipxe/ipxe-arm64.efi',
+      'HTTPClient',
+    ],
     ['iPXE by user class', pxe(0, { userClass: '\x04iPXE' }), 'http://10.77.0.1:8080/boot.ipxe', 'PXEClient'],
     ['iPXE by bare user class', pxe(7, { userClass: 'iPXE' }), 'http://10.77.0.1:8080/boot.ipxe', 'PXEClient'],
     ['iPXE by option 175', pxe(7, { ipxeEncap: true }), 'http://10.77.0.1:8080/boot.ipxe', 'PXEClient'],
@@ -72,7 +90,15 @@ t.test('proxy mode ignores what belongs to the site DHCP server', async (t) => {
     ['REQUEST', pxe(0, { type: MsgType.Request, requested: '10.77.0.100', serverId: '10.77.0.2' }), /site's DHCP/],
     ['unknown arch', pxe(2), /unsupported client architecture 2/],
     ['BOOTREPLY', { ...pxe(0), op: 2 }, /BOOTREQUEST/],
-    ['BOOTP', (() => { const p = pxe(0); p.options.delete(Opt.MessageType); return p; })(), /BOOTP/],
+    [
+      'BOOTP',
+      (() => {
+        const p = pxe(0);
+        p.options.delete(Opt.MessageType);
+        return p;
+      })(),
+      /BOOTP/,
+    ],
   ];
   for (const [name, pkt, re] of rows) {
     const out = decide(pkt, proxy, undefined, 0);
@@ -86,7 +112,11 @@ t.test('iPXE clients get the script URL and ipxe.no-pxedhcp (175.176=1)', async 
   if (out.action !== 'reply') return t.fail('no reply');
   t.equal(out.reply.file, 'http://10.77.0.1:8080/boot.ipxe');
   t.same([...out.reply.options.get(Opt.IpxeEncap)!], [176, 1, 1]);
-  t.equal(out.reply.options.get(Opt.VendorClass)?.toString(), 'PXEClient', 'iPXE takes a proxy offer only with PXEClient');
+  t.equal(
+    out.reply.options.get(Opt.VendorClass)?.toString(),
+    'PXEClient',
+    'iPXE takes a proxy offer only with PXEClient',
+  );
   t.equal(out.reply.options.get(Opt.BootfileName)?.toString(), 'http://10.77.0.1:8080/boot.ipxe');
 });
 
@@ -100,7 +130,10 @@ t.test('relayed requests are answered unicast to the relay on the server port', 
 
 t.test('PXE port 4011 answers REQUEST with an ACK to the sender', async (t) => {
   const ctx: DecideContext = { ...proxy, port: 'pxe' };
-  const out = decide(pxe(7, { type: MsgType.Request, ciaddr: '10.77.0.150' }), ctx, undefined, 0, { address: '10.77.0.150', port: 4011 });
+  const out = decide(pxe(7, { type: MsgType.Request, ciaddr: '10.77.0.150' }), ctx, undefined, 0, {
+    address: '10.77.0.150',
+    port: 4011,
+  });
   if (out.action !== 'reply') return t.fail('no reply');
   t.equal(out.replyType, 'ack');
   t.equal(out.reply.file, 'ipxe.efi');
@@ -120,15 +153,32 @@ t.test('full mode: DORA with lease options and boot info', async (t) => {
   t.same([...offer.reply.options.get(Opt.SubnetMask)!], [255, 255, 255, 0]);
   t.same([...offer.reply.options.get(Opt.Router)!], [10, 77, 0, 1]);
   t.equal(offer.reply.file, 'undionly.kpxe');
-  t.notOk(offer.reply.options.has(Opt.VendorClass), 'no "PXEClient" in a full offer: EDK2 would go to port 4011 for it');
-  const http = decide(pxe(16, { mac: '52:54:00:00:00:05', vendor: 'HTTPClient:Arch:00016:UNDI:003000' }), fullCtx, pool(), 1000);
-  t.equal(http.action === 'reply' && http.reply.options.get(Opt.VendorClass)?.toString(), 'HTTPClient', 'UEFI HTTP boot needs HTTPClient echoed');
+  t.notOk(
+    offer.reply.options.has(Opt.VendorClass),
+    'no "PXEClient" in a full offer: EDK2 would go to port 4011 for it',
+  );
+  const http = decide(
+    pxe(16, { mac: '52:54:00:00:00:05', vendor: 'HTTPClient:Arch:00016:UNDI:003000' }),
+    fullCtx,
+    pool(),
+    1000,
+  );
+  t.equal(
+    http.action === 'reply' && http.reply.options.get(Opt.VendorClass)?.toString(),
+    'HTTPClient',
+    'UEFI HTTP boot needs HTTPClient echoed',
+  );
   leases.holdOffer('52:54:00:00:00:01', '10.77.0.100', 1000);
 
   const other = decide(pxe(0, { mac: '52:54:00:00:00:02' }), fullCtx, leases, 1000);
   t.equal(other.action === 'reply' && other.reply.yiaddr, '10.77.0.101', 'held offer is not offered twice');
 
-  const ack = decide(pxe(0, { mac: '52:54:00:00:00:01', type: MsgType.Request, requested: '10.77.0.100', serverId: '10.77.0.1' }), fullCtx, leases, 1000);
+  const ack = decide(
+    pxe(0, { mac: '52:54:00:00:00:01', type: MsgType.Request, requested: '10.77.0.100', serverId: '10.77.0.1' }),
+    fullCtx,
+    leases,
+    1000,
+  );
   if (ack.action !== 'reply') return t.fail('no ack');
   t.equal(ack.replyType, 'ack');
   t.same(ack.leaseOp, { kind: 'bind', ip: '10.77.0.100', hostname: undefined });
@@ -141,9 +191,19 @@ t.test('full mode: DORA with lease options and boot info', async (t) => {
 t.test('full mode: REQUEST for another server, a taken address, a reservation', async (t) => {
   const leases = pool();
   leases.bind('52:54:00:00:00:01', '10.77.0.100', 0);
-  const chose = decide(pxe(0, { mac: '52:54:00:00:00:02', type: MsgType.Request, requested: '10.77.0.101', serverId: '10.77.0.9' }), fullCtx, leases, 0);
+  const chose = decide(
+    pxe(0, { mac: '52:54:00:00:00:02', type: MsgType.Request, requested: '10.77.0.101', serverId: '10.77.0.9' }),
+    fullCtx,
+    leases,
+    0,
+  );
   t.equal(chose.action, 'ignore');
-  const taken = decide(pxe(0, { mac: '52:54:00:00:00:02', type: MsgType.Request, requested: '10.77.0.100', serverId: '10.77.0.1' }), fullCtx, leases, 0);
+  const taken = decide(
+    pxe(0, { mac: '52:54:00:00:00:02', type: MsgType.Request, requested: '10.77.0.100', serverId: '10.77.0.1' }),
+    fullCtx,
+    leases,
+    0,
+  );
   if (taken.action !== 'reply') return t.fail('expected NAK');
   t.equal(taken.replyType, 'nak');
   t.match(taken.reply.options.get(Opt.Message)?.toString(), /leased to 52:54:00:00:00:01/);
@@ -151,9 +211,19 @@ t.test('full mode: REQUEST for another server, a taken address, a reservation', 
 
   const res = decide(pxe(0, { mac: '52:54:00:00:00:aa' }), fullCtx, leases, 0);
   t.equal(res.action === 'reply' && res.reply.yiaddr, '10.77.0.50', 'reservation offered');
-  const wrong = decide(pxe(0, { mac: '52:54:00:00:00:aa', type: MsgType.Request, requested: '10.77.0.101' }), fullCtx, leases, 0);
+  const wrong = decide(
+    pxe(0, { mac: '52:54:00:00:00:aa', type: MsgType.Request, requested: '10.77.0.101' }),
+    fullCtx,
+    leases,
+    0,
+  );
   t.equal(wrong.action === 'reply' && wrong.replyType, 'nak', 'reserved host asking for another address is NAKed');
-  const resAck = decide(pxe(0, { mac: '52:54:00:00:00:aa', type: MsgType.Request, requested: '10.77.0.50' }), fullCtx, leases, 0);
+  const resAck = decide(
+    pxe(0, { mac: '52:54:00:00:00:aa', type: MsgType.Request, requested: '10.77.0.50' }),
+    fullCtx,
+    leases,
+    0,
+  );
   t.same(resAck.action === 'reply' && resAck.leaseOp, { kind: 'bind', ip: '10.77.0.50', hostname: 'reserved' });
 });
 
@@ -168,6 +238,11 @@ t.test('full mode: release and decline are silent lease changes', async (t) => {
 t.test('full mode: renewing client is answered unicast', async (t) => {
   const leases = pool();
   leases.bind('52:54:00:00:00:01', '10.77.0.100', 0);
-  const out = decide(request({ mac: '52:54:00:00:00:01', type: MsgType.Request, ciaddr: '10.77.0.100' }), fullCtx, leases, 0);
+  const out = decide(
+    request({ mac: '52:54:00:00:00:01', type: MsgType.Request, ciaddr: '10.77.0.100' }),
+    fullCtx,
+    leases,
+    0,
+  );
   t.same(out.action === 'reply' && out.to, { address: '10.77.0.100', port: 68 });
 });

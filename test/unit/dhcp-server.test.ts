@@ -29,16 +29,33 @@ async function start(t: Test, mode: 'proxy' | 'full', relayPort: number) {
   const full = { subnetMask: '255.0.0.0', dnsServers: [], leaseSeconds: 600 };
   const server = new DhcpServer(
     {
-      address: '127.0.0.1', port: 0, proxyPort: 0,
-      pool: mode === 'full' ? { poolStart: '127.1.0.10', poolEnd: '127.1.0.20', leaseSeconds: 600, offerHoldSeconds: 30, reservations: [] } : undefined,
+      address: '127.0.0.1',
+      port: 0,
+      proxyPort: 0,
+      pool:
+        mode === 'full'
+          ? {
+              poolStart: '127.1.0.10',
+              poolEnd: '127.1.0.20',
+              leaseSeconds: 600,
+              offerHoldSeconds: 30,
+              reservations: [],
+            }
+          : undefined,
       context: {
-        mode, serverIp: '127.0.0.1', httpBase: 'http://127.0.0.1:8080',
+        mode,
+        serverIp: '127.0.0.1',
+        httpBase: 'http://127.0.0.1:8080',
         bootFiles: { bios: 'undionly.kpxe', efi: 'ipxe.efi', efiSnp: 'snponly.efi', arm64: 'ipxe-arm64.efi' },
-        snponlyMACs: new Set(), clientPort: 68, serverPort: relayPort,
+        snponlyMACs: new Set(),
+        clientPort: 68,
+        serverPort: relayPort,
         ...(mode === 'full' ? { full } : {}),
       },
     },
-    store, log, metrics,
+    store,
+    log,
+    metrics,
   );
   const { port } = await server.start();
   t.teardown(async () => {
@@ -57,7 +74,11 @@ t.test('proxy mode over real UDP: relayed PXE DISCOVER gets an OFFER, junk is co
   const r = await relay(t);
   const s = await start(t, 'proxy', r.port);
   r.sock.send(encode(pxe(0, { giaddr: '127.0.0.1', xid: 77 })), s.port, '127.0.0.1');
-  for (const junk of [Buffer.alloc(10), Buffer.alloc(400, 0xff), Buffer.concat([encode(pxe(0)).subarray(0, 240), Buffer.from([60, 250, 1])])]) {
+  for (const junk of [
+    Buffer.alloc(10),
+    Buffer.alloc(400, 0xff),
+    Buffer.concat([encode(pxe(0)).subarray(0, 240), Buffer.from([60, 250, 1])]),
+  ]) {
     r.sock.send(junk, s.port, '127.0.0.1');
   }
   await until(() => r.replies.length >= 1);
@@ -67,7 +88,10 @@ t.test('proxy mode over real UDP: relayed PXE DISCOVER gets an OFFER, junk is co
   t.equal(r.replies[0]!.file, 'undionly.kpxe');
   t.equal(await s.metrics.value('beskar7_dhcp_malformed_total'), 3, 'three malformed packets counted');
   t.equal(await s.metrics.value('beskar7_dhcp_packets_total', { type: 'discover', result: 'reply' }), 1);
-  t.ok(s.lines.some((l) => l.msg === 'dhcp reply' && l.mac === '52:54:00:aa:bb:01'), 'reply logged with the MAC');
+  t.ok(
+    s.lines.some((l) => l.msg === 'dhcp reply' && l.mac === '52:54:00:aa:bb:01'),
+    'reply logged with the MAC',
+  );
 });
 
 t.test('full mode over real UDP: DORA stores the lease before the ACK; a restart keeps it', async (t) => {
@@ -78,7 +102,20 @@ t.test('full mode over real UDP: DORA stores the lease before the ACK; a restart
   await until(() => r.replies.length >= 1);
   const offer = r.replies[0]!;
   t.equal(offer.options.get(Opt.MessageType)![0], MsgType.Offer);
-  r.sock.send(encode(pxe(0, { mac, giaddr: '127.0.0.1', xid: 2, type: MsgType.Request, requested: offer.yiaddr, serverId: '127.0.0.1' })), s.port, '127.0.0.1');
+  r.sock.send(
+    encode(
+      pxe(0, {
+        mac,
+        giaddr: '127.0.0.1',
+        xid: 2,
+        type: MsgType.Request,
+        requested: offer.yiaddr,
+        serverId: '127.0.0.1',
+      }),
+    ),
+    s.port,
+    '127.0.0.1',
+  );
   await until(() => r.replies.length >= 2);
   const ack = r.replies[1]!;
   t.equal(ack.options.get(Opt.MessageType)![0], MsgType.Ack);

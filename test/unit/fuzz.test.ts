@@ -18,7 +18,7 @@ import { MsgType, Opt } from '../../src/dhcp/options.js';
 import { tempDir } from '../helpers/tmp.js';
 
 let seed = 1234;
-const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
 const int = (n: number) => Math.floor(rnd() * n);
 function mutate(b: Buffer): Buffer {
   const out = Buffer.from(b);
@@ -47,42 +47,83 @@ async function settled(read: () => Promise<number>): Promise<number> {
   }
 }
 
-t.test('TFTP: 4000 random and mutated requests, each refused with an ERROR and counted, or served; then a real client', async (t) => {
-  const dir = tempDir(t);
-  const root = path.join(dir, 'root');
-  mkdirSync(root);
-  const file = randomBytes(50_000);
-  writeFileSync(path.join(root, 'f.bin'), file);
-  const { log } = memoryLogger('fatal');
-  const metrics = new Metrics();
-  const server = new TftpServer({ address: '127.0.0.1', port: 0, root, maxBlksize: 65464, maxWindowsize: 64, retries: 1 }, log, metrics);
-  const { port } = await server.start();
-  t.teardown(() => server.stop());
-  const rrq = Buffer.from('\x00\x01f.bin\x00octet\x00blksize\x001432\x00tsize\x000\x00windowsize\x0016\x00', 'latin1');
-  const seeds = [rrq, Buffer.from('\x00\x01../../etc/passwd\x00netascii\x00', 'latin1'), Buffer.from('\x00\x02f.bin\x00octet\x00', 'latin1'), Buffer.from('\x00\x05\x00\x01oops\x00', 'latin1')];
-  const packets = Array.from({ length: 4000 }, (_, i) => (i % 4 === 0 ? randomBytes(1 + int(600)) : mutate(seeds[i % seeds.length]!)));
-  await blast(port, packets);
-  const refused = await settled(() => metrics.value('beskar7_tftp_malformed_total'));
-  const transfers = await settled(() => metrics.value('beskar7_tftp_transfers_total'));
-  t.comment(`${refused} refused before a transfer, ${transfers} requests reached the file check`);
-  t.ok(refused > 1000, 'malformed datagrams counted');
-  t.ok(refused + transfers > 3950, `every datagram accounted for (${refused} + ${transfers} of 4000)`);
-  // a refusal is answered, with a reason a person can read
-  const sock = dgram.createSocket('udp4');
-  sock.bind(0, '127.0.0.1');
-  await once(sock, 'listening');
-  t.teardown(() => sock.close());
-  const answers: Buffer[] = [];
-  sock.on('message', (m) => answers.push(m));
-  for (const bad of ['\x00\x09f.bin\x00octet\x00', '\x00\x01f.bin\x00octet\x00blksize\x007\x00', '\x00\x02up.bin\x00octet\x00']) sock.send(Buffer.from(bad, 'latin1'), port, '127.0.0.1');
-  const end = Date.now() + 3000;
-  while (answers.length < 3 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
-  t.same(answers.map((a) => a.readUInt16BE(0)), [5, 5, 5], 'three ERROR packets');
-  t.ok(answers.every((a) => a.subarray(4, -1).toString('latin1').length > 3), `with messages: ${answers.map((a) => a.subarray(4, -1).toString('latin1')).join(' | ')}`);
-  const out = path.join(dir, 'out');
-  await promisify(execFile)('timeout', ['30', 'atftp', '--option', 'blksize 1468', '-g', '-r', 'f.bin', '-l', out, '127.0.0.1', String(port)]);
-  t.ok(readFileSync(out).equals(file), 'still serving byte-identical files');
-});
+t.test(
+  'TFTP: 4000 random and mutated requests, each refused with an ERROR and counted, or served; then a real client',
+  async (t) => {
+    const dir = tempDir(t);
+    const root = path.join(dir, 'root');
+    mkdirSync(root);
+    const file = randomBytes(50_000);
+    writeFileSync(path.join(root, 'f.bin'), file);
+    const { log } = memoryLogger('fatal');
+    const metrics = new Metrics();
+    const server = new TftpServer(
+      { address: '127.0.0.1', port: 0, root, maxBlksize: 65464, maxWindowsize: 64, retries: 1 },
+      log,
+      metrics,
+    );
+    const { port } = await server.start();
+    t.teardown(() => server.stop());
+    const rrq = Buffer.from(
+      '\x00\x01f.bin\x00octet\x00blksize\x001432\x00tsize\x000\x00windowsize\x0016\x00',
+      'latin1',
+    );
+    const seeds = [
+      rrq,
+      Buffer.from('\x00\x01../../etc/passwd\x00netascii\x00', 'latin1'),
+      Buffer.from('\x00\x02f.bin\x00octet\x00', 'latin1'),
+      Buffer.from('\x00\x05\x00\x01oops\x00', 'latin1'),
+    ];
+    const packets = Array.from({ length: 4000 }, (_, i) =>
+      i % 4 === 0 ? randomBytes(1 + int(600)) : mutate(seeds[i % seeds.length]!),
+    );
+    await blast(port, packets);
+    const refused = await settled(() => metrics.value('beskar7_tftp_malformed_total'));
+    const transfers = await settled(() => metrics.value('beskar7_tftp_transfers_total'));
+    t.comment(`${refused} refused before a transfer, ${transfers} requests reached the file check`);
+    t.ok(refused > 1000, 'malformed datagrams counted');
+    t.ok(refused + transfers > 3950, `every datagram accounted for (${refused} + ${transfers} of 4000)`);
+    // a refusal is answered, with a reason a person can read
+    const sock = dgram.createSocket('udp4');
+    sock.bind(0, '127.0.0.1');
+    await once(sock, 'listening');
+    t.teardown(() => sock.close());
+    const answers: Buffer[] = [];
+    sock.on('message', (m) => answers.push(m));
+    for (const bad of [
+      '\x00\x09f.bin\x00octet\x00',
+      '\x00\x01f.bin\x00octet\x00blksize\x007\x00',
+      '\x00\x02up.bin\x00octet\x00',
+    ])
+      sock.send(Buffer.from(bad, 'latin1'), port, '127.0.0.1');
+    const end = Date.now() + 3000;
+    while (answers.length < 3 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    t.same(
+      answers.map((a) => a.readUInt16BE(0)),
+      [5, 5, 5],
+      'three ERROR packets',
+    );
+    t.ok(
+      answers.every((a) => a.subarray(4, -1).toString('latin1').length > 3),
+      `with messages: ${answers.map((a) => a.subarray(4, -1).toString('latin1')).join(' | ')}`,
+    );
+    const out = path.join(dir, 'out');
+    await promisify(execFile)('timeout', [
+      '30',
+      'atftp',
+      '--option',
+      'blksize 1468',
+      '-g',
+      '-r',
+      'f.bin',
+      '-l',
+      out,
+      '127.0.0.1',
+      String(port),
+    ]);
+    t.ok(readFileSync(out).equals(file), 'still serving byte-identical files');
+  },
+);
 
 async function freeUdpPort(): Promise<number> {
   const s = dgram.createSocket('udp4');
@@ -94,66 +135,151 @@ async function freeUdpPort(): Promise<number> {
 }
 
 for (const mode of ['proxy', 'full'] as const) {
-  t.test(`DHCP ${mode} mode: 6000 mutated packets on ports 67 and 4011 amid 100 real exchanges; every packet counted`, async (t) => {
-    const store = await Store.open(path.join(tempDir(t), 'db'));
-    t.teardown(() => store.close());
-    const metrics = new Metrics();
-    const relay = await RelaySocket.open('127.0.0.1');
-    t.teardown(() => relay.close());
-    const { log } = memoryLogger('fatal');
-    const server = new DhcpServer({
-      address: '127.0.0.1', port: 0, proxyPort: await freeUdpPort(),
-      ...(mode === 'full' ? { pool: { poolStart: '127.1.0.10', poolEnd: '127.1.0.250', leaseSeconds: 600, offerHoldSeconds: 30, reservations: [{ mac: '52:54:00:00:00:99', ip: '127.1.0.99' }] } } : {}),
-      context: {
-        mode, serverIp: '127.0.0.1', httpBase: 'http://127.0.0.1:8080', bootFiles: { bios: 'a', efi: 'b', efiSnp: 'c', arm64: 'd' }, snponlyMACs: new Set(), clientPort: 68, serverPort: relay.port,
-        ...(mode === 'full' ? { full: { subnetMask: '255.0.0.0', dnsServers: [], leaseSeconds: 600 } } : {}),
-      },
-    }, store, log, metrics);
-    const { port, proxyPort } = await server.start();
-    t.teardown(() => server.stop());
-    const seeds = [
-      encode(pxe(0, { giaddr: '127.0.0.1' })),
-      encode(pxe(7, { giaddr: '127.0.0.1', userClass: '\x04iPXE' })),
-      encode(pxe(0, { giaddr: '127.0.0.1', type: MsgType.Request, requested: '127.1.0.42', serverId: '127.0.0.1' })),
-      encode(pxe(7, { giaddr: '127.0.0.1', type: MsgType.Request, requested: '127.1.0.99', serverId: '127.0.0.1', mac: '52:54:00:00:00:98' })),
-    ];
-    const junk = Array.from({ length: 6000 }, (_, i) => (i % 10 === 0 ? randomBytes(int(1500)) : mutate(seeds[i % seeds.length]!)));
-    // real clients (relayed, like the storm) exchange with the server while the junk arrives
-    const ask = (pkt: ReturnType<typeof pxe>, to: number) => relay.exchange(pkt, '127.0.0.1', to, 5, () => 500);
-    const real = async (i: number) => {
-      const mac = `52:54:00:aa:00:${i.toString(16).padStart(2, '0')}`;
-      const offer = await ask(pxe(0, { giaddr: '127.0.0.1', mac, xid: 0x10000 + i * 2 }), port);
-      if (!offer || mode === 'proxy') return offer ? { mac, ip: 'proxy' } : undefined;
-      const ack = await ask(pxe(0, { giaddr: '127.0.0.1', mac, xid: 0x10001 + i * 2, type: MsgType.Request, requested: offer.yiaddr, serverId: '127.0.0.1' }), port);
-      return ack?.options.get(Opt.MessageType)?.[0] === MsgType.Ack ? { mac, ip: ack.yiaddr } : undefined;
-    };
-    const [, answered] = await Promise.all([
-      Promise.all([blast(port, junk.slice(0, 3000)), blast(proxyPort!, junk.slice(3000))]),
-      Promise.all(Array.from({ length: 100 }, (_, i) => new Promise((r) => setTimeout(r, i * 5)).then(() => real(i)))),
-    ]);
-    const counted = await settled(async () => (await metrics.value('beskar7_dhcp_malformed_total')) + (await metrics.value('beskar7_dhcp_packets_total')));
-    const malformed = await metrics.value('beskar7_dhcp_malformed_total');
-    t.ok(malformed > 100, `malformed packets counted (${malformed})`);
-    // loopback UDP may drop a few when the machine is busy: the socket buffer, not the server
-    t.ok(counted >= 0.99 * (6000 + relay.sent), `every packet accounted for: ${malformed} malformed + ${counted - malformed} decoded of ${6000 + relay.sent} sent`);
-    t.equal(answered.filter(Boolean).length, 100, 'all 100 real clients answered amid the junk');
-    if (mode === 'full') {
-      const acked = answered.filter((x): x is { mac: string; ip: string } => !!x);
-      t.equal(new Set(acked.map((x) => x.ip)).size, 100, '100 different addresses acknowledged');
-      const leases = await store.leases.all();
-      const byIp = new Map(leases.map((l) => [l.ip, l.mac]));
-      t.ok(acked.every((x) => byIp.get(x.ip) === x.mac), 'every ACK is a stored lease of that MAC');
-      const macs = leases.map((l) => l.mac);
-      t.equal(new Set(macs).size, macs.length, `no MAC holds two leases (${leases.length} leases)`);
-      t.ok(leases.every((l) => /^127\.1\.0\.\d+$/.test(l.ip) && Number(l.ip.split('.')[3]) >= 10 && Number(l.ip.split('.')[3]) <= 250), 'every lease inside the pool');
-      t.ok(leases.every((l) => l.ip !== '127.1.0.99' || l.mac === '52:54:00:00:00:99'), 'the reserved address went to nobody else');
-    }
-  });
+  t.test(
+    `DHCP ${mode} mode: 6000 mutated packets on ports 67 and 4011 amid 100 real exchanges; every packet counted`,
+    async (t) => {
+      const store = await Store.open(path.join(tempDir(t), 'db'));
+      t.teardown(() => store.close());
+      const metrics = new Metrics();
+      const relay = await RelaySocket.open('127.0.0.1');
+      t.teardown(() => relay.close());
+      const { log } = memoryLogger('fatal');
+      const server = new DhcpServer(
+        {
+          address: '127.0.0.1',
+          port: 0,
+          proxyPort: await freeUdpPort(),
+          ...(mode === 'full'
+            ? {
+                pool: {
+                  poolStart: '127.1.0.10',
+                  poolEnd: '127.1.0.250',
+                  leaseSeconds: 600,
+                  offerHoldSeconds: 30,
+                  reservations: [{ mac: '52:54:00:00:00:99', ip: '127.1.0.99' }],
+                },
+              }
+            : {}),
+          context: {
+            mode,
+            serverIp: '127.0.0.1',
+            httpBase: 'http://127.0.0.1:8080',
+            bootFiles: { bios: 'a', efi: 'b', efiSnp: 'c', arm64: 'd' },
+            snponlyMACs: new Set(),
+            clientPort: 68,
+            serverPort: relay.port,
+            ...(mode === 'full' ? { full: { subnetMask: '255.0.0.0', dnsServers: [], leaseSeconds: 600 } } : {}),
+          },
+        },
+        store,
+        log,
+        metrics,
+      );
+      const { port, proxyPort } = await server.start();
+      t.teardown(() => server.stop());
+      const seeds = [
+        encode(pxe(0, { giaddr: '127.0.0.1' })),
+        encode(pxe(7, { giaddr: '127.0.0.1', userClass: '\x04iPXE' })),
+        encode(pxe(0, { giaddr: '127.0.0.1', type: MsgType.Request, requested: '127.1.0.42', serverId: '127.0.0.1' })),
+        encode(
+          pxe(7, {
+            giaddr: '127.0.0.1',
+            type: MsgType.Request,
+            requested: '127.1.0.99',
+            serverId: '127.0.0.1',
+            mac: '52:54:00:00:00:98',
+          }),
+        ),
+      ];
+      const junk = Array.from({ length: 6000 }, (_, i) =>
+        i % 10 === 0 ? randomBytes(int(1500)) : mutate(seeds[i % seeds.length]!),
+      );
+      // real clients (relayed, like the storm) exchange with the server while the junk arrives
+      const ask = (pkt: ReturnType<typeof pxe>, to: number) => relay.exchange(pkt, '127.0.0.1', to, 5, () => 500);
+      const real = async (i: number) => {
+        const mac = `52:54:00:aa:00:${i.toString(16).padStart(2, '0')}`;
+        const offer = await ask(pxe(0, { giaddr: '127.0.0.1', mac, xid: 0x10000 + i * 2 }), port);
+        if (!offer || mode === 'proxy') return offer ? { mac, ip: 'proxy' } : undefined;
+        const ack = await ask(
+          pxe(0, {
+            giaddr: '127.0.0.1',
+            mac,
+            xid: 0x10001 + i * 2,
+            type: MsgType.Request,
+            requested: offer.yiaddr,
+            serverId: '127.0.0.1',
+          }),
+          port,
+        );
+        return ack?.options.get(Opt.MessageType)?.[0] === MsgType.Ack ? { mac, ip: ack.yiaddr } : undefined;
+      };
+      const [, answered] = await Promise.all([
+        Promise.all([blast(port, junk.slice(0, 3000)), blast(proxyPort!, junk.slice(3000))]),
+        Promise.all(
+          Array.from({ length: 100 }, (_, i) => new Promise((r) => setTimeout(r, i * 5)).then(() => real(i))),
+        ),
+      ]);
+      const counted = await settled(
+        async () =>
+          (await metrics.value('beskar7_dhcp_malformed_total')) + (await metrics.value('beskar7_dhcp_packets_total')),
+      );
+      const malformed = await metrics.value('beskar7_dhcp_malformed_total');
+      t.ok(malformed > 100, `malformed packets counted (${malformed})`);
+      // loopback UDP may drop a few when the machine is busy: the socket buffer, not the server
+      t.ok(
+        counted >= 0.99 * (6000 + relay.sent),
+        `every packet accounted for: ${malformed} malformed + ${counted - malformed} decoded of ${6000 + relay.sent} sent`,
+      );
+      t.equal(answered.filter(Boolean).length, 100, 'all 100 real clients answered amid the junk');
+      if (mode === 'full') {
+        const acked = answered.filter((x): x is { mac: string; ip: string } => !!x);
+        t.equal(new Set(acked.map((x) => x.ip)).size, 100, '100 different addresses acknowledged');
+        const leases = await store.leases.all();
+        const byIp = new Map(leases.map((l) => [l.ip, l.mac]));
+        t.ok(
+          acked.every((x) => byIp.get(x.ip) === x.mac),
+          'every ACK is a stored lease of that MAC',
+        );
+        const macs = leases.map((l) => l.mac);
+        t.equal(new Set(macs).size, macs.length, `no MAC holds two leases (${leases.length} leases)`);
+        t.ok(
+          leases.every(
+            (l) =>
+              /^127\.1\.0\.\d+$/.test(l.ip) && Number(l.ip.split('.')[3]) >= 10 && Number(l.ip.split('.')[3]) <= 250,
+          ),
+          'every lease inside the pool',
+        );
+        t.ok(
+          leases.every((l) => l.ip !== '127.1.0.99' || l.mac === '52:54:00:00:00:99'),
+          'the reserved address went to nobody else',
+        );
+      }
+    },
+  );
 }
 
 // a JSON-aware mutation: wrong types, huge and negative numbers, deep nesting, prototype keys, unicode, or
 // a field dropped; plus character-level damage on the text
-const oddValues: unknown[] = [null, true, -1, 1e308, -0, 3.5, '', 'x'.repeat(5000), '\u0000', '\ud800', '../../etc/passwd', [], {}, [[[[[[]]]]]], { __proto__: { admin: true } }, '52:54:00:zz:00:01', 'http://', 'ftp://x/y'];
+const oddValues: unknown[] = [
+  null,
+  true,
+  -1,
+  1e308,
+  -0,
+  3.5,
+  '',
+  'x'.repeat(5000),
+  '\u0000',
+  '\ud800',
+  '../../etc/passwd',
+  [],
+  {},
+  [[[[[[]]]]]],
+  { __proto__: { admin: true } },
+  '52:54:00:zz:00:01',
+  'http://',
+  'ftp://x/y',
+];
 function mutateJson(v: unknown): unknown {
   if (Array.isArray(v)) return rnd() < 0.2 ? [] : v.map((x) => (rnd() < 0.3 ? mutateJson(x) : x));
   if (v && typeof v === 'object') {
@@ -172,19 +298,47 @@ function mutateJson(v: unknown): unknown {
 function damage(text: string): string {
   for (let k = 0, n = 1 + int(4); k < n; k++) {
     const at = int(text.length);
-    text = rnd() < 0.5 ? text.slice(0, at) + String.fromCharCode(32 + int(95)) + text.slice(at + 1) : text.slice(0, at) + text.slice(at + 1 + int(5));
+    text =
+      rnd() < 0.5
+        ? text.slice(0, at) + String.fromCharCode(32 + int(95)) + text.slice(at + 1)
+        : text.slice(0, at) + text.slice(at + 1 + int(5));
   }
   return text;
 }
 
 t.test('API: 5000 mutated bodies on every POST endpoint get a 4xx with a message, never a 5xx', async (t) => {
   const a = await inProcess(t);
-  const hostSpec = { redfish: { address: 'http://127.0.0.1:1', username: 'u', password: 'p' }, labels: { a: 'b' }, bootMACs: ['52:54:00:00:00:01'] };
-  const report = { manufacturer: 'Q', model: 'M', serialNumber: 'S', bootMode: 'UEFI', cpus: { count: 1, cores: 1, threads: 1, model: 'c' }, memory: { totalGB: 1 }, disks: [{ device: '/dev/a', sizeGB: 1, type: 'SSD', model: '', serial: '' }], nics: [{ interface: 'eth0', macAddress: '52:54:00:00:00:01', speedMbps: 1000, driver: 'v' }] };
+  const hostSpec = {
+    redfish: { address: 'http://127.0.0.1:1', username: 'u', password: 'p' },
+    labels: { a: 'b' },
+    bootMACs: ['52:54:00:00:00:01'],
+  };
+  const report = {
+    manufacturer: 'Q',
+    model: 'M',
+    serialNumber: 'S',
+    bootMode: 'UEFI',
+    cpus: { count: 1, cores: 1, threads: 1, model: 'c' },
+    memory: { totalGB: 1 },
+    disks: [{ device: '/dev/a', sizeGB: 1, type: 'SSD', model: '', serial: '' }],
+    nics: [{ interface: 'eth0', macAddress: '52:54:00:00:00:01', speedMbps: 1000, driver: 'v' }],
+  };
   const backup = (await a.api('GET', '/backup')).json;
   const endpoints: [string, unknown, string | undefined][] = [
     ['/hosts', { name: 'f1', spec: hostSpec }, undefined],
-    ['/machines', { name: 'm1', spec: { inspectionImageURL: 'http://x/i', targetImageURL: 'http://x/t', hardwareRequirements: { minCPUCores: 1, minMemoryGB: 1, minDiskGB: 1 }, hostSelector: { matchLabels: { a: 'b' } } } }, undefined],
+    [
+      '/machines',
+      {
+        name: 'm1',
+        spec: {
+          inspectionImageURL: 'http://x/i',
+          targetImageURL: 'http://x/t',
+          hardwareRequirements: { minCPUCores: 1, minMemoryGB: 1, minDiskGB: 1 },
+          hostSelector: { matchLabels: { a: 'b' } },
+        },
+      },
+      undefined,
+    ],
     ['/hosts/f1/inspection', report, 'tok'],
     ['/hosts/f1/inspection/progress', { step: 'download', ok: true, message: 'fetched' }, 'tok'],
     ['/restore', backup, undefined],
@@ -198,10 +352,14 @@ t.test('API: 5000 mutated bodies on every POST endpoint get a 4xx with a message
     const key = `${p} ${r.status}`;
     statuses.set(key, (statuses.get(key) ?? 0) + 1);
     if (r.status >= 500) t.fail(`HTTP ${r.status} for ${p} ${text.slice(0, 300)}`);
-    if (r.status >= 400 && !(r.json && typeof r.json.error === 'string' && r.json.error.length)) t.fail(`4xx without a message: ${r.text.slice(0, 300)}`);
+    if (r.status >= 400 && !(r.json && typeof r.json.error === 'string' && r.json.error.length))
+      t.fail(`4xx without a message: ${r.text.slice(0, 300)}`);
   }
   t.comment(`statuses: ${JSON.stringify(Object.fromEntries([...statuses].sort()))}`);
-  t.ok([...statuses.keys()].every((k) => Number(k.split(' ')[1]) < 500), 'no server errors');
+  t.ok(
+    [...statuses.keys()].every((k) => Number(k.split(' ')[1]) < 500),
+    'no server errors',
+  );
   for (const [p] of endpoints) t.ok((statuses.get(`${p} 400`) ?? 0) > 100, `${p}: mostly refused as invalid`);
   t.equal(({} as Record<string, unknown>).admin, undefined, 'no prototype was polluted');
   // whatever got in is valid: every record reads back through its schema

@@ -22,16 +22,30 @@ t.test('HTTP: scripts per host, assets with Range/ETag, escapes refused', async 
   writeFileSync(path.join(dir, 'secret'), 'outside');
   symlinkSync(path.join(dir, 'secret'), path.join(assets, 'escape'));
   const stored = new Map<string, BootInstruction>([
-    ['52:54:00:00:00:01', { script: 'inspect', kernelURL: 'http://x/k', initrdURL: 'http://x/i', cmdline: 'console=ttyS0', localDiskMethod: 'exit' }],
+    [
+      '52:54:00:00:00:01',
+      {
+        script: 'inspect',
+        kernelURL: 'http://x/k',
+        initrdURL: 'http://x/i',
+        cmdline: 'console=ttyS0',
+        localDiskMethod: 'exit',
+      },
+    ],
   ]);
   const { log } = memoryLogger('warn');
   const metrics = new Metrics();
   const scripts: string[] = [];
   const app = createHttpApp({
-    httpBase: 'http://10.0.0.1:8080', assetsDir: assets, tftpRoot: path.join(assets, 'ipxe'),
-    templates: loadTemplates(path.join(repoRoot, 'boot-scripts')), log, metrics,
+    httpBase: 'http://10.0.0.1:8080',
+    assetsDir: assets,
+    tftpRoot: path.join(assets, 'ipxe'),
+    templates: loadTemplates(path.join(repoRoot, 'boot-scripts')),
+    log,
+    metrics,
     storedInstruction: async (mac) => stored.get(mac),
-    configuredInstruction: (mac) => (mac === '52:54:00:00:00:02' ? { script: 'local-disk', cmdline: '', localDiskMethod: 'http404' } : undefined),
+    configuredInstruction: (mac) =>
+      mac === '52:54:00:00:00:02' ? { script: 'local-disk', cmdline: '', localDiskMethod: 'http404' } : undefined,
     unknownHosts: { script: 'exit', cmdline: '', localDiskMethod: 'exit' },
     health: async () => ({ probe: 1 }),
     onScript: (e) => scripts.push(`${e.mac}:${e.script}:${e.known}`),
@@ -46,8 +60,13 @@ t.test('HTTP: scripts per host, assets with Range/ETag, escapes refused', async 
   t.equal(entry.status, 200);
   t.match(await entry.text(), /chain --autofree http:\/\/10\.0\.0\.1:8080\/boot\/host\.ipxe\?mac=/);
 
-  const inspect = await (await get('/boot/host.ipxe?mac=52-54-00-00-00-01&uuid=abc&arch=x86_64&platform=pcbios&serial=S1')).text();
-  t.match(inspect, /kernel http:\/\/x\/k initrd=initrd BOOTIF=01-\$\{netX\/mac:hexhyp\} console=ttyS0\ninitrd --name initrd http:\/\/x\/i\nboot/);
+  const inspect = await (
+    await get('/boot/host.ipxe?mac=52-54-00-00-00-01&uuid=abc&arch=x86_64&platform=pcbios&serial=S1')
+  ).text();
+  t.match(
+    inspect,
+    /kernel http:\/\/x\/k initrd=initrd BOOTIF=01-\$\{netX\/mac:hexhyp\} console=ttyS0\ninitrd --name initrd http:\/\/x\/i\nboot/,
+  );
   t.equal((await get('/boot/host.ipxe?mac=52:54:00:00:00:02')).status, 404, 'local disk by HTTP 404');
   t.match(await (await get('/boot/host.ipxe?mac=52:54:00:00:00:03')).text(), /exit 1/, 'unknown host exits');
   const bad = await get('/boot/host.ipxe?mac=zz');
@@ -82,7 +101,16 @@ t.test('HTTP: scripts per host, assets with Range/ETag, escapes refused', async 
         .on('error', reject)
         .end(),
     );
-  for (const [p, status] of [['/assets/escape', 403], ['/assets/..%2fsecret', 403], ['/assets/a%00b', 403], ['/assets/sub%5c..%5csecret', 403], ['/assets/../secret', 404], ['/assets/%2e%2e/secret', 404], ['/assets//etc/passwd', 404], ['/assets/%2fetc%2fpasswd', 404]] as const) {
+  for (const [p, status] of [
+    ['/assets/escape', 403],
+    ['/assets/..%2fsecret', 403],
+    ['/assets/a%00b', 403],
+    ['/assets/sub%5c..%5csecret', 403],
+    ['/assets/../secret', 404],
+    ['/assets/%2e%2e/secret', 404],
+    ['/assets//etc/passwd', 404],
+    ['/assets/%2fetc%2fpasswd', 404],
+  ] as const) {
     const r = await raw(p);
     t.equal(r.status, status, `${p} refused with ${status}`);
     t.notMatch(r.body, /outside/, `${p} does not leak the file`);

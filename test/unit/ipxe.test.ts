@@ -19,8 +19,14 @@ t.test('stored instruction beats config; unknown hosts get the default', async (
 });
 
 t.test('render substitutes, refuses missing values and newline injection', async (t) => {
-  t.equal(render('kernel {{kernelURL}} {{ cmdline }}', { kernelURL: 'http://x/k', cmdline: 'a=1' }), 'kernel http://x/k a=1');
-  t.throws(() => render('kernel {{kernelURL}}', {}), { constructor: TemplateError, message: /"kernelURL" has no value/ });
+  t.equal(
+    render('kernel {{kernelURL}} {{ cmdline }}', { kernelURL: 'http://x/k', cmdline: 'a=1' }),
+    'kernel http://x/k a=1',
+  );
+  t.throws(() => render('kernel {{kernelURL}}', {}), {
+    constructor: TemplateError,
+    message: /"kernelURL" has no value/,
+  });
   t.equal(render('echo {{serial}}', { serial: 'x\nshell' }), 'echo x shell');
   t.equal(render('chain ${netX/mac:hexhyp}', {}), 'chain ${netX/mac:hexhyp}', 'iPXE settings are left alone');
 });
@@ -29,6 +35,9 @@ t.test('shipped templates load and the entry script reports the host to us', asy
   const tpl = loadTemplates(path.join(repoRoot, 'boot-scripts'));
   const entry = render(tpl.get('entry')!, { httpBase: 'http://10.0.0.1:8080' });
   t.match(entry, /^#!ipxe\n/);
-  t.match(entry, /chain --autofree http:\/\/10\.0\.0\.1:8080\/boot\/host\.ipxe\?mac=\$\{netX\/mac:hexhyp\}&uuid=\$\{uuid\}&arch=\$\{buildarch\}&platform=\$\{platform\}&serial=\$\{serial:uristring\}/);
+  t.match(
+    entry,
+    /chain --autofree http:\/\/10\.0\.0\.1:8080\/boot\/host\.ipxe\?mac=\$\{netX\/mac:hexhyp\}&uuid=\$\{uuid\}&arch=\$\{buildarch\}&platform=\$\{platform\}&serial=\$\{serial:uristring\}/,
+  );
   t.match(render(tpl.get('local-disk-exit')!, { mac: 'm' }), /\nexit 1\n/);
 });

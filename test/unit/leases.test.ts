@@ -1,7 +1,13 @@
 import t from 'tap';
 import { LeaseTable } from '../../src/dhcp/leases.js';
 
-const spec = { poolStart: '10.0.0.10', poolEnd: '10.0.0.12', leaseSeconds: 60, offerHoldSeconds: 5, reservations: [{ mac: 'aa:00:00:00:00:09', ip: '10.0.0.11' }] };
+const spec = {
+  poolStart: '10.0.0.10',
+  poolEnd: '10.0.0.12',
+  leaseSeconds: 60,
+  offerHoldSeconds: 5,
+  reservations: [{ mac: 'aa:00:00:00:00:09', ip: '10.0.0.11' }],
+};
 const mac = (n: number) => `aa:00:00:00:00:${n.toString(16).padStart(2, '0')}`;
 
 t.test('reserved addresses never go to other hosts', async (t) => {

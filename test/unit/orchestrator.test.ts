@@ -6,7 +6,9 @@ import { bmcWithMachine, hostBody, machineBody } from '../helpers/workflow.js';
 
 t.test('machine -> claim -> PXE + power -> report -> Ready -> Provisioned', async (t) => {
   let base = '';
-  const { bmc, address, posts } = await bmcWithMachine(t, () => base, '52:54:00:01:00:01', { personality: { requireIfMatch: true, onceRevertsOnBoot: true } });
+  const { bmc, address, posts } = await bmcWithMachine(t, () => base, '52:54:00:01:00:01', {
+    personality: { requireIfMatch: true, onceRevertsOnBoot: true },
+  });
   const a = await inProcess(t);
   base = a.base;
   t.equal((await a.api('POST', '/hosts', hostBody('h1', address))).status, 201);
@@ -18,7 +20,10 @@ t.test('machine -> claim -> PXE + power -> report -> Ready -> Provisioned', asyn
   t.equal(h.status.hardwareDetails.manufacturer, 'Beskar7 Fake');
   t.notMatch(JSON.stringify(h), /secret|passwordEnc/, 'no password in the API, not even encrypted');
 
-  t.equal((await a.api('POST', '/machines', machineBody('m1', { minCPUCores: 2, minMemoryGB: 8, minDiskGB: 50 }))).status, 201);
+  t.equal(
+    (await a.api('POST', '/machines', machineBody('m1', { minCPUCores: 2, minMemoryGB: 8, minDiskGB: 50 }))).status,
+    201,
+  );
   const m = await until('machine Provisioned', async () => {
     const r = await a.api('GET', '/machines/m1');
     return r.json.status.phase === 'Provisioned' ? r.json : undefined;
@@ -33,7 +38,10 @@ t.test('machine -> claim -> PXE + power -> report -> Ready -> Provisioned', asyn
   t.equal(report.report.cpus.cores, 4);
   t.equal(report.machine, 'm1');
   t.equal(bmc.power, 'On');
-  t.ok(bmc.seen.some((s) => s.method === 'PATCH' && (s.body as any).Boot.BootSourceOverrideTarget === 'Pxe'), 'one-time PXE was set');
+  t.ok(
+    bmc.seen.some((s) => s.method === 'PATCH' && (s.body as any).Boot.BootSourceOverrideTarget === 'Pxe'),
+    'one-time PXE was set',
+  );
   const script = await (await fetch(`${a.base}/boot/host.ipxe?mac=52-54-00-01-00-01`)).text();
   t.match(script, /exit 1/, 'a provisioned host boots from its disk from now on');
   const kinds = (await a.api('GET', '/events')).json.items.map((e: { kind: string }) => e.kind);
@@ -42,7 +50,18 @@ t.test('machine -> claim -> PXE + power -> report -> Ready -> Provisioned', asyn
   t.match(metrics, /beskar7_inspection_reports_total\{result="accepted"\} 1/);
   t.match(metrics, /beskar7_redfish_calls_total\{method="PATCH",result="204"\} \d/);
   t.match(metrics, /beskar7_redfish_call_seconds_count\{method="GET"\} \d/);
-  t.match(kinds, ['HostCreated', 'Enrolled', 'MachineCreated', 'Claimed', 'InspectionStarted', 'PowerOn', 'ScriptFetched', 'ReportReceived', 'Ready', 'Provisioned']);
+  t.match(kinds, [
+    'HostCreated',
+    'Enrolled',
+    'MachineCreated',
+    'Claimed',
+    'InspectionStarted',
+    'PowerOn',
+    'ScriptFetched',
+    'ReportReceived',
+    'Ready',
+    'Provisioned',
+  ]);
   // the token was one-time
   const replay = await simulateInspector(a.base, '52:54:00:01:00:01', sampleReport('52:54:00:01:00:01'));
   t.equal(replay.status, 0, 'no inspector token in the script any more');
@@ -79,7 +98,15 @@ t.test('requirements not met: Failed with a clear reason, host released', async 
 t.test('no report: bounded retries with backoff, then Failed InspectionTimeout', async (t) => {
   let base = '';
   const { bmc, address } = await bmcWithMachine(t, () => base, '52:54:00:03:00:01', { report: null });
-  const a = await inProcess(t, { orchestrator: { tickSeconds: 0.05, inspectionTimeoutSeconds: 0.4, maxAttempts: 3, retryBaseSeconds: 0.1, powerDeadlineSeconds: 5 } });
+  const a = await inProcess(t, {
+    orchestrator: {
+      tickSeconds: 0.05,
+      inspectionTimeoutSeconds: 0.4,
+      maxAttempts: 3,
+      retryBaseSeconds: 0.1,
+      powerDeadlineSeconds: 5,
+    },
+  });
   base = a.base;
   await a.api('POST', '/hosts', hostBody('h3', address));
   await a.api('POST', '/machines', machineBody('m3'));
@@ -89,10 +116,17 @@ t.test('no report: bounded retries with backoff, then Failed InspectionTimeout',
   });
   t.equal(m.status.failureReason, 'InspectionTimeout');
   t.match(m.status.failureMessage, /after 3 attempts/);
-  const resets = () => bmc.seen.filter((s) => s.path.endsWith('ComputerSystem.Reset')).map((s) => (s.body as { ResetType: string }).ResetType);
+  const resets = () =>
+    bmc.seen
+      .filter((s) => s.path.endsWith('ComputerSystem.Reset'))
+      .map((s) => (s.body as { ResetType: string }).ResetType);
   // the failure is recorded first, the power-off follows
   await until('ForceOff', async () => (resets().includes('ForceOff') ? true : undefined));
-  t.same(resets(), ['On', 'ForceRestart', 'ForceRestart', 'ForceOff'], 'first On, then a host already on is restarted, powered off when it failed');
+  t.same(
+    resets(),
+    ['On', 'ForceRestart', 'ForceRestart', 'ForceOff'],
+    'first On, then a host already on is restarted, powered off when it failed',
+  );
 });
 
 t.test('one host, two machines: never a double claim', async (t) => {
@@ -101,14 +135,19 @@ t.test('one host, two machines: never a double claim', async (t) => {
   const a = await inProcess(t);
   base = a.base;
   await a.api('POST', '/hosts', hostBody('h4', address));
-  await until('host Available', async () => ((await a.api('GET', '/hosts/h4')).json.status.state === 'Available' ? true : undefined));
+  await until('host Available', async () =>
+    (await a.api('GET', '/hosts/h4')).json.status.state === 'Available' ? true : undefined,
+  );
   await Promise.all([a.api('POST', '/machines', machineBody('x1')), a.api('POST', '/machines', machineBody('x2'))]);
   await until('one machine inspecting', async () => {
     const items = (await a.api('GET', '/machines')).json.items as { status: { phase: string } }[];
     return items.some((m) => m.status.phase === 'Inspecting') ? true : undefined;
   });
   await new Promise((r) => setTimeout(r, 500));
-  const items = (await a.api('GET', '/machines')).json.items as { name: string; status: { phase: string; hostId?: string } }[];
+  const items = (await a.api('GET', '/machines')).json.items as {
+    name: string;
+    status: { phase: string; hostId?: string };
+  }[];
   t.same(items.map((m) => m.status.phase).sort(), ['Inspecting', 'Pending']);
   t.equal(items.filter((m) => m.status.hostId === 'h4').length, 1, 'exactly one machine holds the host');
 });
@@ -118,7 +157,10 @@ t.test('enrolment against a BMC that refuses us ends in Error with the reason', 
   const address = await bmc.start();
   t.teardown(() => bmc.stop());
   const a = await inProcess(t);
-  await a.api('POST', '/hosts', { name: 'bad', spec: { redfish: { address, username: 'admin', password: 'wrong-password-xyz' } } });
+  await a.api('POST', '/hosts', {
+    name: 'bad',
+    spec: { redfish: { address, username: 'admin', password: 'wrong-password-xyz' } },
+  });
   const h = await until('host Error', async () => {
     const r = await a.api('GET', '/hosts/bad');
     return r.json.status.state === 'Error' ? r.json : undefined;
@@ -131,17 +173,31 @@ t.test('API input: admin token, zod messages, size cap, report tokens', async (t
   const a = await inProcess(t, { api: { adminToken: ADMIN, maxBodyBytes: 4096 } });
   t.equal((await a.api('GET', '/hosts', undefined, null)).status, 401);
   t.equal((await a.api('GET', '/hosts', undefined, 'wrong-token-wrong-token-12')).status, 401);
-  const r1 = await a.api('POST', '/hosts', { name: 'Bad_Name', spec: { redfish: { address: 'ftp://x', username: '', password: 'p' } } });
+  const r1 = await a.api('POST', '/hosts', {
+    name: 'Bad_Name',
+    spec: { redfish: { address: 'ftp://x', username: '', password: 'p' } },
+  });
   t.equal(r1.status, 400);
   t.match(r1.json.error, /name: must be a DNS label/);
   t.match(r1.json.error, /spec\.redfish\.address/);
   t.match(r1.json.error, /spec\.redfish\.username/);
-  const r2 = await a.api('POST', '/machines', { name: 'm', spec: { inspectionImageURL: 'http://x/i', targetImageURL: 'http://x/t', hardwareRequirements: { minMemoryGB: '32GB' } } });
+  const r2 = await a.api('POST', '/machines', {
+    name: 'm',
+    spec: {
+      inspectionImageURL: 'http://x/i',
+      targetImageURL: 'http://x/t',
+      hardwareRequirements: { minMemoryGB: '32GB' },
+    },
+  });
   t.equal(r2.status, 400);
   t.match(r2.json.error, /spec\.hardwareRequirements\.minMemoryGB: .*number/);
   t.equal((await a.api('POST', '/hosts', '{not json')).status, 400);
   t.equal((await a.api('POST', '/hosts', 'x'.repeat(5000))).status, 413);
-  const noType = await fetch(`${a.base}/api/v1/hosts`, { method: 'POST', headers: { Authorization: `Bearer ${ADMIN}` }, body: '{}' });
+  const noType = await fetch(`${a.base}/api/v1/hosts`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${ADMIN}` },
+    body: '{}',
+  });
   t.equal(noType.status, 415);
 
   // reports: unknown host, wrong token, bad units, not inspecting
@@ -151,18 +207,34 @@ t.test('API input: admin token, zod messages, size cap, report tokens', async (t
   const address = await bmc.start();
   t.teardown(() => bmc.stop());
   await a.api('POST', '/hosts', hostBody('h5', address));
-  await until('host Available', async () => ((await a.api('GET', '/hosts/h5')).json.status.state === 'Available' ? true : undefined));
+  await until('host Available', async () =>
+    (await a.api('GET', '/hosts/h5')).json.status.state === 'Available' ? true : undefined,
+  );
   t.equal((await a.api('POST', '/hosts/h5/inspection', rep, 'some-token')).status, 401, 'wrong token');
   const badUnits = await a.api('POST', '/hosts/h5/inspection', { ...rep, memory: { totalGB: '512MB' } }, 'some-token');
   t.equal(badUnits.status, 400);
   t.match(badUnits.json.error, /memory\.totalGB/);
-  const zeroDisk = await a.api('POST', '/hosts/h5/inspection', { ...rep, disks: [{ device: '/dev/sda', sizeGB: 0, type: 'HDD' }] }, 'x');
+  const zeroDisk = await a.api(
+    'POST',
+    '/hosts/h5/inspection',
+    { ...rep, disks: [{ device: '/dev/sda', sizeGB: 0, type: 'HDD' }] },
+    'x',
+  );
   t.match(zeroDisk.json.error, /a disk of size 0 is a broken report/);
-  const events = (await a.api('GET', '/events')).json.items.filter((e: { kind: string }) => e.kind === 'ReportRejected');
+  const events = (await a.api('GET', '/events')).json.items.filter(
+    (e: { kind: string }) => e.kind === 'ReportRejected',
+  );
   t.ok(events.length >= 3, 'rejected reports are recorded');
-  const missing = await a.api('POST', '/machines', { name: 'nope', spec: { inspectionImageURL: `${a.base}/assets/no-such-inspector`, targetImageURL: 'http://x/t' } });
+  const missing = await a.api('POST', '/machines', {
+    name: 'nope',
+    spec: { inspectionImageURL: `${a.base}/assets/no-such-inspector`, targetImageURL: 'http://x/t' },
+  });
   t.equal(missing.status, 400);
-  t.match(missing.json.error, /spec\.inspectionImageURL: .*no-such-inspector\/vmlinuz: no such file .*make inspector/, 'a missing bundled image is refused at creation');
+  t.match(
+    missing.json.error,
+    /spec\.inspectionImageURL: .*no-such-inspector\/vmlinuz: no such file .*make inspector/,
+    'a missing bundled image is refused at creation',
+  );
   for (const q of ['abc', '0', '-5', '2.5', '99999999']) {
     const r = await a.api('GET', `/events?limit=${q}`);
     t.equal(r.status, 400, `events limit ${q} refused`);
@@ -171,14 +243,19 @@ t.test('API input: admin token, zod messages, size cap, report tokens', async (t
   t.equal((await a.api('GET', '/events?limit=2')).json.items.length, 2);
   const doc = (await a.api('GET', '/openapi.json')).json;
   t.equal(doc.openapi, '3.1.0');
-  t.ok(doc.paths['/api/v1/machines'].post.requestBody.content['application/json'].schema.properties.spec, 'schemas come from zod');
+  t.ok(
+    doc.paths['/api/v1/machines'].post.requestBody.content['application/json'].schema.properties.spec,
+    'schemas come from zod',
+  );
 });
 
 t.test('one report per token; the token then carries the inspector progress', async (t) => {
   let base = '';
   const mac = '52:54:00:06:00:01';
   const { address } = await bmcWithMachine(t, () => base, mac, { report: null });
-  const a = await inProcess(t, { orchestrator: { tickSeconds: 0.1, retryBaseSeconds: 0, powerDeadlineSeconds: 5, inspectionTimeoutSeconds: 60 } });
+  const a = await inProcess(t, {
+    orchestrator: { tickSeconds: 0.1, retryBaseSeconds: 0, powerDeadlineSeconds: 5, inspectionTimeoutSeconds: 60 },
+  });
   base = a.base;
   await a.api('POST', '/hosts', hostBody('h6', address));
   await a.api('POST', '/machines', machineBody('m6'));
@@ -186,16 +263,44 @@ t.test('one report per token; the token then carries the inspector progress', as
     const s = await (await fetch(`${a.base}/boot/host.ipxe?mac=${mac}`)).text();
     return /beskar7\.token=(\w+)/.exec(s)?.[1];
   });
-  await until('host Booting', async () => ((await a.api('GET', '/hosts/h6')).json.status.inspectionPhase === 'InProgress' ? true : undefined));
+  await until('host Booting', async () =>
+    (await a.api('GET', '/hosts/h6')).json.status.inspectionPhase === 'InProgress' ? true : undefined,
+  );
   t.equal((await a.api('POST', '/hosts/h6/inspection', sampleReport(mac), token)).status, 202);
-  t.equal((await a.api('POST', '/hosts/h6/inspection', sampleReport(mac), token)).status, 409, 'a second report is refused');
-  t.equal((await a.api('POST', '/hosts/h6/inspection/progress', { step: 'target-download', ok: true, message: '9 MB' }, token)).status, 202);
-  t.equal((await a.api('POST', '/hosts/h6/inspection/progress', { step: 'kexec', ok: false, message: 'kexec_load failed' }, token)).status, 202);
+  t.equal(
+    (await a.api('POST', '/hosts/h6/inspection', sampleReport(mac), token)).status,
+    409,
+    'a second report is refused',
+  );
+  t.equal(
+    (
+      await a.api(
+        'POST',
+        '/hosts/h6/inspection/progress',
+        { step: 'target-download', ok: true, message: '9 MB' },
+        token,
+      )
+    ).status,
+    202,
+  );
+  t.equal(
+    (
+      await a.api(
+        'POST',
+        '/hosts/h6/inspection/progress',
+        { step: 'kexec', ok: false, message: 'kexec_load failed' },
+        token,
+      )
+    ).status,
+    202,
+  );
   t.equal((await a.api('POST', '/hosts/h6/inspection/progress', { step: 'x', ok: true }, 'not-the-token')).status, 401);
   t.equal((await a.api('POST', '/hosts/h6/inspection/progress', { step: 'x' }, token)).status, 400);
   const h = (await a.api('GET', '/hosts/h6')).json;
   t.equal(h.status.errorMessage, 'inspector kexec: kexec_load failed', 'a failed step is shown on the host');
-  const kinds = (await a.api('GET', '/events')).json.items.map((e: { kind: string; message: string }) => `${e.kind}: ${e.message}`);
+  const kinds = (await a.api('GET', '/events')).json.items.map(
+    (e: { kind: string; message: string }) => `${e.kind}: ${e.message}`,
+  );
   t.ok(kinds.includes('InspectorStep: target-download: 9 MB'));
   t.ok(kinds.includes('InspectorFailed: kexec: kexec_load failed'));
 });
@@ -204,12 +309,26 @@ t.test("another host's token and an earlier attempt's token are refused", async 
   let base = '';
   const macs = ['52:54:00:06:01:01', '52:54:00:06:01:02'];
   const bmcs = await Promise.all(macs.map((mac) => bmcWithMachine(t, () => base, mac, { report: null })));
-  const a = await inProcess(t, { orchestrator: { tickSeconds: 0.1, retryBaseSeconds: 0, powerDeadlineSeconds: 5, inspectionTimeoutSeconds: 1.5, maxAttempts: 2 } });
+  const a = await inProcess(t, {
+    orchestrator: {
+      tickSeconds: 0.1,
+      retryBaseSeconds: 0,
+      powerDeadlineSeconds: 5,
+      inspectionTimeoutSeconds: 1.5,
+      maxAttempts: 2,
+    },
+  });
   base = a.base;
   for (const [i, b] of bmcs.entries()) {
     await a.api('POST', '/hosts', hostBody(`t${i}`, b.address, { labels: { n: String(i) } }));
-    await until(`t${i} Available`, async () => ((await a.api('GET', `/hosts/t${i}`)).json.status.state === 'Available' ? true : undefined));
-    await a.api('POST', '/machines', machineBody(`mt${i}`, undefined, { hostSelector: { matchLabels: { n: String(i) } } }));
+    await until(`t${i} Available`, async () =>
+      (await a.api('GET', `/hosts/t${i}`)).json.status.state === 'Available' ? true : undefined,
+    );
+    await a.api(
+      'POST',
+      '/machines',
+      machineBody(`mt${i}`, undefined, { hostSelector: { matchLabels: { n: String(i) } } }),
+    );
   }
   const tokenOf = (mac: string, not?: string) =>
     until(`a token for ${mac}`, async () => {
@@ -218,19 +337,46 @@ t.test("another host's token and an earlier attempt's token are refused", async 
     });
   const [tok0, tok1] = [await tokenOf(macs[0]!), await tokenOf(macs[1]!)];
   t.not(tok0, tok1);
-  t.equal((await a.api('POST', '/hosts/t1/inspection', sampleReport(macs[1]!), tok0)).status, 401, "t0's token does not report for t1");
-  t.equal((await a.api('POST', '/hosts/t1/inspection/progress', { step: 'x', ok: true, message: '' }, tok0)).status, 401, 'nor post its progress');
+  t.equal(
+    (await a.api('POST', '/hosts/t1/inspection', sampleReport(macs[1]!), tok0)).status,
+    401,
+    "t0's token does not report for t1",
+  );
+  t.equal(
+    (await a.api('POST', '/hosts/t1/inspection/progress', { step: 'x', ok: true, message: '' }, tok0)).status,
+    401,
+    'nor post its progress',
+  );
   // no report: the attempt times out and the next one mints a new token; the old one is dead
   const fresh = await tokenOf(macs[0]!, tok0);
   t.equal((await a.api('GET', '/machines/mt0')).json.status.attempts, 2, 'second attempt');
-  t.equal((await a.api('POST', '/hosts/t0/inspection', sampleReport(macs[0]!), tok0)).status, 401, "the first attempt's token is refused");
-  t.equal((await a.api('POST', '/hosts/t0/inspection', sampleReport(macs[0]!), fresh)).status, 202, 'the current one is taken');
-  const rejected = (await a.api('GET', '/events')).json.items.filter((e: { kind: string }) => e.kind === 'ReportRejected');
+  t.equal(
+    (await a.api('POST', '/hosts/t0/inspection', sampleReport(macs[0]!), tok0)).status,
+    401,
+    "the first attempt's token is refused",
+  );
+  t.equal(
+    (await a.api('POST', '/hosts/t0/inspection', sampleReport(macs[0]!), fresh)).status,
+    202,
+    'the current one is taken',
+  );
+  const rejected = (await a.api('GET', '/events')).json.items.filter(
+    (e: { kind: string }) => e.kind === 'ReportRejected',
+  );
   t.ok(rejected.length >= 2, 'each refusal is an event');
-  const retry = (await a.api('GET', '/events')).json.items.find((e: { kind: string; host?: string }) => e.kind === 'Retry' && e.host === 't0');
+  const retry = (await a.api('GET', '/events')).json.items.find(
+    (e: { kind: string; host?: string }) => e.kind === 'Retry' && e.host === 't0',
+  );
   t.equal(retry?.severity, 'warning', 'a timed-out attempt is a warning');
   const tl = (await a.api('GET', `/timeline/${macs[0]}`)).json.items as { what: string; ok: boolean }[];
-  t.same(tl.filter((e) => /^(Retry|Claimed):/.test(e.what)).map((e) => [e.what.split(':')[0], e.ok]), [['Claimed', true], ['Retry', false]], 'the timeline shows the Retry as a failure');
+  t.same(
+    tl.filter((e) => /^(Retry|Claimed):/.test(e.what)).map((e) => [e.what.split(':')[0], e.ok]),
+    [
+      ['Claimed', true],
+      ['Retry', false],
+    ],
+    'the timeline shows the Retry as a failure',
+  );
 });
 
 t.test('a BMC that never shows PowerState On: the script fetch proves the machine runs, no retry', async (t) => {
@@ -243,18 +389,28 @@ t.test('a BMC that never shows PowerState On: the script fetch proves the machin
     onPower: (ev, boot) => {
       if (ev === 'off' || boot.target !== 'Pxe') return;
       // the script at once, the report only after the power deadline has passed
-      void fetch(`${base}/boot/host.ipxe?mac=${mac}`).then(async (r) => (token = /beskar7\.token=(\w+)/.exec(await r.text())?.[1]));
+      void fetch(`${base}/boot/host.ipxe?mac=${mac}`).then(
+        async (r) => (token = /beskar7\.token=(\w+)/.exec(await r.text())?.[1]),
+      );
     },
   });
   const address = await bmc.start();
   t.teardown(() => bmc.stop());
-  const a = await inProcess(t, { orchestrator: { tickSeconds: 0.1, retryBaseSeconds: 0, powerDeadlineSeconds: 1, inspectionTimeoutSeconds: 60 } });
+  const a = await inProcess(t, {
+    orchestrator: { tickSeconds: 0.1, retryBaseSeconds: 0, powerDeadlineSeconds: 1, inspectionTimeoutSeconds: 60 },
+  });
   base = a.base;
   await a.api('POST', '/hosts', hostBody('lag', address));
   await a.api('POST', '/machines', machineBody('mlag'));
   const tok = await until('script fetched', async () => token);
-  await until('power deadline passed', async () => (a.lines.some((l) => l.msg === 'BMC never showed the power on; the machine is booting anyway') ? true : undefined));
-  t.equal((await a.api('POST', '/hosts/lag/inspection', sampleReport(mac), tok)).status, 202, 'the report of the first attempt is taken');
+  await until('power deadline passed', async () =>
+    a.lines.some((l) => l.msg === 'BMC never showed the power on; the machine is booting anyway') ? true : undefined,
+  );
+  t.equal(
+    (await a.api('POST', '/hosts/lag/inspection', sampleReport(mac), tok)).status,
+    202,
+    'the report of the first attempt is taken',
+  );
   const m = await until('Provisioned', async () => {
     const m = (await a.api('GET', '/machines/mlag')).json;
     return m.status.phase === 'Provisioned' ? m : undefined;
@@ -286,13 +442,28 @@ t.test('boot timeline per MAC and the live event stream', async (t) => {
   })().catch(() => undefined);
   await a.api('POST', '/hosts', hostBody('h7', address));
   await a.api('POST', '/machines', machineBody('m7'));
-  await until('Provisioned', async () => ((await a.api('GET', '/machines/m7')).json.status.phase === 'Provisioned' ? true : undefined));
-  await until('stream saw the workflow', async () => (seen.some((s) => s.startsWith('event') && s.includes('"Provisioned"')) ? true : undefined));
-  t.ok(seen.some((s) => s.startsWith('timeline') && s.includes('host script: inspect')), 'timeline entries are streamed');
-  const tl = (await a.api('GET', `/timeline/${mac.replace(/:/g, '-')}`)).json.items.map((e: { source: string; what: string }) => `${e.source}: ${e.what}`);
+  await until('Provisioned', async () =>
+    (await a.api('GET', '/machines/m7')).json.status.phase === 'Provisioned' ? true : undefined,
+  );
+  await until('stream saw the workflow', async () =>
+    seen.some((s) => s.startsWith('event') && s.includes('"Provisioned"')) ? true : undefined,
+  );
+  t.ok(
+    seen.some((s) => s.startsWith('timeline') && s.includes('host script: inspect')),
+    'timeline entries are streamed',
+  );
+  const tl = (await a.api('GET', `/timeline/${mac.replace(/:/g, '-')}`)).json.items.map(
+    (e: { source: string; what: string }) => `${e.source}: ${e.what}`,
+  );
   t.ok(tl.includes('http: host script: inspect'), 'script fetch on the timeline');
-  t.ok(tl.some((e: string) => /^workflow: ReportReceived: 4 cores/.test(e)), 'report on the timeline');
-  t.ok(tl.some((e: string) => /^workflow: PowerOn: one-time PXE set; On/.test(e)), 'power on on the timeline');
+  t.ok(
+    tl.some((e: string) => /^workflow: ReportReceived: 4 cores/.test(e)),
+    'report on the timeline',
+  );
+  t.ok(
+    tl.some((e: string) => /^workflow: PowerOn: one-time PXE set; On/.test(e)),
+    'power on on the timeline',
+  );
   t.equal((await fetch(`${a.base}/api/v1/stream`)).status, 401, 'the stream needs the token too');
   ctrl.abort();
   await reader;
@@ -302,17 +473,31 @@ t.test('a slow BMC holds up only its own host', async (t) => {
   let base = '';
   const fast = await bmcWithMachine(t, () => base, '52:54:00:08:00:01');
   const slow = await bmcWithMachine(t, () => base, '52:54:00:08:00:02', { personality: { delayMs: 1500 } });
-  const a = await inProcess(t, { redfish: { timeoutSeconds: 5, retries: 1, backoffBaseSeconds: 0.02, backoffMaxSeconds: 0.2 } });
+  const a = await inProcess(t, {
+    redfish: { timeoutSeconds: 5, retries: 1, backoffBaseSeconds: 0.02, backoffMaxSeconds: 0.2 },
+  });
   base = a.base;
   await a.api('POST', '/hosts', hostBody('slow', slow.address, { labels: { speed: 'slow' } }));
   await a.api('POST', '/hosts', hostBody('fast', fast.address, { labels: { speed: 'fast' } }));
-  await until('fast Available', async () => ((await a.api('GET', '/hosts/fast')).json.status.state === 'Available' ? true : undefined));
-  await until('slow Available', async () => ((await a.api('GET', '/hosts/slow')).json.status.state === 'Available' ? true : undefined));
+  await until('fast Available', async () =>
+    (await a.api('GET', '/hosts/fast')).json.status.state === 'Available' ? true : undefined,
+  );
+  await until('slow Available', async () =>
+    (await a.api('GET', '/hosts/slow')).json.status.state === 'Available' ? true : undefined,
+  );
   await a.api('POST', '/machines', machineBody('ms', undefined, { hostSelector: { matchLabels: { speed: 'slow' } } }));
   await new Promise((r) => setTimeout(r, 300)); // the slow host's boot is under way
   await a.api('POST', '/machines', machineBody('mf', undefined, { hostSelector: { matchLabels: { speed: 'fast' } } }));
-  await until('fast machine Provisioned', async () => ((await a.api('GET', '/machines/mf')).json.status.phase === 'Provisioned' ? true : undefined), 5000);
+  await until(
+    'fast machine Provisioned',
+    async () => ((await a.api('GET', '/machines/mf')).json.status.phase === 'Provisioned' ? true : undefined),
+    5000,
+  );
   t.not((await a.api('GET', '/machines/ms')).json.status.phase, 'Provisioned', 'the slow one is still on its way');
-  await until('slow machine Provisioned', async () => ((await a.api('GET', '/machines/ms')).json.status.phase === 'Provisioned' ? true : undefined), 60_000);
+  await until(
+    'slow machine Provisioned',
+    async () => ((await a.api('GET', '/machines/ms')).json.status.phase === 'Provisioned' ? true : undefined),
+    60_000,
+  );
   t.pass('both provisioned');
 });

@@ -11,7 +11,12 @@ import { tempDir } from '../helpers/tmp.js';
 
 const global = new Limiter(8);
 
-async function setup(t: Test, personality: Personality = {}, extra: Partial<FakeBmcOptions> = {}, conn: Record<string, unknown> = {}) {
+async function setup(
+  t: Test,
+  personality: Personality = {},
+  extra: Partial<FakeBmcOptions> = {},
+  conn: Record<string, unknown> = {},
+) {
   const bmc = new FakeBmc({ personality, ...extra });
   const address = await bmc.start();
   const { log, lines } = memoryLogger();
@@ -35,9 +40,20 @@ t.test('retry policy is pure and bounded', async (t) => {
   t.notOk(isRetryable(400, 'PropertyUnknown', 'PATCH'));
   t.ok(isRetryable(0, 'ECONNRESET', 'GET'));
   t.notOk(isRetryable(0, 'ECONNRESET', 'POST'), 'a POST that may have happened is not repeated');
-  t.equal(backoffMs(3, 100, 10_000, null, () => 1), 800);
-  t.equal(backoffMs(10, 100, 5000, null, () => 1), 5000, 'capped');
-  t.equal(backoffMs(3, 100, 10_000, null, () => 0), 400, 'at least half the step');
+  t.equal(
+    backoffMs(3, 100, 10_000, null, () => 1),
+    800,
+  );
+  t.equal(
+    backoffMs(10, 100, 5000, null, () => 1),
+    5000,
+    'capped',
+  );
+  t.equal(
+    backoffMs(3, 100, 10_000, null, () => 0),
+    400,
+    'at least half the step',
+  );
   t.equal(backoffMs(0, 100, 60_000, '7'), 7000, 'Retry-After wins');
 });
 
@@ -49,7 +65,11 @@ t.test('plain BMC: session, one-time PXE with Mode, power on, session closed', a
   await client.setOneTimePxe('UEFI');
   t.same(bmc.boot, { target: 'Pxe', enabled: 'Once', mode: 'UEFI' });
   const patch = bmc.seen.find((s) => s.method === 'PATCH')!;
-  t.same(patch.body, { Boot: { BootSourceOverrideTarget: 'Pxe', BootSourceOverrideEnabled: 'Once' } }, 'Mode not sent when it already matches');
+  t.same(
+    patch.body,
+    { Boot: { BootSourceOverrideTarget: 'Pxe', BootSourceOverrideEnabled: 'Once' } },
+    'Mode not sent when it already matches',
+  );
   t.ok(patch.headers['x-auth-token'], 'session token used');
   t.equal(patch.headers['if-match'], 'W/"1"', 'If-Match from the ETag');
   t.equal(await client.powerOnOrRestart(), 'On');
@@ -64,21 +84,30 @@ t.test('Mode is sent only when it differs', async (t) => {
   const { bmc, client } = await setup(t);
   bmc.boot.mode = 'Legacy';
   await client.setOneTimePxe('UEFI');
-  t.equal((bmc.seen.find((s) => s.method === 'PATCH')!.body as { Boot: Record<string, string> }).Boot.BootSourceOverrideMode, 'UEFI');
+  t.equal(
+    (bmc.seen.find((s) => s.method === 'PATCH')!.body as { Boot: Record<string, string> }).Boot.BootSourceOverrideMode,
+    'UEFI',
+  );
 });
 
 t.test('428 without If-Match (iDRAC, iLO)', async (t) => {
   const { bmc, client } = await setup(t, { requireIfMatch: true });
   await client.setOneTimePxe('UEFI');
   t.equal(bmc.boot.target, 'Pxe');
-  t.ok(bmc.seen.filter((s) => s.method === 'PATCH').every((s) => s.headers['if-match']), 'every PATCH carried If-Match');
+  t.ok(
+    bmc.seen.filter((s) => s.method === 'PATCH').every((s) => s.headers['if-match']),
+    'every PATCH carried If-Match',
+  );
 });
 
 t.test('no BootSourceOverrideMode (old Supermicro): retried without Mode', async (t) => {
   const { bmc, client } = await setup(t, { noMode: true });
   await client.setOneTimePxe('UEFI');
   t.same(bmc.boot, { target: 'Pxe', enabled: 'Once', mode: 'UEFI' });
-  t.ok(bmc.seen.filter((s) => s.method === 'PATCH').every((s) => !JSON.stringify(s.body).includes('Mode')), 'Mode never sent: the system shows none');
+  t.ok(
+    bmc.seen.filter((s) => s.method === 'PATCH').every((s) => !JSON.stringify(s.body).includes('Mode')),
+    'Mode never sent: the system shows none',
+  );
 });
 
 t.test('Once reverts to Disabled when the machine boots', async (t) => {
@@ -103,11 +132,17 @@ t.test('clearing the override sends Target None with Disabled; Disabled alone wh
   await client.setOneTimePxe();
   await client.clearBootOverride();
   t.same([bmc.boot.target, bmc.boot.enabled], ['None', 'Disabled']);
-  t.same(bmc.seen.filter((s) => s.method === 'PATCH').at(-1)!.body, { Boot: { BootSourceOverrideEnabled: 'Disabled', BootSourceOverrideTarget: 'None' } });
+  t.same(bmc.seen.filter((s) => s.method === 'PATCH').at(-1)!.body, {
+    Boot: { BootSourceOverrideEnabled: 'Disabled', BootSourceOverrideTarget: 'None' },
+  });
   const { bmc: b2, client: c2 } = await setup(t, { noTargetNone: true });
   await c2.setOneTimePxe();
   await c2.clearBootOverride();
-  t.same(b2.seen.filter((s) => s.method === 'PATCH').at(-1)!.body, { Boot: { BootSourceOverrideEnabled: 'Disabled' } }, 'a BMC without Target None takes Disabled alone');
+  t.same(
+    b2.seen.filter((s) => s.method === 'PATCH').at(-1)!.body,
+    { Boot: { BootSourceOverrideEnabled: 'Disabled' } },
+    'a BMC without Target None takes Disabled alone',
+  );
   t.same([b2.boot.target, b2.boot.enabled], ['Pxe', 'Disabled']);
 });
 
@@ -125,20 +160,34 @@ t.test('links to another origin are not followed with our credentials', async (t
   const elsewhere = new FakeBmc();
   const other = await elsewhere.start();
   t.teardown(() => elsewhere.stop());
-  await t.rejects(client.call('GET', `${other}/redfish/v1/Systems`), /refusing to follow http:\/\/127\.0\.0\.1:\d+: not the BMC's origin/);
+  await t.rejects(
+    client.call('GET', `${other}/redfish/v1/Systems`),
+    /refusing to follow http:\/\/127\.0\.0\.1:\d+: not the BMC's origin/,
+  );
   t.equal(elsewhere.seen.length, 0, 'the other origin saw nothing');
-  t.notOk(bmc.seen.some((x) => x.path.includes('127.0.0.1')), 'nor was it asked of our BMC');
+  t.notOk(
+    bmc.seen.some((x) => x.path.includes('127.0.0.1')),
+    'nor was it asked of our BMC',
+  );
 });
 
 t.test('close() during retries and power polls ends every call at once', async (t) => {
   const { client } = await setup(t, { powerLagMs: 60_000, sessionCap: 0 });
   const started = Date.now();
-  const calls = [client.getSystem(), client.waitPowerState('On', 60_000, 500)].map((p) => p.then(() => 'resolved', (e: Error) => e.message));
+  const calls = [client.getSystem(), client.waitPowerState('On', 60_000, 500)].map((p) =>
+    p.then(
+      () => 'resolved',
+      (e: Error) => e.message,
+    ),
+  );
   await new Promise((r) => setTimeout(r, 150));
   await client.close();
   const results = await Promise.all(calls);
   t.ok(Date.now() - started < 1500, `both ended within ${Date.now() - started} ms of close`);
-  t.ok(results.every((r) => /client closed/.test(r)), results.join(' | '));
+  t.ok(
+    results.every((r) => /client closed/.test(r)),
+    results.join(' | '),
+  );
 });
 
 t.test('200 with an error body is success (iLO)', async (t) => {
@@ -214,9 +263,33 @@ t.test('timeouts on every call', async (t) => {
 
 t.test('TLS: CA bundle trusted, unknown CA refused, insecure only when asked', async (t) => {
   const dir = tempDir(t);
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1',
-    '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
-  const tls = { key: readFileSync(path.join(dir, 'key.pem'), 'utf8'), cert: readFileSync(path.join(dir, 'cert.pem'), 'utf8') };
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+      '-keyout',
+      path.join(dir, 'key.pem'),
+      '-out',
+      path.join(dir, 'cert.pem'),
+    ],
+    { stdio: 'ignore' },
+  );
+  const tls = {
+    key: readFileSync(path.join(dir, 'key.pem'), 'utf8'),
+    cert: readFileSync(path.join(dir, 'cert.pem'), 'utf8'),
+  };
   const { client: trusted } = await setup(t, {}, { tls }, { caBundle: tls.cert });
   t.equal((await trusted.getSystem()).manufacturer, 'Beskar7 Fake');
   const { client: strict, bmc: strictBmc, lines } = await setup(t, {}, { tls });

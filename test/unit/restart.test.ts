@@ -21,23 +21,48 @@ t.test('kill -9 at random points of the workflow, restart: the machine still end
     personality: { delayMs: 60, powerLagMs: 150 },
     onPower: (ev, boot) => {
       if (ev !== 'off' && boot.target === 'Pxe') {
-        setTimeout(() => void simulateInspector(base, mac, sampleReport(mac)).then((r) => r.status === 202 && accepted.push(1), () => undefined), 300);
+        setTimeout(
+          () =>
+            void simulateInspector(base, mac, sampleReport(mac)).then(
+              (r) => r.status === 202 && accepted.push(1),
+              () => undefined,
+            ),
+          300,
+        );
       }
     },
   });
   const address = await bmc.start();
   t.teardown(() => bmc.stop());
   const cfgFile = path.join(dir, 'c.yaml');
-  writeFileSync(cfgFile, YAML.stringify({
-    dataDir: path.join(dir, 'data'), advertiseAddress: '127.0.0.1', http: { address: '127.0.0.1', port },
-    dhcp: { enabled: false }, tftp: { enabled: false }, api: { adminToken: ADMIN }, logLevel: 'warn',
-    orchestrator: { tickSeconds: 0.1, retryBaseSeconds: 0, inspectionTimeoutSeconds: 3, maxAttempts: 20, powerDeadlineSeconds: 5 },
-    redfish: { timeoutSeconds: 2, retries: 3, backoffBaseSeconds: 0.02, backoffMaxSeconds: 0.2 },
-  }));
+  writeFileSync(
+    cfgFile,
+    YAML.stringify({
+      dataDir: path.join(dir, 'data'),
+      advertiseAddress: '127.0.0.1',
+      http: { address: '127.0.0.1', port },
+      dhcp: { enabled: false },
+      tftp: { enabled: false },
+      api: { adminToken: ADMIN },
+      logLevel: 'warn',
+      orchestrator: {
+        tickSeconds: 0.1,
+        retryBaseSeconds: 0,
+        inspectionTimeoutSeconds: 3,
+        maxAttempts: 20,
+        powerDeadlineSeconds: 5,
+      },
+      redfish: { timeoutSeconds: 2, retries: 3, backoffBaseSeconds: 0.02, backoffMaxSeconds: 0.2 },
+    }),
+  );
   let proc: ChildProcess | undefined;
   const start = async () => {
-    proc = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/main.ts'), '--config', cfgFile], { stdio: ['ignore', 'pipe', 'inherit'] });
-    await new Promise<void>((resolve) => proc!.stdout!.on('data', (c: Buffer) => c.toString().includes('beskar7 ready') && resolve()));
+    proc = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/main.ts'), '--config', cfgFile], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    await new Promise<void>((resolve) =>
+      proc!.stdout!.on('data', (c: Buffer) => c.toString().includes('beskar7 ready') && resolve()),
+    );
   };
   const kill9 = async () => {
     const p = proc!;
@@ -48,11 +73,22 @@ t.test('kill -9 at random points of the workflow, restart: the machine still end
   };
   t.teardown(kill9);
   const api = (method: string, p: string, body?: unknown) =>
-    fetch(`${base}/api/v1${p}`, { method, headers: { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/json' }, ...(body ? { body: JSON.stringify(body) } : {}) }).then((r) => r.json() as Promise<any>);
+    fetch(`${base}/api/v1${p}`, {
+      method,
+      headers: { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/json' },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    }).then((r) => r.json() as Promise<any>);
 
   await start();
   await api('POST', '/hosts', { name: 'k1', spec: { redfish: { address, username: 'admin', password: 'secret' } } });
-  await api('POST', '/machines', { name: 'km', spec: { inspectionImageURL: 'http://127.0.0.1/i', targetImageURL: 'http://127.0.0.1/t.tgz', hardwareRequirements: { minCPUCores: 2 } } });
+  await api('POST', '/machines', {
+    name: 'km',
+    spec: {
+      inspectionImageURL: 'http://127.0.0.1/i',
+      targetImageURL: 'http://127.0.0.1/t.tgz',
+      hardwareRequirements: { minCPUCores: 2 },
+    },
+  });
   let seed = 7;
   const phases: string[] = [];
   for (let round = 0; round < 6; round++) {
@@ -64,10 +100,14 @@ t.test('kill -9 at random points of the workflow, restart: the machine still end
     await kill9();
     await start();
   }
-  const m = await until('Provisioned after the kills', async () => {
-    const r = await api('GET', '/machines/km');
-    return r.status.phase === 'Provisioned' ? r : undefined;
-  }, 30_000);
+  const m = await until(
+    'Provisioned after the kills',
+    async () => {
+      const r = await api('GET', '/machines/km');
+      return r.status.phase === 'Provisioned' ? r : undefined;
+    },
+    30_000,
+  );
   t.comment(`phases seen at the kills: ${phases.join(', ')}`);
   t.equal(m.status.hostId, 'k1');
   await kill9();

@@ -7,9 +7,17 @@ import { tempDir } from '../helpers/tmp.js';
 t.test('atomic batch and zod-checked reads', async (t) => {
   const store = await Store.open(path.join(tempDir(t), 'db'));
   t.teardown(() => store.close());
-  await store.batch([store.leases.put('10.0.0.1', { ip: '10.0.0.1', mac: '52:54:00:00:00:01', expiresAt: 1, boundAt: 0 })]);
-  await store.batch([store.leases.del('10.0.0.1'), store.leases.put('10.0.0.2', { ip: '10.0.0.2', mac: '52:54:00:00:00:01', expiresAt: 1, boundAt: 0 })]);
-  t.same((await store.leases.all()).map((l) => l.ip), ['10.0.0.2']);
+  await store.batch([
+    store.leases.put('10.0.0.1', { ip: '10.0.0.1', mac: '52:54:00:00:00:01', expiresAt: 1, boundAt: 0 }),
+  ]);
+  await store.batch([
+    store.leases.del('10.0.0.1'),
+    store.leases.put('10.0.0.2', { ip: '10.0.0.2', mac: '52:54:00:00:00:01', expiresAt: 1, boundAt: 0 }),
+  ]);
+  t.same(
+    (await store.leases.all()).map((l) => l.ip),
+    ['10.0.0.2'],
+  );
   await store.leases.db.put('bad', { ip: 1 } as never);
   await t.rejects(store.leases.get('bad'), /store leases\/bad holds an invalid value/);
 });
@@ -17,20 +25,42 @@ t.test('atomic batch and zod-checked reads', async (t) => {
 t.test('cached hosts and machines read as LevelDB does, after writes and after reopening', async (t) => {
   const dir = path.join(tempDir(t), 'db');
   const host = (name: string, state: string) => ({
-    name, createdAt: '2026-01-01T00:00:00.000Z', status: { state },
-    spec: { redfish: { address: 'https://10.0.0.1', username: 'u', passwordEnc: 'x', insecureSkipVerify: false }, bootMACs: [], labels: {} },
+    name,
+    createdAt: '2026-01-01T00:00:00.000Z',
+    status: { state },
+    spec: {
+      redfish: { address: 'https://10.0.0.1', username: 'u', passwordEnc: 'x', insecureSkipVerify: false },
+      bootMACs: [],
+      labels: {},
+    },
   });
   const store = await Store.open(dir);
-  await store.batch([store.hosts.put('b', host('b', 'Enrolling') as never), store.hosts.put('a', host('a', 'Available') as never)]);
+  await store.batch([
+    store.hosts.put('b', host('b', 'Enrolling') as never),
+    store.hosts.put('a', host('a', 'Available') as never),
+  ]);
   await store.batch([store.hosts.del('b'), store.hosts.put('c', host('c', 'Error') as never)]);
   const cached = await store.hosts.entries();
-  t.same(cached.map(([k]) => k), ['a', 'c'], 'keys in LevelDB order, the deleted one gone');
+  t.same(
+    cached.map(([k]) => k),
+    ['a', 'c'],
+    'keys in LevelDB order, the deleted one gone',
+  );
   t.same(cached[0]![1].status.nics, [], 'schema defaults applied as on a read from disk');
-  t.throws(() => {
-    (cached[0]![1].status as { state: string }).state = 'InUse';
-  }, TypeError, 'a cached value cannot be changed in place');
+  t.throws(
+    () => {
+      (cached[0]![1].status as { state: string }).state = 'InUse';
+    },
+    TypeError,
+    'a cached value cannot be changed in place',
+  );
   const seen = await store.hosts.get('a');
-  t.equal(await store.commitIf({ host: seen! }, [store.hosts.put('a', { ...seen!, status: { ...seen!.status, state: 'InUse' } })]), true);
+  t.equal(
+    await store.commitIf({ host: seen! }, [
+      store.hosts.put('a', { ...seen!, status: { ...seen!.status, state: 'InUse' } }),
+    ]),
+    true,
+  );
   t.equal(await store.commitIf({ host: seen! }, []), false, 'a stale read no longer commits');
   const fromCache = await store.hosts.all();
   await store.close();
@@ -42,8 +72,13 @@ t.test('cached hosts and machines read as LevelDB does, after writes and after r
 t.test('events: the newest n read alone, and pruning keeps the newest', async (t) => {
   const store = await Store.open(path.join(tempDir(t), 'db'));
   t.teardown(() => store.close());
-  for (let i = 0; i < 250; i++) await store.batch([store.event({ kind: 'HostCreated', severity: 'info', message: String(i) })]);
-  t.same((await store.events.last(3)).map((e) => e.message), ['247', '248', '249'], 'oldest first');
+  for (let i = 0; i < 250; i++)
+    await store.batch([store.event({ kind: 'HostCreated', severity: 'info', message: String(i) })]);
+  t.same(
+    (await store.events.last(3)).map((e) => e.message),
+    ['247', '248', '249'],
+    'oldest first',
+  );
   t.equal(await store.pruneEvents(100), 150, '150 pruned');
   const left = await store.events.all();
   t.equal(left.length, 100);
@@ -54,7 +89,11 @@ t.test('events: the newest n read alone, and pruning keeps the newest', async (t
 t.test('kill -9 while writing loses no acknowledged batch', async (t) => {
   const dir = path.join(tempDir(t), 'db');
   for (const round of [1, 2, 3]) {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, '../helpers/store-writer.ts'), dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', path.join(import.meta.dirname, '../helpers/store-writer.ts'), dir],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     let acked = -1;
     let buf = '';
     child.stdout.on('data', (c: Buffer) => {

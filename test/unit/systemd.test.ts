@@ -19,14 +19,23 @@ t.test('the unit passes systemd-analyze verify', async (t) => {
 
 t.test('the unit is hardened and runs as its own user', async (t) => {
   const text = readFileSync(unit, 'utf8');
-  for (const line of ['User=beskar7', 'StateDirectory=beskar7', 'ProtectSystem=strict', 'NoNewPrivileges=yes',
-    'CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_NET_BROADCAST', 'AmbientCapabilities=CAP_NET_BIND_SERVICE CAP_NET_BROADCAST']) {
+  for (const line of [
+    'User=beskar7',
+    'StateDirectory=beskar7',
+    'ProtectSystem=strict',
+    'NoNewPrivileges=yes',
+    'CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_NET_BROADCAST',
+    'AmbientCapabilities=CAP_NET_BIND_SERVICE CAP_NET_BROADCAST',
+  ]) {
     t.match(text, new RegExp(`^${line}$`, 'm'), line);
   }
 });
 
 t.test('the example config is valid', async (t) => {
-  const cfg = loadConfig({ file: path.join(repoRoot, 'systemd/beskar7.example.yaml'), env: { BESKAR7_DATA_DIR: '/var/lib/beskar7' } });
+  const cfg = loadConfig({
+    file: path.join(repoRoot, 'systemd/beskar7.example.yaml'),
+    env: { BESKAR7_DATA_DIR: '/var/lib/beskar7' },
+  });
   t.equal(cfg.dhcp.mode, 'proxy');
   t.equal(cfg.dataDir, '/var/lib/beskar7', 'the unit sets the data dir by environment');
 });

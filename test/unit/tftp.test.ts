@@ -24,23 +24,66 @@ t.test('real TFTP clients fetch byte-identical files; escapes are refused', asyn
   symlinkSync('small.bin', path.join(root, 'alias'));
   const metrics = new Metrics();
   const { log } = memoryLogger('warn');
-  const server = new TftpServer({ address: '127.0.0.1', port: 0, root, maxBlksize: 65464, maxWindowsize: 64, retries: 5 }, log, metrics);
+  const server = new TftpServer(
+    { address: '127.0.0.1', port: 0, root, maxBlksize: 65464, maxWindowsize: 64, retries: 5 },
+    log,
+    metrics,
+  );
   const { port } = await server.start();
   t.teardown(() => server.stop());
   const out = (n: string) => path.join(dir, n);
   const atftp = (file: string, dest: string, opts: string[]) =>
-    run('timeout', ['60', 'atftp', ...opts.flatMap((o) => ['--option', o]), '-g', '-r', file, '-l', dest, '127.0.0.1', String(port)]);
+    run('timeout', [
+      '60',
+      'atftp',
+      ...opts.flatMap((o) => ['--option', o]),
+      '-g',
+      '-r',
+      file,
+      '-l',
+      dest,
+      '127.0.0.1',
+      String(port),
+    ]);
 
-  for (const [blksize, windowsize] of [[512, 1], [1428, 1], [1468, 16], [8192, 64], [65464, 4]] as const) {
+  for (const [blksize, windowsize] of [
+    [512, 1],
+    [1428, 1],
+    [1468, 16],
+    [8192, 64],
+    [65464, 4],
+  ] as const) {
     const dest = out(`small-${blksize}-${windowsize}`);
     await atftp('small.bin', dest, [`blksize ${blksize}`, `windowsize ${windowsize}`, 'tsize 0']);
     t.ok(readFileSync(dest).equals(small), `atftp blksize ${blksize} windowsize ${windowsize}`);
   }
   await atftp('/small.bin', out('slash'), []);
   t.ok(readFileSync(out('slash')).equals(small), 'leading slash (as iPXE may send) and plain RFC 1350');
-  await run('timeout', ['60', 'curl', '-s', '--tftp-blksize', '1432', '-o', out('curl'), `tftp://127.0.0.1:${port}/small.bin`]);
+  await run('timeout', [
+    '60',
+    'curl',
+    '-s',
+    '--tftp-blksize',
+    '1432',
+    '-o',
+    out('curl'),
+    `tftp://127.0.0.1:${port}/small.bin`,
+  ]);
   t.ok(readFileSync(out('curl')).equals(small), 'curl');
-  await run('timeout', ['60', 'busybox', 'tftp', '-b', '1468', '-g', '-r', 'alias', '-l', out('alias'), '127.0.0.1', String(port)]);
+  await run('timeout', [
+    '60',
+    'busybox',
+    'tftp',
+    '-b',
+    '1468',
+    '-g',
+    '-r',
+    'alias',
+    '-l',
+    out('alias'),
+    '127.0.0.1',
+    String(port),
+  ]);
   t.ok(readFileSync(out('alias')).equals(small), 'symlink inside the root is followed');
 
   await atftp('big.bin', out('big'), ['blksize 512', 'windowsize 64']);

@@ -25,24 +25,54 @@ import {
 import { sampleReport } from '../helpers/sim-inspector.js';
 
 const policy = { inspectionTimeoutMs: 1000, maxAttempts: 2, retryBaseMs: 100, retryMaxMs: 1000 };
-const host = (name: string, over: Partial<StoredHost['status']> = {}, labels: Record<string, string> = {}, createdAt = '2026-01-01T00:00:00Z'): StoredHost => ({
-  name, createdAt, spec: { redfish: { address: 'http://b', username: 'u', passwordEnc: 'v1:x', insecureSkipVerify: false }, bootMACs: [], labels },
+const host = (
+  name: string,
+  over: Partial<StoredHost['status']> = {},
+  labels: Record<string, string> = {},
+  createdAt = '2026-01-01T00:00:00Z',
+): StoredHost => ({
+  name,
+  createdAt,
+  spec: {
+    redfish: { address: 'http://b', username: 'u', passwordEnc: 'v1:x', insecureSkipVerify: false },
+    bootMACs: [],
+    labels,
+  },
   status: { state: 'Available', nics: [{ mac: '52:54:00:00:00:01' }], ...over },
 });
-const machine = (over: Partial<StoredMachine['status']> = {}, spec: Partial<StoredMachine['spec']> = {}): StoredMachine => ({
-  name: 'm', createdAt: '2026-01-01T00:00:00Z', spec: { inspectionImageURL: 'http://x/i', targetImageURL: 'http://x/t', ...spec },
+const machine = (
+  over: Partial<StoredMachine['status']> = {},
+  spec: Partial<StoredMachine['spec']> = {},
+): StoredMachine => ({
+  name: 'm',
+  createdAt: '2026-01-01T00:00:00Z',
+  spec: { inspectionImageURL: 'http://x/i', targetImageURL: 'http://x/t', ...spec },
   status: { phase: 'Pending', attempts: 0, ...over },
 });
 
 t.test('requirements: cores, memory, the largest single disk', async (t) => {
-  const r = sampleReport('52:54:00:00:00:01', { disks: [{ device: '/dev/a', sizeGB: 100, type: 'SSD', model: '', serial: '' }, { device: '/dev/b', sizeGB: 100, type: 'HDD', model: '', serial: '' }] });
+  const r = sampleReport('52:54:00:00:00:01', {
+    disks: [
+      { device: '/dev/a', sizeGB: 100, type: 'SSD', model: '', serial: '' },
+      { device: '/dev/b', sizeGB: 100, type: 'HDD', model: '', serial: '' },
+    ],
+  });
   t.same(unmetRequirements(undefined, r), []);
   t.same(unmetRequirements({ minCPUCores: 4, minMemoryGB: 16, minDiskGB: 100 }, r), [], 'equal is enough');
-  t.same(unmetRequirements({ minCPUCores: 8, minMemoryGB: 16, minDiskGB: 150 }, r), ['4 CPU cores < 8 required', 'largest disk 100 GB < 150 GB required'], 'two 100 GB disks are not one 150 GB disk; threads are not cores');
+  t.same(
+    unmetRequirements({ minCPUCores: 8, minMemoryGB: 16, minDiskGB: 150 }, r),
+    ['4 CPU cores < 8 required', 'largest disk 100 GB < 150 GB required'],
+    'two 100 GB disks are not one 150 GB disk; threads are not cores',
+  );
 });
 
 t.test('host selection: Available, unclaimed, labels, oldest first', async (t) => {
-  const hosts = [host('b', {}, { rack: 'r1' }, '2026-01-02T00:00:00Z'), host('a', {}, { rack: 'r1' }, '2026-01-03T00:00:00Z'), host('c', { state: 'InUse', consumer: 'x' }, { rack: 'r1' }, '2026-01-01T00:00:00Z'), host('d', {}, { rack: 'r2' }, '2026-01-01T00:00:00Z')];
+  const hosts = [
+    host('b', {}, { rack: 'r1' }, '2026-01-02T00:00:00Z'),
+    host('a', {}, { rack: 'r1' }, '2026-01-03T00:00:00Z'),
+    host('c', { state: 'InUse', consumer: 'x' }, { rack: 'r1' }, '2026-01-01T00:00:00Z'),
+    host('d', {}, { rack: 'r2' }, '2026-01-01T00:00:00Z'),
+  ];
   t.equal(selectHost(machine({}, { hostSelector: { matchLabels: { rack: 'r1' } } }), hosts)?.name, 'b');
   t.equal(selectHost(machine(), hosts)?.name, 'd');
   t.equal(selectHost(machine({}, { hostSelector: { matchLabels: { rack: 'r9' } } }), hosts), undefined);
@@ -54,14 +84,56 @@ t.test('next step for each state', async (t) => {
   const rows: [string, StoredMachine, StoredHost | undefined, StoredHost[], string][] = [
     ['pending with a host', machine(), undefined, [avail], 'claim'],
     ['pending without', machine(), undefined, [], 'noHost'],
-    ['backing off', machine({ phase: 'Inspecting', hostId: 'h', notBefore: 5000 }), mine({ state: 'InUse' }), [], 'wait'],
+    [
+      'backing off',
+      machine({ phase: 'Inspecting', hostId: 'h', notBefore: 5000 }),
+      mine({ state: 'InUse' }),
+      [],
+      'wait',
+    ],
     ['claimed', machine({ phase: 'Inspecting', hostId: 'h' }), mine({ state: 'InUse' }), [], 'boot'],
-    ['persisted but not powered', machine({ phase: 'Inspecting', hostId: 'h' }), mine({ inspectionPhase: 'Pending' }), [], 'boot'],
-    ['booting, in time', machine({ phase: 'Inspecting', hostId: 'h', inspectionDeadline: 2000 }), mine({ inspectionPhase: 'Booting' }), [], 'wait'],
-    ['booting, late', machine({ phase: 'Inspecting', hostId: 'h', inspectionDeadline: 500 }), mine({ inspectionPhase: 'InProgress' }), [], 'timeout'],
-    ['report in', machine({ phase: 'Inspecting', hostId: 'h', inspectionDeadline: 500 }), mine({ inspectionPhase: 'Complete' }), [], 'validate'],
-    ['ready', machine({ phase: 'Inspecting', hostId: 'h' }), mine({ state: 'Ready', inspectionPhase: 'Complete' }), [], 'handoff'],
-    ['host taken by another', machine({ phase: 'Inspecting', hostId: 'h' }), host('h', { state: 'InUse', consumer: 'other' }), [], 'release'],
+    [
+      'persisted but not powered',
+      machine({ phase: 'Inspecting', hostId: 'h' }),
+      mine({ inspectionPhase: 'Pending' }),
+      [],
+      'boot',
+    ],
+    [
+      'booting, in time',
+      machine({ phase: 'Inspecting', hostId: 'h', inspectionDeadline: 2000 }),
+      mine({ inspectionPhase: 'Booting' }),
+      [],
+      'wait',
+    ],
+    [
+      'booting, late',
+      machine({ phase: 'Inspecting', hostId: 'h', inspectionDeadline: 500 }),
+      mine({ inspectionPhase: 'InProgress' }),
+      [],
+      'timeout',
+    ],
+    [
+      'report in',
+      machine({ phase: 'Inspecting', hostId: 'h', inspectionDeadline: 500 }),
+      mine({ inspectionPhase: 'Complete' }),
+      [],
+      'validate',
+    ],
+    [
+      'ready',
+      machine({ phase: 'Inspecting', hostId: 'h' }),
+      mine({ state: 'Ready', inspectionPhase: 'Complete' }),
+      [],
+      'handoff',
+    ],
+    [
+      'host taken by another',
+      machine({ phase: 'Inspecting', hostId: 'h' }),
+      host('h', { state: 'InUse', consumer: 'other' }),
+      [],
+      'release',
+    ],
     ['deleting', machine({ phase: 'Deleting' }), undefined, [], 'release'],
     ['provisioned', machine({ phase: 'Provisioned' }), undefined, [avail], 'done'],
     ['failed', machine({ phase: 'Failed' }), undefined, [avail], 'done'],
@@ -86,24 +158,44 @@ t.test('attempts: retry with growing backoff, then fail and release', async (t) 
   const f2 = attemptFailed(a2.machine, a2.host, 'InspectionTimeout', 'no report', 3000, policy, 'Timeout');
   t.ok(f2.final);
   t.same([f2.event.kind, f2.event.severity], ['Failed', 'error']);
-  t.same([f2.machine.status.phase, f2.machine.status.failureReason, f2.machine.status.failureMessage], ['Failed', 'InspectionTimeout', 'no report (after 2 attempts)']);
-  t.same([f2.host.status.state, f2.host.status.consumer, f2.host.status.inspectionPhase], ['Available', undefined, 'Timeout']);
+  t.same(
+    [f2.machine.status.phase, f2.machine.status.failureReason, f2.machine.status.failureMessage],
+    ['Failed', 'InspectionTimeout', 'no report (after 2 attempts)'],
+  );
+  t.same(
+    [f2.host.status.state, f2.host.status.consumer, f2.host.status.inspectionPhase],
+    ['Available', undefined, 'Timeout'],
+  );
 });
 
 t.test('validation: Ready, or Failed with the reasons and the host released', async (t) => {
-  const m = machine({ phase: 'Inspecting', hostId: 'h' }, { hardwareRequirements: { minCPUCores: 2, minMemoryGB: 64, minDiskGB: 0 } });
+  const m = machine(
+    { phase: 'Inspecting', hostId: 'h' },
+    { hardwareRequirements: { minCPUCores: 2, minMemoryGB: 64, minDiskGB: 0 } },
+  );
   const h = host('h', { state: 'Inspecting', consumer: 'm', inspectionPhase: 'Complete' });
   const r = validated(m, h, sampleReport('52:54:00:00:00:01'));
-  t.same([r.machine.status.phase, r.machine.status.failureReason, r.machine.status.failureMessage], ['Failed', 'RequirementsNotMet', '16 GB memory < 64 GB required']);
+  t.same(
+    [r.machine.status.phase, r.machine.status.failureReason, r.machine.status.failureMessage],
+    ['Failed', 'RequirementsNotMet', '16 GB memory < 64 GB required'],
+  );
   t.equal(r.host.status.state, 'Available');
   t.same([r.event.kind, r.event.severity, r.event.machine, r.event.host], ['RequirementsNotMet', 'error', 'm', 'h']);
-  const ok = validated({ ...m, spec: { ...m.spec, hardwareRequirements: { minCPUCores: 2, minMemoryGB: 8, minDiskGB: 0 } } }, h, sampleReport('52:54:00:00:00:01'));
+  const ok = validated(
+    { ...m, spec: { ...m.spec, hardwareRequirements: { minCPUCores: 2, minMemoryGB: 8, minDiskGB: 0 } } },
+    h,
+    sampleReport('52:54:00:00:00:01'),
+  );
   t.same([ok.machine.status.phase, ok.host.status.state], ['Inspecting', 'Ready']);
 });
 
 t.test('enrolment: Available with the BMC facts, or Error with the reason and a growing backoff', async (t) => {
   const facts = { powerState: 'Off', uuid: 'u-1', hardwareDetails: { manufacturer: 'M' }, macs: ['52:54:00:00:00:09'] };
-  t.same([1, 2, 3, 4, 5].map((n) => retryDelayMs(n, policy)), [100, 200, 400, 800, 1000], 'doubling, capped at retryMaxMs');
+  t.same(
+    [1, 2, 3, 4, 5].map((n) => retryDelayMs(n, policy)),
+    [100, 200, 400, 800, 1000],
+    'doubling, capped at retryMaxMs',
+  );
   let h = host('h', { state: 'Enrolling', nics: [] });
   t.ok(shouldEnroll(h, 0), 'a new host enrols at once');
   const fails: (string | undefined)[] = [];
@@ -115,7 +207,11 @@ t.test('enrolment: Available with the BMC facts, or Error with the reason and a 
     t.equal(h.status.state, 'Error');
     t.equal(h.status.errorMessage, 'enrolment failed: GET /redfish/v1/Systems: HTTP 500', 'the reason is on the host');
   }
-  t.same(fails, [100, 300, 700].map((ms) => new Date(ms).toISOString()), 'each failure waits twice as long');
+  t.same(
+    fails,
+    [100, 300, 700].map((ms) => new Date(ms).toISOString()),
+    'each failure waits twice as long',
+  );
   t.equal(h.status.errorCount, 3);
   t.notOk(shouldEnroll(h, 699), 'not before the backoff is over');
   t.ok(shouldEnroll(h, 700));
@@ -123,44 +219,113 @@ t.test('enrolment: Available with the BMC facts, or Error with the reason and a 
   t.same([event.kind, event.severity], ['Enrolled', 'info']);
   t.equal(ok.status.state, 'Available');
   t.same(ok.status.nics, [{ mac: '52:54:00:00:00:09' }]);
-  t.same([ok.status.errorMessage, ok.status.errorCount, ok.status.nextRetryAt], [undefined, undefined, undefined], 'recovery clears the error and the count');
+  t.same(
+    [ok.status.errorMessage, ok.status.errorCount, ok.status.nextRetryAt],
+    [undefined, undefined, undefined],
+    'recovery clears the error and the count',
+  );
   t.notOk(shouldEnroll(ok, 1e12), 'an Available host is not enrolled again');
-  const noMacs = enrolment(host('n', { state: 'Enrolling', nics: [] }), { ok: true, facts: { ...facts, macs: [] } }, 0, policy).host;
-  t.same([noMacs.status.state, noMacs.status.errorMessage], ['Error', 'the BMC lists no NIC MAC addresses; set spec.bootMACs']);
-  t.notOk(shouldEnroll(host('e', { state: 'Error', errorMessage: 'restored without a retry time' }), 1e12), 'an Error host without nextRetryAt waits for the operator');
+  const noMacs = enrolment(
+    host('n', { state: 'Enrolling', nics: [] }),
+    { ok: true, facts: { ...facts, macs: [] } },
+    0,
+    policy,
+  ).host;
+  t.same(
+    [noMacs.status.state, noMacs.status.errorMessage],
+    ['Error', 'the BMC lists no NIC MAC addresses; set spec.bootMACs'],
+  );
+  t.notOk(
+    shouldEnroll(host('e', { state: 'Error', errorMessage: 'restored without a retry time' }), 1e12),
+    'an Error host without nextRetryAt waits for the operator',
+  );
 });
 
 t.test('commands as transitions: new records, deletion guards, script and report', async (t) => {
-  const hc = newHost({ name: 'h', spec: { redfish: { address: 'https://b', username: 'u', password: 'pw', insecureSkipVerify: false }, bootMACs: [], labels: {} } }, 'v1:sealed', 0);
-  t.same(hc.host.spec.redfish, { address: 'https://b', username: 'u', insecureSkipVerify: false, passwordEnc: 'v1:sealed' }, 'only the sealed password is kept');
+  const hc = newHost(
+    {
+      name: 'h',
+      spec: {
+        redfish: { address: 'https://b', username: 'u', password: 'pw', insecureSkipVerify: false },
+        bootMACs: [],
+        labels: {},
+      },
+    },
+    'v1:sealed',
+    0,
+  );
+  t.same(
+    hc.host.spec.redfish,
+    { address: 'https://b', username: 'u', insecureSkipVerify: false, passwordEnc: 'v1:sealed' },
+    'only the sealed password is kept',
+  );
   t.same([hc.host.status.state, hc.event.kind, hc.event.severity], ['Enrolling', 'HostCreated', 'info']);
-  t.same(hostDeletion(host('h', { consumer: 'm' })), { status: 409, error: 'host h is used by machine m; delete the machine first' });
+  t.same(hostDeletion(host('h', { consumer: 'm' })), {
+    status: 409,
+    error: 'host h is used by machine m; delete the machine first',
+  });
   t.equal((hostDeletion(host('h')) as { event: { kind: string } }).event.kind, 'HostDeleted');
   const del = machineDeleting(machine({ phase: 'Inspecting', hostId: 'h' }));
   t.same([del.machine.status.phase, del.event.kind, del.event.host], ['Deleting', 'MachineDeleting', 'h']);
 
   const booting = host('h', { state: 'Inspecting', consumer: 'm', inspectionPhase: 'Booting' });
   const sf = scriptFetched(booting, '52:54:00:00:00:01');
-  t.same([sf?.host.status.inspectionPhase, sf?.event.kind, sf?.event.mac], ['InProgress', 'ScriptFetched', '52:54:00:00:00:01']);
-  t.equal(scriptFetched(host('h', { state: 'Provisioned' }), '52:54:00:00:00:01'), undefined, 'a provisioned host fetching its script changes nothing');
+  t.same(
+    [sf?.host.status.inspectionPhase, sf?.event.kind, sf?.event.mac],
+    ['InProgress', 'ScriptFetched', '52:54:00:00:00:01'],
+  );
+  t.equal(
+    scriptFetched(host('h', { state: 'Provisioned' }), '52:54:00:00:00:01'),
+    undefined,
+    'a provisioned host fetching its script changes nothing',
+  );
   t.equal(reportRefusal(booting), undefined);
-  t.same(reportRefusal(host('h', { state: 'Ready', inspectionPhase: 'Complete' })), { status: 409, error: 'host h is not inspecting (Ready/Complete)' });
+  t.same(reportRefusal(host('h', { state: 'Ready', inspectionPhase: 'Complete' })), {
+    status: 409,
+    error: 'host h is not inspecting (Ready/Complete)',
+  });
   const started = '2026-01-01T00:00:05.000Z';
-  const acc = reportAccepted({ ...booting, status: { ...booting.status, inspectionTimestamp: started } }, sampleReport('52:54:00:00:00:01'), 10_000);
-  t.same([acc.host.status.inspectionPhase, acc.host.status.inspectionReportId, acc.stored.machine], ['Complete', 'h/1970-01-01T00:00:10.000Z', 'm']);
+  const acc = reportAccepted(
+    { ...booting, status: { ...booting.status, inspectionTimestamp: started } },
+    sampleReport('52:54:00:00:00:01'),
+    10_000,
+  );
+  t.same(
+    [acc.host.status.inspectionPhase, acc.host.status.inspectionReportId, acc.stored.machine],
+    ['Complete', 'h/1970-01-01T00:00:10.000Z', 'm'],
+  );
   t.equal(acc.host.status.inspectionTimestamp, started, 'inspectionTimestamp stays the start of inspection');
   const pf = progressNoted(booting, { step: 'kexec', ok: false, message: 'no' });
-  t.same([pf.host.status.errorMessage, pf.event.kind, pf.event.severity], ['inspector kexec: no', 'InspectorFailed', 'warning']);
+  t.same(
+    [pf.host.status.errorMessage, pf.event.kind, pf.event.severity],
+    ['inspector kexec: no', 'InspectorFailed', 'warning'],
+  );
 });
 
 t.test('release: back to the pool with no live phase; a failed power-off keeps the real power state', async (t) => {
   const h = host('h', { state: 'Inspecting', consumer: 'm', inspectionPhase: 'Booting', observedPowerState: 'On' });
   const r = release({ ...h, inspectionTokenHash: 'x' });
-  t.same([r.status.state, r.status.consumer, r.status.inspectionPhase, r.inspectionTokenHash], ['Available', undefined, undefined, undefined]);
-  t.equal(release(host('h', { inspectionPhase: 'Timeout' })).status.inspectionPhase, 'Timeout', 'the outcome of the last inspection stays');
+  t.same(
+    [r.status.state, r.status.consumer, r.status.inspectionPhase, r.inspectionTokenHash],
+    ['Available', undefined, undefined, undefined],
+  );
+  t.equal(
+    release(host('h', { inspectionPhase: 'Timeout' })).status.inspectionPhase,
+    'Timeout',
+    'the outcome of the last inspection stays',
+  );
   const f = releaseFailed(h, 'PATCH: HTTP 400', 'Off');
-  t.same([f.host.status.observedPowerState, f.host.status.errorMessage, f.event.kind, f.event.severity], ['Off', 'release: PATCH: HTTP 400', 'ReleaseFailed', 'warning']);
+  t.same(
+    [f.host.status.observedPowerState, f.host.status.errorMessage, f.event.kind, f.event.severity],
+    ['Off', 'release: PATCH: HTTP 400', 'ReleaseFailed', 'warning'],
+  );
   const gone = machineDeleted(machine({ phase: 'Deleting', hostId: 'h' }), f.host);
-  t.same([gone.host?.status.state, gone.host?.status.observedPowerState, gone.event.kind], ['Available', 'Off', 'Deleted']);
-  t.notOk(machineDeleted(machine({ phase: 'Deleting', hostId: 'h' }), host('h', { consumer: 'other' })).host, 'a host someone else holds is left alone');
+  t.same(
+    [gone.host?.status.state, gone.host?.status.observedPowerState, gone.event.kind],
+    ['Available', 'Off', 'Deleted'],
+  );
+  t.notOk(
+    machineDeleted(machine({ phase: 'Deleting', hostId: 'h' }), host('h', { consumer: 'other' })).host,
+    'a host someone else holds is left alone',
+  );
 });
