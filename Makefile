@@ -29,8 +29,9 @@ inspector: assets/inspector/initrd
 assets/inspector/initrd: assets/build-inspector.sh assets/lib-kernel.sh $(wildcard assets/inspector-src/*)
 	bash assets/build-inspector.sh
 
+# dist/ holds everything the service runs (compiled src and the dashboard), and no tests
 build: deps
-	npx tsc -p tsconfig.json
+	rm -rf dist && npm run -s build
 
 # CONFIG=/etc/beskar7/beskar7.yaml runs on a real network; without it, as root, the demo lab
 run: deps assets
@@ -68,7 +69,6 @@ install: build assets
 	id -u beskar7 >/dev/null 2>&1 || useradd --system --home-dir /var/lib/beskar7 --shell /usr/sbin/nologin beskar7
 	install -d $(PREFIX) /etc/beskar7
 	cp -r dist boot-scripts package.json package-lock.json README.md $(PREFIX)/
-	install -d $(PREFIX)/src/http && cp -r src/http/ui $(PREFIX)/src/http/
 	install -d $(PREFIX)/assets && cp -r assets/ipxe $(PREFIX)/assets/
 	cd $(PREFIX) && npm ci --omit=dev --no-audit --no-fund
 	[ -f /etc/beskar7/beskar7.yaml ] || install -m 0640 -g beskar7 systemd/beskar7.example.yaml /etc/beskar7/beskar7.yaml

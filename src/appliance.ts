@@ -1,26 +1,26 @@
 import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { serve, type ServerType } from '@hono/node-server';
+import { type ServerType, serve } from '@hono/node-server';
 import type { Config } from './config.js';
 import { probeDhcpServers } from './dhcp/probe.js';
-import { type StoreEvent, eventOk } from './domain/events.js';
+import { DhcpServer } from './dhcp/server.js';
+import { eventOk, type StoreEvent } from './domain/events.js';
 import { hostMacs } from './domain/resources.js';
 import { resolveInside } from './domain/safe-path.js';
-import { DhcpServer } from './dhcp/server.js';
+import { createApi } from './http/api.js';
 import { createHttpApp } from './http/app.js';
-import { type Templates, loadTemplates } from './http/ipxe.js';
+import { loadTemplates, type Templates } from './http/ipxe.js';
 import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';
-import { createApi } from './http/api.js';
 import { Commands } from './orchestrator/commands.js';
 import { Orchestrator } from './orchestrator/reconciler.js';
 import { RedfishClient, type RedfishOptions } from './redfish/client.js';
 import { Limiter } from './redfish/limiter.js';
-import { SecretBox, adminToken } from './store/secrets.js';
+import { adminToken, SecretBox } from './store/secrets.js';
 import { Store } from './store/store.js';
-import { BootTimeline } from './timeline.js';
 import { TftpServer } from './tftp/server.js';
+import { BootTimeline } from './timeline.js';
 
 export class StartupError extends Error {}
 
@@ -92,12 +92,14 @@ export class Appliance {
     }
     // before anything listens: full mode must not start beside another DHCP server
     await this.probeOtherDhcp();
-    const store = (this.store = await Store.open(path.join(cfg.dataDir, 'db')));
+    const store = await Store.open(path.join(cfg.dataDir, 'db'));
+    this.store = store;
     this.metrics.hostStates = async () => (await store.hosts.all()).map((h) => h.status.state);
     this.showEventsOnTimeline(store);
     const httpBase = `http://${cfg.advertiseAddress}:${cfg.http.port}`;
     const secrets = new SecretBox(cfg.dataDir);
-    const orchestrator = (this.orchestrator = this.makeOrchestrator(store, secrets, httpBase));
+    const orchestrator = this.makeOrchestrator(store, secrets, httpBase);
+    this.orchestrator = orchestrator;
     const commands = new Commands({
       store,
       secrets,
@@ -228,7 +230,8 @@ export class Appliance {
       unknownHosts: cfg.unknownHosts,
       health: () => this.health(),
     });
-    const http = (this.http = serve({ fetch: app.fetch, port: cfg.http.port, hostname: cfg.http.address }));
+    const http = serve({ fetch: app.fetch, port: cfg.http.port, hostname: cfg.http.address });
+    this.http = http;
     await new Promise<void>((resolve, reject) => {
       http.once('listening', resolve);
       http.once('error', (e: Error) =>

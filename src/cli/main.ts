@@ -63,11 +63,11 @@ const out = (s: string): void => void process.stdout.write(`${s}\n`);
 /** Aligned columns; missing values show as "-". */
 function table(rows: Record<string, unknown>[], cols: [string, (r: any) => unknown][]): void {
   const cells = [cols.map(([h]) => h), ...rows.map((r) => cols.map(([, f]) => String(f(r) ?? '-')))];
-  const width = cols.map((_, i) => Math.max(...cells.map((c) => c[i]!.length)));
+  const width = cols.map((_, i) => Math.max(...cells.map((c) => c[i]?.length ?? 0)));
   for (const c of cells)
     out(
       c
-        .map((v, i) => v.padEnd(width[i]!))
+        .map((v, i) => v.padEnd(width[i] ?? 0))
         .join('  ')
         .trimEnd(),
     );

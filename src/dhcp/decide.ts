@@ -1,7 +1,7 @@
+import { sameSubnet } from '../domain/ipv4.js';
 import { BROADCAST_FLAG, type DhcpPacket, ipBytes, ipFromBytes, optString, optU8, u32 } from './codec.js';
 import type { LeaseTable } from './leases.js';
-import { ARCH_TABLE, type ArchClass, IpxeOpt, MsgType, Opt, msgTypeName } from './options.js';
-import { sameSubnet } from '../domain/ipv4.js';
+import { ARCH_TABLE, type ArchClass, IpxeOpt, MsgType, msgTypeName, Opt } from './options.js';
 
 export interface BootFiles {
   bios: string;
@@ -55,6 +55,7 @@ export function classify(p: DhcpPacket): ClientInfo {
     arch,
     archClass: arch === undefined ? undefined : ARCH_TABLE[arch],
     // user class is a list of length-prefixed strings (RFC 3004) from iPXE; some clients send it bare
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the length prefix is a control character
     ipxe: p.options.has(Opt.IpxeEncap) || /(^|[\x00-\x1f])iPXE$/.test(optString(p, Opt.UserClass) ?? ''),
   };
 }

@@ -1,5 +1,5 @@
-import type { Lease } from '../domain/lease.js';
 import { intToIp, ipToInt } from '../domain/ipv4.js';
+import type { Lease } from '../domain/lease.js';
 
 export interface PoolSpec {
   poolStart: string;

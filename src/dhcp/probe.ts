@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { type DhcpPacket, decode, encode, ipFromBytes } from './codec.js';
 import { bindToInterface } from './bind-interface.js';
+import { type DhcpPacket, decode, encode, ipFromBytes } from './codec.js';
 import { MsgType, Opt } from './options.js';
 
 /** A plain DISCOVER from a locally administered MAC, so no real client's lease is touched. */

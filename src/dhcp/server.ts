@@ -2,11 +2,11 @@ import dgram from 'node:dgram';
 import { once } from 'node:events';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { BootTimeline } from '../timeline.js';
 import type { Store } from '../store/store.js';
-import { DecodeError, decode, encode } from './codec.js';
-import { type DecideContext, type LeaseOp, type Outcome, decide } from './decide.js';
+import type { BootTimeline } from '../timeline.js';
 import { bindToInterface } from './bind-interface.js';
+import { DecodeError, type DhcpPacket, decode, encode } from './codec.js';
+import { type DecideContext, decide, type LeaseOp, type Outcome } from './decide.js';
 import { LeaseTable, type PoolSpec } from './leases.js';
 import { msgTypeName } from './options.js';
 
@@ -71,7 +71,7 @@ export class DhcpServer {
     msg: Buffer,
     rinfo: dgram.RemoteInfo,
   ): Promise<void> {
-    let req;
+    let req: DhcpPacket;
     try {
       req = decode(msg);
     } catch (e) {

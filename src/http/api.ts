@@ -1,16 +1,16 @@
 import { timingSafeEqual } from 'node:crypto';
-import { Hono, type Context } from 'hono';
+import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { type SSEStreamingApi, streamSSE } from 'hono/streaming';
 import { z } from 'zod';
-import { formatZodError } from '../domain/zod-error.js';
-import { HostCreateSchema, InspectionReportSchema, MachineCreateSchema, type StoredHost } from '../domain/resources.js';
-import type { Metrics } from '../metrics.js';
 import { MacSchema } from '../domain/mac.js';
+import { HostCreateSchema, InspectionReportSchema, MachineCreateSchema, type StoredHost } from '../domain/resources.js';
+import { formatZodError } from '../domain/zod-error.js';
+import type { Metrics } from '../metrics.js';
 import type { Commands, Outcome } from '../orchestrator/commands.js';
-import type { BootTimeline } from '../timeline.js';
 import { BackupSchema, takeBackup } from '../store/backup.js';
 import type { Store } from '../store/store.js';
+import type { BootTimeline } from '../timeline.js';
 
 export interface ApiDeps {
   /** read side: handlers read records directly; every change goes through `commands` */
@@ -204,7 +204,10 @@ async function liveStream(d: ApiDeps, stream: SSEStreamingApi): Promise<void> {
     // a ping keeps proxies from closing an idle stream; an abort ends the wait at once
     await new Promise<void>((r) => {
       const timer = setTimeout(r, 15_000);
-      wake = () => (clearTimeout(timer), r());
+      wake = () => {
+        clearTimeout(timer);
+        r();
+      };
     });
   }
 }

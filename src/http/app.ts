@@ -1,18 +1,16 @@
+import { readFileSync } from 'node:fs';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import { serveStatic } from '@hono/node-server/serve-static';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { Hono, type MiddlewareHandler } from 'hono';
 import { z } from 'zod';
 import type { BootInstruction } from '../domain/boot.js';
-import { formatZodError } from '../domain/zod-error.js';
-import { repoRoot } from '../paths.js';
 import { MacSchema } from '../domain/mac.js';
 import { resolveInside } from '../domain/safe-path.js';
+import { formatZodError } from '../domain/zod-error.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { BootTimeline } from '../timeline.js';
-import { type Templates, render, selectInstruction, templateFor } from './ipxe.js';
+import { render, selectInstruction, type Templates, templateFor } from './ipxe.js';
 
 export interface HttpDeps {
   httpBase: string;
@@ -79,7 +77,7 @@ function files(root: string, prefix: string, log: Logger, timeline?: BootTimelin
     c.header('ETag', etag);
     c.header('Accept-Ranges', 'bytes');
     const inm = c.req.header('if-none-match');
-    if (inm && inm.split(',').some((t) => t.trim().replace(/^W\//, '') === etag || t.trim() === '*'))
+    if (inm?.split(',').some((t) => t.trim().replace(/^W\//, '') === etag || t.trim() === '*'))
       return c.body(null, 304);
     // one line per download: the boot timeline needs when a kernel or initrd was fetched, and by whom
     log.info({ path: c.req.path, bytes: target.size, range: c.req.header('range'), from }, 'asset served');
@@ -92,7 +90,8 @@ export function createHttpApp(d: HttpDeps): Hono {
   const app = new Hono();
 
   // the dashboard: one static page that talks to /api/v1 and follows /api/v1/stream
-  const dashboard = readFileSync(path.join(repoRoot, 'src/http/ui/dashboard.html'), 'utf8');
+  // beside this module in src/ and in dist/ alike (make build copies it)
+  const dashboard = readFileSync(new URL('./ui/dashboard.html', import.meta.url), 'utf8');
   app.get('/', (c) => c.redirect('/ui'));
   app.get('/ui', (c) => c.html(dashboard));
   app.get('/healthz', async (c) => c.json({ status: 'ok', ...(await d.health()) }));

@@ -5,13 +5,13 @@ import { type Backup, restoreBackup } from '../store/backup.js';
 import { type SecretBox, tokenMatches } from '../store/secrets.js';
 import type { BatchOp, Store } from '../store/store.js';
 import {
-  type InspectorProgress,
-  type Refusal,
   hostDeletion,
+  type InspectorProgress,
   machineDeleting,
   newHost,
   newMachine,
   progressNoted,
+  type Refusal,
   reportAccepted,
   reportRefusal,
   reportRejected,

@@ -1,15 +1,13 @@
 import type { BootInstruction } from '../domain/boot.js';
 import type { WorkflowEvent } from '../domain/events.js';
-import { type StoredHost, type StoredMachine, hostMacs } from '../domain/resources.js';
+import { hostMacs, type StoredHost, type StoredMachine } from '../domain/resources.js';
 import type { Logger } from '../log.js';
 import type { RedfishClient } from '../redfish/client.js';
-import { type SecretBox, hashToken, newToken } from '../store/secrets.js';
+import { hashToken, newToken, type SecretBox } from '../store/secrets.js';
 import type { BatchOp, Store } from '../store/store.js';
 import {
-  type BmcFacts,
-  type Policy,
-  type Step,
   attemptFailed,
+  type BmcFacts,
   booted,
   claim,
   enrolment,
@@ -18,8 +16,10 @@ import {
   localDisk,
   machineDeleted,
   nextStep,
+  type Policy,
   powerObserved,
   releaseFailed,
+  type Step,
   shouldEnroll,
   startAttempt,
   validated,

@@ -89,6 +89,18 @@ export interface SystemInfo {
   etag?: string | undefined;
 }
 
+/** The parts of a ComputerSystem we read; every field may be missing on some BMC. */
+interface SystemBody {
+  UUID?: string;
+  Manufacturer?: string;
+  Model?: string;
+  SerialNumber?: string;
+  PowerState?: string;
+  Boot?: { BootSourceOverrideMode?: string; BootSourceOverrideEnabled?: string; BootSourceOverrideTarget?: string };
+  Actions?: { '#ComputerSystem.Reset'?: { target?: string } };
+  '@odata.etag'?: string;
+}
+
 type PowerAction = 'On' | 'ForceOff' | 'ForceRestart' | 'GracefulShutdown';
 
 /**
@@ -300,8 +312,8 @@ export class RedfishClient {
   async getSystem(): Promise<SystemInfo> {
     const p = await this.system();
     const r = await this.call('GET', p);
-    const b = r.body as Record<string, any>;
-    const reset = b.Actions?.['#ComputerSystem.Reset']?.target as string | undefined;
+    const b = r.body as SystemBody;
+    const reset = b.Actions?.['#ComputerSystem.Reset']?.target;
     return {
       path: p,
       uuid: b.UUID,
@@ -313,7 +325,7 @@ export class RedfishClient {
       overrideEnabled: b.Boot?.BootSourceOverrideEnabled,
       overrideTarget: b.Boot?.BootSourceOverrideTarget,
       resetTarget: reset ?? `${p.replace(/\/$/, '')}/Actions/ComputerSystem.Reset`,
-      etag: r.etag ?? (b['@odata.etag'] as string | undefined),
+      etag: r.etag ?? b['@odata.etag'],
     };
   }
 

@@ -19,11 +19,11 @@ export async function takeBackup(store: Store): Promise<Backup> {
 /** Replaces the store's contents with the backup in one atomic batch, after every value passed its schema. */
 export async function restoreBackup(store: Store, b: Backup): Promise<Record<string, number>> {
   const known = new Map(store.collections().map((c) => [c.name, c]));
-  for (const name of Object.keys(b.collections)) if (!known.has(name)) throw new Error(`unknown collection "${name}"`);
   const puts: BatchOp[] = [];
   const counts: Record<string, number> = {};
   for (const [name, entries] of Object.entries(b.collections)) {
-    const c = known.get(name)!;
+    const c = known.get(name);
+    if (!c) throw new Error(`unknown collection "${name}"`);
     for (const [k, v] of entries) puts.push(c.put(k, c.check(k, v)));
     counts[name] = entries.length;
   }

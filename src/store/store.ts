@@ -1,11 +1,11 @@
 import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
-import { Level } from 'level';
 import type { AbstractSublevel } from 'abstract-level';
-import { z } from 'zod';
+import { Level } from 'level';
+import type { z } from 'zod';
+import { BootInstructionSchema } from '../domain/boot.js';
 import { EventSchema, type StoreEvent, type WorkflowEvent } from '../domain/events.js';
 import { LeaseSchema } from '../domain/lease.js';
-import { BootInstructionSchema } from '../domain/boot.js';
 import {
   type StoredHost,
   StoredHostSchema,

@@ -1,10 +1,10 @@
 import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
 import tftp, { type GetStream, type PutStream, type Server } from 'tftp';
+import { resolveInside } from '../domain/safe-path.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { BootTimeline } from '../timeline.js';
-import { resolveInside } from '../domain/safe-path.js';
 import { refusal } from './request-check.js';
 import './data-packet.js';
 

@@ -5,9 +5,9 @@ import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { repoRoot } from '../../src/paths.js';
 import { ApplianceProcess } from '../../src/lab/appliance-process.js';
 import { Lab, stopProcess } from '../../src/lab/netns.js';
+import { repoRoot } from '../../src/paths.js';
 
 const RATES = (process.env.BENCH_RATES ?? '1000,2000,3000,4000,6000,8000,12000').split(',').map(Number);
 const PERIOD_S = Number(process.env.BENCH_PERIOD ?? 5);

@@ -3,9 +3,9 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { repoRoot } from '../../src/paths.js';
 import { ApplianceProcess } from '../../src/lab/appliance-process.js';
 import { Lab } from '../../src/lab/netns.js';
+import { repoRoot } from '../../src/paths.js';
 
 const ADMIN = 'bench-admin-token-0123456789';
 const work = mkdtempSync(path.join(tmpdir(), 'b7bench-insp-'));

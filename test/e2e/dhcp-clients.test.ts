@@ -1,8 +1,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { repoRoot } from '../../src/paths.js';
 import type { Lab } from '../../src/lab/netns.js';
+import { repoRoot } from '../../src/paths.js';
 import { fullDhcp, makeLab, startAppliance, startSiteDhcp } from '../helpers/lab.js';
 import { tempDir } from '../helpers/tmp.js';
 

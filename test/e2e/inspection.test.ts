@@ -1,10 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { repoRoot } from '../../src/paths.js';
 import type { Lab } from '../../src/lab/netns.js';
-import { fullDhcp, haveDemoImage, makeLab, startAppliance } from '../helpers/lab.js';
+import { repoRoot } from '../../src/paths.js';
 import { until } from '../helpers/appliance.js';
+import { fullDhcp, haveDemoImage, makeLab, startAppliance } from '../helpers/lab.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const haveInspector = existsSync(path.join(repoRoot, 'assets/inspector/initrd'));

@@ -66,11 +66,7 @@ t.test(
         `${firmware}: never an address from us (${replies.length} replies)`,
       );
       t.ok(app.find('ipxe script', { mac, script: 'discover' }).length, `${firmware}: per-host script fetched`);
-      t.match(
-        r.console,
-        new RegExp(`10\\.78\\.0\\.1\\d\\d`),
-        `${firmware}: address from the site pool (server ${site.ip})`,
-      );
+      t.match(r.console, /10\.78\.0\.1\d\d/, `${firmware}: address from the site pool (server ${site.ip})`);
     }
     t.ok(
       app.find('tftp transfer done', { file: 'ipxe.efi' }).length,

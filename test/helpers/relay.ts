@@ -45,7 +45,10 @@ export class RelaySocket {
       for (let n = 0; n < tries; n++) {
         const got = new Promise<DhcpPacket | undefined>((resolve) => {
           const timer = setTimeout(() => resolve(undefined), waitMs(n));
-          this.waiting.set(pkt.xid, (p) => (clearTimeout(timer), resolve(p)));
+          this.waiting.set(pkt.xid, (p) => {
+            clearTimeout(timer);
+            resolve(p);
+          });
         });
         this.sock.send(encode(pkt), port, server);
         this.sent++;

@@ -5,9 +5,9 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { repoRoot } from '../../src/paths.js';
 import { ApplianceProcess } from '../../src/lab/appliance-process.js';
 import { Lab, stopProcess } from '../../src/lab/netns.js';
+import { repoRoot } from '../../src/paths.js';
 
 export interface StormOptions {
   n: number;
@@ -135,7 +135,12 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
       }
     });
     let ended = false;
-    const exited = new Promise<number | null>((r) => driver.once('exit', (code) => ((ended = true), r(code))));
+    const exited = new Promise<number | null>((r) =>
+      driver.once('exit', (code) => {
+        ended = true;
+        r(code);
+      }),
+    );
     const kills: KillPoint[] = [];
     if (o.kills) {
       await Promise.race([creatingHosts, exited]);

@@ -160,12 +160,11 @@ t.test(
     const failures = await Promise.all(
       bmcs.sessions!.map(async (_, i) => (await a.api('GET', `/hosts/sessions-${i}`)).json.status.errorCount as number),
     );
-    sessionLogins.forEach((logins, i) =>
+    for (const [i, logins] of sessionLogins.entries())
       t.ok(
         logins <= 3 * (failures[i]! + 1),
         `sessions-${i}: ${logins} logins over ${failures[i]} enrolments: bounded by retries per enrolment`,
-      ),
-    );
+      );
 
     // a hung BMC that goes away: its host gets the reason too
     for (const b of bmcs.hang!) await b.bmc.stop();

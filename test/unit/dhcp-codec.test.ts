@@ -68,7 +68,10 @@ t.test('malformed packets throw DecodeError with a reason', async (t) => {
 
 t.test('fuzz: mutated and random packets either decode or throw DecodeError', async (t) => {
   let seed = 42;
-  const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+  const rnd = () => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed / 0x7fffffff;
+  };
   const seeds = [
     encode(pxe(0)),
     encode(pxe(7, { userClass: '\x04iPXE', ipxeEncap: true })),

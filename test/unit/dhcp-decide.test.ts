@@ -1,6 +1,6 @@
 import t from 'tap';
 import { decode, encode } from '../../src/dhcp/codec.js';
-import { type DecideContext, bootFileFor, classify, decide } from '../../src/dhcp/decide.js';
+import { bootFileFor, classify, type DecideContext, decide } from '../../src/dhcp/decide.js';
 import { LeaseTable } from '../../src/dhcp/leases.js';
 import { MsgType, Opt } from '../../src/dhcp/options.js';
 import { pxe, request } from '../helpers/packets.js';

@@ -1,11 +1,12 @@
+import { execFile } from 'node:child_process';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { execFile } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { encode } from '../../src/dhcp/codec.js';
+import { MsgType, Opt } from '../../src/dhcp/options.js';
 import { DhcpServer } from '../../src/dhcp/server.js';
 import { Metrics } from '../../src/metrics.js';
 import { Store } from '../../src/store/store.js';
@@ -14,11 +15,13 @@ import { inProcess } from '../helpers/appliance.js';
 import { memoryLogger } from '../helpers/log.js';
 import { pxe } from '../helpers/packets.js';
 import { RelaySocket } from '../helpers/relay.js';
-import { MsgType, Opt } from '../../src/dhcp/options.js';
 import { tempDir } from '../helpers/tmp.js';
 
 let seed = 1234;
-const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+const rnd = () => {
+  seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+  return seed / 0x7fffffff;
+};
 const int = (n: number) => Math.floor(rnd() * n);
 function mutate(b: Buffer): Buffer {
   const out = Buffer.from(b);

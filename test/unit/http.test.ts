@@ -1,14 +1,14 @@
-import { request } from 'node:http';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { serve } from '@hono/node-server';
 import t from 'tap';
-import { type BootInstruction } from '../../src/domain/boot.js';
-import { repoRoot } from '../../src/paths.js';
+import type { BootInstruction } from '../../src/domain/boot.js';
 import { createHttpApp } from '../../src/http/app.js';
 import { loadTemplates } from '../../src/http/ipxe.js';
 import { Metrics } from '../../src/metrics.js';
+import { repoRoot } from '../../src/paths.js';
 import { memoryLogger } from '../helpers/log.js';
 import { tempDir } from '../helpers/tmp.js';
 

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import t from 'tap';
+import { loadTemplates, render, selectInstruction, TemplateError, templateFor } from '../../src/http/ipxe.js';
 import { repoRoot } from '../../src/paths.js';
-import { TemplateError, loadTemplates, render, selectInstruction, templateFor } from '../../src/http/ipxe.js';
 
 t.test('template per instruction', async (t) => {
   t.equal(templateFor({ script: 'inspect', cmdline: '', localDiskMethod: 'exit' }), 'inspect');
