@@ -69,7 +69,9 @@ export const ConfigSchema = z
         bootFiles: z
           .object({
             bios: z.string().default('undionly.kpxe'),
-            efi: z.string().default('ipxe.efi'),
+            // the firmware's own network driver (SNP), as Ironic defaults to: Debian's ipxe.efi, with its own
+            // drivers, does not return to the firmware when a host leaves network boot (OVMF hangs after exit)
+            efi: z.string().default('snponly.efi'),
             efiSnp: z.string().default('snponly.efi'),
             arm64: z.string().default('ipxe-arm64.efi'),
           })

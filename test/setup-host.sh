@@ -21,4 +21,5 @@ for svc in tftpd-hpa; do systemctl stop "$svc" 2>/dev/null || service "$svc" sto
 pkill -x in.tftpd 2>/dev/null || true
 make -s assets
 bash assets/build-demo-image.sh >/dev/null 2>&1 || bash assets/build-demo-image.sh
+bash assets/build-local-disk.sh >/dev/null
 make -s inspector >/dev/null

@@ -18,6 +18,8 @@ export interface MachineSpec {
   serial?: string;
   /** disks to attach, in GiB (sparse files, deleted afterwards) */
   disksGB?: number[];
+  /** a bootable disk image, second in the boot order after the network (attached read-only via a snapshot) */
+  localDisk?: string;
 }
 
 export interface BootResult {
@@ -50,11 +52,15 @@ export function qemuArgs(m: Omit<MachineSpec, 'marker'>, tmp: string): string[] 
     `type=1,serial=${m.serial ?? 'B7-E2E'},manufacturer=Beskar7Lab,product=QEMU-E2E`,
     '-netdev',
     `tap,id=n0,ifname=${m.tap},script=no,downscript=no`,
-    '-boot',
-    'n',
   ];
+  // with a local disk the order comes from bootindex (network first, then the disk); SeaBIOS and OVMF honour it
+  const nic = m.localDisk ? ',bootindex=1' : '';
+  if (m.localDisk) {
+    args.push('-drive', `if=none,id=ld,file=${m.localDisk},format=raw,snapshot=on`);
+    args.push('-device', 'virtio-blk-pci,drive=ld,bootindex=2');
+  } else args.push('-boot', 'n');
   if (m.firmware === 'bios') {
-    args.push('-machine', 'pc', '-device', `virtio-net-pci,netdev=n0,mac=${m.mac}`);
+    args.push('-machine', 'pc', '-device', `virtio-net-pci,netdev=n0,mac=${m.mac}${nic}`);
   } else {
     copyFileSync(OVMF_VARS, path.join(tmp, 'vars.fd'));
     args.push(
@@ -65,7 +71,7 @@ export function qemuArgs(m: Omit<MachineSpec, 'marker'>, tmp: string): string[] 
       '-drive',
       `if=pflash,format=raw,unit=1,file=${path.join(tmp, 'vars.fd')}`,
       '-device',
-      `virtio-net-pci,netdev=n0,mac=${m.mac},romfile=`,
+      `virtio-net-pci,netdev=n0,mac=${m.mac},romfile=${nic}`,
     );
   }
   (m.disksGB ?? []).forEach((gb, i) => {

@@ -115,7 +115,11 @@ try {
     const kexec = ev('InspectorStep', /^kexec/);
     const stages: [string, number, number][] = [
       ['firmware to DHCP offer', powerOn, firstOffer],
-      [firmware === 'uefi' ? 'DHCP + TFTP ipxe.efi + iPXE DHCP' : 'DHCP (ROM iPXE)', firstOffer, lastAckBeforeScript],
+      [
+        firmware === 'uefi' ? 'DHCP + TFTP snponly.efi + iPXE DHCP' : 'DHCP (ROM iPXE)',
+        firstOffer,
+        lastAckBeforeScript,
+      ],
       ['script fetched', lastAckBeforeScript, scriptAt],
       ['kernel fetched, initrd requested', scriptAt, initrdServed],
       ['initrd transfer, boot to network', initrdServed, net],

@@ -35,7 +35,7 @@ t.test('full mode: udhcpc and dhclient get an address and the right boot file', 
   const app = await startAppliance(t, lab, fullDhcp(lab));
   const rows: [string, string, string[], string][] = [
     ['bios', '52:54:00:c0:00:01', PXE_BIOS, 'undionly.kpxe'],
-    ['efi', '52:54:00:c0:00:02', PXE_EFI, 'ipxe.efi'],
+    ['efi', '52:54:00:c0:00:02', PXE_EFI, 'snponly.efi'],
     ['ipxe', '52:54:00:c0:00:03', IPXE, 'http://10.80.0.1:8080/boot.ipxe'],
     ['plain', '52:54:00:c0:00:04', [], ''],
   ];
@@ -122,7 +122,7 @@ t.test('proxy mode: the site server leases addresses; we only add boot info', as
   const host = lab.addHost('pxe', '52:54:00:c2:00:02', '10.82.0.50');
   for (const [arch, file] of [
     ['0', 'undionly.kpxe'],
-    ['7', 'ipxe.efi'],
+    ['7', 'snponly.efi'],
   ] as const) {
     const r = await lab.run(
       host,

@@ -12,10 +12,10 @@ t.test(
     const app = await startAppliance(t, lab, fullDhcp(lab));
     t.setTimeout(600_000);
     // SeaBIOS boots QEMU's own iPXE ROM, which is iPXE already: it gets the script URL at once. OVMF with the
-    // ROM disabled uses its UEFI PXE client, which must chainload ipxe.efi over TFTP first.
+    // ROM disabled uses its UEFI PXE client, which must chainload snponly.efi over TFTP first.
     for (const [firmware, mac, binary] of [
       ['bios', '52:54:00:b7:00:01', undefined],
-      ['uefi', '52:54:00:b7:00:02', 'ipxe.efi'],
+      ['uefi', '52:54:00:b7:00:02', 'snponly.efi'],
     ] as const) {
       const r = await bootMachine(lab, { firmware, mac, tap: lab.addTap(), marker: MARKER, timeoutMs: 150_000 });
       t.ok(r.ok, `${firmware}: booted to the marker in ${r.ms} ms`);
@@ -69,8 +69,8 @@ t.test(
       t.match(r.console, /10\.78\.0\.1\d\d/, `${firmware}: address from the site pool (server ${site.ip})`);
     }
     t.ok(
-      app.find('tftp transfer done', { file: 'ipxe.efi' }).length,
-      'uefi: ipxe.efi over TFTP after the proxy/4011 exchange',
+      app.find('tftp transfer done', { file: 'snponly.efi' }).length,
+      'uefi: snponly.efi over TFTP after the proxy/4011 exchange',
     );
   },
 );

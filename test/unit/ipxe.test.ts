@@ -41,3 +41,17 @@ t.test('shipped templates load and the entry script reports the host to us', asy
   );
   t.match(render(tpl.get('local-disk-exit')!, { mac: 'm' }), /\nexit 1\n/);
 });
+
+t.test('scripts that leave network boot end the entry script too, instead of its retry loop', async (t) => {
+  const tpl = loadTemplates(path.join(repoRoot, 'boot-scripts'));
+  const entry = render(tpl.get('entry')!, { httpBase: 'http://10.0.0.1:8080' });
+  t.match(
+    entry,
+    /&& goto done \|\| iseq \$\{beskar7-leave\} 1 && goto leave \|\|\n/,
+    'a failed chain checks the leave flag first',
+  );
+  t.match(entry, /:leave\nexit 1\n/);
+  for (const name of ['local-disk-exit', 'local-disk-sanboot', 'exit']) {
+    t.match(tpl.get(name)!, /^set beskar7-leave 1$/m, `${name} sets the flag before it exits`);
+  }
+});
