@@ -7,9 +7,9 @@ import { probeDhcpServers } from './dhcp/probe.js';
 import { DhcpServer } from './dhcp/server.js';
 import { eventOk, type StoreEvent } from './domain/events.js';
 import { hostMacs } from './domain/resources.js';
-import { resolveInside } from './domain/safe-path.js';
 import { createApi } from './http/api.js';
 import { createHttpApp } from './http/app.js';
+import { localImageProblem } from './http/image-check.js';
 import { loadTemplates, type Templates } from './http/ipxe.js';
 import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';
@@ -44,21 +44,6 @@ function checkBootFiles(cfg: Config, tftpRoot: string, log: Logger): void {
     if (!existsSync(path.join(tftpRoot, f)))
       log.warn({ file: f, tftpRoot }, 'optional iPXE binary missing; clients that need it will not boot');
   }
-}
-
-/**
- * An inspection image we host ourselves must have its kernel and initrd now, not when a host boots it.
- * Images elsewhere are the operator's to vouch for.
- */
-async function localImageProblem(url: string, httpBase: string, assetsDir: string): Promise<string | undefined> {
-  const prefix = `${httpBase}/assets/`;
-  if (!url.startsWith(prefix)) return undefined;
-  for (const f of ['vmlinuz', 'initrd']) {
-    const r = await resolveInside(assetsDir, `${url.slice(prefix.length).replace(/\/$/, '')}/${f}`);
-    if (!r.ok)
-      return `${url}/${f}: ${r.reason} under ${assetsDir} (the bundled inspector is built by \`make inspector\`)`;
-  }
-  return undefined;
 }
 
 /** The whole appliance in one process: store, DHCP, TFTP, HTTP, and the orchestrator that drives BMCs. */
