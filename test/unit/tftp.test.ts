@@ -1,6 +1,8 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
@@ -99,4 +101,37 @@ t.test('real TFTP clients fetch byte-identical files; escapes are refused', asyn
   t.equal(await metrics.value('beskar7_tftp_transfers_total', { result: 'ok' }), 9);
   t.ok((await metrics.value('beskar7_tftp_transfers_total', { result: 'refused' })) >= 1, 'refusals counted');
   t.equal(await metrics.value('beskar7_tftp_bytes_total'), small.length * 8 + big.length);
+});
+
+t.test('size probes aborted with ERROR (as UEFI firmware does) leave no file open', async (t) => {
+  const root = tempDir(t);
+  writeFileSync(path.join(root, 'ipxe.efi'), randomBytes(300_000));
+  const metrics = new Metrics();
+  const { log } = memoryLogger('warn');
+  const server = new TftpServer(
+    { address: '127.0.0.1', port: 0, root, maxBlksize: 1468, maxWindowsize: 1, retries: 2 },
+    log,
+    metrics,
+  );
+  const { port } = await server.start();
+  t.teardown(() => server.stop());
+  const fds = () => readdirSync('/proc/self/fd').length;
+  const probe = async () => {
+    const s = dgram.createSocket('udp4');
+    await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+    const oack = once(s, 'message') as Promise<[Buffer, dgram.RemoteInfo]>;
+    s.send(Buffer.from('\0\x01ipxe.efi\0octet\0tsize\x000\0blksize\x001468\0', 'latin1'), port, '127.0.0.1');
+    const [msg, from] = await oack;
+    if (msg.readUInt16BE(0) !== 6) throw new Error(`expected OACK, got opcode ${msg.readUInt16BE(0)}`);
+    // ERROR 8: option negotiation ended by the client, which wanted only the size
+    await new Promise((r) => s.send(Buffer.from('\0\x05\0\x08size only\0', 'latin1'), from.port, from.address, r));
+    s.close();
+  };
+  await probe();
+  await new Promise((r) => setTimeout(r, 100));
+  const before = fds();
+  for (let i = 0; i < 300; i++) await probe();
+  await new Promise((r) => setTimeout(r, 300));
+  t.ok(fds() - before < 10, `open descriptors ${before} -> ${fds()} after 300 aborted probes`);
+  t.equal(await metrics.value('beskar7_tftp_transfers_total'), 301, 'each probe counted once');
 });
