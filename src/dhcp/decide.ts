@@ -195,24 +195,23 @@ function buildReply(
   };
 }
 
-const reply = (
-  req: DhcpPacket,
-  type: number,
-  ctx: DecideContext,
-  c: ClientInfo,
-  yiaddr: string,
-  boot: BootInfo | undefined,
-  withLease: boolean,
-  src?: Destination,
-  leaseOp?: LeaseOp,
-): Outcome => ({
+/** What a reply carries: an address and lease options only with a lease change (offer or bind). */
+interface ReplyParts {
+  type: number;
+  boot?: BootInfo | undefined;
+  lease?: Extract<LeaseOp, { kind: 'offer' | 'bind' }>;
+  /** the PXE port answers where the request came from */
+  src?: Destination | undefined;
+}
+
+const reply = (req: DhcpPacket, ctx: DecideContext, c: ClientInfo, p: ReplyParts): Outcome => ({
   action: 'reply',
-  reply: buildReply(req, type, ctx, yiaddr, boot, c, withLease),
-  to: destination(req, type, ctx, src),
+  reply: buildReply(req, p.type, ctx, p.lease?.ip ?? ZERO, p.boot, c, p.lease !== undefined),
+  to: destination(req, p.type, ctx, p.src),
   client: c,
-  replyType: msgTypeName(type),
-  ...(boot ? { boot } : {}),
-  ...(leaseOp ? { leaseOp } : {}),
+  replyType: msgTypeName(p.type),
+  ...(p.boot ? { boot: p.boot } : {}),
+  ...(p.lease ? { leaseOp: p.lease } : {}),
 });
 
 const ignore = (reason: string, client: ClientInfo): Outcome => ({ action: 'ignore', reason, client });
@@ -244,13 +243,13 @@ export function decide(
     if (c.msgType !== MsgType.Request && c.msgType !== MsgType.Inform)
       return ignore(`${msgTypeName(c.msgType)} on the PXE port`, c);
     if (!boot) return ignore('not a netboot client', c);
-    return reply(req, MsgType.Ack, ctx, c, ZERO, boot, false, src);
+    return reply(req, ctx, c, { type: MsgType.Ack, boot, src });
   }
 
   if (ctx.mode === 'proxy') {
     if (c.msgType !== MsgType.Discover) return ignore(`${msgTypeName(c.msgType)} is for the site's DHCP server`, c);
     if (!boot) return ignore(c.netboot ? `unsupported client architecture ${c.arch}` : 'not a netboot client', c);
-    return reply(req, MsgType.Offer, ctx, c, ZERO, boot, false);
+    return reply(req, ctx, c, { type: MsgType.Offer, boot });
   }
 
   if (!leases || !ctx.full) return ignore('full mode without a pool', c);
@@ -260,7 +259,7 @@ export function decide(
     case MsgType.Discover: {
       const ip = leases.pickOffer(c.mac, requestedIp(req), now);
       if (!ip) return ignore('pool exhausted', c);
-      return reply(req, MsgType.Offer, ctx, c, ip, boot, true, undefined, { kind: 'offer', ip });
+      return reply(req, ctx, c, { type: MsgType.Offer, boot, lease: { kind: 'offer', ip } });
     }
     case MsgType.Request: {
       if (serverIdIp !== undefined && serverIdIp !== ctx.serverIp) {
@@ -279,18 +278,15 @@ export function decide(
         ) {
           return ignore(`unknown client asks for foreign address ${ip}`, c);
         }
-        const nak = reply(req, MsgType.Nak, ctx, c, ZERO, undefined, false);
+        const nak = reply(req, ctx, c, { type: MsgType.Nak });
         if (nak.action === 'reply') nak.reply.options.set(Opt.Message, Buffer.from(why));
         return nak;
       }
-      return reply(req, MsgType.Ack, ctx, c, ip, boot, true, undefined, {
-        kind: 'bind',
-        ip,
-        hostname: leases.hostnameFor(c.mac),
-      });
+      const lease = { kind: 'bind' as const, ip, hostname: leases.hostnameFor(c.mac) };
+      return reply(req, ctx, c, { type: MsgType.Ack, boot, lease });
     }
     case MsgType.Inform:
-      return reply(req, MsgType.Ack, ctx, c, ZERO, boot, false);
+      return reply(req, ctx, c, { type: MsgType.Ack, boot });
     case MsgType.Release:
       return req.ciaddr !== ZERO
         ? { action: 'silent', leaseOp: { kind: 'release', ip: req.ciaddr }, client: c }
