@@ -58,7 +58,10 @@ async function call(method: string, p: string, body?: unknown): Promise<any> {
   return json;
 }
 
-const out = (s: string): void => void process.stdout.write(`${s}\n`);
+/** Terminal control characters from the API (a host name or message a booting machine sent) never reach the tty. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters removed
+const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
+const out = (s: string): void => void process.stdout.write(`${s.replace(CONTROL, '')}\n`);
 
 /** Aligned columns; missing values show as "-". */
 function table(rows: Record<string, unknown>[], cols: [string, (r: any) => unknown][]): void {
@@ -86,126 +89,133 @@ const readJson = (file: string | undefined): unknown => {
   return JSON.parse(readFileSync(file, 'utf8'));
 };
 
+type Handler = (sub: string | undefined, arg: string | undefined) => Promise<void>;
+
+const hostsCommand: Handler = async (sub, arg) => {
+  if (sub === 'get') return pretty(await call('GET', `/hosts/${arg}`));
+  if (sub === 'add') return created(await call('POST', '/hosts', readJson(arg)), 'host');
+  if (sub === 'rm') return show(await call('DELETE', `/hosts/${arg}`), () => out(`host ${arg} deleted`));
+  const { items } = await call('GET', '/hosts');
+  const model = (h: any) =>
+    [h.status.hardwareDetails?.manufacturer, h.status.hardwareDetails?.model].filter(Boolean).join(' ') || undefined;
+  show(items, () =>
+    table(items, [
+      ['NAME', (h) => h.name],
+      ['STATE', (h) => h.status.state],
+      ['POWER', (h) => h.status.observedPowerState],
+      ['PHASE', (h) => h.status.inspectionPhase],
+      ['MACHINE', (h) => h.status.consumer],
+      ['BMC', (h) => h.spec.redfish.address],
+      ['MODEL', model],
+      ['ERROR', (h) => h.status.errorMessage],
+    ]),
+  );
+};
+
+const machinesCommand: Handler = async (sub, arg) => {
+  if (sub === 'get') return pretty(await call('GET', `/machines/${arg}`));
+  if (sub === 'add') return created(await call('POST', '/machines', readJson(arg)), 'machine');
+  if (sub === 'rm') return show(await call('DELETE', `/machines/${arg}`), () => out(`machine ${arg} is being deleted`));
+  const { items } = await call('GET', '/machines');
+  show(items, () =>
+    table(items, [
+      ['NAME', (m) => m.name],
+      ['PHASE', (m) => m.status.phase],
+      ['HOST', (m) => m.status.hostId],
+      ['ATTEMPTS', (m) => m.status.attempts],
+      ['REASON', (m) => m.status.failureReason],
+      ['MESSAGE', (m) => m.status.failureMessage],
+    ]),
+  );
+};
+
+const reportCommand: Handler = async (host) => {
+  const r = await call('GET', `/hosts/${host}/report`);
+  show(r, () => {
+    const x = r.report;
+    out(`${host}: ${x.manufacturer} ${x.model} (serial ${x.serialNumber}), ${x.bootMode}, received ${r.receivedAt}`);
+    out(`cpu: ${x.cpus.count} sockets, ${x.cpus.cores} cores, ${x.cpus.threads} threads, ${x.cpus.model}`);
+    out(`memory: ${x.memory.totalGB} GB`);
+    table(x.disks, [
+      ['DISK', (d) => d.device],
+      ['GB', (d) => d.sizeGB],
+      ['TYPE', (d) => d.type],
+      ['MODEL', (d) => d.model],
+      ['SERIAL', (d) => d.serial],
+    ]);
+    table(x.nics, [
+      ['NIC', (n) => n.interface],
+      ['MAC', (n) => n.macAddress],
+      ['MBPS', (n) => n.speedMbps],
+      ['DRIVER', (n) => n.driver],
+    ]);
+  });
+};
+
+const eventsCommand: Handler = async () => {
+  const { items } = await call('GET', `/events?limit=${values.limit ?? 50}`);
+  show(items, () =>
+    table(items, [
+      ['TIME', (e) => e.at],
+      ['SEVERITY', (e) => e.severity],
+      ['KIND', (e) => e.kind],
+      ['HOST', (e) => e.host],
+      ['MACHINE', (e) => e.machine],
+      ['MESSAGE', (e) => e.message],
+    ]),
+  );
+};
+
+const timelineCommand: Handler = async (mac) => {
+  const r = await call('GET', mac ? `/timeline/${mac}` : '/timeline');
+  const macCol: [string, (e: any) => unknown][] = mac ? [] : [['MAC', (e) => e.key]];
+  show(r.items, () =>
+    table(r.items, [
+      ['TIME', (e) => e.at],
+      ...macCol,
+      ['SOURCE', (e) => e.source],
+      ['OK', (e) => (e.ok ? 'ok' : 'FAIL')],
+      ['WHAT', (e) => e.what],
+    ]),
+  );
+};
+
+const counts = (c: Record<string, number>) =>
+  Object.entries(c)
+    .map(([k, n]) => `${n} ${k}`)
+    .join(', ');
+
+const backupCommand: Handler = async (file) => {
+  if (!file) throw new CliError('backup needs a file name');
+  const b = await call('GET', '/backup');
+  writeFileSync(file, JSON.stringify(b));
+  const n = Object.fromEntries(
+    Object.entries(b.collections as Record<string, unknown[]>).map(([k, v]) => [k, v.length]),
+  );
+  show(n, () => out(`backup written to ${file}: ${counts(n)}`));
+};
+
+const restoreCommand: Handler = async (file) => {
+  const r = await call('POST', '/restore', readJson(file));
+  show(r.restored, () => out(`restored: ${counts(r.restored)}`));
+};
+
+const COMMANDS: Record<string, Handler> = {
+  hosts: hostsCommand,
+  machines: machinesCommand,
+  report: reportCommand,
+  events: eventsCommand,
+  timeline: timelineCommand,
+  backup: backupCommand,
+  restore: restoreCommand,
+};
+
 async function main(): Promise<void> {
   const [cmd, sub, arg] = positionals;
   if (values.help || !cmd) return out(USAGE);
-  switch (cmd) {
-    case 'hosts':
-      if (sub === 'get') return pretty(await call('GET', `/hosts/${arg}`));
-      if (sub === 'add') return created(await call('POST', '/hosts', readJson(arg)), 'host');
-      if (sub === 'rm') return show(await call('DELETE', `/hosts/${arg}`), () => out(`host ${arg} deleted`));
-      {
-        const { items } = await call('GET', '/hosts');
-        return show(items, () =>
-          table(items, [
-            ['NAME', (h) => h.name],
-            ['STATE', (h) => h.status.state],
-            ['POWER', (h) => h.status.observedPowerState],
-            ['PHASE', (h) => h.status.inspectionPhase],
-            ['MACHINE', (h) => h.status.consumer],
-            ['BMC', (h) => h.spec.redfish.address],
-            [
-              'MODEL',
-              (h) =>
-                [h.status.hardwareDetails?.manufacturer, h.status.hardwareDetails?.model].filter(Boolean).join(' ') ||
-                undefined,
-            ],
-            ['ERROR', (h) => h.status.errorMessage],
-          ]),
-        );
-      }
-    case 'machines':
-      if (sub === 'get') return pretty(await call('GET', `/machines/${arg}`));
-      if (sub === 'add') return created(await call('POST', '/machines', readJson(arg)), 'machine');
-      if (sub === 'rm')
-        return show(await call('DELETE', `/machines/${arg}`), () => out(`machine ${arg} is being deleted`));
-      {
-        const { items } = await call('GET', '/machines');
-        return show(items, () =>
-          table(items, [
-            ['NAME', (m) => m.name],
-            ['PHASE', (m) => m.status.phase],
-            ['HOST', (m) => m.status.hostId],
-            ['ATTEMPTS', (m) => m.status.attempts],
-            ['REASON', (m) => m.status.failureReason],
-            ['MESSAGE', (m) => m.status.failureMessage],
-          ]),
-        );
-      }
-    case 'report': {
-      const r = await call('GET', `/hosts/${sub}/report`);
-      return show(r, () => {
-        const x = r.report;
-        out(`${sub}: ${x.manufacturer} ${x.model} (serial ${x.serialNumber}), ${x.bootMode}, received ${r.receivedAt}`);
-        out(`cpu: ${x.cpus.count} sockets, ${x.cpus.cores} cores, ${x.cpus.threads} threads, ${x.cpus.model}`);
-        out(`memory: ${x.memory.totalGB} GB`);
-        table(x.disks, [
-          ['DISK', (d) => d.device],
-          ['GB', (d) => d.sizeGB],
-          ['TYPE', (d) => d.type],
-          ['MODEL', (d) => d.model],
-          ['SERIAL', (d) => d.serial],
-        ]);
-        table(x.nics, [
-          ['NIC', (n) => n.interface],
-          ['MAC', (n) => n.macAddress],
-          ['MBPS', (n) => n.speedMbps],
-          ['DRIVER', (n) => n.driver],
-        ]);
-      });
-    }
-    case 'events': {
-      const { items } = await call('GET', `/events?limit=${values.limit ?? 50}`);
-      return show(items, () =>
-        table(items, [
-          ['TIME', (e) => e.at],
-          ['KIND', (e) => e.kind],
-          ['HOST', (e) => e.host],
-          ['MACHINE', (e) => e.machine],
-          ['MESSAGE', (e) => e.message],
-        ]),
-      );
-    }
-    case 'timeline': {
-      const r = await call('GET', sub ? `/timeline/${sub}` : '/timeline');
-      return show(r.items, () =>
-        table(r.items, [
-          ['TIME', (e) => e.at],
-          ...(sub ? [] : [['MAC', (e: { key: string }) => e.key] as [string, (e: any) => unknown]]),
-          ['SOURCE', (e) => e.source],
-          ['OK', (e) => (e.ok ? 'ok' : 'FAIL')],
-          ['WHAT', (e) => e.what],
-        ]),
-      );
-    }
-    case 'backup': {
-      if (!sub) throw new CliError('backup needs a file name');
-      const b = await call('GET', '/backup');
-      writeFileSync(sub, JSON.stringify(b));
-      const counts = Object.fromEntries(
-        Object.entries(b.collections as Record<string, unknown[]>).map(([k, v]) => [k, v.length]),
-      );
-      return show(counts, () =>
-        out(
-          `backup written to ${sub}: ${Object.entries(counts)
-            .map(([k, n]) => `${n} ${k}`)
-            .join(', ')}`,
-        ),
-      );
-    }
-    case 'restore': {
-      const r = await call('POST', '/restore', readJson(sub));
-      return show(r.restored, () =>
-        out(
-          `restored: ${Object.entries(r.restored as Record<string, number>)
-            .map(([k, n]) => `${n} ${k}`)
-            .join(', ')}`,
-        ),
-      );
-    }
-    default:
-      throw new CliError(`unknown command "${cmd}"\n${USAGE}`);
-  }
+  const run = COMMANDS[cmd];
+  if (!run) throw new CliError(`unknown command "${cmd}"\n${USAGE}`);
+  await run(sub, arg);
 }
 
 main().catch((e: unknown) => {

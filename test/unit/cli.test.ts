@@ -110,4 +110,15 @@ t.test('CLI: tables, --json, errors, backup and restore without clear-text passw
   t.equal(refused.code, 2);
   t.match(refused.err, /HTTP 400: store hosts\/c1 holds an invalid value/);
   t.equal((await a.api('GET', '/machines/cm')).json.status.phase, 'Provisioned', 'a refused restore changes nothing');
+
+  // a booting machine names a host with terminal escapes (it sets the window title): printed without them
+  await fetch(`${a.base}/api/v1/hosts/${encodeURIComponent('\x1b]0;pwned\x07x')}/inspection`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: '{}',
+  });
+  const events = (await cli('events', '--limit', '5')).out;
+  t.match(events, /ReportRejected\s+\]0;pwnedx/, 'the event is listed');
+  t.notOk(events.includes('\x1b') || events.includes('\x07'), 'with no control characters');
+  t.match(events, /^TIME\s+SEVERITY\s+KIND/m, 'severity is a column');
 });
