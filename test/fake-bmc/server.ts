@@ -16,6 +16,8 @@ export interface Personality {
   staleEtagOnce?: boolean;
   /** Enabled Disabled without Target None is refused with 400 (several BMCs and sushy-tools) */
   requireTargetWithDisabled?: boolean;
+  /** every PATCH that disables the override gets 400 (a BMC that cannot clear it) */
+  refuseClear?: boolean;
   /** no BootSourceOverrideTarget None: a PATCH naming it gets 400 */
   noTargetNone?: boolean;
   /** Systems listed by UUID; the system's Name is `node-0` (libvirt-backed emulators) */
@@ -235,6 +237,9 @@ export class FakeBmc {
       if (req.headers['if-match'] && req.headers['if-match'] !== this.etag)
         return error(412, 'Base.1.0.PreconditionFailed', 'stale ETag');
       const b = (body as { Boot?: Record<string, string> })?.Boot ?? {};
+      if (this.p.refuseClear && b.BootSourceOverrideEnabled === 'Disabled') {
+        return error(400, 'Base.1.0.PropertyValueNotInList', 'BootSourceOverrideEnabled Disabled');
+      }
       if (this.p.noTargetNone && b.BootSourceOverrideTarget === 'None')
         return error(400, 'Base.1.0.PropertyValueNotInList', 'None');
       if (

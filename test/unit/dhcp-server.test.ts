@@ -5,6 +5,9 @@ import { decode, encode } from '../../src/dhcp/codec.js';
 import { MsgType, Opt } from '../../src/dhcp/options.js';
 import { DhcpServer } from '../../src/dhcp/server.js';
 import { Metrics } from '../../src/metrics.js';
+import { Commands } from '../../src/orchestrator/commands.js';
+import { takeBackup } from '../../src/store/backup.js';
+import { SecretBox } from '../../src/store/secrets.js';
 import { Store } from '../../src/store/store.js';
 import { memoryLogger } from '../helpers/log.js';
 import { pxe } from '../helpers/packets.js';
@@ -123,4 +126,28 @@ t.test('full mode over real UDP: DORA stores the lease before the ACK; a restart
   const stored = await s.store.leases.get(offer.yiaddr);
   t.equal(stored?.mac, mac, 'lease is in LevelDB once the ACK is out');
   t.equal(s.server.leaseCount, 1);
+});
+
+t.test('a restore reloads the running lease table: restored leases are not offered to others', async (t) => {
+  const r = await relay(t);
+  const s = await start(t, 'full', r.port);
+  const owner = '52:54:00:00:00:51';
+  const lease = { ip: '127.1.0.10', mac: owner, expiresAt: Date.now() + 600_000, boundAt: Date.now() };
+  const backup = await takeBackup(s.store);
+  backup.collections.leases = [[lease.ip, lease]];
+  const commands = new Commands({
+    store: s.store,
+    secrets: new SecretBox(s.dir),
+    workflow: { kick: () => {}, forgetBmc: async () => {} },
+    imageProblem: async () => undefined,
+    restored: () => s.server.reloadLeases(),
+  });
+  t.ok((await commands.restore(backup)).ok);
+  t.equal(s.server.leaseCount, 1, 'the running table holds the restored lease');
+  r.sock.send(encode(pxe(0, { mac: '52:54:00:00:00:52', giaddr: '127.0.0.1', xid: 9 })), s.port, '127.0.0.1');
+  r.sock.send(encode(pxe(0, { mac: owner, giaddr: '127.0.0.1', xid: 10 })), s.port, '127.0.0.1');
+  await until(() => r.replies.length >= 2);
+  const byXid = new Map(r.replies.map((p) => [p.xid, p.yiaddr]));
+  t.not(byXid.get(9), '127.1.0.10', 'another MAC is offered another address');
+  t.equal(byXid.get(10), '127.1.0.10', 'the owner gets its restored address back');
 });

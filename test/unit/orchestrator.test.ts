@@ -501,3 +501,62 @@ t.test('a slow BMC holds up only its own host', async (t) => {
   );
   t.pass('both provisioned');
 });
+
+t.test('a released host shows what its BMC reports, also when clearing the override fails', async (t) => {
+  let base = '';
+  const a = await inProcess(t, {
+    orchestrator: { tickSeconds: 0.1, retryBaseSeconds: 0, powerDeadlineSeconds: 5, inspectionTimeoutSeconds: 60 },
+  });
+  base = a.base;
+  for (const [name, mac, personality] of [
+    ['rel-target', '52:54:00:07:00:01', { requireTargetWithDisabled: true }],
+    ['rel-refuse', '52:54:00:07:00:02', { refuseClear: true }],
+  ] as const) {
+    const { bmc, address } = await bmcWithMachine(t, () => base, mac, { personality, report: null });
+    await a.api('POST', '/hosts', hostBody(name, address, { labels: { n: name } }));
+    await until(`${name} Available`, async () =>
+      (await a.api('GET', `/hosts/${name}`)).json.status.state === 'Available' ? true : undefined,
+    );
+    await a.api(
+      'POST',
+      '/machines',
+      machineBody(`m-${name}`, undefined, { hostSelector: { matchLabels: { n: name } } }),
+    );
+    await until(`${name} Booting`, async () =>
+      (await a.api('GET', `/hosts/${name}`)).json.status.inspectionPhase === 'Booting' ? true : undefined,
+    );
+    t.equal((await a.api('DELETE', `/machines/m-${name}`)).status, 202);
+    const h = await until(`${name} released`, async () => {
+      const r = (await a.api('GET', `/hosts/${name}`)).json;
+      return r.status.state === 'Available' && !r.status.consumer ? r : undefined;
+    });
+    t.equal(bmc.power, 'Off', `${name}: powered off`);
+    t.equal(h.status.observedPowerState, 'Off', `${name}: the host shows the BMC's power state`);
+    t.equal(h.status.inspectionPhase, undefined, `${name}: no stale Booting phase`);
+    if (name === 'rel-target') {
+      t.same([bmc.boot.target, bmc.boot.enabled], ['None', 'Disabled'], 'override cleared with Target None');
+      t.equal(h.status.errorMessage, undefined, 'no error');
+    } else {
+      t.match(h.status.errorMessage, /^release: PATCH .*HTTP 400/, 'the failed clear is on the host');
+      const ev = (await a.api('GET', '/events')).json.items.find(
+        (e: { kind: string; host?: string }) => e.kind === 'ReleaseFailed' && e.host === name,
+      );
+      t.equal(ev?.severity, 'warning', 'and a ReleaseFailed warning');
+    }
+  }
+});
+
+t.test('shutdown stops BMC calls at once, even towards a hung BMC', async (t) => {
+  const bmc = new FakeBmc({ personality: { fault: { kind: 'hang' } } });
+  const address = await bmc.start();
+  t.teardown(() => bmc.stop());
+  const a = await inProcess(t, { redfish: { timeoutSeconds: 30, retries: 3, backoffBaseSeconds: 1 } });
+  await a.api('POST', '/hosts', hostBody('hung', address));
+  await until('a call hangs', async () => (bmc.hanging > 0 ? true : undefined));
+  const started = Date.now();
+  await a.stop();
+  t.ok(Date.now() - started < 3000, `stopped in ${Date.now() - started} ms with a call in flight`);
+  const seen = bmc.seen.length;
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(bmc.seen.length, seen, 'no BMC call after stopping');
+});
