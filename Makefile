@@ -4,6 +4,9 @@ IPXE_FILES := undionly.kpxe ipxe.efi snponly.efi
 
 .PHONY: all deps setup assets inspector build run cli test unit e2e bench bench-storm install clean
 
+# the demo lab and the tests install Debian packages, create network namespaces and bind ports 67/69/80/4011
+need-root = @if [ "$$(id -u)" != 0 ]; then echo "make $@ needs root: it installs Debian packages, creates network namespaces and binds the DHCP/TFTP/HTTP ports (run it as root, or with sudo)" >&2; exit 1; fi
+
 all: build
 
 node_modules/.package-lock.json: package.json package-lock.json
@@ -14,6 +17,7 @@ deps: node_modules/.package-lock.json
 
 # Debian packages the tests and the demo lab use, the iPXE binaries and the demo image
 setup: deps
+	$(need-root)
 	bash test/setup-host.sh
 
 # iPXE binaries from Debian's ipxe package, served over TFTP and HTTP
@@ -34,19 +38,23 @@ build: deps
 	rm -rf dist && npm run -s build
 
 # CONFIG=/etc/beskar7/beskar7.yaml runs on a real network; without it, as root, the demo lab
-run: deps assets
+run:
 ifdef CONFIG
+	@$(MAKE) -s deps assets
 	node --import tsx src/main.ts --config $(CONFIG)
 else
-	@if [ "$$(id -u)" = 0 ]; then bash test/setup-host.sh && node --import tsx src/lab/demo.ts; \
-	else echo "not root: no demo lab; serving on unprivileged ports" && node --import tsx src/main.ts; fi
+	$(need-root)
+	@$(MAKE) -s deps assets
+	bash test/setup-host.sh && node --import tsx src/lab/demo.ts
 endif
 
 # the CLI from the checkout: make cli ARGS="hosts"
 cli: deps
 	@node --import tsx src/cli/main.ts $(ARGS)
 
-test: setup
+test:
+	$(need-root)
+	@$(MAKE) -s setup
 	npm test
 
 unit: deps

@@ -1,8 +1,9 @@
 import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import path from 'node:path';
 import { type ServerType, serve } from '@hono/node-server';
-import type { Config } from './config.js';
+import type { Config, ResolvedConfig } from './config.js';
 import { probeDhcpServers } from './dhcp/probe.js';
 import { DhcpServer } from './dhcp/server.js';
 import { eventOk, type StoreEvent } from './domain/events.js';
@@ -13,6 +14,8 @@ import { localImageProblem } from './http/image-check.js';
 import { loadTemplates, type Templates } from './http/ipxe.js';
 import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';
+import { chooseAdvertiseAddress, type Interfaces } from './net/advertise.js';
+import { bindFailure, StartupError } from './net/bind-error.js';
 import { Commands } from './orchestrator/commands.js';
 import { Orchestrator } from './orchestrator/reconciler.js';
 import { RedfishClient, type RedfishOptions } from './redfish/client.js';
@@ -22,7 +25,7 @@ import { Store } from './store/store.js';
 import { TftpServer } from './tftp/server.js';
 import { BootTimeline } from './timeline.js';
 
-export class StartupError extends Error {}
+export { StartupError };
 
 export interface Listening {
   http: number;
@@ -58,10 +61,21 @@ export class Appliance {
   private pruner?: NodeJS.Timeout;
   private readonly started = Date.now();
 
+  readonly cfg: ResolvedConfig;
+
   constructor(
-    readonly cfg: Config,
+    cfg: Config,
     private readonly log: Logger,
-  ) {}
+    interfaces: Interfaces = networkInterfaces(),
+  ) {
+    if (cfg.advertiseAddress) this.cfg = { ...cfg, advertiseAddress: cfg.advertiseAddress };
+    else {
+      const c = chooseAdvertiseAddress(interfaces, cfg.dhcp.interface);
+      if (!c.ok) throw new StartupError(`advertiseAddress: ${c.reason}`);
+      log.info({ advertiseAddress: c.address }, 'advertise address chosen');
+      this.cfg = { ...cfg, advertiseAddress: c.address };
+    }
+  }
 
   async start(): Promise<Listening> {
     const { cfg, log } = this;
@@ -220,7 +234,15 @@ export class Appliance {
     await new Promise<void>((resolve, reject) => {
       http.once('listening', resolve);
       http.once('error', (e: Error) =>
-        reject(new StartupError(`HTTP ${cfg.http.address}:${cfg.http.port}: ${e.message}`)),
+        reject(
+          bindFailure(e, {
+            what: 'HTTP',
+            setting: 'http.port',
+            proto: 'tcp',
+            address: cfg.http.address,
+            port: cfg.http.port,
+          }),
+        ),
       );
     });
     const port = (http.address() as AddressInfo).port;

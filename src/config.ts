@@ -10,7 +10,6 @@ import { repoRoot } from './paths.js';
 
 const Ipv4 = z.string().refine((s) => isIPv4(s), 'must be an IPv4 address');
 const Port = z.number().int().min(0).max(65535);
-const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
 const ReservationSchema = z.object({ mac: MacSchema, ip: Ipv4, hostname: z.string().optional() });
 
@@ -33,19 +32,20 @@ export const ConfigSchema = z
   .object({
     dataDir: z.string().default(path.join(repoRoot, 'data')),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
-    /** The address PXE clients use to reach TFTP and HTTP (siaddr, option 54, URLs). */
-    advertiseAddress: Ipv4.default('127.0.0.1'),
+    /** The address PXE clients use to reach TFTP and HTTP (siaddr, option 54, URLs). Without it: the IPv4
+     *  address of dhcp.interface, or the only non-loopback IPv4 address; start-up stops when that is not clear. */
+    advertiseAddress: Ipv4.optional(),
     assetsDir: z.string().default(path.join(repoRoot, 'assets')),
     bootScriptsDir: z.string().default(path.join(repoRoot, 'boot-scripts')),
     http: z
-      .object({ address: z.string().default('0.0.0.0'), port: Port.default(isRoot ? 80 : 8080) })
+      .object({ address: z.string().default('0.0.0.0'), port: Port.default(80) })
       .strict()
       .prefault({}),
     tftp: z
       .object({
         enabled: z.boolean().default(true),
         address: Ipv4.default('0.0.0.0'),
-        port: Port.default(isRoot ? 69 : 6969),
+        port: Port.default(69),
         /** TFTP root; relative paths resolve against assetsDir */
         root: z.string().default('ipxe'),
         maxBlksize: z.number().int().min(512).max(65464).default(65464),
@@ -61,9 +61,9 @@ export const ConfigSchema = z
         /** bind to one interface (SO_BINDTODEVICE); without it, all interfaces */
         interface: z.string().optional(),
         address: Ipv4.default('0.0.0.0'),
-        port: Port.default(isRoot ? 67 : 6767),
+        port: Port.default(67),
         /** PXE boot server port: UEFI firmware asks a proxy here for the boot file */
-        proxyPort: Port.default(isRoot ? 4011 : 14011),
+        proxyPort: Port.default(4011),
         /** reply destination port for clients (68 on a real network) */
         clientPort: Port.default(68),
         bootFiles: z
@@ -140,6 +140,8 @@ export const ConfigSchema = z
   .strict();
 
 export type Config = z.infer<typeof ConfigSchema>;
+/** A config whose advertise address is settled (given, or chosen at start). */
+export type ResolvedConfig = Config & { advertiseAddress: string };
 
 export class ConfigError extends Error {}
 

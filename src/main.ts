@@ -25,7 +25,10 @@ async function main(): Promise<void> {
   const listening = await appliance.start();
   // start and stop are always logged, whatever the level, so supervisors and tests can see them
   const life = log.levelVal > 30 ? log.child({}, { level: 'info' }) : log;
-  life.info({ listening, dataDir: cfg.dataDir, advertise: cfg.advertiseAddress, mode: cfg.dhcp.mode }, 'beskar7 ready');
+  life.info(
+    { listening, dataDir: cfg.dataDir, advertise: appliance.cfg.advertiseAddress, mode: cfg.dhcp.mode },
+    'beskar7 ready',
+  );
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // beskar7: the command line over the appliance's API. Tables for people, --json for scripts.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { repoRoot } from '../paths.js';
+import { type Config, loadConfig } from '../config.js';
 
 const USAGE = `usage: beskar7 [--url URL] [--token TOKEN] [--json] COMMAND
   hosts [get NAME | add FILE.json | rm NAME]        hosts and their state
@@ -12,7 +12,8 @@ const USAGE = `usage: beskar7 [--url URL] [--token TOKEN] [--json] COMMAND
   events [--limit N]                                workflow events, oldest first
   timeline [MAC]                                    boot timeline: every MAC, or one MAC's steps
   backup FILE | restore FILE                        the whole store as JSON (BMC passwords stay encrypted)
-URL: --url, $BESKAR7_URL or http://127.0.0.1:8080. TOKEN: --token, $BESKAR7_TOKEN or <repo>/data/admin-token.`;
+URL and TOKEN: --url/--token, else $BESKAR7_URL/$BESKAR7_TOKEN, else from the appliance's config (--config,
+$BESKAR7_CONFIG or /etc/beskar7/beskar7.yaml): its HTTP address and port, its api.adminToken or <dataDir>/admin-token.`;
 
 class CliError extends Error {}
 
@@ -21,27 +22,51 @@ const { values, positionals } = parseArgs({
   options: {
     url: { type: 'string' },
     token: { type: 'string' },
+    config: { type: 'string' },
     json: { type: 'boolean', default: false },
     limit: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
 
-const url = (values.url ?? process.env.BESKAR7_URL ?? 'http://127.0.0.1:8080').replace(/\/$/, '');
+/** The appliance's own config, as the service reads it: where it listens and where its token is. */
+function applianceConfig(): Config {
+  const installed = '/etc/beskar7/beskar7.yaml';
+  const file = values.config ?? process.env.BESKAR7_CONFIG ?? (existsSync(installed) ? installed : undefined);
+  try {
+    return loadConfig({ ...(file ? { file } : {}), env: process.env });
+  } catch (e) {
+    throw new CliError((e as Error).message);
+  }
+}
+
+function baseUrl(): string {
+  const given = values.url ?? process.env.BESKAR7_URL;
+  if (given) return given.replace(/\/$/, '');
+  const { http } = applianceConfig();
+  const host = http.address === '0.0.0.0' || http.address === '::' ? '127.0.0.1' : http.address;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${http.port}`;
+}
+
 function token(): string {
   const t = values.token ?? process.env.BESKAR7_TOKEN;
   if (t) return t;
+  const cfg = applianceConfig();
+  if (cfg.api.adminToken) return cfg.api.adminToken;
+  const file = path.join(cfg.dataDir, 'admin-token');
   try {
-    return readFileSync(path.join(repoRoot, 'data', 'admin-token'), 'utf8').trim();
-  } catch {
-    throw new CliError('no admin token: pass --token or set BESKAR7_TOKEN');
+    return readFileSync(file, 'utf8').trim();
+  } catch (e) {
+    throw new CliError(
+      `no admin token: cannot read ${file} (${(e as NodeJS.ErrnoException).code}); pass --token or set BESKAR7_TOKEN`,
+    );
   }
 }
 
 async function call(method: string, p: string, body?: unknown): Promise<any> {
   let res: Response;
   try {
-    res = await fetch(`${url}/api/v1${p}`, {
+    res = await fetch(`${baseUrl()}/api/v1${p}`, {
       method,
       headers: {
         Authorization: `Bearer ${token()}`,
@@ -50,7 +75,7 @@ async function call(method: string, p: string, body?: unknown): Promise<any> {
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     });
   } catch (e) {
-    throw new CliError(`cannot reach ${url}: ${(e as Error).cause ?? (e as Error).message}`);
+    throw new CliError(`cannot reach ${baseUrl()}: ${(e as Error).cause ?? (e as Error).message}`);
   }
   const text = await res.text();
   const json = text ? JSON.parse(text) : {};

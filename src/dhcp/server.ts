@@ -2,6 +2,7 @@ import dgram from 'node:dgram';
 import { once } from 'node:events';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import { bindFailure } from '../net/bind-error.js';
 import type { Store } from '../store/store.js';
 import type { BootTimeline } from '../timeline.js';
 import { bindToInterface } from './bind-interface.js';
@@ -58,7 +59,19 @@ export class DhcpServer {
     s.on('message', (msg, rinfo) => void this.onMessage(s, kind, msg, rinfo));
     s.on('error', (e) => this.log.error({ err: e.message, kind }, 'dhcp socket error'));
     s.bind(port, this.opts.address);
-    await once(s, 'listening');
+    try {
+      await once(s, 'listening');
+    } catch (e) {
+      s.close();
+      const setting = kind === 'dhcp' ? 'dhcp.port' : 'dhcp.proxyPort';
+      throw bindFailure(e, {
+        what: kind === 'dhcp' ? 'DHCP' : 'PXE',
+        setting,
+        proto: 'udp',
+        address: this.opts.address,
+        port,
+      });
+    }
     s.setBroadcast(true);
     if (this.opts.interface) bindToInterface(s, this.opts.interface);
     this.sockets.push(s);

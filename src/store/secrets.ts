@@ -3,10 +3,10 @@ import { closeSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs
 import path from 'node:path';
 
 /** Reads a secret file, or creates it (mode 0600, exclusively) with `make()` on first start. */
-function fileSecret(file: string, make: () => Buffer): Buffer {
+function fileSecret(file: string, make: () => Buffer, mode = 0o600): Buffer {
   mkdirSync(path.dirname(file), { recursive: true });
   try {
-    const fd = openSync(file, 'wx', 0o600);
+    const fd = openSync(file, 'wx', mode);
     writeSync(fd, make());
     closeSync(fd);
   } catch (e) {
@@ -44,7 +44,8 @@ export function adminToken(dataDir: string, configured?: string): { token: strin
   if (configured) return { token: configured };
   const file = path.join(dataDir, 'admin-token');
   return {
-    token: fileSecret(file, () => Buffer.from(randomBytes(24).toString('hex')))
+    // the service's group may read it: operators in group beskar7 use the CLI without root
+    token: fileSecret(file, () => Buffer.from(randomBytes(24).toString('hex')), 0o640)
       .toString('utf8')
       .trim(),
     file,

@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import tftp, { type GetStream, type PutStream } from 'tftp';
+import { bindFailure } from '../net/bind-error.js';
 import { refusal } from './request-check.js';
 
 /**
@@ -107,7 +108,11 @@ export async function listenTftp(
     if (reason) onRefused(reason, `${rinfo.address}:${rinfo.port}`, msg.length);
   });
   server.listen();
-  await once(server, 'listening');
+  try {
+    await once(server, 'listening');
+  } catch (e) {
+    throw bindFailure(e, { what: 'TFTP', setting: 'tftp.port', proto: 'udp', address: o.address, port: o.port });
+  }
   const a = server._socket.address();
   return { address: { address: a.address, port: a.port }, close: () => server.close() };
 }

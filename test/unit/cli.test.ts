@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
@@ -121,4 +121,21 @@ t.test('CLI: tables, --json, errors, backup and restore without clear-text passw
   t.match(events, /ReportRejected\s+\]0;pwnedx/, 'the event is listed');
   t.notOk(events.includes('\x1b') || events.includes('\x07'), 'with no control characters');
   t.match(events, /^TIME\s+SEVERITY\s+KIND/m, 'severity is a column');
+
+  // no --url, no --token: both come from the appliance's config file, the token from its data directory
+  const dataDir = path.join(dir, 'svc-data');
+  mkdirSync(dataDir);
+  writeFileSync(path.join(dataDir, 'admin-token'), `${ADMIN}\n`);
+  const cfg = path.join(dir, 'beskar7.yaml');
+  writeFileSync(cfg, `dataDir: ${dataDir}\nhttp:\n  address: 0.0.0.0\n  port: ${new URL(a.base).port}\n`);
+  const bare = (...args: string[]) =>
+    run(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), ...args]).then(
+      (r) => ({ code: 0, out: r.stdout, err: r.stderr }),
+      (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout, err: e.stderr }),
+    );
+  t.match((await bare('--config', cfg, 'hosts')).out, /^c1\s+Provisioned/m, 'URL and token from the config');
+  writeFileSync(cfg, `dataDir: ${path.join(dir, 'nowhere')}\nhttp: {port: ${new URL(a.base).port}}\n`);
+  const noToken = await bare('--config', cfg, 'hosts');
+  t.equal(noToken.code, 2);
+  t.match(noToken.err, /no admin token: cannot read .*nowhere\/admin-token \(ENOENT\)/);
 });

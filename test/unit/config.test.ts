@@ -9,7 +9,12 @@ t.test('defaults are complete and proxy mode', async (t) => {
   t.equal(c.dhcp.mode, 'proxy');
   t.equal(c.dhcp.bootFiles.bios, 'undionly.kpxe');
   t.equal(c.unknownHosts.script, 'exit');
-  t.ok(c.http.port > 0 && c.tftp.port > 0);
+  t.same(
+    [c.dhcp.port, c.dhcp.proxyPort, c.tftp.port, c.http.port],
+    [67, 4011, 69, 80],
+    'the ports PXE firmware asks, whoever runs it: other ports only when the config says so',
+  );
+  t.equal(c.advertiseAddress, undefined, 'chosen at start when not given');
 });
 
 t.test('errors name the bad field', async (t) => {

@@ -31,11 +31,10 @@ t.test('the unit is hardened and runs as its own user', async (t) => {
   }
 });
 
-t.test('the example config is valid', async (t) => {
-  const cfg = loadConfig({
-    file: path.join(repoRoot, 'systemd/beskar7.example.yaml'),
-    env: { BESKAR7_DATA_DIR: '/var/lib/beskar7' },
-  });
+t.test('the example config is valid and keeps its data where the unit gives it a state directory', async (t) => {
+  const cfg = loadConfig({ file: path.join(repoRoot, 'systemd/beskar7.example.yaml') });
   t.equal(cfg.dhcp.mode, 'proxy');
-  t.equal(cfg.dataDir, '/var/lib/beskar7', 'the unit sets the data dir by environment');
+  t.match(readFileSync(unit, 'utf8'), /^StateDirectory=beskar7$/m);
+  t.equal(cfg.dataDir, '/var/lib/beskar7', 'the service and the CLI read the same data directory');
+  t.same([cfg.dhcp.port, cfg.dhcp.proxyPort, cfg.tftp.port, cfg.http.port], [67, 4011, 69, 80]);
 });
