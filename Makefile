@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 IPXE_FILES := undionly.kpxe ipxe.efi snponly.efi
 
-.PHONY: all deps setup assets inspector build run cli test unit e2e bench bench-storm install clean
+.PHONY: all deps setup assets inspector build run cli test unit e2e bench bench-storm install deb clean
 
 # the demo lab and the tests install Debian packages, create network namespaces and bind ports 67/69/80/4011
 need-root = @if [ "$$(id -u)" != 0 ]; then echo "make $@ needs root: it installs Debian packages, creates network namespaces and binds the DHCP/TFTP/HTTP ports (run it as root, or with sudo)" >&2; exit 1; fi
@@ -73,17 +73,19 @@ bench-storm: setup
 
 # Installs to $(PREFIX) as the systemd service beskar7 (user beskar7, state in /var/lib/beskar7)
 PREFIX ?= /opt/beskar7
-install: build assets
-	id -u beskar7 >/dev/null 2>&1 || useradd --system --home-dir /var/lib/beskar7 --shell /usr/sbin/nologin beskar7
-	install -d $(PREFIX) /etc/beskar7
-	cp -r dist boot-scripts package.json package-lock.json README.md $(PREFIX)/
-	install -d $(PREFIX)/assets && cp -r assets/ipxe $(PREFIX)/assets/
-	cd $(PREFIX) && npm ci --omit=dev --no-audit --no-fund
-	[ -f /etc/beskar7/beskar7.yaml ] || install -m 0640 -g beskar7 systemd/beskar7.example.yaml /etc/beskar7/beskar7.yaml
-	sed 's|/opt/beskar7|$(PREFIX)|g' systemd/beskar7.service > /etc/systemd/system/beskar7.service
-	printf '#!/bin/sh\nexec /usr/bin/node $(PREFIX)/dist/src/cli/main.js "$$@"\n' > /usr/local/bin/beskar7 && chmod 0755 /usr/local/bin/beskar7
+install: build assets inspector
+	$(need-root)
+	id -u beskar7 >/dev/null 2>&1 || useradd --system --user-group --home-dir /var/lib/beskar7 --shell /usr/sbin/nologin beskar7
+	[ ! -f /etc/beskar7/beskar7.yaml ] || cp /etc/beskar7/beskar7.yaml /etc/beskar7/beskar7.yaml.keep
+	bash systemd/stage.sh / $(PREFIX) /etc/systemd/system /usr/local/bin
+	[ ! -f /etc/beskar7/beskar7.yaml.keep ] || mv /etc/beskar7/beskar7.yaml.keep /etc/beskar7/beskar7.yaml
+	chgrp beskar7 /etc/beskar7/beskar7.yaml && chmod 0640 /etc/beskar7/beskar7.yaml
 	systemctl daemon-reload 2>/dev/null || true
 	@echo "installed; edit /etc/beskar7/beskar7.yaml, then: systemctl enable --now beskar7"
+
+# A Debian package (dpkg-deb): prints its path
+deb: build assets inspector
+	@bash systemd/make-deb.sh
 
 clean:
 	rm -rf dist .tap

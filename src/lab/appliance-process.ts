@@ -14,20 +14,25 @@ export class ApplianceProcess {
   constructor(
     private readonly lab: Lab,
     private readonly config: Record<string, unknown>,
-    private readonly dir: string,
+    dir: string,
     private readonly echo = false,
-  ) {}
-
-  async start(timeoutMs = 20_000): Promise<void> {
-    const file = path.join(this.dir, 'beskar7.yaml');
-    writeFileSync(file, YAML.stringify(this.config));
-    const p = this.lab.spawn(this.lab.ns, process.execPath, [
+    /** how to run it, given the config file: by default the checkout's source through tsx */
+    private readonly command: (configFile: string) => [string, ...string[]] = (file) => [
+      process.execPath,
       '--import',
       'tsx',
       path.join(repoRoot, 'src/main.ts'),
       '--config',
       file,
-    ]);
+    ],
+    /** where the config is written (an installed service reads /etc/beskar7/beskar7.yaml) */
+    private readonly configFile = path.join(dir, 'beskar7.yaml'),
+  ) {}
+
+  async start(timeoutMs = 20_000): Promise<void> {
+    writeFileSync(this.configFile, YAML.stringify(this.config));
+    const [cmd, ...args] = this.command(this.configFile);
+    const p = this.lab.spawn(this.lab.ns, cmd, args);
     this.proc = p;
     let buf = '';
     let errText = '';

@@ -4,26 +4,14 @@ import t from 'tap';
 import type { Lab } from '../../src/lab/netns.js';
 import { repoRoot } from '../../src/paths.js';
 import { until } from '../helpers/appliance.js';
-import { fullDhcp, haveDemoImage, makeLab, startAppliance } from '../helpers/lab.js';
+import { fullDhcp, haveDemoImage, labApi, makeLab, startAppliance, startLabBmc } from '../helpers/lab.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const haveInspector = existsSync(path.join(repoRoot, 'assets/inspector/initrd'));
 const ADMIN = 'e2e-admin-token-0123456789';
 
-/** The appliance API from inside the lab namespace. */
-async function api(lab: Lab, method: string, p: string, body?: unknown): Promise<any> {
-  const args = [
-    '-s',
-    '-X',
-    method,
-    '-H',
-    `Authorization: Bearer ${ADMIN}`,
-    ...(body ? ['-H', 'Content-Type: application/json', '-d', JSON.stringify(body)] : []),
-    `http://${lab.serverIp}:8080/api/v1${p}`,
-  ];
-  const r = await lab.run(lab.ns, 'curl', args, 10_000);
-  return JSON.parse(r.stdout || 'null');
-}
+const api = (lab: Lab, method: string, p: string, body?: unknown) =>
+  labApi(lab, `http://${lab.serverIp}:8080`, ADMIN, method, p, body);
 
 t.test(
   'Machines through fake BMCs that power real QEMU machines: inspect, validate, kexec the target',
@@ -69,15 +57,7 @@ t.test(
         machine: { ...m, tap: lab.addTap() },
         personality: name === 'uefi' ? { requireIfMatch: true, powerLagMs: 1500 } : { onceRevertsOnBoot: true },
       };
-      const p = lab.spawn(lab.ns, process.execPath, [
-        '--import',
-        'tsx',
-        path.join(repoRoot, 'test/fake-bmc/cli.ts'),
-        JSON.stringify(cfg),
-      ]);
-      await new Promise<void>((resolve) =>
-        p.stdout!.on('data', (c: Buffer) => c.toString().includes('listening') && resolve()),
-      );
+      await startLabBmc(lab, cfg);
       const created = await api(lab, 'POST', '/hosts', {
         name: `h-${name}`,
         spec: {

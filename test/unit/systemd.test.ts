@@ -1,10 +1,11 @@
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { loadConfig } from '../../src/config.js';
 import { repoRoot } from '../../src/paths.js';
+import { tempDir } from '../helpers/tmp.js';
 
 const unit = path.join(repoRoot, 'systemd/beskar7.service');
 
@@ -24,11 +25,29 @@ t.test('the unit is hardened and runs as its own user', async (t) => {
     'StateDirectory=beskar7',
     'ProtectSystem=strict',
     'NoNewPrivileges=yes',
-    'CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_NET_BROADCAST',
-    'AmbientCapabilities=CAP_NET_BIND_SERVICE CAP_NET_BROADCAST',
+    'CapabilityBoundingSet=CAP_NET_BIND_SERVICE',
+    'AmbientCapabilities=CAP_NET_BIND_SERVICE',
+    'SystemCallFilter=@system-service',
+    'ProtectProc=invisible',
+    'ProcSubset=pid',
+    'RemoveIPC=yes',
   ]) {
     t.match(text, new RegExp(`^${line}$`, 'm'), line);
   }
+  t.match(text, /^LimitNOFILE=\d+$/m);
+  t.match(text, /^TasksMax=\d+$/m);
+  t.match(text, /^MemoryMax=\S+$/m);
+  t.notMatch(text, /^\w+=.*CAP_NET_BROADCAST/m, 'no capability Linux does not use for broadcast replies');
+});
+
+t.test('systemd-analyze security: exposure 2.0 or lower', async (t) => {
+  const dir = tempDir(t);
+  // the offline check reads the unit from a directory of its own
+  const copy = path.join(dir, 'beskar7.service');
+  writeFileSync(copy, readFileSync(unit));
+  const r = await promisify(execFile)('systemd-analyze', ['security', '--offline=true', '--no-pager', copy]);
+  const score = Number(/Overall exposure level for beskar7\.service: ([\d.]+)/.exec(r.stdout)?.[1]);
+  t.ok(score <= 2.0, `exposure ${score}`);
 });
 
 t.test('the example config is valid and keeps its data where the unit gives it a state directory', async (t) => {
