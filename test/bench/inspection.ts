@@ -60,7 +60,7 @@ try {
     const p = lab.spawn(lab.ns, process.execPath, [
       '--import',
       'tsx',
-      path.join(repoRoot, 'test/fake-bmc/cli.ts'),
+      path.join(repoRoot, 'src/lab/fake-bmc/cli.ts'),
       JSON.stringify({
         address: lab.serverIp,
         port,

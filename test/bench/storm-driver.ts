@@ -8,7 +8,7 @@
 import tftp from 'tftp';
 import type { DhcpPacket } from '../../src/dhcp/codec.js';
 import { MsgType, Opt } from '../../src/dhcp/options.js';
-import { FakeBmc } from '../fake-bmc/server.js';
+import { FakeBmc } from '../../src/lab/fake-bmc/server.js';
 import { pxe } from '../helpers/packets.js';
 import { RelaySocket } from '../helpers/relay.js';
 import { sampleReport } from '../helpers/sim-inspector.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import t from 'tap';
-import { FakeBmc } from '../fake-bmc/server.js';
+import { FakeBmc } from '../../src/lab/fake-bmc/server.js';
 import { ADMIN, inProcess, until } from '../helpers/appliance.js';
 import { sampleReport, simulateInspector } from '../helpers/sim-inspector.js';
 

@@ -1,10 +1,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
+import { labApi, startLabBmc } from '../../src/lab/lab-api.js';
 import type { Lab } from '../../src/lab/netns.js';
 import { repoRoot } from '../../src/paths.js';
 import { until } from '../helpers/appliance.js';
-import { fullDhcp, haveDemoImage, labApi, makeLab, startAppliance, startLabBmc } from '../helpers/lab.js';
+import { fullDhcp, haveDemoImage, makeLab, startAppliance } from '../helpers/lab.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const haveInspector = existsSync(path.join(repoRoot, 'assets/inspector/initrd'));

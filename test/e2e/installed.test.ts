@@ -4,9 +4,10 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { ApplianceProcess } from '../../src/lab/appliance-process.js';
+import { labApi, startLabBmc } from '../../src/lab/lab-api.js';
 import { repoRoot } from '../../src/paths.js';
 import { until } from '../helpers/appliance.js';
-import { fullDhcp, haveDemoImage, labApi, makeLab, startLabBmc } from '../helpers/lab.js';
+import { fullDhcp, haveDemoImage, makeLab } from '../helpers/lab.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const run = promisify(execFile);

@@ -2,7 +2,7 @@
 // passwords, beside healthy ones. The orchestrator must back off, put the reason on the host, and never let
 // a broken BMC hold up another host.
 import t from 'tap';
-import type { Personality } from '../fake-bmc/server.js';
+import type { Personality } from '../../src/lab/fake-bmc/server.js';
 import { inProcess, until } from '../helpers/appliance.js';
 import { bmcWithMachine, hostBody, machineBody } from '../helpers/workflow.js';
 

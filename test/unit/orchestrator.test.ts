@@ -1,5 +1,5 @@
 import t from 'tap';
-import { FakeBmc } from '../fake-bmc/server.js';
+import { FakeBmc } from '../../src/lab/fake-bmc/server.js';
 import { ADMIN, inProcess, until } from '../helpers/appliance.js';
 import { sampleReport, simulateInspector } from '../helpers/sim-inspector.js';
 import { bmcWithMachine, hostBody, machineBody } from '../helpers/workflow.js';

@@ -2,10 +2,10 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
+import { FakeBmc, type FakeBmcOptions, type Personality } from '../../src/lab/fake-bmc/server.js';
 import { RedfishClient, RedfishError } from '../../src/redfish/client.js';
 import { Limiter } from '../../src/redfish/limiter.js';
 import { backoffMs, isRetryable } from '../../src/redfish/retry.js';
-import { FakeBmc, type FakeBmcOptions, type Personality } from '../fake-bmc/server.js';
 import { memoryLogger } from '../helpers/log.js';
 import { tempDir } from '../helpers/tmp.js';
 

@@ -1,12 +1,12 @@
 // A fake BMC as its own process, run inside a lab namespace: its power actions start, restart and stop a
 // real QEMU machine on a tap device of that namespace. Prints "listening <url>" when ready.
-// usage: node --import tsx test/fake-bmc/cli.ts '<json>'   json: { port, address, macs, machine: MachineSpec w/o marker, consoleLog }
+// usage: node --import tsx src/lab/fake-bmc/cli.ts '<json>'   json: { port, address, macs, machine: MachineSpec w/o marker, consoleLog }
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { stopProcess } from '../../src/lab/netns.js';
-import { type MachineSpec, qemuArgs } from '../../src/lab/qemu.js';
+import { stopProcess } from '../netns.js';
+import { type MachineSpec, qemuArgs } from '../qemu.js';
 import { FakeBmc, type Personality } from './server.js';
 
 const cfg = JSON.parse(process.argv[2] as string) as {
@@ -34,8 +34,8 @@ const bmc = new FakeBmc({
       const tmp = mkdtempSync(path.join(tmpdir(), 'b7-bmc-vm-'));
       out.write(`\n=== fake BMC: power ${ev} ===\n`);
       vm = spawn('qemu-system-x86_64', qemuArgs(cfg.machine, tmp), { stdio: ['ignore', 'pipe', 'pipe'] });
-      vm.stdout!.pipe(out, { end: false });
-      vm.stderr!.pipe(out, { end: false });
+      vm.stdout?.pipe(out, { end: false });
+      vm.stderr?.pipe(out, { end: false });
       // a machine that powers itself off shows Off on the BMC
       vm.once('exit', () => {
         if (bmc.power === 'On') bmc.power = 'Off';

@@ -217,16 +217,17 @@ export class FakeBmc {
       });
     const task = /^\/redfish\/v1\/TaskService\/Tasks\/(\w+)$/.exec(path);
     if (task) {
-      const left = (this.tasks.get(task[1]!) ?? 0) - 1;
-      this.tasks.set(task[1]!, left);
+      const tid = task[1] ?? '';
+      const left = (this.tasks.get(tid) ?? 0) - 1;
+      this.tasks.set(tid, left);
       return left > 0
         ? send(202, { TaskState: 'Running' }, { 'Retry-After': '0' })
         : send(200, { TaskState: 'Completed' });
     }
     const m = /^\/redfish\/v1\/Systems\/([\w.-]+)(\/.*)?$/.exec(path);
-    if (!m || !ids.includes(m[1]!)) return error(404, 'Base.1.0.ResourceMissingAtURI', path);
-    const [, id, rest] = m;
-    if (!rest && req.method === 'GET') return send(200, this.systemBody(id!), { ETag: this.etag });
+    const [, id = '', rest] = m ?? [];
+    if (!ids.includes(id)) return error(404, 'Base.1.0.ResourceMissingAtURI', path);
+    if (!rest && req.method === 'GET') return send(200, this.systemBody(id), { ETag: this.etag });
     if (!rest && req.method === 'PATCH') {
       if (this.p.requireIfMatch && !req.headers['if-match'])
         return error(428, 'Base.1.0.PreconditionRequired', 'If-Match required');
