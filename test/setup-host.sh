@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(qemu-system-x86 ipxe ipxe-qemu ovmf dnsmasq-base busybox-static atftp tftpd-hpa kea-admin cpio
-      isc-dhcp-client file iproute2 curl kmod kexec-tools openssl chromium)
+      isc-dhcp-client file iproute2 curl kmod kexec-tools openssl chromium socat)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -1,0 +1,61 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import t from 'tap';
+import { repoRoot } from '../../src/paths.js';
+import { freePort, until } from '../helpers/appliance.js';
+import { haveDemoImage } from '../helpers/lab.js';
+
+t.test(
+  'make run: three machines through the whole mission, narrated, with the dashboard reachable from this machine',
+  { skip: !haveDemoImage && 'run `make setup` first' },
+  async (t) => {
+    t.setTimeout(900_000);
+    const port = await freePort();
+    // as a user runs it, except that it ends after its table and forwards the dashboard to a free port
+    const p = spawn('make', ['-s', 'run'], {
+      cwd: repoRoot,
+      env: { ...process.env, NODE_OPTIONS: '', DEMO_EXIT: '1', DEMO_PORT: String(port) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    t.teardown(() => p.exitCode === null && p.kill('SIGTERM'));
+    let out = '';
+    p.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    p.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    const exited = once(p, 'exit');
+    const token = await until('the token location', async () => /admin token: (\S+)/.exec(out)?.[1], 300_000);
+    t.match(out, new RegExp(`dashboard: http://127\\.0\\.0\\.1:${port}/ui`), 'the demo says where the dashboard is');
+    const ui = await until('the dashboard from this machine', async () => {
+      const r = await fetch(`http://127.0.0.1:${port}/ui`).catch(() => undefined);
+      return r?.ok ? r.text() : undefined;
+    });
+    t.match(ui, /<title>Beskar7/, 'the dashboard is served through the forwarder');
+    const { readFileSync } = await import('node:fs');
+    const hosts = await until('hosts through the forwarder', async () => {
+      const r = await fetch(`http://127.0.0.1:${port}/api/v1/hosts`, {
+        headers: { Authorization: `Bearer ${readFileSync(token, 'utf8').trim()}` },
+      }).catch(() => undefined);
+      const items = r?.ok ? ((await r.json()) as { items: unknown[] }).items : [];
+      return items.length === 3 ? items : undefined;
+    });
+    t.equal(hosts.length, 3, 'three hosts enrolled, seen with the admin token from the file the demo named');
+    const [code] = await exited;
+    t.equal(code, 0, out.slice(-3000));
+    for (const host of ['rack1-bios', 'rack1-uefi']) {
+      t.match(
+        out,
+        new RegExp(`${host} runs its target OS: BESKAR7-DEMO-MARKER.*beskar7\\.demo=configured`),
+        `${host} kexec-ed`,
+      );
+    }
+    t.match(out, /rack1-small\s+ReportReceived/, 'the small host was inspected');
+    t.match(out, /RequirementsNotMet: 1 GB memory < 4 GB required/);
+    t.match(out, /^\[demo\] web-1\s+rack1-bios\s+(\d+\.\d s\s+){6}Provisioned\s+On$/m, 'table: web-1');
+    t.match(out, /^\[demo\] web-2\s+rack1-uefi\s+(\d+\.\d s\s+){6}Provisioned\s+On$/m, 'table: web-2');
+    t.match(
+      out,
+      /^\[demo\] db-1\s+rack1-small\s+(\d+\.\d s\s+){5}-\s+Failed: RequirementsNotMet\s+Off$/m,
+      'table: db-1 failed and powered off',
+    );
+    t.match(out, /\[demo\] lab removed/);
+  },
+);
