@@ -49,6 +49,9 @@ function checkBootFiles(cfg: Config, tftpRoot: string, log: Logger): void {
   }
 }
 
+/** A MAC an enrolled host boots from (hosts are in memory: this is a scan, no I/O). */
+const knownMac = (store: Store, mac: string): boolean => store.hosts.snapshot().some((h) => hostMacs(h).includes(mac));
+
 /** The whole appliance in one process: store, DHCP, TFTP, HTTP, and the orchestrator that drives BMCs. */
 export class Appliance {
   readonly metrics = new Metrics(true);
@@ -282,6 +285,7 @@ export class Appliance {
       clientPort: d.clientPort,
       serverPort: d.port,
       ...(full ? { full } : {}),
+      ...(full?.knownMACsOnly ? { known: (mac: string) => knownMac(store, mac) } : {}),
     };
     const options = {
       address: d.address,
@@ -289,6 +293,7 @@ export class Appliance {
       proxyPort: d.proxyPort,
       interface: d.interface,
       pool: full,
+      maxPacketBytes: d.maxPacketBytes,
       context,
     };
     this.dhcp = new DhcpServer(options, store, log, this.metrics, this.timeline);

@@ -25,6 +25,8 @@ const FullDhcpSchema = z
     /** an offer holds its address this long before it may be offered to someone else */
     offerHoldSeconds: z.number().int().min(1).default(30),
     reservations: z.array(ReservationSchema).default([]),
+    /** answer only enrolled hosts' MACs and reservations: a stranger on the segment gets no address */
+    knownMACsOnly: z.boolean().default(false),
   })
   .strict();
 
@@ -64,6 +66,8 @@ export const ConfigSchema = z
         port: Port.default(67),
         /** PXE boot server port: UEFI firmware asks a proxy here for the boot file */
         proxyPort: Port.default(4011),
+        /** larger datagrams are dropped (and counted) before they are decoded */
+        maxPacketBytes: z.number().int().min(576).max(65535).default(1500),
         /** reply destination port for clients (68 on a real network) */
         clientPort: Port.default(68),
         bootFiles: z

@@ -35,7 +35,10 @@ const HEADER_LEN = 236;
 const MAGIC = 0x63825363;
 export const BROADCAST_FLAG = 0x8000;
 
-function readOptions(buf: Buffer, start: number, end: number, into: Map<number, Buffer>): void {
+/** Option values as read, in order; a repeated code (RFC 3396) adds a part, joined once at the end. */
+type OptionParts = Map<number, Buffer[]>;
+
+function readOptions(buf: Buffer, start: number, end: number, into: OptionParts): void {
   let i = start;
   while (i < end) {
     const code = buf[i] as number;
@@ -48,9 +51,10 @@ function readOptions(buf: Buffer, start: number, end: number, into: Map<number, 
     const len = buf[i + 1] as number;
     if (i + 2 + len > end) throw new DecodeError(`option ${code} length ${len} runs past the packet`);
     const value = buf.subarray(i + 2, i + 2 + len);
-    const prev = into.get(code);
-    // RFC 3396: a repeated code continues the same option
-    into.set(code, prev ? Buffer.concat([prev, value]) : value);
+    // RFC 3396: a repeated code continues the same option; joining once keeps decoding linear in the size
+    const parts = into.get(code);
+    if (parts) parts.push(value);
+    else into.set(code, [value]);
     i += 2 + len;
   }
 }
@@ -75,12 +79,14 @@ export function decode(buf: Buffer): DhcpPacket {
   const chaddr = sb.getMAC(htype, hlen).toLowerCase().replace(/-/g, ':');
   const snameRaw = buf.subarray(44, 108);
   const fileRaw = buf.subarray(108, 236);
-  const options = new Map<number, Buffer>();
-  readOptions(buf, HEADER_LEN + 4, buf.length, options);
+  const parts: OptionParts = new Map();
+  readOptions(buf, HEADER_LEN + 4, buf.length, parts);
   // RFC 2132 option 52: options continue in file (1), sname (2) or both (3)
-  const overload = options.get(Opt.Overload)?.[0] ?? 0;
-  if (overload & 1) readOptions(fileRaw, 0, fileRaw.length, options);
-  if (overload & 2) readOptions(snameRaw, 0, snameRaw.length, options);
+  const overload = parts.get(Opt.Overload)?.[0]?.[0] ?? 0;
+  if (overload & 1) readOptions(fileRaw, 0, fileRaw.length, parts);
+  if (overload & 2) readOptions(snameRaw, 0, snameRaw.length, parts);
+  const options = new Map<number, Buffer>();
+  for (const [code, p] of parts) options.set(code, p.length === 1 ? (p[0] as Buffer) : Buffer.concat(p));
   const cstr = (b: Buffer) => {
     const z = b.indexOf(0);
     return b.toString('latin1', 0, z === -1 ? b.length : z);

@@ -21,6 +21,8 @@ export interface DecideContext {
   snponlyMACs: ReadonlySet<string>;
   clientPort: number;
   serverPort: number;
+  /** full mode with dhcp.full.knownMACsOnly: answer only MACs of enrolled hosts (reservations always) */
+  known?: (mac: string) => boolean;
   full?: {
     subnetMask: string;
     router?: string | undefined;
@@ -253,6 +255,9 @@ export function decide(
   }
 
   if (!leases || !ctx.full) return ignore('full mode without a pool', c);
+  if (ctx.known && !ctx.known(c.mac) && !leases.isReserved(c.mac)) {
+    return ignore('not a known host (dhcp.full.knownMACsOnly)', c);
+  }
   const serverId = req.options.get(Opt.ServerId);
   const serverIdIp = serverId ? ipFromBytes(serverId) : undefined;
   switch (c.msgType) {
@@ -294,9 +299,10 @@ export function decide(
     case MsgType.Decline: {
       const b = req.options.get(Opt.RequestedIp);
       const ip = b ? ipFromBytes(b) : undefined;
-      return ip
-        ? { action: 'silent', leaseOp: { kind: 'decline', ip }, client: c }
-        : ignore('decline without an address', c);
+      if (!ip) return ignore('decline without an address', c);
+      // RFC 2131 4.3.3: only the client the address is leased to may decline it
+      if (leases.leaseOf(c.mac)?.ip !== ip) return ignore(`decline of ${ip}, which is not leased to this client`, c);
+      return { action: 'silent', leaseOp: { kind: 'decline', ip }, client: c };
     }
     default:
       return ignore(`unhandled ${msgTypeName(c.msgType)}`, c);

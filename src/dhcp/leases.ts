@@ -43,6 +43,11 @@ export class LeaseTable {
     for (const l of leases) this.setBound(l);
   }
 
+  /** Offers held (expired ones included until their address is offered again): at most the pool size. */
+  get offerCount(): number {
+    return this.offerByMac.size;
+  }
+
   get leaseCount(): number {
     return this.bound.size;
   }
@@ -55,6 +60,10 @@ export class LeaseTable {
   leaseOf(mac: string): Lease | undefined {
     const ip = this.boundByMac.get(mac);
     return ip === undefined ? undefined : this.bound.get(ip);
+  }
+
+  isReserved(mac: string): boolean {
+    return this.reservedByMac.has(mac);
   }
 
   hostnameFor(mac: string): string | undefined {
@@ -100,9 +109,12 @@ export class LeaseTable {
     return undefined;
   }
 
+  /** One offer per MAC and per address: the offer state never outgrows the pool, whatever MACs are spoofed. */
   holdOffer(mac: string, ip: string, now: number): void {
     const prev = this.offerByMac.get(mac);
     if (prev !== undefined) this.offers.delete(prev);
+    const taken = this.offers.get(ip);
+    if (taken && taken.mac !== mac) this.offerByMac.delete(taken.mac);
     this.offers.set(ip, { mac, until: now + this.pool.offerHoldSeconds * 1000 });
     this.offerByMac.set(mac, ip);
   }
@@ -138,10 +150,13 @@ export class LeaseTable {
     return l;
   }
 
+  /** Only the client that holds `ip` may decline it (RFC 2131 4.3.3, as Kea does): anyone else changes nothing. */
   decline(mac: string, ip: string, now: number): Lease | undefined {
+    const held = this.release(mac, ip);
+    if (!held) return undefined;
     this.dropOffer(mac);
     this.declined.set(ip, now + DECLINE_HOLD_MS);
-    return this.release(mac, ip);
+    return held;
   }
 
   dropOffer(mac: string): void {

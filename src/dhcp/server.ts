@@ -18,6 +18,8 @@ export interface DhcpServerOptions {
   proxyPort: number;
   interface?: string | undefined;
   context: Omit<DecideContext, 'port'>;
+  /** larger datagrams are dropped before decoding */
+  maxPacketBytes: number;
   /** full mode: the address pool; persisted leases are loaded into it at start */
   pool?: PoolSpec | undefined;
 }
@@ -84,6 +86,11 @@ export class DhcpServer {
     msg: Buffer,
     rinfo: dgram.RemoteInfo,
   ): Promise<void> {
+    if (msg.length > this.opts.maxPacketBytes) {
+      this.metrics.dhcpMalformed.inc({ reason: 'oversize' });
+      this.log.debug({ from: `${rinfo.address}:${rinfo.port}`, bytes: msg.length }, 'dhcp packet dropped: oversize');
+      return;
+    }
     let req: DhcpPacket;
     try {
       req = decode(msg);

@@ -197,7 +197,13 @@ function printTable(
   });
   const width = head.map((_, i) => Math.max(...[head, ...rows].map((r) => (r[i] ?? '').length)));
   say('');
-  for (const r of [head, ...rows]) say(r.map((c, i) => c.padEnd(width[i] ?? 0)).join('  ').trimEnd());
+  for (const r of [head, ...rows])
+    say(
+      r
+        .map((c, i) => c.padEnd(width[i] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    );
 }
 
 main().catch(async (e: Error) => {

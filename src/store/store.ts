@@ -58,6 +58,12 @@ export class Collection<S extends z.ZodType> {
     else this.cache.set(op.key, deepFreeze(this.parse(op.key, JSON.parse(JSON.stringify(op.value)))));
   }
 
+  /** Every value, at once, from memory: cached collections only (the DHCP server reads hosts per packet). */
+  snapshot(): readonly z.infer<S>[] {
+    if (!this.cache) throw new Error(`collection ${this.name} is not cached`);
+    return [...this.cache.values()];
+  }
+
   async get(key: string): Promise<z.infer<S> | undefined> {
     if (this.cache) return this.cache.get(key);
     const v = await this.db.get(key);

@@ -101,3 +101,26 @@ t.test('fuzz: mutated and random packets either decode or throw DecodeError', as
   t.equal(decoded + rejected, 20000);
   t.ok(decoded > 1000 && rejected > 1000, `both outcomes exercised (decoded ${decoded}, rejected ${rejected})`);
 });
+
+t.test('a repeated option is joined once: decoding stays linear in the packet size', async (t) => {
+  const base = encode(pxe(0));
+  const end = base.indexOf(255, 240); // the End option
+  const repeats = 20_000;
+  const opts = Buffer.alloc(repeats * 5);
+  for (let i = 0; i < repeats; i++) opts.set([77, 3, 0x61, 0x62, 0x63], i * 5);
+  const packet = Buffer.concat([base.subarray(0, end), opts, Buffer.from([255])]);
+  const concat = Buffer.concat;
+  let calls = 0;
+  Buffer.concat = ((list: readonly Uint8Array[], n?: number) => {
+    calls++;
+    return concat(list, n);
+  }) as typeof Buffer.concat;
+  let p: ReturnType<typeof decode>;
+  try {
+    p = decode(packet);
+  } finally {
+    Buffer.concat = concat;
+  }
+  t.equal(p.options.get(77)?.length, repeats * 3, `${repeats} parts of option 77 joined`);
+  t.equal(calls, 1, 'one join, not one per repeat');
+});

@@ -227,12 +227,34 @@ t.test('full mode: REQUEST for another server, a taken address, a reservation', 
   t.same(resAck.action === 'reply' && resAck.leaseOp, { kind: 'bind', ip: '10.77.0.50', hostname: 'reserved' });
 });
 
-t.test('full mode: release and decline are silent lease changes', async (t) => {
+t.test('full mode: release and decline are silent lease changes; only the holder may decline', async (t) => {
   const leases = pool();
   const rel = decide(request({ type: MsgType.Release, ciaddr: '10.77.0.100' }), fullCtx, leases, 0);
   t.same(rel.action === 'silent' && rel.leaseOp, { kind: 'release', ip: '10.77.0.100' });
-  const dec = decide(request({ type: MsgType.Decline, requested: '10.77.0.101' }), fullCtx, leases, 0);
+  const holder = '52:54:00:00:00:01';
+  leases.bind(holder, '10.77.0.101', 0);
+  const dec = decide(request({ mac: holder, type: MsgType.Decline, requested: '10.77.0.101' }), fullCtx, leases, 0);
   t.same(dec.action === 'silent' && dec.leaseOp, { kind: 'decline', ip: '10.77.0.101' });
+  // anyone else's DECLINE, for a leased or a free address, is ignored (RFC 2131 4.3.3)
+  for (const ip of ['10.77.0.101', '10.77.0.100', '10.77.0.102']) {
+    const forged = decide(
+      request({ mac: '52:54:00:66:66:66', type: MsgType.Decline, requested: ip }),
+      fullCtx,
+      leases,
+      0,
+    );
+    t.match(forged, { action: 'ignore', reason: /not leased to this client/ }, `forged DECLINE of ${ip} ignored`);
+  }
+});
+
+t.test('full mode: knownMACsOnly answers enrolled hosts and reservations only', async (t) => {
+  const ctx = { ...fullCtx, known: (mac: string) => mac === '52:54:00:00:00:01' };
+  t.equal(decide(pxe(0, { mac: '52:54:00:00:00:01' }), ctx, pool(), 0).action, 'reply', 'an enrolled host');
+  t.equal(decide(pxe(0, { mac: '52:54:00:00:00:aa' }), ctx, pool(), 0).action, 'reply', 'a reservation');
+  t.match(decide(pxe(0, { mac: '52:54:00:66:66:66' }), ctx, pool(), 0), {
+    action: 'ignore',
+    reason: /not a known host \(dhcp\.full\.knownMACsOnly\)/,
+  });
 });
 
 t.test('full mode: renewing client is answered unicast', async (t) => {

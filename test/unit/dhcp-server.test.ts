@@ -35,6 +35,7 @@ async function start(t: Test, mode: 'proxy' | 'full', relayPort: number) {
       address: '127.0.0.1',
       port: 0,
       proxyPort: 0,
+      maxPacketBytes: 1500,
       pool:
         mode === 'full'
           ? {
@@ -150,4 +151,20 @@ t.test('a restore reloads the running lease table: restored leases are not offer
   const byXid = new Map(r.replies.map((p) => [p.xid, p.yiaddr]));
   t.not(byXid.get(9), '127.1.0.10', 'another MAC is offered another address');
   t.equal(byXid.get(10), '127.1.0.10', 'the owner gets its restored address back');
+});
+
+t.test('datagrams over dhcp.maxPacketBytes are dropped before decoding, and counted', async (t) => {
+  const r = await relay(t);
+  const s = await start(t, 'proxy', r.port);
+  const valid = encode(pxe(0, { giaddr: '127.0.0.1', xid: 5 }));
+  r.sock.send(Buffer.concat([valid, Buffer.alloc(1600 - valid.length)]), s.port, '127.0.0.1');
+  r.sock.send(encode(pxe(0, { giaddr: '127.0.0.1', xid: 6 })), s.port, '127.0.0.1');
+  await until(() => r.replies.length >= 1);
+  await new Promise((res) => setTimeout(res, 100));
+  t.same(
+    r.replies.map((p) => p.xid),
+    [6],
+    'only the packet within the limit is answered',
+  );
+  t.equal(await s.metrics.value('beskar7_dhcp_malformed_total', { reason: 'oversize' }), 1);
 });

@@ -152,6 +152,7 @@ for (const mode of ['proxy', 'full'] as const) {
           address: '127.0.0.1',
           port: 0,
           proxyPort: await freeUdpPort(),
+          maxPacketBytes: 1500,
           ...(mode === 'full'
             ? {
                 pool: {

@@ -46,11 +46,26 @@ t.test('rebinding moves a host; an evicted expired lease no longer maps its old 
   t.equal(l.release(mac(2), '10.0.0.12')?.ip, '10.0.0.12');
 });
 
-t.test('declined addresses are held back', async (t) => {
+t.test('declined addresses are held back; only the holder can decline', async (t) => {
   const l = new LeaseTable(spec);
-  l.decline(mac(1), '10.0.0.10', 0);
-  t.equal(l.pickOffer(mac(2), undefined, 0), '10.0.0.12');
+  l.bind(mac(1), '10.0.0.10', 0);
+  t.equal(l.decline(mac(9), '10.0.0.10', 0), undefined, 'another MAC declines nothing');
+  t.equal(l.leaseOf(mac(1))?.ip, '10.0.0.10', 'the holder keeps its lease');
+  t.equal(l.conflict(mac(1), '10.0.0.10', 1000), undefined, 'and may renew it');
+  for (const ip of ['10.0.0.11', '10.0.0.12']) t.equal(l.decline(mac(9), ip, 0), undefined);
+  t.match(l.pickOffer(mac(2), undefined, 0), /^10\.0\.0\.1[12]$/, 'forged DECLINEs did not starve the pool');
+  t.equal(l.decline(mac(1), '10.0.0.10', 0)?.mac, mac(1), 'the holder declines');
   t.match(l.conflict(mac(2), '10.0.0.10', 1000), /declined/);
+});
+
+t.test('offer state stays within the pool, however many MACs ask', async (t) => {
+  const l = new LeaseTable(spec);
+  for (let i = 0; i < 1000; i++) {
+    const m = `bb:00:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+    const ip = l.pickOffer(m, undefined, i * 31_000); // each earlier offer has expired
+    if (ip) l.holdOffer(m, ip, i * 31_000);
+  }
+  t.ok(l.offerCount <= 3, `${l.offerCount} offers held for a 3-address pool`);
 });
 
 t.test('unbind undoes a bind whose write failed', async (t) => {
