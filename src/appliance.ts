@@ -231,6 +231,7 @@ export class Appliance {
       configuredInstruction: (mac) => cfg.hosts[mac],
       unknownHosts: cfg.unknownHosts,
       health: () => this.health(),
+      rateLimit: cfg.http.rateLimit,
     });
     const http = serve({ fetch: app.fetch, port: cfg.http.port, hostname: cfg.http.address });
     this.http = http;

@@ -40,7 +40,15 @@ export const ConfigSchema = z
     assetsDir: z.string().default(path.join(repoRoot, 'assets')),
     bootScriptsDir: z.string().default(path.join(repoRoot, 'boot-scripts')),
     http: z
-      .object({ address: z.string().default('0.0.0.0'), port: Port.default(80) })
+      .object({
+        address: z.string().default('0.0.0.0'),
+        port: Port.default(80),
+        /** per source address, on what anyone on the segment may call: boot scripts and report intake */
+        rateLimit: z
+          .object({ perSecond: z.number().positive().default(20), burst: z.number().int().min(1).default(100) })
+          .strict()
+          .prefault({}),
+      })
       .strict()
       .prefault({}),
     tftp: z

@@ -32,6 +32,11 @@ export class Metrics {
     help: 'Bytes sent over TFTP',
     registers: [this.registry],
   });
+  readonly httpLimited = new Counter({
+    name: 'beskar7_http_rate_limited_total',
+    help: 'Requests to unauthenticated routes refused with 429: their source address went over http.rateLimit',
+    registers: [this.registry],
+  });
   readonly scripts = new Counter({
     name: 'beskar7_ipxe_scripts_total',
     help: 'iPXE scripts rendered, by template',

@@ -3,7 +3,8 @@ import { MacSchema } from './mac.js';
 
 /** Resource shapes of the Beskar7 v1.0 API: one zod definition each, types by z.infer. */
 
-const Name = z
+/** A resource name: a DNS label, so a name is safe in URLs, scripts, logs and terminals. */
+export const ResourceName = z
   .string()
   .min(1)
   .max(63)
@@ -28,7 +29,7 @@ export const HostSpecSchema = z
   })
   .strict();
 
-export const HostCreateSchema = z.object({ name: Name, spec: HostSpecSchema }).strict();
+export const HostCreateSchema = z.object({ name: ResourceName, spec: HostSpecSchema }).strict();
 export type HostCreate = z.infer<typeof HostCreateSchema>;
 
 export const HostState = z.enum(['Enrolling', 'Available', 'InUse', 'Inspecting', 'Ready', 'Provisioned', 'Error']);
@@ -95,7 +96,7 @@ export const MachineSpecSchema = z
   })
   .strict();
 
-export const MachineCreateSchema = z.object({ name: Name, spec: MachineSpecSchema }).strict();
+export const MachineCreateSchema = z.object({ name: ResourceName, spec: MachineSpecSchema }).strict();
 export type MachineCreate = z.infer<typeof MachineCreateSchema>;
 
 export const MachinePhase = z.enum(['Pending', 'Inspecting', 'Provisioned', 'Failed', 'Deleting']);

@@ -62,7 +62,7 @@ export function createApi(d: ApiDeps): Hono {
   api.use('*', async (c, next) => {
     // EventSource cannot send headers: the stream alone also takes the token as a query parameter
     const t = bearer(c) ?? (c.req.path.endsWith('/stream') ? c.req.query('token') : undefined);
-    if (!t || !sameSecret(t, d.adminToken)) return bad(c, 401, 'admin bearer token required');
+    if (!t || !sameSecret(t, d.adminToken)) return bad(c, 401, 'unauthorized');
     await next();
   });
   api.route('/', hostRoutes(d));
@@ -88,22 +88,28 @@ function intakeRoutes(d: ApiDeps): Hono {
     onError: (c) => bad(c, 413, `body larger than ${d.maxBodyBytes} bytes`),
   });
   api.post('/hosts/:name/inspection', limit, async (c) => {
+    const [name, token] = [c.req.param('name'), bearer(c)];
+    if (!(await d.commands.inspectorAuth(name, token))) {
+      d.metrics.reports.inc({ result: 'rejected_401' });
+      return bad(c, 401, 'unauthorized');
+    }
     const body = await parseBody(c, InspectionReportSchema);
     if (!body.ok) {
       d.metrics.reports.inc({ result: 'invalid' });
-      await d.commands.reportInvalid(c.req.param('name'), body.error);
+      await d.commands.reportInvalid(name, body.error);
       return body.res;
     }
-    const r = await d.commands.acceptReport(c.req.param('name'), bearer(c), body.data);
+    const r = await d.commands.acceptReport(name, token, body.data);
     d.metrics.reports.inc({ result: r.ok ? 'accepted' : `rejected_${r.status}` });
     return answer(c, r, () => c.json({ accepted: true }, 202));
   });
   const small = bodyLimit({ maxSize: 16 * 1024, onError: (c) => bad(c, 413, 'progress body too large') });
   api.post('/hosts/:name/inspection/progress', small, async (c) => {
+    const [name, token] = [c.req.param('name'), bearer(c)];
+    if (!(await d.commands.inspectorAuth(name, token))) return bad(c, 401, 'unauthorized');
     const body = await parseBody(c, ProgressSchema);
     if (!body.ok) return body.res;
-    const r = await d.commands.acceptProgress(c.req.param('name'), bearer(c), body.data);
-    return answer(c, r, () => c.json({ accepted: true }, 202));
+    return answer(c, await d.commands.acceptProgress(name, token, body.data), () => c.json({ accepted: true }, 202));
   });
   return api;
 }

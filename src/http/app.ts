@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { getConnInfo } from '@hono/node-server/conninfo';
 import { serveStatic } from '@hono/node-server/serve-static';
 import { Hono, type MiddlewareHandler } from 'hono';
 import { z } from 'zod';
@@ -11,6 +10,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { BootTimeline } from '../timeline.js';
 import { render, selectInstruction, type Templates, templateFor } from './ipxe.js';
+import { type RateLimit, rateLimit, remoteAddress } from './rate-limit.js';
 
 export interface HttpDeps {
   httpBase: string;
@@ -24,6 +24,8 @@ export interface HttpDeps {
   configuredInstruction: (mac: string) => BootInstruction | undefined;
   unknownHosts: BootInstruction;
   health: () => Promise<Record<string, unknown>>;
+  /** per source address on the unauthenticated routes */
+  rateLimit: RateLimit;
   onScript?: (e: {
     mac: string;
     script: string;
@@ -46,14 +48,6 @@ const HostQuery = z.object({
   manufacturer: z.string().max(128).optional(),
   product: z.string().max(128).optional(),
 });
-
-const remoteAddress = (c: Parameters<typeof getConnInfo>[0]): string | undefined => {
-  try {
-    return getConnInfo(c).remote.address;
-  } catch {
-    return undefined; // app.request() in tests has no socket
-  }
-};
 
 const IPXE = { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store' };
 
@@ -99,6 +93,11 @@ export function createHttpApp(d: HttpDeps): Hono {
     c.text(await d.metrics.registry.metrics(), 200, { 'Content-Type': d.metrics.registry.contentType }),
   );
 
+  // one budget per address across every route a machine on the segment can call without a credential
+  const limited = rateLimit(d.rateLimit, () => d.metrics.httpLimited.inc());
+  for (const p of ['/boot.ipxe', '/boot/*', '/api/v1/hosts/:name/inspection', '/api/v1/hosts/:name/inspection/*']) {
+    app.use(p, limited);
+  }
   app.get('/boot.ipxe', (c) => {
     d.metrics.scripts.inc({ script: 'entry' });
     const from = remoteAddress(c);
@@ -141,7 +140,8 @@ export function createHttpApp(d: HttpDeps): Hono {
 
   app.onError((err, c) => {
     d.log.error({ err: err.message, path: c.req.path }, 'http handler failed');
-    return c.text(`error: ${err.message}\n`, 500);
+    // the reason is in the log; a caller on the segment learns nothing from it
+    return c.text('internal error\n', 500);
   });
   return app;
 }

@@ -1,6 +1,6 @@
 import type { WorkflowEvent } from '../domain/events.js';
 import type { HostCreate, InspectionReport, MachineCreate, StoredHost, StoredMachine } from '../domain/resources.js';
-import { hostMacs } from '../domain/resources.js';
+import { hostMacs, ResourceName } from '../domain/resources.js';
 import { type Backup, restoreBackup } from '../store/backup.js';
 import { type SecretBox, tokenMatches } from '../store/secrets.js';
 import type { BatchOp, Store } from '../store/store.js';
@@ -23,6 +23,8 @@ export type Outcome<T> = { ok: true; value: T } | ({ ok: false } & Refusal);
 const refuse = (status: Refusal['status'], error: string): { ok: false } & Refusal => ({ ok: false, status, error });
 const done = <T>(value: T): Outcome<T> => ({ ok: true, value });
 const no = (status: Refusal['status'], error: string): Refusal => ({ status, error });
+/** What an unauthenticated caller learns: not whether the host exists, nor which part was wrong. */
+const UNAUTHORIZED = no(401, 'unauthorized');
 
 /** What the commands need of the running workflow. */
 export interface Workflow {
@@ -131,7 +133,17 @@ export class Commands {
     });
   }
 
-  /** A report body that failed its schema is remembered against the host it named. */
+  /**
+   * Whether this caller holds the host's inspection token. Anyone on the segment can ask, so a wrong name or
+   * token costs a counter (the caller's), never a stored event.
+   */
+  async inspectorAuth(hostName: string, token: string | undefined): Promise<boolean> {
+    if (!ResourceName.safeParse(hostName).success) return false;
+    const h = await this.store.hosts.get(hostName);
+    return !!h && tokenMatches(token, h.inspectionTokenHash);
+  }
+
+  /** An authenticated inspector sent a report that failed its schema: remembered against its host. */
   async reportInvalid(hostName: string, why: string): Promise<void> {
     await this.store.batch([this.ev(reportRejected(hostName, `invalid report body: ${why}`))]);
   }
@@ -140,11 +152,9 @@ export class Commands {
   async acceptReport(hostName: string, token: string | undefined, report: InspectionReport): Promise<Outcome<string>> {
     const r = await this.commit<Refusal | undefined>(async () => {
       const h = await this.store.hosts.get(hostName);
-      if (!h) return no(404, `no host ${hostName}`);
-      const refusal = tokenMatches(token, h.inspectionTokenHash)
-        ? reportRefusal(h)
-        : no(401, 'wrong or used inspection token');
-      // a refusal is kept as an event, outside this transaction's result
+      if (!h || !tokenMatches(token, h.inspectionTokenHash)) return UNAUTHORIZED;
+      // the token is right: a refusal now is the inspector's business, kept as an event
+      const refusal = reportRefusal(h);
       if (refusal) return { ops: [this.ev(reportRejected(hostName, refusal.error))], value: refusal };
       const a = reportAccepted(h, report, Date.now());
       const ops = [this.store.reports.put(a.id, a.stored), this.store.hosts.put(hostName, a.host), this.ev(a.event)];
@@ -160,8 +170,7 @@ export class Commands {
   acceptProgress(hostName: string, token: string | undefined, p: InspectorProgress): Promise<Outcome<string>> {
     return this.commit<string>(async () => {
       const h = await this.store.hosts.get(hostName);
-      if (!h) return no(404, `no host ${hostName}`);
-      if (!tokenMatches(token, h.inspectionTokenHash)) return no(401, 'wrong inspection token');
+      if (!h || !tokenMatches(token, h.inspectionTokenHash)) return UNAUTHORIZED;
       const n = progressNoted(h, p);
       return { ops: [this.store.hosts.put(hostName, n.host), this.ev(n.event)], value: hostName };
     });

@@ -83,7 +83,8 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
         dataDir: path.join(work, 'data'),
         logLevel: 'warn',
         advertiseAddress: lab.serverIp,
-        http: { address: lab.serverIp, port: 8080 },
+        // every simulated host speaks from the driver's one address
+        http: { address: lab.serverIp, port: 8080, rateLimit: { perSecond: 1e6, burst: 1e6 } },
         api: { adminToken: TOKEN },
         dhcp: {
           mode: 'full',

@@ -11,11 +11,12 @@ import { DhcpServer } from '../../src/dhcp/server.js';
 import { Metrics } from '../../src/metrics.js';
 import { Store } from '../../src/store/store.js';
 import { TftpServer } from '../../src/tftp/server.js';
-import { inProcess } from '../helpers/appliance.js';
+import { inProcess, until } from '../helpers/appliance.js';
 import { memoryLogger } from '../helpers/log.js';
 import { pxe } from '../helpers/packets.js';
 import { RelaySocket } from '../helpers/relay.js';
 import { tempDir } from '../helpers/tmp.js';
+import { bmcWithMachine, hostBody, machineBody } from '../helpers/workflow.js';
 
 let seed = 1234;
 const rnd = () => {
@@ -311,7 +312,18 @@ function damage(text: string): string {
 }
 
 t.test('API: 5000 mutated bodies on every POST endpoint get a 4xx with a message, never a 5xx', async (t) => {
+  let base = '';
+  const mac = '52:54:00:0f:00:01';
+  // a host that is inspecting, so the report endpoints are fuzzed with its real token, past authentication
+  const { address } = await bmcWithMachine(t, () => base, mac, { report: null });
   const a = await inProcess(t);
+  base = a.base;
+  await a.api('POST', '/hosts', hostBody('fz', address));
+  await a.api('POST', '/machines', machineBody('mfz'));
+  const token = await until('the inspection token', async () => {
+    const s = await (await fetch(`${a.base}/boot/host.ipxe?mac=${mac}`)).text();
+    return /beskar7\.token=(\w+)/.exec(s)?.[1];
+  });
   const hostSpec = {
     redfish: { address: 'http://127.0.0.1:1', username: 'u', password: 'p' },
     labels: { a: 'b' },
@@ -343,8 +355,8 @@ t.test('API: 5000 mutated bodies on every POST endpoint get a 4xx with a message
       },
       undefined,
     ],
-    ['/hosts/f1/inspection', report, 'tok'],
-    ['/hosts/f1/inspection/progress', { step: 'download', ok: true, message: 'fetched' }, 'tok'],
+    ['/hosts/fz/inspection', report, token],
+    ['/hosts/fz/inspection/progress', { step: 'download', ok: true, message: 'fetched' }, token],
     ['/restore', backup, undefined],
   ];
   const statuses = new Map<string, number>();
@@ -365,6 +377,16 @@ t.test('API: 5000 mutated bodies on every POST endpoint get a 4xx with a message
     'no server errors',
   );
   for (const [p] of endpoints) t.ok((statuses.get(`${p} 400`) ?? 0) > 100, `${p}: mostly refused as invalid`);
+  // without the token, nothing of the body is even read: a counter, no stored event
+  const rejected = async () =>
+    (await a.api('GET', '/events?limit=100000')).json.items.filter((e: { kind: string }) => e.kind === 'ReportRejected')
+      .length;
+  const before = await rejected();
+  for (let i = 0; i < 200; i++) {
+    const r = await a.api('POST', `/hosts/${i % 2 ? 'fz' : `ghost-${i}`}/inspection`, report, `forged-${i}`);
+    if (r.status !== 401 || r.json.error !== 'unauthorized') t.fail(`forged report: ${r.status} ${r.text}`);
+  }
+  t.equal(await rejected(), before, '200 forged reports stored nothing');
   t.equal(({} as Record<string, unknown>).admin, undefined, 'no prototype was polluted');
   // whatever got in is valid: every record reads back through its schema
   for (const p of ['/hosts', '/machines', '/events']) t.equal((await a.api('GET', p)).status, 200, `${p} still reads`);

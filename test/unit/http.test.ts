@@ -38,6 +38,7 @@ t.test('HTTP: scripts per host, assets with Range/ETag, escapes refused', async 
   const scripts: string[] = [];
   const app = createHttpApp({
     httpBase: 'http://10.0.0.1:8080',
+    rateLimit: { perSecond: 1000, burst: 1000 },
     assetsDir: assets,
     tftpRoot: path.join(assets, 'ipxe'),
     templates: loadTemplates(path.join(repoRoot, 'boot-scripts')),

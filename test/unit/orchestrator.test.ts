@@ -200,9 +200,10 @@ t.test('API input: admin token, zod messages, size cap, report tokens', async (t
   });
   t.equal(noType.status, 415);
 
-  // reports: unknown host, wrong token, bad units, not inspecting
+  // reports without the host's token: the same generic 401 for an unknown host and a wrong token
   const rep = sampleReport('52:54:00:05:00:01');
-  t.equal((await a.api('POST', '/hosts/ghost/inspection', rep, 'tok')).status, 404);
+  const ghost = await a.api('POST', '/hosts/ghost/inspection', rep, 'tok');
+  t.same([ghost.status, ghost.json], [401, { error: 'unauthorized' }]);
   const bmc = new FakeBmc({ macs: ['52:54:00:05:00:01'] });
   const address = await bmc.start();
   t.teardown(() => bmc.stop());
@@ -210,21 +211,18 @@ t.test('API input: admin token, zod messages, size cap, report tokens', async (t
   await until('host Available', async () =>
     (await a.api('GET', '/hosts/h5')).json.status.state === 'Available' ? true : undefined,
   );
-  t.equal((await a.api('POST', '/hosts/h5/inspection', rep, 'some-token')).status, 401, 'wrong token');
-  const badUnits = await a.api('POST', '/hosts/h5/inspection', { ...rep, memory: { totalGB: '512MB' } }, 'some-token');
-  t.equal(badUnits.status, 400);
-  t.match(badUnits.json.error, /memory\.totalGB/);
-  const zeroDisk = await a.api(
-    'POST',
-    '/hosts/h5/inspection',
-    { ...rep, disks: [{ device: '/dev/sda', sizeGB: 0, type: 'HDD' }] },
-    'x',
-  );
-  t.match(zeroDisk.json.error, /a disk of size 0 is a broken report/);
+  const wrong = await a.api('POST', '/hosts/h5/inspection', rep, 'some-token');
+  t.same([wrong.status, wrong.json], [401, { error: 'unauthorized' }], 'a wrong token learns nothing more');
+  const junk = await a.api('POST', '/hosts/h5/inspection', '{not json', 'some-token');
+  t.equal(junk.status, 401, 'the body of an unauthenticated caller is not even read');
+  const naughty = await a.api('POST', `/hosts/${encodeURIComponent('\x1b]0;x\x07')}/inspection`, rep, 'tok');
+  t.equal(naughty.status, 401, 'a host name outside the schema');
   const events = (await a.api('GET', '/events')).json.items.filter(
     (e: { kind: string }) => e.kind === 'ReportRejected',
   );
-  t.ok(events.length >= 3, 'rejected reports are recorded');
+  t.equal(events.length, 0, 'unauthenticated refusals store no event');
+  const metrics = await (await fetch(`${a.base}/metrics`)).text();
+  t.match(metrics, /beskar7_inspection_reports_total\{result="rejected_401"\} 4/, 'they are counted');
   const missing = await a.api('POST', '/machines', {
     name: 'nope',
     spec: { inspectionImageURL: `${a.base}/assets/no-such-inspector`, targetImageURL: 'http://x/t' },
@@ -266,6 +264,21 @@ t.test('one report per token; the token then carries the inspector progress', as
   await until('host Booting', async () =>
     (await a.api('GET', '/hosts/h6')).json.status.inspectionPhase === 'InProgress' ? true : undefined,
   );
+  const badUnits = await a.api(
+    'POST',
+    '/hosts/h6/inspection',
+    { ...sampleReport(mac), memory: { totalGB: '512MB' } },
+    token,
+  );
+  t.equal(badUnits.status, 400);
+  t.match(badUnits.json.error, /memory\.totalGB/);
+  const zeroDisk = await a.api(
+    'POST',
+    '/hosts/h6/inspection',
+    { ...sampleReport(mac), disks: [{ device: '/dev/sda', sizeGB: 0, type: 'HDD' }] },
+    token,
+  );
+  t.match(zeroDisk.json.error, /a disk of size 0 is a broken report/);
   t.equal((await a.api('POST', '/hosts/h6/inspection', sampleReport(mac), token)).status, 202);
   t.equal(
     (await a.api('POST', '/hosts/h6/inspection', sampleReport(mac), token)).status,
@@ -303,6 +316,10 @@ t.test('one report per token; the token then carries the inspector progress', as
   );
   t.ok(kinds.includes('InspectorStep: target-download: 9 MB'));
   t.ok(kinds.includes('InspectorFailed: kexec: kexec_load failed'));
+  t.ok(
+    kinds.some((k: string) => /^ReportRejected: invalid report body: memory\.totalGB/.test(k)),
+    "an authenticated inspector's bad report is an event",
+  );
 });
 
 t.test("another host's token and an earlier attempt's token are refused", async (t) => {
@@ -360,10 +377,8 @@ t.test("another host's token and an earlier attempt's token are refused", async 
     202,
     'the current one is taken',
   );
-  const rejected = (await a.api('GET', '/events')).json.items.filter(
-    (e: { kind: string }) => e.kind === 'ReportRejected',
-  );
-  t.ok(rejected.length >= 2, 'each refusal is an event');
+  const metrics = await (await fetch(`${a.base}/metrics`)).text();
+  t.match(metrics, /beskar7_inspection_reports_total\{result="rejected_401"\} [2-9]/, 'each refusal is counted');
   const retry = (await a.api('GET', '/events')).json.items.find(
     (e: { kind: string; host?: string }) => e.kind === 'Retry' && e.host === 't0',
   );

@@ -53,6 +53,8 @@ export interface FakeBmcOptions {
   macs?: string[];
   uuid?: string;
   serial?: string;
+  /** the system's Model, as the BMC reports it */
+  model?: string;
   tls?: { key: string; cert: string };
   /** called when the machine powers on, restarts or powers off (e2e: start/stop QEMU) */
   onPower?: (event: 'on' | 'restart' | 'off', boot: { target: string; enabled: string }) => void;
@@ -132,7 +134,7 @@ export class FakeBmc {
       Name: this.p.membersByUuid ? 'node-0' : 'System',
       UUID: this.uuid,
       Manufacturer: 'Beskar7 Fake',
-      Model: 'FB-1',
+      Model: this.opts.model ?? 'FB-1',
       SerialNumber: this.opts.serial ?? 'FAKE0001',
       PowerState: this.shownPower,
       Boot: boot,

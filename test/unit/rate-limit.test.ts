@@ -1,0 +1,40 @@
+import t from 'tap';
+import { take } from '../../src/http/rate-limit.js';
+import { ADMIN, inProcess } from '../helpers/appliance.js';
+
+t.test('token bucket: a burst, then the sustained rate', async (t) => {
+  const r = { perSecond: 2, burst: 3 };
+  let b: Parameters<typeof take>[0];
+  const oks: boolean[] = [];
+  for (let i = 0; i < 5; i++) {
+    const x = take(b, 0, r);
+    b = x.bucket;
+    oks.push(x.ok);
+  }
+  t.same(oks, [true, true, true, false, false], 'the burst, then refused');
+  t.equal(take(b, 0, r).retryAfterS, 1);
+  t.ok(take(b, 500, r).ok, 'one more after half a second at 2/s');
+  t.same(take(undefined, 0, r).bucket.tokens, 2, 'a new address starts with a full bucket');
+});
+
+t.test('unauthenticated routes are limited per address; the admin API is not', async (t) => {
+  const a = await inProcess(t, { http: { rateLimit: { perSecond: 1, burst: 5 } } });
+  const codes: number[] = [];
+  for (let i = 0; i < 8; i++) codes.push((await fetch(`${a.base}/boot.ipxe`)).status);
+  t.same(codes, [200, 200, 200, 200, 200, 429, 429, 429]);
+  const limited = await fetch(`${a.base}/api/v1/hosts/h1/inspection`, { method: 'POST', body: '{}' });
+  t.equal(limited.status, 429, 'one budget across the boot scripts and report intake');
+  t.ok(Number(limited.headers.get('retry-after')) >= 1, 'with Retry-After');
+  const admin = await fetch(`${a.base}/api/v1/hosts`, { headers: { Authorization: `Bearer ${ADMIN}` } });
+  t.equal(admin.status, 200, 'the admin API is not limited');
+  t.match(await (await fetch(`${a.base}/metrics`)).text(), /beskar7_http_rate_limited_total 4/);
+});
+
+t.test('a malformed or non-ASCII admin token gets 401, not a 500', async (t) => {
+  const a = await inProcess(t);
+  const sameLength = `é${ADMIN.slice(1)}`;
+  for (const tok of [sameLength, '', ' ', 'x'.repeat(5000)]) {
+    const r = await a.api('GET', '/hosts', undefined, tok);
+    t.same([r.status, r.json], [401, { error: 'unauthorized' }], `token ${JSON.stringify(tok.slice(0, 20))}`);
+  }
+});
