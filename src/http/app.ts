@@ -120,8 +120,6 @@ export function createHttpApp(d: HttpDeps): Hono {
     d.metrics.scripts.inc({ script });
     d.log.info({ mac, uuid, serial, script, known, arch: q.data.arch, platform: q.data.platform }, 'ipxe script');
     d.onScript?.({ mac, script, known, uuid, serial });
-    const from = remoteAddress(c);
-    if (from) d.timeline?.learnIp(from, mac);
     d.timeline?.add(mac, 'http', `host script: ${script}${known ? '' : ' (not enrolled)'}`);
     if (tpl === undefined) return c.text('local disk\n', 404);
     const body = render(d.templates.get(tpl) as string, {

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { BootTimeline } from '../../src/timeline.js';
+import { inProcess } from '../helpers/appliance.js';
 
 t.test('entries per MAC, bounded, addresses tied to MACs', async (t) => {
   const tl = new BootTimeline(2, 3);
@@ -32,4 +33,30 @@ t.test('entries per MAC, bounded, addresses tied to MACs', async (t) => {
     'two keys kept, newest first',
   );
   t.equal(seen.length, 10, 'every entry emitted');
+});
+
+t.test('bounded in bytes: long unique request paths from many MACs cannot grow it', async (t) => {
+  const tl = new BootTimeline(2048, 100, 1024 * 1024);
+  for (let m = 0; m < 300; m++) {
+    for (let i = 0; i < 100; i++) tl.add(`52:54:00:00:${m}`, 'http', `GET /assets/${'x'.repeat(8000)}${m}-${i}`, false);
+  }
+  t.ok(tl.size <= 1024 * 1024, `${tl.size} bytes kept under a 1 MiB budget`);
+  t.ok(tl.get('52:54:00:00:299').length > 0, 'the most recent MAC is kept');
+  t.equal(tl.get('52:54:00:00:0').length, 0, 'the oldest went first');
+  t.ok(tl.get('52:54:00:00:299')[0]!.what.length <= 201, 'each entry is cut');
+});
+
+t.test('an HTTP client cannot tie its address to a MAC by naming it', async (t) => {
+  const a = await inProcess(t);
+  const victim = '52:54:00:aa:bb:cc';
+  await fetch(`${a.base}/boot/host.ipxe?mac=${victim}`);
+  await fetch(`${a.base}/assets/nope`);
+  t.notOk(
+    a.app.timeline.get(victim).some((e) => e.what.includes('/assets/nope')),
+    "the fetcher's downloads do not land on the MAC it named",
+  );
+  t.ok(
+    a.app.timeline.get('ip:127.0.0.1').some((e) => e.what.includes('/assets/nope')),
+    'they stay keyed by address',
+  );
 });
