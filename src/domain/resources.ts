@@ -16,6 +16,8 @@ export const RedfishSpecSchema = z
     username: z.string().min(1),
     password: z.string().min(1).describe('write-only; encrypted at rest, never returned'),
     insecureSkipVerify: z.boolean().default(false),
+    /** plain http:// sends the BMC password in clear: only with this set */
+    allowPlainHttp: z.boolean().default(false),
     caBundle: z.string().includes('BEGIN CERTIFICATE', { message: 'must be a PEM bundle' }).optional(),
     systemId: z.string().min(1).optional(),
   })
@@ -29,7 +31,19 @@ export const HostSpecSchema = z
   })
   .strict();
 
-export const HostCreateSchema = z.object({ name: ResourceName, spec: HostSpecSchema }).strict();
+export const HostCreateSchema = z
+  .object({ name: ResourceName, spec: HostSpecSchema })
+  .strict()
+  .superRefine((h, ctx) => {
+    if (h.spec.redfish.address.startsWith('http:') && !h.spec.redfish.allowPlainHttp) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['spec', 'redfish', 'address'],
+        message:
+          'plain http:// sends the BMC password in clear: use https://, or set spec.redfish.allowPlainHttp: true',
+      });
+    }
+  });
 export type HostCreate = z.infer<typeof HostCreateSchema>;
 
 export const HostState = z.enum(['Enrolling', 'Available', 'InUse', 'Inspecting', 'Ready', 'Provisioned', 'Error']);

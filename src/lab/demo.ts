@@ -123,7 +123,12 @@ async function enrol(api: Api): Promise<void> {
     await api('POST', '/hosts', {
       name: h.host,
       spec: {
-        redfish: { address: `http://${lab.serverIp}:${port}`, username: 'admin', password: 'secret' },
+        redfish: {
+          address: `http://${lab.serverIp}:${port}`,
+          username: 'admin',
+          password: 'secret',
+          allowPlainHttp: true,
+        },
         labels: { demo: h.host },
       },
     });

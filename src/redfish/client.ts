@@ -52,11 +52,29 @@ const TLS_CODES = new Set([
   'ERR_TLS_CERT_ALTNAME_INVALID',
 ]);
 
+/** A BMC's answers are small JSON documents; a larger body is cut off, not buffered. */
+const MAX_BODY = 1 << 20;
+
+async function readCapped(body: AsyncIterable<Buffer> & { destroy(): unknown }, max: number): Promise<string> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const chunk of body) {
+    n += chunk.length;
+    if (n > max) {
+      body.destroy();
+      throw Object.assign(new Error(`response body over ${max} bytes`), { code: 'EBODYTOOLARGE' });
+    }
+    parts.push(chunk);
+  }
+  return Buffer.concat(parts).toString('utf8');
+}
+
 /** A failed exchange as a Reply with status 0, its cause named, and whether a retry could help. */
 function transportFailure(e: unknown, closed: boolean): Reply {
   if (closed) return { status: 0, body: {}, text: 'client closed', permanent: true };
   const err = e as Error & { code?: string; cause?: { code?: string; message?: string } };
   const code = err.cause?.code ?? err.code;
+  if (code === 'EBODYTOOLARGE') return { status: 0, body: {}, text: err.message, permanent: true };
   if (code && TLS_CODES.has(code)) {
     const why = `TLS: ${code} (${err.cause?.message ?? err.message}); give redfish.caBundle, or insecureSkipVerify: true`;
     return { status: 0, body: {}, text: why, permanent: true };
@@ -180,7 +198,7 @@ export class RedfishClient {
             ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
             signal: AbortSignal.any([AbortSignal.timeout(this.opts.timeoutMs), this.closing.signal]),
           });
-          const text = await res.body.text();
+          const text = await readCapped(res.body, MAX_BODY);
           let parsed: Record<string, unknown> = {};
           try {
             parsed = text ? (JSON.parse(text) as Record<string, unknown>) : {};

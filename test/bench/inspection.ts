@@ -73,7 +73,14 @@ try {
     );
     await api('POST', '/hosts', {
       name: `b-${firmware}`,
-      spec: { redfish: { address: `http://${lab.serverIp}:${port++}`, username: 'admin', password: 'secret' } },
+      spec: {
+        redfish: {
+          address: `http://${lab.serverIp}:${port++}`,
+          username: 'admin',
+          password: 'secret',
+          allowPlainHttp: true,
+        },
+      },
     });
     while ((await api('GET', `/hosts/b-${firmware}`)).status.state !== 'Available') await sleep(200);
     await api('POST', '/machines', {

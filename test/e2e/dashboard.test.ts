@@ -28,7 +28,7 @@ t.test(
     base = a.base;
     await a.api('POST', '/hosts', {
       name: 'dash1',
-      spec: { redfish: { address, username: 'admin', password: 'secret' } },
+      spec: { redfish: { address, username: 'admin', password: 'secret', allowPlainHttp: true } },
     });
     await until('Available', async () =>
       (await a.api('GET', '/hosts/dash1')).json.status.state === 'Available' ? true : undefined,

@@ -62,7 +62,12 @@ t.test(
       const created = await api(lab, 'POST', '/hosts', {
         name: `h-${name}`,
         spec: {
-          redfish: { address: `http://${lab.serverIp}:${port}`, username: 'admin', password: 'secret' },
+          redfish: {
+            address: `http://${lab.serverIp}:${port}`,
+            username: 'admin',
+            password: 'secret',
+            allowPlainHttp: true,
+          },
           labels: { fw: name },
         },
       });

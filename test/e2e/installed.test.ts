@@ -141,7 +141,14 @@ t.test(
       hostFile,
       JSON.stringify({
         name: 'r1-s01',
-        spec: { redfish: { address: `http://${lab.serverIp}:${bmcPort}`, username: 'admin', password: 'secret' } },
+        spec: {
+          redfish: {
+            address: `http://${lab.serverIp}:${bmcPort}`,
+            username: 'admin',
+            password: 'secret',
+            allowPlainHttp: true,
+          },
+        },
       }),
     );
     const added = await cli('hosts', 'add', hostFile);

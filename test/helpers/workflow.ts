@@ -28,7 +28,7 @@ export async function bmcWithMachine(
 
 export const hostBody = (name: string, address: string, extra: Record<string, unknown> = {}) => ({
   name,
-  spec: { redfish: { address, username: 'admin', password: 'secret' }, ...extra },
+  spec: { redfish: { address, username: 'admin', password: 'secret', allowPlainHttp: true }, ...extra },
 });
 export const machineBody = (name: string, req?: Record<string, number>, extra: Record<string, unknown> = {}) => ({
   name,

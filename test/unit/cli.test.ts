@@ -41,7 +41,10 @@ t.test('CLI: tables, --json, errors, backup and restore without clear-text passw
     );
   writeFileSync(
     path.join(dir, 'host.json'),
-    JSON.stringify({ name: 'c1', spec: { redfish: { address, username: 'admin', password: 'cli-secret-pw' } } }),
+    JSON.stringify({
+      name: 'c1',
+      spec: { redfish: { address, username: 'admin', password: 'cli-secret-pw', allowPlainHttp: true } },
+    }),
   );
   writeFileSync(
     path.join(dir, 'machine.json'),
@@ -117,7 +120,7 @@ t.test('CLI: tables, --json, errors, backup and restore without clear-text passw
   t.teardown(() => evil.stop());
   await a.api('POST', '/hosts', {
     name: 'evil',
-    spec: { redfish: { address: evilAddress, username: 'admin', password: 'secret' } },
+    spec: { redfish: { address: evilAddress, username: 'admin', password: 'secret', allowPlainHttp: true } },
   });
   await until('evil enrolled', async () =>
     (await a.api('GET', '/hosts/evil')).json.status.state === 'Available' ? true : undefined,

@@ -325,7 +325,7 @@ t.test('API: 5000 mutated bodies on every POST endpoint get a 4xx with a message
     return /beskar7\.token=(\w+)/.exec(s)?.[1];
   });
   const hostSpec = {
-    redfish: { address: 'http://127.0.0.1:1', username: 'u', password: 'p' },
+    redfish: { address: 'http://127.0.0.1:1', username: 'u', password: 'p', allowPlainHttp: true },
     labels: { a: 'b' },
     bootMACs: ['52:54:00:00:00:01'],
   };

@@ -159,7 +159,7 @@ t.test('enrolment against a BMC that refuses us ends in Error with the reason', 
   const a = await inProcess(t);
   await a.api('POST', '/hosts', {
     name: 'bad',
-    spec: { redfish: { address, username: 'admin', password: 'wrong-password-xyz' } },
+    spec: { redfish: { address, username: 'admin', password: 'wrong-password-xyz', allowPlainHttp: true } },
   });
   const h = await until('host Error', async () => {
     const r = await a.api('GET', '/hosts/bad');
@@ -181,6 +181,15 @@ t.test('API input: admin token, zod messages, size cap, report tokens', async (t
   t.match(r1.json.error, /name: must be a DNS label/);
   t.match(r1.json.error, /spec\.redfish\.address/);
   t.match(r1.json.error, /spec\.redfish\.username/);
+  const clear = await a.api('POST', '/hosts', {
+    name: 'plain',
+    spec: { redfish: { address: 'http://10.0.0.9', username: 'root', password: 'p' } },
+  });
+  t.equal(clear.status, 400);
+  t.match(
+    clear.json.error,
+    /spec\.redfish\.address: plain http:\/\/ sends the BMC password in clear: use https:\/\/, or set spec\.redfish\.allowPlainHttp: true/,
+  );
   const r2 = await a.api('POST', '/machines', {
     name: 'm',
     spec: {

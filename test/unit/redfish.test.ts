@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { FakeBmc, type FakeBmcOptions, type Personality } from '../../src/lab/fake-bmc/server.js';
@@ -343,4 +344,26 @@ t.test('limiter: a call that outlives holdMs gives its slot back and runs on', a
   await Promise.all([first, next]);
   t.ok(second);
   t.equal(strict.inFlight, 0);
+});
+
+t.test('a BMC body over 1 MiB is cut off, not buffered, and not asked for again', async (t) => {
+  let asked = 0;
+  const server = http.createServer((_req, res) => {
+    asked++;
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.end(`{"Members":[${'"x",'.repeat(600_000)}"x"]}`);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => server.close());
+  const { log } = memoryLogger();
+  const client = new RedfishClient(
+    { address: `http://127.0.0.1:${(server.address() as { port: number }).port}`, username: 'u', password: 'p' },
+    { timeoutMs: 2000, retries: 4, backoffBaseMs: 20, backoffMaxMs: 200, global, perBmc: 2 },
+    log,
+  );
+  t.teardown(() => client.close());
+  const err = (await client.getSystem().catch((e: unknown) => e)) as RedfishError;
+  t.match(err.message, /response body over 1048576 bytes/);
+  t.ok(err.permanent);
+  t.ok(asked <= 2, `${asked} requests: no retries`);
 });

@@ -80,7 +80,10 @@ t.test('kill -9 at random points of the workflow, restart: the machine still end
     }).then((r) => r.json() as Promise<any>);
 
   await start();
-  await api('POST', '/hosts', { name: 'k1', spec: { redfish: { address, username: 'admin', password: 'secret' } } });
+  await api('POST', '/hosts', {
+    name: 'k1',
+    spec: { redfish: { address, username: 'admin', password: 'secret', allowPlainHttp: true } },
+  });
   await api('POST', '/machines', {
     name: 'km',
     spec: {

@@ -34,7 +34,13 @@ const host = (
   name,
   createdAt,
   spec: {
-    redfish: { address: 'http://b', username: 'u', passwordEnc: 'v1:x', insecureSkipVerify: false },
+    redfish: {
+      address: 'http://b',
+      username: 'u',
+      passwordEnc: 'v1:x',
+      insecureSkipVerify: false,
+      allowPlainHttp: true,
+    },
     bootMACs: [],
     labels,
   },
@@ -246,7 +252,13 @@ t.test('commands as transitions: new records, deletion guards, script and report
     {
       name: 'h',
       spec: {
-        redfish: { address: 'https://b', username: 'u', password: 'pw', insecureSkipVerify: false },
+        redfish: {
+          address: 'https://b',
+          username: 'u',
+          password: 'pw',
+          insecureSkipVerify: false,
+          allowPlainHttp: false,
+        },
         bootMACs: [],
         labels: {},
       },
@@ -256,7 +268,7 @@ t.test('commands as transitions: new records, deletion guards, script and report
   );
   t.same(
     hc.host.spec.redfish,
-    { address: 'https://b', username: 'u', insecureSkipVerify: false, passwordEnc: 'v1:sealed' },
+    { address: 'https://b', username: 'u', insecureSkipVerify: false, allowPlainHttp: false, passwordEnc: 'v1:sealed' },
     'only the sealed password is kept',
   );
   t.same([hc.host.status.state, hc.event.kind, hc.event.severity], ['Enrolling', 'HostCreated', 'info']);
