@@ -1,13 +1,28 @@
 import { z } from 'zod';
 
+/**
+ * A URL that goes into an iPXE script: http(s) only, and nothing iPXE would read as script (whitespace ends
+ * the argument, `${...}` expands a setting, `||` and `&&` chain commands). Stored in its normalised form.
+ */
+export const ScriptUrl = z
+  .string()
+  .refine((s) => !/[\s$]|\|\||&&/.test(s), 'must not contain whitespace, "$", "||" or "&&": iPXE would run them')
+  .pipe(z.url({ protocol: /^https?$/ }))
+  .transform((s) => new URL(s).href);
+
+/** Kernel arguments rendered into a `kernel` line: no `${...}` expansion, no command chaining, one line. */
+const ScriptArgs = z
+  .string()
+  .refine((s) => !/[$\r\n]|\|\||&&/.test(s), 'must not contain "$", "||", "&&" or line breaks: iPXE would run them');
+
 export const BootScript = z.enum(['inspect', 'boot-target', 'local-disk', 'discover', 'exit']);
 
 /** What a MAC boots: stored per host by the orchestrator, given per MAC in config, or the unknown-host default. */
 export const BootInstructionSchema = z.object({
   script: BootScript,
-  kernelURL: z.string().optional(),
-  initrdURL: z.string().optional(),
-  cmdline: z.string().default(''),
+  kernelURL: ScriptUrl.optional(),
+  initrdURL: ScriptUrl.optional(),
+  cmdline: ScriptArgs.default(''),
   /** local-disk: which method ends iPXE so firmware moves to the next boot device. */
   localDiskMethod: z.enum(['exit', 'sanboot', 'http404']).default('exit'),
 });

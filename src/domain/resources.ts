@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ScriptUrl } from './boot.js';
 import { MacSchema } from './mac.js';
 
 /** Resource shapes of the Beskar7 v1.0 API: one zod definition each, types by z.infer. */
@@ -97,11 +98,9 @@ export type HardwareRequirements = z.infer<typeof HardwareRequirementsSchema>;
 
 export const MachineSpecSchema = z
   .object({
-    inspectionImageURL: z
-      .url({ protocol: /^https?$/ })
-      .describe('directory holding the inspector: <url>/vmlinuz and <url>/initrd'),
-    targetImageURL: z.url({ protocol: /^https?$/ }),
-    configurationURL: z.url({ protocol: /^https?$/ }).optional(),
+    inspectionImageURL: ScriptUrl.describe('directory holding the inspector: <url>/vmlinuz and <url>/initrd'),
+    targetImageURL: ScriptUrl,
+    configurationURL: ScriptUrl.optional(),
     hardwareRequirements: HardwareRequirementsSchema.optional(),
     hostSelector: z
       .object({ matchLabels: z.record(z.string(), z.string()).default({}) })

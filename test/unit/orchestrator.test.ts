@@ -584,3 +584,27 @@ t.test('shutdown stops BMC calls at once, even towards a hung BMC', async (t) =>
   await new Promise((r) => setTimeout(r, 300));
   t.equal(bmc.seen.length, seen, 'no BMC call after stopping');
 });
+
+t.test(
+  'URLs that go into iPXE scripts: refused with the field named when iPXE would run them, stored normalised',
+  async (t) => {
+    const a = await inProcess(t);
+    const spec = { inspectionImageURL: 'http://127.0.0.1/i', targetImageURL: 'http://127.0.0.1/t' };
+    for (const [field, url] of [
+      ['targetImageURL', 'http://x/t || shell'],
+      ['targetImageURL', 'http://x/t\tshell'],
+      ['configurationURL', 'http://x/${net0/ip}'],
+      ['inspectionImageURL', 'http://x/i&&shell'],
+    ] as const) {
+      const r = await a.api('POST', '/machines', { name: 'bad-url', spec: { ...spec, [field]: url } });
+      t.equal(r.status, 400, `${field} ${JSON.stringify(url)}`);
+      t.match(r.json.error, new RegExp(`^spec\\.${field}: must not contain whitespace, "\\$", "\\|\\|" or "&&"`));
+    }
+    const ok = await a.api('POST', '/machines', {
+      name: 'norm',
+      spec: { ...spec, targetImageURL: 'HTTP://Example.COM:80/os/../os/t%41r.gz' },
+    });
+    t.equal(ok.status, 201);
+    t.equal(ok.json.spec.targetImageURL, 'http://example.com/os/t%41r.gz', 'stored normalised');
+  },
+);
