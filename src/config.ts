@@ -61,6 +61,9 @@ export const ConfigSchema = z
         maxBlksize: z.number().int().min(512).max(65464).default(65464),
         maxWindowsize: z.number().int().min(1).max(65535).default(64),
         retries: z.number().int().min(1).default(5),
+        /** transfers at once, in all and per client address; more are refused with an ERROR packet */
+        maxTransfers: z.number().int().min(1).default(512),
+        maxTransfersPerClient: z.number().int().min(1).default(8),
       })
       .strict()
       .prefault({}),

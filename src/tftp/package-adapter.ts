@@ -32,7 +32,7 @@ export interface TftpTransfer {
   windowSize: number;
   /** sends `size` bytes from `data`; `ended` is called once, and `data` is destroyed on any end but success */
   send(data: Readable, size: number, ended: (e: TransferEnd) => void): void;
-  refuse(code: 'not_found' | 'access'): void;
+  refuse(code: 'not_found' | 'access' | 'busy'): void;
 }
 
 function endOf(e: Error): TransferEnd {
@@ -74,7 +74,9 @@ function transfer(req: GetStream, res: PutStream): TftpTransfer {
       data.pipe(res);
     },
     refuse(code) {
-      req.abort(code === 'not_found' ? 'File not found' : 'Access violation');
+      req.abort(
+        code === 'not_found' ? 'File not found' : code === 'access' ? 'Access violation' : 'Server busy, try again',
+      );
     },
   };
 }

@@ -5,11 +5,16 @@ import type { Metrics } from '../metrics.js';
 import type { BootTimeline } from '../timeline.js';
 import { listenTftp, type TftpListener, type TftpListenOptions, type TftpTransfer } from './package-adapter.js';
 
-export type TftpOptions = TftpListenOptions;
+export interface TftpOptions extends TftpListenOptions {
+  maxTransfers: number;
+  maxTransfersPerClient: number;
+}
 
 /** Read-only TFTP for the iPXE binaries: which file, if any, a request may read; logs, metrics, timeline. */
 export class TftpServer {
   private listener?: TftpListener;
+  private active = 0;
+  private readonly perClient = new Map<string, number>();
 
   constructor(
     private readonly opts: TftpOptions,
@@ -50,7 +55,15 @@ export class TftpServer {
       t.refuse(target.status === 404 ? 'not_found' : 'access');
       return;
     }
+    if (!this.admit(t.remoteAddress)) {
+      this.metrics.tftpTransfers.inc({ result: 'busy' });
+      this.log.warn({ ...fields, active: this.active }, 'tftp request refused: too many transfers');
+      this.note(t, 'refused: too many transfers', false);
+      t.refuse('busy');
+      return;
+    }
     t.send(createReadStream(target.path, { highWaterMark: 1 << 20 }), target.size, (end) => {
+      this.release(t.remoteAddress);
       this.metrics.tftpTransfers.inc({ result: end.kind === 'done' ? 'ok' : end.kind });
       if (end.kind === 'done') {
         this.metrics.tftpBytes.inc(target.size);
@@ -64,6 +77,22 @@ export class TftpServer {
         this.note(t, `failed: ${end.message}`, false);
       }
     });
+  }
+
+  /** A transfer slot for this address, if the global and the per-client caps allow one. */
+  private admit(addr: string): boolean {
+    const mine = this.perClient.get(addr) ?? 0;
+    if (this.active >= this.opts.maxTransfers || mine >= this.opts.maxTransfersPerClient) return false;
+    this.active++;
+    this.perClient.set(addr, mine + 1);
+    return true;
+  }
+
+  private release(addr: string): void {
+    this.active--;
+    const left = (this.perClient.get(addr) ?? 1) - 1;
+    if (left > 0) this.perClient.set(addr, left);
+    else this.perClient.delete(addr);
   }
 
   stop(): void {

@@ -27,7 +27,16 @@ t.test('real TFTP clients fetch byte-identical files; escapes are refused', asyn
   const metrics = new Metrics();
   const { log } = memoryLogger('warn');
   const server = new TftpServer(
-    { address: '127.0.0.1', port: 0, root, maxBlksize: 65464, maxWindowsize: 64, retries: 5 },
+    {
+      address: '127.0.0.1',
+      port: 0,
+      root,
+      maxBlksize: 65464,
+      maxWindowsize: 64,
+      retries: 5,
+      maxTransfers: 512,
+      maxTransfersPerClient: 8,
+    },
     log,
     metrics,
   );
@@ -103,13 +112,92 @@ t.test('real TFTP clients fetch byte-identical files; escapes are refused', asyn
   t.equal(await metrics.value('beskar7_tftp_bytes_total'), small.length * 8 + big.length);
 });
 
+/**
+ * A minimal TFTP client bound to `source` (any 127/8 address is this machine), retransmitting its last packet
+ * each second as real clients do: the whole file, or the server's ERROR.
+ */
+async function fetchFrom(port: number, file: string, source: string): Promise<{ bytes: number } | { error: string }> {
+  const s = dgram.createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, source, () => r()));
+  let last: [Buffer, number] = [Buffer.from(`\0\x01${file}\0octet\0`, 'latin1'), port];
+  const send = () => s.send(last[0], last[1], '127.0.0.1');
+  let tries = 0;
+  const resend = setInterval(() => (++tries > 8 ? undefined : send()), 1000);
+  try {
+    return await new Promise((resolve, reject) => {
+      let bytes = 0;
+      let expect = 1;
+      const timer = setTimeout(() => reject(new Error(`${source}: no answer`)), 15_000);
+      s.on('message', (m, from) => {
+        const op = m.readUInt16BE(0);
+        if (op === 5) {
+          clearTimeout(timer);
+          return resolve({ error: m.toString('latin1', 4, m.length - 1) });
+        }
+        if (op !== 3) return;
+        const block = m.readUInt16BE(2);
+        if (block === expect) {
+          bytes += m.length - 4;
+          expect++;
+        }
+        last = [Buffer.from([0, 4, m[2] as number, m[3] as number]), from.port];
+        send();
+        if (block === expect - 1 && m.length - 4 < 512) {
+          clearTimeout(timer);
+          resolve({ bytes });
+        }
+      });
+      send();
+    });
+  } finally {
+    clearInterval(resend);
+    s.close();
+  }
+}
+
+t.test(
+  'transfer caps: 300 concurrent clients are all served; one address gets its share, the rest an ERROR',
+  async (t) => {
+    const root = tempDir(t);
+    const data = randomBytes(5000);
+    writeFileSync(path.join(root, 'undionly.kpxe'), data);
+    const metrics = new Metrics();
+    const { log } = memoryLogger('error');
+    const opts = { address: '127.0.0.1', port: 0, root, maxBlksize: 1468, maxWindowsize: 1, retries: 3 };
+    const server = new TftpServer({ ...opts, maxTransfers: 512, maxTransfersPerClient: 4 }, log, metrics);
+    const { port } = await server.start();
+    t.teardown(() => server.stop());
+    const sources = Array.from({ length: 300 }, (_, i) => `127.1.${Math.floor(i / 250)}.${(i % 250) + 1}`);
+    const all = await Promise.all(sources.map((src) => fetchFrom(port, 'undionly.kpxe', src)));
+    t.equal(all.filter((r) => 'bytes' in r && r.bytes === data.length).length, 300, '300 clients, 300 whole files');
+    const one = await Promise.all(Array.from({ length: 12 }, () => fetchFrom(port, 'undionly.kpxe', '127.2.0.1')));
+    const served = one.filter((r) => 'bytes' in r).length;
+    t.equal(served, 4, 'one address: maxTransfersPerClient at once');
+    t.ok(
+      one.filter((r) => 'error' in r).every((r) => 'error' in r && r.error === 'Server busy, try again'),
+      'the others are refused with an ERROR packet',
+    );
+    t.equal(await metrics.value('beskar7_tftp_transfers_total', { result: 'busy' }), 8);
+    t.same(await fetchFrom(port, 'undionly.kpxe', '127.2.0.1'), { bytes: data.length }, 'slots come back');
+  },
+);
+
 t.test('size probes aborted with ERROR (as UEFI firmware does) leave no file open', async (t) => {
   const root = tempDir(t);
   writeFileSync(path.join(root, 'ipxe.efi'), randomBytes(300_000));
   const metrics = new Metrics();
   const { log } = memoryLogger('warn');
   const server = new TftpServer(
-    { address: '127.0.0.1', port: 0, root, maxBlksize: 1468, maxWindowsize: 1, retries: 2 },
+    {
+      address: '127.0.0.1',
+      port: 0,
+      root,
+      maxBlksize: 1468,
+      maxWindowsize: 1,
+      retries: 2,
+      maxTransfers: 512,
+      maxTransfersPerClient: 8,
+    },
     log,
     metrics,
   );
@@ -127,11 +215,14 @@ t.test('size probes aborted with ERROR (as UEFI firmware does) leave no file ope
     await new Promise((r) => s.send(Buffer.from('\0\x05\0\x08size only\0', 'latin1'), from.port, from.address, r));
     s.close();
   };
-  await probe();
+  for (let i = 0; i < 2000; i += 4) await Promise.all([probe(), probe(), probe(), probe()]); // warm up
   await new Promise((r) => setTimeout(r, 100));
-  const before = fds();
-  for (let i = 0; i < 300; i++) await probe();
+  const [before, rssBefore] = [fds(), process.memoryUsage().rss];
+  for (let i = 0; i < 10_000; i += 4) await Promise.all([probe(), probe(), probe(), probe()]);
   await new Promise((r) => setTimeout(r, 300));
-  t.ok(fds() - before < 10, `open descriptors ${before} -> ${fds()} after 300 aborted probes`);
-  t.equal(await metrics.value('beskar7_tftp_transfers_total'), 301, 'each probe counted once');
+  // a leaked transfer holds its file and a 1 MiB read buffer: 10000 of them would be gigabytes
+  const grown = (process.memoryUsage().rss - rssBefore) / 2 ** 20;
+  t.ok(fds() - before < 10, `open descriptors ${before} -> ${fds()} after 10000 aborted probes`);
+  t.ok(grown < 64, `RSS grew ${grown.toFixed(1)} MiB over 10000 probes`);
+  t.equal(await metrics.value('beskar7_tftp_transfers_total'), 12_000, 'each probe counted once');
 });
