@@ -1,15 +1,17 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import path from 'node:path';
 import { type ServerType, serve } from '@hono/node-server';
+import type { Hono } from 'hono';
 import type { Config, ResolvedConfig } from './config.js';
 import { probeDhcpServers } from './dhcp/probe.js';
 import { DhcpServer } from './dhcp/server.js';
 import { eventOk, type StoreEvent } from './domain/events.js';
 import { hostMacs } from './domain/resources.js';
-import { createApi } from './http/api.js';
-import { createHttpApp } from './http/app.js';
+import { createAdminApi, createIntakeApi } from './http/api.js';
+import { createHttpApp, createManagementApp } from './http/app.js';
 import { localImageProblem } from './http/image-check.js';
 import { loadTemplates, type Templates } from './http/ipxe.js';
 import type { Logger } from './log.js';
@@ -29,6 +31,8 @@ export { StartupError };
 
 export interface Listening {
   http: number;
+  /** the management listener, when api.port gives it one */
+  api?: number;
   tftp?: number;
   dhcp?: number;
   pxe?: number;
@@ -59,7 +63,7 @@ export class Appliance {
   private store?: Store;
   private dhcp?: DhcpServer;
   private tftp?: TftpServer;
-  private http?: ServerType;
+  private readonly servers: ServerType[] = [];
   private orchestrator?: Orchestrator;
   private pruner?: NodeJS.Timeout;
   private readonly started = Date.now();
@@ -109,7 +113,7 @@ export class Appliance {
       imageProblem: (url) => localImageProblem(url, httpBase, cfg.assetsDir),
       restored: async () => this.dhcp?.reloadLeases(),
     });
-    const out: Listening = { http: await this.startHttp(store, commands, httpBase, tftpRoot, templates) };
+    const out: Listening = await this.startHttp(store, commands, httpBase, tftpRoot, templates);
     if (cfg.tftp.enabled) out.tftp = await this.startTftp(tftpRoot);
     if (cfg.dhcp.enabled) Object.assign(out, await this.startDhcp(store, out.http));
     orchestrator.start();
@@ -195,30 +199,35 @@ export class Appliance {
     );
   }
 
+  /** The boot plane on http.port; the management plane beside it, or on api.port (with TLS when given). */
   private async startHttp(
     store: Store,
     commands: Commands,
     httpBase: string,
     tftpRoot: string,
     templates: Templates,
-  ): Promise<number> {
+  ): Promise<Pick<Listening, 'http' | 'api'>> {
     const { cfg, log } = this;
-    const admin = adminToken(cfg.dataDir, cfg.api.adminToken);
-    if (admin.file) log.info({ file: admin.file }, 'admin API token (Authorization: Bearer <token>) is in this file');
-    const api = createApi({
+    const token = adminToken(cfg.dataDir, cfg.api.adminToken);
+    if (token.file) log.info({ file: token.file }, 'admin API token (Authorization: Bearer <token>) is in this file');
+    const deps = {
       store,
       commands,
-      adminToken: admin.token,
+      adminToken: token.token,
       maxBodyBytes: cfg.api.maxBodyBytes,
       metrics: this.metrics,
       timeline: this.timeline,
-    });
+    };
+    const health = () => this.health();
+    const management = createManagementApp({ admin: createAdminApi(deps), metrics: this.metrics, health, log });
+    const separate = cfg.api.port !== undefined;
     const onScript = (e: { mac: string }) =>
       void commands
         .scriptFetched(e.mac)
         .catch((err: Error) => log.error({ mac: e.mac, err: err.message }, 'script event failed'));
     const app = createHttpApp({
-      api,
+      intake: createIntakeApi(deps),
+      ...(separate ? {} : { management }),
       timeline: this.timeline,
       onScript,
       httpBase,
@@ -230,31 +239,46 @@ export class Appliance {
       storedInstruction: (mac) => store.bootInstructions.get(mac),
       configuredInstruction: (mac) => cfg.hosts[mac],
       unknownHosts: cfg.unknownHosts,
-      health: () => this.health(),
+      health,
       rateLimit: cfg.http.rateLimit,
     });
-    const http = serve({ fetch: app.fetch, port: cfg.http.port, hostname: cfg.http.address });
-    this.http = http;
-    await new Promise<void>((resolve, reject) => {
-      http.once('listening', resolve);
-      http.once('error', (e: Error) =>
-        reject(
-          bindFailure(e, {
-            what: 'HTTP',
-            setting: 'http.port',
-            proto: 'tcp',
-            address: cfg.http.address,
-            port: cfg.http.port,
-          }),
-        ),
-      );
-    });
-    const port = (http.address() as AddressInfo).port;
+    const http = await this.listen(app, 'HTTP', 'http.port', cfg.http.address, cfg.http.port);
     log.info(
-      { address: cfg.http.address, port, url: `http://${cfg.advertiseAddress}:${port}/boot.ipxe` },
+      { address: cfg.http.address, port: http, url: `http://${cfg.advertiseAddress}:${http}/boot.ipxe` },
       'http listening',
     );
-    return port;
+    if (cfg.api.port === undefined) return { http };
+    const tls = cfg.api.tls;
+    const api = await this.listen(management, 'management API', 'api.port', cfg.api.address, cfg.api.port, tls);
+    log.info({ address: cfg.api.address, port: api, tls: !!tls }, 'management api listening');
+    return { http, api };
+  }
+
+  private async listen(
+    app: Hono,
+    what: string,
+    setting: string,
+    address: string,
+    port: number,
+    tls?: { certFile: string; keyFile: string },
+  ): Promise<number> {
+    const server = serve({
+      fetch: app.fetch,
+      port,
+      hostname: address,
+      ...(tls
+        ? {
+            createServer: createHttpsServer,
+            serverOptions: { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) },
+          }
+        : {}),
+    });
+    this.servers.push(server);
+    await new Promise<void>((resolve, reject) => {
+      server.once('listening', resolve);
+      server.once('error', (e: Error) => reject(bindFailure(e, { what, setting, proto: 'tcp', address, port })));
+    });
+    return (server.address() as AddressInfo).port;
   }
 
   private async health(): Promise<Record<string, unknown>> {
@@ -317,10 +341,14 @@ export class Appliance {
     await this.orchestrator?.stop();
     this.tftp?.stop();
     await this.dhcp?.stop();
-    const closed = new Promise<void>((r) => (this.http ? this.http.close(() => r()) : r()));
-    // open event streams would hold close() until their next ping
-    (this.http as { closeAllConnections?: () => void } | undefined)?.closeAllConnections?.();
-    await closed;
+    await Promise.all(
+      this.servers.map((server) => {
+        const closed = new Promise<void>((r) => server.close(() => r()));
+        // open event streams would hold close() until their next ping
+        (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+        return closed;
+      }),
+    );
     await this.store?.close();
   }
 }

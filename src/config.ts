@@ -113,6 +113,11 @@ export const ConfigSchema = z
       .object({
         /** without it, a token is generated once into <dataDir>/admin-token */
         adminToken: z.string().min(16).optional(),
+        /** with a port, /api (but report intake), /ui and /metrics leave the boot listener for one of their own */
+        address: z.string().default('127.0.0.1'),
+        port: Port.optional(),
+        /** HTTPS on that management listener: PEM certificate and key files */
+        tls: z.object({ certFile: z.string(), keyFile: z.string() }).strict().optional(),
         maxBodyBytes: z
           .number()
           .int()
@@ -120,6 +125,11 @@ export const ConfigSchema = z
           .default(1 << 20),
       })
       .strict()
+      .superRefine((a, ctx) => {
+        if (a.tls && a.port === undefined) {
+          ctx.addIssue({ code: 'custom', path: ['tls'], message: 'TLS is for the management listener: set api.port' });
+        }
+      })
       .prefault({}),
     orchestrator: z
       .object({

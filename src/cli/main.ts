@@ -43,9 +43,12 @@ function applianceConfig(): Config {
 function baseUrl(): string {
   const given = values.url ?? process.env.BESKAR7_URL;
   if (given) return given.replace(/\/$/, '');
-  const { http } = applianceConfig();
-  const host = http.address === '0.0.0.0' || http.address === '::' ? '127.0.0.1' : http.address;
-  return `http://${host.includes(':') ? `[${host}]` : host}:${http.port}`;
+  const { http, api } = applianceConfig();
+  // the admin API is on the management listener when the config gives it one
+  const [scheme, address, port] =
+    api.port !== undefined ? [api.tls ? 'https' : 'http', api.address, api.port] : ['http', http.address, http.port];
+  const host = address === '0.0.0.0' || address === '::' ? '127.0.0.1' : address;
+  return `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
 function token(): string {

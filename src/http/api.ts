@@ -54,14 +54,18 @@ const ProgressSchema = z
 
 const bearer = (c: Context) => /^Bearer (.+)$/.exec(c.req.header('authorization') ?? '')?.[1];
 
-/** REST API under /api/v1: report intake with the host's one-time token; everything else with the admin token. */
-export function createApi(d: ApiDeps): Hono {
+/** What the inspector calls under /api/v1, with the host's one-time token: it lives on the boot plane. */
+export function createIntakeApi(d: ApiDeps): Hono {
+  return intakeRoutes(d);
+}
+
+/** The admin API under /api/v1: every route needs the admin token in the Authorization header. */
+export function createAdminApi(d: ApiDeps): Hono {
   const api = new Hono();
   api.get('/openapi.json', (c) => c.json(openApi()));
-  api.route('/', intakeRoutes(d));
   api.use('*', async (c, next) => {
-    // EventSource cannot send headers: the stream alone also takes the token as a query parameter
-    const t = bearer(c) ?? (c.req.path.endsWith('/stream') ? c.req.query('token') : undefined);
+    // a header only: a token in a URL ends up in logs and browser history
+    const t = bearer(c);
     if (!t || !sameSecret(t, d.adminToken)) return bad(c, 401, 'unauthorized');
     await next();
   });

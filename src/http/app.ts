@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { serveStatic } from '@hono/node-server/serve-static';
-import { Hono, type MiddlewareHandler } from 'hono';
+import { type Context, Hono, type MiddlewareHandler } from 'hono';
 import { z } from 'zod';
 import type { BootInstruction } from '../domain/boot.js';
 import { MacSchema } from '../domain/mac.js';
@@ -33,10 +33,43 @@ export interface HttpDeps {
     uuid?: string | undefined;
     serial?: string | undefined;
   }) => void;
-  /** mounted at /api/v1 */
-  api?: Hono;
+  /** the inspector's report intake, mounted at /api/v1 */
+  intake?: Hono;
+  /** the management plane (admin API, dashboard, metrics) when it shares this listener */
+  management?: Hono;
   timeline?: BootTimeline;
 }
+
+export interface ManagementDeps {
+  /** the admin API, mounted at /api/v1 */
+  admin: Hono;
+  metrics: Metrics;
+  health: () => Promise<Record<string, unknown>>;
+  log: Logger;
+}
+
+/** The management plane: admin API, dashboard and metrics; on the boot listener or one of its own (api.port). */
+export function createManagementApp(d: ManagementDeps): Hono {
+  const app = new Hono();
+  // the dashboard: one static page that talks to /api/v1 and follows /api/v1/stream
+  // beside this module in src/ and in dist/ alike (make build copies it)
+  const dashboard = readFileSync(new URL('./ui/dashboard.html', import.meta.url), 'utf8');
+  app.get('/', (c) => c.redirect('/ui'));
+  app.get('/ui', (c) => c.html(dashboard));
+  app.get('/healthz', async (c) => c.json({ status: 'ok', ...(await d.health()) }));
+  app.get('/metrics', async (c) =>
+    c.text(await d.metrics.registry.metrics(), 200, { 'Content-Type': d.metrics.registry.contentType }),
+  );
+  app.route('/api/v1', d.admin);
+  app.onError(internalError(d.log));
+  return app;
+}
+
+/** The reason goes to the log; a caller learns nothing from it. */
+const internalError = (log: Logger) => (err: Error, c: Context) => {
+  log.error({ err: err.message, path: c.req.path }, 'http handler failed');
+  return c.text('internal error\n', 500);
+};
 
 /** What iPXE reports about itself in the entry script's query string (all but mac optional). */
 const HostQuery = z.object({
@@ -83,15 +116,7 @@ function files(root: string, prefix: string, log: Logger, timeline?: BootTimelin
 export function createHttpApp(d: HttpDeps): Hono {
   const app = new Hono();
 
-  // the dashboard: one static page that talks to /api/v1 and follows /api/v1/stream
-  // beside this module in src/ and in dist/ alike (make build copies it)
-  const dashboard = readFileSync(new URL('./ui/dashboard.html', import.meta.url), 'utf8');
-  app.get('/', (c) => c.redirect('/ui'));
-  app.get('/ui', (c) => c.html(dashboard));
   app.get('/healthz', async (c) => c.json({ status: 'ok', ...(await d.health()) }));
-  app.get('/metrics', async (c) =>
-    c.text(await d.metrics.registry.metrics(), 200, { 'Content-Type': d.metrics.registry.contentType }),
-  );
 
   // one budget per address across every route a machine on the segment can call without a credential
   const limited = rateLimit(d.rateLimit, () => d.metrics.httpLimited.inc());
@@ -132,14 +157,11 @@ export function createHttpApp(d: HttpDeps): Hono {
     return c.body(body, 200, IPXE);
   });
 
-  if (d.api) app.route('/api/v1', d.api);
+  if (d.intake) app.route('/api/v1', d.intake);
+  if (d.management) app.route('/', d.management);
   app.get('/ipxe/*', files(d.tftpRoot, '/ipxe/', d.log, d.timeline));
   app.on(['GET', 'HEAD'], '/assets/*', files(d.assetsDir, '/assets/', d.log, d.timeline));
 
-  app.onError((err, c) => {
-    d.log.error({ err: err.message, path: c.req.path }, 'http handler failed');
-    // the reason is in the log; a caller on the segment learns nothing from it
-    return c.text('internal error\n', 500);
-  });
+  app.onError(internalError(d.log));
   return app;
 }

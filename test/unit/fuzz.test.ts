@@ -62,7 +62,16 @@ t.test(
     const { log } = memoryLogger('fatal');
     const metrics = new Metrics();
     const server = new TftpServer(
-      { address: '127.0.0.1', port: 0, root, maxBlksize: 65464, maxWindowsize: 64, retries: 1, maxTransfers: 10_000, maxTransfersPerClient: 10_000 },
+      {
+        address: '127.0.0.1',
+        port: 0,
+        root,
+        maxBlksize: 65464,
+        maxWindowsize: 64,
+        retries: 1,
+        maxTransfers: 10_000,
+        maxTransfersPerClient: 10_000,
+      },
       log,
       metrics,
     );

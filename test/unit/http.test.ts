@@ -118,5 +118,6 @@ t.test('HTTP: scripts per host, assets with Range/ETag, escapes refused', async 
   }
   t.equal((await get('/assets/nothing')).status, 404);
   t.match(await (await get('/healthz')).json(), { status: 'ok', probe: 1 });
-  t.match(await (await get('/metrics')).text(), /beskar7_ipxe_scripts_total\{script="inspect"\} 1/);
+  t.match(await metrics.registry.metrics(), /beskar7_ipxe_scripts_total\{script="inspect"\} 1/);
+  t.equal((await get('/metrics')).status, 404, 'metrics are on the management plane, not mounted here');
 });

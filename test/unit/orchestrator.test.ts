@@ -452,7 +452,10 @@ t.test('boot timeline per MAC and the live event stream', async (t) => {
   base = a.base;
   const ctrl = new AbortController();
   t.teardown(() => ctrl.abort());
-  const res = await fetch(`${a.base}/api/v1/stream?token=${ADMIN}`, { signal: ctrl.signal });
+  const res = await fetch(`${a.base}/api/v1/stream`, {
+    signal: ctrl.signal,
+    headers: { Authorization: `Bearer ${ADMIN}` },
+  });
   t.equal(res.headers.get('content-type'), 'text/event-stream');
   const seen: string[] = [];
   const reader = (async () => {
