@@ -401,3 +401,64 @@ t.test('API: 5000 mutated bodies on every POST endpoint get a 4xx with a message
   for (const p of ['/hosts', '/machines', '/events']) t.equal((await a.api('GET', p)).status, 200, `${p} still reads`);
   t.equal((await a.api('GET', '/backup')).status, 200, 'the whole store still reads');
 });
+
+t.test('every unauthenticated HTTP route: 3000 random paths, queries and headers, never a 5xx', async (t) => {
+  const a = await inProcess(t);
+  const pieces = [
+    '..',
+    '%2e%2e',
+    '%2f',
+    '%00',
+    '%',
+    '~',
+    'ipxe',
+    'inspector',
+    'é',
+    '\\',
+    '//',
+    '${x}',
+    ' ',
+    'a'.repeat(300),
+  ];
+  const segment = () => Array.from({ length: 1 + int(4) }, () => pieces[int(pieces.length)]).join('');
+  const query = () =>
+    Array.from(
+      { length: int(6) },
+      () => `${['mac', 'uuid', 'arch', 'serial', 'x', ''][int(6)]}=${encodeURIComponent(segment())}`,
+    ).join('&');
+  const paths = [
+    () => '/boot.ipxe',
+    () => `/boot/host.ipxe?${rnd() < 0.5 ? `mac=52-54-00-00-00-0${int(9)}&` : ''}${query()}`,
+    () => `/ipxe/${segment()}`,
+    () => `/assets/${segment()}/${segment()}`,
+    () => `/assets/inspector/${['vmlinuz', 'initrd', segment()][int(3)]}`,
+    () => '/healthz',
+    () => `/api/v1/openapi.json?${query()}`,
+    () => `/${segment()}`,
+  ];
+  const statuses = new Map<number, number>();
+  for (let i = 0; i < 3000; i++) {
+    const p = paths[int(paths.length)]!();
+    const headers: Record<string, string> = {};
+    if (rnd() < 0.3)
+      headers.Range = ['bytes=0-', 'bytes=-5', 'bytes=9999999999-', 'bytes=a-b', 'bytes=0-1,5-'][int(5)]!;
+    if (rnd() < 0.2) headers['If-None-Match'] = ['*', '"x"', 'W/"1-2"', ''][int(4)]!;
+    let status: number;
+    try {
+      const r = await fetch(`${a.base}${p}`, { method: rnd() < 0.2 ? 'HEAD' : 'GET', headers });
+      await r.arrayBuffer();
+      status = r.status;
+    } catch {
+      status = 0; // a path fetch itself refuses to send
+    }
+    statuses.set(status, (statuses.get(status) ?? 0) + 1);
+    if (status >= 500) t.fail(`HTTP ${status} for ${p}`);
+  }
+  t.comment(`statuses: ${JSON.stringify(Object.fromEntries(statuses))}`);
+  t.notOk(
+    [...statuses.keys()].some((s) => s >= 500),
+    'no server errors',
+  );
+  t.ok((statuses.get(200) ?? 0) > 100 && (statuses.get(404) ?? 0) > 100, 'both served and refused paths were reached');
+  t.equal((await fetch(`${a.base}/boot.ipxe`)).status, 200, 'still serving');
+});
