@@ -4,8 +4,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ApplianceProcess } from '../../src/lab/appliance-process.js';
+import { labApi, startLabBmc } from '../../src/lab/lab-api.js';
 import { Lab } from '../../src/lab/netns.js';
-import { repoRoot } from '../../src/paths.js';
 
 const ADMIN = 'bench-admin-token-0123456789';
 const work = mkdtempSync(path.join(tmpdir(), 'b7bench-insp-'));
@@ -14,23 +14,7 @@ lab.startRouterAdvertisements();
 const http = `http://${lab.serverIp}:8080`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function api(method: string, p: string, body?: unknown): Promise<any> {
-  const r = await lab.run(
-    lab.ns,
-    'curl',
-    [
-      '-s',
-      '-X',
-      method,
-      '-H',
-      `Authorization: Bearer ${ADMIN}`,
-      ...(body ? ['-H', 'Content-Type: application/json', '-d', JSON.stringify(body)] : []),
-      `${http}/api/v1${p}`,
-    ],
-    10_000,
-  );
-  return JSON.parse(r.stdout || 'null');
-}
+const api = (method: string, p: string, body?: unknown) => labApi(lab, http, ADMIN, method, p, body);
 
 const t = (iso: unknown) => Date.parse(String(iso));
 
@@ -57,20 +41,12 @@ try {
   for (const firmware of ['bios', 'uefi'] as const) {
     const mac = firmware === 'bios' ? '52:54:00:be:00:01' : '52:54:00:be:00:02';
     const consoleLog = path.join(work, `${firmware}.console`);
-    const p = lab.spawn(lab.ns, process.execPath, [
-      '--import',
-      'tsx',
-      path.join(repoRoot, 'src/lab/fake-bmc/cli.ts'),
-      JSON.stringify({
-        address: lab.serverIp,
-        port,
-        consoleLog,
-        machine: { firmware, mac, tap: lab.addTap(), memoryMB: 1024, smp: '2', disksGB: [4] },
-      }),
-    ]);
-    await new Promise<void>((resolve) =>
-      p.stdout!.on('data', (c: Buffer) => c.toString().includes('listening') && resolve()),
-    );
+    await startLabBmc(lab, {
+      address: lab.serverIp,
+      port,
+      consoleLog,
+      machine: { firmware, mac, tap: lab.addTap(), memoryMB: 1024, smp: '2', disksGB: [4] },
+    });
     await api('POST', '/hosts', {
       name: `b-${firmware}`,
       spec: {

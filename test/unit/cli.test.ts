@@ -11,6 +11,13 @@ import { tempDir } from '../helpers/tmp.js';
 
 const run = promisify(execFile);
 
+/** The CLI from the checkout, as a user runs it; its exit code and both outputs. */
+const runCli = (...args: string[]) =>
+  run(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), ...args]).then(
+    (r) => ({ code: 0, out: r.stdout, err: r.stderr }),
+    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout, err: e.stderr }),
+  );
+
 t.test('CLI: tables, --json, errors, backup and restore without clear-text passwords', async (t) => {
   const dir = tempDir(t);
   let base = '';
@@ -25,20 +32,7 @@ t.test('CLI: tables, --json, errors, backup and restore without clear-text passw
   t.teardown(() => bmc.stop());
   const a = await inProcess(t);
   base = a.base;
-  const cli = (...args: string[]) =>
-    run(process.execPath, [
-      '--import',
-      'tsx',
-      path.join(repoRoot, 'src/cli/main.ts'),
-      '--url',
-      a.base,
-      '--token',
-      ADMIN,
-      ...args,
-    ]).then(
-      (r) => ({ code: 0, out: r.stdout, err: r.stderr }),
-      (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout, err: e.stderr }),
-    );
+  const cli = (...args: string[]) => runCli('--url', a.base, '--token', ADMIN, ...args);
   writeFileSync(
     path.join(dir, 'host.json'),
     JSON.stringify({
@@ -137,11 +131,7 @@ t.test('CLI: tables, --json, errors, backup and restore without clear-text passw
   writeFileSync(path.join(dataDir, 'admin-token'), `${ADMIN}\n`);
   const cfg = path.join(dir, 'beskar7.yaml');
   writeFileSync(cfg, `dataDir: ${dataDir}\nhttp:\n  address: 0.0.0.0\n  port: ${new URL(a.base).port}\n`);
-  const bare = (...args: string[]) =>
-    run(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), ...args]).then(
-      (r) => ({ code: 0, out: r.stdout, err: r.stderr }),
-      (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout, err: e.stderr }),
-    );
+  const bare = runCli;
   t.match((await bare('--config', cfg, 'hosts')).out, /^c1\s+Provisioned/m, 'URL and token from the config');
   writeFileSync(cfg, `dataDir: ${path.join(dir, 'nowhere')}\nhttp: {port: ${new URL(a.base).port}}\n`);
   const noToken = await bare('--config', cfg, 'hosts');

@@ -10,11 +10,11 @@ import { MsgType, Opt } from '../../src/dhcp/options.js';
 import { DhcpServer } from '../../src/dhcp/server.js';
 import { Metrics } from '../../src/metrics.js';
 import { Store } from '../../src/store/store.js';
-import { TftpServer } from '../../src/tftp/server.js';
 import { inProcess, until } from '../helpers/appliance.js';
 import { memoryLogger } from '../helpers/log.js';
 import { pxe } from '../helpers/packets.js';
 import { RelaySocket } from '../helpers/relay.js';
+import { startTftp } from '../helpers/tftp.js';
 import { tempDir } from '../helpers/tmp.js';
 import { bmcWithMachine, hostBody, machineBody } from '../helpers/workflow.js';
 
@@ -59,24 +59,12 @@ t.test(
     mkdirSync(root);
     const file = randomBytes(50_000);
     writeFileSync(path.join(root, 'f.bin'), file);
-    const { log } = memoryLogger('fatal');
-    const metrics = new Metrics();
-    const server = new TftpServer(
-      {
-        address: '127.0.0.1',
-        port: 0,
-        root,
-        maxBlksize: 65464,
-        maxWindowsize: 64,
-        retries: 1,
-        maxTransfers: 10_000,
-        maxTransfersPerClient: 10_000,
-      },
-      log,
-      metrics,
+    const { port, metrics } = await startTftp(
+      t,
+      root,
+      { retries: 1, maxTransfers: 10_000, maxTransfersPerClient: 10_000 },
+      'fatal',
     );
-    const { port } = await server.start();
-    t.teardown(() => server.stop());
     const rrq = Buffer.from(
       '\x00\x01f.bin\x00octet\x00blksize\x001432\x00tsize\x000\x00windowsize\x0016\x00',
       'latin1',

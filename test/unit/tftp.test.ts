@@ -6,9 +6,7 @@ import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from
 import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { Metrics } from '../../src/metrics.js';
-import { TftpServer } from '../../src/tftp/server.js';
-import { memoryLogger } from '../helpers/log.js';
+import { startTftp } from '../helpers/tftp.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const run = promisify(execFile);
@@ -24,24 +22,7 @@ t.test('real TFTP clients fetch byte-identical files; escapes are refused', asyn
   writeFileSync(path.join(dir, 'secret'), 'outside');
   symlinkSync(path.join(dir, 'secret'), path.join(root, 'escape'));
   symlinkSync('small.bin', path.join(root, 'alias'));
-  const metrics = new Metrics();
-  const { log } = memoryLogger('warn');
-  const server = new TftpServer(
-    {
-      address: '127.0.0.1',
-      port: 0,
-      root,
-      maxBlksize: 65464,
-      maxWindowsize: 64,
-      retries: 5,
-      maxTransfers: 512,
-      maxTransfersPerClient: 8,
-    },
-    log,
-    metrics,
-  );
-  const { port } = await server.start();
-  t.teardown(() => server.stop());
+  const { port, metrics } = await startTftp(t, root);
   const out = (n: string) => path.join(dir, n);
   const atftp = (file: string, dest: string, opts: string[]) =>
     run('timeout', [
@@ -161,12 +142,12 @@ t.test(
     const root = tempDir(t);
     const data = randomBytes(5000);
     writeFileSync(path.join(root, 'undionly.kpxe'), data);
-    const metrics = new Metrics();
-    const { log } = memoryLogger('error');
-    const opts = { address: '127.0.0.1', port: 0, root, maxBlksize: 1468, maxWindowsize: 1, retries: 3 };
-    const server = new TftpServer({ ...opts, maxTransfers: 512, maxTransfersPerClient: 4 }, log, metrics);
-    const { port } = await server.start();
-    t.teardown(() => server.stop());
+    const { port, metrics } = await startTftp(
+      t,
+      root,
+      { maxBlksize: 1468, maxWindowsize: 1, retries: 3, maxTransfersPerClient: 4 },
+      'error',
+    );
     const sources = Array.from({ length: 300 }, (_, i) => `127.1.${Math.floor(i / 250)}.${(i % 250) + 1}`);
     const all = await Promise.all(sources.map((src) => fetchFrom(port, 'undionly.kpxe', src)));
     t.equal(all.filter((r) => 'bytes' in r && r.bytes === data.length).length, 300, '300 clients, 300 whole files');
@@ -185,24 +166,7 @@ t.test(
 t.test('size probes aborted with ERROR (as UEFI firmware does) leave no file open', async (t) => {
   const root = tempDir(t);
   writeFileSync(path.join(root, 'ipxe.efi'), randomBytes(300_000));
-  const metrics = new Metrics();
-  const { log } = memoryLogger('warn');
-  const server = new TftpServer(
-    {
-      address: '127.0.0.1',
-      port: 0,
-      root,
-      maxBlksize: 1468,
-      maxWindowsize: 1,
-      retries: 2,
-      maxTransfers: 512,
-      maxTransfersPerClient: 8,
-    },
-    log,
-    metrics,
-  );
-  const { port } = await server.start();
-  t.teardown(() => server.stop());
+  const { port, metrics } = await startTftp(t, root, { maxBlksize: 1468, maxWindowsize: 1, retries: 2 });
   const fds = () => readdirSync('/proc/self/fd').length;
   const probe = async () => {
     const s = dgram.createSocket('udp4');
