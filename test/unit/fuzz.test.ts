@@ -14,6 +14,7 @@ import { inProcess, until } from '../helpers/appliance.js';
 import { memoryLogger } from '../helpers/log.js';
 import { pxe } from '../helpers/packets.js';
 import { RelaySocket } from '../helpers/relay.js';
+import { sampleReport } from '../helpers/sim-inspector.js';
 import { startTftp } from '../helpers/tftp.js';
 import { tempDir } from '../helpers/tmp.js';
 import { bmcWithMachine, hostBody, machineBody } from '../helpers/workflow.js';
@@ -326,16 +327,7 @@ t.test('API: 5000 mutated bodies on every POST endpoint get a 4xx with a message
     labels: { a: 'b' },
     bootMACs: ['52:54:00:00:00:01'],
   };
-  const report = {
-    manufacturer: 'Q',
-    model: 'M',
-    serialNumber: 'S',
-    bootMode: 'UEFI',
-    cpus: { count: 1, cores: 1, threads: 1, model: 'c' },
-    memory: { totalGB: 1 },
-    disks: [{ device: '/dev/a', sizeGB: 1, type: 'SSD', model: '', serial: '' }],
-    nics: [{ interface: 'eth0', macAddress: '52:54:00:00:00:01', speedMbps: 1000, driver: 'v' }],
-  };
+  const report = sampleReport(mac);
   const backup = (await a.api('GET', '/backup')).json;
   const endpoints: [string, unknown, string | undefined][] = [
     ['/hosts', { name: 'f1', spec: hostSpec }, undefined],
