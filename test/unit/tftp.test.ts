@@ -6,6 +6,7 @@ import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from
 import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
+import { until } from '../helpers/appliance.js';
 import { startTftp } from '../helpers/tftp.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -189,4 +190,23 @@ t.test('size probes aborted with ERROR (as UEFI firmware does) leave no file ope
   t.ok(fds() - before < 10, `open descriptors ${before} -> ${fds()} after 10000 aborted probes`);
   t.ok(grown < 64, `RSS grew ${grown.toFixed(1)} MiB over 10000 probes`);
   t.equal(await metrics.value('beskar7_tftp_transfers_total'), 12_000, 'each probe counted once');
+});
+
+t.test('20000 spoofed read requests that never ACK: no crash, and every descriptor comes back', async (t) => {
+  const root = tempDir(t);
+  writeFileSync(path.join(root, 'f'), randomBytes(100_000));
+  const { port, metrics } = await startTftp(t, root, { maxBlksize: 1468, maxWindowsize: 1, retries: 1 }, 'fatal');
+  const fds = () => readdirSync('/proc/self/fd').length;
+  const s = dgram.createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  t.teardown(() => s.close());
+  const before = fds();
+  const rrq = Buffer.from('\0\x01f\0octet\0', 'latin1');
+  for (let i = 0; i < 20_000; i++) {
+    s.send(rrq, port, '127.0.0.1');
+    if (i % 500 === 0) await new Promise((r) => setImmediate(r));
+  }
+  t.ok((await metrics.value('beskar7_tftp_transfers_total', { result: 'busy' })) > 0, 'beyond the cap: refused');
+  await until('descriptors back', async () => (fds() <= before + 1 ? true : undefined), 30_000);
+  t.pass(`open descriptors back to ${fds()} (${before} before) once the unanswered transfers gave up`);
 });
