@@ -7,6 +7,8 @@ import { type Config, loadConfig } from '../config.js';
 
 const USAGE = `usage: beskar7 [--url URL] [--token TOKEN] [--json] COMMAND
   hosts [get NAME | add FILE.json | rm NAME]        hosts and their state
+  hosts reset NAME [TYPE] | power-on NAME | power-off NAME | pxe-once NAME
+                                                    through the host's BMC (TYPE: a Redfish ResetType, ForceRestart)
   machines [get NAME | add FILE.json | rm NAME]     machines (rm powers the host off and releases it)
   report HOST                                       the host's latest inspection report
   events [--limit N]                                workflow events, oldest first
@@ -119,8 +121,24 @@ const readJson = (file: string | undefined): unknown => {
 
 type Handler = (sub: string | undefined, arg: string | undefined) => Promise<void>;
 
+const ACTIONS: Record<string, string> = {
+  reset: 'reset',
+  'power-on': 'powerOn',
+  'power-off': 'powerOff',
+  'pxe-once': 'pxeOnce',
+};
+
 const hostsCommand: Handler = async (sub, arg) => {
   if (sub === 'get') return pretty(await call('GET', `/hosts/${arg}`));
+  const action = sub ? ACTIONS[sub] : undefined;
+  if (action) {
+    const resetType = positionals[3];
+    const r = await call('POST', `/hosts/${arg}/actions`, {
+      action,
+      ...(action === 'reset' && resetType ? { resetType } : {}),
+    });
+    return show(r, () => out(`${r.host}: ${r.action} done${r.powerState ? `, power ${r.powerState}` : ''}`));
+  }
   if (sub === 'add') return created(await call('POST', '/hosts', readJson(arg)), 'host');
   if (sub === 'rm') return show(await call('DELETE', `/hosts/${arg}`), () => out(`host ${arg} deleted`));
   const { items } = await call('GET', '/hosts');

@@ -22,6 +22,8 @@ export const EventKind = z.enum([
   'Retry',
   'Failed',
   'ReleaseFailed',
+  'HostAction',
+  'HostActionFailed',
   'Deleted',
 ]);
 export type EventKind = z.infer<typeof EventKind>;

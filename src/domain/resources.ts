@@ -190,3 +190,26 @@ export const StoredReportSchema = z.object({
   report: InspectionReportSchema,
 });
 export type StoredReport = z.infer<typeof StoredReportSchema>;
+
+/** The ResetType values Redfish defines; a BMC's AllowableValues are hints (some list malformed ones). */
+export const ResetType = z.enum([
+  'On',
+  'ForceOff',
+  'GracefulShutdown',
+  'GracefulRestart',
+  'ForceRestart',
+  'Nmi',
+  'ForceOn',
+  'PushPowerButton',
+  'PowerCycle',
+]);
+export type ResetType = z.infer<typeof ResetType>;
+
+/** What an operator may ask of a host's BMC. */
+export const HostActionSchema = z.discriminatedUnion('action', [
+  z.object({ action: z.literal('reset'), resetType: ResetType.default('ForceRestart') }).strict(),
+  z.object({ action: z.literal('powerOn') }).strict(),
+  z.object({ action: z.literal('powerOff') }).strict(),
+  z.object({ action: z.literal('pxeOnce') }).strict(),
+]);
+export type HostAction = z.infer<typeof HostActionSchema>;

@@ -4,7 +4,13 @@ import { bodyLimit } from 'hono/body-limit';
 import { type SSEStreamingApi, streamSSE } from 'hono/streaming';
 import { z } from 'zod';
 import { MacSchema } from '../domain/mac.js';
-import { HostCreateSchema, InspectionReportSchema, MachineCreateSchema, type StoredHost } from '../domain/resources.js';
+import {
+  HostActionSchema,
+  HostCreateSchema,
+  InspectionReportSchema,
+  MachineCreateSchema,
+  type StoredHost,
+} from '../domain/resources.js';
 import { formatZodError } from '../domain/zod-error.js';
 import type { Metrics } from '../metrics.js';
 import type { Commands, Outcome } from '../orchestrator/commands.js';
@@ -29,7 +35,7 @@ export function publicHost(h: StoredHost) {
 }
 
 const EventsQuery = z.object({ limit: z.coerce.number().int().min(1).max(1_000_000).default(200) });
-const bad = (c: Context, status: 400 | 401 | 404 | 409 | 413 | 415, error: string) => c.json({ error }, status);
+const bad = (c: Context, status: 400 | 401 | 404 | 409 | 413 | 415 | 502, error: string) => c.json({ error }, status);
 
 type Parsed<T> = { ok: true; data: T } | { ok: false; res: Response; error: string };
 
@@ -139,6 +145,11 @@ function hostRoutes(d: ApiDeps): Hono {
     const r = h?.status.inspectionReportId ? await d.store.reports.get(h.status.inspectionReportId) : undefined;
     return r ? c.json(r) : bad(c, 404, `no report for ${c.req.param('name')}`);
   });
+  api.post('/hosts/:name/actions', limit, async (c) => {
+    const body = await parseBody(c, HostActionSchema);
+    if (!body.ok) return body.res;
+    return answer(c, await d.commands.hostAction(c.req.param('name'), body.data), (r) => c.json(r));
+  });
   api.delete('/hosts/:name', async (c) =>
     answer(c, await d.commands.deleteHost(c.req.param('name')), () => c.body(null, 204)),
   );
@@ -240,6 +251,12 @@ function openApi() {
       },
       '/api/v1/hosts/{name}': { get: { summary: 'Get a host' }, delete: { summary: 'Delete a host not in use' } },
       '/api/v1/hosts/{name}/report': { get: { summary: 'Latest inspection report' } },
+      '/api/v1/hosts/{name}/actions': {
+        post: {
+          summary: "Reset, power on or off, or PXE once through the host's BMC",
+          requestBody: json(HostActionSchema),
+        },
+      },
       '/api/v1/hosts/{name}/inspection': {
         post: {
           summary: 'Inspector posts its report',

@@ -1,10 +1,20 @@
 import type { WorkflowEvent } from '../domain/events.js';
-import type { HostCreate, InspectionReport, MachineCreate, StoredHost, StoredMachine } from '../domain/resources.js';
+import type {
+  HostAction,
+  HostCreate,
+  InspectionReport,
+  MachineCreate,
+  StoredHost,
+  StoredMachine,
+} from '../domain/resources.js';
 import { hostMacs, ResourceName } from '../domain/resources.js';
 import { type Backup, restoreBackup } from '../store/backup.js';
 import { type SecretBox, tokenMatches } from '../store/secrets.js';
 import type { BatchOp, Store } from '../store/store.js';
 import {
+  type ActionResult,
+  describeAction,
+  hostActed,
   hostDeletion,
   type InspectorProgress,
   machineDeleting,
@@ -32,6 +42,8 @@ export interface Workflow {
   kick(): void;
   /** a host is gone: drop its BMC session */
   forgetBmc(name: string): Promise<void>;
+  /** an operator's action on a host's BMC */
+  hostAction(h: StoredHost, a: HostAction): Promise<ActionResult>;
 }
 
 export interface CommandDeps {
@@ -117,6 +129,24 @@ export class Commands {
     });
     if (r.ok) this.d.workflow.kick();
     return r;
+  }
+
+  /** Reset, power on or off, or a one-time PXE boot, through the host's BMC; recorded as an event. */
+  async hostAction(
+    name: string,
+    a: HostAction,
+  ): Promise<Outcome<{ host: string; action: string; powerState?: string }>> {
+    const h = await this.store.hosts.get(name);
+    if (!h) return refuse(404, `no host ${name}`);
+    const r = await this.d.workflow.hostAction(h, a);
+    await this.commit<undefined>(async () => {
+      const cur = await this.store.hosts.get(name);
+      if (!cur) return { ops: [], value: undefined };
+      const n = hostActed(cur, a, r);
+      return { ops: [this.store.hosts.put(name, n.host), this.ev(n.event)], value: undefined };
+    });
+    if (!r.ok) return refuse(502, `BMC: ${r.message}`);
+    return done({ host: name, action: describeAction(a), ...(r.powerState ? { powerState: r.powerState } : {}) });
   }
 
   /** iPXE fetched the script of a MAC: an inspecting host moves on to InProgress. */

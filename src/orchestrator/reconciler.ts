@@ -1,11 +1,12 @@
 import type { BootInstruction } from '../domain/boot.js';
 import type { WorkflowEvent } from '../domain/events.js';
-import { hostMacs, type StoredHost, type StoredMachine } from '../domain/resources.js';
+import { type HostAction, hostMacs, type StoredHost, type StoredMachine } from '../domain/resources.js';
 import type { Logger } from '../log.js';
 import type { RedfishClient } from '../redfish/client.js';
 import { hashToken, newToken, type SecretBox } from '../store/secrets.js';
 import type { BatchOp, Store } from '../store/store.js';
 import {
+  type ActionResult,
   attemptFailed,
   type BmcFacts,
   booted,
@@ -33,6 +34,8 @@ export type BmcDriver = Pick<
   | 'powerOnOrRestart'
   | 'waitPowerState'
   | 'powerOff'
+  | 'powerOn'
+  | 'reset'
   | 'clearBootOverride'
   | 'close'
 >;
@@ -106,6 +109,20 @@ export class Orchestrator {
       this.bmcs.set(h.name, b);
     }
     return b;
+  }
+
+  /** An operator's power or boot action on a host's BMC (troubleshooting); the power state it leaves. */
+  async hostAction(h: StoredHost, a: HostAction): Promise<ActionResult> {
+    const b = this.bmc(h);
+    try {
+      if (a.action === 'reset') await b.reset(a.resetType);
+      else if (a.action === 'powerOn') await b.powerOn();
+      else if (a.action === 'powerOff') await b.powerOff(this.opts.powerDeadlineMs);
+      else await b.setOneTimePxe();
+      return { ok: true, powerState: (await b.getSystem()).powerState };
+    } catch (e) {
+      return { ok: false, message: (e as Error).message };
+    }
   }
 
   async forgetBmc(name: string): Promise<void> {

@@ -2,6 +2,7 @@ import type { BootInstruction } from '../domain/boot.js';
 import type { Severity, WorkflowEvent } from '../domain/events.js';
 import type {
   HardwareRequirements,
+  HostAction,
   HostCreate,
   InspectionReport,
   MachineCreate,
@@ -37,7 +38,8 @@ export type Step =
 
 /** A refusal of a command or report, as the API answers it. */
 export interface Refusal {
-  status: 400 | 401 | 404 | 409;
+  /** 502: the BMC failed an operator's action */
+  status: 400 | 401 | 404 | 409 | 502;
   error: string;
 }
 
@@ -419,6 +421,20 @@ export function machineDeleted(
   const ours = h && h.status.consumer === m.name ? release(h) : undefined;
   const e = event('Deleted', 'info', { machine: m.name, host: h?.name }, 'machine deleted');
   return ours ? { host: ours, event: e } : { event: e };
+}
+
+/** What an operator's BMC action did: the power state the BMC reports after it, or why it failed. */
+export type ActionResult = { ok: true; powerState?: string | undefined } | { ok: false; message: string };
+
+export const describeAction = (a: HostAction): string => (a.action === 'reset' ? `reset ${a.resetType}` : a.action);
+
+export function hostActed(h: StoredHost, a: HostAction, r: ActionResult): { host: StoredHost; event: WorkflowEvent } {
+  const scope = { host: h.name, machine: h.status.consumer };
+  if (!r.ok)
+    return { host: h, event: event('HostActionFailed', 'warning', scope, `${describeAction(a)}: ${r.message}`) };
+  const host = powerObserved(h, r.powerState);
+  const power = r.powerState ? `; power ${r.powerState}` : '';
+  return { host, event: event('HostAction', 'info', scope, `${describeAction(a)}${power}`) };
 }
 
 /** The kernel command line the inspector reads its parameters from. */

@@ -1,4 +1,5 @@
 import { Agent, request } from 'undici';
+import type { ResetType } from '../domain/resources.js';
 import type { Logger } from '../log.js';
 import { Limiter } from './limiter.js';
 import { backoffMs, isRetryable } from './retry.js';
@@ -118,8 +119,6 @@ interface SystemBody {
   Actions?: { '#ComputerSystem.Reset'?: { target?: string } };
   '@odata.etag'?: string;
 }
-
-type PowerAction = 'On' | 'ForceOff' | 'ForceRestart' | 'GracefulShutdown';
 
 /**
  * One BMC. Sessions with a Basic fallback (one cached session, re-login once on 401), a per-BMC and a global
@@ -420,7 +419,7 @@ export class RedfishClient {
   }
 
   /** POST the Reset action from the system's Actions; 202 with a task monitor is followed to the end. */
-  async reset(type: PowerAction): Promise<void> {
+  async reset(type: ResetType): Promise<void> {
     const sys = await this.getSystem();
     const r = await this.call('POST', sys.resetTarget, { ResetType: type });
     if (r.status === 202 && r.location) await this.waitTask(r.location);
@@ -459,6 +458,12 @@ export class RedfishClient {
     const action = s.powerState === 'On' ? 'ForceRestart' : 'On';
     await this.reset(action);
     return action;
+  }
+
+  /** On, unless it is on already (BMCs answer a second On with 409 or 400). */
+  async powerOn(): Promise<void> {
+    const s = await this.getSystem();
+    if (s.powerState !== 'On') await this.reset('On');
   }
 
   async powerOff(deadlineMs: number): Promise<void> {

@@ -122,6 +122,8 @@ t.test('CLI: tables, --json, errors, backup and restore without clear-text passw
   const listed = (await cli('hosts')).out;
   t.match(listed, /^evil\s+Available.*X\]0;pwned-9/m, 'the host is listed');
   t.notOk(listed.includes('\x1b') || listed.includes('\x07'), 'with no control characters');
+  t.match((await cli('hosts', 'reset', 'evil', 'ForceRestart')).out, /^evil: reset ForceRestart done, power On$/m);
+  t.match((await cli('hosts', 'power-off', 'evil')).out, /^evil: powerOff done, power Off$/m);
   const events = (await cli('events', '--limit', '5')).out;
   t.match(events, /^TIME\s+SEVERITY\s+KIND/m, 'severity is a column');
 

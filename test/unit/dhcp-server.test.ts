@@ -139,7 +139,7 @@ t.test('a restore reloads the running lease table: restored leases are not offer
   const commands = new Commands({
     store: s.store,
     secrets: new SecretBox(s.dir),
-    workflow: { kick: () => {}, forgetBmc: async () => {} },
+    workflow: { kick: () => {}, forgetBmc: async () => {}, hostAction: async () => ({ ok: true }) },
     imageProblem: async () => undefined,
     restored: () => s.server.reloadLeases(),
   });

@@ -611,3 +611,40 @@ t.test(
     t.equal(ok.json.spec.targetImageURL, 'http://example.com/os/t%41r.gz', 'stored normalised');
   },
 );
+
+t.test("host actions through the host's BMC: power on, reset, PXE once, power off; each an event", async (t) => {
+  const bmc = new FakeBmc({ macs: ['52:54:00:08:00:01'] });
+  const address = await bmc.start();
+  t.teardown(() => bmc.stop());
+  const a = await inProcess(t);
+  await a.api('POST', '/hosts', hostBody('act', address));
+  await until('act Available', async () =>
+    (await a.api('GET', '/hosts/act')).json.status.state === 'Available' ? true : undefined,
+  );
+  const act = (body: unknown) => a.api('POST', '/hosts/act/actions', body);
+  t.same((await act({ action: 'powerOn' })).json, { host: 'act', action: 'powerOn', powerState: 'On' });
+  t.equal(bmc.power, 'On');
+  t.equal((await act({ action: 'powerOn' })).status, 200, 'on when on already: nothing to do, no error');
+  t.same((await act({ action: 'reset' })).json.action, 'reset ForceRestart', 'reset defaults to ForceRestart');
+  t.same(bmc.seen.filter((s) => s.path.endsWith('Reset')).at(-1)?.body, { ResetType: 'ForceRestart' });
+  await act({ action: 'pxeOnce' });
+  t.same([bmc.boot.target, bmc.boot.enabled], ['Pxe', 'Once']);
+  t.same((await act({ action: 'powerOff' })).json.powerState, 'Off');
+  t.equal((await a.api('GET', '/hosts/act')).json.status.observedPowerState, 'Off', 'the host shows it');
+  const bad = await act({ action: 'reset', resetType: 'Explode' });
+  t.equal(bad.status, 400);
+  t.match(bad.json.error, /^resetType: /);
+  t.equal((await a.api('POST', '/hosts/nope/actions', { action: 'powerOn' })).status, 404);
+  const refused = await act({ action: 'reset', resetType: 'Nmi' });
+  t.equal(refused.status, 502, 'a BMC that refuses the reset type');
+  t.match(refused.json.error, /^BMC: POST .*HTTP 400/);
+  const events = (await a.api('GET', '/events')).json.items
+    .filter((e: { host?: string; kind: string }) => e.host === 'act' && e.kind.startsWith('HostAction'))
+    .map((e: { kind: string; severity: string; message: string }) => `${e.kind} ${e.severity} ${e.message}`);
+  t.same(events.slice(0, 3), [
+    'HostAction info powerOn; power On',
+    'HostAction info powerOn; power On',
+    'HostAction info reset ForceRestart; power On',
+  ]);
+  t.match(events.at(-1), /^HostActionFailed warning reset Nmi: /);
+});
