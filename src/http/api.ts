@@ -60,11 +60,6 @@ const ProgressSchema = z
 
 const bearer = (c: Context) => /^Bearer (.+)$/.exec(c.req.header('authorization') ?? '')?.[1];
 
-/** What the inspector calls under /api/v1, with the host's one-time token: it lives on the boot plane. */
-export function createIntakeApi(d: ApiDeps): Hono {
-  return intakeRoutes(d);
-}
-
 /** The admin API under /api/v1: every route needs the admin token in the Authorization header. */
 export function createAdminApi(d: ApiDeps): Hono {
   const api = new Hono();
@@ -87,16 +82,20 @@ function sameSecret(given: string, want: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
+/** The body limit of api.maxBodyBytes, with a 413 that says it. */
+const bodyCap = (d: ApiDeps) =>
+  bodyLimit({ maxSize: d.maxBodyBytes, onError: (c) => bad(c, 413, `body larger than ${d.maxBodyBytes} bytes`) });
+
 const answer = <T>(c: Context, r: Outcome<T>, render: (v: T) => Response): Response =>
   r.ok ? render(r.value) : bad(c, r.status, r.error);
 
-/** What a booting inspector posts: its report and its progress, with its one-time token. */
-function intakeRoutes(d: ApiDeps): Hono {
+/**
+ * What a booting inspector posts under /api/v1: its report and its progress, with its one-time token. It lives
+ * on the boot plane.
+ */
+export function createIntakeApi(d: ApiDeps): Hono {
   const api = new Hono();
-  const limit = bodyLimit({
-    maxSize: d.maxBodyBytes,
-    onError: (c) => bad(c, 413, `body larger than ${d.maxBodyBytes} bytes`),
-  });
+  const limit = bodyCap(d);
   api.post('/hosts/:name/inspection', limit, async (c) => {
     const [name, token] = [c.req.param('name'), bearer(c)];
     if (!(await d.commands.inspectorAuth(name, token))) {
@@ -126,10 +125,7 @@ function intakeRoutes(d: ApiDeps): Hono {
 
 function hostRoutes(d: ApiDeps): Hono {
   const api = new Hono();
-  const limit = bodyLimit({
-    maxSize: d.maxBodyBytes,
-    onError: (c) => bad(c, 413, `body larger than ${d.maxBodyBytes} bytes`),
-  });
+  const limit = bodyCap(d);
   api.post('/hosts', limit, async (c) => {
     const body = await parseBody(c, HostCreateSchema);
     if (!body.ok) return body.res;
@@ -158,10 +154,7 @@ function hostRoutes(d: ApiDeps): Hono {
 
 function machineRoutes(d: ApiDeps): Hono {
   const api = new Hono();
-  const limit = bodyLimit({
-    maxSize: d.maxBodyBytes,
-    onError: (c) => bad(c, 413, `body larger than ${d.maxBodyBytes} bytes`),
-  });
+  const limit = bodyCap(d);
   api.post('/machines', limit, async (c) => {
     const body = await parseBody(c, MachineCreateSchema);
     if (!body.ok) return body.res;
