@@ -245,17 +245,23 @@ export class Orchestrator {
     this.kick();
   }
 
-  /** Commits `fn`'s result on the host only while it still holds this attempt's token. */
-  private onAttempt(
-    h: StoredHost,
+  /** Commits `fn`'s result on the host as it is now (under the store lock), while `still` holds for it. */
+  private updateHost(
+    name: string,
     fn: (cur: StoredHost) => { host: StoredHost; event?: WorkflowEvent },
+    still: (cur: StoredHost) => boolean = () => true,
   ): Promise<void> {
     return this.store.transact(async () => {
-      const cur = await this.store.hosts.get(h.name);
-      if (!cur || cur.inspectionTokenHash !== h.inspectionTokenHash) return;
+      const cur = await this.store.hosts.get(name);
+      if (!cur || !still(cur)) return;
       const n = fn(cur);
-      await this.store.batch([this.store.hosts.put(h.name, n.host), ...(n.event ? [this.store.event(n.event)] : [])]);
+      await this.store.batch([this.store.hosts.put(name, n.host), ...(n.event ? [this.store.event(n.event)] : [])]);
     });
+  }
+
+  /** Commits `fn`'s result on the host only while it still holds this attempt's token. */
+  private onAttempt(h: StoredHost, fn: (cur: StoredHost) => { host: StoredHost; event?: WorkflowEvent }) {
+    return this.updateHost(h.name, fn, (cur) => cur.inspectionTokenHash === h.inspectionTokenHash);
   }
 
   /** New attempt: persist Inspecting/Pending with a fresh token and the inspect script, then PXE + power. */
@@ -398,14 +404,8 @@ export class Orchestrator {
       (s) => s.powerState,
       () => undefined,
     );
-    await this.store.transact(async () => {
-      const cur = await this.store.hosts.get(h.name);
-      if (!cur) return;
-      const n = failure === undefined ? { host: powerObserved(cur, power) } : releaseFailed(cur, failure, power);
-      await this.store.batch([
-        this.store.hosts.put(h.name, n.host),
-        ...('event' in n ? [this.store.event(n.event)] : []),
-      ]);
-    });
+    await this.updateHost(h.name, (cur) =>
+      failure === undefined ? { host: powerObserved(cur, power) } : releaseFailed(cur, failure, power),
+    );
   }
 }
