@@ -53,8 +53,18 @@ function checkBootFiles(cfg: Config, tftpRoot: string, log: Logger): void {
   }
 }
 
-/** A MAC an enrolled host boots from (hosts are in memory: this is a scan, no I/O). */
-const knownMac = (store: Store, mac: string): boolean => store.hosts.snapshot().some((h) => hostMacs(h).includes(mac));
+/** Whether a MAC is one an enrolled host boots from; the set is rebuilt only after hosts change, not per packet. */
+export function knownMacs(store: Store): (mac: string) => boolean {
+  let version = -1;
+  let macs = new Set<string>();
+  return (mac) => {
+    if (store.hosts.version !== version) {
+      version = store.hosts.version;
+      macs = new Set(store.hosts.snapshot().flatMap(hostMacs));
+    }
+    return macs.has(mac);
+  };
+}
 
 /** The whole appliance in one process: store, DHCP, TFTP, HTTP, and the orchestrator that drives BMCs. */
 export class Appliance {
@@ -310,7 +320,7 @@ export class Appliance {
       clientPort: d.clientPort,
       serverPort: d.port,
       ...(full ? { full } : {}),
-      ...(full?.knownMACsOnly ? { known: (mac: string) => knownMac(store, mac) } : {}),
+      ...(full?.knownMACsOnly ? { known: knownMacs(store) } : {}),
     };
     const options = {
       address: d.address,

@@ -37,6 +37,7 @@ function deepFreeze<T>(v: T): T {
  */
 export class Collection<S extends z.ZodType> {
   private cache?: Map<string, z.infer<S>>;
+  private changes = 0;
 
   constructor(
     readonly name: string,
@@ -54,8 +55,14 @@ export class Collection<S extends z.ZodType> {
   /** Mirrors a committed op into the cache, as a read from disk would return it. */
   applied(op: BatchOp): void {
     if (!this.cache || op.sublevel !== this.db) return;
+    this.changes++;
     if (op.type === 'del') this.cache.delete(op.key);
     else this.cache.set(op.key, deepFreeze(this.parse(op.key, JSON.parse(JSON.stringify(op.value)))));
+  }
+
+  /** Counts the changes to a cached collection: whatever is derived from it is stale when this moves. */
+  get version(): number {
+    return this.changes;
   }
 
   /** Every value, at once, from memory: cached collections only (the DHCP server reads hosts per packet). */

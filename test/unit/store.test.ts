@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import t from 'tap';
+import { knownMacs } from '../../src/appliance.js';
 import { Store } from '../../src/store/store.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -120,4 +121,27 @@ t.test('kill -9 while writing loses no acknowledged batch', async (t) => {
     for (let i = 0; i <= acked; i++) if (!have.has(i)) missing++;
     t.equal(missing, 0, `round ${round}: all ${acked + 1} acknowledged batches survived (store holds ${all.length})`);
   }
+});
+
+t.test('known MACs for dhcp.full.knownMACsOnly follow the hosts as they change', async (t) => {
+  const store = await Store.open(path.join(tempDir(t), 'db'));
+  t.teardown(() => store.close());
+  const host = (name: string, mac: string) =>
+    ({
+      name,
+      createdAt: '2026-01-01T00:00:00.000Z',
+      status: { state: 'Available', nics: [] },
+      spec: {
+        redfish: { address: 'https://10.0.0.1', username: 'u', passwordEnc: 'x', insecureSkipVerify: false },
+        bootMACs: [mac],
+        labels: {},
+      },
+    }) as never;
+  const known = knownMacs(store);
+  t.notOk(known('52:54:00:00:00:01'), 'no hosts, no known MACs');
+  await store.batch([store.hosts.put('a', host('a', '52:54:00:00:00:01'))]);
+  t.ok(known('52:54:00:00:00:01'), 'a new host is known at once');
+  t.notOk(known('52:54:00:00:00:02'));
+  await store.batch([store.hosts.del('a')]);
+  t.notOk(known('52:54:00:00:00:01'), 'a deleted host is forgotten');
 });
