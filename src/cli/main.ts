@@ -31,8 +31,15 @@ const { values, positionals } = parseArgs({
   },
 });
 
-/** The appliance's own config, as the service reads it: where it listens and where its token is. */
+let config: Config | undefined;
+
+/** The appliance's own config, as the service reads it: where it listens and where its token is. Read once. */
 function applianceConfig(): Config {
+  config ??= readApplianceConfig();
+  return config;
+}
+
+function readApplianceConfig(): Config {
   const installed = '/etc/beskar7/beskar7.yaml';
   const file = values.config ?? process.env.BESKAR7_CONFIG ?? (existsSync(installed) ? installed : undefined);
   try {
