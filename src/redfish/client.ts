@@ -1,3 +1,4 @@
+import { setTimeout as wait } from 'node:timers/promises';
 import { Agent, request } from 'undici';
 import type { ResetType } from '../domain/resources.js';
 import type { Logger } from '../log.js';
@@ -245,19 +246,13 @@ export class RedfishClient {
     return undefined;
   }
 
-  /** A wait that close() cuts short. */
-  private sleep(ms: number): Promise<void> {
-    const signal = this.closing.signal;
-    return new Promise((resolve) => {
-      if (signal.aborted) return resolve();
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      signal.addEventListener('abort', done, { once: true });
-    });
+  /** A wait that close() ends with a permanent 'client closed' error. */
+  private async sleep(ms: number): Promise<void> {
+    try {
+      await wait(ms, undefined, { signal: this.closing.signal });
+    } catch {
+      throw new RedfishError('client closed', 0, '', true);
+    }
   }
 
   /** A call with login, one re-login on 401, and retries with backoff on what the BMC says is transient. */
@@ -434,7 +429,6 @@ export class RedfishClient {
       if (state && /Exception|Killed|Cancelled/i.test(state))
         throw new RedfishError(`task ${monitor} ended ${state}`, 500, r.text);
       await this.sleep(backoffMs(0, 500, 5000, r.retryAfter, () => 1));
-      if (this.closing.signal.aborted) throw new RedfishError('client closed', 0, '', true);
     }
     throw new RedfishError(`task ${monitor} not done within ${deadlineMs} ms`, 504);
   }
@@ -448,7 +442,6 @@ export class RedfishClient {
       if (Date.now() >= end)
         throw new RedfishError(`PowerState still ${s.powerState} after ${deadlineMs} ms (wanted ${want})`, 504);
       await this.sleep(pollMs);
-      if (this.closing.signal.aborted) throw new RedfishError('client closed', 0, '', true);
     }
   }
 
