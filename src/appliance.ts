@@ -20,6 +20,7 @@ import { chooseAdvertiseAddress, type Interfaces } from './net/advertise.js';
 import { bindFailure, StartupError } from './net/bind-error.js';
 import { Commands } from './orchestrator/commands.js';
 import { Orchestrator } from './orchestrator/reconciler.js';
+import type { Policy } from './orchestrator/transitions.js';
 import { RedfishClient, type RedfishOptions } from './redfish/client.js';
 import { Limiter } from './redfish/limiter.js';
 import { adminToken, SecretBox } from './store/secrets.js';
@@ -114,12 +115,21 @@ export class Appliance {
     this.showEventsOnTimeline(store);
     const httpBase = `http://${cfg.advertiseAddress}:${cfg.http.port}`;
     const secrets = new SecretBox(cfg.dataDir);
-    const orchestrator = this.makeOrchestrator(store, secrets, httpBase);
+    const orchestrator = this.makeOrchestrator(store, secrets);
     this.orchestrator = orchestrator;
     const commands = new Commands({
       store,
       secrets,
-      workflow: orchestrator,
+      workflow: {
+        kick: () => orchestrator.kick(),
+        forgetBmc: (name) => orchestrator.forgetBmc(name),
+        hostAction: (h, a) => orchestrator.hostAction(h, a),
+        failAttempt: (host, attempt, reason, message) => orchestrator.failAttemptOf(host, attempt, reason, message),
+        powerDown: (host) => orchestrator.powerDownLater(host),
+      },
+      policy: this.policy(),
+      apiBase: httpBase,
+      leasedAddresses: (macs) => this.dhcp?.leasedAddresses(macs) ?? [],
       imageProblem: (url) => localImageProblem(url, httpBase, cfg.assetsDir),
       restored: async () => this.dhcp?.reloadLeases(),
     });
@@ -175,7 +185,19 @@ export class Appliance {
     });
   }
 
-  private makeOrchestrator(store: Store, secrets: SecretBox, httpBase: string): Orchestrator {
+  private policy(): Policy {
+    const o = this.cfg.orchestrator;
+    return {
+      inspectionTimeoutMs: o.inspectionTimeoutSeconds * 1000,
+      deploymentTimeoutMs: o.deploymentTimeoutSeconds * 1000,
+      tryOtherHosts: o.tryOtherHosts,
+      maxAttempts: o.maxAttempts,
+      retryBaseMs: o.retryBaseSeconds * 1000,
+      retryMaxMs: o.retryMaxSeconds * 1000,
+    };
+  }
+
+  private makeOrchestrator(store: Store, secrets: SecretBox): Orchestrator {
     const { cfg, log } = this;
     const rf = cfg.redfish;
     const global = new Limiter(rf.globalConcurrency, rf.slowCallSeconds * 1000);
@@ -196,15 +218,7 @@ export class Appliance {
       store,
       secrets,
       (h, password) => new RedfishClient({ ...h.spec.redfish, password }, options, log.child({ host: h.name })),
-      {
-        apiBase: httpBase,
-        tickMs: o.tickSeconds * 1000,
-        powerDeadlineMs: o.powerDeadlineSeconds * 1000,
-        inspectionTimeoutMs: o.inspectionTimeoutSeconds * 1000,
-        maxAttempts: o.maxAttempts,
-        retryBaseMs: o.retryBaseSeconds * 1000,
-        retryMaxMs: o.retryMaxSeconds * 1000,
-      },
+      { ...this.policy(), tickMs: o.tickSeconds * 1000, powerDeadlineMs: o.powerDeadlineSeconds * 1000 },
       log,
     );
   }
@@ -231,15 +245,11 @@ export class Appliance {
     const health = () => this.health();
     const management = createManagementApp({ admin: createAdminApi(deps), metrics: this.metrics, health, log });
     const separate = cfg.api.port !== undefined;
-    const onScript = (e: { mac: string }) =>
-      void commands
-        .scriptFetched(e.mac)
-        .catch((err: Error) => log.error({ mac: e.mac, err: err.message }, 'script event failed'));
     const app = createHttpApp({
       intake: createIntakeApi(deps),
       ...(separate ? {} : { management }),
       timeline: this.timeline,
-      onScript,
+      claimUrl: (host) => commands.claimUrl(host),
       httpBase,
       assetsDir: cfg.assetsDir,
       tftpRoot,

@@ -134,6 +134,10 @@ export const ConfigSchema = z
     orchestrator: z
       .object({
         inspectionTimeoutSeconds: z.number().min(0.1).default(900),
+        /** from a passed validation to the inspector's provisioned callback (contract: 20 min) */
+        deploymentTimeoutSeconds: z.number().min(0.1).default(1200),
+        /** a host that fails a machine's requirements: the machine claims the next matching host before failing */
+        tryOtherHosts: z.boolean().default(true),
         maxAttempts: z.number().int().min(1).default(3),
         retryBaseSeconds: z.number().min(0).default(30),
         retryMaxSeconds: z.number().min(0).default(600),

@@ -57,9 +57,15 @@ export class Metrics {
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [this.registry],
   });
-  readonly reports = new Counter({
-    name: 'beskar7_inspection_reports_total',
-    help: 'Inspection reports received, by result',
+  readonly inspectorCalls = new Counter({
+    name: 'beskar7_inspector_calls_total',
+    help: 'Calls of the inspector contract endpoints (report, bootstrap, provisioned, ...), by HTTP status',
+    labelNames: ['endpoint', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly credentials = new Counter({
+    name: 'beskar7_inspector_credentials_total',
+    help: 'Boot nonce claims and token use: claimed, unknown, conflict (claimed twice or from a foreign address), misuse',
     labelNames: ['result'] as const,
     registers: [this.registry],
   });

@@ -188,10 +188,10 @@ const reportCommand: Handler = async (host) => {
     const x = r.report;
     out(`${host}: ${x.manufacturer} ${x.model} (serial ${x.serialNumber}), ${x.bootMode}, received ${r.receivedAt}`);
     out(`cpu: ${x.cpus.count} sockets, ${x.cpus.cores} cores, ${x.cpus.threads} threads, ${x.cpus.model}`);
-    out(`memory: ${x.memory.totalGB} GB`);
+    out(`memory: ${x.memory.totalGB} GiB`);
     table(x.disks, [
       ['DISK', (d) => d.device],
-      ['GB', (d) => d.sizeGB],
+      ['GiB', (d) => d.sizeGB],
       ['TYPE', (d) => d.type],
       ['MODEL', (d) => d.model],
       ['SERIAL', (d) => d.serial],

@@ -52,6 +52,14 @@ export class DhcpServer {
     if (this.opts.pool) this.leases = new LeaseTable(this.opts.pool, await this.store.leases.all());
   }
 
+  /** The addresses leased now to these MACs (full mode; none in proxy mode, where the site's DHCP leases). */
+  leasedAddresses(macs: readonly string[], now = Date.now()): string[] {
+    return macs.flatMap((mac) => {
+      const l = this.leases?.leaseOf(mac);
+      return l && l.expiresAt > now ? [l.ip] : [];
+    });
+  }
+
   get leaseCount(): number {
     return this.leases?.leaseCount ?? 0;
   }

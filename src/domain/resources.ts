@@ -11,6 +11,10 @@ export const ResourceName = z
   .max(63)
   .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/, 'must be a DNS label: lower-case letters, digits and "-"');
 
+export const DEFAULT_NAMESPACE = 'default';
+/** Names are unique across namespaces here: a namespace groups, it does not scope. */
+const Namespace = ResourceName.default(DEFAULT_NAMESPACE);
+
 export const RedfishSpecSchema = z
   .object({
     address: z.url({ protocol: /^https?$/ }).describe('BMC base URL, e.g. https://10.0.0.21'),
@@ -33,7 +37,7 @@ export const HostSpecSchema = z
   .strict();
 
 export const HostCreateSchema = z
-  .object({ name: ResourceName, spec: HostSpecSchema })
+  .object({ name: ResourceName, namespace: Namespace, spec: HostSpecSchema })
   .strict()
   .superRefine((h, ctx) => {
     if (h.spec.redfish.address.startsWith('http:') && !h.spec.redfish.allowPlainHttp) {
@@ -70,14 +74,28 @@ export const HostStatusSchema = z.object({
   consumer: z.string().optional(),
 });
 
-/** What the store keeps: the password only as ciphertext, the inspection token only as a hash. */
+/**
+ * The credentials of one inspection attempt, as the store keeps them: a random attempt id only. The boot nonce
+ * and the bearer token are derived from it with the appliance's key (secret.key, never in the store or a
+ * backup), so neither is stored, and the claim response can be rendered after a restart.
+ */
+export const AttemptCredentialSchema = z.object({
+  attempt: z.string(),
+  expiresAt: z.string(),
+  /** the one claim of the boot nonce: where from, which MAC iPXE booted from, when */
+  claim: z.object({ from: z.string(), mac: z.string().optional(), at: z.string() }).optional(),
+});
+export type AttemptCredential = z.infer<typeof AttemptCredentialSchema>;
+
+/** What the store keeps: the password only as ciphertext, the attempt's credentials never. */
 export const StoredHostSchema = z.object({
   name: z.string(),
+  namespace: z.string().default(DEFAULT_NAMESPACE),
   spec: HostSpecSchema.extend({
     redfish: RedfishSpecSchema.omit({ password: true }).extend({ passwordEnc: z.string() }),
   }),
   status: HostStatusSchema,
-  inspectionTokenHash: z.string().optional(),
+  bootstrap: AttemptCredentialSchema.optional(),
   createdAt: z.string(),
 });
 export type StoredHost = z.infer<typeof StoredHostSchema>;
@@ -98,8 +116,16 @@ export type HardwareRequirements = z.infer<typeof HardwareRequirementsSchema>;
 
 export const MachineSpecSchema = z
   .object({
-    inspectionImageURL: ScriptUrl.describe('directory holding the inspector: <url>/vmlinuz and <url>/initrd'),
+    inspectionImageURL: ScriptUrl.describe(
+      'an iPXE script to chain (ends in .ipxe or /boot, e.g. http://<appliance>/beskar7-inspector/boot), or a ' +
+        'directory holding vmlinuz and initrd.img or initrd',
+    ),
     targetImageURL: ScriptUrl,
+    targetImageDigest: z
+      .string()
+      .regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 lower-case hex digits>')
+      .optional()
+      .describe('the inspector refuses to boot a target whose SHA-256 differs'),
     configurationURL: ScriptUrl.optional(),
     hardwareRequirements: HardwareRequirementsSchema.optional(),
     hostSelector: z
@@ -109,13 +135,27 @@ export const MachineSpecSchema = z
   })
   .strict();
 
-export const MachineCreateSchema = z.object({ name: ResourceName, spec: MachineSpecSchema }).strict();
+export const MachineCreateSchema = z
+  .object({ name: ResourceName, namespace: Namespace, spec: MachineSpecSchema })
+  .strict();
 export type MachineCreate = z.infer<typeof MachineCreateSchema>;
 
 export const MachinePhase = z.enum(['Pending', 'Inspecting', 'Provisioned', 'Failed', 'Deleting']);
 
+export const ConditionSchema = z.object({
+  type: z.string(),
+  status: z.enum(['True', 'False', 'Unknown']),
+  reason: z.string(),
+  message: z.string().default(''),
+  lastTransitionTime: z.string(),
+});
+export type Condition = z.infer<typeof ConditionSchema>;
+
 export const MachineStatusSchema = z.object({
   phase: MachinePhase,
+  conditions: z.array(ConditionSchema).default([]),
+  /** hosts that failed this machine's requirements: not claimed again */
+  rejectedHosts: z.array(z.string()).default([]),
   hostId: z.string().optional(),
   failureReason: z.string().optional(),
   failureMessage: z.string().optional(),
@@ -129,6 +169,7 @@ export const MachineStatusSchema = z.object({
 
 export const StoredMachineSchema = z.object({
   name: z.string(),
+  namespace: z.string().default(DEFAULT_NAMESPACE),
   spec: MachineSpecSchema,
   status: MachineStatusSchema,
   createdAt: z.string(),
@@ -175,6 +216,7 @@ export const InspectionReportSchema = z
             macAddress: MacSchema,
             speedMbps: z.number().int().min(0).optional(),
             driver: z.string().default(''),
+            ipAddresses: z.array(z.string()).default([]),
           })
           .strict(),
       )

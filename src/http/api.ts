@@ -1,22 +1,20 @@
-import { timingSafeEqual } from 'node:crypto';
 import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { type SSEStreamingApi, streamSSE } from 'hono/streaming';
 import { z } from 'zod';
+import { ContractReportSchema, normaliseReport } from '../domain/inspection.js';
 import { MacSchema } from '../domain/mac.js';
-import {
-  HostActionSchema,
-  HostCreateSchema,
-  InspectionReportSchema,
-  MachineCreateSchema,
-  type StoredHost,
-} from '../domain/resources.js';
+import { HostActionSchema, HostCreateSchema, MachineCreateSchema, type StoredHost } from '../domain/resources.js';
 import { formatZodError } from '../domain/zod-error.js';
 import type { Metrics } from '../metrics.js';
-import type { Commands, Outcome } from '../orchestrator/commands.js';
+import type { Commands, InspectorCaller, Outcome } from '../orchestrator/commands.js';
 import { BackupSchema, takeBackup } from '../store/backup.js';
+import { sameSecret } from '../store/secrets.js';
 import type { Store } from '../store/store.js';
 import type { BootTimeline } from '../timeline.js';
+import { remoteAddress } from './rate-limit.js';
+
+const IPXE = { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store' };
 
 export interface ApiDeps {
   /** read side: handlers read records directly; every change goes through `commands` */
@@ -39,19 +37,26 @@ const bad = (c: Context, status: 400 | 401 | 404 | 409 | 413 | 415 | 502, error:
 
 type Parsed<T> = { ok: true; data: T } | { ok: false; res: Response; error: string };
 
-async function parseBody<S extends z.ZodType>(c: Context, schema: S): Promise<Parsed<z.infer<S>>> {
+/** The body as JSON, or why not (415 without the JSON content type, 400 when it does not parse). */
+async function readJson(c: Context): Promise<Parsed<unknown>> {
   const fail = (status: 400 | 415, error: string) => ({ ok: false as const, res: bad(c, status, error), error });
   if (!(c.req.header('content-type') ?? '').includes('application/json')) {
     return fail(415, 'Content-Type must be application/json');
   }
-  let raw: unknown;
   try {
-    raw = await c.req.json();
+    return { ok: true, data: await c.req.json() };
   } catch {
     return fail(400, 'body is not valid JSON');
   }
-  const r = schema.safeParse(raw);
-  return r.success ? { ok: true, data: r.data } : fail(400, formatZodError(r.error));
+}
+
+async function parseBody<S extends z.ZodType>(c: Context, schema: S): Promise<Parsed<z.infer<S>>> {
+  const raw = await readJson(c);
+  if (!raw.ok) return raw;
+  const r = schema.safeParse(raw.data);
+  return r.success
+    ? { ok: true, data: r.data }
+    : { ok: false, res: bad(c, 400, formatZodError(r.error)), error: formatZodError(r.error) };
 }
 
 const ProgressSchema = z
@@ -67,19 +72,13 @@ export function createAdminApi(d: ApiDeps): Hono {
   api.use('*', async (c, next) => {
     // a header only: a token in a URL ends up in logs and browser history
     const t = bearer(c);
-    if (!t || !sameSecret(t, d.adminToken)) return bad(c, 401, 'unauthorized');
+    if (!sameSecret(t, d.adminToken)) return bad(c, 401, 'unauthorized');
     await next();
   });
   api.route('/', hostRoutes(d));
   api.route('/', machineRoutes(d));
   api.route('/', storeRoutes(d));
   return api;
-}
-
-/** Constant-time comparison; a token of another length or encoding is simply wrong. */
-function sameSecret(given: string, want: string): boolean {
-  const [a, b] = [Buffer.from(given), Buffer.from(want)];
-  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 /** The body limit of api.maxBodyBytes, with a 413 that says it. */
@@ -89,39 +88,99 @@ const bodyCap = (d: ApiDeps) =>
 const answer = <T>(c: Context, r: Outcome<T>, render: (v: T) => Response): Response =>
   r.ok ? render(r.value) : bad(c, r.status, r.error);
 
+/** Contract §4.2's answer; `approved` is ours: false means the host failed the requirements, do not go on. */
+const ACCEPTED = { status: 'accepted' } as const;
+
 /**
- * What a booting inspector posts under /api/v1: its report and its progress, with its one-time token. It lives
- * on the boot plane.
+ * The inspector contract v4.2 under /api/v1, on the boot plane: the nonce-gated boot script, the report, the
+ * bootstrap gate, the provisioned and provision-failed callbacks, and our progress extension.
  */
 export function createIntakeApi(d: ApiDeps): Hono {
   const api = new Hono();
   const limit = bodyCap(d);
-  api.post('/hosts/:name/inspection', limit, async (c) => {
-    const [name, token] = [c.req.param('name'), bearer(c)];
-    if (!(await d.commands.inspectorAuth(name, token))) {
-      d.metrics.reports.inc({ result: 'rejected_401' });
-      return bad(c, 401, 'unauthorized');
-    }
-    const body = await parseBody(c, InspectionReportSchema);
-    if (!body.ok) {
-      d.metrics.reports.inc({ result: 'invalid' });
-      await d.commands.reportInvalid(name, body.error);
-      return body.res;
-    }
-    const r = await d.commands.acceptReport(name, token, body.data);
-    d.metrics.reports.inc({ result: r.ok ? 'accepted' : `rejected_${r.status}` });
-    return answer(c, r, () => c.json({ accepted: true }, 202));
+  const caller = (c: Context): InspectorCaller => ({
+    namespace: c.req.param('ns') ?? '',
+    name: c.req.param('host') ?? '',
+    token: bearer(c),
+    from: remoteAddress(c) ?? '',
   });
-  const small = bodyLimit({ maxSize: 16 * 1024, onError: (c) => bad(c, 413, 'progress body too large') });
-  api.post('/hosts/:name/inspection/progress', small, async (c) => {
-    const [name, token] = [c.req.param('name'), bearer(c)];
-    if (!(await d.commands.inspectorAuth(name, token))) return bad(c, 401, 'unauthorized');
+  /** every call is counted by its answer; a right token from the wrong address also as misuse */
+  const count = <T>(r: Outcome<T> & { misuse?: boolean }, endpoint: string, okStatus = 202) => {
+    if (r.misuse) d.metrics.credentials.inc({ result: 'misuse' });
+    d.metrics.inspectorCalls.inc({ endpoint, status: String(r.ok ? okStatus : r.status) });
+  };
+
+  api.get('/boot/:ns/:host/:nonce', async (c) => {
+    const mac = MacSchema.safeParse(c.req.query('mac') ?? '').data;
+    const r = await d.commands.claimBoot({ ...caller(c), nonce: c.req.param('nonce'), mac });
+    if (!r.ok || r.value.kind === 'unknown') {
+      d.metrics.credentials.inc({ result: 'unknown' });
+      // one answer for no such host, wrong, expired and consumed nonces: no oracle (§4.1)
+      return c.text('#!ipxe\necho Beskar7: no boot script here\nexit 1\n', 404, IPXE);
+    }
+    d.metrics.credentials.inc({ result: r.value.kind === 'ok' ? 'claimed' : 'conflict' });
+    if (r.value.kind === 'conflict') {
+      return c.text(
+        '#!ipxe\necho Beskar7: this boot was claimed already; the attempt starts over\nexit 1\n',
+        409,
+        IPXE,
+      );
+    }
+    return c.body(r.value.script, 200, IPXE);
+  });
+
+  api.post('/inspection/:ns/:host', limit, async (c) => {
+    const who = caller(c);
+    const raw = await readJson(c);
+    const parsed = raw.ok ? ContractReportSchema.safeParse(raw.data) : undefined;
+    if (!parsed?.success) {
+      const why = raw.ok ? formatZodError(parsed?.error as z.ZodError) : raw.error;
+      // only an authorized inspector's bad report is remembered; anyone else gets the same 401 as always
+      const r = await d.commands.reportInvalid(who, why);
+      count(r, 'report', 400);
+      return r.ok ? bad(c, 400, why) : bad(c, r.status, r.error);
+    }
+    const r = await d.commands.acceptReport(who, normaliseReport(parsed.data));
+    count(r, 'report');
+    return answer(c, r, (v) => c.json({ ...ACCEPTED, approved: v.approved }, 202));
+  });
+
+  api.get('/bootstrap/:ns/:host', async (c) => {
+    const r = await d.commands.bootstrap(caller(c));
+    count(r, 'bootstrap', 200);
+    // no CAPI user-data here: the OS gets its configuration from config_url on its command line
+    return answer(c, r, () =>
+      c.body(null, 200, { 'Content-Type': 'application/octet-stream', 'Cache-Control': 'no-store' }),
+    );
+  });
+
+  const small = bodyLimit({ maxSize: 64 * 1024, onError: (c) => bad(c, 413, 'body larger than 64 KiB') });
+  api.post('/provisioned/:ns/:host', small, async (c) => {
+    const r = await d.commands.provisioned(caller(c));
+    count(r, 'provisioned');
+    return answer(c, r, () => c.json(ACCEPTED, 202));
+  });
+
+  api.post('/provision-failed/:ns/:host', small, async (c) => {
+    // the reason is advisory: a missing or broken body still fails the deployment (§4.5)
+    const body = await readJson(c);
+    const reason = body.ok ? FailedBody.safeParse(body.data).data?.reason : undefined;
+    const r = await d.commands.provisionFailed(caller(c), reason ?? '');
+    count(r, 'provision_failed');
+    return answer(c, r, () => c.json(ACCEPTED, 202));
+  });
+
+  api.post('/progress/:ns/:host', small, async (c) => {
     const body = await parseBody(c, ProgressSchema);
     if (!body.ok) return body.res;
-    return answer(c, await d.commands.acceptProgress(name, token, body.data), () => c.json({ accepted: true }, 202));
+    const r = await d.commands.acceptProgress(caller(c), body.data);
+    count(r, 'progress');
+    return answer(c, r, () => c.json(ACCEPTED, 202));
   });
   return api;
 }
+
+const FailedBody = z.object({ reason: z.string() });
 
 function hostRoutes(d: ApiDeps): Hono {
   const api = new Hono();
@@ -250,11 +309,40 @@ function openApi() {
           requestBody: json(HostActionSchema),
         },
       },
-      '/api/v1/hosts/{name}/inspection': {
+      '/api/v1/boot/{namespace}/{host}/{nonce}': {
+        get: {
+          summary: "Inspector contract §4.1: claim the boot nonce once; the inspector's iPXE script",
+          security: [],
+        },
+      },
+      '/api/v1/inspection/{namespace}/{host}': {
         post: {
-          summary: 'Inspector posts its report',
+          summary: 'Inspector contract §4.2: the hardware report (202 {status, approved})',
           security: [{ hostToken: [] }],
-          requestBody: json(InspectionReportSchema),
+          requestBody: json(ContractReportSchema),
+        },
+      },
+      '/api/v1/bootstrap/{namespace}/{host}': {
+        get: {
+          summary: 'Inspector contract §4.3: 200 once the report passed validation, else 404',
+          security: [{ hostToken: [] }],
+        },
+      },
+      '/api/v1/provisioned/{namespace}/{host}': {
+        post: { summary: 'Inspector contract §4.4: target verified, kexec next', security: [{ hostToken: [] }] },
+      },
+      '/api/v1/provision-failed/{namespace}/{host}': {
+        post: {
+          summary: 'Inspector contract §4.5: deployment failed',
+          security: [{ hostToken: [] }],
+          requestBody: json(FailedBody),
+        },
+      },
+      '/api/v1/progress/{namespace}/{host}': {
+        post: {
+          summary: "The inspector's steps (extension)",
+          security: [{ hostToken: [] }],
+          requestBody: json(ProgressSchema),
         },
       },
       '/api/v1/machines': {

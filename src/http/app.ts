@@ -26,13 +26,8 @@ export interface HttpDeps {
   health: () => Promise<Record<string, unknown>>;
   /** per source address on the unauthenticated routes */
   rateLimit: RateLimit;
-  onScript?: (e: {
-    mac: string;
-    script: string;
-    known: boolean;
-    uuid?: string | undefined;
-    serial?: string | undefined;
-  }) => void;
+  /** the boot nonce URL of a host's live, unclaimed inspection attempt */
+  claimUrl: (host: string) => Promise<string | undefined>;
   /** the inspector's report intake, mounted at /api/v1 */
   intake?: Hono;
   /** the management plane (admin API, dashboard, metrics) when it shares this listener */
@@ -70,6 +65,16 @@ const internalError = (log: Logger) => (err: Error, c: Context) => {
   log.error({ err: err.message, path: c.req.path }, 'http handler failed');
   return c.text('internal error\n', 500);
 };
+
+/** The inspector's unauthenticated or token-gated routes: one rate-limit budget per address. */
+const INTAKE_ROUTES = [
+  '/api/v1/boot/*',
+  '/api/v1/inspection/*',
+  '/api/v1/bootstrap/*',
+  '/api/v1/provisioned/*',
+  '/api/v1/provision-failed/*',
+  '/api/v1/progress/*',
+];
 
 /** What iPXE reports about itself in the entry script's query string (all but mac optional). */
 const HostQuery = z.object({
@@ -120,9 +125,7 @@ export function createHttpApp(d: HttpDeps): Hono {
 
   // one budget per address across every route a machine on the segment can call without a credential
   const limited = rateLimit(d.rateLimit, () => d.metrics.httpLimited.inc());
-  for (const p of ['/boot.ipxe', '/boot/*', '/api/v1/hosts/:name/inspection', '/api/v1/hosts/:name/inspection/*']) {
-    app.use(p, limited);
-  }
+  for (const p of ['/boot.ipxe', '/boot/*', '/beskar7-inspector/*', ...INTAKE_ROUTES]) app.use(p, limited);
   app.get('/boot.ipxe', (c) => {
     d.metrics.scripts.inc({ script: 'entry' });
     const from = remoteAddress(c);
@@ -140,11 +143,13 @@ export function createHttpApp(d: HttpDeps): Hono {
       d.configuredInstruction(mac),
       d.unknownHosts,
     );
-    const tpl = templateFor(instruction);
+    // an inspecting host's script carries its boot nonce; once claimed (or gone) the host is sent away
+    const claimURL =
+      instruction.script === 'inspect' && instruction.host ? await d.claimUrl(instruction.host) : undefined;
+    const tpl = instruction.script === 'inspect' && !claimURL ? 'exit' : templateFor(instruction);
     const script = tpl ?? 'http404';
     d.metrics.scripts.inc({ script });
     d.log.info({ mac, uuid, serial, script, known, arch: q.data.arch, platform: q.data.platform }, 'ipxe script');
-    d.onScript?.({ mac, script, known, uuid, serial });
     d.timeline?.add(mac, 'http', `host script: ${script}${known ? '' : ' (not enrolled)'}`);
     if (tpl === undefined) return c.text('local disk\n', 404);
     const body = render(d.templates.get(tpl) as string, {
@@ -153,9 +158,16 @@ export function createHttpApp(d: HttpDeps): Hono {
       kernelURL: instruction.kernelURL,
       initrdURL: instruction.initrdURL,
       cmdline: instruction.cmdline,
+      claimURL,
     });
     return c.body(body, 200, IPXE);
   });
+
+  // the bundled inspector as a chainable script (the v1.0 inspectionImageURL form): its kernel parameters
+  // come from the claim's answer, in the iPXE setting beskar7-params
+  app.get('/beskar7-inspector/boot', (c) =>
+    c.body(render(d.templates.get('inspector') as string, { httpBase: d.httpBase }), 200, IPXE),
+  );
 
   if (d.intake) app.route('/api/v1', d.intake);
   if (d.management) app.route('/', d.management);

@@ -43,7 +43,16 @@ export function loadTemplates(dir: string): Templates {
   for (const f of readdirSync(dir)) {
     if (f.endsWith('.ipxe')) out.set(path.basename(f, '.ipxe'), readFileSync(path.join(dir, f), 'utf8'));
   }
-  for (const need of ['entry', 'inspect', 'boot-target', 'discover', 'exit', 'local-disk-exit', 'local-disk-sanboot']) {
+  for (const need of [
+    'entry',
+    'inspect',
+    'inspector',
+    'boot-target',
+    'discover',
+    'exit',
+    'local-disk-exit',
+    'local-disk-sanboot',
+  ]) {
     if (!out.has(need)) throw new TemplateError(`boot script template ${need}.ipxe is missing from ${dir}`);
   }
   return out;

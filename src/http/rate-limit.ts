@@ -27,7 +27,8 @@ export function take(
 /** The client's address; app.request() in tests has no socket. */
 export function remoteAddress(c: Context): string | undefined {
   try {
-    return getConnInfo(c).remote.address;
+    // an IPv4 client of a dual-stack listener shows as ::ffff:a.b.c.d: the lease table knows it as a.b.c.d
+    return getConnInfo(c).remote.address?.replace(/^::ffff:(?=\d+\.)/, '');
   } catch {
     return undefined;
   }

@@ -101,7 +101,7 @@ async function main(): Promise<void> {
         hostSelector: { matchLabels: { demo: h.host } },
       },
     });
-    say(`machine ${h.machine} created: wants ${h.minMemoryGB} GB memory, a host labelled demo=${h.host}`);
+    say(`machine ${h.machine} created: wants ${h.minMemoryGB} GiB memory, a host labelled demo=${h.host}`);
   }
   await narrate(api);
   printTable(await api('GET', '/events?limit=1000'), (await api('GET', '/hosts')).items);
@@ -166,7 +166,7 @@ async function narrate(api: Api): Promise<void> {
   }
 }
 
-const STAGES = ['Claimed', 'PowerOn', 'ScriptFetched', 'ReportReceived', 'Ready|RequirementsNotMet', 'Provisioned'];
+const STAGES = ['Claimed', 'PowerOn', 'CredentialClaimed', 'ReportReceived', 'Ready|RequirementsNotMet', 'Provisioned'];
 
 /** Seconds from the machine's creation to each stage, and how it ended. */
 function printTable(

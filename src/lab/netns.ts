@@ -76,6 +76,14 @@ export class Lab {
     return host;
   }
 
+  /**
+   * Every address of `cidr` is local to `host` (AnyIP: a local route, answered by ARP): a simulator there
+   * can speak from each address the appliance leases to its machines.
+   */
+  anyIp(host: string, cidr: string): void {
+    Lab.ip('-n', host, 'route', 'add', 'local', cidr, 'dev', 'lo');
+  }
+
   /** Start a long-running process inside a namespace of this lab; stopped by down(). */
   spawn(ns: string, cmd: string, args: string[], opts: { stdout?: 'pipe' | 'ignore' | 'inherit' } = {}): ChildProcess {
     const p = spawn('ip', ['netns', 'exec', ns, cmd, ...args], {

@@ -1,3 +1,4 @@
+import type { BootInstruction } from '../domain/boot.js';
 import type { WorkflowEvent } from '../domain/events.js';
 import type {
   HostAction,
@@ -7,25 +8,32 @@ import type {
   StoredHost,
   StoredMachine,
 } from '../domain/resources.js';
-import { hostMacs, ResourceName } from '../domain/resources.js';
+import { hostMacs } from '../domain/resources.js';
 import { type Backup, restoreBackup } from '../store/backup.js';
-import { type SecretBox, tokenMatches } from '../store/secrets.js';
+import { type SecretBox, sameSecret } from '../store/secrets.js';
 import type { BatchOp, Store } from '../store/store.js';
 import {
   type ActionResult,
+  credentialConflict,
+  credentialMisuse,
   describeAction,
   hostActed,
   hostDeletion,
   type InspectorProgress,
+  inspectorScript,
+  judgeClaim,
+  localDisk,
   machineDeleting,
   newHost,
   newMachine,
+  type Policy,
   progressNoted,
+  provisioned,
+  provisionFailed,
   type Refusal,
   reportAccepted,
   reportRefusal,
   reportRejected,
-  scriptFetched,
 } from './transitions.js';
 
 export type Outcome<T> = { ok: true; value: T } | ({ ok: false } & Refusal);
@@ -36,10 +44,25 @@ const no = (status: Refusal['status'], error: string): Refusal => ({ status, err
 /** What an unauthenticated caller learns: not whether the host exists, nor which part was wrong. */
 const UNAUTHORIZED = no(401, 'unauthorized');
 
+/** Host states of a live attempt: inspecting, or validated and waiting for the provisioned callback. */
+const LIVE_STATES = new Set(['Inspecting', 'Ready']);
+
+/** Who calls an inspector endpoint: the path's host, the bearer token, the source address. */
+export interface InspectorCaller {
+  namespace: string;
+  name: string;
+  token: string | undefined;
+  from: string;
+}
+
 /** What the commands need of the running workflow. */
 export interface Workflow {
   /** something changed: reconcile soon */
   kick(): void;
+  /** ends the host's attempt (if it is still this one): retried with fresh credentials, or the machine fails */
+  failAttempt(host: string, attempt: string, reason: string, message: string): Promise<void>;
+  /** a released host: power it off and clear its boot override, in the background */
+  powerDown(host: string): void;
   /** a host is gone: drop its BMC session */
   forgetBmc(name: string): Promise<void>;
   /** an operator's action on a host's BMC */
@@ -50,6 +73,11 @@ export interface CommandDeps {
   store: Store;
   secrets: SecretBox;
   workflow: Workflow;
+  policy: Policy;
+  /** base URL the inspector calls back (beskar7.api) */
+  apiBase: string;
+  /** the addresses our DHCP leased to these MACs now (none in proxy mode) */
+  leasedAddresses: (macs: string[]) => string[];
   /** why a machine's inspection image cannot boot, checked when the machine is created */
   imageProblem: (inspectionImageURL: string) => Promise<string | undefined>;
   /** after a restore: state held outside the store (the DHCP lease table) is loaded again */
@@ -149,61 +177,181 @@ export class Commands {
     return done({ host: name, action: describeAction(a), ...(r.powerState ? { powerState: r.powerState } : {}) });
   }
 
-  /** iPXE fetched the script of a MAC: an inspecting host moves on to InProgress. */
-  async scriptFetched(mac: string): Promise<void> {
-    await this.commit<undefined>(async () => {
-      const h = (await this.store.hosts.all()).find(
-        (x) => x.status.state === 'Inspecting' && hostMacs(x).includes(mac),
-      );
-      const next = h && scriptFetched(h, mac);
-      return {
-        ops: next ? [this.store.hosts.put(next.host.name, next.host), this.ev(next.event)] : [],
-        value: undefined,
-      };
-    });
+  /**
+   * The nonce URL the script by MAC chains to, while the host's attempt is live. It is served after the claim
+   * too: if someone else claimed first, the real machine's claim is the second one, and ends the attempt.
+   */
+  async claimUrl(hostName: string): Promise<string | undefined> {
+    const h = await this.store.hosts.get(hostName);
+    const b = h?.bootstrap;
+    if (!h || !b || !LIVE_STATES.has(h.status.state)) return undefined;
+    const { nonce } = this.d.secrets.attemptSecrets(h.name, b.attempt);
+    return `${this.d.apiBase}/api/v1/boot/${h.namespace}/${h.name}/${nonce}`;
   }
 
   /**
-   * Whether this caller holds the host's inspection token. Anyone on the segment can ask, so a wrong name or
-   * token costs a counter (the caller's), never a stored event.
+   * The boot nonce of an inspecting host, presented by whoever iPXE is: the first claim gets the inspector's
+   * script with the attempt's token, bound to the claimant's address. A wrong or stale nonce gets the same
+   * opaque refusal as an unknown host. A second claim, or a claim from an address our DHCP did not lease to the
+   * host, ends the attempt: it is retried with fresh credentials.
    */
-  async inspectorAuth(hostName: string, token: string | undefined): Promise<boolean> {
-    if (!ResourceName.safeParse(hostName).success) return false;
-    const h = await this.store.hosts.get(hostName);
-    return !!h && tokenMatches(token, h.inspectionTokenHash);
-  }
-
-  /** An authenticated inspector sent a report that failed its schema: remembered against its host. */
-  async reportInvalid(hostName: string, why: string): Promise<void> {
-    await this.store.batch([this.ev(reportRejected(hostName, `invalid report body: ${why}`))]);
-  }
-
-  /** Report intake: the host's one-time token, an inspecting host; the report and the phase change in one batch. */
-  async acceptReport(hostName: string, token: string | undefined, report: InspectionReport): Promise<Outcome<string>> {
-    const r = await this.commit<Refusal | undefined>(async () => {
-      const h = await this.store.hosts.get(hostName);
-      if (!h || !tokenMatches(token, h.inspectionTokenHash)) return UNAUTHORIZED;
-      // the token is right: a refusal now is the inspector's business, kept as an event
-      const refusal = reportRefusal(h);
-      if (refusal) return { ops: [this.ev(reportRejected(hostName, refusal.error))], value: refusal };
-      const a = reportAccepted(h, report, Date.now());
-      const ops = [this.store.reports.put(a.id, a.stored), this.store.hosts.put(hostName, a.host), this.ev(a.event)];
-      return { ops, value: undefined };
+  async claimBoot(c: { namespace: string; name: string; nonce: string; from: string; mac?: string | undefined }) {
+    type Claim =
+      | { kind: 'ok'; script: string }
+      | { kind: 'unknown' }
+      | { kind: 'conflict'; message: string; attempt: string };
+    const r = await this.commit<Claim>(async () => {
+      const h = await this.store.hosts.get(c.name);
+      const b = h?.bootstrap;
+      if (!h || !b || h.namespace !== c.namespace) return { ops: [], value: { kind: 'unknown' } };
+      const secrets = this.d.secrets.attemptSecrets(h.name, b.attempt);
+      if (!sameSecret(c.nonce, secrets.nonce)) return { ops: [], value: { kind: 'unknown' } };
+      const m = h.status.consumer ? await this.store.machines.get(h.status.consumer) : undefined;
+      const v = m ? judgeClaim(h, { ...c, leased: this.d.leasedAddresses(hostMacs(h)) }, Date.now()) : undefined;
+      if (!m || !v || v.kind === 'unknown') return { ops: [], value: { kind: 'unknown' } };
+      if (v.kind === 'conflict') {
+        const e = credentialConflict(h, v.message);
+        return { ops: [this.ev(e)], value: { kind: 'conflict', message: v.message, attempt: b.attempt } };
+      }
+      const script = inspectorScript(m, h, { api: this.d.apiBase, token: secrets.token, mac: c.mac });
+      return { ops: [this.store.hosts.put(h.name, v.host), this.ev(v.event)], value: { kind: 'ok', script } };
     });
     if (!r.ok) return r;
-    if (r.value) return refuse(r.value.status, r.value.error);
-    this.d.workflow.kick();
-    return done(hostName);
+    if (r.value.kind === 'conflict') {
+      await this.d.workflow.failAttempt(c.name, r.value.attempt, 'CredentialConflict', r.value.message);
+    }
+    return done(r.value);
   }
 
-  /** A step of the inspector after its report (download, config, kexec) or a failure it hit. */
-  acceptProgress(hostName: string, token: string | undefined, p: InspectorProgress): Promise<Outcome<string>> {
-    return this.commit<string>(async () => {
-      const h = await this.store.hosts.get(hostName);
-      if (!h || !tokenMatches(token, h.inspectionTokenHash)) return UNAUTHORIZED;
-      const n = progressNoted(h, p);
-      return { ops: [this.store.hosts.put(hostName, n.host), this.ev(n.event)], value: hostName };
+  /**
+   * Reads the host and checks the caller: the attempt's bearer token, from the address that claimed it.
+   * A right token from another address has leaked: refused, and remembered as an event.
+   */
+  private async authorized(
+    c: InspectorCaller,
+  ): Promise<{ host: StoredHost; ops: BatchOp[] } | { refusal: Refusal; ops: BatchOp[] }> {
+    const h = await this.store.hosts.get(c.name);
+    const b = h?.bootstrap;
+    if (!h || !b?.claim || h.namespace !== c.namespace) return { refusal: UNAUTHORIZED, ops: [] };
+    if (!sameSecret(c.token, this.d.secrets.attemptSecrets(h.name, b.attempt).token))
+      return { refusal: UNAUTHORIZED, ops: [] };
+    if (c.from !== b.claim.from) {
+      const msg = `inspector token used from ${c.from}; it was claimed from ${b.claim.from}`;
+      return { refusal: UNAUTHORIZED, ops: [this.ev(credentialMisuse(h, msg))] };
+    }
+    return { host: h, ops: [] };
+  }
+
+  /** Runs `fn` for an authorized inspector under the store lock; refusals of a known caller are kept as events. */
+  private inspectorCommand<T>(
+    c: InspectorCaller,
+    fn: (h: StoredHost, m: StoredMachine) => Promise<{ ops: BatchOp[]; value: T } | Refusal>,
+  ): Promise<Outcome<T> & { misuse?: boolean }> {
+    let misuse = false;
+    return this.commit<T>(async () => {
+      const a = await this.authorized(c);
+      if ('refusal' in a) {
+        misuse = a.ops.length > 0;
+        if (misuse) await this.store.batch(a.ops);
+        return a.refusal;
+      }
+      const m = a.host.status.consumer ? await this.store.machines.get(a.host.status.consumer) : undefined;
+      if (!m) return no(409, `host ${a.host.name} is not held by a machine`);
+      return fn(a.host, m);
+    }).then((r) => (misuse ? { ...r, misuse } : r));
+  }
+
+  /** An authorized inspector sent a report that failed its schema: remembered against its host. */
+  async reportInvalid(c: InspectorCaller, why: string): Promise<Outcome<undefined>> {
+    return this.inspectorCommand(c, async (h) => ({
+      ops: [this.ev(reportRejected(h.name, `invalid report body: ${why}`))],
+      value: undefined,
+    }));
+  }
+
+  /**
+   * Report intake (contract §4.2): stored and judged in one batch. The answer says whether the inspector may go
+   * on: `approved` false means the host failed the requirements and is being let go.
+   */
+  async acceptReport(c: InspectorCaller, report: InspectionReport) {
+    let released: StoredHost | undefined;
+    const r = await this.inspectorCommand<{ approved: boolean }>(c, async (h, m) => {
+      const refusal = reportRefusal(h, report);
+      if (refusal) {
+        await this.store.batch([this.ev(reportRejected(h.name, refusal.error))]);
+        return refusal;
+      }
+      const o = reportAccepted(m, h, report, await this.store.hosts.all(), Date.now(), this.d.policy);
+      if (o.released) released = o.host;
+      const ops = [
+        this.store.reports.put(o.id, o.stored),
+        this.store.machines.put(m.name, o.machine),
+        this.store.hosts.put(h.name, o.host),
+        ...this.bootOps(o.host, o.released ? undefined : false),
+        ...o.events.map((e) => this.ev(e)),
+      ];
+      return { ops, value: { approved: o.approved } };
     });
+    if (released) this.d.workflow.powerDown(released.name);
+    if (r.ok) this.d.workflow.kick();
+    return r;
+  }
+
+  /** Contract §4.3: the gate before the target. Only a host that passed validation gets through. */
+  bootstrap(c: InspectorCaller) {
+    return this.inspectorCommand<string>(c, async (h) =>
+      h.status.state === 'Ready' ? { ops: [], value: h.name } : no(404, 'not found'),
+    );
+  }
+
+  /** Contract §4.4: the target is downloaded and verified, kexec is next. */
+  async provisioned(c: InspectorCaller) {
+    const r = await this.inspectorCommand<string>(c, async (h, m) => {
+      const p = provisioned(m, h, Date.now());
+      if ('status' in p) return p;
+      const ops = [
+        this.store.machines.put(m.name, p.machine),
+        this.store.hosts.put(h.name, p.host),
+        ...this.bootOps(p.host, localDisk),
+        this.ev(p.event),
+      ];
+      return { ops, value: h.name };
+    });
+    if (r.ok) this.d.workflow.kick();
+    return r;
+  }
+
+  /** Contract §4.5: the inspector could not deploy; the machine fails now, not at the deployment timeout. */
+  async provisionFailed(c: InspectorCaller, reason: string) {
+    const r = await this.inspectorCommand<StoredHost | undefined>(c, async (h, m) => {
+      // a host past or short of deployment gets 202 and no change (§4.5)
+      if (h.status.state !== 'Ready') return { ops: [], value: undefined };
+      const f = provisionFailed(m, h, reason, Date.now());
+      const ops = [
+        this.store.machines.put(m.name, f.machine),
+        this.store.hosts.put(h.name, f.host),
+        ...this.bootOps(f.host, undefined),
+        this.ev(f.event),
+      ];
+      return { ops, value: f.host };
+    });
+    if (r.ok && r.value) this.d.workflow.powerDown(r.value.name);
+    return r;
+  }
+
+  /** A step of the inspector (download, verify, kexec) or a failure it hit: an event on the timeline. */
+  acceptProgress(c: InspectorCaller, p: InspectorProgress) {
+    return this.inspectorCommand<string>(c, async (h) => {
+      const n = progressNoted(h, p);
+      return { ops: [this.store.hosts.put(h.name, n.host), this.ev(n.event)], value: h.name };
+    });
+  }
+
+  /** Boot instructions of a host's MACs: `undefined` removes them, `false` leaves them as they are. */
+  private bootOps(h: StoredHost, instr: BootInstruction | undefined | false): BatchOp[] {
+    if (instr === false) return [];
+    const boot = this.store.bootInstructions;
+    return hostMacs(h).map((mac) => (instr ? boot.put(mac, instr) : boot.del(mac)));
   }
 
   /** Replaces the whole store with a backup, then reloads what lives beside it and reconciles. */

@@ -3,7 +3,7 @@ import type { WorkflowEvent } from '../domain/events.js';
 import { type HostAction, hostMacs, type StoredHost, type StoredMachine } from '../domain/resources.js';
 import type { Logger } from '../log.js';
 import type { RedfishClient } from '../redfish/client.js';
-import { hashToken, newToken, type SecretBox } from '../store/secrets.js';
+import { newAttemptId, type SecretBox } from '../store/secrets.js';
 import type { BatchOp, Store } from '../store/store.js';
 import {
   type ActionResult,
@@ -12,9 +12,6 @@ import {
   booted,
   claim,
   enrolment,
-  handedOff,
-  inspectInstruction,
-  localDisk,
   machineDeleted,
   nextStep,
   type Policy,
@@ -23,7 +20,6 @@ import {
   type Step,
   shouldEnroll,
   startAttempt,
-  validated,
 } from './transitions.js';
 
 export type BmcDriver = Pick<
@@ -42,11 +38,12 @@ export type BmcDriver = Pick<
 export type BmcFactory = (host: StoredHost, password: string) => BmcDriver;
 
 export interface OrchestratorOptions extends Policy {
-  /** base URL the inspector posts to (http://advertise:port) */
-  apiBase: string;
   tickMs: number;
   powerDeadlineMs: number;
 }
+
+/** Reasons that end an attempt whose report is in. */
+const AFTER_REPORT = new Set(['DeploymentTimedOut', 'CredentialConflict']);
 
 /** Drives machines and hosts through the workflow; state is in the store, so a restart simply reconciles again. */
 export class Orchestrator {
@@ -175,13 +172,12 @@ export class Orchestrator {
       case 'boot':
         return this.bootHost(m, step.host);
       case 'timeout': {
-        const s = Math.round(this.opts.inspectionTimeoutMs / 1000);
-        return this.failAttempt(m, step.host, 'InspectionTimeout', `no inspection report within ${s} s`, 'Timeout');
+        const deploying = step.reason === 'DeploymentTimedOut';
+        const ms = deploying ? this.opts.deploymentTimeoutMs : this.opts.inspectionTimeoutMs;
+        const what = deploying ? 'no provisioned callback' : 'no inspection report';
+        const msg = `${what} within ${Math.round(ms / 1000)} s`;
+        return this.failAttempt(m, step.host, step.reason, msg, 'Timeout');
       }
-      case 'validate':
-        return this.validate(m, step.host);
-      case 'handoff':
-        return this.handoff(m, step.host);
       case 'release':
         return this.releaseMachine(m, step.host);
     }
@@ -210,7 +206,7 @@ export class Orchestrator {
     m: StoredMachine,
     h: StoredHost,
   ): Promise<{ machine: StoredMachine; host: StoredHost } | undefined> {
-    const c = claim(m, h);
+    const c = claim(m, h, Date.now());
     if (!(await this.commitPair({ machine: m, host: h }, c))) {
       this.again = true; // the host or machine changed since this pass read them
       return undefined;
@@ -259,17 +255,19 @@ export class Orchestrator {
     });
   }
 
-  /** Commits `fn`'s result on the host only while it still holds this attempt's token. */
+  /** Commits `fn`'s result on the host only while it is still in this attempt. */
   private onAttempt(h: StoredHost, fn: (cur: StoredHost) => { host: StoredHost; event?: WorkflowEvent }) {
-    return this.updateHost(h.name, fn, (cur) => cur.inspectionTokenHash === h.inspectionTokenHash);
+    return this.updateHost(h.name, fn, (cur) => cur.bootstrap?.attempt === h.bootstrap?.attempt);
   }
 
-  /** New attempt: persist Inspecting/Pending with a fresh token and the inspect script, then PXE + power. */
+  /**
+   * New attempt: persist Inspecting/Pending with fresh credentials and the inspect script, then PXE + power.
+   * The script by MAC carries only the boot nonce; the token comes with the nonce's one claim.
+   */
   private async bootHost(m: StoredMachine, h: StoredHost): Promise<void> {
-    // a fresh token also when a restart came between persisting and powering: only its hash was kept
-    const token = newToken();
-    const a = startAttempt(m, h, hashToken(token), Date.now(), this.opts);
-    const instr = inspectInstruction(a.machine, a.host, this.opts.apiBase, token);
+    // fresh credentials also when a restart came between persisting and powering
+    const a = startAttempt(m, h, newAttemptId(), Date.now(), this.opts);
+    const instr: BootInstruction = { script: 'inspect', host: h.name, cmdline: '', localDiskMethod: 'exit' };
     const ops = [
       this.store.machines.put(m.name, a.machine),
       this.store.hosts.put(h.name, a.host),
@@ -311,6 +309,22 @@ export class Orchestrator {
     await this.onAttempt(host, (cur) => ({ host: powerObserved(cur, 'On') }));
   }
 
+  /** The workflow's side of a contested claim: ends that attempt, if it is still the host's. */
+  async failAttemptOf(hostName: string, attempt: string, reason: string, message: string): Promise<void> {
+    const h = await this.store.hosts.get(hostName);
+    const m = h?.status.consumer ? await this.store.machines.get(h.status.consumer) : undefined;
+    if (!h || !m || h.bootstrap?.attempt !== attempt) return;
+    await this.failAttempt(m, h, reason, message, 'Failed');
+  }
+
+  /** Powers a released host off in the background (a step of its own, so shutdown waits for it). */
+  powerDownLater(hostName: string): void {
+    this.guard(`power/${hostName}`, async () => {
+      const h = await this.store.hosts.get(hostName);
+      if (h) await this.powerDown(h);
+    });
+  }
+
   /** Ends this attempt (re-read under the store lock: a report may have come in meanwhile). */
   private async failAttempt(
     m: StoredMachine,
@@ -323,8 +337,9 @@ export class Orchestrator {
     if (this.stopped) return;
     const r = await this.store.transact(async () => {
       const [curM, curH] = [await this.store.machines.get(m.name), await this.store.hosts.get(h.name)];
-      if (!curM || !curH || curH.inspectionTokenHash !== h.inspectionTokenHash) return undefined;
-      if (curH.status.inspectionPhase === 'Complete') return undefined;
+      if (!curM || !curH || curH.bootstrap?.attempt !== h.bootstrap?.attempt) return undefined;
+      // a host that reported is judged already: only a deployment timeout or contested credentials end it now
+      if (curH.status.inspectionPhase === 'Complete' && !AFTER_REPORT.has(reason)) return undefined;
       const out = attemptFailed(curM, curH, reason, message, Date.now(), this.opts, phase);
       await this.store.batch([
         this.store.machines.put(m.name, out.machine),
@@ -338,32 +353,6 @@ export class Orchestrator {
     const fields = { machine: m.name, host: r.host.name, final: r.final, reason: r.machine.status.failureMessage };
     this.log.warn(fields, r.final ? 'machine failed' : 'inspection attempt failed');
     if (r.final) await this.powerDown(r.host);
-  }
-
-  private async validate(m: StoredMachine, h: StoredHost): Promise<void> {
-    const id = h.status.inspectionReportId;
-    const stored = id ? await this.store.reports.get(id) : undefined;
-    if (!stored) throw new Error(`host ${h.name} is Complete without a stored report`);
-    const r = validated(m, h, stored.report);
-    const failed = r.machine.status.phase === 'Failed';
-    if (!(await this.commitPair({ machine: m, host: h }, r, failed ? this.bootOps(h, undefined) : [])))
-      return this.kick();
-    const fields = {
-      machine: m.name,
-      host: h.name,
-      state: r.host.status.state,
-      reason: r.machine.status.failureMessage,
-    };
-    this.log.info(fields, 'inspection validated');
-    if (failed) await this.powerDown(r.host);
-    this.kick();
-  }
-
-  /** The inspector kexecs into the target itself; later boots of this host leave iPXE for the local disk. */
-  private async handoff(m: StoredMachine, h: StoredHost): Promise<void> {
-    const r = handedOff(m, h);
-    if (!(await this.commitPair({ machine: m, host: h }, r, this.bootOps(h, localDisk)))) return this.kick();
-    this.log.info({ machine: m.name, host: h.name }, 'machine provisioned');
   }
 
   /** Delete: power off, clear the override, release the host, then forget the machine. */

@@ -1,14 +1,16 @@
 import type { BootInstruction } from '../domain/boot.js';
 import type { Severity, WorkflowEvent } from '../domain/events.js';
-import type {
-  HardwareRequirements,
-  HostAction,
-  HostCreate,
-  InspectionReport,
-  MachineCreate,
-  StoredHost,
-  StoredMachine,
-  StoredReport,
+import {
+  type Condition,
+  type HardwareRequirements,
+  type HostAction,
+  type HostCreate,
+  hostMacs,
+  type InspectionReport,
+  type MachineCreate,
+  type StoredHost,
+  type StoredMachine,
+  type StoredReport,
 } from '../domain/resources.js';
 
 /**
@@ -19,6 +21,10 @@ import type {
 
 export interface Policy {
   inspectionTimeoutMs: number;
+  /** from a passed validation to the inspector's provisioned callback */
+  deploymentTimeoutMs: number;
+  /** a host that fails the requirements: claim the next matching one before failing the machine */
+  tryOtherHosts: boolean;
   maxAttempts: number;
   retryBaseMs: number;
   retryMaxMs: number;
@@ -30,9 +36,7 @@ export type Step =
   | { kind: 'noHost' }
   /** host claimed or attempt due: one-time PXE + power, then Booting */
   | { kind: 'boot'; host: StoredHost }
-  | { kind: 'timeout'; host: StoredHost }
-  | { kind: 'validate'; host: StoredHost }
-  | { kind: 'handoff'; host: StoredHost }
+  | { kind: 'timeout'; host: StoredHost; reason: 'InspectionTimeout' | 'DeploymentTimedOut' }
   | { kind: 'release'; host?: StoredHost | undefined }
   | { kind: 'done' };
 
@@ -60,21 +64,26 @@ export function unmetRequirements(req: HardwareRequirements | undefined, r: Insp
   if (!req) return [];
   const out: string[] = [];
   if (r.cpus.cores < req.minCPUCores) out.push(`${r.cpus.cores} CPU cores < ${req.minCPUCores} required`);
-  if (r.memory.totalGB < req.minMemoryGB) out.push(`${r.memory.totalGB} GB memory < ${req.minMemoryGB} GB required`);
+  // GB in the requirements are GiB (2^30 bytes), the unit the inspector reports in
+  if (r.memory.totalGB < req.minMemoryGB) out.push(`${r.memory.totalGB} GiB memory < ${req.minMemoryGB} GiB required`);
   // the OS goes on one disk, so the largest single disk counts
   const largest = Math.max(0, ...r.disks.map((d) => d.sizeGB));
-  if (largest < req.minDiskGB) out.push(`largest disk ${largest} GB < ${req.minDiskGB} GB required`);
+  if (largest < req.minDiskGB) out.push(`largest disk ${largest} GiB < ${req.minDiskGB} GiB required`);
   return out;
 }
 
-/** An Available host whose labels match; the oldest first, so selection is stable. One scan, no sort. */
+/**
+ * An Available host whose labels match and that has not failed this machine's requirements; the oldest first,
+ * so selection is stable. One scan, no sort.
+ */
 export function selectHost(m: StoredMachine, hosts: readonly StoredHost[]): StoredHost | undefined {
   const want = Object.entries(m.spec.hostSelector?.matchLabels ?? {});
+  const rejected = new Set(m.status.rejectedHosts ?? []);
   const older = (a: StoredHost, b: StoredHost) =>
     a.createdAt < b.createdAt || (a.createdAt === b.createdAt && a.name < b.name);
   let best: StoredHost | undefined;
   for (const h of hosts) {
-    if (h.status.state !== 'Available' || h.status.consumer) continue;
+    if (h.status.state !== 'Available' || h.status.consumer || rejected.has(h.name)) continue;
     if (!want.every(([k, v]) => h.spec.labels[k] === v)) continue;
     if (!best || older(h, best)) best = h;
   }
@@ -97,10 +106,14 @@ export function nextStep(
   // Inspecting
   if (!host || host.status.consumer !== m.name) return { kind: 'release', host };
   if (host.status.state === 'InUse' || host.status.inspectionPhase === 'Pending') return { kind: 'boot', host };
-  if (host.status.state === 'Ready') return { kind: 'handoff', host };
-  if (host.status.inspectionPhase === 'Complete') return { kind: 'validate', host };
   const deadline = m.status.inspectionDeadline;
-  if (deadline !== undefined && now >= deadline) return { kind: 'timeout', host };
+  if (deadline !== undefined && now >= deadline) {
+    return {
+      kind: 'timeout',
+      host,
+      reason: host.status.state === 'Ready' ? 'DeploymentTimedOut' : 'InspectionTimeout',
+    };
+  }
   return { kind: 'wait', ...(deadline !== undefined ? { until: deadline } : {}) };
 }
 
@@ -124,6 +137,7 @@ export function newHost(
   const { password: _, ...redfish } = input.spec.redfish;
   const host: StoredHost = {
     name: input.name,
+    namespace: input.namespace,
     spec: { ...input.spec, redfish: { ...redfish, passwordEnc } },
     status: { state: 'Enrolling', nics: [] },
     createdAt: new Date(now).toISOString(),
@@ -145,8 +159,9 @@ export function hostDeletion(h: StoredHost): { event: WorkflowEvent } | Refusal 
 export function newMachine(input: MachineCreate, now: number): { machine: StoredMachine; event: WorkflowEvent } {
   const machine: StoredMachine = {
     name: input.name,
+    namespace: input.namespace,
     spec: input.spec,
-    status: { phase: 'Pending', attempts: 0 },
+    status: { phase: 'Pending', attempts: 0, conditions: [], rejectedHosts: [] },
     createdAt: new Date(now).toISOString(),
   };
   return { machine, event: event('MachineCreated', 'info', { machine: input.name }, 'created') };
@@ -210,31 +225,61 @@ export function enrolment(
 type Pair = { machine: StoredMachine; host: StoredHost };
 type PairEvent = Pair & { event: WorkflowEvent };
 
-export function claim(m: StoredMachine, h: StoredHost): PairEvent {
+/** Sets a condition; its lastTransitionTime moves only when its status does. */
+export function setCondition(
+  m: StoredMachine,
+  type: string,
+  status: Condition['status'],
+  reason: string,
+  message: string,
+  now: number,
+): void {
+  const list = m.status.conditions ?? [];
+  const old = list.find((c) => c.type === type);
+  const lastTransitionTime = old && old.status === status ? old.lastTransitionTime : new Date(now).toISOString();
+  m.status.conditions = [...list.filter((c) => c.type !== type), { type, status, reason, message, lastTransitionTime }];
+}
+
+/** The v1.0 ProviderID of a host: what the inspector gets as beskar7.provider-id. */
+export const providerId = (h: Pick<StoredHost, 'name' | 'namespace'>): string => `b7://${h.namespace}/${h.name}`;
+
+export function claim(m: StoredMachine, h: StoredHost, now: number): PairEvent {
   const machine = clone(m);
   const host = clone(h);
   machine.status = { ...machine.status, phase: 'Inspecting', hostId: h.name, attempts: 0 };
   delete machine.status.failureReason;
   delete machine.status.failureMessage;
+  setCondition(machine, 'HostClaimed', 'True', 'Claimed', `host ${h.name}`, now);
+  if (!m.spec.targetImageDigest) {
+    setCondition(
+      machine,
+      'TargetDigestPinned',
+      'False',
+      'NoDigest',
+      'no targetImageDigest: the target is not verified before it boots',
+      now,
+    );
+  }
   host.status = { ...host.status, state: 'InUse', consumer: m.name, inspectionPhase: 'Pending' };
   delete host.status.errorMessage;
   return { machine, host, event: event('Claimed', 'info', { machine: m.name, host: h.name }, `claimed ${h.name}`) };
 }
 
 /**
- * Records for booting the inspector with a fresh token (only its hash is kept). A claimed host starts a new
- * attempt; a host whose attempt was persisted but not powered (a restart came between) only gets the new token.
+ * Records for booting the inspector with fresh credentials (an attempt id; the nonce and token derive from it).
+ * A claimed host starts a new attempt; a host whose attempt was persisted but not powered (a restart came
+ * between) only gets the new credentials.
  */
 export function startAttempt(
   m: StoredMachine,
   h: StoredHost,
-  tokenHash: string,
+  attempt: string,
   now: number,
   p: Policy,
 ): Pair & { event?: WorkflowEvent } {
   const machine = clone(m);
   const host = clone(h);
-  host.inspectionTokenHash = tokenHash;
+  host.bootstrap = { attempt, expiresAt: new Date(now + p.inspectionTimeoutMs).toISOString() };
   if (h.status.state !== 'InUse') return { machine, host };
   machine.status.attempts = (machine.status.attempts ?? 0) + 1;
   machine.status.inspectionDeadline = now + p.inspectionTimeoutMs;
@@ -264,54 +309,124 @@ export function powerObserved(h: StoredHost, powerState: string | undefined): St
   return host;
 }
 
-/** iPXE fetched the script of an inspecting host's MAC: the inspector is on its way. */
-export function scriptFetched(h: StoredHost, mac: string): { host: StoredHost; event: WorkflowEvent } | undefined {
-  if (h.status.state !== 'Inspecting') return undefined;
-  if (h.status.inspectionPhase !== 'Booting' && h.status.inspectionPhase !== 'Pending') return undefined;
+/** A boot nonce presented with the right value (the caller checked it) is judged here. */
+export type ClaimVerdict =
+  | { kind: 'unknown' }
+  | { kind: 'conflict'; message: string }
+  | { kind: 'ok'; host: StoredHost; event: WorkflowEvent };
+
+/**
+ * The one claim of an attempt's boot nonce. A second claim, or one from an address other than the one our DHCP
+ * leased to the host, means someone else has the nonce: the caller ends the attempt and retries with fresh
+ * credentials, and nothing the claimant sends is trusted.
+ */
+export function judgeClaim(
+  h: StoredHost,
+  c: { from: string; mac?: string | undefined; leased: readonly string[] },
+  now: number,
+): ClaimVerdict {
+  const b = h.bootstrap;
+  if (!b || Date.parse(b.expiresAt) <= now) return { kind: 'unknown' };
+  if (h.status.state !== 'Inspecting' && h.status.state !== 'Ready') return { kind: 'unknown' };
+  if (b.claim) {
+    return { kind: 'conflict', message: `boot nonce claimed again from ${c.from} (first claim from ${b.claim.from})` };
+  }
+  if (c.leased.length && !c.leased.includes(c.from)) {
+    return {
+      kind: 'conflict',
+      message: `boot nonce claimed from ${c.from}; the host's lease is ${c.leased.join(', ')}`,
+    };
+  }
   const host = clone(h);
+  host.bootstrap = { ...b, claim: { from: c.from, at: new Date(now).toISOString(), ...(c.mac ? { mac: c.mac } : {}) } };
   host.status.inspectionPhase = 'InProgress';
-  const scope = { host: h.name, machine: h.status.consumer, mac };
-  return { host, event: event('ScriptFetched', 'info', scope, 'inspector script fetched') };
+  const scope = { host: h.name, machine: h.status.consumer, mac: c.mac };
+  return {
+    kind: 'ok',
+    host,
+    event: event('CredentialClaimed', 'info', scope, `inspector credentials claimed from ${c.from}`),
+  };
 }
 
-/** Why a report from this host is refused now; the token has been checked already. */
-export function reportRefusal(h: StoredHost): Refusal | undefined {
-  // Pending counts: the token exists once the attempt is stored, and a fast machine may report before the
-  // BMC call that powered it has returned
+/** Why a report from this host is refused now; the token and address have been checked already. */
+export function reportRefusal(h: StoredHost, report: InspectionReport): Refusal | undefined {
   const phase = h.status.inspectionPhase ?? '';
-  if (h.status.state === 'Inspecting' && ['Pending', 'Booting', 'InProgress'].includes(phase)) return undefined;
-  return { status: 409, error: `host ${h.name} is not inspecting (${h.status.state}/${phase || '-'})` };
+  if (h.status.state !== 'Inspecting' || phase !== 'InProgress') {
+    return { status: 409, error: `host ${h.name} is not inspecting (${h.status.state}/${phase || '-'})` };
+  }
+  const booted = h.bootstrap?.claim?.mac;
+  const want = booted ? [booted] : hostMacs(h);
+  if (!report.nics.some((n) => want.includes(n.macAddress))) {
+    return { status: 400, error: `the report lists no NIC with the MAC the host booted from (${want.join(', ')})` };
+  }
+  return undefined;
 }
 
 export const reportRejected = (host: string, message: string): WorkflowEvent =>
   event('ReportRejected', 'warning', { host }, message);
 
+export const credentialConflict = (h: StoredHost, message: string): WorkflowEvent =>
+  event('CredentialConflict', 'warning', { host: h.name, machine: h.status.consumer }, message);
+
+export const credentialMisuse = (h: StoredHost, message: string): WorkflowEvent =>
+  event('CredentialMisuse', 'warning', { host: h.name, machine: h.status.consumer }, message);
+
+export interface ReportOutcome extends Pair {
+  id: string;
+  stored: StoredReport;
+  events: WorkflowEvent[];
+  /** the requirements are met: the inspector may go on to the target */
+  approved: boolean;
+  /** the host was let go: power it off */
+  released: boolean;
+}
+
 /**
- * The report is stored and the phase is Complete in one batch: a second report with the same token gets 409.
- * The token still carries the inspector's progress reports until the host is released.
+ * A report is stored and judged in one batch, so the inspector's next request already sees the verdict: a
+ * host that meets the requirements is Ready and waits for the provisioned callback; one that does not is
+ * released, and the machine claims the next matching host (if allowed) or fails.
  */
 export function reportAccepted(
+  m: StoredMachine,
   h: StoredHost,
   report: InspectionReport,
+  hosts: readonly StoredHost[],
   now: number,
-): { host: StoredHost; id: string; stored: StoredReport; event: WorkflowEvent } {
+  p: Policy,
+): ReportOutcome {
   const at = new Date(now).toISOString();
   const id = `${h.name}/${at}`;
+  const machine = clone(m);
   const host = clone(h);
   host.status = { ...host.status, inspectionPhase: 'Complete', inspectionReportId: id };
-  const stored: StoredReport = {
-    hostId: h.name,
-    ...(h.status.consumer ? { machine: h.status.consumer } : {}),
-    receivedAt: at,
-    report,
-  };
-  const summary = `${report.cpus.cores} cores, ${report.memory.totalGB} GB, ${report.disks.length} disks`;
-  return {
-    host,
-    id,
-    stored,
-    event: event('ReportReceived', 'info', { host: h.name, machine: h.status.consumer }, summary),
-  };
+  const stored: StoredReport = { hostId: h.name, machine: m.name, receivedAt: at, report };
+  const scope = { machine: m.name, host: h.name };
+  const summary = `${report.cpus.cores} cores, ${report.memory.totalGB} GiB, ${report.disks.length} disks`;
+  const events = [event('ReportReceived', 'info', scope, summary)];
+  setCondition(machine, 'InspectionComplete', 'True', 'ReportReceived', summary, now);
+  const unmet = unmetRequirements(m.spec.hardwareRequirements, report);
+  if (!unmet.length) {
+    host.status.state = 'Ready';
+    machine.status.inspectionDeadline = now + p.deploymentTimeoutMs;
+    delete machine.status.failureMessage;
+    setCondition(machine, 'RequirementsMet', 'True', 'RequirementsMet', summary, now);
+    events.push(event('Ready', 'info', scope, 'requirements met; waiting for the provisioned callback'));
+    return { machine, host, id, stored, events, approved: true, released: false };
+  }
+  const why = unmet.join('; ');
+  setCondition(machine, 'RequirementsMet', 'False', 'RequirementsNotMet', `${h.name}: ${why}`, now);
+  machine.status.rejectedHosts = [...(machine.status.rejectedHosts ?? []), h.name];
+  delete machine.status.inspectionDeadline;
+  const next = p.tryOtherHosts ? selectHost(machine, hosts) : undefined;
+  if (next) {
+    machine.status = { ...machine.status, phase: 'Pending', failureMessage: `${h.name}: ${why}` };
+    delete machine.status.hostId;
+    events.push(event('RequirementsNotMet', 'warning', scope, `${why}; trying ${next.name}`));
+  } else {
+    machine.status = { ...machine.status, phase: 'Failed', failureReason: 'RequirementsNotMet', failureMessage: why };
+    events.push(event('RequirementsNotMet', 'error', scope, why));
+  }
+  return { machine, host: release(host), id, stored, events, approved: false, released: true };
 }
 
 export interface InspectorProgress {
@@ -320,7 +435,7 @@ export interface InspectorProgress {
   message: string;
 }
 
-/** A step of the inspector after its report (download, config, kexec), or a failure it hit. */
+/** A step of the inspector after its report (download, verify, kexec), or a failure it hit. */
 export function progressNoted(h: StoredHost, p: InspectorProgress): { host: StoredHost; event: WorkflowEvent } {
   const host = clone(h);
   if (!p.ok) host.status.errorMessage = `inspector ${p.step}: ${p.message}`;
@@ -332,7 +447,7 @@ export function progressNoted(h: StoredHost, p: InspectorProgress): { host: Stor
   };
 }
 
-/** A failed attempt (timeout or BMC error): retry with backoff, or fail the machine after the last one. */
+/** A failed attempt (timeout, BMC error, contested credentials): retry with backoff, or fail after the last. */
 export function attemptFailed(
   m: StoredMachine,
   h: StoredHost,
@@ -346,7 +461,7 @@ export function attemptFailed(
   const host = clone(h);
   host.status.inspectionPhase = phase;
   host.status.errorMessage = message;
-  delete host.inspectionTokenHash;
+  delete host.bootstrap;
   const scope = { machine: m.name, host: h.name };
   if ((machine.status.attempts ?? 0) >= p.maxAttempts) {
     const failureMessage = `${message} (after ${machine.status.attempts} attempts)`;
@@ -356,37 +471,49 @@ export function attemptFailed(
   }
   const wait = retryDelayMs(machine.status.attempts ?? 1, p);
   machine.status.notBefore = now + wait;
+  delete machine.status.inspectionDeadline;
   machine.status.failureMessage = `${message}; retrying in ${Math.round(wait / 1000)} s`;
   host.status.state = 'InUse';
   return { machine, host, final: false, event: event('Retry', 'warning', scope, machine.status.failureMessage) };
 }
 
-export function validated(m: StoredMachine, h: StoredHost, report: InspectionReport): PairEvent {
-  const unmet = unmetRequirements(m.spec.hardwareRequirements, report);
-  const machine = clone(m);
-  const host = clone(h);
-  delete machine.status.inspectionDeadline;
-  const scope = { machine: m.name, host: h.name };
-  if (unmet.length) {
-    const failureMessage = unmet.join('; ');
-    machine.status = { ...machine.status, phase: 'Failed', failureReason: 'RequirementsNotMet', failureMessage };
-    return { machine, host: release(host), event: event('RequirementsNotMet', 'error', scope, failureMessage) };
-  }
-  delete machine.status.failureMessage;
-  host.status.state = 'Ready';
-  return { machine, host, event: event('Ready', 'info', scope, 'requirements met') };
-}
-
 /** Later network boots of a provisioned host leave iPXE for the local disk. */
 export const localDisk: BootInstruction = { script: 'local-disk', cmdline: '', localDiskMethod: 'exit' };
 
-export function handedOff(m: StoredMachine, h: StoredHost): PairEvent {
+/** The inspector verified the target and is about to kexec: the only way a machine becomes Provisioned. */
+export function provisioned(m: StoredMachine, h: StoredHost, now: number): PairEvent | Refusal {
+  if (h.status.state !== 'Ready') return { status: 409, error: `host ${h.name} has not passed validation` };
   const machine = clone(m);
   const host = clone(h);
   machine.status.phase = 'Provisioned';
+  delete machine.status.inspectionDeadline;
   host.status.state = 'Provisioned';
+  delete host.bootstrap;
+  setCondition(machine, 'Provisioned', 'True', 'InspectorProvisioned', 'target verified; kexec', now);
   const scope = { machine: m.name, host: h.name };
   return { machine, host, event: event('Provisioned', 'info', scope, `target ${m.spec.targetImageURL}`) };
+}
+
+/** Contract §4.5: the reason is a hint, cleaned of control characters and capped. */
+export const cleanReason = (s: string): string =>
+  s
+    .replace(/[\u0000-\u001f\u007f]+/g, ' ')
+    .trim()
+    .slice(0, 256);
+
+/** The inspector could not deploy the target: the machine fails at once, with DigestMismatch when it says so. */
+export function provisionFailed(m: StoredMachine, h: StoredHost, reason: string, now: number): PairEvent {
+  const machine = clone(m);
+  const why = cleanReason(reason) || 'no reason given';
+  const failureReason = /digest/i.test(why) ? 'DigestMismatch' : 'DeploymentFailed';
+  const failureMessage = `inspector reported deploy failure: ${why}`;
+  machine.status = { ...machine.status, phase: 'Failed', failureReason, failureMessage };
+  delete machine.status.inspectionDeadline;
+  setCondition(machine, 'Provisioned', 'False', failureReason, failureMessage, now);
+  const host = release(h);
+  host.status.errorMessage = failureMessage;
+  const scope = { machine: m.name, host: h.name };
+  return { machine, host, event: event('ProvisionFailed', 'error', scope, failureMessage) };
 }
 
 const LIVE_PHASES = new Set(['Pending', 'Booting', 'InProgress']);
@@ -396,7 +523,7 @@ export function release(h: StoredHost): StoredHost {
   const host = clone(h);
   host.status.state = 'Available';
   delete host.status.consumer;
-  delete host.inspectionTokenHash;
+  delete host.bootstrap;
   if (LIVE_PHASES.has(host.status.inspectionPhase ?? '')) delete host.status.inspectionPhase;
   return host;
 }
@@ -437,29 +564,44 @@ export function hostActed(h: StoredHost, a: HostAction, r: ActionResult): { host
   return { host, event: event('HostAction', 'info', scope, `${describeAction(a)}${power}`) };
 }
 
-/** The kernel command line the inspector reads its parameters from. */
-export function inspectInstruction(
+/** Where the inspector is booted from: an iPXE script to chain, or a directory with its kernel and initrd. */
+export const inspectorIsScript = (url: string): boolean => /(\.ipxe|\/boot)$/.test(new URL(url).pathname);
+
+/**
+ * The claim's answer: the inspector booted with the contract's kernel parameters (v4.2 §5). A chained script
+ * gets them in the iPXE setting beskar7-params (the bundled /beskar7-inspector/boot puts them on its kernel line).
+ */
+export function inspectorScript(
   m: StoredMachine,
-  host: StoredHost,
-  apiBase: string,
-  token: string,
-): BootInstruction {
-  const base = m.spec.inspectionImageURL.replace(/\/$/, '');
+  h: StoredHost,
+  c: { api: string; token: string; mac?: string | undefined },
+): string {
   const args = [
-    `beskar7.api=${apiBase}`,
-    `beskar7.host=${host.name}`,
-    `beskar7.token=${token}`,
+    `beskar7.api=${c.api}`,
+    `beskar7.namespace=${h.namespace}`,
+    `beskar7.host=${h.name}`,
+    `beskar7.token=${c.token}`,
     `beskar7.target=${m.spec.targetImageURL}`,
+    ...(m.spec.targetImageDigest ? [`beskar7.target-digest=${m.spec.targetImageDigest}`] : []),
+    `beskar7.provider-id=${providerId(h)}`,
     ...(m.spec.configurationURL ? [`beskar7.config=${m.spec.configurationURL}`] : []),
+    ...(c.mac ? [`BOOTIF=01-${c.mac.replace(/:/g, '-')}`] : []),
     // the last console= is /dev/console, where the agent writes: the serial line, which BMCs expose as SOL
     'console=tty0',
     'console=ttyS0',
-  ];
-  return {
-    script: 'inspect',
-    kernelURL: `${base}/vmlinuz`,
-    initrdURL: `${base}/initrd`,
-    cmdline: args.join(' '),
-    localDiskMethod: 'exit',
-  };
+  ].join(' ');
+  const url = m.spec.inspectionImageURL;
+  if (inspectorIsScript(url)) {
+    return `#!ipxe\nset beskar7-params ${args}\nchain ${url}\n`;
+  }
+  const base = url.replace(/\/$/, '');
+  return [
+    '#!ipxe',
+    `echo Beskar7: booting the inspector for ${h.name}`,
+    `kernel ${base}/vmlinuz initrd=initrd ${args}`,
+    // the contract's name first, then the bundled inspector's
+    `initrd --name initrd ${base}/initrd.img || initrd --name initrd ${base}/initrd`,
+    'boot',
+    '',
+  ].join('\n');
 }

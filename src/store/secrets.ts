@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 
@@ -31,6 +31,16 @@ export class SecretBox {
     return `v1:${Buffer.concat([iv, c.getAuthTag(), ct]).toString('base64')}`;
   }
 
+  /**
+   * The boot nonce and bearer token of an inspection attempt: HMAC-SHA256 of the key over the host and the
+   * attempt id, base64url (43 characters, the contract's token form). The store keeps the attempt id only.
+   */
+  attemptSecrets(host: string, attempt: string): { nonce: string; token: string } {
+    const mac = (label: string) =>
+      createHmac('sha256', this.key).update(`${label}/${host}/${attempt}`).digest('base64url');
+    return { nonce: mac('nonce'), token: mac('token') };
+  }
+
   open(sealed: string): string {
     const raw = Buffer.from(sealed.replace(/^v1:/, ''), 'base64');
     const d = createDecipheriv('aes-256-gcm', this.key, raw.subarray(0, 12));
@@ -52,13 +62,12 @@ export function adminToken(dataDir: string, configured?: string): { token: strin
   };
 }
 
-export const newToken = (): string => randomBytes(24).toString('hex');
-export const hashToken = (t: string): string => createHash('sha256').update(t).digest('hex');
+/** A fresh attempt id: the salt the attempt's nonce and token are derived from. */
+export const newAttemptId = (): string => randomBytes(16).toString('hex');
 
-/** Constant-time comparison of a presented token with a stored hash. */
-export function tokenMatches(presented: string | undefined, storedHash: string | undefined): boolean {
-  if (!presented || !storedHash) return false;
-  const a = Buffer.from(hashToken(presented), 'hex');
-  const b = Buffer.from(storedHash, 'hex');
+/** Constant-time comparison; a secret of another length or encoding is simply wrong. */
+export function sameSecret(given: string | undefined, want: string): boolean {
+  if (given === undefined) return false;
+  const [a, b] = [Buffer.from(given), Buffer.from(want)];
   return a.length === b.length && timingSafeEqual(a, b);
 }

@@ -11,7 +11,7 @@ import { MsgType, Opt } from '../../src/dhcp/options.js';
 import { FakeBmc } from '../../src/lab/fake-bmc/server.js';
 import { pxe } from '../helpers/packets.js';
 import { RelaySocket } from '../helpers/relay.js';
-import { sampleReport } from '../helpers/sim-inspector.js';
+import { callInspector, claim, claimUrlOf, wireReport } from '../helpers/sim-inspector.js';
 
 const [nArg, server, me, token, postArg] = process.argv.slice(2) as [
   string,
@@ -79,24 +79,26 @@ async function bootOnce(mac: string, g: number, t: Times): Promise<'done' | 'aga
   const ack2 = await dora(mac, true);
   if (!ack2.options.get(Opt.IpxeEncap)) throw new Error('no iPXE options');
   await (await fetch(ack2.file)).text();
-  const script = await (await fetch(`http://${server}:8080/boot/host.ipxe?mac=${mac}`)).text();
+  const url = await claimUrlOf(`http://${server}:8080`, mac);
   t.script = Date.now();
-  const kv = Object.fromEntries([...script.matchAll(/beskar7\.(\w+)=(\S+)/g)].map((m) => [m[1], m[2]]));
-  if (!kv.token) throw new Error('script without an inspection token');
+  if (!url) throw new Error('no inspection script');
   if (generation.get(mac) !== g) return 'done';
+  // the machine speaks from the address it was leased (the driver's namespace has them all, see Lab.anyIp)
+  const p = await claim(url, mac, ack2.yiaddr);
+  // 409: an earlier claim whose answer a kill swallowed; the attempt starts over with a BMC reset on its way
+  if ('status' in p) return 'done';
   const serial = `R-${mac}-${g}-${t.retries}`;
-  const r = await fetch(`${kv.api}/api/v1/hosts/${kv.host}/inspection`, {
-    method: 'POST',
-    headers: { Authorization: `Bearer ${kv.token}`, 'Content-Type': 'application/json' },
-    body: JSON.stringify(sampleReport(mac, { serialNumber: serial })),
-  });
+  const r = await callInspector(p, 'inspection', wireReport(mac, { serialNumber: serial }), ack2.yiaddr);
   if (r.status === 202) {
-    accepted.push({ host: kv.host!, mac, serial });
+    accepted.push({ host: p.host, mac, serial });
     t.report = Date.now();
+    if ((await callInspector(p, 'bootstrap', undefined, ack2.yiaddr)).status === 200) {
+      await callInspector(p, 'provisioned', { status: 'provisioned' }, ack2.yiaddr);
+    }
     return 'done';
   }
   // 409: this host has its report (an earlier POST whose answer the kill swallowed); 401: a newer attempt
-  // has a new token and a BMC reset on its way
+  // has new credentials and a BMC reset on its way
   if (r.status === 409 || r.status === 401) return 'done';
   throw new Error(`report ${r.status}`);
 }

@@ -5,7 +5,7 @@ import { chromium } from 'playwright-core';
 import t from 'tap';
 import { FakeBmc } from '../../src/lab/fake-bmc/server.js';
 import { ADMIN, inProcess, until } from '../helpers/appliance.js';
-import { sampleReport, simulateInspector } from '../helpers/sim-inspector.js';
+import { simulateInspector, wireReport } from '../helpers/sim-inspector.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 
@@ -18,9 +18,7 @@ t.test(
     const bmc = new FakeBmc({
       macs: [mac],
       onPower: (ev, b) =>
-        ev !== 'off' &&
-        b.target === 'Pxe' &&
-        setTimeout(() => void simulateInspector(base, mac, sampleReport(mac)), 300),
+        ev !== 'off' && b.target === 'Pxe' && setTimeout(() => void simulateInspector(base, mac, wireReport(mac)), 300),
     });
     const address = await bmc.start();
     t.teardown(() => bmc.stop());

@@ -48,7 +48,7 @@ t.test(
       );
     }
     t.match(out, /rack1-small\s+ReportReceived/, 'the small host was inspected');
-    t.match(out, /RequirementsNotMet: 1 GB memory < 4 GB required/);
+    t.match(out, /RequirementsNotMet: 1 GiB memory < 4 GiB required/);
     t.match(out, /^\[demo\] web-1\s+rack1-bios\s+(\d+\.\d s\s+){6}Provisioned\s+On$/m, 'table: web-1');
     t.match(out, /^\[demo\] web-2\s+rack1-uefi\s+(\d+\.\d s\s+){6}Provisioned\s+On$/m, 'table: web-2');
     t.match(

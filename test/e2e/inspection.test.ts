@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
@@ -81,20 +82,24 @@ t.test(
       });
       t.same(h.status.nics, [{ mac: machines[name as keyof typeof machines].mac }], `h-${name}: MAC from the BMC`);
     }
-    const spec = (fw: string, req: Record<string, number>) => ({
-      inspectionImageURL: `${http}/assets/inspector`,
+    const target = readFileSync(path.join(repoRoot, 'assets/demo/target.tar.gz'));
+    const digest = `sha256:${createHash('sha256').update(target).digest('hex')}`;
+    const spec = (fw: string, req: Record<string, number>, inspector: string) => ({
+      inspectionImageURL: inspector,
       targetImageURL: `${http}/assets/demo/target.tar.gz`,
+      targetImageDigest: digest,
       configurationURL: `${http}/assets/demo/target.cmdline`,
       hardwareRequirements: req,
       hostSelector: { matchLabels: { fw } },
     });
+    // the v1.0 form (an iPXE script to chain) and the contract's (a directory with vmlinuz and initrd)
     await api(lab, 'POST', '/machines', {
       name: 'm-pass',
-      spec: spec('bios', { minCPUCores: 1, minMemoryGB: 2, minDiskGB: 8 }),
+      spec: spec('bios', { minCPUCores: 1, minMemoryGB: 2, minDiskGB: 8 }, `${http}/beskar7-inspector/boot`),
     });
     await api(lab, 'POST', '/machines', {
       name: 'm-fail',
-      spec: spec('uefi', { minCPUCores: 1, minMemoryGB: 64, minDiskGB: 1 }),
+      spec: spec('uefi', { minCPUCores: 1, minMemoryGB: 64, minDiskGB: 1 }, `${http}/assets/inspector`),
     });
 
     const pass = await until(
@@ -137,8 +142,16 @@ t.test(
     );
     t.match(
       readFileSync(consoles.bios!, 'latin1'),
-      /BESKAR7-DEMO-MARKER[^\n]*beskar7\.provisioned=h-bios beskar7\.demo=configured/,
-      'kexec into the target with its configuration',
+      /BESKAR7-DEMO-MARKER[^\n]*beskar7\.provisioned=h-bios config_url=http:\S+\/assets\/demo\/target\.cmdline beskar7\.config=http:\S+\/target\.cmdline/,
+      'kexec into the target, which gets its configuration URL',
+    );
+    t.match(
+      pass.status.conditions.find((c: { type: string }) => c.type === 'Provisioned'),
+      { status: 'True' },
+    );
+    t.notOk(
+      pass.status.conditions.some((c: { type: string }) => c.type === 'TargetDigestPinned'),
+      'a pinned digest: no warning condition',
     );
 
     const fail = await until(
@@ -150,7 +163,7 @@ t.test(
       400_000,
     );
     t.equal(fail.status.failureReason, 'RequirementsNotMet');
-    t.equal(fail.status.failureMessage, '1.5 GB memory < 64 GB required');
+    t.equal(fail.status.failureMessage, '1.5 GiB memory < 64 GiB required');
     const ru = (await api(lab, 'GET', '/hosts/h-uefi/report')).report;
     t.same([ru.cpus.count, ru.cpus.cores, ru.cpus.threads], [2, 2, 2], 'UEFI: 2 sockets, 2 cores, 2 threads');
     t.equal(ru.bootMode, 'UEFI');
@@ -167,8 +180,26 @@ t.test(
       (e: { kind: string; host?: string; message: string }) => `${e.host ?? ''} ${e.kind} ${e.message}`,
     );
     t.ok(
-      events.some((e: string) => /h-bios InspectorStep kexec/.test(e)),
-      'the inspector reported its kexec step',
+      events.some((e: string) => e === `h-bios InspectorStep target-verify: ${digest}`),
+      'the inspector verified the digest before the kexec',
+    );
+    const order = ['CredentialClaimed', 'ReportReceived', 'Ready', 'InspectorStep target-verify', 'Provisioned'];
+    const bios = events.filter((e: string) => e.startsWith('h-bios '));
+    const at = order.map((k) => bios.findIndex((e: string) => e.startsWith(`h-bios ${k}`)));
+    t.ok(
+      at.every((i, n) => i >= 0 && (n === 0 || i > at[n - 1]!)),
+      `in order: ${order.join(' < ')}`,
+    );
+    const uefiTimeline = (await api(lab, 'GET', `/timeline/${machines.uefi.mac}`)).items.map(
+      (e: { what: string }) => e.what,
+    );
+    t.ok(
+      uefiTimeline.some((w: string) => /ReportReceived/.test(w)),
+      'the failing host reported',
+    );
+    t.notOk(
+      uefiTimeline.some((w: string) => /target\.tar\.gz/.test(w)),
+      'the host that failed its requirements never fetched the target',
     );
     t.comment(events.filter((e: string) => /Inspector|Report|Ready|Provisioned|RequirementsNotMet/.test(e)).join('\n'));
   },

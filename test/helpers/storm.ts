@@ -76,6 +76,8 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
   const work = mkdtempSync(path.join(tmpdir(), 'b7storm-'));
   const lab = new Lab(`b7storm${process.pid % 10000}`, '10.92.0', 16).up();
   const sim = lab.addHost('sim', '52:54:00:92:00:02', '10.92.0.2');
+  // each simulated machine claims its inspector credentials from the address it was leased, as a real one does
+  lab.anyIp(sim, '10.92.64.0/18');
   try {
     const app = new ApplianceProcess(
       lab,
@@ -83,13 +85,13 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
         dataDir: path.join(work, 'data'),
         logLevel: 'warn',
         advertiseAddress: lab.serverIp,
-        // every simulated host speaks from the driver's one address
+        // the simulated hosts share the driver's few addresses
         http: { address: lab.serverIp, port: 8080, rateLimit: { perSecond: 1e6, burst: 1e6 } },
         api: { adminToken: TOKEN },
         dhcp: {
           mode: 'full',
           probeSeconds: 0,
-          full: { poolStart: '10.92.1.0', poolEnd: '10.92.40.255', subnetMask: '255.255.0.0', leaseSeconds: 3600 },
+          full: { poolStart: '10.92.64.0', poolEnd: '10.92.127.255', subnetMask: '255.255.0.0', leaseSeconds: 3600 },
         },
         orchestrator: { tickSeconds: 0.5, inspectionTimeoutSeconds: 300, powerDeadlineSeconds: 60 },
         redfish: { perBmcConcurrency: 2, globalConcurrency: 64 },

@@ -1,6 +1,6 @@
 import type { Test } from 'tap';
 import { FakeBmc, type Personality } from '../../src/lab/fake-bmc/server.js';
-import { sampleReport, simulateInspector } from './sim-inspector.js';
+import { simulateInspector, wireReport } from './sim-inspector.js';
 
 /** A fake BMC whose power-on makes the simulated machine fetch its script and report. */
 export async function bmcWithMachine(
@@ -16,7 +16,7 @@ export async function bmcWithMachine(
     onPower: (ev, boot) => {
       if (ev === 'off' || boot.target !== 'Pxe' || opts.report === null) return;
       setTimeout(
-        () => void simulateInspector(base(), mac, opts.report ?? sampleReport(mac)).then((r) => posts.push(r.status)),
+        () => void simulateInspector(base(), mac, opts.report ?? wireReport(mac)).then((r) => posts.push(r.status)),
         20,
       );
     },

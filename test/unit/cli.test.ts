@@ -6,7 +6,7 @@ import t from 'tap';
 import { FakeBmc } from '../../src/lab/fake-bmc/server.js';
 import { repoRoot } from '../../src/paths.js';
 import { ADMIN, inProcess, until } from '../helpers/appliance.js';
-import { sampleReport, simulateInspector } from '../helpers/sim-inspector.js';
+import { simulateInspector, wireReport } from '../helpers/sim-inspector.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const run = promisify(execFile);
@@ -26,7 +26,7 @@ t.test('CLI: tables, --json, errors, backup and restore without clear-text passw
     password: 'cli-secret-pw',
     macs: [mac],
     onPower: (ev, b) =>
-      ev !== 'off' && b.target === 'Pxe' && setTimeout(() => void simulateInspector(base, mac, sampleReport(mac)), 20),
+      ev !== 'off' && b.target === 'Pxe' && setTimeout(() => void simulateInspector(base, mac, wireReport(mac)), 20),
   });
   const address = await bmc.start();
   t.teardown(() => bmc.stop());

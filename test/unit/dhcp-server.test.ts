@@ -139,7 +139,23 @@ t.test('a restore reloads the running lease table: restored leases are not offer
   const commands = new Commands({
     store: s.store,
     secrets: new SecretBox(s.dir),
-    workflow: { kick: () => {}, forgetBmc: async () => {}, hostAction: async () => ({ ok: true }) },
+    workflow: {
+      kick: () => {},
+      forgetBmc: async () => {},
+      hostAction: async () => ({ ok: true }),
+      failAttempt: async () => {},
+      powerDown: () => {},
+    },
+    policy: {
+      inspectionTimeoutMs: 1,
+      deploymentTimeoutMs: 1,
+      tryOtherHosts: false,
+      maxAttempts: 1,
+      retryBaseMs: 0,
+      retryMaxMs: 0,
+    },
+    apiBase: 'http://127.0.0.1:1',
+    leasedAddresses: () => [],
     imageProblem: async () => undefined,
     restored: () => s.server.reloadLeases(),
   });

@@ -14,7 +14,7 @@ import { inProcess, until } from '../helpers/appliance.js';
 import { memoryLogger } from '../helpers/log.js';
 import { pxe } from '../helpers/packets.js';
 import { RelaySocket } from '../helpers/relay.js';
-import { sampleReport } from '../helpers/sim-inspector.js';
+import { claim, claimUrlOf, wireReport } from '../helpers/sim-inspector.js';
 import { startTftp } from '../helpers/tftp.js';
 import { tempDir } from '../helpers/tmp.js';
 import { bmcWithMachine, hostBody, machineBody } from '../helpers/workflow.js';
@@ -318,16 +318,16 @@ t.test('API: 5000 mutated bodies on every POST endpoint get a 4xx with a message
   base = a.base;
   await a.api('POST', '/hosts', hostBody('fz', address));
   await a.api('POST', '/machines', machineBody('mfz'));
-  const token = await until('the inspection token', async () => {
-    const s = await (await fetch(`${a.base}/boot/host.ipxe?mac=${mac}`)).text();
-    return /beskar7\.token=(\w+)/.exec(s)?.[1];
-  });
+  const url = await until('the nonce URL', () => claimUrlOf(a.base, mac));
+  const claimed = await claim(url, mac);
+  if ('status' in claimed) throw new Error(`claim ${claimed.status}`);
+  const token = claimed.token;
   const hostSpec = {
     redfish: { address: 'http://127.0.0.1:1', username: 'u', password: 'p', allowPlainHttp: true },
     labels: { a: 'b' },
     bootMACs: ['52:54:00:00:00:01'],
   };
-  const report = sampleReport(mac);
+  const report = wireReport(mac);
   const backup = (await a.api('GET', '/backup')).json;
   const endpoints: [string, unknown, string | undefined][] = [
     ['/hosts', { name: 'f1', spec: hostSpec }, undefined],
@@ -344,8 +344,8 @@ t.test('API: 5000 mutated bodies on every POST endpoint get a 4xx with a message
       },
       undefined,
     ],
-    ['/hosts/fz/inspection', report, token],
-    ['/hosts/fz/inspection/progress', { step: 'download', ok: true, message: 'fetched' }, token],
+    ['/inspection/default/fz', report, token],
+    ['/progress/default/fz', { step: 'download', ok: true, message: 'fetched' }, token],
     ['/restore', backup, undefined],
   ];
   const statuses = new Map<string, number>();
@@ -372,7 +372,7 @@ t.test('API: 5000 mutated bodies on every POST endpoint get a 4xx with a message
       .length;
   const before = await rejected();
   for (let i = 0; i < 200; i++) {
-    const r = await a.api('POST', `/hosts/${i % 2 ? 'fz' : `ghost-${i}`}/inspection`, report, `forged-${i}`);
+    const r = await a.api('POST', `/inspection/default/${i % 2 ? 'fz' : `ghost-${i}`}`, report, `forged-${i}`);
     if (r.status !== 401 || r.json.error !== 'unauthorized') t.fail(`forged report: ${r.status} ${r.text}`);
   }
   t.equal(await rejected(), before, '200 forged reports stored nothing');
@@ -414,6 +414,9 @@ t.test('every unauthenticated HTTP route: 3000 random paths, queries and headers
     () => `/assets/inspector/${['vmlinuz', 'initrd', segment()][int(3)]}`,
     () => '/healthz',
     () => `/api/v1/openapi.json?${query()}`,
+    () => `/api/v1/boot/${segment()}/${segment()}/${segment()}?${query()}`,
+    () => `/api/v1/boot/default/fz/${'A'.repeat(int(60))}?${query()}`,
+    () => `/beskar7-inspector/${['boot', segment()][int(2)]}`,
     () => `/${segment()}`,
   ];
   const statuses = new Map<number, number>();

@@ -22,20 +22,12 @@ t.test('HTTP: scripts per host, assets with Range/ETag, escapes refused', async 
   writeFileSync(path.join(dir, 'secret'), 'outside');
   symlinkSync(path.join(dir, 'secret'), path.join(assets, 'escape'));
   const stored = new Map<string, BootInstruction>([
-    [
-      '52:54:00:00:00:01',
-      {
-        script: 'inspect',
-        kernelURL: 'http://x/k',
-        initrdURL: 'http://x/i',
-        cmdline: 'console=ttyS0',
-        localDiskMethod: 'exit',
-      },
-    ],
+    ['52:54:00:00:00:01', { script: 'inspect', host: 'h1', cmdline: '', localDiskMethod: 'exit' }],
+    // an inspect instruction whose attempt is over: no nonce to hand out
+    ['52:54:00:00:00:04', { script: 'inspect', host: 'gone', cmdline: '', localDiskMethod: 'exit' }],
   ]);
   const { log } = memoryLogger('warn');
   const metrics = new Metrics();
-  const scripts: string[] = [];
   const app = createHttpApp({
     httpBase: 'http://10.0.0.1:8080',
     rateLimit: { perSecond: 1000, burst: 1000 },
@@ -49,7 +41,7 @@ t.test('HTTP: scripts per host, assets with Range/ETag, escapes refused', async 
       mac === '52:54:00:00:00:02' ? { script: 'local-disk', cmdline: '', localDiskMethod: 'http404' } : undefined,
     unknownHosts: { script: 'exit', cmdline: '', localDiskMethod: 'exit' },
     health: async () => ({ probe: 1 }),
-    onScript: (e) => scripts.push(`${e.mac}:${e.script}:${e.known}`),
+    claimUrl: async (host) => (host === 'h1' ? 'http://10.0.0.1:8080/api/v1/boot/default/h1/N0NCE' : undefined),
   });
   const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' });
   await new Promise((r) => server.once('listening', r));
@@ -66,14 +58,28 @@ t.test('HTTP: scripts per host, assets with Range/ETag, escapes refused', async 
   ).text();
   t.match(
     inspect,
-    /kernel http:\/\/x\/k initrd=initrd BOOTIF=01-\$\{netX\/mac:hexhyp\} console=ttyS0\ninitrd --name initrd http:\/\/x\/i\nboot/,
+    /^chain --autofree http:\/\/10\.0\.0\.1:8080\/api\/v1\/boot\/default\/h1\/N0NCE\?mac=\$\{netX\/mac\}$/m,
+  );
+  t.notMatch(
+    inspect,
+    /beskar7\.token=|^kernel/m,
+    'the script by MAC carries the nonce only, no token and no kernel line',
+  );
+  const over = await (await get('/boot/host.ipxe?mac=52:54:00:00:00:04')).text();
+  t.match(over, /set beskar7-leave 1\nexit 1/, 'an attempt that is over sends the machine away');
+  const chained = await (await get('/beskar7-inspector/boot')).text();
+  t.match(
+    chained,
+    /^kernel http:\/\/10\.0\.0\.1:8080\/assets\/inspector\/vmlinuz initrd=initrd \$\{beskar7-params\}$/m,
   );
   t.equal((await get('/boot/host.ipxe?mac=52:54:00:00:00:02')).status, 404, 'local disk by HTTP 404');
   t.match(await (await get('/boot/host.ipxe?mac=52:54:00:00:00:03')).text(), /exit 1/, 'unknown host exits');
   const bad = await get('/boot/host.ipxe?mac=zz');
   t.equal(bad.status, 400);
   t.match(await bad.text(), /mac: must be a MAC address/);
-  t.same(scripts, ['52:54:00:00:00:01:inspect:true', '52:54:00:00:00:02:http404:true', '52:54:00:00:00:03:exit:false']);
+  const counted = await metrics.registry.metrics();
+  t.match(counted, /beskar7_ipxe_scripts_total\{script="http404"\} 1/);
+  t.match(counted, /beskar7_ipxe_scripts_total\{script="exit"\} 2/, 'the unknown host and the finished attempt');
 
   const full = await get('/assets/vmlinuz');
   t.equal(full.status, 200);

@@ -22,6 +22,21 @@ t.test('bundled image check: URLs compared parsed, not as strings', async (t) =>
     undefined,
     'another port is not ours',
   );
+  t.equal(await localImageProblem('http://10.0.0.1/beskar7-inspector/boot', base, assets), undefined, 'the script');
+  const empty = tempDir(t);
+  t.match(
+    await localImageProblem('http://10.0.0.1/beskar7-inspector/boot', base, empty),
+    /assets\/inspector\/vmlinuz: no such file .*make inspector/,
+    'the bundled script needs the bundled inspector',
+  );
+  mkdirSync(path.join(empty, 'contract'));
+  writeFileSync(path.join(empty, 'contract', 'vmlinuz'), 'x');
+  t.match(
+    await localImageProblem('http://10.0.0.1/assets/contract', base, empty),
+    /contract\/initrd\.img or initrd: no such file/,
+  );
+  writeFileSync(path.join(empty, 'contract', 'initrd.img'), 'x');
+  t.equal(await localImageProblem('http://10.0.0.1/assets/contract', base, empty), undefined, "the contract's name");
   t.equal(
     await localImageProblem('http://10.0.0.1/assets/../../etc', base, assets),
     undefined,

@@ -32,7 +32,7 @@ t.test('management plane on its own listener with TLS: the boot plane keeps only
     t.equal(r.status, 404, `boot plane: no ${p}`);
   }
   t.equal((await fetch(`${a.base}/boot.ipxe`)).status, 200, 'boot plane: scripts');
-  const intake = await fetch(`${a.base}/api/v1/hosts/h1/inspection`, { method: 'POST', body: '{}' });
+  const intake = await fetch(`${a.base}/api/v1/inspection/default/h1`, { method: 'POST', body: '{}' });
   t.equal(intake.status, 401, 'boot plane: report intake stays where the inspector posts');
   t.equal(
     (await get(`${mgmt}/api/v1/stream?token=${ADMIN}`)).status,

@@ -1,7 +1,9 @@
+import type { Test } from 'tap';
+
 import t from 'tap';
 import { FakeBmc } from '../../src/lab/fake-bmc/server.js';
 import { ADMIN, inProcess, until } from '../helpers/appliance.js';
-import { sampleReport, simulateInspector } from '../helpers/sim-inspector.js';
+import { callInspector, claim, claimUrlOf, simulateInspector, wireReport } from '../helpers/sim-inspector.js';
 import { bmcWithMachine, hostBody, machineBody } from '../helpers/workflow.js';
 
 t.test('machine -> claim -> PXE + power -> report -> Ready -> Provisioned', async (t) => {
@@ -47,7 +49,9 @@ t.test('machine -> claim -> PXE + power -> report -> Ready -> Provisioned', asyn
   const kinds = (await a.api('GET', '/events')).json.items.map((e: { kind: string }) => e.kind);
   const metrics = await (await fetch(`${a.base}/metrics`)).text();
   t.match(metrics, /beskar7_hosts\{state="Provisioned"\} 1/);
-  t.match(metrics, /beskar7_inspection_reports_total\{result="accepted"\} 1/);
+  t.match(metrics, /beskar7_inspector_calls_total\{endpoint="report",status="202"\} 1/);
+  t.match(metrics, /beskar7_inspector_calls_total\{endpoint="provisioned",status="202"\} 1/);
+  t.match(metrics, /beskar7_inspector_credentials_total\{result="claimed"\} 1/);
   t.match(metrics, /beskar7_redfish_calls_total\{method="PATCH",result="204"\} \d/);
   t.match(metrics, /beskar7_redfish_call_seconds_count\{method="GET"\} \d/);
   t.match(kinds, [
@@ -57,14 +61,24 @@ t.test('machine -> claim -> PXE + power -> report -> Ready -> Provisioned', asyn
     'Claimed',
     'InspectionStarted',
     'PowerOn',
-    'ScriptFetched',
+    'CredentialClaimed',
     'ReportReceived',
     'Ready',
     'Provisioned',
   ]);
-  // the token was one-time
-  const replay = await simulateInspector(a.base, '52:54:00:01:00:01', sampleReport('52:54:00:01:00:01'));
-  t.equal(replay.status, 0, 'no inspector token in the script any more');
+  t.match(
+    m.status.conditions.map((c: { type: string; status: string }) => `${c.type}=${c.status}`),
+    [
+      'HostClaimed=True',
+      'TargetDigestPinned=False',
+      'InspectionComplete=True',
+      'RequirementsMet=True',
+      'Provisioned=True',
+    ],
+  );
+  // the attempt is over: nothing to claim any more
+  const replay = await simulateInspector(a.base, '52:54:00:01:00:01', wireReport('52:54:00:01:00:01'));
+  t.equal(replay.status, 0, 'no nonce in the script any more');
 
   t.equal((await a.api('DELETE', '/machines/m1')).status, 202);
   await until('machine gone', async () => ((await a.api('GET', '/machines/m1')).status === 404 ? true : undefined));
@@ -87,7 +101,7 @@ t.test('requirements not met: Failed with a clear reason, host released', async 
     return r.json.status.phase === 'Failed' ? r.json : undefined;
   });
   t.equal(m.status.failureReason, 'RequirementsNotMet');
-  t.equal(m.status.failureMessage, '4 CPU cores < 64 required; 16 GB memory < 512 GB required');
+  t.equal(m.status.failureMessage, '4 CPU cores < 64 required; 16 GiB memory < 512 GiB required');
   const h = await until('host released', async () => {
     const r = await a.api('GET', '/hosts/h2');
     return r.json.status.state === 'Available' ? r.json : undefined;
@@ -209,10 +223,11 @@ t.test('API input: admin token, zod messages, size cap, report tokens', async (t
   });
   t.equal(noType.status, 415);
 
-  // reports without the host's token: the same generic 401 for an unknown host and a wrong token
-  const rep = sampleReport('52:54:00:05:00:01');
-  const ghost = await a.api('POST', '/hosts/ghost/inspection', rep, 'tok');
-  t.same([ghost.status, ghost.json], [401, { error: 'unauthorized' }]);
+  // the contract's endpoints without the host's token: the same generic 401 for an unknown host and a wrong token
+  const as = (host: string, token: string) => ({ api: a.base, namespace: 'default', host, token });
+  const rep = wireReport('52:54:00:05:00:01');
+  const ghost = await callInspector(as('ghost', 'tok'), 'inspection', rep);
+  t.same([ghost.status, await ghost.json()], [401, { error: 'unauthorized' }]);
   const bmc = new FakeBmc({ macs: ['52:54:00:05:00:01'] });
   const address = await bmc.start();
   t.teardown(() => bmc.stop());
@@ -220,18 +235,24 @@ t.test('API input: admin token, zod messages, size cap, report tokens', async (t
   await until('host Available', async () =>
     (await a.api('GET', '/hosts/h5')).json.status.state === 'Available' ? true : undefined,
   );
-  const wrong = await a.api('POST', '/hosts/h5/inspection', rep, 'some-token');
-  t.same([wrong.status, wrong.json], [401, { error: 'unauthorized' }], 'a wrong token learns nothing more');
-  const junk = await a.api('POST', '/hosts/h5/inspection', '{not json', 'some-token');
-  t.equal(junk.status, 401, 'the body of an unauthenticated caller is not even read');
-  const naughty = await a.api('POST', `/hosts/${encodeURIComponent('\x1b]0;x\x07')}/inspection`, rep, 'tok');
+  const wrong = await callInspector(as('h5', 'some-token'), 'inspection', rep);
+  t.same([wrong.status, await wrong.json()], [401, { error: 'unauthorized' }], 'a wrong token learns nothing more');
+  const junk = await callInspector(as('h5', 'some-token'), 'inspection', '{not json');
+  t.equal(junk.status, 401, 'the body of an unauthenticated caller earns no more than 401');
+  const naughty = await callInspector(as(encodeURIComponent('\x1b]0;x\x07'), 'tok'), 'inspection', rep);
   t.equal(naughty.status, 401, 'a host name outside the schema');
+  for (const e of ['bootstrap', 'provisioned', 'provision-failed'] as const) {
+    t.equal((await callInspector(as('h5', 'x'), e, e === 'bootstrap' ? undefined : {})).status, 401, `${e} too`);
+  }
+  const nonce = await fetch(`${a.base}/api/v1/boot/default/h5/${'A'.repeat(43)}`);
+  t.same([nonce.status, await nonce.text()], [404, '#!ipxe\necho Beskar7: no boot script here\nexit 1\n']);
   const events = (await a.api('GET', '/events')).json.items.filter(
-    (e: { kind: string }) => e.kind === 'ReportRejected',
+    (e: { kind: string }) => e.kind === 'ReportRejected' || e.kind.startsWith('Credential'),
   );
   t.equal(events.length, 0, 'unauthenticated refusals store no event');
   const metrics = await (await fetch(`${a.base}/metrics`)).text();
-  t.match(metrics, /beskar7_inspection_reports_total\{result="rejected_401"\} 4/, 'they are counted');
+  t.match(metrics, /beskar7_inspector_calls_total\{endpoint="report",status="401"\} 4/, 'they are counted');
+  t.match(metrics, /beskar7_inspector_credentials_total\{result="unknown"\} 1/);
   const missing = await a.api('POST', '/machines', {
     name: 'nope',
     spec: { inspectionImageURL: `${a.base}/assets/no-such-inspector`, targetImageURL: 'http://x/t' },
@@ -256,80 +277,213 @@ t.test('API input: admin token, zod messages, size cap, report tokens', async (t
   );
 });
 
-t.test('one report per token; the token then carries the inspector progress', async (t) => {
+/** A host and machine whose inspection is under way, with no simulated inspector: the test is the machine. */
+async function inspecting(t: Test, name: string, mac: string, over: Record<string, unknown> = {}) {
   let base = '';
-  const mac = '52:54:00:06:00:01';
-  const { address } = await bmcWithMachine(t, () => base, mac, { report: null });
+  const { bmc, address } = await bmcWithMachine(t, () => base, mac, { report: null });
   const a = await inProcess(t, {
-    orchestrator: { tickSeconds: 0.1, retryBaseSeconds: 0, powerDeadlineSeconds: 5, inspectionTimeoutSeconds: 60 },
+    orchestrator: {
+      tickSeconds: 0.1,
+      retryBaseSeconds: 0,
+      powerDeadlineSeconds: 5,
+      inspectionTimeoutSeconds: 60,
+      ...over,
+    },
   });
   base = a.base;
-  await a.api('POST', '/hosts', hostBody('h6', address));
-  await a.api('POST', '/machines', machineBody('m6'));
-  const token = await until('inspect script', async () => {
-    const s = await (await fetch(`${a.base}/boot/host.ipxe?mac=${mac}`)).text();
-    return /beskar7\.token=(\w+)/.exec(s)?.[1];
+  await a.api('POST', '/hosts', hostBody(name, address));
+  await a.api('POST', '/machines', machineBody(`m-${name}`, { minCPUCores: 2, minMemoryGB: 8, minDiskGB: 50 }));
+  const url = await until('the nonce URL in the script by MAC', () => claimUrlOf(a.base, mac));
+  return { a, bmc, url };
+}
+
+t.test('a claimed nonce: one report per attempt, schema and units enforced, then progress', async (t) => {
+  const mac = '52:54:00:06:00:01';
+  const { a, url } = await inspecting(t, 'h6', mac);
+  const p = await claim(url, mac);
+  if ('status' in p) throw new Error(`claim ${p.status}`);
+  t.equal(p.namespace, 'default');
+  t.equal(p.BOOTIF, '01-52-54-00-06-00-01', 'BOOTIF from the ?mac= of the claim');
+  t.match(p.token, /^[\w-]{43}$/, 'a 256-bit base64url token');
+  t.equal((await a.api('GET', '/hosts/h6')).json.status.inspectionPhase, 'InProgress');
+  t.equal((await callInspector(p, 'bootstrap')).status, 404, 'no target before a report');
+  const badUnits = await callInspector(p, 'inspection', {
+    ...wireReport(mac),
+    memory: [{ id: 'DIMM0', capacity: '16' }],
   });
-  await until('host Booting', async () =>
-    (await a.api('GET', '/hosts/h6')).json.status.inspectionPhase === 'InProgress' ? true : undefined,
-  );
-  const badUnits = await a.api(
-    'POST',
-    '/hosts/h6/inspection',
-    { ...sampleReport(mac), memory: { totalGB: '512MB' } },
-    token,
-  );
   t.equal(badUnits.status, 400);
-  t.match(badUnits.json.error, /memory\.totalGB/);
-  const zeroDisk = await a.api(
-    'POST',
-    '/hosts/h6/inspection',
-    { ...sampleReport(mac), disks: [{ device: '/dev/sda', sizeGB: 0, type: 'HDD' }] },
-    token,
+  t.match((await badUnits.json()).error, /memory\.0\.capacity: must be a number with a unit/);
+  const zeroDisk = await callInspector(p, 'inspection', {
+    ...wireReport(mac),
+    disks: [{ name: 'sda', sizeGB: 0, type: 'HDD' }],
+  });
+  t.match((await zeroDisk.json()).error, /a disk of size 0 is a broken report/);
+  const stranger = await callInspector(p, 'inspection', wireReport('52:54:00:99:99:99'));
+  t.same(
+    [stranger.status, (await stranger.json()).error],
+    [400, 'the report lists no NIC with the MAC the host booted from (52:54:00:06:00:01)'],
   );
-  t.match(zeroDisk.json.error, /a disk of size 0 is a broken report/);
-  t.equal((await a.api('POST', '/hosts/h6/inspection', sampleReport(mac), token)).status, 202);
-  t.equal(
-    (await a.api('POST', '/hosts/h6/inspection', sampleReport(mac), token)).status,
-    409,
-    'a second report is refused',
-  );
-  t.equal(
-    (
-      await a.api(
-        'POST',
-        '/hosts/h6/inspection/progress',
-        { step: 'target-download', ok: true, message: '9 MB' },
-        token,
-      )
-    ).status,
-    202,
-  );
-  t.equal(
-    (
-      await a.api(
-        'POST',
-        '/hosts/h6/inspection/progress',
-        { step: 'kexec', ok: false, message: 'kexec_load failed' },
-        token,
-      )
-    ).status,
-    202,
-  );
-  t.equal((await a.api('POST', '/hosts/h6/inspection/progress', { step: 'x', ok: true }, 'not-the-token')).status, 401);
-  t.equal((await a.api('POST', '/hosts/h6/inspection/progress', { step: 'x' }, token)).status, 400);
+  // two packages of 3 cores, DIMMs in four units: cores are summed, memory is converted to GiB
+  const ok = await callInspector(p, 'inspection', {
+    ...wireReport(mac),
+    cpus: [
+      { id: '0', model: 'X', cores: 3, threads: 6 },
+      { id: '1', model: 'X', cores: 3, threads: 6 },
+    ],
+    memory: [
+      { capacity: '8GiB' },
+      { capacity: '4096MiB' },
+      { capacity: '4294.967296MB' },
+      { capacity: '0.004294967296TB' },
+    ],
+    extra: 'ignored: the contract is additive',
+  });
+  t.same([ok.status, await ok.json()], [202, { status: 'accepted', approved: true }]);
+  const report = (await a.api('GET', '/hosts/h6/report')).json.report;
+  t.same([report.cpus.count, report.cpus.cores, report.cpus.threads, report.memory.totalGB], [2, 6, 12, 20]);
+  t.equal((await callInspector(p, 'inspection', wireReport(mac))).status, 409, 'a second report is refused');
+  t.equal((await callInspector(p, 'bootstrap')).status, 200, 'validated: the gate opens');
+  t.equal((await callInspector(p, 'progress', { step: 'target-download', ok: true, message: '9 MB' })).status, 202);
+  t.equal((await callInspector(p, 'progress', { step: 'kexec', ok: false, message: 'kexec_load failed' })).status, 202);
+  t.equal((await callInspector({ ...p, token: 'not-the-token' }, 'progress', { step: 'x', ok: true })).status, 401);
+  t.equal((await callInspector(p, 'progress', { step: 'x' })).status, 400);
   const h = (await a.api('GET', '/hosts/h6')).json;
   t.equal(h.status.errorMessage, 'inspector kexec: kexec_load failed', 'a failed step is shown on the host');
+  t.equal(h.status.state, 'Ready', 'validated, waiting for the provisioned callback');
+  t.equal((await a.api('GET', '/machines/m-h6')).json.status.phase, 'Inspecting', 'not Provisioned yet');
+  t.same(
+    [(await callInspector(p, 'provisioned', {})).status, (await callInspector(p, 'provisioned', {})).status],
+    [202, 401],
+  );
+  t.equal((await a.api('GET', '/machines/m-h6')).json.status.phase, 'Provisioned');
   const kinds = (await a.api('GET', '/events')).json.items.map(
     (e: { kind: string; message: string }) => `${e.kind}: ${e.message}`,
   );
   t.ok(kinds.includes('InspectorStep: target-download: 9 MB'));
   t.ok(kinds.includes('InspectorFailed: kexec: kexec_load failed'));
   t.ok(
-    kinds.some((k: string) => /^ReportRejected: invalid report body: memory\.totalGB/.test(k)),
+    kinds.some((k: string) => /^ReportRejected: invalid report body: memory\.0\.capacity/.test(k)),
     "an authenticated inspector's bad report is an event",
   );
 });
+
+t.test('a nonce claimed twice: the attempt ends loudly and starts over with fresh credentials', async (t) => {
+  const mac = '52:54:00:06:03:01';
+  const { a, url } = await inspecting(t, 'hc', mac);
+  // someone on the segment read the script by MAC and claimed first, from another address
+  const thief = await claim(url, mac, '127.0.0.2');
+  if ('status' in thief) throw new Error(`claim ${thief.status}`);
+  const real = await fetch(`${url}?mac=${mac}`);
+  t.equal(real.status, 409, 'the second claim is refused');
+  const forged = await callInspector(thief, 'inspection', wireReport(mac), '127.0.0.2');
+  t.equal(forged.status, 401, "the first claimant's token died with the attempt");
+  const m = await until('attempt 2', async () => {
+    const m = (await a.api('GET', '/machines/m-hc')).json;
+    return m.status.attempts === 2 ? m : undefined;
+  });
+  t.match(
+    m.status.failureMessage ?? '',
+    /boot nonce claimed again from 127\.0\.0\.1 \(first claim from 127\.0\.0\.2\)/,
+  );
+  const fresh = await until('a new nonce', async () => {
+    const u = await claimUrlOf(a.base, mac);
+    return u && u !== url ? u : undefined;
+  });
+  t.equal((await fetch(`${url}?mac=${mac}`)).status, 404, 'the old nonce is dead');
+  const p = await claim(fresh, mac);
+  if ('status' in p) throw new Error(`claim ${p.status}`);
+  t.not(p.token, thief.token);
+  t.equal((await callInspector(p, 'inspection', wireReport(mac))).status, 202, 'the real machine reports');
+  const events = (await a.api('GET', '/events')).json.items.map((e: { kind: string }) => e.kind);
+  t.ok(events.includes('CredentialConflict'), 'an event');
+  t.match(
+    await (await fetch(`${a.base}/metrics`)).text(),
+    /beskar7_inspector_credentials_total\{result="conflict"\} 1/,
+  );
+});
+
+t.test('a token used from another address than the one that claimed it is refused and recorded', async (t) => {
+  const mac = '52:54:00:06:04:01';
+  const { a, url } = await inspecting(t, 'hf', mac);
+  const p = await claim(url, mac);
+  if ('status' in p) throw new Error(`claim ${p.status}`);
+  for (const e of ['inspection', 'provisioned', 'progress'] as const) {
+    const body = e === 'inspection' ? wireReport(mac) : { step: 'x', ok: true };
+    t.equal((await callInspector(p, e, body, '127.0.0.2')).status, 401, `a forged ${e} from 127.0.0.2`);
+  }
+  const h = (await a.api('GET', '/hosts/hf')).json;
+  t.same([h.status.state, h.status.inspectionPhase], ['Inspecting', 'InProgress'], 'nothing changed');
+  const misuse = (await a.api('GET', '/events')).json.items.filter(
+    (e: { kind: string }) => e.kind === 'CredentialMisuse',
+  );
+  t.equal(misuse.length, 3);
+  t.match(misuse[0].message, 'inspector token used from 127.0.0.2; it was claimed from 127.0.0.1');
+  t.match(await (await fetch(`${a.base}/metrics`)).text(), /beskar7_inspector_credentials_total\{result="misuse"\} 3/);
+  t.equal((await callInspector(p, 'inspection', wireReport(mac))).status, 202, 'the claimant still reports');
+});
+
+t.test('a host that fails the requirements never passes the gate; the machine tries the next host', async (t) => {
+  const macs = ['52:54:00:06:05:01', '52:54:00:06:05:02'];
+  let base = '';
+  const small = await bmcWithMachine(t, () => base, macs[0]!, { report: null });
+  const big = await bmcWithMachine(t, () => base, macs[1]!);
+  const a = await inProcess(t, { orchestrator: { tickSeconds: 0.1, retryBaseSeconds: 0, powerDeadlineSeconds: 5 } });
+  base = a.base;
+  await a.api('POST', '/hosts', hostBody('small', small.address));
+  await until('small Available', async () =>
+    (await a.api('GET', '/hosts/small')).json.status.state === 'Available' ? true : undefined,
+  );
+  await a.api('POST', '/hosts', hostBody('big', big.address));
+  await a.api('POST', '/machines', machineBody('mg', { minCPUCores: 2, minMemoryGB: 8, minDiskGB: 50 }));
+  const url = await until('small inspecting', () => claimUrlOf(a.base, macs[0]!));
+  const p = await claim(url, macs[0]!);
+  if ('status' in p) throw new Error(`claim ${p.status}`);
+  const r = await callInspector(p, 'inspection', wireReport(macs[0]!, { memory: [{ capacity: '1GiB' }] }));
+  t.same(await r.json(), { status: 'accepted', approved: false }, 'the answer says: do not go on');
+  t.equal((await callInspector(p, 'bootstrap')).status, 401, 'the gate stays shut: the host was let go');
+  t.equal((await callInspector(p, 'provisioned', {})).status, 401, 'no provisioned callback either');
+  const m = await until('machine Provisioned on the big host', async () => {
+    const m = (await a.api('GET', '/machines/mg')).json;
+    return m.status.phase === 'Provisioned' ? m : undefined;
+  });
+  t.equal(m.status.hostId, 'big');
+  t.same(m.status.rejectedHosts, ['small']);
+  t.equal(small.bmc.power, 'Off', 'the first host is powered off');
+  t.equal((await a.api('GET', '/hosts/small')).json.status.state, 'Available');
+});
+
+t.test(
+  'provision-failed fails the machine at once; silence after validation hits the deployment timeout',
+  async (t) => {
+    const mac = '52:54:00:06:06:01';
+    const { a, bmc, url } = await inspecting(t, 'hd', mac, { deploymentTimeoutSeconds: 0.5, maxAttempts: 1 });
+    const p = await claim(url, mac);
+    if ('status' in p) throw new Error(`claim ${p.status}`);
+    t.equal((await callInspector(p, 'inspection', wireReport(mac))).status, 202);
+    const r = await callInspector(p, 'provision-failed', { reason: 'DigestMismatch: got sha256:00\n' });
+    t.same([r.status, await r.json()], [202, { status: 'accepted' }]);
+    const m = (await a.api('GET', '/machines/m-hd')).json;
+    t.same(
+      [m.status.phase, m.status.failureReason, m.status.failureMessage],
+      ['Failed', 'DigestMismatch', 'inspector reported deploy failure: DigestMismatch: got sha256:00'],
+    );
+    await until('powered off', async () => (bmc.power === 'Off' ? true : undefined));
+
+    await a.api('DELETE', '/machines/m-hd');
+    await until('deleted', async () => ((await a.api('GET', '/machines/m-hd')).status === 404 ? true : undefined));
+    await a.api('POST', '/machines', machineBody('m-hd2'));
+    const url2 = await until('inspecting again', () => claimUrlOf(a.base, mac));
+    const p2 = await claim(url2, mac);
+    if ('status' in p2) throw new Error(`claim ${p2.status}`);
+    t.equal((await callInspector(p2, 'inspection', wireReport(mac))).status, 202);
+    const late = await until('deployment timeout', async () => {
+      const m = (await a.api('GET', '/machines/m-hd2')).json;
+      return m.status.phase === 'Failed' ? m : undefined;
+    });
+    t.equal(late.status.failureReason, 'DeploymentTimedOut');
+    t.match(late.status.failureMessage, /no provisioned callback within 1 s/);
+  },
+);
 
 t.test("another host's token and an earlier attempt's token are refused", async (t) => {
   let base = '';
@@ -356,38 +510,32 @@ t.test("another host's token and an earlier attempt's token are refused", async 
       machineBody(`mt${i}`, undefined, { hostSelector: { matchLabels: { n: String(i) } } }),
     );
   }
-  const tokenOf = (mac: string, not?: string) =>
-    until(`a token for ${mac}`, async () => {
-      const tok = /beskar7\.token=(\w+)/.exec(await (await fetch(`${a.base}/boot/host.ipxe?mac=${mac}`)).text())?.[1];
-      return tok && tok !== not ? tok : undefined;
+  const claimOf = (mac: string, not?: string) =>
+    until(`a claim for ${mac}`, async () => {
+      const url = await claimUrlOf(a.base, mac);
+      if (!url || url === not) return undefined;
+      const p = await claim(url, mac);
+      return 'status' in p ? undefined : { ...p, url };
     });
-  const [tok0, tok1] = [await tokenOf(macs[0]!), await tokenOf(macs[1]!)];
-  t.not(tok0, tok1);
+  const [p0, p1] = [await claimOf(macs[0]!), await claimOf(macs[1]!)];
+  t.not(p0.token, p1.token);
   t.equal(
-    (await a.api('POST', '/hosts/t1/inspection', sampleReport(macs[1]!), tok0)).status,
+    (await callInspector({ ...p1, token: p0.token }, 'inspection', wireReport(macs[1]!))).status,
     401,
     "t0's token does not report for t1",
   );
   t.equal(
-    (await a.api('POST', '/hosts/t1/inspection/progress', { step: 'x', ok: true, message: '' }, tok0)).status,
+    (await callInspector({ ...p1, token: p0.token }, 'progress', { step: 'x', ok: true })).status,
     401,
     'nor post its progress',
   );
-  // no report: the attempt times out and the next one mints a new token; the old one is dead
-  const fresh = await tokenOf(macs[0]!, tok0);
+  // no report: the attempt times out and the next one has new credentials; the old ones are dead
+  const fresh = await claimOf(macs[0]!, p0.url);
   t.equal((await a.api('GET', '/machines/mt0')).json.status.attempts, 2, 'second attempt');
-  t.equal(
-    (await a.api('POST', '/hosts/t0/inspection', sampleReport(macs[0]!), tok0)).status,
-    401,
-    "the first attempt's token is refused",
-  );
-  t.equal(
-    (await a.api('POST', '/hosts/t0/inspection', sampleReport(macs[0]!), fresh)).status,
-    202,
-    'the current one is taken',
-  );
+  t.equal((await callInspector(p0, 'inspection', wireReport(macs[0]!))).status, 401, "the first attempt's token");
+  t.equal((await callInspector(fresh, 'inspection', wireReport(macs[0]!))).status, 202, 'the current one is taken');
   const metrics = await (await fetch(`${a.base}/metrics`)).text();
-  t.match(metrics, /beskar7_inspection_reports_total\{result="rejected_401"\} [2-9]/, 'each refusal is counted');
+  t.match(metrics, /beskar7_inspector_calls_total\{endpoint="report",status="401"\} [2-9]/, 'each refusal is counted');
   const retry = (await a.api('GET', '/events')).json.items.find(
     (e: { kind: string; host?: string }) => e.kind === 'Retry' && e.host === 't0',
   );
@@ -403,19 +551,17 @@ t.test("another host's token and an earlier attempt's token are refused", async 
   );
 });
 
-t.test('a BMC that never shows PowerState On: the script fetch proves the machine runs, no retry', async (t) => {
+t.test('a BMC that never shows PowerState On: the claim proves the machine runs, no retry', async (t) => {
   let base = '';
   const mac = '52:54:00:06:02:01';
-  let token: string | undefined;
+  let claimed: Promise<unknown> | undefined;
   const bmc = new FakeBmc({
     macs: [mac],
     personality: { powerLagMs: 600_000 },
     onPower: (ev, boot) => {
       if (ev === 'off' || boot.target !== 'Pxe') return;
-      // the script at once, the report only after the power deadline has passed
-      void fetch(`${base}/boot/host.ipxe?mac=${mac}`).then(
-        async (r) => (token = /beskar7\.token=(\w+)/.exec(await r.text())?.[1]),
-      );
+      // the claim at once, the report only after the power deadline has passed
+      claimed = claimUrlOf(base, mac).then((u) => (u ? claim(u, mac) : undefined));
     },
   });
   const address = await bmc.start();
@@ -426,19 +572,17 @@ t.test('a BMC that never shows PowerState On: the script fetch proves the machin
   base = a.base;
   await a.api('POST', '/hosts', hostBody('lag', address));
   await a.api('POST', '/machines', machineBody('mlag'));
-  const tok = await until('script fetched', async () => token);
+  const p = (await until('claimed', async () => (claimed ? await claimed : undefined))) as Awaited<
+    ReturnType<typeof claim>
+  >;
+  if ('status' in p) throw new Error(`claim ${p.status}`);
   await until('power deadline passed', async () =>
     a.lines.some((l) => l.msg === 'BMC never showed the power on; the machine is booting anyway') ? true : undefined,
   );
-  t.equal(
-    (await a.api('POST', '/hosts/lag/inspection', sampleReport(mac), tok)).status,
-    202,
-    'the report of the first attempt is taken',
-  );
-  const m = await until('Provisioned', async () => {
-    const m = (await a.api('GET', '/machines/mlag')).json;
-    return m.status.phase === 'Provisioned' ? m : undefined;
-  });
+  t.equal((await callInspector(p, 'inspection', wireReport(mac))).status, 202, 'the report of the first attempt');
+  t.equal((await callInspector(p, 'provisioned', {})).status, 202);
+  const m = (await a.api('GET', '/machines/mlag')).json;
+  t.equal(m.status.phase, 'Provisioned');
   t.equal(m.status.attempts, 1, 'one attempt');
   const kinds = (await a.api('GET', '/events')).json.items.map((e: { kind: string }) => e.kind);
   t.notOk(kinds.includes('Retry'), 'no retry');

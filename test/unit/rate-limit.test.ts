@@ -22,7 +22,7 @@ t.test('unauthenticated routes are limited per address; the admin API is not', a
   const codes: number[] = [];
   for (let i = 0; i < 8; i++) codes.push((await fetch(`${a.base}/boot.ipxe`)).status);
   t.same(codes, [200, 200, 200, 200, 200, 429, 429, 429]);
-  const limited = await fetch(`${a.base}/api/v1/hosts/h1/inspection`, { method: 'POST', body: '{}' });
+  const limited = await fetch(`${a.base}/api/v1/inspection/default/h1`, { method: 'POST', body: '{}' });
   t.equal(limited.status, 429, 'one budget across the boot scripts and report intake');
   t.ok(Number(limited.headers.get('retry-after')) >= 1, 'with Retry-After');
   const admin = await fetch(`${a.base}/api/v1/hosts`, { headers: { Authorization: `Bearer ${ADMIN}` } });

@@ -7,7 +7,7 @@ import { FakeBmc } from '../../src/lab/fake-bmc/server.js';
 import { repoRoot } from '../../src/paths.js';
 import { Store } from '../../src/store/store.js';
 import { ADMIN, freePort, until } from '../helpers/appliance.js';
-import { sampleReport, simulateInspector } from '../helpers/sim-inspector.js';
+import { simulateInspector, wireReport } from '../helpers/sim-inspector.js';
 import { tempDir } from '../helpers/tmp.js';
 
 t.test('kill -9 at random points of the workflow, restart: the machine still ends Provisioned, once', async (t) => {
@@ -23,7 +23,7 @@ t.test('kill -9 at random points of the workflow, restart: the machine still end
       if (ev !== 'off' && boot.target === 'Pxe') {
         setTimeout(
           () =>
-            void simulateInspector(base, mac, sampleReport(mac)).then(
+            void simulateInspector(base, mac, wireReport(mac)).then(
               (r) => r.status === 202 && accepted.push(1),
               () => undefined,
             ),

@@ -5,26 +5,35 @@ import {
   claim,
   enrolment,
   hostDeletion,
+  inspectorScript,
+  judgeClaim,
   machineDeleted,
   machineDeleting,
   newHost,
   nextStep,
   progressNoted,
+  provisioned,
+  provisionFailed,
   release,
   releaseFailed,
   reportAccepted,
   reportRefusal,
   retryDelayMs,
-  scriptFetched,
   selectHost,
   shouldEnroll,
   startAttempt,
   unmetRequirements,
-  validated,
 } from '../../src/orchestrator/transitions.js';
 import { sampleReport } from '../helpers/sim-inspector.js';
 
-const policy = { inspectionTimeoutMs: 1000, maxAttempts: 2, retryBaseMs: 100, retryMaxMs: 1000 };
+const policy = {
+  inspectionTimeoutMs: 1000,
+  deploymentTimeoutMs: 5000,
+  tryOtherHosts: true,
+  maxAttempts: 2,
+  retryBaseMs: 100,
+  retryMaxMs: 1000,
+};
 const host = (
   name: string,
   over: Partial<StoredHost['status']> = {},
@@ -32,6 +41,7 @@ const host = (
   createdAt = '2026-01-01T00:00:00Z',
 ): StoredHost => ({
   name,
+  namespace: 'default',
   createdAt,
   spec: {
     redfish: {
@@ -51,9 +61,10 @@ const machine = (
   spec: Partial<StoredMachine['spec']> = {},
 ): StoredMachine => ({
   name: 'm',
+  namespace: 'default',
   createdAt: '2026-01-01T00:00:00Z',
   spec: { inspectionImageURL: 'http://x/i', targetImageURL: 'http://x/t', ...spec },
-  status: { phase: 'Pending', attempts: 0, ...over },
+  status: { phase: 'Pending', attempts: 0, conditions: [], rejectedHosts: [], ...over },
 });
 
 t.test('requirements: cores, memory, the largest single disk', async (t) => {
@@ -67,7 +78,7 @@ t.test('requirements: cores, memory, the largest single disk', async (t) => {
   t.same(unmetRequirements({ minCPUCores: 4, minMemoryGB: 16, minDiskGB: 100 }, r), [], 'equal is enough');
   t.same(
     unmetRequirements({ minCPUCores: 8, minMemoryGB: 16, minDiskGB: 150 }, r),
-    ['4 CPU cores < 8 required', 'largest disk 100 GB < 150 GB required'],
+    ['4 CPU cores < 8 required', 'largest disk 100 GiB < 150 GiB required'],
     'two 100 GB disks are not one 150 GB disk; threads are not cores',
   );
 });
@@ -82,6 +93,7 @@ t.test('host selection: Available, unclaimed, labels, oldest first', async (t) =
   t.equal(selectHost(machine({}, { hostSelector: { matchLabels: { rack: 'r1' } } }), hosts)?.name, 'b');
   t.equal(selectHost(machine(), hosts)?.name, 'd');
   t.equal(selectHost(machine({}, { hostSelector: { matchLabels: { rack: 'r9' } } }), hosts), undefined);
+  t.equal(selectHost(machine({ rejectedHosts: ['d'] }), hosts)?.name, 'b', 'a host that failed the machine is skipped');
 });
 
 t.test('next step for each state', async (t) => {
@@ -120,18 +132,18 @@ t.test('next step for each state', async (t) => {
       'timeout',
     ],
     [
-      'report in',
-      machine({ phase: 'Inspecting', hostId: 'h', inspectionDeadline: 500 }),
-      mine({ inspectionPhase: 'Complete' }),
-      [],
-      'validate',
-    ],
-    [
-      'ready',
-      machine({ phase: 'Inspecting', hostId: 'h' }),
+      'validated, deploying in time',
+      machine({ phase: 'Inspecting', hostId: 'h', inspectionDeadline: 2000 }),
       mine({ state: 'Ready', inspectionPhase: 'Complete' }),
       [],
-      'handoff',
+      'wait',
+    ],
+    [
+      'validated, no provisioned callback in time',
+      machine({ phase: 'Inspecting', hostId: 'h', inspectionDeadline: 500 }),
+      mine({ state: 'Ready', inspectionPhase: 'Complete' }),
+      [],
+      'timeout',
     ],
     [
       'host taken by another',
@@ -145,22 +157,30 @@ t.test('next step for each state', async (t) => {
     ['failed', machine({ phase: 'Failed' }), undefined, [avail], 'done'],
   ];
   for (const [name, m, h, hosts, want] of rows) t.equal(nextStep(m, h, hosts, 1000).kind, want, name);
+  const late = (state: 'Inspecting' | 'Ready') =>
+    nextStep(machine({ phase: 'Inspecting', hostId: 'h', inspectionDeadline: 1 }), mine({ state }), [], 1000);
+  t.match(late('Inspecting'), { kind: 'timeout', reason: 'InspectionTimeout' });
+  t.match(late('Ready'), { kind: 'timeout', reason: 'DeploymentTimedOut' }, 'a validated host waits for its callback');
 });
 
 t.test('attempts: retry with growing backoff, then fail and release', async (t) => {
-  const c = claim(machine(), host('h'));
+  const c = claim(machine(), host('h'), 0);
   t.equal(c.host.status.consumer, 'm');
-  const a1 = startAttempt(c.machine, c.host, 'hash', 0, policy);
+  t.match(c.machine.status.conditions, [
+    { type: 'HostClaimed', status: 'True' },
+    { type: 'TargetDigestPinned', status: 'False', reason: 'NoDigest' },
+  ]);
+  const a1 = startAttempt(c.machine, c.host, 'att1', 0, policy);
   t.equal(a1.machine.status.attempts, 1);
   t.equal(a1.machine.status.inspectionDeadline, 1000);
-  t.equal(a1.host.inspectionTokenHash, 'hash');
+  t.same(a1.host.bootstrap, { attempt: 'att1', expiresAt: new Date(1000).toISOString() }, 'an attempt id, no secret');
   const f1 = attemptFailed(a1.machine, a1.host, 'InspectionTimeout', 'no report', 1000, policy, 'Timeout');
   t.notOk(f1.final);
   t.same([f1.event.kind, f1.event.severity], ['Retry', 'warning'], 'a failed attempt is a warning, not progress');
   t.equal(f1.machine.status.notBefore, 1100);
   t.equal(f1.host.status.state, 'InUse', 'back to InUse: the next step boots again');
-  t.notOk(f1.host.inspectionTokenHash, 'the old token is void');
-  const a2 = startAttempt(f1.machine, f1.host, 'hash2', 2000, policy);
+  t.notOk(f1.host.bootstrap, "the old attempt's credentials are void");
+  const a2 = startAttempt(f1.machine, f1.host, 'att2', 2000, policy);
   const f2 = attemptFailed(a2.machine, a2.host, 'InspectionTimeout', 'no report', 3000, policy, 'Timeout');
   t.ok(f2.final);
   t.same([f2.event.kind, f2.event.severity], ['Failed', 'error']);
@@ -174,25 +194,106 @@ t.test('attempts: retry with growing backoff, then fail and release', async (t) 
   );
 });
 
-t.test('validation: Ready, or Failed with the reasons and the host released', async (t) => {
+t.test('report verdict: Ready and a deployment deadline, or the next host, or Failed', async (t) => {
+  const req = { hardwareRequirements: { minCPUCores: 2, minMemoryGB: 64, minDiskGB: 0 } };
+  const m = machine({ phase: 'Inspecting', hostId: 'h' }, req);
+  const h = host('h', { state: 'Inspecting', consumer: 'm', inspectionPhase: 'InProgress' });
+  const report = sampleReport('52:54:00:00:00:01');
+  const other = host('h2');
+  const next = reportAccepted(m, h, report, [h, other], 10_000, policy);
+  t.same([next.approved, next.released], [false, true]);
+  t.same(
+    [next.machine.status.phase, next.machine.status.hostId, next.machine.status.rejectedHosts],
+    ['Pending', undefined, ['h']],
+    'the machine goes back for the next matching host',
+  );
+  t.same([next.host.status.state, next.host.status.consumer], ['Available', undefined], 'the first is released');
+  t.same(
+    next.events.map((e) => [e.kind, e.severity]),
+    [
+      ['ReportReceived', 'info'],
+      ['RequirementsNotMet', 'warning'],
+    ],
+  );
+  t.match(next.machine.status.conditions, [
+    { type: 'InspectionComplete', status: 'True' },
+    { type: 'RequirementsMet', status: 'False', reason: 'RequirementsNotMet', message: /16 GiB memory < 64/ },
+  ]);
+  const last = reportAccepted(m, h, report, [h], 10_000, policy);
+  t.same(
+    [last.machine.status.phase, last.machine.status.failureReason, last.machine.status.failureMessage],
+    ['Failed', 'RequirementsNotMet', '16 GiB memory < 64 GiB required'],
+    'no other host: the machine fails',
+  );
+  const off = reportAccepted(m, h, report, [h, other], 10_000, { ...policy, tryOtherHosts: false });
+  t.equal(off.machine.status.phase, 'Failed', 'tryOtherHosts off: fails at once');
+  const ok = reportAccepted(
+    { ...m, spec: { ...m.spec, hardwareRequirements: undefined } },
+    h,
+    report,
+    [],
+    10_000,
+    policy,
+  );
+  t.same([ok.approved, ok.machine.status.phase, ok.host.status.state], [true, 'Inspecting', 'Ready']);
+  t.equal(ok.machine.status.inspectionDeadline, 15_000, 'the deployment deadline starts');
+  t.same([ok.host.status.inspectionPhase, ok.stored.machine], ['Complete', 'm']);
+
+  t.match(provisioned(m, h, 0), { status: 409 }, 'no provisioned callback before validation');
+  const p = provisioned(ok.machine, ok.host, 20_000);
+  if ('status' in p) throw new Error('refused');
+  t.same([p.machine.status.phase, p.host.status.state, p.host.bootstrap], ['Provisioned', 'Provisioned', undefined]);
+  t.match(
+    p.machine.status.conditions.find((c) => c.type === 'Provisioned'),
+    { status: 'True' },
+  );
+  const f = provisionFailed(ok.machine, ok.host, 'DigestMismatch: got sha256:00\x1b[31m', 20_000);
+  t.same(
+    [f.machine.status.phase, f.machine.status.failureReason, f.host.status.state],
+    ['Failed', 'DigestMismatch', 'Available'],
+  );
+  t.equal(f.machine.status.failureMessage, 'inspector reported deploy failure: DigestMismatch: got sha256:00 [31m');
+  t.equal(provisionFailed(ok.machine, ok.host, 'disk write', 0).machine.status.failureReason, 'DeploymentFailed');
+});
+
+t.test('claims: the first gets the script; a second, a foreign address or a stale attempt do not', async (t) => {
+  const live = host('h', { state: 'Inspecting', consumer: 'm', inspectionPhase: 'Booting' });
+  live.bootstrap = { attempt: 'a1', expiresAt: new Date(5000).toISOString() };
+  const first = judgeClaim(live, { from: '10.0.0.5', mac: '52:54:00:00:00:01', leased: [] }, 1000);
+  if (first.kind !== 'ok') throw new Error(first.kind);
+  t.same(first.host.bootstrap?.claim, { from: '10.0.0.5', mac: '52:54:00:00:00:01', at: new Date(1000).toISOString() });
+  t.same([first.host.status.inspectionPhase, first.event.kind], ['InProgress', 'CredentialClaimed']);
+  t.match(judgeClaim(first.host, { from: '10.0.0.5', leased: [] }, 1000), {
+    kind: 'conflict',
+    message: 'boot nonce claimed again from 10.0.0.5 (first claim from 10.0.0.5)',
+  });
+  t.match(judgeClaim(live, { from: '10.0.0.66', leased: ['10.0.0.5'] }, 1000), {
+    kind: 'conflict',
+    message: "boot nonce claimed from 10.0.0.66; the host's lease is 10.0.0.5",
+  });
+  t.equal(judgeClaim(live, { from: '10.0.0.5', leased: ['10.0.0.5'] }, 1000).kind, 'ok', 'the leased address may');
+  t.equal(judgeClaim(live, { from: '10.0.0.5', leased: [] }, 5000).kind, 'unknown', 'an expired nonce');
+  t.equal(judgeClaim(host('h'), { from: '10.0.0.5', leased: [] }, 0).kind, 'unknown', 'no attempt');
+
   const m = machine(
     { phase: 'Inspecting', hostId: 'h' },
-    { hardwareRequirements: { minCPUCores: 2, minMemoryGB: 64, minDiskGB: 0 } },
+    { targetImageDigest: `sha256:${'a'.repeat(64)}`, configurationURL: 'http://c/x.yaml' },
   );
-  const h = host('h', { state: 'Inspecting', consumer: 'm', inspectionPhase: 'Complete' });
-  const r = validated(m, h, sampleReport('52:54:00:00:00:01'));
-  t.same(
-    [r.machine.status.phase, r.machine.status.failureReason, r.machine.status.failureMessage],
-    ['Failed', 'RequirementsNotMet', '16 GB memory < 64 GB required'],
+  const s = inspectorScript(m, live, { api: 'http://10.0.0.1:8080', token: 'TOK', mac: '52:54:00:00:00:01' });
+  t.match(
+    s,
+    /^kernel http:\/\/x\/i\/vmlinuz initrd=initrd beskar7\.api=http:\/\/10\.0\.0\.1:8080 beskar7\.namespace=default beskar7\.host=h beskar7\.token=TOK beskar7\.target=http:\/\/x\/t beskar7\.target-digest=sha256:a{64} beskar7\.provider-id=b7:\/\/default\/h beskar7\.config=http:\/\/c\/x\.yaml BOOTIF=01-52-54-00-00-00-01 /m,
   );
-  t.equal(r.host.status.state, 'Available');
-  t.same([r.event.kind, r.event.severity, r.event.machine, r.event.host], ['RequirementsNotMet', 'error', 'm', 'h']);
-  const ok = validated(
-    { ...m, spec: { ...m.spec, hardwareRequirements: { minCPUCores: 2, minMemoryGB: 8, minDiskGB: 0 } } },
-    h,
-    sampleReport('52:54:00:00:00:01'),
+  t.match(s, /^initrd --name initrd http:\/\/x\/i\/initrd\.img \|\| initrd --name initrd http:\/\/x\/i\/initrd$/m);
+  const chained = inspectorScript(
+    { ...m, spec: { ...m.spec, inspectionImageURL: 'http://boot-server/beskar7-inspector/boot' } },
+    live,
+    { api: 'http://a', token: 'TOK' },
   );
-  t.same([ok.machine.status.phase, ok.host.status.state], ['Inspecting', 'Ready']);
+  t.match(
+    chained,
+    /^set beskar7-params beskar7\.api=http:\/\/a .*beskar7\.token=TOK .*\nchain http:\/\/boot-server\/beskar7-inspector\/boot$/m,
+  );
 });
 
 t.test('enrolment: Available with the BMC facts, or Error with the reason and a growing backoff', async (t) => {
@@ -251,6 +352,7 @@ t.test('commands as transitions: new records, deletion guards, script and report
   const hc = newHost(
     {
       name: 'h',
+      namespace: 'default',
       spec: {
         redfish: {
           address: 'https://b',
@@ -280,27 +382,26 @@ t.test('commands as transitions: new records, deletion guards, script and report
   const del = machineDeleting(machine({ phase: 'Inspecting', hostId: 'h' }));
   t.same([del.machine.status.phase, del.event.kind, del.event.host], ['Deleting', 'MachineDeleting', 'h']);
 
-  const booting = host('h', { state: 'Inspecting', consumer: 'm', inspectionPhase: 'Booting' });
-  const sf = scriptFetched(booting, '52:54:00:00:00:01');
-  t.same(
-    [sf?.host.status.inspectionPhase, sf?.event.kind, sf?.event.mac],
-    ['InProgress', 'ScriptFetched', '52:54:00:00:00:01'],
-  );
-  t.equal(
-    scriptFetched(host('h', { state: 'Provisioned' }), '52:54:00:00:00:01'),
-    undefined,
-    'a provisioned host fetching its script changes nothing',
-  );
-  t.equal(reportRefusal(booting), undefined);
-  t.same(reportRefusal(host('h', { state: 'Ready', inspectionPhase: 'Complete' })), {
+  const booting = host('h', { state: 'Inspecting', consumer: 'm', inspectionPhase: 'InProgress' });
+  const report = sampleReport('52:54:00:00:00:01');
+  t.equal(reportRefusal(booting, report), undefined);
+  t.same(reportRefusal(host('h', { state: 'Ready', inspectionPhase: 'Complete' }), report), {
     status: 409,
     error: 'host h is not inspecting (Ready/Complete)',
   });
+  t.same(
+    reportRefusal(booting, sampleReport('52:54:00:00:00:99')),
+    { status: 400, error: 'the report lists no NIC with the MAC the host booted from (52:54:00:00:00:01)' },
+    "a report that does not list the host's boot NIC is not this host's",
+  );
   const started = '2026-01-01T00:00:05.000Z';
   const acc = reportAccepted(
+    machine({ phase: 'Inspecting', hostId: 'h' }),
     { ...booting, status: { ...booting.status, inspectionTimestamp: started } },
-    sampleReport('52:54:00:00:00:01'),
+    report,
+    [],
     10_000,
+    policy,
   );
   t.same(
     [acc.host.status.inspectionPhase, acc.host.status.inspectionReportId, acc.stored.machine],
@@ -316,9 +417,9 @@ t.test('commands as transitions: new records, deletion guards, script and report
 
 t.test('release: back to the pool with no live phase; a failed power-off keeps the real power state', async (t) => {
   const h = host('h', { state: 'Inspecting', consumer: 'm', inspectionPhase: 'Booting', observedPowerState: 'On' });
-  const r = release({ ...h, inspectionTokenHash: 'x' });
+  const r = release({ ...h, bootstrap: { attempt: 'x', expiresAt: '' } });
   t.same(
-    [r.status.state, r.status.consumer, r.status.inspectionPhase, r.inspectionTokenHash],
+    [r.status.state, r.status.consumer, r.status.inspectionPhase, r.bootstrap],
     ['Available', undefined, undefined, undefined],
   );
   t.equal(
