@@ -497,6 +497,7 @@ export function provisioned(m: StoredMachine, h: StoredHost, now: number): PairE
 /** Contract §4.5: the reason is a hint, cleaned of control characters and capped. */
 export const cleanReason = (s: string): string =>
   s
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is removed
     .replace(/[\u0000-\u001f\u007f]+/g, ' ')
     .trim()
     .slice(0, 256);
