@@ -241,6 +241,7 @@ export class Appliance {
       maxBodyBytes: cfg.api.maxBodyBytes,
       metrics: this.metrics,
       timeline: this.timeline,
+      leasedAddresses: (macs: string[]) => this.dhcp?.leasedAddresses(macs) ?? [],
     };
     const health = () => this.health();
     const management = createManagementApp({ admin: createAdminApi(deps), metrics: this.metrics, health, log });

@@ -3,9 +3,16 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import YAML from 'yaml';
 import { type Config, loadConfig } from '../config.js';
+import { KINDS, type Kind, kindOf } from '../domain/manifests.js';
 
 const USAGE = `usage: beskar7 [--url URL] [--token TOKEN] [--json] COMMAND
+  apply -f FILE|-                                   Beskar7 v1.0 manifests (YAML or JSON, several documents):
+                                                    Secret, PhysicalHost, Beskar7Machine; created or updated
+  get KIND [NAME] [-o wide|yaml|json]               KIND: physicalhost(s)/ph/host(s), beskar7machine(s)/machine(s), secret(s)
+  describe KIND NAME                                spec, status, conditions and recent events
+  delete KIND NAME
   hosts [get NAME | add FILE.json | rm NAME]        hosts and their state
   hosts reset NAME [TYPE] | power-on NAME | power-off NAME | pxe-once NAME
                                                     through the host's BMC (TYPE: a Redfish ResetType, ForceRestart)
@@ -27,6 +34,8 @@ const { values, positionals } = parseArgs({
     config: { type: 'string' },
     json: { type: 'boolean', default: false },
     limit: { type: 'string' },
+    filename: { type: 'string', short: 'f' },
+    output: { type: 'string', short: 'o' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -253,7 +262,158 @@ const restoreCommand: Handler = async (file) => {
   show(r.restored, () => out(`restored: ${counts(r.restored)}`));
 };
 
+/** The resource path of a kind, as the user names it (kubectl's short names too). */
+function plural(kind: string | undefined): { kind: Kind; path: string } {
+  const k = kind ? kindOf(kind) : undefined;
+  if (!k) throw new CliError(`unknown kind "${kind ?? ''}": one of ${Object.values(KINDS).flat().join(', ')}`);
+  return { kind: k, path: `/${k.toLowerCase()}s` };
+}
+
+/** Secrets before the hosts that name them, hosts before the machines that claim them. */
+const APPLY_ORDER: Kind[] = ['Secret', 'PhysicalHost', 'Beskar7Machine'];
+
+const applyCommand: Handler = async () => {
+  const file = values.filename;
+  if (!file) throw new CliError('apply needs -f FILE (or -f - for standard input)');
+  const text = file === '-' ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8');
+  const docs = YAML.parseAllDocuments(text);
+  const items: { kind: Kind; name: string; doc: Record<string, any> }[] = [];
+  for (const [i, d] of docs.entries()) {
+    if (d.errors.length) throw new CliError(`${file}: document ${i + 1}: ${d.errors[0]?.message}`);
+    const doc = d.toJSON() as Record<string, any> | null;
+    if (doc === null) continue;
+    for (const one of doc.kind === 'List' && Array.isArray(doc.items) ? doc.items : [doc]) {
+      const kind = kindOf(String(one?.kind ?? ''));
+      if (!kind) throw new CliError(`${file}: document ${i + 1}: unknown kind "${one?.kind}"`);
+      items.push({ kind, name: String(one?.metadata?.name ?? ''), doc: one });
+    }
+  }
+  items.sort((a, b) => APPLY_ORDER.indexOf(a.kind) - APPLY_ORDER.indexOf(b.kind));
+  const results = [];
+  for (const it of items) {
+    const r = await call('PUT', `${plural(it.kind).path}/${encodeURIComponent(it.name)}`, it.doc);
+    results.push({ kind: it.kind, name: it.name, result: r.result });
+    if (!values.json) out(`${it.kind.toLowerCase()}/${it.name} ${r.result}`);
+  }
+  if (values.json) out(JSON.stringify(results, null, 2));
+};
+
+const age = (ts: string | undefined) => {
+  const s = ts ? Math.max(0, Math.round((Date.now() - Date.parse(ts)) / 1000)) : undefined;
+  if (s === undefined) return '-';
+  return s < 120
+    ? `${s}s`
+    : s < 7200
+      ? `${Math.round(s / 60)}m`
+      : s < 172800
+        ? `${Math.round(s / 3600)}h`
+        : `${Math.round(s / 86400)}d`;
+};
+const addresses = (o: any) =>
+  (o.status.addresses ?? []).map((a: { address: string }) => a.address).join(',') || undefined;
+
+const COLUMNS: Record<Kind, { plain: [string, (r: any) => unknown][]; wide: [string, (r: any) => unknown][] }> = {
+  PhysicalHost: {
+    plain: [
+      ['NAME', (h) => h.metadata.name],
+      ['STATE', (h) => h.status.state],
+      ['PHASE', (h) => h.status.inspectionPhase],
+      ['POWER', (h) => h.status.observedPowerState],
+      ['AGE', (h) => age(h.metadata.creationTimestamp)],
+    ],
+    wide: [
+      ['CONSUMER', (h) => h.spec.consumerRef?.name],
+      ['BMC', (h) => h.spec.redfishConnection.address],
+      ['ADDRESSES', addresses],
+      ['ERROR', (h) => h.status.errorMessage],
+    ],
+  },
+  Beskar7Machine: {
+    plain: [
+      ['NAME', (m) => m.metadata.name],
+      ['PHASE', (m) => m.status.phase],
+      ['HOST', (m) => m.status.hostRef?.name],
+      ['READY', (m) => m.status.ready],
+      ['AGE', (m) => age(m.metadata.creationTimestamp)],
+    ],
+    wide: [
+      ['PROVIDERID', (m) => m.spec.providerID],
+      ['ADDRESSES', addresses],
+      ['REASON', (m) => m.status.failureReason],
+      ['MESSAGE', (m) => m.status.failureMessage],
+    ],
+  },
+  Secret: {
+    plain: [
+      ['NAME', (s) => s.metadata.name],
+      ['NAMESPACE', (s) => s.metadata.namespace],
+      ['AGE', (s) => age(s.metadata.creationTimestamp)],
+    ],
+    wide: [],
+  },
+};
+
+const getCommand: Handler = async (kind, name) => {
+  const p = plural(kind);
+  const r = await call('GET', name ? `${p.path}/${encodeURIComponent(name)}` : p.path);
+  const o = values.output ?? (values.json ? 'json' : '');
+  if (o === 'json') return out(JSON.stringify(r, null, 2));
+  if (o === 'yaml') return out(YAML.stringify(name ? r : { apiVersion: 'v1', kind: 'List', items: r.items }).trimEnd());
+  if (o && o !== 'wide') throw new CliError(`-o ${o}: one of wide, yaml, json`);
+  const cols = COLUMNS[p.kind];
+  table(name ? [r] : r.items, o === 'wide' ? [...cols.plain, ...cols.wide] : cols.plain);
+};
+
+const describeCommand: Handler = async (kind, name) => {
+  const p = plural(kind);
+  if (!name) throw new CliError('describe needs KIND NAME');
+  const r = await call('GET', `${p.path}/${encodeURIComponent(name)}`);
+  if (values.json) return out(JSON.stringify(r, null, 2));
+  const { conditions, ...status } = r.status ?? {};
+  out(
+    YAML.stringify({
+      Name: r.metadata.name,
+      Namespace: r.metadata.namespace,
+      Kind: r.kind,
+      Spec: r.spec,
+      Status: status,
+    }).trimEnd(),
+  );
+  if (conditions?.length) {
+    out('Conditions:');
+    table(conditions, [
+      ['TYPE', (c) => c.type],
+      ['STATUS', (c) => c.status],
+      ['REASON', (c) => c.reason],
+      ['SINCE', (c) => age(c.lastTransitionTime)],
+      ['MESSAGE', (c) => c.message],
+    ]);
+  }
+  const key = p.kind === 'PhysicalHost' ? 'host' : 'machine';
+  const events = (await call('GET', '/events?limit=1000')).items.filter((e: any) => e[key] === name).slice(-20);
+  out('Events:');
+  table(events, [
+    ['AGE', (e) => age(e.at)],
+    ['SEVERITY', (e) => e.severity],
+    ['KIND', (e) => e.kind],
+    ['MESSAGE', (e) => e.message],
+  ]);
+};
+
+const deleteCommand: Handler = async (kind, name) => {
+  const p = plural(kind);
+  if (!name) throw new CliError('delete needs KIND NAME');
+  await call('DELETE', `${p.path}/${encodeURIComponent(name)}`);
+  out(
+    `${p.kind.toLowerCase()}/${name} ${p.kind === 'Beskar7Machine' ? 'deleting (its host is powered off and released)' : 'deleted'}`,
+  );
+};
+
 const COMMANDS: Record<string, Handler> = {
+  apply: applyCommand,
+  get: getCommand,
+  describe: describeCommand,
+  delete: deleteCommand,
   hosts: hostsCommand,
   machines: machinesCommand,
   report: reportCommand,

@@ -3,10 +3,12 @@ import { z } from 'zod';
 /** Every kind of workflow event; a new kind is added here, so the timeline, CLI and dashboard know them all. */
 export const EventKind = z.enum([
   'HostCreated',
+  'HostUpdated',
   'HostDeleted',
   'Enrolled',
   'EnrolFailed',
   'MachineCreated',
+  'MachineUpdated',
   'MachineDeleting',
   'Claimed',
   'InspectionStarted',

@@ -92,13 +92,27 @@ export const StoredHostSchema = z.object({
   name: z.string(),
   namespace: z.string().default(DEFAULT_NAMESPACE),
   spec: HostSpecSchema.extend({
-    redfish: RedfishSpecSchema.omit({ password: true }).extend({ passwordEnc: z.string() }),
+    redfish: RedfishSpecSchema.omit({ password: true }).extend({
+      passwordEnc: z.string(),
+      /** the Secret the credentials came from (applied manifests): re-applying it updates them here */
+      credentialsSecretRef: z.string().optional(),
+    }),
   }),
   status: HostStatusSchema,
   bootstrap: AttemptCredentialSchema.optional(),
   createdAt: z.string(),
 });
 export type StoredHost = z.infer<typeof StoredHostSchema>;
+
+/** BMC credentials applied as a v1.0 Secret; the password sealed like a host's. */
+export const StoredSecretSchema = z.object({
+  name: z.string(),
+  namespace: z.string(),
+  username: z.string(),
+  passwordEnc: z.string(),
+  createdAt: z.string(),
+});
+export type StoredSecret = z.infer<typeof StoredSecretSchema>;
 
 /** The MACs a host network-boots from: the configured boot MACs, else every NIC the BMC lists. */
 export const hostMacs = (h: StoredHost): string[] =>

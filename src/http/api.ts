@@ -12,7 +12,9 @@ import { BackupSchema, takeBackup } from '../store/backup.js';
 import { sameSecret } from '../store/secrets.js';
 import type { Store } from '../store/store.js';
 import type { BootTimeline } from '../timeline.js';
+import { createManifestApi } from './manifest-api.js';
 import { remoteAddress } from './rate-limit.js';
+import { answer, bad, bodyCap, parseBody, readJson } from './respond.js';
 
 const IPXE = { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store' };
 
@@ -24,6 +26,8 @@ export interface ApiDeps {
   maxBodyBytes: number;
   metrics: Metrics;
   timeline: BootTimeline;
+  /** the addresses our DHCP leased to these MACs now */
+  leasedAddresses: (macs: string[]) => string[];
 }
 
 /** The API view of a host: the password is never returned, not even encrypted. */
@@ -33,31 +37,6 @@ export function publicHost(h: StoredHost) {
 }
 
 const EventsQuery = z.object({ limit: z.coerce.number().int().min(1).max(1_000_000).default(200) });
-const bad = (c: Context, status: 400 | 401 | 404 | 409 | 413 | 415 | 502, error: string) => c.json({ error }, status);
-
-type Parsed<T> = { ok: true; data: T } | { ok: false; res: Response; error: string };
-
-/** The body as JSON, or why not (415 without the JSON content type, 400 when it does not parse). */
-async function readJson(c: Context): Promise<Parsed<unknown>> {
-  const fail = (status: 400 | 415, error: string) => ({ ok: false as const, res: bad(c, status, error), error });
-  if (!(c.req.header('content-type') ?? '').includes('application/json')) {
-    return fail(415, 'Content-Type must be application/json');
-  }
-  try {
-    return { ok: true, data: await c.req.json() };
-  } catch {
-    return fail(400, 'body is not valid JSON');
-  }
-}
-
-async function parseBody<S extends z.ZodType>(c: Context, schema: S): Promise<Parsed<z.infer<S>>> {
-  const raw = await readJson(c);
-  if (!raw.ok) return raw;
-  const r = schema.safeParse(raw.data);
-  return r.success
-    ? { ok: true, data: r.data }
-    : { ok: false, res: bad(c, 400, formatZodError(r.error)), error: formatZodError(r.error) };
-}
 
 const ProgressSchema = z
   .object({ step: z.string().min(1).max(64), ok: z.boolean(), message: z.string().max(4096).default('') })
@@ -78,15 +57,9 @@ export function createAdminApi(d: ApiDeps): Hono {
   api.route('/', hostRoutes(d));
   api.route('/', machineRoutes(d));
   api.route('/', storeRoutes(d));
+  api.route('/', createManifestApi(d));
   return api;
 }
-
-/** The body limit of api.maxBodyBytes, with a 413 that says it. */
-const bodyCap = (d: ApiDeps) =>
-  bodyLimit({ maxSize: d.maxBodyBytes, onError: (c) => bad(c, 413, `body larger than ${d.maxBodyBytes} bytes`) });
-
-const answer = <T>(c: Context, r: Outcome<T>, render: (v: T) => Response): Response =>
-  r.ok ? render(r.value) : bad(c, r.status, r.error);
 
 /** Contract §4.2's answer; `approved` is ours: false means the host failed the requirements, do not go on. */
 const ACCEPTED = { status: 'accepted' } as const;

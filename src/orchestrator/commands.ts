@@ -1,5 +1,11 @@
 import type { BootInstruction } from '../domain/boot.js';
 import type { WorkflowEvent } from '../domain/events.js';
+import {
+  type MachineManifest,
+  type PhysicalHostManifest,
+  resourceVersion,
+  type SecretManifest,
+} from '../domain/manifests.js';
 import type {
   HostAction,
   HostCreate,
@@ -8,7 +14,8 @@ import type {
   StoredHost,
   StoredMachine,
 } from '../domain/resources.js';
-import { hostMacs } from '../domain/resources.js';
+import { HostCreateSchema, hostMacs } from '../domain/resources.js';
+import { formatZodError } from '../domain/zod-error.js';
 import { type Backup, restoreBackup } from '../store/backup.js';
 import { type SecretBox, sameSecret } from '../store/secrets.js';
 import type { BatchOp, Store } from '../store/store.js';
@@ -19,11 +26,13 @@ import {
   describeAction,
   hostActed,
   hostDeletion,
+  hostUpdate,
   type InspectorProgress,
   inspectorScript,
   judgeClaim,
   localDisk,
   machineDeleting,
+  machineUpdate,
   newHost,
   newMachine,
   type Policy,
@@ -35,6 +44,9 @@ import {
   reportRefusal,
   reportRejected,
 } from './transitions.js';
+
+/** What an apply did, in kubectl's words. */
+export type Applied = 'created' | 'configured' | 'unchanged';
 
 export type Outcome<T> = { ok: true; value: T } | ({ ok: false } & Refusal);
 
@@ -157,6 +169,133 @@ export class Commands {
     });
     if (r.ok) this.d.workflow.kick();
     return r;
+  }
+
+  /** Whether the given resourceVersion (if any) is the stored record's: 409 when stale. */
+  private stale(given: string | undefined, stored: unknown, what: string): Refusal | undefined {
+    if (given === undefined || given === resourceVersion(stored)) return undefined;
+    return no(409, `${what} was changed since resourceVersion ${given}: get it again and re-apply`);
+  }
+
+  /**
+   * A v1.0 Secret with BMC credentials: stored sealed. Hosts that name it take the new credentials (and drop
+   * their BMC session), as a controller watching the Secret would.
+   */
+  async applySecret(s: SecretManifest): Promise<Outcome<Applied>> {
+    const touched: string[] = [];
+    const r = await this.commit<Applied>(async () => {
+      const old = await this.store.secrets.get(s.name);
+      if (old && old.namespace !== s.namespace) return no(409, `secret ${s.name} exists in namespace ${old.namespace}`);
+      const refusal = old && this.stale(s.metadata.resourceVersion, old, `secret ${s.name}`);
+      if (refusal) return refusal;
+      if (old && old.username === s.username && this.d.secrets.open(old.passwordEnc) === s.password) {
+        return { ops: [], value: 'unchanged' };
+      }
+      const passwordEnc = this.d.secrets.seal(s.password);
+      const stored = {
+        name: s.name,
+        namespace: s.namespace,
+        username: s.username,
+        passwordEnc,
+        createdAt: old?.createdAt ?? new Date().toISOString(),
+      };
+      const ops = [this.store.secrets.put(s.name, stored)];
+      for (const h of await this.store.hosts.all()) {
+        if (h.namespace !== s.namespace || h.spec.redfish.credentialsSecretRef !== s.name) continue;
+        ops.push(
+          this.store.hosts.put(h.name, {
+            ...h,
+            spec: { ...h.spec, redfish: { ...h.spec.redfish, username: s.username, passwordEnc } },
+          }),
+        );
+        touched.push(h.name);
+      }
+      return { ops, value: old ? 'configured' : 'created' };
+    });
+    for (const h of touched) await this.d.workflow.forgetBmc(h);
+    return r;
+  }
+
+  /** A v1.0 PhysicalHost: created, or its labels or BMC connection updated; credentials from its Secret. */
+  async applyHost(m: PhysicalHostManifest): Promise<Outcome<Applied>> {
+    const r = await this.commit<Applied>(async () => {
+      const { credentialsSecretRef: ref, ...conn } = m.spec.redfishConnection;
+      const secret = await this.store.secrets.get(ref);
+      if (!secret || secret.namespace !== m.metadata.namespace) {
+        return no(
+          400,
+          `spec.redfishConnection.credentialsSecretRef: no Secret ${ref} in namespace ${m.metadata.namespace}; apply it first (kind: Secret, stringData: username, password)`,
+        );
+      }
+      // the password is the Secret's, already sealed: the schema only needs to see one
+      const input = HostCreateSchema.safeParse({
+        name: m.metadata.name,
+        namespace: m.metadata.namespace,
+        spec: {
+          redfish: { ...conn, username: secret.username, password: 'sealed' },
+          bootMACs: m.spec.bootMACs,
+          labels: m.metadata.labels,
+        },
+      });
+      if (!input.success) return no(400, formatZodError(input.error));
+      const created = newHost(input.data, secret.passwordEnc, Date.now());
+      created.host.spec.redfish.credentialsSecretRef = ref;
+      const old = await this.store.hosts.get(m.metadata.name);
+      if (!old)
+        return {
+          ops: [this.store.hosts.put(created.host.name, created.host), this.ev(created.event)],
+          value: 'created',
+        };
+      if (old.namespace !== m.metadata.namespace)
+        return no(409, `host ${old.name} exists in namespace ${old.namespace}`);
+      const refusal = this.stale(m.metadata.resourceVersion, old, `host ${old.name}`);
+      if (refusal) return refusal;
+      const u = hostUpdate(old, created.host.spec);
+      if (u === 'unchanged') return { ops: [], value: 'unchanged' };
+      if ('status' in u) return u;
+      return { ops: [this.store.hosts.put(old.name, u.host), this.ev(u.event)], value: 'configured' };
+    });
+    if (r.ok && r.value === 'configured') await this.d.workflow.forgetBmc(m.metadata.name);
+    if (r.ok) this.d.workflow.kick();
+    return r;
+  }
+
+  /** A v1.0 Beskar7Machine: created, or its spec updated while it waits for a host. */
+  async applyMachine(m: MachineManifest): Promise<Outcome<Applied>> {
+    const old = await this.store.machines.get(m.metadata.name);
+    if (!old) {
+      const c = await this.createMachine({ name: m.metadata.name, namespace: m.metadata.namespace, spec: m.spec });
+      return c.ok ? done('created') : c;
+    }
+    const problem = await this.d.imageProblem(m.spec.inspectionImageURL);
+    if (problem) return refuse(400, `spec.inspectionImageURL: ${problem}`);
+    const r = await this.commit<Applied>(async () => {
+      const cur = await this.store.machines.get(m.metadata.name);
+      if (!cur) return no(409, `machine ${m.metadata.name} was deleted meanwhile`);
+      if (cur.namespace !== m.metadata.namespace)
+        return no(409, `machine ${cur.name} exists in namespace ${cur.namespace}`);
+      const refusal = this.stale(m.metadata.resourceVersion, cur, `machine ${cur.name}`);
+      if (refusal) return refusal;
+      const u = machineUpdate(cur, m.spec);
+      if (u === 'unchanged') return { ops: [], value: 'unchanged' };
+      if ('status' in u) return u;
+      return { ops: [this.store.machines.put(cur.name, u.machine), this.ev(u.event)], value: 'configured' };
+    });
+    if (r.ok) this.d.workflow.kick();
+    return r;
+  }
+
+  /** A Secret goes only while no host names it. */
+  async deleteSecret(name: string): Promise<Outcome<string>> {
+    return this.commit<string>(async () => {
+      const s = await this.store.secrets.get(name);
+      if (!s) return no(404, `no secret ${name}`);
+      const user = (await this.store.hosts.all()).find(
+        (h) => h.spec.redfish.credentialsSecretRef === name && h.namespace === s.namespace,
+      );
+      if (user) return no(409, `secret ${name} is used by host ${user.name}`);
+      return { ops: [this.store.secrets.del(name)], value: name };
+    });
   }
 
   /** Reset, power on or off, or a one-time PXE boot, through the host's BMC; recorded as an event. */

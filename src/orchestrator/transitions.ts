@@ -145,6 +145,46 @@ export function newHost(
   return { host, event: event('HostCreated', 'info', { host: input.name }, `BMC ${redfish.address}`) };
 }
 
+/**
+ * An applied host manifest over the stored host: the same spec is no change; labels may change any time; a
+ * new BMC connection re-enrols a host no machine holds.
+ */
+export function hostUpdate(
+  h: StoredHost,
+  spec: StoredHost['spec'],
+): { host: StoredHost; event: WorkflowEvent } | Refusal | 'unchanged' {
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  if (same(h.spec, spec)) return 'unchanged';
+  const host = clone(h);
+  host.spec = spec;
+  const { passwordEnc: _a, ...was } = h.spec.redfish;
+  const { passwordEnc: _b, ...now } = spec.redfish;
+  const connection = !same(was, now) || !same(h.spec.bootMACs, spec.bootMACs);
+  if (connection && h.status.consumer) {
+    return { status: 409, error: `host ${h.name} is used by machine ${h.status.consumer}: its BMC cannot change now` };
+  }
+  if (connection) host.status = { state: 'Enrolling', nics: [] };
+  const what = connection ? 'BMC connection changed; enrolling again' : 'labels changed';
+  return { host, event: event('HostUpdated', 'info', { host: h.name }, what) };
+}
+
+/** An applied machine manifest: its spec may change only while it waits for a host. */
+export function machineUpdate(
+  m: StoredMachine,
+  spec: StoredMachine['spec'],
+): { machine: StoredMachine; event: WorkflowEvent } | Refusal | 'unchanged' {
+  if (JSON.stringify(m.spec) === JSON.stringify(spec)) return 'unchanged';
+  if (m.status.phase !== 'Pending') {
+    return {
+      status: 409,
+      error: `machine ${m.name} is ${m.status.phase}: its spec cannot change now; delete it and apply it again`,
+    };
+  }
+  const machine = clone(m);
+  machine.spec = spec;
+  return { machine, event: event('MachineUpdated', 'info', { machine: m.name }, 'spec updated') };
+}
+
 /** A host may go only while no machine holds it. */
 export function hostDeletion(h: StoredHost): { event: WorkflowEvent } | Refusal {
   if (h.status.consumer) {

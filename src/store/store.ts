@@ -12,6 +12,7 @@ import {
   type StoredMachine,
   StoredMachineSchema,
   StoredReportSchema,
+  StoredSecretSchema,
 } from '../domain/resources.js';
 
 type Sub<V> = AbstractSublevel<Level<string, unknown>, string | Buffer | Uint8Array, string, V>;
@@ -135,6 +136,7 @@ export class Store extends EventEmitter {
   readonly machines: Collection<typeof StoredMachineSchema>;
   readonly reports: Collection<typeof StoredReportSchema>;
   readonly events: Collection<typeof EventSchema>;
+  readonly secrets: Collection<typeof StoredSecretSchema>;
   private eventSeq = 0;
 
   private constructor(readonly db: Level<string, unknown>) {
@@ -147,6 +149,7 @@ export class Store extends EventEmitter {
     this.machines = sub('machines', StoredMachineSchema);
     this.reports = sub('reports', StoredReportSchema);
     this.events = sub('events', EventSchema);
+    this.secrets = sub('secrets', StoredSecretSchema);
   }
 
   /** Every collection by name, for backup and restore. */
@@ -158,6 +161,7 @@ export class Store extends EventEmitter {
       this.machines,
       this.reports,
       this.events,
+      this.secrets,
     ] as Collection<z.ZodType>[];
   }
 

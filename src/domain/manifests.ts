@@ -1,0 +1,170 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import { MacSchema } from './mac.js';
+import {
+  DEFAULT_NAMESPACE,
+  MachineSpecSchema,
+  RedfishSpecSchema,
+  ResourceName,
+  type StoredHost,
+  type StoredMachine,
+  type StoredReport,
+} from './resources.js';
+
+/**
+ * Beskar7 v1.0 manifests (`kubectl apply` shapes) at the edge: what the CLI applies and `get -o yaml` prints.
+ * Inside, the appliance keeps its own records; these schemas convert both ways.
+ */
+export const API_VERSION = 'infrastructure.cluster.x-k8s.io/v1beta1';
+
+const Labels = z.record(z.string().max(317), z.string().max(63)).default({});
+
+/** Read-only fields a `get -o yaml` round trip carries back are accepted and ignored, like kubectl. */
+export const MetadataSchema = z.object({
+  name: ResourceName,
+  namespace: ResourceName.default(DEFAULT_NAMESPACE),
+  labels: Labels,
+  annotations: z.record(z.string(), z.string()).optional(),
+  /** optimistic concurrency: an update naming another version than the stored one gets 409 */
+  resourceVersion: z.string().optional(),
+  creationTimestamp: z.string().optional(),
+  uid: z.string().optional(),
+  generation: z.number().optional(),
+});
+
+/** What v1.0 removed from Beskar7Machine.spec, with what replaces each: a 400 says it. */
+export const REMOVED_MACHINE_FIELDS: Record<string, string> = {
+  imageURL: 'removed in v1.0 (it was the ISO for VirtualMedia): use targetImageURL, the OS image the inspector boots',
+  configURL: 'removed in v1.0: use configurationURL, which reaches the OS as config_url= on its command line',
+  osFamily: 'removed in v1.0: the target image determines the OS',
+  provisioningMode: 'removed in v1.0: provisioning is iPXE + inspection only; drop the field',
+  bootMode: 'removed in v1.0: the inspector reports the boot mode it finds (bootModeDetected)',
+};
+
+const removedFields = (spec: unknown, ctx: z.RefinementCtx) => {
+  if (typeof spec !== 'object' || spec === null) return;
+  for (const [k, why] of Object.entries(REMOVED_MACHINE_FIELDS)) {
+    if (k in spec) ctx.addIssue({ code: 'custom', path: [k], message: why });
+  }
+};
+
+export const SecretManifestSchema = z
+  .object({
+    apiVersion: z.literal('v1'),
+    kind: z.literal('Secret'),
+    metadata: MetadataSchema,
+    type: z.string().optional(),
+    /** base64 values, as Kubernetes writes them */
+    data: z.record(z.string(), z.base64()).optional(),
+    stringData: z.record(z.string(), z.string()).optional(),
+  })
+  .strict()
+  .transform((s, ctx) => {
+    const get = (k: string) =>
+      s.stringData?.[k] ?? (s.data?.[k] !== undefined ? Buffer.from(s.data[k], 'base64').toString('utf8') : undefined);
+    const [username, password] = [get('username'), get('password')];
+    if (!username || !password) {
+      ctx.addIssue({ code: 'custom', path: ['stringData'], message: 'a BMC Secret needs username and password' });
+      return z.NEVER;
+    }
+    return { name: s.metadata.name, namespace: s.metadata.namespace, username, password, metadata: s.metadata };
+  });
+export type SecretManifest = z.output<typeof SecretManifestSchema>;
+
+export const PhysicalHostManifestSchema = z
+  .object({
+    apiVersion: z.literal(API_VERSION),
+    kind: z.literal('PhysicalHost'),
+    metadata: MetadataSchema,
+    spec: z
+      .object({
+        redfishConnection: RedfishSpecSchema.omit({ username: true, password: true })
+          .extend({
+            /** a Secret (kind: Secret, same namespace) with username and password */
+            credentialsSecretRef: ResourceName,
+          })
+          .strict(),
+        bootMACs: z.array(MacSchema).default([]),
+        /** set by the appliance when a machine claims the host */
+        consumerRef: z.unknown().optional(),
+      })
+      .strict(),
+    status: z.unknown().optional(),
+  })
+  .strict();
+export type PhysicalHostManifest = z.output<typeof PhysicalHostManifestSchema>;
+
+export const MachineManifestSchema = z
+  .object({
+    apiVersion: z.literal(API_VERSION),
+    kind: z.literal('Beskar7Machine'),
+    metadata: MetadataSchema,
+    spec: z.unknown().superRefine(removedFields).pipe(MachineSpecSchema),
+    status: z.unknown().optional(),
+  })
+  .strict();
+export type MachineManifest = z.output<typeof MachineManifestSchema>;
+
+/** The kinds and the names a user may call them by. */
+export const KINDS = {
+  PhysicalHost: ['physicalhost', 'physicalhosts', 'ph', 'host', 'hosts'],
+  Beskar7Machine: ['beskar7machine', 'beskar7machines', 'machine', 'machines', 'b7m'],
+  Secret: ['secret', 'secrets'],
+} as const;
+export type Kind = keyof typeof KINDS;
+
+export function kindOf(s: string): Kind | undefined {
+  const l = s.toLowerCase();
+  return (Object.keys(KINDS) as Kind[]).find((k) => (KINDS[k] as readonly string[]).includes(l));
+}
+
+/** An opaque version of a stored record: any change to it (spec or status) is a new version. */
+export const resourceVersion = (record: unknown): string =>
+  createHash('sha256').update(JSON.stringify(record)).digest('hex').slice(0, 16);
+
+const metadata = (r: { name: string; namespace: string; createdAt: string }, labels: Record<string, string>) => ({
+  name: r.name,
+  namespace: r.namespace,
+  labels,
+  resourceVersion: resourceVersion(r),
+  creationTimestamp: r.createdAt,
+});
+
+/** A host as v1.0 shows it: the report embedded in the v1.0 shape (richer detail beside it), IPs as addresses. */
+export function hostManifest(h: StoredHost, report: StoredReport | undefined, leased: string[]) {
+  const { passwordEnc: _, username: __, credentialsSecretRef, ...redfish } = h.spec.redfish;
+  const reported = report?.report.nics.flatMap((n) => n.ipAddresses ?? []) ?? [];
+  const { inspectionReportId: ___, consumer, ...status } = h.status;
+  return {
+    apiVersion: API_VERSION,
+    kind: 'PhysicalHost',
+    metadata: metadata(h, h.spec.labels),
+    spec: {
+      redfishConnection: { ...redfish, ...(credentialsSecretRef ? { credentialsSecretRef } : {}) },
+      bootMACs: h.spec.bootMACs,
+      ...(consumer ? { consumerRef: { kind: 'Beskar7Machine', namespace: h.namespace, name: consumer } } : {}),
+    },
+    status: {
+      ...status,
+      ...(report ? { inspectionReport: { timestamp: report.receivedAt, ...report.report } } : {}),
+      addresses: [...new Set([...leased, ...reported])].map((address) => ({ type: 'InternalIP', address })),
+    },
+  };
+}
+
+export function machineManifest(m: StoredMachine, host: StoredHost | undefined, addresses: string[]) {
+  const { inspectionDeadline: _, notBefore: __, ...status } = m.status;
+  const provisioned = m.status.phase === 'Provisioned' && host;
+  return {
+    apiVersion: API_VERSION,
+    kind: 'Beskar7Machine',
+    metadata: metadata(m, {}),
+    spec: { ...m.spec, ...(provisioned ? { providerID: `b7://${host.namespace}/${host.name}` } : {}) },
+    status: {
+      ...status,
+      ready: m.status.phase === 'Provisioned',
+      ...(m.status.hostId ? { hostRef: { kind: 'PhysicalHost', namespace: m.namespace, name: m.status.hostId } } : {}),
+      addresses: addresses.map((address) => ({ type: 'InternalIP', address })),
+    },
+  };
+}

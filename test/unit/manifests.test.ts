@@ -1,0 +1,228 @@
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import t from 'tap';
+import YAML from 'yaml';
+import { FakeBmc } from '../../src/lab/fake-bmc/server.js';
+import { repoRoot } from '../../src/paths.js';
+import { ADMIN, inProcess, until } from '../helpers/appliance.js';
+import { simulateInspector, wireReport } from '../helpers/sim-inspector.js';
+import { tempDir } from '../helpers/tmp.js';
+
+const run = promisify(execFile);
+
+/** Secret + PhysicalHost + Beskar7Machine as Beskar7 v1.0 writes them, pointed at a fake BMC on loopback. */
+const manifests = (bmc: string, extra = '') => `apiVersion: v1
+kind: Secret
+metadata:
+  name: bmc-credentials
+  namespace: default
+stringData:
+  username: "admin"
+  password: "manifest-pw"
+---
+apiVersion: infrastructure.cluster.x-k8s.io/v1beta1
+kind: PhysicalHost
+metadata:
+  name: server-01
+  namespace: default
+  labels:
+    topology.kubernetes.io/zone: rack-1
+spec:
+  redfishConnection:
+    address: "${bmc}"
+    credentialsSecretRef: "bmc-credentials"
+    allowPlainHttp: true
+---
+apiVersion: infrastructure.cluster.x-k8s.io/v1beta1
+kind: Beskar7Machine
+metadata:
+  name: worker-01
+  namespace: default
+spec:
+  inspectionImageURL: "http://boot-server/beskar7-inspector/boot"
+  targetImageURL: "http://boot-server/kairos/v2.8.1.tar.gz"
+  configurationURL: "http://config-server/worker-config.yaml"
+  hardwareRequirements:
+    minCPUCores: 4
+    minMemoryGB: 16
+    minDiskGB: 100
+${extra}`;
+
+t.test('v1.0 manifests through the CLI: apply (idempotent), get, describe, delete', async (t) => {
+  const dir = tempDir(t);
+  let base = '';
+  const mac = '52:54:00:0d:00:01';
+  const bmc = new FakeBmc({
+    password: 'manifest-pw',
+    macs: [mac],
+    onPower: (ev, b) =>
+      ev !== 'off' && b.target === 'Pxe' && setTimeout(() => void simulateInspector(base, mac, wireReport(mac)), 20),
+  });
+  const address = await bmc.start();
+  t.teardown(() => bmc.stop());
+  const a = await inProcess(t);
+  base = a.base;
+  /** the CLI as a user runs it; `input` goes to its standard input */
+  const cliIn = (input: string, ...args: string[]) => {
+    const p = run(process.execPath, [
+      '--import',
+      'tsx',
+      path.join(repoRoot, 'src/cli/main.ts'),
+      '--url',
+      a.base,
+      '--token',
+      ADMIN,
+      ...args,
+    ]);
+    p.child.stdin?.end(input);
+    return p.then(
+      (r) => ({ code: 0, out: r.stdout, err: r.stderr }),
+      (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout, err: e.stderr }),
+    );
+  };
+  const cli = (...args: string[]) => cliIn('', ...args);
+  const file = path.join(dir, 'lab.yaml');
+  writeFileSync(file, manifests(address));
+
+  const first = await cli('apply', '-f', file);
+  t.equal(first.code, 0, first.err);
+  t.equal(
+    first.out,
+    'secret/bmc-credentials created\nphysicalhost/server-01 created\nbeskar7machine/worker-01 created\n',
+  );
+  const again = await cli('apply', '-f', file);
+  t.match(
+    again.out,
+    /secret\/bmc-credentials unchanged\nphysicalhost\/server-01 unchanged\nbeskar7machine\/worker-01 unchanged/,
+  );
+
+  const m = await until('worker-01 Provisioned', async () => {
+    const r = (await a.api('GET', '/beskar7machines/worker-01')).json;
+    return r.status?.phase === 'Provisioned' ? r : undefined;
+  });
+  t.equal(m.apiVersion, 'infrastructure.cluster.x-k8s.io/v1beta1');
+  t.equal(m.kind, 'Beskar7Machine');
+  t.equal(m.spec.providerID, 'b7://default/server-01');
+  t.same(m.status.addresses, [{ type: 'InternalIP', address: '10.0.0.5' }], 'the address the report gave');
+  t.match(
+    m.status.conditions.map((c: { type: string; status: string }) => `${c.type}=${c.status}`),
+    [
+      'HostClaimed=True',
+      'TargetDigestPinned=False',
+      'InspectionComplete=True',
+      'RequirementsMet=True',
+      'Provisioned=True',
+    ],
+  );
+
+  const yaml = await cli('get', 'ph', 'server-01', '-o', 'yaml');
+  const h = YAML.parse(yaml.out);
+  t.same(h.metadata.labels, { 'topology.kubernetes.io/zone': 'rack-1' });
+  t.match(h.metadata.resourceVersion, /^[0-9a-f]{16}$/);
+  t.equal(h.spec.redfishConnection.credentialsSecretRef, 'bmc-credentials');
+  t.notMatch(yaml.out, /manifest-pw|passwordEnc|username/, 'no credentials in the host');
+  t.same([h.status.state, h.status.inspectionPhase, h.spec.consumerRef.name], ['Provisioned', 'Complete', 'worker-01']);
+  const r = h.status.inspectionReport;
+  t.same(
+    [r.cpus.count, r.cpus.cores, r.memory.totalGB, r.disks[0].device, r.disks[0].sizeGB, r.disks[0].type],
+    [1, 4, 16, '/dev/vda', 100, 'SSD'],
+    'the v1.0 inspectionReport shape',
+  );
+  t.same(r.nics[0].interface, 'eth0');
+  t.ok(Date.parse(r.timestamp) >= Date.parse(h.status.inspectionTimestamp), 'the start of inspection comes first');
+
+  const table = await cli('get', 'machines', '-o', 'wide');
+  t.match(table.out, /^NAME\s+PHASE\s+HOST\s+READY\s+AGE\s+PROVIDERID\s+ADDRESSES/m);
+  t.match(table.out, /^worker-01\s+Provisioned\s+server-01\s+true\s+\d+s\s+b7:\/\/default\/server-01\s+10\.0\.0\.5/m);
+  const described = await cli('describe', 'machine', 'worker-01');
+  t.match(described.out, /^Conditions:\nTYPE\s+STATUS\s+REASON/m);
+  t.match(described.out, /^RequirementsMet\s+True\s+RequirementsMet/m);
+  t.match(described.out, /^Events:[\s\S]*Provisioned/m);
+
+  // the stored version moved on (status changed): an update naming the version read before is stale
+  const stale = structuredClone(h);
+  stale.metadata.labels.rack = 'r2';
+  stale.metadata.resourceVersion = '0000000000000000';
+  writeFileSync(path.join(dir, 'stale.yaml'), YAML.stringify(stale));
+  const conflict = await cli('apply', '-f', path.join(dir, 'stale.yaml'));
+  t.equal(conflict.code, 2);
+  t.match(conflict.err, /HTTP 409: host server-01 was changed since resourceVersion 0000000000000000/);
+  const fresh = YAML.parse((await cli('get', 'ph', 'server-01', '-o', 'yaml')).out);
+  fresh.metadata.labels.rack = 'r2';
+  writeFileSync(path.join(dir, 'fresh.yaml'), YAML.stringify(fresh));
+  t.match((await cli('apply', '-f', path.join(dir, 'fresh.yaml'))).out, /physicalhost\/server-01 configured/);
+  t.same(
+    (await a.api('GET', '/physicalhosts/server-01')).json.metadata.labels,
+    { 'topology.kubernetes.io/zone': 'rack-1', rack: 'r2' },
+    'a get -o yaml round trip applies (status and read-only metadata ignored)',
+  );
+
+  delete fresh.metadata.resourceVersion;
+  const piped = await cliIn(YAML.stringify(fresh), 'apply', '-f', '-');
+  t.match(piped.out, /^physicalhost\/server-01 unchanged$/m, 'apply -f - reads standard input');
+  const broken = await cliIn('kind: PhysicalHost\n  : [', 'apply', '-f', '-');
+  t.equal(broken.code, 2);
+  t.match(broken.err, /-: document 1: /, 'a YAML error names the document');
+  t.equal((await cli('delete', 'secret', 'bmc-credentials')).code, 2, 'a Secret in use stays');
+  t.match((await cli('delete', 'machine', 'worker-01')).out, /beskar7machine\/worker-01 deleting/);
+  await until('machine gone', async () =>
+    (await a.api('GET', '/beskar7machines/worker-01')).status === 404 ? true : undefined,
+  );
+  t.equal(bmc.power, 'Off', 'the host was powered off');
+  t.match((await cli('delete', 'ph', 'server-01')).out, /physicalhost\/server-01 deleted/);
+  t.match((await cli('delete', 'secrets', 'bmc-credentials')).out, /secret\/bmc-credentials deleted/);
+});
+
+t.test('manifest errors: removed v0.x fields, a missing Secret, names, kinds', async (t) => {
+  const a = await inProcess(t);
+  const put = (p: string, body: unknown) => a.api('PUT', p, body);
+  const machine = (spec: Record<string, unknown>) => ({
+    apiVersion: 'infrastructure.cluster.x-k8s.io/v1beta1',
+    kind: 'Beskar7Machine',
+    metadata: { name: 'old' },
+    spec: { inspectionImageURL: 'http://x/boot', targetImageURL: 'http://x/t', ...spec },
+  });
+  const old = await put(
+    '/beskar7machines/old',
+    machine({
+      imageURL: 'http://x/a.iso',
+      configURL: 'http://x/c',
+      osFamily: 'kairos',
+      provisioningMode: 'PXE',
+      bootMode: 'UEFI',
+    }),
+  );
+  t.equal(old.status, 400);
+  for (const [f, why] of [
+    ['imageURL', /use targetImageURL/],
+    ['configURL', /use configurationURL/],
+    ['osFamily', /the target image determines the OS/],
+    ['provisioningMode', /iPXE \+ inspection only/],
+    ['bootMode', /bootModeDetected/],
+  ] as const) {
+    t.match(old.json.error, new RegExp(`spec\\.${f}: removed in v1\\.0.*${why.source}`), `${f}: its replacement`);
+  }
+  const digest = await put('/beskar7machines/old', machine({ targetImageDigest: 'md5:abc' }));
+  t.match(digest.json.error, /spec\.targetImageDigest: must be sha256:<64 lower-case hex digits>/);
+  const host = {
+    apiVersion: 'infrastructure.cluster.x-k8s.io/v1beta1',
+    kind: 'PhysicalHost',
+    metadata: { name: 'server-02' },
+    spec: { redfishConnection: { address: 'https://192.0.2.1', credentialsSecretRef: 'nope' } },
+  };
+  const missing = await put('/physicalhosts/server-02', host);
+  t.same(missing.status, 400);
+  t.match(missing.json.error, /credentialsSecretRef: no Secret nope in namespace default; apply it first/);
+  t.match((await put('/physicalhosts/other', host)).json.error, /metadata\.name server-02 is not other/);
+  t.equal((await put('/physicalhosts/server-02', { ...host, apiVersion: 'v1' })).status, 400);
+  const secret = await put('/secrets/s', {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 's' },
+    data: { username: Buffer.from('root').toString('base64') },
+  });
+  t.match(secret.json.error, /a BMC Secret needs username and password/);
+  t.equal((await a.api('GET', '/secrets')).json.items.length, 0, 'nothing was stored');
+});
