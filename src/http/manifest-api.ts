@@ -9,7 +9,6 @@ import {
   SecretManifestSchema,
 } from '../domain/manifests.js';
 import { hostMacs, type StoredHost, type StoredMachine } from '../domain/resources.js';
-import { formatZodError } from '../domain/zod-error.js';
 import type { ApiDeps } from './api.js';
 import { bad, bodyCap, parseBody } from './respond.js';
 
