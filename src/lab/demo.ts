@@ -178,7 +178,7 @@ function printTable(
     'HOST',
     'CLAIMED',
     'POWER ON',
-    'SCRIPT',
+    'CLAIM',
     'REPORT',
     'VERDICT',
     'PROVISIONED',

@@ -43,7 +43,9 @@ t.test(
     for (const host of ['rack1-bios', 'rack1-uefi']) {
       t.match(
         out,
-        new RegExp(`${host} runs its target OS: BESKAR7-DEMO-MARKER.*beskar7\\.demo=configured`),
+        new RegExp(
+          `${host} runs its target OS: BESKAR7-DEMO-MARKER.*config_url=http:\\S+/assets/demo/target\\.cmdline`,
+        ),
         `${host} kexec-ed`,
       );
     }

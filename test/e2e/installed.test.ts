@@ -184,7 +184,11 @@ t.test(
     await until(
       'the target kernel',
       async () =>
-        /BESKAR7-DEMO-MARKER[^\n]*beskar7\.demo=configured/.test(readFileSync(consoleLog, 'latin1')) ? true : undefined,
+        /BESKAR7-DEMO-MARKER[^\n]*config_url=http:\S+\/assets\/demo\/target\.cmdline/.test(
+          readFileSync(consoleLog, 'latin1'),
+        )
+          ? true
+          : undefined,
       200_000,
     );
     t.pass('the machine kexec-ed into its target with its configuration');
