@@ -71,6 +71,18 @@ const accepted: { host: string; mac: string; serial: string }[] = [];
 /** Each BMC power-on or reset starts a new boot; an older one stops where it is. */
 const generation = new Map<string, number>();
 
+/** Like the inspector's callbacks: 5 tries with growing pauses when the appliance cannot be reached. */
+async function persist(call: () => Promise<Response>): Promise<Response> {
+  for (let n = 1; ; n++) {
+    try {
+      return await call();
+    } catch (e) {
+      if (n >= 5) throw e;
+      await sleep(n * 500);
+    }
+  }
+}
+
 async function bootOnce(mac: string, g: number, t: Times): Promise<'done' | 'again'> {
   const ack = await dora(mac, false);
   t.dhcp = Date.now();
@@ -92,8 +104,8 @@ async function bootOnce(mac: string, g: number, t: Times): Promise<'done' | 'aga
   if (r.status === 202) {
     accepted.push({ host: p.host, mac, serial });
     t.report = Date.now();
-    if ((await callInspector(p, 'bootstrap', undefined, ack2.yiaddr)).status === 200) {
-      await callInspector(p, 'provisioned', { status: 'provisioned' }, ack2.yiaddr);
+    if ((await persist(() => callInspector(p, 'bootstrap', undefined, ack2.yiaddr))).status === 200) {
+      await persist(() => callInspector(p, 'provisioned', { status: 'provisioned' }, ack2.yiaddr));
     }
     return 'done';
   }
@@ -208,7 +220,9 @@ for (const h of hosts) {
 }
 const audit = {
   leaseConflicts: [...macsByIp].filter(([, m]) => m.size > 1).map(([ip, m]) => `${ip}: ${[...m].join(', ')}`),
-  lostReports: accepted
+  // a later attempt (after contested credentials or a deployment timeout) may replace an accepted report:
+  // the last one accepted for each host must be the one stored
+  lostReports: [...new Map(accepted.map((a) => [a.host, a])).values()]
     .filter((a) => stored.get(a.host) !== a.serial)
     .map((a) => `${a.host}: accepted ${a.serial}, stored ${stored.get(a.host)}`),
   hostsWithoutReport: hosts.filter((h) => !stored.has(h.name)).map((h) => h.name),

@@ -434,6 +434,9 @@ t.test('a host that fails the requirements never passes the gate; the machine tr
     (await a.api('GET', '/hosts/small')).json.status.state === 'Available' ? true : undefined,
   );
   await a.api('POST', '/hosts', hostBody('big', big.address));
+  await until('big Available', async () =>
+    (await a.api('GET', '/hosts/big')).json.status.state === 'Available' ? true : undefined,
+  );
   await a.api('POST', '/machines', machineBody('mg', { minCPUCores: 2, minMemoryGB: 8, minDiskGB: 50 }));
   const url = await until('small inspecting', () => claimUrlOf(a.base, macs[0]!));
   const p = await claim(url, macs[0]!);
