@@ -4,6 +4,7 @@ import { MacSchema } from './mac.js';
 import {
   DEFAULT_NAMESPACE,
   MachineSpecSchema,
+  providerId,
   RedfishSpecSchema,
   ResourceName,
   type StoredHost,
@@ -154,14 +155,16 @@ export function hostManifest(h: StoredHost, report: StoredReport | undefined, le
 
 export function machineManifest(m: StoredMachine, host: StoredHost | undefined, addresses: string[]) {
   const { inspectionDeadline: _, notBefore: __, ...status } = m.status;
-  const provisioned = m.status.phase === 'Provisioned' && host;
+  const providerID = m.status.phase === 'Provisioned' && host ? providerId(host) : undefined;
   return {
     apiVersion: API_VERSION,
     kind: 'Beskar7Machine',
     metadata: metadata(m, {}),
-    spec: { ...m.spec, ...(provisioned ? { providerID: `b7://${host.namespace}/${host.name}` } : {}) },
+    // CAPI reads spec.providerID; v1.0 also shows it in status
+    spec: { ...m.spec, ...(providerID ? { providerID } : {}) },
     status: {
       ...status,
+      ...(providerID ? { providerID } : {}),
       ready: m.status.phase === 'Provisioned',
       ...(m.status.hostId ? { hostRef: { kind: 'PhysicalHost', namespace: m.namespace, name: m.status.hostId } } : {}),
       addresses: addresses.map((address) => ({ type: 'InternalIP', address })),

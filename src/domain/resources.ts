@@ -114,6 +114,9 @@ export const StoredSecretSchema = z.object({
 });
 export type StoredSecret = z.infer<typeof StoredSecretSchema>;
 
+/** The v1.0 ProviderID of a host (contract v4.2: beskar7.provider-id; the machine's spec.providerID). */
+export const providerId = (h: Pick<StoredHost, 'name' | 'namespace'>): string => `b7://${h.namespace}/${h.name}`;
+
 /** The MACs a host network-boots from: the configured boot MACs, else every NIC the BMC lists. */
 export const hostMacs = (h: StoredHost): string[] =>
   h.spec.bootMACs.length ? h.spec.bootMACs : h.status.nics.map((n) => n.mac);

@@ -8,6 +8,7 @@ import {
   hostMacs,
   type InspectionReport,
   type MachineCreate,
+  providerId,
   type StoredHost,
   type StoredMachine,
   type StoredReport,
@@ -279,9 +280,6 @@ export function setCondition(
   const lastTransitionTime = old && old.status === status ? old.lastTransitionTime : new Date(now).toISOString();
   m.status.conditions = [...list.filter((c) => c.type !== type), { type, status, reason, message, lastTransitionTime }];
 }
-
-/** The v1.0 ProviderID of a host: what the inspector gets as beskar7.provider-id. */
-export const providerId = (h: Pick<StoredHost, 'name' | 'namespace'>): string => `b7://${h.namespace}/${h.name}`;
 
 export function claim(m: StoredMachine, h: StoredHost, now: number): PairEvent {
   const machine = clone(m);

@@ -104,7 +104,7 @@ t.test('v1.0 manifests through the CLI: apply (idempotent), get, describe, delet
   });
   t.equal(m.apiVersion, 'infrastructure.cluster.x-k8s.io/v1beta1');
   t.equal(m.kind, 'Beskar7Machine');
-  t.equal(m.spec.providerID, 'b7://default/server-01');
+  t.same([m.spec.providerID, m.status.providerID], ['b7://default/server-01', 'b7://default/server-01']);
   t.same(m.status.addresses, [{ type: 'InternalIP', address: '10.0.0.5' }], 'the address the report gave');
   t.match(
     m.status.conditions.map((c: { type: string; status: string }) => `${c.type}=${c.status}`),
