@@ -1,9 +1,8 @@
-import { createReadStream } from 'node:fs';
 import { resolveInside } from '../domain/safe-path.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { BootTimeline } from '../timeline.js';
-import { listenTftp, type TftpListener, type TftpListenOptions, type TftpTransfer } from './package-adapter.js';
+import { listenTftp, type TftpListener, type TftpListenOptions, type TftpTransfer } from './transfer.js';
 
 export interface TftpOptions extends TftpListenOptions {
   maxTransfers: number;
@@ -62,7 +61,7 @@ export class TftpServer {
       t.refuse('busy');
       return;
     }
-    t.send(createReadStream(target.path, { highWaterMark: 1 << 20 }), target.size, (end) => {
+    t.send(target.path, target.size, (end) => {
       this.release(t.remoteAddress);
       this.metrics.tftpTransfers.inc({ result: end.kind === 'done' ? 'ok' : end.kind });
       if (end.kind === 'done') {

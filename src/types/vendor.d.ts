@@ -26,50 +26,8 @@ declare module 'sockopt' {
   export function getsockopt(socket: unknown, level: number, option: number): number;
 }
 
+// a test-only client (the storm's simulated machines); the appliance's TFTP is its own (src/tftp)
 declare module 'tftp' {
-  import type { EventEmitter } from 'node:events';
-  import type { Readable, Writable } from 'node:stream';
-  export interface GetStream extends Readable {
-    file: string;
-    method: 'GET' | 'PUT';
-    stats: {
-      blockSize: number;
-      windowSize: number;
-      size: number | null;
-      userExtensions: Record<string, string>;
-      retries: number;
-      timeout: number;
-      localAddress: string;
-      localPort: number;
-      remoteAddress: string;
-      remotePort: number;
-    };
-    abort(error?: string | Error): void;
-    on(event: string, fn: (...args: any[]) => void): this;
-  }
-  export interface PutStream extends Writable {
-    setSize(n: number): void;
-    setUserExtensions(ext: Record<string, string>): void;
-  }
-  export interface Server extends EventEmitter {
-    listen(): void;
-    close(): void;
-    _socket: import('node:dgram').Socket;
-  }
-  export function createServer(
-    opts: {
-      host?: string;
-      port?: number;
-      root?: string;
-      denyPUT?: boolean;
-      denyGET?: boolean;
-      blockSize?: number;
-      windowSize?: number;
-      timeout?: number;
-      retries?: number;
-    },
-    listener?: (req: GetStream, res: PutStream) => void,
-  ): Server;
   export function createClient(opts: {
     host: string;
     port?: number;
@@ -80,6 +38,6 @@ declare module 'tftp' {
   }): {
     get(file: string, cb: (err: Error | null, data?: Buffer) => void): void;
   };
-  const tftp: { createServer: typeof createServer; createClient: typeof createClient };
+  const tftp: { createClient: typeof createClient };
   export default tftp;
 }

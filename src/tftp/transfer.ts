@@ -1,0 +1,266 @@
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import { type FileHandle, open } from 'node:fs/promises';
+import { bindFailure } from '../net/bind-error.js';
+import {
+  ackedBlock,
+  blockCount,
+  ErrorCode,
+  errorPacket,
+  type Limits,
+  Op,
+  oackPacket,
+  parseReply,
+  parseRequest,
+  type Refusal,
+  type Settled,
+  settle,
+} from './protocol.js';
+
+/**
+ * TFTP's sockets: the listening one on port 69 and one per transfer (its TID), connected to the client so only
+ * its datagrams arrive. The data path reads the file in chunks and sends a window of blocks from them, with no
+ * stream in between: this is where the time of a transfer goes.
+ */
+
+export interface TftpListenOptions extends Limits {
+  address: string;
+  port: number;
+  root: string;
+  /** retransmissions of a window before the transfer is given up */
+  retries: number;
+}
+
+/** How a transfer ended, as the server logs and counts it. */
+export type TransferEnd = { kind: 'done' } | { kind: 'aborted_by_client' | 'timeout' | 'failed'; message: string };
+
+export interface TftpTransfer {
+  file: string;
+  remoteAddress: string;
+  remotePort: number;
+  blockSize: number;
+  windowSize: number;
+  /** sends the file at `path` (`size` bytes); `ended` is called once, and the file is closed by then */
+  send(path: string, size: number, ended: (e: TransferEnd) => void): void;
+  refuse(code: 'not_found' | 'access' | 'busy'): void;
+}
+
+export interface TftpListener {
+  address: { address: string; port: number };
+  close(): void;
+}
+
+/** Without a timeout option: resend an unacknowledged window after this long (RFC 2349's default range is 1-255 s). */
+const DEFAULT_TIMEOUT_MS = 1000;
+/** Reads are this large (or the file, if smaller): a few per MiB of blocks, none per block. */
+const CHUNK = 1 << 20;
+
+/** A file read a chunk at a time; a block is a slice of the chunk that holds it (two, at a chunk's end). */
+class ChunkReader {
+  private chunks = new Map<number, Buffer>();
+
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly size: number,
+  ) {}
+
+  /** Makes bytes [from, to) readable by `slice`; keeps only the chunks at and after `from`. */
+  async ensure(from: number, to: number): Promise<void> {
+    const first = Math.floor(from / CHUNK);
+    for (const k of this.chunks.keys()) if (k < first) this.chunks.delete(k);
+    for (let k = first; k * CHUNK < Math.min(to, this.size); k++) {
+      if (this.chunks.has(k)) continue;
+      const len = Math.min(CHUNK, this.size - k * CHUNK);
+      const buf = Buffer.allocUnsafe(len);
+      const { bytesRead } = await this.fh.read(buf, 0, len, k * CHUNK);
+      if (bytesRead !== len) throw new Error(`short read: the file changed under the transfer`);
+      this.chunks.set(k, buf);
+    }
+  }
+
+  /** Copies bytes [from, to) into `out` at `at`. */
+  copy(out: Buffer, at: number, from: number, to: number): void {
+    while (from < to) {
+      const k = Math.floor(from / CHUNK);
+      const chunk = this.chunks.get(k) as Buffer;
+      const n = chunk.copy(out, at, from - k * CHUNK, Math.min(to - k * CHUNK, chunk.length));
+      at += n;
+      from += n;
+    }
+  }
+}
+
+/** One transfer's sender: OACK (if options), then windows of DATA, each resent on timeout until ACKed. */
+class Sender {
+  private acked = 0;
+  private sent = 0;
+  private tries = 0;
+  private timer?: NodeJS.Timeout;
+  private pumping = false;
+  private done = false;
+  private reader?: ChunkReader;
+  private fh?: FileHandle;
+  private readonly last: number;
+
+  constructor(
+    private readonly sock: dgram.Socket,
+    private readonly s: Settled,
+    private readonly size: number,
+    private readonly retries: number,
+    private readonly ended: (e: TransferEnd) => void,
+  ) {
+    this.last = blockCount(size, s.blksize);
+    sock.on('message', (m) => this.onReply(m));
+    // e.g. ICMP port unreachable on the connected socket: the client is gone
+    sock.on('error', (e) => this.finish({ kind: 'failed', message: e.message }));
+  }
+
+  async start(path: string): Promise<void> {
+    try {
+      this.fh = await open(path, 'r');
+      this.reader = new ChunkReader(this.fh, this.size);
+    } catch (e) {
+      return this.finish({ kind: 'failed', message: `open: ${(e as Error).message}` }, 'I/O error');
+    }
+    if (this.done) return void this.fh.close().catch(() => undefined);
+    // with an OACK, block 0 stands for it: the client's ACK 0 starts the data
+    if (this.s.oack) this.sendOack();
+    else void this.pump();
+  }
+
+  private sendOack(): void {
+    this.sock.send(oackPacket(this.s.oack as Map<string, string>));
+    this.arm(() => this.sendOack());
+  }
+
+  private onReply(m: Buffer): void {
+    const r = parseReply(m);
+    if (r.kind === 'error') return this.finish({ kind: 'aborted_by_client', message: r.message });
+    if (r.kind !== 'ack' || this.done || !this.reader) return;
+    if (this.s.oack && this.acked === 0 && this.sent === 0) {
+      if (r.block === 0) void this.pump();
+      return;
+    }
+    const b = ackedBlock(r.block, this.acked, this.sent);
+    if (b === undefined) return;
+    this.acked = b;
+    this.tries = 0;
+    if (b === this.last) return this.finish({ kind: 'done' });
+    // ACKed short of the window's end: the client lost a block; the next window starts after b
+    this.sent = b;
+    void this.pump();
+  }
+
+  /** Sends the window after the last ACKed block. */
+  private async pump(): Promise<void> {
+    if (this.pumping || this.done) return;
+    this.pumping = true;
+    try {
+      const from = this.acked + 1;
+      const to = Math.min(this.last, this.acked + this.s.windowsize);
+      const bs = this.s.blksize;
+      await this.reader?.ensure((from - 1) * bs, Math.min(this.size, to * bs));
+      if (this.done) return;
+      for (let b = from; b <= to; b++) {
+        const start = (b - 1) * bs;
+        const len = Math.max(0, Math.min(bs, this.size - start));
+        const pkt = Buffer.allocUnsafe(4 + len);
+        pkt.writeUInt16BE(Op.DATA, 0);
+        pkt.writeUInt16BE(b % 65536, 2);
+        this.reader?.copy(pkt, 4, start, start + len);
+        this.sock.send(pkt);
+      }
+      this.sent = to;
+      this.arm(() => {
+        this.sent = this.acked;
+        void this.pump();
+      });
+    } catch (e) {
+      this.finish({ kind: 'failed', message: `read: ${(e as Error).message}` }, 'I/O error');
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  /** On silence, `resend`; after `retries` silent rounds, the transfer is over. */
+  private arm(resend: () => void): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      if (++this.tries > this.retries) {
+        return this.finish({ kind: 'timeout', message: `timed out after ${this.retries} retries` });
+      }
+      resend();
+    }, this.s.timeoutMs);
+  }
+
+  private finish(e: TransferEnd, tell?: string): void {
+    if (this.done) return;
+    this.done = true;
+    clearTimeout(this.timer);
+    if (tell) this.sock.send(errorPacket(ErrorCode.NOT_DEFINED, tell));
+    // the ERROR (if any) goes out before the socket closes
+    setImmediate(() => this.sock.close());
+    void this.fh?.close().catch(() => undefined);
+    this.ended(e);
+  }
+}
+
+function transfer(
+  o: TftpListenOptions,
+  main: dgram.Socket,
+  file: string,
+  options: Map<string, string>,
+  from: dgram.RemoteInfo,
+): TftpTransfer {
+  const shape = settle(options, 0, o, DEFAULT_TIMEOUT_MS);
+  const refuseWith = (code: number, message: string) => main.send(errorPacket(code, message), from.port, from.address);
+  return {
+    file,
+    remoteAddress: from.address,
+    remotePort: from.port,
+    blockSize: shape.blksize,
+    windowSize: shape.windowsize,
+    send(path, size, ended) {
+      const sock = dgram.createSocket(from.family === 'IPv6' ? 'udp6' : 'udp4');
+      const sender = new Sender(sock, settle(options, size, o, DEFAULT_TIMEOUT_MS), size, o.retries, ended);
+      sock.bind(0, o.address, () => sock.connect(from.port, from.address, () => void sender.start(path)));
+    },
+    // refusals come from port 69: a flood of requests costs no sockets
+    refuse(code) {
+      if (code === 'not_found') refuseWith(ErrorCode.NOT_FOUND, 'File not found');
+      else if (code === 'access') refuseWith(ErrorCode.ACCESS, 'Access violation');
+      else refuseWith(ErrorCode.NOT_DEFINED, 'Server busy, try again');
+    },
+  };
+}
+
+export async function listenTftp(
+  o: TftpListenOptions,
+  onTransfer: (t: TftpTransfer) => void,
+  onRefused: (reason: Refusal, from: string, bytes: number) => void,
+  onError: (e: Error) => void,
+): Promise<TftpListener> {
+  const sock = dgram.createSocket(o.address.includes(':') ? 'udp6' : 'udp4');
+  sock.on('message', (msg, from) => {
+    const r = parseRequest(msg);
+    if ('refused' in r) {
+      onRefused(r.refused, `${from.address}:${from.port}`, msg.length);
+      // a datagram of the wrong size gets no answer at all: nothing to reflect
+      if (r.refused === 'write') sock.send(errorPacket(ErrorCode.ACCESS, 'read-only server'), from.port, from.address);
+      else if (r.refused !== 'length')
+        sock.send(errorPacket(ErrorCode.ILLEGAL, 'Illegal TFTP operation'), from.port, from.address);
+      return;
+    }
+    onTransfer(transfer(o, sock, r.file, r.options, from));
+  });
+  sock.bind(o.port, o.address);
+  try {
+    await once(sock, 'listening');
+  } catch (e) {
+    sock.close();
+    throw bindFailure(e, { what: 'TFTP', setting: 'tftp.port', proto: 'udp', address: o.address, port: o.port });
+  }
+  sock.on('error', onError);
+  const a = sock.address();
+  return { address: { address: a.address, port: a.port }, close: () => sock.close() };
+}
