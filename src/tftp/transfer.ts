@@ -64,7 +64,14 @@ class ChunkReader {
     private readonly size: number,
   ) {}
 
-  /** Makes bytes [from, to) readable by `slice`; keeps only the chunks at and after `from`. */
+  /** Whether bytes [from, to) are in memory (the common case: no await on the way to the socket). */
+  has(from: number, to: number): boolean {
+    for (let k = Math.floor(from / CHUNK); k * CHUNK < Math.min(to, this.size); k++)
+      if (!this.chunks.has(k)) return false;
+    return true;
+  }
+
+  /** Makes bytes [from, to) readable by `copy`; keeps only the chunks at and after `from`. */
   async ensure(from: number, to: number): Promise<void> {
     const first = Math.floor(from / CHUNK);
     for (const k of this.chunks.keys()) if (k < first) this.chunks.delete(k);
@@ -98,6 +105,7 @@ class Sender {
   private timer?: NodeJS.Timeout;
   private pumping = false;
   private done = false;
+  private onSilence: () => void = () => {};
   private reader?: ChunkReader;
   private fh?: FileHandle;
   private readonly last: number;
@@ -125,7 +133,7 @@ class Sender {
     if (this.done) return void this.fh.close().catch(() => undefined);
     // with an OACK, block 0 stands for it: the client's ACK 0 starts the data
     if (this.s.oack) this.sendOack();
-    else void this.pump();
+    else this.pump();
   }
 
   private sendOack(): void {
@@ -138,7 +146,7 @@ class Sender {
     if (r.kind === 'error') return this.finish({ kind: 'aborted_by_client', message: r.message });
     if (r.kind !== 'ack' || this.done || !this.reader) return;
     if (this.s.oack && this.acked === 0 && this.sent === 0) {
-      if (r.block === 0) void this.pump();
+      if (r.block === 0) this.pump();
       return;
     }
     const b = ackedBlock(r.block, this.acked, this.sent);
@@ -148,48 +156,66 @@ class Sender {
     if (b === this.last) return this.finish({ kind: 'done' });
     // ACKed short of the window's end: the client lost a block; the next window starts after b
     this.sent = b;
-    void this.pump();
+    this.pump();
   }
 
-  /** Sends the window after the last ACKed block. */
-  private async pump(): Promise<void> {
-    if (this.pumping || this.done) return;
+  /**
+   * Sends the window after the last ACKed block: at once when its bytes are in memory (one ACK, one window, no
+   * promise in between: at windowsize 1 this is the whole cost of a block), after a read when they are not.
+   */
+  private pump(): void {
+    if (this.pumping || this.done || !this.reader) return;
+    const from = this.acked + 1;
+    const to = Math.min(this.last, this.acked + this.s.windowsize);
+    const bs = this.s.blksize;
+    const [lo, hi] = [(from - 1) * bs, Math.min(this.size, to * bs)];
+    if (this.reader.has(lo, hi)) return this.sendWindow(from, to);
     this.pumping = true;
-    try {
-      const from = this.acked + 1;
-      const to = Math.min(this.last, this.acked + this.s.windowsize);
-      const bs = this.s.blksize;
-      await this.reader?.ensure((from - 1) * bs, Math.min(this.size, to * bs));
-      if (this.done) return;
-      for (let b = from; b <= to; b++) {
-        const start = (b - 1) * bs;
-        const len = Math.max(0, Math.min(bs, this.size - start));
-        const pkt = Buffer.allocUnsafe(4 + len);
-        pkt.writeUInt16BE(Op.DATA, 0);
-        pkt.writeUInt16BE(b % 65536, 2);
-        this.reader?.copy(pkt, 4, start, start + len);
-        this.sock.send(pkt);
-      }
-      this.sent = to;
-      this.arm(() => {
-        this.sent = this.acked;
-        void this.pump();
-      });
-    } catch (e) {
-      this.finish({ kind: 'failed', message: `read: ${(e as Error).message}` }, 'I/O error');
-    } finally {
-      this.pumping = false;
-    }
+    this.reader.ensure(lo, hi).then(
+      () => {
+        this.pumping = false;
+        // an ACK may have moved the window while the read ran
+        if (!this.done) this.pump();
+      },
+      (e: Error) => this.finish({ kind: 'failed', message: `read: ${e.message}` }, 'I/O error'),
+    );
   }
 
-  /** On silence, `resend`; after `retries` silent rounds, the transfer is over. */
+  private sendWindow(from: number, to: number): void {
+    const bs = this.s.blksize;
+    for (let b = from; b <= to; b++) {
+      const start = (b - 1) * bs;
+      const len = Math.max(0, Math.min(bs, this.size - start));
+      const pkt = Buffer.allocUnsafe(4 + len);
+      pkt.writeUInt16BE(Op.DATA, 0);
+      pkt.writeUInt16BE(b % 65536, 2);
+      this.reader?.copy(pkt, 4, start, start + len);
+      this.sock.send(pkt);
+    }
+    this.sent = to;
+    this.arm(this.resendWindow);
+  }
+
+  private readonly resendWindow = () => {
+    this.sent = this.acked;
+    this.pump();
+  };
+
+  /** On silence, `resend`; after `retries` silent rounds, the transfer is over. One timer, refreshed. */
   private arm(resend: () => void): void {
-    clearTimeout(this.timer);
+    this.onSilence = resend;
+    if (this.done) return;
+    if (this.timer) {
+      this.timer.refresh();
+      return;
+    }
     this.timer = setTimeout(() => {
       if (++this.tries > this.retries) {
         return this.finish({ kind: 'timeout', message: `timed out after ${this.retries} retries` });
       }
-      resend();
+      this.onSilence();
+      // a resend that could not go out at once (a read) still needs the next check
+      if (!this.done) this.timer?.refresh();
     }, this.s.timeoutMs);
   }
 

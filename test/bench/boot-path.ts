@@ -132,7 +132,7 @@ async function tftpBench(): Promise<void> {
   const root = path.join(work, 'tftproot');
   mkdirSync(root);
   writeFileSync(path.join(root, 'f32m'), randomBytes(32 * 1024 * 1024));
-  for (const f of ['undionly.kpxe', 'ipxe.efi'])
+  for (const f of ['undionly.kpxe', 'ipxe.efi', 'snponly.efi'])
     copyFileSync(path.join(repoRoot, 'assets/ipxe', f), path.join(root, f));
   const out = path.join(work, 'out');
   const servers: [string, number, () => Promise<() => Promise<void>>][] = [
