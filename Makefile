@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 IPXE_FILES := undionly.kpxe ipxe.efi snponly.efi
 
-.PHONY: all deps setup assets inspector build run cli test unit e2e bench bench-storm install deb clean
+.PHONY: all deps setup assets inspector build run cli test unit e2e bench bench-inspection bench-storm install deb clean
 
 # the demo lab and the tests install Debian packages, create network namespaces and bind ports 67/69/80/4011
 need-root = @if [ "$$(id -u)" != 0 ]; then echo "make $@ needs root: it installs Debian packages, creates network namespaces and binds the DHCP/TFTP/HTTP ports (run it as root, or with sudo)" >&2; exit 1; fi
@@ -63,8 +63,12 @@ unit: deps
 e2e: setup
 	npx tap build >/dev/null && npx tap test/e2e
 
+# ratios against dnsmasq, atftpd, tftpd-hpa and nginx measured in the same run; BENCH_OUT=FILE.json (+ .svg)
 bench: setup
-	node --import tsx test/bench/boot-path.ts
+	node --import tsx test/bench/bench.ts
+
+# one BIOS and one UEFI QEMU machine through the whole chain, the time of each stage
+bench-inspection: setup
 	node --import tsx test/bench/inspection.ts
 
 # N simulated hosts (STORM_N=50,200,1000) from Machine creation to Provisioned

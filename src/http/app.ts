@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { serveStatic } from '@hono/node-server/serve-static';
 import { type Context, Hono, type MiddlewareHandler } from 'hono';
 import { z } from 'zod';
 import type { BootInstruction } from '../domain/boot.js';
@@ -11,6 +10,7 @@ import type { Metrics } from '../metrics.js';
 import type { BootTimeline } from '../timeline.js';
 import { render, selectInstruction, type Templates, templateFor } from './ipxe.js';
 import { type RateLimit, rateLimit, remoteAddress } from './rate-limit.js';
+import { sendFile } from './send-file.js';
 
 export interface HttpDeps {
   httpBase: string;
@@ -91,7 +91,7 @@ const IPXE = { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no
 
 /** Files under `root`: symlink-safe, strong ETag with If-None-Match, Range (via serveStatic), streaming. */
 function files(root: string, prefix: string, log: Logger, timeline?: BootTimeline): MiddlewareHandler {
-  return async (c, next) => {
+  return async (c) => {
     let rel: string;
     try {
       rel = decodeURIComponent(c.req.path.slice(prefix.length));
@@ -106,15 +106,16 @@ function files(root: string, prefix: string, log: Logger, timeline?: BootTimelin
       return c.text(`${target.reason}\n`, target.status);
     }
     const etag = `"${target.size.toString(16)}-${Math.floor(target.mtimeMs).toString(16)}"`;
-    c.header('ETag', etag);
-    c.header('Accept-Ranges', 'bytes');
     const inm = c.req.header('if-none-match');
     if (inm?.split(',').some((t) => t.trim().replace(/^W\//, '') === etag || t.trim() === '*'))
-      return c.body(null, 304);
+      return c.body(null, 304, { ETag: etag });
     // one line per download: the boot timeline needs when a kernel or initrd was fetched, and by whom
     log.info({ path: c.req.path, bytes: target.size, range: c.req.header('range'), from }, 'asset served');
     if (from) timeline?.add(timeline.keyForIp(from), 'http', `GET ${c.req.path} (${target.size} bytes)`);
-    return serveStatic({ path: target.path })(c, next);
+    // a client that leaves mid-download is no error of ours
+    return sendFile(c, target, { ETag: etag }, (e) =>
+      log.debug({ path: c.req.path, from, err: e.message }, 'download ended early'),
+    );
   };
 }
 

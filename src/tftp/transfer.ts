@@ -143,7 +143,10 @@ class Sender {
 
   private onReply(m: Buffer): void {
     const r = parseReply(m);
-    if (r.kind === 'error') return this.finish({ kind: 'aborted_by_client', message: r.message });
+    if (r.kind === 'error') {
+      this.finish({ kind: 'aborted_by_client', message: r.message });
+      return;
+    }
     if (r.kind !== 'ack' || this.done || !this.reader) return;
     if (this.s.oack && this.acked === 0 && this.sent === 0) {
       if (r.block === 0) this.pump();
@@ -153,7 +156,10 @@ class Sender {
     if (b === undefined) return;
     this.acked = b;
     this.tries = 0;
-    if (b === this.last) return this.finish({ kind: 'done' });
+    if (b === this.last) {
+      this.finish({ kind: 'done' });
+      return;
+    }
     // ACKed short of the window's end: the client lost a block; the next window starts after b
     this.sent = b;
     this.pump();
@@ -169,7 +175,10 @@ class Sender {
     const to = Math.min(this.last, this.acked + this.s.windowsize);
     const bs = this.s.blksize;
     const [lo, hi] = [(from - 1) * bs, Math.min(this.size, to * bs)];
-    if (this.reader.has(lo, hi)) return this.sendWindow(from, to);
+    if (this.reader.has(lo, hi)) {
+      this.sendWindow(from, to);
+      return;
+    }
     this.pumping = true;
     this.reader.ensure(lo, hi).then(
       () => {

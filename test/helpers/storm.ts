@@ -2,12 +2,13 @@
 // second namespace the storm driver (N fake BMCs, N simulated machines). Optionally kills the appliance with
 // SIGKILL at random points and starts it again on the same data dir. Used by `make bench-storm` and the
 // kill -9 e2e test.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ApplianceProcess } from '../../src/lab/appliance-process.js';
 import { Lab, stopProcess } from '../../src/lab/netns.js';
 import { repoRoot } from '../../src/paths.js';
+import { cpuMs, peakRssMiB } from './proc.js';
 
 export interface StormOptions {
   n: number;
@@ -53,6 +54,8 @@ export interface StormResult {
   };
   kills: KillPoint[];
   peakRssMiB: number;
+  /** CPU time (user + system) of the appliance process, ms */
+  cpuMs: number;
 }
 
 /** Small seeded PRNG (mulberry32): a failing run can be repeated with its seed. */
@@ -99,16 +102,9 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
       work,
     );
     await app.start();
-    let peakKb = 0;
-    const sampler = setInterval(() => {
-      try {
-        // `ip netns exec` execs the appliance, so the pid is node itself
-        const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${app.pid}/status`, 'utf8'));
-        if (m) peakKb = Math.max(peakKb, Number(m[1]));
-      } catch {
-        // between a kill and the restart
-      }
-    }, 500);
+    let peakMiB = 0;
+    // \`ip netns exec\` execs the appliance, so the pid is node itself; 0 between a kill and the restart
+    const sampler = setInterval(() => (peakMiB = Math.max(peakMiB, peakRssMiB(app.pid as number))), 500);
     const driver = lab.spawn(sim, process.execPath, [
       '--import',
       'tsx',
@@ -174,9 +170,11 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
     clearTimeout(timer);
     if (code === 'timeout') await stopProcess(driver);
     clearInterval(sampler);
+    // the appliance's CPU time for the whole storm (the last process's, after kills)
+    const cpu = cpuMs(app.pid as number);
     await app.stop();
     if (!summary) throw new Error(`storm driver failed (${code}): ${errText}`);
-    return { summary, kills, peakRssMiB: peakKb / 1024 };
+    return { summary, kills, peakRssMiB: peakMiB, cpuMs: cpu };
   } finally {
     await lab.down();
     rmSync(work, { recursive: true, force: true });

@@ -1,0 +1,160 @@
+// `make bench`: our DHCP, TFTP and HTTP against dnsmasq, atftpd, tftpd-hpa and nginx, measured in the same run
+// on the same machine inside a private network namespace, then the appliance's own CPU cost per provisioned
+// host from a storm. Ends with one table of ratios; writes everything as JSON (BENCH_OUT, default
+// test/bench/results.json) and an SVG chart beside it (the README shows the committed one).
+// BENCH_ONLY=tftp,dhcp,http,storm picks sections; BENCH_RUNS, BENCH_PERIOD, BENCH_HTTP_N, STORM_N tune them.
+
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import path from 'node:path';
+import { Lab } from '../../src/lab/netns.js';
+import { repoRoot } from '../../src/paths.js';
+import { runStorm } from '../helpers/storm.js';
+import { dhcpBench } from './dhcp.js';
+import { httpBench } from './http.js';
+import { chart, type Ratio, ratioTable } from './report.js';
+import { tftpBench } from './tftp.js';
+
+const env = process.env;
+const only = new Set((env.BENCH_ONLY ?? 'tftp,dhcp,http,storm').split(','));
+const out = path.resolve(env.BENCH_OUT ?? path.join(repoRoot, 'test/bench/results.json'));
+const results: Record<string, unknown> = {
+  date: new Date().toISOString(),
+  machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30) },
+};
+const rows: Ratio[] = [];
+const say = (l: string) => console.log(l);
+
+const work = mkdtempSync(path.join(tmpdir(), 'b7bench-'));
+const lab = new Lab('b7bench', '10.90.0', 16).up();
+const perfHost = lab.addHost('perf', '52:54:00:90:00:02', '10.90.0.2');
+let http: { name: string; points: { n: number; mibps: number }[] }[] = [];
+try {
+  if (only.has('tftp')) {
+    const runs = Number(env.BENCH_RUNS ?? 7);
+    say(`TFTP: 32 MiB at blksize 1468 with the atftp client, ${runs} runs, servers in turns; then a PXE storm`);
+    const t = await tftpBench(lab, work, runs, Number(env.BENCH_TFTP_STORM ?? 200));
+    results.tftp = t;
+    for (const [name, byWs] of Object.entries(t.file)) {
+      for (const [ws, s] of Object.entries(byWs)) {
+        say(
+          `  ${name.padEnd(10)} windowsize ${ws.padStart(2)}: median ${s.median.toFixed(3)} s (min ${s.min.toFixed(3)}, max ${s.max.toFixed(3)}, ${s.runs} runs)`,
+        );
+      }
+    }
+    for (const [name, s] of Object.entries(t.storm)) {
+      say(
+        `  ${name.padEnd(10)} storm: ${s.clients} clients, ${s.mib.toFixed(0)} MiB in ${s.seconds.toFixed(2)} s, ${s.failed} failed`,
+      );
+    }
+    const b = t.file.beskar7 as Record<string, { median: number }>;
+    for (const ws of ['1', '64']) {
+      // the best peer at this windowsize; ratio of times, turned so that above 1 is faster for us
+      const peers = Object.entries(t.file).filter(([n]) => n !== 'beskar7');
+      for (const [peer, r] of peers) {
+        const theirs = (r as Record<string, { median: number }>)[ws]!.median;
+        rows.push({
+          what: `TFTP 32 MiB windowsize ${ws}`,
+          peer,
+          ours: b[ws]!.median,
+          theirs,
+          unit: 's',
+          ratio: theirs / b[ws]!.median,
+          goal: 1,
+        });
+      }
+    }
+    for (const peer of ['atftpd', 'tftpd-hpa']) {
+      const [o, p] = [t.storm.beskar7!, t.storm[peer]!];
+      rows.push({
+        what: `TFTP storm ${o.clients} clients`,
+        peer,
+        ours: o.seconds,
+        theirs: p.seconds,
+        unit: 's',
+        ratio: p.seconds / o.seconds,
+        goal: 1,
+      });
+    }
+  }
+  if (only.has('dhcp')) {
+    const periodS = Number(env.BENCH_PERIOD ?? 5);
+    say(`DHCP: perfdhcp as a relay, ${periodS} s per probe, fresh server per probe, bisection to 5%`);
+    const d = await dhcpBench(lab, work, perfHost, { periodS, note: say });
+    results.dhcp = d;
+    const best = (n: string) => d[n]?.best?.achieved ?? 0;
+    for (const [n, r] of Object.entries(d)) {
+      say(
+        `  ${n.padEnd(22)} highest 0%-drop rate: ${r.best ? `${r.best.achieved.toFixed(0)} DORA/s (offered ${r.best.rate}/s; drops at ${r.failedAt ?? '-'}/s)` : 'none'}`,
+      );
+    }
+    rows.push({
+      what: 'DHCP DORA/s at 0% drops',
+      peer: 'dnsmasq --leasefile-ro',
+      ours: best('beskar7'),
+      theirs: best('dnsmasq --leasefile-ro'),
+      unit: '/s',
+      ratio: best('beskar7') / best('dnsmasq --leasefile-ro'),
+      goal: 1.5,
+    });
+    rows.push({
+      what: 'DHCP DORA/s at 0% drops',
+      peer: 'dnsmasq (lease file)',
+      ours: best('beskar7'),
+      theirs: best('dnsmasq (lease file)'),
+      unit: '/s',
+      ratio: best('beskar7') / best('dnsmasq (lease file)'),
+    });
+  }
+  if (only.has('http')) {
+    const ns = (env.BENCH_HTTP_N ?? '1,20,100').split(',').map(Number);
+    say(`HTTP: N concurrent curl downloads of a 256 MiB file, and N 16 MiB Range requests, ours and nginx in turns`);
+    const h = await httpBench(lab, work, ns, say);
+    results.http = h;
+    http = Object.entries(h).map(([name, r]) => ({ name, points: r.full.map((p) => ({ n: p.n, mibps: p.mibps })) }));
+    for (const [i, n] of ns.entries()) {
+      for (const kind of ['full', 'range'] as const) {
+        const [o, p] = [h.beskar7[kind][i]!, h.nginx[kind][i]!];
+        rows.push({
+          what: `HTTP ${kind === 'full' ? '256 MiB' : '16 MiB Range'} N=${n}`,
+          peer: 'nginx',
+          ours: o.mibps,
+          theirs: p.mibps,
+          unit: 'MiB/s',
+          ratio: o.mibps / p.mibps,
+          goal: 0.9,
+        });
+      }
+    }
+    const rss = h.beskar7.full.map((r) => `${r.rssMiB.toFixed(0)}`).join(' / ');
+    say(`  beskar7 peak RSS at N=${ns.join(' / ')}: ${rss} MiB`);
+  }
+} finally {
+  await lab.down();
+  rmSync(work, { recursive: true, force: true });
+}
+if (only.has('storm')) {
+  const n = Number(env.STORM_N ?? 1000);
+  say(`Storm: ${n} simulated hosts from Machine to Provisioned; the appliance's CPU time per host`);
+  const r = await runStorm({ n, kills: 0, seed: 1 });
+  const perHost = r.cpuMs / n;
+  results.storm = {
+    n,
+    cpuMs: r.cpuMs,
+    cpuMsPerHost: perHost,
+    peakRssMiB: r.peakRssMiB,
+    provisionSeconds: r.summary.provisionSeconds,
+  };
+  say(
+    `  ${n} hosts Provisioned in ${r.summary.provisionSeconds.toFixed(1)} s; appliance CPU ${r.cpuMs.toFixed(0)} ms = ${perHost.toFixed(2)} ms per host; peak RSS ${r.peakRssMiB.toFixed(0)} MiB`,
+  );
+}
+
+say('\nRatios (above 1x: better than the peer; TFTP and storm are times, turned around):');
+say(ratioTable(rows));
+results.ratios = rows;
+mkdirSync(path.dirname(out), { recursive: true });
+writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
+const svg = `${out.replace(/\.json$/, '')}.svg`;
+writeFileSync(svg, chart(http, rows));
+say(`\nresults: ${out}\nchart:   ${svg}`);
