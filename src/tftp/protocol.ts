@@ -9,11 +9,13 @@ export const ErrorCode = { NOT_DEFINED: 0, NOT_FOUND: 1, ACCESS: 2, ILLEGAL: 4, 
 
 export type Refusal = 'length' | 'opcode' | 'write' | 'request' | 'option';
 
-/** The options this server knows and the values each may take (RFC 2348, 2349, 7440). */
+/**
+ * Options whose value no client could mean outside these ranges (RFC 2348, 2349, 7440): the request is refused.
+ * A timeout outside 1-255 s is only left out of the OACK (the npm tftp client sends milliseconds).
+ */
 const RANGES: Record<string, [number, number]> = {
   blksize: [8, 65464],
   windowsize: [1, 65535],
-  timeout: [1, 255],
   tsize: [0, 999999],
 };
 

@@ -17,7 +17,17 @@ t.test('requests: what is taken, and why the rest is refused', async (t) => {
   t.same(parseRequest(rrq('f\0octet\0blksize\0')), { refused: 'request' }, 'an option without its value');
   t.same(parseRequest(rrq('f\0octet\0blksize\x007\0')), { refused: 'option', option: 'blksize' });
   t.same(parseRequest(rrq('f\0octet\0windowsize\x000\0')), { refused: 'option', option: 'windowsize' });
-  t.same(parseRequest(rrq('f\0octet\0timeout\x00-1\0')), { refused: 'option', option: 'timeout' });
+  const ms = parseRequest(rrq('f\0octet\0timeout\x00500\0'));
+  t.same(ms, { file: 'f', options: new Map([['timeout', '500']]) }, 'a timeout in ms is no reason to refuse');
+  t.same(
+    settle((ms as { options: Map<string, string> }).options, 1, { maxBlksize: 512, maxWindowsize: 1 }, 1000),
+    {
+      blksize: 512,
+      windowsize: 1,
+      timeoutMs: 1000,
+    },
+    '... it is left out of the OACK',
+  );
   t.same(parseRequest(rrq('f\0octet')), { refused: 'request' }, 'no final NUL');
   t.same(parseRequest(Buffer.from('\0\x02f\0octet\0', 'latin1')), { refused: 'write' });
   t.same(parseRequest(Buffer.from('\0\x09f\0octet\0', 'latin1')), { refused: 'opcode' });
