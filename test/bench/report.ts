@@ -49,6 +49,7 @@ export function chart(http: { name: string; points: { n: number; mibps: number }
   const H = 60 + Math.max(300, rows.length * 26 + 40);
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
+    '<title>Beskar7 against dnsmasq, atftpd, tftpd-hpa and nginx (make bench)</title>',
     `<rect width="${W}" height="${H}" fill="white"/>`,
     `<text x="20" y="24" font-size="15" font-weight="bold">Beskar7 against its peers (make bench)</text>`,
   ];
