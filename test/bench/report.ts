@@ -59,9 +59,7 @@ export function chart(http: { name: string; points: { n: number; mibps: number }
   const maxY = Math.max(1, ...http.flatMap((s) => s.points.map((p) => p.mibps))) * 1.1;
   const xOf = (n: number) => x0 + (ns.length < 2 ? w / 2 : (Math.log(n / ns[0]!) / Math.log(ns.at(-1)! / ns[0]!)) * w);
   const yOf = (v: number) => y0 + h - (v / maxY) * h;
-  out.push(
-    `<text x="${x0}" y="${y0 - 12}">HTTP, 256 MiB per download: aggregate MiB/s against concurrent downloads</text>`,
-  );
+  out.push(`<text x="${x0}" y="${y0 - 12}">HTTP, 256 MiB each: MiB/s against concurrent downloads</text>`);
   out.push(`<line x1="${x0}" y1="${y0 + h}" x2="${x0 + w}" y2="${y0 + h}" stroke="black"/>`);
   out.push(`<line x1="${x0}" y1="${y0}" x2="${x0}" y2="${y0 + h}" stroke="black"/>`);
   for (const n of ns) out.push(`<text x="${xOf(n)}" y="${y0 + h + 16}" text-anchor="middle">N=${n}</text>`);
