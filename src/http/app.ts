@@ -60,9 +60,12 @@ export function createManagementApp(d: ManagementDeps): Hono {
   return app;
 }
 
+/** A boot nonce is a credential until it is claimed: it never reaches a log line (contract §4.1). */
+const loggable = (p: string) => p.replace(/^(\/api\/v1\/boot\/[^/]+\/[^/]+\/).+$/, '$1<nonce>');
+
 /** The reason goes to the log; a caller learns nothing from it. */
 const internalError = (log: Logger) => (err: Error, c: Context) => {
-  log.error({ err: err.message, path: c.req.path }, 'http handler failed');
+  log.error({ err: err.message, path: loggable(c.req.path) }, 'http handler failed');
   return c.text('internal error\n', 500);
 };
 

@@ -366,9 +366,7 @@ export class Commands {
    * Reads the host and checks the caller: the attempt's bearer token, from the address that claimed it.
    * A right token from another address has leaked: refused, and remembered as an event.
    */
-  private async authorized(
-    c: InspectorCaller,
-  ): Promise<{ host: StoredHost; ops: BatchOp[] } | { refusal: Refusal; ops: BatchOp[] }> {
+  private async authorized(c: InspectorCaller): Promise<{ host: StoredHost } | { refusal: Refusal; ops: BatchOp[] }> {
     const h = await this.store.hosts.get(c.name);
     const b = h?.bootstrap;
     if (!h || !b?.claim || h.namespace !== c.namespace) return { refusal: UNAUTHORIZED, ops: [] };
@@ -378,7 +376,7 @@ export class Commands {
       const msg = `inspector token used from ${c.from}; it was claimed from ${b.claim.from}`;
       return { refusal: UNAUTHORIZED, ops: [this.ev(credentialMisuse(h, msg))] };
     }
-    return { host: h, ops: [] };
+    return { host: h };
   }
 
   /** Runs `fn` for an authorized inspector under the store lock; refusals of a known caller are kept as events. */

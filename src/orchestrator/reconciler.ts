@@ -284,6 +284,10 @@ export class Orchestrator {
     } catch (e) {
       return this.failAttempt(machine, host, 'BMCError', `BMC: ${(e as Error).message}`, 'Failed');
     }
+    // the attempt may have ended while the BMC was busy (a report that failed the requirements, contested
+    // credentials): a host let go meanwhile must not stay powered on by this step
+    const now = await this.store.hosts.get(h.name);
+    if (now && !now.status.consumer && now.bootstrap?.attempt !== host.bootstrap?.attempt) return this.powerDown(now);
     // Booting is written as soon as the BMC took the reset: a restart after this waits for the report (or the
     // inspection timeout) instead of resetting the machine again
     await this.onAttempt(host, (cur) => booted(cur, m.name, action));

@@ -248,7 +248,14 @@ function transfer(
   from: dgram.RemoteInfo,
 ): TftpTransfer {
   const shape = settle(options, 0, o, DEFAULT_TIMEOUT_MS);
-  const refuseWith = (code: number, message: string) => main.send(errorPacket(code, message), from.port, from.address);
+  const refuseWith = (code: number, message: string) => {
+    // the file check is async: the server may have stopped meanwhile, and a closed socket throws
+    try {
+      main.send(errorPacket(code, message), from.port, from.address);
+    } catch {
+      // nobody to answer from any more
+    }
+  };
   return {
     file,
     remoteAddress: from.address,
