@@ -38,6 +38,8 @@ function deepFreeze<T>(v: T): T {
  */
 export class Collection<S extends z.ZodType> {
   private cache?: Map<string, z.infer<S>>;
+  /** the cache in key order, built when first read after a change: a reconcile pass reads it whole */
+  private sorted?: [string, z.infer<S>][];
   private changes = 0;
 
   constructor(
@@ -51,12 +53,14 @@ export class Collection<S extends z.ZodType> {
     const m = new Map<string, z.infer<S>>();
     for await (const [k, v] of this.db.iterator()) m.set(k, deepFreeze(this.parse(k, v)));
     this.cache = m;
+    this.sorted = undefined;
   }
 
   /** Mirrors a committed op into the cache, as a read from disk would return it. */
   applied(op: BatchOp): void {
     if (!this.cache || op.sublevel !== this.db) return;
     this.changes++;
+    this.sorted = undefined;
     if (op.type === 'del') this.cache.delete(op.key);
     else this.cache.set(op.key, deepFreeze(this.parse(op.key, JSON.parse(JSON.stringify(op.value)))));
   }
@@ -84,7 +88,10 @@ export class Collection<S extends z.ZodType> {
   }
 
   async entries(): Promise<[string, z.infer<S>][]> {
-    if (this.cache) return [...this.cache.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    if (this.cache) {
+      this.sorted ??= [...this.cache.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+      return this.sorted.slice();
+    }
     const out: [string, z.infer<S>][] = [];
     for await (const [k, v] of this.db.iterator()) out.push([k, this.parse(k, v)]);
     return out;
