@@ -14,9 +14,7 @@ import type { Store } from '../store/store.js';
 import type { BootTimeline } from '../timeline.js';
 import { createManifestApi } from './manifest-api.js';
 import { remoteAddress } from './rate-limit.js';
-import { answer, bad, bodyCap, parseBody, readJson } from './respond.js';
-
-const IPXE = { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store' };
+import { answer, bad, bodyCap, IPXE, parseBody, readJson } from './respond.js';
 
 export interface ApiDeps {
   /** read side: handlers read records directly; every change goes through `commands` */

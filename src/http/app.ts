@@ -10,6 +10,7 @@ import type { Metrics } from '../metrics.js';
 import type { BootTimeline } from '../timeline.js';
 import { render, selectInstruction, type Templates, templateFor } from './ipxe.js';
 import { type RateLimit, rateLimit, remoteAddress } from './rate-limit.js';
+import { IPXE } from './respond.js';
 import { sendFile } from './send-file.js';
 
 export interface HttpDeps {
@@ -90,9 +91,7 @@ const HostQuery = z.object({
   product: z.string().max(128).optional(),
 });
 
-const IPXE = { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store' };
-
-/** Files under `root`: symlink-safe, strong ETag with If-None-Match, Range (via serveStatic), streaming. */
+/** Files under `root`: symlink-safe, strong ETag with If-None-Match, Range and streaming (send-file.ts). */
 function files(root: string, prefix: string, log: Logger, timeline?: BootTimeline): MiddlewareHandler {
   return async (c) => {
     let rel: string;

@@ -4,6 +4,9 @@ import type { z } from 'zod';
 import { formatZodError } from '../domain/zod-error.js';
 import type { Outcome } from '../orchestrator/commands.js';
 
+/** How an iPXE script goes out: text, never cached (each fetch may get another script). */
+export const IPXE = { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store' };
+
 /** How the API answers: errors as {error}, bodies parsed by zod, sizes capped. */
 export const bad = (c: Context, status: 400 | 401 | 404 | 409 | 413 | 415 | 502, error: string) =>
   c.json({ error }, status);
