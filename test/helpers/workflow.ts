@@ -39,3 +39,16 @@ export const machineBody = (name: string, req?: Record<string, number>, extra: R
     ...extra,
   },
 });
+
+/** A machine's conditions as TYPE=STATUS, in the order they were first set. */
+export const conditionsOf = (m: { status: { conditions: { type: string; status: string }[] } }) =>
+  m.status.conditions.map((c) => `${c.type}=${c.status}`);
+
+/** What a machine provisioned without a pinned target digest has been through. */
+export const PROVISIONED_UNPINNED = [
+  'HostClaimed=True',
+  'TargetDigestPinned=False',
+  'InspectionComplete=True',
+  'RequirementsMet=True',
+  'Provisioned=True',
+];

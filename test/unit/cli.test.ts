@@ -1,22 +1,11 @@
-import { execFile } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import t from 'tap';
 import { FakeBmc } from '../../src/lab/fake-bmc/server.js';
-import { repoRoot } from '../../src/paths.js';
 import { ADMIN, inProcess, until } from '../helpers/appliance.js';
+import { runCli } from '../helpers/cli.js';
 import { simulateInspector, wireReport } from '../helpers/sim-inspector.js';
 import { tempDir } from '../helpers/tmp.js';
-
-const run = promisify(execFile);
-
-/** The CLI from the checkout, as a user runs it; its exit code and both outputs. */
-const runCli = (...args: string[]) =>
-  run(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), ...args]).then(
-    (r) => ({ code: 0, out: r.stdout, err: r.stderr }),
-    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout, err: e.stderr }),
-  );
 
 t.test('CLI: tables, --json, errors, backup and restore without clear-text passwords', async (t) => {
   const dir = tempDir(t);
@@ -32,7 +21,7 @@ t.test('CLI: tables, --json, errors, backup and restore without clear-text passw
   t.teardown(() => bmc.stop());
   const a = await inProcess(t);
   base = a.base;
-  const cli = (...args: string[]) => runCli('--url', a.base, '--token', ADMIN, ...args);
+  const cli = (...args: string[]) => runCli(['--url', a.base, '--token', ADMIN, ...args]);
   writeFileSync(
     path.join(dir, 'host.json'),
     JSON.stringify({
@@ -72,17 +61,8 @@ t.test('CLI: tables, --json, errors, backup and restore without clear-text passw
   const missing = await cli('hosts', 'get', 'nope');
   t.equal(missing.code, 2);
   t.match(missing.err, /HTTP 404: no host nope/);
-  const badTok = await run(process.execPath, [
-    '--import',
-    'tsx',
-    path.join(repoRoot, 'src/cli/main.ts'),
-    '--url',
-    a.base,
-    '--token',
-    'x'.repeat(27),
-    'hosts',
-  ]).catch((e: { stderr: string }) => e);
-  t.match((badTok as { stderr: string }).stderr, /HTTP 401/);
+  const badTok = await runCli(['--url', a.base, '--token', 'x'.repeat(27), 'hosts']);
+  t.match(badTok.err, /HTTP 401/);
 
   const file = path.join(dir, 'backup.json');
   t.match(
@@ -133,7 +113,7 @@ t.test('CLI: tables, --json, errors, backup and restore without clear-text passw
   writeFileSync(path.join(dataDir, 'admin-token'), `${ADMIN}\n`);
   const cfg = path.join(dir, 'beskar7.yaml');
   writeFileSync(cfg, `dataDir: ${dataDir}\nhttp:\n  address: 0.0.0.0\n  port: ${new URL(a.base).port}\n`);
-  const bare = runCli;
+  const bare = (...args: string[]) => runCli(args);
   t.match((await bare('--config', cfg, 'hosts')).out, /^c1\s+Provisioned/m, 'URL and token from the config');
   writeFileSync(cfg, `dataDir: ${path.join(dir, 'nowhere')}\nhttp: {port: ${new URL(a.base).port}}\n`);
   const noToken = await bare('--config', cfg, 'hosts');

@@ -1,16 +1,13 @@
-import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import t from 'tap';
 import YAML from 'yaml';
 import { FakeBmc } from '../../src/lab/fake-bmc/server.js';
-import { repoRoot } from '../../src/paths.js';
 import { ADMIN, inProcess, until } from '../helpers/appliance.js';
+import { runCli } from '../helpers/cli.js';
 import { simulateInspector, wireReport } from '../helpers/sim-inspector.js';
 import { tempDir } from '../helpers/tmp.js';
-
-const run = promisify(execFile);
+import { conditionsOf, PROVISIONED_UNPINNED } from '../helpers/workflow.js';
 
 /** Secret + PhysicalHost + Beskar7Machine as Beskar7 v1.0 writes them, pointed at a fake BMC on loopback. */
 const manifests = (bmc: string, extra = '') => `apiVersion: v1
@@ -64,24 +61,7 @@ t.test('v1.0 manifests through the CLI: apply (idempotent), get, describe, delet
   t.teardown(() => bmc.stop());
   const a = await inProcess(t);
   base = a.base;
-  /** the CLI as a user runs it; `input` goes to its standard input */
-  const cliIn = (input: string, ...args: string[]) => {
-    const p = run(process.execPath, [
-      '--import',
-      'tsx',
-      path.join(repoRoot, 'src/cli/main.ts'),
-      '--url',
-      a.base,
-      '--token',
-      ADMIN,
-      ...args,
-    ]);
-    p.child.stdin?.end(input);
-    return p.then(
-      (r) => ({ code: 0, out: r.stdout, err: r.stderr }),
-      (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout, err: e.stderr }),
-    );
-  };
+  const cliIn = (input: string, ...args: string[]) => runCli(['--url', a.base, '--token', ADMIN, ...args], input);
   const cli = (...args: string[]) => cliIn('', ...args);
   const file = path.join(dir, 'lab.yaml');
   writeFileSync(file, manifests(address));
@@ -106,16 +86,7 @@ t.test('v1.0 manifests through the CLI: apply (idempotent), get, describe, delet
   t.equal(m.kind, 'Beskar7Machine');
   t.same([m.spec.providerID, m.status.providerID], ['b7://default/server-01', 'b7://default/server-01']);
   t.same(m.status.addresses, [{ type: 'InternalIP', address: '10.0.0.5' }], 'the address the report gave');
-  t.match(
-    m.status.conditions.map((c: { type: string; status: string }) => `${c.type}=${c.status}`),
-    [
-      'HostClaimed=True',
-      'TargetDigestPinned=False',
-      'InspectionComplete=True',
-      'RequirementsMet=True',
-      'Provisioned=True',
-    ],
-  );
+  t.match(conditionsOf(m), PROVISIONED_UNPINNED);
 
   const yaml = await cli('get', 'ph', 'server-01', '-o', 'yaml');
   const h = YAML.parse(yaml.out);
