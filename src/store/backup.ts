@@ -30,7 +30,12 @@ export async function restoreBackup(store: Store, b: Backup): Promise<Record<str
   await store.transact(async () => {
     const dels: BatchOp[] = [];
     for (const c of known.values()) for (const k of await c.keys()) dels.push(c.del(k));
-    await store.batch([...dels, ...puts]);
+    // LevelDB takes it as one atomic batch; etcd limits a transaction's size, so there it goes in parts
+    if (store.backend.kind === 'leveldb') await store.batch([...dels, ...puts]);
+    else {
+      const kept = new Set(puts.map((p) => `${p.collection}/${p.key}`));
+      await store.bulk([...dels.filter((d) => !kept.has(`${d.collection}/${d.key}`)), ...puts]);
+    }
   });
   return counts;
 }

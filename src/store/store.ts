@@ -1,7 +1,6 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdirSync } from 'node:fs';
-import type { AbstractSublevel } from 'abstract-level';
-import { Level } from 'level';
 import type { z } from 'zod';
 import { BootInstructionSchema } from '../domain/boot.js';
 import { EventSchema, type StoreEvent, type WorkflowEvent } from '../domain/events.js';
@@ -14,13 +13,11 @@ import {
   StoredReportSchema,
   StoredSecretSchema,
 } from '../domain/resources.js';
+import type { Backend, Change, Guard, KvOp } from './backend.js';
+import { LevelBackend } from './level-backend.js';
 
-type Sub<V> = AbstractSublevel<Level<string, unknown>, string | Buffer | Uint8Array, string, V>;
-
-/** One write of an atomic batch, bound to its sublevel (and so to its encoding). */
-export type BatchOp =
-  | { type: 'put'; sublevel: unknown; key: string; value: unknown }
-  | { type: 'del'; sublevel: unknown; key: string };
+/** One write of an atomic batch. */
+export type BatchOp = KvOp;
 
 /** Cached values are shared by every reader: freezing them turns an accidental mutation into a TypeError. */
 function deepFreeze<T>(v: T): T {
@@ -31,38 +28,73 @@ function deepFreeze<T>(v: T): T {
   return v;
 }
 
+/** A transaction read keys that changed before it could commit; it runs again on the current values. */
+export class StoreConflict extends Error {}
+
+/** What a read-modify-write section read, for the commit to compare. */
+interface TxContext {
+  reads: Map<string, Guard>;
+}
+
+/** Read-modify-write sections that lose to another appliance are run again this many times. */
+const MAX_TX_RUNS = 8;
+
 /**
- * A sublevel whose values are checked against their zod schema when read back. A cached collection (hosts,
- * machines: read whole on every reconcile pass) keeps every value in memory, loaded at open and updated
- * after each committed batch; reads then cost no LevelDB iteration and no JSON parsing.
+ * One collection of the store, its values checked against their zod schema when read. A cached collection
+ * keeps every value in memory, with the revision it was written at (etcd): loaded at open, updated after each
+ * commit and, on a shared backend, by the watch. Hosts and machines are always cached (a reconcile pass reads
+ * them whole); on etcd every collection is, so boot scripts are served while etcd is away.
  */
 export class Collection<S extends z.ZodType> {
   private cache?: Map<string, z.infer<S>>;
+  /** mod revision of each cached key; a deleted key keeps its revision until the watch has passed it */
+  private readonly revs = new Map<string, number>();
   /** the cache in key order, built when first read after a change: a reconcile pass reads it whole */
   private sorted?: [string, z.infer<S>][];
   private changes = 0;
 
   constructor(
     readonly name: string,
-    readonly db: Sub<z.infer<S>>,
+    private readonly store: Store,
     private readonly schema: S,
   ) {}
 
   /** Serve reads from memory from now on (call before any write). */
   async load(): Promise<void> {
     const m = new Map<string, z.infer<S>>();
-    for await (const [k, v] of this.db.iterator()) m.set(k, deepFreeze(this.parse(k, v)));
+    for await (const [k, v] of this.store.backend.scan(this.name)) m.set(k, deepFreeze(this.parse(k, v)));
     this.cache = m;
     this.sorted = undefined;
   }
 
-  /** Mirrors a committed op into the cache, as a read from disk would return it. */
-  applied(op: BatchOp): void {
-    if (!this.cache || op.sublevel !== this.db) return;
+  /** Replaces the cache with a snapshot's entries of this collection. */
+  reset(entries: Change[]): void {
+    this.cache = new Map();
+    this.revs.clear();
+    this.sorted = undefined;
+    this.changes++;
+    for (const c of entries) this.apply(c);
+  }
+
+  /**
+   * Mirrors a change into the cache, as a read from the backend would return it; a change older than the one
+   * cached is ignored (our own commit, then the same change again from the watch). True when it applied.
+   */
+  apply(c: Change): boolean {
+    if (!this.cache) return true;
+    if (c.rev && (this.revs.get(c.key) ?? 0) >= c.rev) return false;
+    if (c.rev) this.revs.set(c.key, c.rev);
     this.changes++;
     this.sorted = undefined;
-    if (op.type === 'del') this.cache.delete(op.key);
-    else this.cache.set(op.key, deepFreeze(this.parse(op.key, JSON.parse(JSON.stringify(op.value)))));
+    if (c.value === undefined) this.cache.delete(c.key);
+    else this.cache.set(c.key, deepFreeze(this.parse(c.key, JSON.parse(JSON.stringify(c.value)))));
+    return true;
+  }
+
+  /** Forgets revisions of deleted keys the watch has passed: no older change of them can arrive any more. */
+  forgetTombstones(upTo: number): void {
+    if (!this.cache) return;
+    for (const [k, r] of this.revs) if (r <= upTo && !this.cache.has(k)) this.revs.delete(k);
   }
 
   /** Counts the changes to a cached collection: whatever is derived from it is stale when this moves. */
@@ -76,15 +108,18 @@ export class Collection<S extends z.ZodType> {
     return [...this.cache.values()];
   }
 
+  /** Inside a transaction, the key's revision as read becomes a guard of its commit. */
   async get(key: string): Promise<z.infer<S> | undefined> {
-    if (this.cache) return this.cache.get(key);
-    const v = await this.db.get(key);
+    if (this.cache) {
+      this.store.readInTx(this.name, key, this.cache.has(key) ? (this.revs.get(key) ?? 0) : 0);
+      return this.cache.get(key);
+    }
+    const v = await this.store.backend.get(this.name, key);
     return v === undefined ? undefined : this.parse(key, v);
   }
 
   async keys(): Promise<string[]> {
-    if (this.cache) return [...this.cache.keys()].sort();
-    return this.db.keys().all();
+    return (await this.entries()).map(([k]) => k);
   }
 
   async entries(): Promise<[string, z.infer<S>][]> {
@@ -93,7 +128,7 @@ export class Collection<S extends z.ZodType> {
       return this.sorted.slice();
     }
     const out: [string, z.infer<S>][] = [];
-    for await (const [k, v] of this.db.iterator()) out.push([k, this.parse(k, v)]);
+    for await (const [k, v] of this.store.backend.scan(this.name)) out.push([k, this.parse(k, v)]);
     return out;
   }
 
@@ -106,23 +141,21 @@ export class Collection<S extends z.ZodType> {
   async last(n: number): Promise<z.infer<S>[]> {
     if (this.cache) return (await this.all()).slice(-n);
     const out: z.infer<S>[] = [];
-    for await (const [k, v] of this.db.iterator({ reverse: true, limit: n })) out.push(this.parse(k, v));
+    for await (const [k, v] of this.store.backend.scan(this.name, { reverse: true, limit: n }))
+      out.push(this.parse(k, v));
     return out.reverse();
   }
 
   async all(): Promise<z.infer<S>[]> {
-    if (this.cache) return (await this.entries()).map(([, v]) => v);
-    const out: z.infer<S>[] = [];
-    for await (const [k, v] of this.db.iterator()) out.push(this.parse(k, v));
-    return out;
+    return (await this.entries()).map(([, v]) => v);
   }
 
   put(key: string, value: z.infer<S>): BatchOp {
-    return { type: 'put', sublevel: this.db, key, value };
+    return { type: 'put', collection: this.name, key, value };
   }
 
   del(key: string): BatchOp {
-    return { type: 'del', sublevel: this.db, key };
+    return { type: 'del', collection: this.name, key };
   }
 
   private parse(key: string, v: unknown): z.infer<S> {
@@ -133,8 +166,10 @@ export class Collection<S extends z.ZodType> {
 }
 
 /**
- * All persistent state in one LevelDB. Every change is one atomic batch; LevelDB's write-ahead log
- * means a batch that resolved survives kill -9 of the process.
+ * All persistent state, on one backend: the embedded LevelDB, or etcd shared by several appliances. Every
+ * change is one atomic batch. Read-modify-write sections run one at a time in this process; on etcd their
+ * commit also compares the revisions of what they read, and runs them again when another appliance got there
+ * first. Emits 'event' for each workflow event stored (by anyone) and 'change' for changes other appliances made.
  */
 export class Store extends EventEmitter {
   readonly leases: Collection<typeof LeaseSchema>;
@@ -144,12 +179,19 @@ export class Store extends EventEmitter {
   readonly reports: Collection<typeof StoredReportSchema>;
   readonly events: Collection<typeof EventSchema>;
   readonly secrets: Collection<typeof StoredSecretSchema>;
+  private readonly byName: Map<string, Collection<z.ZodType>>;
   private eventSeq = 0;
+  /** event keys of two appliances never collide */
+  private readonly origin = randomBytes(3).toString('hex');
+  private readonly tx = new AsyncLocalStorage<TxContext>();
+  private readonly fenceCtx = new AsyncLocalStorage<Guard>();
+  /** the leader's election key: orchestrator writes commit only while it still exists (etcd) */
+  private fence?: Guard | undefined;
+  private watchedRev = 0;
 
-  private constructor(readonly db: Level<string, unknown>) {
+  private constructor(readonly backend: Backend) {
     super();
-    const sub = <S extends z.ZodType>(name: string, schema: S) =>
-      new Collection(name, db.sublevel<string, z.infer<S>>(name, { valueEncoding: 'json' }), schema);
+    const sub = <S extends z.ZodType>(name: string, schema: S) => new Collection(name, this, schema);
     this.leases = sub('leases', LeaseSchema);
     this.bootInstructions = sub('boot', BootInstructionSchema);
     this.hosts = sub('hosts', StoredHostSchema);
@@ -157,6 +199,7 @@ export class Store extends EventEmitter {
     this.reports = sub('reports', StoredReportSchema);
     this.events = sub('events', EventSchema);
     this.secrets = sub('secrets', StoredSecretSchema);
+    this.byName = new Map(this.collections().map((c) => [c.name, c]));
   }
 
   /** Every collection by name, for backup and restore. */
@@ -175,27 +218,83 @@ export class Store extends EventEmitter {
   /** An event as a batch op; keys sort by time. */
   event(e: WorkflowEvent): BatchOp {
     const at = new Date().toISOString();
-    return this.events.put(`${at}-${String(this.eventSeq++ % 1e6).padStart(6, '0')}`, { at, ...e });
+    const seq = String(this.eventSeq++ % 1e6).padStart(6, '0');
+    return this.events.put(`${at}-${seq}-${this.origin}`, { at, ...e });
   }
 
+  /** The embedded LevelDB in `dir`. */
   static async open(dir: string): Promise<Store> {
-    mkdirSync(dir, { recursive: true });
-    const db = new Level<string, unknown>(dir, { valueEncoding: 'json' });
-    await db.open();
-    const store = new Store(db);
-    await store.hosts.load();
-    await store.machines.load();
+    return Store.over(await LevelBackend.open(dir));
+  }
+
+  static async over(backend: Backend): Promise<Store> {
+    const store = new Store(backend);
+    if (backend.snapshot) await store.follow();
+    else {
+      await store.hosts.load();
+      await store.machines.load();
+    }
     return store;
+  }
+
+  /** Shared backend: every collection from one snapshot, then the watch from its revision. */
+  private async follow(): Promise<void> {
+    const b = this.backend;
+    if (!b.snapshot || !b.watch) return;
+    const { entries, rev } = await b.snapshot();
+    for (const c of this.collections()) c.reset(entries.filter((e) => e.collection === c.name));
+    this.watchedRev = rev;
+    this.emit('resync');
+    await b.watch(
+      rev,
+      (c) => this.remote(c),
+      () => void this.follow().catch((e: Error) => this.emit('watchError', e)),
+    );
+  }
+
+  private remote(c: Change): void {
+    this.watchedRev = Math.max(this.watchedRev, c.rev);
+    const coll = this.byName.get(c.collection);
+    if (!coll?.apply(c)) return;
+    if (c.collection === 'events' && c.value !== undefined) this.emit('event', c.value as StoreEvent);
+    this.emit('change', c);
+    if (this.eventSeq % 1000 === 0) for (const x of this.collections()) x.forgetTombstones(this.watchedRev);
+  }
+
+  /** Records a read made inside a transaction (shared backends only: the LevelDB lock is enough). */
+  readInTx(collection: string, key: string, rev: number): void {
+    const ctx = this.tx.getStore();
+    if (ctx && this.backend.snapshot) ctx.reads.set(`${collection}/${key}`, { collection, key, rev });
+  }
+
+  /** From now on, `fenced` sections commit only while this election key exists (undefined: not leading). */
+  setFence(g: Guard | undefined): void {
+    this.fence = g;
+  }
+
+  /** Runs `fn` (and what it starts) as the leader: its commits fail once leadership is lost. */
+  fenced<T>(fn: () => T): T {
+    return this.fence ? this.fenceCtx.run(this.fence, fn) : fn();
   }
 
   private chain: Promise<unknown> = Promise.resolve();
 
   /**
-   * Runs read-modify-write sections one at a time, so no write is based on a stale read. Sections must not
-   * nest. Plain batches need no section: a batch is atomic by itself.
+   * Runs read-modify-write sections one at a time, so no write is based on a stale read; on a shared backend
+   * a section whose reads another appliance changed runs again on the new values. Sections must not nest,
+   * and must do nothing but read and commit. Plain batches need no section: a batch is atomic by itself.
    */
   transact<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.chain.then(fn, fn);
+    const attempt = async (): Promise<T> => {
+      for (let run = 1; ; run++) {
+        try {
+          return await this.tx.run({ reads: new Map() }, fn);
+        } catch (e) {
+          if (!(e instanceof StoreConflict) || run >= MAX_TX_RUNS) throw e;
+        }
+      }
+    };
+    const run = this.chain.then(attempt, attempt);
     this.chain = run.catch(() => undefined);
     return run;
   }
@@ -220,22 +319,59 @@ export class Store extends EventEmitter {
   /** Deletes all but the newest `keep` events; returns how many went. */
   async pruneEvents(keep: number): Promise<number> {
     const old: BatchOp[] = [];
-    let seen = 0;
-    for await (const k of this.events.db.keys({ reverse: true })) if (++seen > keep) old.push(this.events.del(k));
-    for (let i = 0; i < old.length; i += 10_000) await this.batch(old.slice(i, i + 10_000));
+    if (this.backend.snapshot) {
+      const keys = await this.events.keys();
+      for (const k of keys.slice(0, Math.max(0, keys.length - keep))) old.push(this.events.del(k));
+    } else {
+      let seen = 0;
+      for await (const [k] of this.backend.scan('events', { reverse: true }))
+        if (++seen > keep) old.push(this.events.del(k));
+    }
+    await this.bulk(old);
     return old.length;
   }
 
+  /**
+   * Many writes in batches of at most 100 (etcd's default limit is 128 per transaction): atomic per batch, not
+   * as a whole. For pruning, restore and migration, where running again converges on the same result.
+   */
+  async bulk(ops: BatchOp[]): Promise<void> {
+    for (let i = 0; i < ops.length; i += 100) await this.batch(ops.slice(i, i + 100));
+  }
+
+  /**
+   * Commits `ops` atomically. Inside a transaction on a shared backend, only while what it read is unchanged
+   * (StoreConflict otherwise, after the cache took the current values); in a fenced section, only while this
+   * appliance leads.
+   */
   async batch(ops: BatchOp[]): Promise<void> {
-    // sublevel ops carry their own encoding; abstract-level's typings cannot express a mixed batch
-    if (ops.length) await this.db.batch(ops as never);
-    for (const op of ops) for (const c of [this.hosts, this.machines]) c.applied(op);
-    // events are announced once they are on disk (the dashboard streams them)
-    for (const op of ops)
-      if (op.type === 'put' && op.sublevel === this.events.db) this.emit('event', op.value as StoreEvent);
+    const fence = this.fenceCtx.getStore();
+    const guards = [...(this.tx.getStore()?.reads.values() ?? []), ...(fence ? [fence] : [])];
+    if (!ops.length) return;
+    const r = await this.backend.commit(ops, guards);
+    if (!r.ok) {
+      for (const c of r.current) this.byName.get(c.collection)?.apply(c);
+      throw new StoreConflict(
+        fence && fence === this.fence
+          ? 'store changed meanwhile (or this appliance no longer leads)'
+          : 'store changed meanwhile',
+      );
+    }
+    for (const op of ops) {
+      const c = {
+        collection: op.collection,
+        key: op.key,
+        rev: r.rev,
+        ...(op.type === 'put' ? { value: op.value } : {}),
+      };
+      // events are announced once they are stored (the dashboard streams them)
+      if (this.byName.get(op.collection)?.apply(c) && op.type === 'put' && op.collection === 'events')
+        this.emit('event', op.value as StoreEvent);
+    }
   }
 
   close(): Promise<void> {
-    return this.db.close();
+    this.removeAllListeners();
+    return this.backend.close();
   }
 }

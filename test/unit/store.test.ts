@@ -19,7 +19,7 @@ t.test('atomic batch and zod-checked reads', async (t) => {
     (await store.leases.all()).map((l) => l.ip),
     ['10.0.0.2'],
   );
-  await store.leases.db.put('bad', { ip: 1 } as never);
+  await store.backend.commit([{ type: 'put', collection: 'leases', key: 'bad', value: { ip: 1 } }], []);
   await t.rejects(store.leases.get('bad'), /store leases\/bad holds an invalid value/);
 });
 
