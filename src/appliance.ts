@@ -20,10 +20,13 @@ import { chooseAdvertiseAddress, type Interfaces } from './net/advertise.js';
 import { bindFailure, StartupError } from './net/bind-error.js';
 import { Commands } from './orchestrator/commands.js';
 import { Orchestrator } from './orchestrator/reconciler.js';
+import { WorkflowRunner } from './orchestrator/runner.js';
 import type { Policy } from './orchestrator/transitions.js';
 import { RedfishClient, type RedfishOptions } from './redfish/client.js';
 import { Limiter } from './redfish/limiter.js';
-import { adminToken, SecretBox } from './store/secrets.js';
+import { EtcdBackend } from './store/etcd-backend.js';
+import { Leadership } from './store/leader.js';
+import { adminToken, newAdminToken, newSecretKey, SecretBox, secretKeyFile } from './store/secrets.js';
 import { Store } from './store/store.js';
 import { TftpServer } from './tftp/server.js';
 import { BootTimeline } from './timeline.js';
@@ -75,7 +78,7 @@ export class Appliance {
   private dhcp?: DhcpServer;
   private tftp?: TftpServer;
   private readonly servers: ServerType[] = [];
-  private orchestrator?: Orchestrator;
+  private workflow?: WorkflowRunner;
   private pruner?: NodeJS.Timeout;
   private readonly started = Date.now();
 
@@ -107,42 +110,61 @@ export class Appliance {
         'no bundled inspector image: machines must name another inspectionImageURL (make inspector builds it)',
       );
     }
-    // before anything listens: full mode must not start beside another DHCP server
-    await this.probeOtherDhcp();
-    const store = await Store.open(path.join(cfg.dataDir, 'db'));
+    const { store, etcd } = await this.openStore();
+    try {
+      // before anything listens: full mode must not start beside a DHCP server other than our peers
+      await this.probeOtherDhcp((await etcd?.register(cfg.advertiseAddress)) ?? []);
+    } catch (e) {
+      await store.close();
+      throw e;
+    }
     this.store = store;
     this.metrics.hostStates = async () => (await store.hosts.all()).map((h) => h.status.state);
     this.showEventsOnTimeline(store);
     const httpBase = `http://${cfg.advertiseAddress}:${cfg.http.port}`;
-    const secrets = new SecretBox(cfg.dataDir);
-    const orchestrator = this.makeOrchestrator(store, secrets);
-    this.orchestrator = orchestrator;
+    const secrets = new SecretBox(etcd ? await etcd.shared('secret-key', newSecretKey) : secretKeyFile(cfg.dataDir));
+    const leadership = etcd && new Leadership(etcd, httpBase, cfg.store.etcd?.leaseTTLSeconds ?? 5, log);
+    const workflow = new WorkflowRunner(store, () => this.makeOrchestrator(store, secrets), leadership, log);
+    this.workflow = workflow;
     const commands = new Commands({
       store,
       secrets,
-      workflow: {
-        kick: () => orchestrator.kick(),
-        forgetBmc: (name) => orchestrator.forgetBmc(name),
-        hostAction: (h, a) => orchestrator.hostAction(h, a),
-        failAttempt: (host, attempt, reason, message) => orchestrator.failAttemptOf(host, attempt, reason, message),
-        powerDown: (host) => orchestrator.powerDownLater(host),
-      },
+      workflow,
       policy: this.policy(),
       apiBase: httpBase,
       leasedAddresses: (macs) => this.dhcp?.leasedAddresses(macs) ?? [],
       imageProblem: (url) => localImageProblem(url, httpBase, cfg.assetsDir),
       restored: async () => this.dhcp?.reloadLeases(),
     });
-    const out: Listening = await this.startHttp(store, commands, httpBase, tftpRoot, templates);
+    const shared = etcd && !cfg.api.adminToken ? await etcd.shared('admin-token', newAdminToken) : undefined;
+    const out: Listening = await this.startHttp(store, commands, httpBase, tftpRoot, templates, shared);
     if (cfg.tftp.enabled) out.tftp = await this.startTftp(tftpRoot);
     if (cfg.dhcp.enabled) Object.assign(out, await this.startDhcp(store, out.http));
-    orchestrator.start();
+    workflow.start();
     this.pruner = setInterval(() => this.pruneEvents(store), 60_000);
     this.pruner.unref();
     return out;
   }
 
-  private async probeOtherDhcp(): Promise<void> {
+  /** LevelDB in the data dir, or etcd; on etcd this appliance is listed for its peers' DHCP probe. */
+  private async openStore(): Promise<{ store: Store; etcd?: EtcdBackend }> {
+    const { cfg } = this;
+    const e = cfg.store.etcd;
+    if (cfg.store.backend !== 'etcd' || !e) return { store: await Store.open(path.join(cfg.dataDir, 'db')) };
+    const etcd = new EtcdBackend({ ...e, timeoutMs: e.timeoutSeconds * 1000 });
+    try {
+      const store = await Store.over(etcd);
+      store.on('watchError', (err: Error) => this.log.error({ err: err.message }, 'etcd watch lost; reloading'));
+      return { store, etcd };
+    } catch (err) {
+      await etcd.close();
+      throw new StartupError(
+        `store.etcd: cannot read the inventory from ${e.endpoints.join(', ')}: ${(err as Error).message}`,
+      );
+    }
+  }
+
+  private async probeOtherDhcp(peers: string[]): Promise<void> {
     const { cfg, log } = this;
     if (!cfg.dhcp.enabled || cfg.dhcp.probeSeconds <= 0) return;
     const d = cfg.dhcp;
@@ -157,7 +179,7 @@ export class Appliance {
       log.warn({ err: e.message }, 'could not probe for other DHCP servers');
       return [];
     });
-    const others = found.filter((ip) => ip !== cfg.advertiseAddress);
+    const others = found.filter((ip) => ip !== cfg.advertiseAddress && !peers.includes(ip));
     if (others.length && d.mode === 'full') {
       throw new StartupError(
         `another DHCP server answers on this segment (${others.join(', ')}): refusing full mode; use dhcp.mode: proxy beside it`,
@@ -230,9 +252,10 @@ export class Appliance {
     httpBase: string,
     tftpRoot: string,
     templates: Templates,
+    sharedToken: Buffer | undefined,
   ): Promise<Pick<Listening, 'http' | 'api'>> {
     const { cfg, log } = this;
-    const token = adminToken(cfg.dataDir, cfg.api.adminToken);
+    const token = adminToken(cfg.dataDir, cfg.api.adminToken, sharedToken);
     if (token.file) log.info({ file: token.file }, 'admin API token (Authorization: Bearer <token>) is in this file');
     const deps = {
       store,
@@ -359,7 +382,7 @@ export class Appliance {
 
   async stop(): Promise<void> {
     clearInterval(this.pruner);
-    await this.orchestrator?.stop();
+    await this.workflow?.stop();
     this.tftp?.stop();
     await this.dhcp?.stop();
     await Promise.all(

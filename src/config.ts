@@ -30,9 +30,40 @@ const FullDhcpSchema = z
   })
   .strict();
 
+const EtcdSchema = z
+  .object({
+    endpoints: z.array(z.url({ protocol: /^https?$/ })).min(1),
+    /** every key of this installation starts with it: installations can share a cluster */
+    prefix: z
+      .string()
+      .regex(/^[\w./-]*\/$/, 'must end with /')
+      .default('/beskar7/'),
+    /** PEM files: a CA alone verifies the server; with certFile and keyFile the appliance shows a client certificate */
+    tls: z
+      .object({ caFile: z.string(), certFile: z.string().optional(), keyFile: z.string().optional() })
+      .strict()
+      .refine((t) => !t.certFile === !t.keyFile, 'certFile and keyFile go together')
+      .optional(),
+    auth: z.object({ username: z.string(), password: z.string() }).strict().optional(),
+    /** an etcd call unanswered this long: etcd counts as unreachable (writes get 503) */
+    timeoutSeconds: z.number().min(0.1).default(3),
+    /** the leader's lease: another appliance takes over this long after the leader dies */
+    leaseTTLSeconds: z.number().int().min(2).default(5),
+  })
+  .strict();
+
 export const ConfigSchema = z
   .object({
     dataDir: z.string().default(path.join(repoRoot, 'data')),
+    /** leveldb: the embedded default, in dataDir; etcd: one inventory shared by several appliances */
+    store: z
+      .object({ backend: z.enum(['leveldb', 'etcd']).default('leveldb'), etcd: EtcdSchema.optional() })
+      .strict()
+      .superRefine((s, ctx) => {
+        if (s.backend === 'etcd' && !s.etcd)
+          ctx.addIssue({ code: 'custom', path: ['etcd'], message: 'backend "etcd" needs store.etcd.endpoints' });
+      })
+      .prefault({}),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
     /** The address PXE clients use to reach TFTP and HTTP (siaddr, option 54, URLs). Without it: the IPv4
      *  address of dhcp.interface, or the only non-loopback IPv4 address; start-up stops when that is not clear. */

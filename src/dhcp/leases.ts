@@ -166,6 +166,27 @@ export class LeaseTable {
     if (this.offers.get(ip)?.mac === mac) this.offers.delete(ip);
   }
 
+  /** A lease another appliance bound (shared store): this table no longer offers its address to anyone else. */
+  learn(l: Lease): void {
+    this.setBound(l);
+  }
+
+  /** A lease another appliance released or replaced. */
+  forget(ip: string): void {
+    const l = this.bound.get(ip);
+    if (!l) return;
+    this.bound.delete(ip);
+    if (this.boundByMac.get(l.mac) === ip) this.boundByMac.delete(l.mac);
+  }
+
+  /**
+   * Appliances sharing a pool start looking for free addresses at different places (by their own address), so
+   * two of them rarely offer the same address at once; the store's transaction decides when they do.
+   */
+  spreadFrom(serverIp: string): void {
+    this.cursor = ipToInt(serverIp) % this.size;
+  }
+
   private setBound(l: Lease): void {
     const prevIp = this.boundByMac.get(l.mac);
     if (prevIp !== undefined && prevIp !== l.ip) this.bound.delete(prevIp);

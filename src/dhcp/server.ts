@@ -1,8 +1,10 @@
 import dgram from 'node:dgram';
 import { once } from 'node:events';
+import type { Lease } from '../domain/lease.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { bindFailure } from '../net/bind-error.js';
+import type { Change } from '../store/backend.js';
 import type { Store } from '../store/store.js';
 import type { BootTimeline } from '../timeline.js';
 import { bindToInterface } from './bind-interface.js';
@@ -39,6 +41,7 @@ export class DhcpServer {
 
   async start(): Promise<{ port: number; proxyPort?: number }> {
     await this.reloadLeases();
+    this.store.on('change', this.otherLease);
     const main = await this.bind(this.opts.port, 'dhcp');
     const out: { port: number; proxyPort?: number } = { port: main.address().port };
     if (this.opts.proxyPort) {
@@ -49,8 +52,17 @@ export class DhcpServer {
 
   /** The lease table as the store has it now (at start, and after a restore replaced the stored leases). */
   async reloadLeases(): Promise<void> {
-    if (this.opts.pool) this.leases = new LeaseTable(this.opts.pool, await this.store.leases.all());
+    if (!this.opts.pool) return;
+    this.leases = new LeaseTable(this.opts.pool, await this.store.leases.all());
+    if (this.store.backend.kind === 'etcd') this.leases.spreadFrom(this.opts.context.serverIp);
   }
+
+  /** Leases bound or dropped by another appliance on the shared store. */
+  private readonly otherLease = (c: Change): void => {
+    if (c.collection !== 'leases' || !this.leases) return;
+    if (c.value === undefined) this.leases.forget(c.key);
+    else this.leases.learn(c.value as Lease);
+  };
 
   /** The addresses leased now to these MACs (full mode; none in proxy mode, where the site's DHCP leases). */
   leasedAddresses(macs: readonly string[], now = Date.now()): string[] {
@@ -160,12 +172,17 @@ export class DhcpServer {
         t.holdOffer(mac, op.ip, now);
         return true;
       case 'bind': {
+        const leases = this.store.leases;
+        // shared store: the address is bound only while nobody else bound it since this table learnt of it
+        const prev = t.leaseOf(mac)?.ip;
+        const guards = [op.ip, ...(prev && prev !== op.ip ? [prev] : [])].map((ip) => ({
+          collection: 'leases',
+          key: ip,
+          rev: leases.revOf(ip),
+        }));
         const { lease, replaced } = t.bind(mac, op.ip, now, op.hostname);
         try {
-          await this.store.batch([
-            ...(replaced ? [this.store.leases.del(replaced)] : []),
-            this.store.leases.put(lease.ip, lease),
-          ]);
+          await this.store.batch([...(replaced ? [leases.del(replaced)] : []), leases.put(lease.ip, lease)], guards);
           return true;
         } catch (e) {
           t.unbind(lease);
@@ -187,6 +204,7 @@ export class DhcpServer {
   }
 
   async stop(): Promise<void> {
+    this.store.off('change', this.otherLease);
     await Promise.all(this.sockets.map((s) => new Promise<void>((r) => s.close(() => r()))));
     this.sockets = [];
   }

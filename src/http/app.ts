@@ -7,6 +7,8 @@ import { resolveInside } from '../domain/safe-path.js';
 import { formatZodError } from '../domain/zod-error.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import { StoreUnavailable } from '../store/backend.js';
+import { StoreConflict } from '../store/store.js';
 import type { BootTimeline } from '../timeline.js';
 import { render, selectInstruction, type Templates, templateFor } from './ipxe.js';
 import { type RateLimit, rateLimit, remoteAddress } from './rate-limit.js';
@@ -66,6 +68,12 @@ const loggable = (p: string) => p.replace(/^(\/api\/v1\/boot\/[^/]+\/[^/]+\/).+$
 
 /** The reason goes to the log; a caller learns nothing from it. */
 const internalError = (log: Logger) => (err: Error, c: Context) => {
+  if (err instanceof StoreUnavailable || err instanceof StoreConflict) {
+    // etcd away (or writers racing past every retry): the boot plane goes on from memory, writes wait
+    log.warn({ err: err.message, path: loggable(c.req.path) }, 'store write refused');
+    c.header('Retry-After', '2');
+    return c.json({ error: `store unavailable: ${err.message}` }, 503);
+  }
   log.error({ err: err.message, path: loggable(c.req.path) }, 'http handler failed');
   return c.text('internal error\n', 500);
 };

@@ -8,7 +8,7 @@ import type { Outcome } from '../orchestrator/commands.js';
 export const IPXE = { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store' };
 
 /** How the API answers: errors as {error}, bodies parsed by zod, sizes capped. */
-export const bad = (c: Context, status: 400 | 401 | 404 | 409 | 413 | 415 | 502, error: string) =>
+export const bad = (c: Context, status: 400 | 401 | 404 | 409 | 413 | 415 | 502 | 503, error: string) =>
   c.json({ error }, status);
 
 type Parsed<T> = { ok: true; data: T } | { ok: false; res: Response; error: string };

@@ -312,7 +312,7 @@ export class Commands {
       const n = hostActed(cur, a, r);
       return { ops: [this.store.hosts.put(name, n.host), this.ev(n.event)], value: undefined };
     });
-    if (!r.ok) return refuse(502, `BMC: ${r.message}`);
+    if (!r.ok) return r.unavailable ? refuse(503, r.message) : refuse(502, `BMC: ${r.message}`);
     return done({ host: name, action: describeAction(a), ...(r.powerState ? { powerState: r.powerState } : {}) });
   }
 

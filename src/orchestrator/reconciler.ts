@@ -50,7 +50,7 @@ const AFTER_REPORT = new Set(['DeploymentTimedOut', 'CredentialConflict']);
 
 /** Drives machines and hosts through the workflow; state is in the store, so a restart simply reconciles again. */
 export class Orchestrator {
-  private readonly bmcs = new Map<string, BmcDriver>();
+  private readonly bmcs = new Map<string, { driver: BmcDriver; spec: string }>();
   private readonly busy = new Set<string>();
   private readonly inflight = new Set<Promise<void>>();
   private timer?: NodeJS.Timeout;
@@ -78,7 +78,7 @@ export class Orchestrator {
     this.stopped = true;
     clearInterval(this.timer);
     clearTimeout(this.soon);
-    await Promise.all([...this.bmcs.values()].map((b) => b.close().catch(() => undefined)));
+    await Promise.all([...this.bmcs.values()].map((b) => b.driver.close().catch(() => undefined)));
     await this.idle();
   }
 
@@ -102,7 +102,9 @@ export class Orchestrator {
       }, wait);
       return;
     }
-    this.pass = this.reconcileAll()
+    // as the leader: on etcd, every commit of the pass and of the steps it starts compares the election key
+    this.pass = this.store
+      .fenced(() => this.reconcileAll())
       .catch((e: Error) => this.log.error({ err: e.message }, 'reconcile pass failed'))
       .finally(() => {
         this.pass = undefined;
@@ -119,13 +121,15 @@ export class Orchestrator {
     while (this.pass || this.inflight.size) await Promise.all([this.pass, ...this.inflight]);
   }
 
+  /** The host's BMC client; a new one when its address or credentials changed (maybe on another appliance). */
   private bmc(h: StoredHost): BmcDriver {
-    let b = this.bmcs.get(h.name);
-    if (!b) {
-      b = this.makeBmc(h, this.secrets.open(h.spec.redfish.passwordEnc));
-      this.bmcs.set(h.name, b);
-    }
-    return b;
+    const spec = JSON.stringify(h.spec.redfish);
+    const cached = this.bmcs.get(h.name);
+    if (cached?.spec === spec) return cached.driver;
+    if (cached) void cached.driver.close().catch(() => undefined);
+    const driver = this.makeBmc(h, this.secrets.open(h.spec.redfish.passwordEnc));
+    this.bmcs.set(h.name, { driver, spec });
+    return driver;
   }
 
   /** An operator's power or boot action on a host's BMC (troubleshooting); the power state it leaves. */
@@ -145,10 +149,21 @@ export class Orchestrator {
   async forgetBmc(name: string): Promise<void> {
     const b = this.bmcs.get(name);
     this.bmcs.delete(name);
-    await b?.close().catch(() => undefined);
+    await b?.driver.close().catch(() => undefined);
   }
 
   private async reconcileAll(): Promise<void> {
+    for (const [key, r] of await this.store.requests.entries()) {
+      if (this.busy.has(`request/${key}`)) continue;
+      this.guard(`request/${key}`, async () => {
+        if (r.kind === 'failAttempt') await this.failAttemptOf(r.host, r.attempt, r.reason, r.message);
+        else {
+          const h = await this.store.hosts.get(r.host);
+          if (h) await this.powerDown(h);
+        }
+        if (!this.stopped) await this.store.batch([this.store.requests.del(key)]);
+      });
+    }
     const hosts = await this.store.hosts.all();
     const now = Date.now();
     for (const h of hosts) {

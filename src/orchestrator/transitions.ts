@@ -43,8 +43,8 @@ export type Step =
 
 /** A refusal of a command or report, as the API answers it. */
 export interface Refusal {
-  /** 502: the BMC failed an operator's action */
-  status: 400 | 401 | 404 | 409 | 502;
+  /** 502: the BMC failed an operator's action; 503: this appliance does not lead, another one acts */
+  status: 400 | 401 | 404 | 409 | 502 | 503;
   error: string;
 }
 
@@ -590,7 +590,10 @@ export function machineDeleted(
 }
 
 /** What an operator's BMC action did: the power state the BMC reports after it, or why it failed. */
-export type ActionResult = { ok: true; powerState?: string | undefined } | { ok: false; message: string };
+export type ActionResult =
+  | { ok: true; powerState?: string | undefined }
+  /** unavailable: not tried here (this appliance does not lead) */
+  | { ok: false; message: string; unavailable?: boolean };
 
 export const describeAction = (a: HostAction): string => (a.action === 'reset' ? `reset ${a.resetType}` : a.action);
 

@@ -171,6 +171,17 @@ export class EtcdBackend implements Backend {
     }
   }
 
+  /** Lists this appliance among the installation's appliances; returns all of their addresses. */
+  async register(address: string): Promise<string[]> {
+    const dir = `${this.opts.prefix}cluster/appliances/`;
+    try {
+      await this.client.put(`${dir}${address}`).value(new Date().toISOString());
+      return (await this.client.getAll().prefix(dir).keys()).map((k) => k.slice(dir.length));
+    } catch (e) {
+      throw unavailable(e);
+    }
+  }
+
   async close(): Promise<void> {
     await this.watcher?.cancel().catch(() => undefined);
     this.client.close();

@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 
 /** Reads a secret file, or creates it (mode 0600, exclusively) with `make()` on first start. */
@@ -15,13 +15,24 @@ function fileSecret(file: string, make: () => Buffer, mode = 0o600): Buffer {
   return readFileSync(file);
 }
 
-/** AES-256-GCM for BMC passwords at rest; the key lives beside the database, never in it. */
-export class SecretBox {
-  private readonly key: Buffer;
+/** The sealing key in `<dataDir>/secret.key`, made on first start. */
+export function secretKeyFile(dataDir: string): Buffer {
+  return fileSecret(path.join(dataDir, 'secret.key'), newSecretKey);
+}
 
-  constructor(dataDir: string) {
-    this.key = fileSecret(path.join(dataDir, 'secret.key'), () => randomBytes(32));
-    if (this.key.length !== 32) throw new Error(`${path.join(dataDir, 'secret.key')} must hold 32 bytes`);
+export const newSecretKey = (): Buffer => randomBytes(32);
+
+/**
+ * AES-256-GCM for BMC passwords at rest. With LevelDB the key lives beside the database, never in it; appliances
+ * sharing etcd share the key through etcd (whoever reads etcd can then open the passwords: use its TLS and auth).
+ */
+export class SecretBox {
+  constructor(private readonly key: Buffer) {
+    if (key.length !== 32) throw new Error('the secret key must hold 32 bytes');
+  }
+
+  static inDir(dataDir: string): SecretBox {
+    return new SecretBox(secretKeyFile(dataDir));
   }
 
   seal(plain: string): string {
@@ -49,15 +60,23 @@ export class SecretBox {
   }
 }
 
-/** The admin API token: from config, else generated once into the data dir. */
-export function adminToken(dataDir: string, configured?: string): { token: string; file?: string } {
+export const newAdminToken = (): Buffer => Buffer.from(randomBytes(24).toString('hex'));
+
+/**
+ * The admin API token: from config, else generated once into the data dir; `shared` (etcd: one token for every
+ * appliance) is written to that file instead, so the CLI beside each appliance finds it.
+ */
+export function adminToken(dataDir: string, configured?: string, shared?: Buffer): { token: string; file?: string } {
   if (configured) return { token: configured };
   const file = path.join(dataDir, 'admin-token');
+  if (shared) {
+    mkdirSync(dataDir, { recursive: true });
+    writeFileSync(file, shared, { mode: 0o640 });
+    chmodSync(file, 0o640);
+  }
   return {
     // the service's group may read it: operators in group beskar7 use the CLI without root
-    token: fileSecret(file, () => Buffer.from(randomBytes(24).toString('hex')), 0o640)
-      .toString('utf8')
-      .trim(),
+    token: fileSecret(file, newAdminToken, 0o640).toString('utf8').trim(),
     file,
   };
 }

@@ -13,6 +13,7 @@ import {
   StoredReportSchema,
   StoredSecretSchema,
 } from '../domain/resources.js';
+import { WorkflowRequestSchema } from '../domain/workflow-request.js';
 import type { Backend, Change, Guard, KvOp } from './backend.js';
 import { LevelBackend } from './level-backend.js';
 
@@ -97,6 +98,11 @@ export class Collection<S extends z.ZodType> {
     for (const [k, r] of this.revs) if (r <= upTo && !this.cache.has(k)) this.revs.delete(k);
   }
 
+  /** The key's mod revision as cached (0: absent, or not a shared backend), to guard a commit by hand. */
+  revOf(key: string): number {
+    return this.cache?.has(key) ? (this.revs.get(key) ?? 0) : 0;
+  }
+
   /** Counts the changes to a cached collection: whatever is derived from it is stale when this moves. */
   get version(): number {
     return this.changes;
@@ -111,7 +117,7 @@ export class Collection<S extends z.ZodType> {
   /** Inside a transaction, the key's revision as read becomes a guard of its commit. */
   async get(key: string): Promise<z.infer<S> | undefined> {
     if (this.cache) {
-      this.store.readInTx(this.name, key, this.cache.has(key) ? (this.revs.get(key) ?? 0) : 0);
+      this.store.readInTx(this.name, key, this.revOf(key));
       return this.cache.get(key);
     }
     const v = await this.store.backend.get(this.name, key);
@@ -179,6 +185,8 @@ export class Store extends EventEmitter {
   readonly reports: Collection<typeof StoredReportSchema>;
   readonly events: Collection<typeof EventSchema>;
   readonly secrets: Collection<typeof StoredSecretSchema>;
+  /** BMC work handed to the leader (etcd) */
+  readonly requests: Collection<typeof WorkflowRequestSchema>;
   private readonly byName: Map<string, Collection<z.ZodType>>;
   private eventSeq = 0;
   /** event keys of two appliances never collide */
@@ -188,6 +196,7 @@ export class Store extends EventEmitter {
   /** the leader's election key: orchestrator writes commit only while it still exists (etcd) */
   private fence?: Guard | undefined;
   private watchedRev = 0;
+  private remoteSeen = 0;
 
   private constructor(readonly backend: Backend) {
     super();
@@ -199,6 +208,7 @@ export class Store extends EventEmitter {
     this.reports = sub('reports', StoredReportSchema);
     this.events = sub('events', EventSchema);
     this.secrets = sub('secrets', StoredSecretSchema);
+    this.requests = sub('requests', WorkflowRequestSchema);
     this.byName = new Map(this.collections().map((c) => [c.name, c]));
   }
 
@@ -212,6 +222,7 @@ export class Store extends EventEmitter {
       this.reports,
       this.events,
       this.secrets,
+      this.requests,
     ] as Collection<z.ZodType>[];
   }
 
@@ -230,10 +241,7 @@ export class Store extends EventEmitter {
   static async over(backend: Backend): Promise<Store> {
     const store = new Store(backend);
     if (backend.snapshot) await store.follow();
-    else {
-      await store.hosts.load();
-      await store.machines.load();
-    }
+    else for (const c of [store.hosts, store.machines, store.requests]) await c.load();
     return store;
   }
 
@@ -254,11 +262,15 @@ export class Store extends EventEmitter {
 
   private remote(c: Change): void {
     this.watchedRev = Math.max(this.watchedRev, c.rev);
-    const coll = this.byName.get(c.collection);
-    if (!coll?.apply(c)) return;
+    this.absorb(c);
+    if (++this.remoteSeen % 1000 === 0) for (const x of this.collections()) x.forgetTombstones(this.watchedRev);
+  }
+
+  /** A change someone else made, into the cache and announced. */
+  private absorb(c: Change): void {
+    if (!this.byName.get(c.collection)?.apply(c)) return;
     if (c.collection === 'events' && c.value !== undefined) this.emit('event', c.value as StoreEvent);
     this.emit('change', c);
-    if (this.eventSeq % 1000 === 0) for (const x of this.collections()) x.forgetTombstones(this.watchedRev);
   }
 
   /** Records a read made inside a transaction (shared backends only: the LevelDB lock is enough). */
@@ -340,17 +352,17 @@ export class Store extends EventEmitter {
   }
 
   /**
-   * Commits `ops` atomically. Inside a transaction on a shared backend, only while what it read is unchanged
-   * (StoreConflict otherwise, after the cache took the current values); in a fenced section, only while this
-   * appliance leads.
+   * Commits `ops` atomically. On a shared backend only while `guards` hold and, inside a transaction, what it
+   * read is unchanged (StoreConflict otherwise, after the cache took the current values); in a fenced section,
+   * only while this appliance leads.
    */
-  async batch(ops: BatchOp[]): Promise<void> {
+  async batch(ops: BatchOp[], guards: Guard[] = []): Promise<void> {
     const fence = this.fenceCtx.getStore();
-    const guards = [...(this.tx.getStore()?.reads.values() ?? []), ...(fence ? [fence] : [])];
+    const all = [...guards, ...(this.tx.getStore()?.reads.values() ?? []), ...(fence ? [fence] : [])];
     if (!ops.length) return;
-    const r = await this.backend.commit(ops, guards);
+    const r = await this.backend.commit(ops, all);
     if (!r.ok) {
-      for (const c of r.current) this.byName.get(c.collection)?.apply(c);
+      for (const c of r.current) this.absorb(c);
       throw new StoreConflict(
         fence && fence === this.fence
           ? 'store changed meanwhile (or this appliance no longer leads)'

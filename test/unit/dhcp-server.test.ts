@@ -138,7 +138,7 @@ t.test('a restore reloads the running lease table: restored leases are not offer
   backup.collections.leases = [[lease.ip, lease]];
   const commands = new Commands({
     store: s.store,
-    secrets: new SecretBox(s.dir),
+    secrets: SecretBox.inDir(s.dir),
     workflow: {
       kick: () => {},
       forgetBmc: async () => {},

@@ -1,0 +1,138 @@
+import { EventEmitter } from 'node:events';
+import type { Lease } from 'etcd3';
+import type { Logger } from '../log.js';
+import type { Guard } from './backend.js';
+import type { EtcdBackend } from './etcd-backend.js';
+
+/**
+ * Leader election on etcd, as etcd's own concurrency package does it: each appliance puts a key under
+ * `<prefix>leader/` on a lease it keeps alive; the oldest key leads, the others wait for the key just older
+ * than theirs to go. Written on etcd3's lease and transactions rather than its Election class, which hides the
+ * lease: leadership ends here the moment keep-alives stop for a TTL, before etcd itself lets the key expire, and
+ * the key's creation revision is the fence every orchestrator write compares.
+ *
+ * Emits 'elected' (the fence) and 'deposed'.
+ */
+export class Leadership extends EventEmitter {
+  private lease?: Lease;
+  private stopped = false;
+  private leading = false;
+  private lastKeepAlive = 0;
+  private checker?: NodeJS.Timeout;
+
+  constructor(
+    private readonly etcd: EtcdBackend,
+    private readonly identity: string,
+    private readonly ttlSeconds: number,
+    private readonly log: Logger,
+  ) {
+    super();
+  }
+
+  get isLeader(): boolean {
+    return this.leading;
+  }
+
+  private get dir(): string {
+    return `${this.etcd.opts.prefix}leader/`;
+  }
+
+  start(): void {
+    void this.campaign();
+  }
+
+  /** Campaigns until elected; on any failure starts over with a new lease a second later. */
+  private async campaign(): Promise<void> {
+    const c = this.etcd.client;
+    try {
+      const lease = c.lease(this.ttlSeconds, { autoKeepAlive: true });
+      this.lease = lease;
+      lease.on('keepaliveSucceeded', () => {
+        this.lastKeepAlive = Date.now();
+      });
+      lease.on('lost', (e: Error) => this.depose(`lease lost: ${e.message}`));
+      const id = await lease.grant();
+      this.lastKeepAlive = Date.now();
+      const key = `${this.dir}${id}`;
+      const r = await c.if(key, 'Create', '==', 0).then(c.put(key).value(this.identity).lease(id)).commit();
+      const mine = Number(r.header.revision);
+      for (;;) {
+        if (this.stopped || this.lease !== lease) return;
+        const older = await c
+          .getAll()
+          .prefix(this.dir)
+          .maxCreateRevision(String(mine - 1))
+          .sort('Create', 'Descend')
+          .limit(1)
+          .exec();
+        const ahead = older.kvs[0];
+        if (!ahead) break;
+        await this.deleted(ahead.key.toString(), Number(older.header.revision));
+      }
+      if (this.stopped || this.lease !== lease) return;
+      this.leading = true;
+      // leadership ends locally once keep-alives have failed for one TTL: etcd lets the key go no sooner
+      this.checker = setInterval(() => {
+        if (Date.now() - this.lastKeepAlive > this.ttlSeconds * 1000) this.depose('keep-alives failed for one TTL');
+      }, 250);
+      this.log.info({ key, revision: mine }, 'leader elected: this appliance runs the orchestrator');
+      const fence: Guard = { collection: '', key, rev: mine, on: 'create' };
+      this.emit('elected', fence);
+    } catch (e) {
+      this.depose(`campaign failed: ${(e as Error).message}`);
+    }
+  }
+
+  /** Resolves when `key` is deleted (its holder's lease ended) after `rev`. */
+  private async deleted(key: string, rev: number): Promise<void> {
+    const w = await this.etcd.client
+      .watch()
+      .key(key)
+      .startRevision(String(rev + 1))
+      .create();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        w.on('delete', () => resolve());
+        w.on('error', reject);
+        this.once('stop', resolve);
+      });
+    } finally {
+      await w.cancel().catch(() => undefined);
+    }
+  }
+
+  private depose(why: string): void {
+    const lease = this.lease;
+    if (!lease) return;
+    this.lease = undefined;
+    clearInterval(this.checker);
+    lease.removeAllListeners();
+    void lease.revoke().catch(() => undefined);
+    if (this.leading) {
+      this.leading = false;
+      this.log.warn({ reason: why }, 'leadership lost: the orchestrator stops');
+      this.emit('deposed');
+    } else this.log.warn({ reason: why }, 'leader campaign failed; trying again');
+    if (!this.stopped) setTimeout(() => void this.campaign(), 1000).unref();
+  }
+
+  /** The leading appliance's identity (its API address), or undefined while nobody leads. */
+  async leader(): Promise<string | undefined> {
+    const r = await this.etcd.client.getAll().prefix(this.dir).sort('Create', 'Ascend').limit(1).strings();
+    return Object.values(r)[0];
+  }
+
+  /** Resigns: the lease goes at once, so another appliance leads without waiting for the TTL. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.emit('stop');
+    const lease = this.lease;
+    this.lease = undefined;
+    clearInterval(this.checker);
+    if (this.leading) {
+      this.leading = false;
+      this.emit('deposed');
+    }
+    await lease?.revoke().catch(() => undefined);
+  }
+}
