@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(qemu-system-x86 ipxe ipxe-qemu ovmf dnsmasq-base busybox-static atftp tftpd-hpa kea-admin cpio
-      isc-dhcp-client file iproute2 curl kmod kexec-tools openssl chromium socat)
+      isc-dhcp-client file iproute2 curl kmod kexec-tools openssl chromium socat etcd-server etcd-client)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -17,7 +17,7 @@ if [ ! -x .cache/atftpd/usr/sbin/atftpd ]; then
   mkdir -p .cache/atftpd && (cd .cache && apt-get download atftpd >/dev/null 2>&1 && dpkg-deb -x atftpd_*.deb atftpd && rm -f atftpd_*.deb)
 fi
 # the distro services must not hold the ports our tests use
-for svc in tftpd-hpa; do systemctl stop "$svc" 2>/dev/null || service "$svc" stop 2>/dev/null || true; done
+for svc in tftpd-hpa etcd; do systemctl stop "$svc" 2>/dev/null || service "$svc" stop 2>/dev/null || true; done
 pkill -x in.tftpd 2>/dev/null || true
 make -s assets
 bash assets/build-demo-image.sh >/dev/null 2>&1 || bash assets/build-demo-image.sh

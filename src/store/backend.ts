@@ -27,7 +27,9 @@ export interface Change {
 export type CommitResult = { ok: true; rev: number } | { ok: false; rev: number; current: Change[] };
 
 /** The backend cannot be reached (etcd down): reads go on from memory, writes are refused with 503. */
-export class StoreUnavailable extends Error {}
+export class StoreUnavailable extends Error {
+  override name = 'StoreUnavailable';
+}
 
 /** Where the store keeps its collections: one LevelDB, or an etcd cluster shared by several appliances. */
 export interface Backend {

@@ -30,7 +30,9 @@ function deepFreeze<T>(v: T): T {
 }
 
 /** A transaction read keys that changed before it could commit; it runs again on the current values. */
-export class StoreConflict extends Error {}
+export class StoreConflict extends Error {
+  override name = 'StoreConflict';
+}
 
 /** What a read-modify-write section read, for the commit to compare. */
 interface TxContext {
@@ -38,7 +40,7 @@ interface TxContext {
 }
 
 /** Read-modify-write sections that lose to another appliance are run again this many times. */
-const MAX_TX_RUNS = 8;
+const MAX_TX_RUNS = 30;
 
 /**
  * One collection of the store, its values checked against their zod schema when read. A cached collection
@@ -303,6 +305,8 @@ export class Store extends EventEmitter {
           return await this.tx.run({ reads: new Map() }, fn);
         } catch (e) {
           if (!(e instanceof StoreConflict) || run >= MAX_TX_RUNS) throw e;
+          // two appliances racing for one key: a random pause lets one of them through
+          await new Promise((r) => setTimeout(r, Math.random() * 5 * run));
         }
       }
     };

@@ -1,0 +1,164 @@
+// The store on a real etcd (Debian's etcd-server on loopback): two appliances' stores on one cluster, racing
+// transactions, the watch, etcd going away and coming back, leader election with its fence, backup and restore.
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import t from 'tap';
+import { stopProcess } from '../../src/lab/netns.js';
+import { createLogger } from '../../src/log.js';
+import { repoRoot } from '../../src/paths.js';
+import type { Guard } from '../../src/store/backend.js';
+import { restoreBackup, takeBackup } from '../../src/store/backup.js';
+import { EtcdBackend } from '../../src/store/etcd-backend.js';
+import { Leadership } from '../../src/store/leader.js';
+import { Store } from '../../src/store/store.js';
+import { until } from '../helpers/appliance.js';
+import { startEtcd } from '../helpers/etcd.js';
+
+const log = createLogger(process.env.TEST_LOG ?? 'silent');
+const wait = (check: () => boolean | Promise<boolean>, ms: number) =>
+  until('the condition', async () => ((await check()) ? true : undefined), ms);
+const lease = (ip: string, mac: string, n = 0) => ({ ip, mac, expiresAt: n, boundAt: 0 });
+
+t.test('etcd', async (t) => {
+  const etcd = await startEtcd({ base: 24310 });
+  t.teardown(() => etcd.stop());
+  let prefixes = 0;
+  const open = async (prefix: string, timeoutMs = 1000) => {
+    const b = new EtcdBackend({ endpoints: etcd.endpoints, prefix, timeoutMs });
+    const s = await Store.over(b);
+    t.teardown(() => s.close());
+    return s;
+  };
+  const pair = async () => {
+    const prefix = `/t${prefixes++}/`;
+    return [await open(prefix), await open(prefix)] as const;
+  };
+
+  t.test("one appliance's write reaches the other's cache through the watch", async (t) => {
+    const [a, b] = await pair();
+    await a.batch([a.leases.put('10.0.0.5', lease('10.0.0.5', '52:54:00:00:00:05'))]);
+    await wait(() => b.leases.snapshot().length === 1, 5000);
+    t.same(await b.leases.get('10.0.0.5'), lease('10.0.0.5', '52:54:00:00:00:05'));
+    await b.batch([b.leases.del('10.0.0.5')]);
+    await wait(() => a.leases.snapshot().length === 0, 5000);
+    t.equal(await a.leases.get('10.0.0.5'), undefined, 'a delete travels too');
+  });
+
+  t.test('read-modify-write sections racing on two appliances lose no update', async (t) => {
+    const [a, b] = await pair();
+    await a.batch([a.leases.put('c', lease('c', '52:54:00:00:00:01', 0))]);
+    await wait(() => b.leases.snapshot().length === 1, 5000);
+    const bump = (s: Store) =>
+      s.transact(async () => {
+        const cur = await s.leases.get('c');
+        await s.batch([
+          s.leases.put('c', { ...(cur as ReturnType<typeof lease>), expiresAt: (cur?.expiresAt ?? 0) + 1 }),
+        ]);
+      });
+    await Promise.all(Array.from({ length: 20 }, (_, i) => bump(i % 2 ? a : b)));
+    await wait(
+      async () => (await a.leases.get('c'))?.expiresAt === 20 && (await b.leases.get('c'))?.expiresAt === 20,
+      5000,
+    );
+    t.equal((await a.leases.get('c'))?.expiresAt, 20, '20 increments from two stores: 20');
+  });
+
+  t.test('a guarded bind loses to the one that came first, and learns it', async (t) => {
+    const [a, b] = await pair();
+    const guard = (s: Store) => [{ collection: 'leases', key: '10.0.0.9', rev: s.leases.revOf('10.0.0.9') }];
+    const ga = guard(a);
+    const gb = guard(b);
+    await a.batch([a.leases.put('10.0.0.9', lease('10.0.0.9', '52:54:00:00:00:0a'))], ga);
+    await t.rejects(
+      b.batch([b.leases.put('10.0.0.9', lease('10.0.0.9', '52:54:00:00:00:0b'))], gb),
+      { name: 'StoreConflict' },
+      'the second appliance, deciding on what it had seen, cannot take the address',
+    );
+    t.equal((await b.leases.get('10.0.0.9'))?.mac, '52:54:00:00:00:0a', "the loser's cache holds the winner's lease");
+  });
+
+  t.test('commitIf on a record another appliance changed is refused', async (t) => {
+    const [a, b] = await pair();
+    await a.batch([a.leases.put('x', lease('x', '52:54:00:00:00:01'))]);
+    await wait(() => b.leases.snapshot().length === 1, 5000);
+    const seen = await b.leases.get('x');
+    await a.batch([a.leases.put('x', lease('x', '52:54:00:00:00:02'))]);
+    const won = await b.transact(async () => {
+      const cur = await b.leases.get('x');
+      if (JSON.stringify(cur) !== JSON.stringify(seen)) return false;
+      await b.batch([b.leases.put('x', lease('x', '52:54:00:00:00:03'))]);
+      return true;
+    });
+    t.equal(won, false, 'the section ran again on the new value and saw the change');
+    t.equal((await a.leases.get('x'))?.mac, '52:54:00:00:00:02');
+  });
+
+  t.test('backup and restore on etcd, past its 128-operation transaction limit', async (t) => {
+    const [a, b] = await pair();
+    const ops = Array.from({ length: 300 }, (_, i) =>
+      a.leases.put(`10.1.${i >> 8}.${i & 255}`, lease(`10.1.${i >> 8}.${i & 255}`, '52:54:00:00:00:01', i)),
+    );
+    await a.bulk(ops);
+    const backup = await takeBackup(a);
+    t.equal(backup.collections.leases?.length, 300);
+    await a.bulk([a.leases.put('extra', lease('extra', '52:54:00:00:00:02'))]);
+    const counts = await restoreBackup(a, backup);
+    t.equal(counts.leases, 300);
+    await wait(() => b.leases.snapshot().length === 300, 5000);
+    t.equal(await b.leases.get('extra'), undefined, 'what the backup did not hold is gone');
+  });
+
+  t.test('leader election: SIGKILLed, the leader is followed within the TTL, and its fence fails', async (t) => {
+    const prefix = `/t${prefixes++}/`;
+    const script = path.join(repoRoot, 'test/helpers/leader-child.ts');
+    const child = spawn(process.execPath, ['--import', 'tsx', script, etcd.endpoints.join(','), prefix, '2']);
+    t.teardown(() => stopProcess(child));
+    const fence = await new Promise<Guard>((resolve) =>
+      child.stdout.once('data', (c: Buffer) => resolve(JSON.parse(c.toString()))),
+    );
+    const bb = new EtcdBackend({ endpoints: etcd.endpoints, prefix, timeoutMs: 1000 });
+    const b = await Store.over(bb);
+    t.teardown(() => b.close());
+    const lb = new Leadership(bb, 'b', 2, log);
+    t.teardown(() => lb.stop());
+    lb.start();
+    await new Promise((r) => setTimeout(r, 500));
+    t.notOk(lb.isLeader, 'the second campaign waits while the first leads');
+    t.equal(await lb.leader(), 'child', 'and names the leader');
+    const t0 = Date.now();
+    child.kill('SIGKILL');
+    await wait(() => lb.isLeader, 10_000);
+    const took = Date.now() - t0;
+    t.ok(took < 2000 + 2000, `took over ${took} ms after the SIGKILL (lease TTL 2 s)`);
+    t.equal(await lb.leader(), 'b');
+    const put = { type: 'put' as const, collection: 'leases', key: 'f', value: lease('f', '52:54:00:00:00:09') };
+    const r = await bb.commit([put], [fence]);
+    t.equal(r.ok, false, "a commit fenced by the dead leader's key does not apply");
+    t.notOk(await bb.get('leases', 'f'), 'nothing was written');
+  });
+
+  t.test(
+    'etcd down: reads from memory, writes refused at once with StoreUnavailable; back: writes and the watch resume',
+    async (t) => {
+      const [a, b] = await pair();
+      await a.batch([a.leases.put('k', lease('k', '52:54:00:00:00:01'))]);
+      await wait(() => b.leases.snapshot().length === 1, 5000);
+      await etcd.kill(0);
+      t.equal((await a.leases.get('k'))?.mac, '52:54:00:00:00:01', 'the cache still answers');
+      const t0 = Date.now();
+      await t.rejects(a.batch([a.leases.put('k2', lease('k2', '52:54:00:00:00:02'))]), { name: 'StoreUnavailable' });
+      t.ok(Date.now() - t0 < 5000, `refused in ${Date.now() - t0} ms`);
+      await etcd.start(0);
+      await wait(async () => {
+        try {
+          await a.batch([a.leases.put('k3', lease('k3', '52:54:00:00:00:03'))]);
+          return true;
+        } catch {
+          return false;
+        }
+      }, 30_000);
+      await wait(() => b.leases.snapshot().some((l) => l.ip === 'k3'), 15_000);
+      t.pass('after etcd came back, a write from one appliance reached the other');
+    },
+  );
+});
