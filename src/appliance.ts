@@ -329,6 +329,8 @@ export class Appliance {
     const { cfg } = this;
     return {
       uptimeSeconds: Math.round((Date.now() - this.started) / 1000),
+      // on etcd only the leader runs the orchestrator (and talks to BMCs)
+      store: { backend: cfg.store.backend, orchestrator: this.workflow?.leading ?? false },
       dhcp: { mode: cfg.dhcp.enabled ? cfg.dhcp.mode : 'off', leases: this.dhcp?.leaseCount ?? 0 },
       dhcpMalformed: await this.metrics.value('beskar7_dhcp_malformed_total'),
     };

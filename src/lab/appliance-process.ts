@@ -10,6 +10,8 @@ import { type Lab, stopProcess } from './netns.js';
 export class ApplianceProcess {
   readonly logs: Record<string, unknown>[] = [];
   private proc?: ChildProcess;
+  /** the namespace it runs in: the lab's own (bridge side) unless set to one of the lab's hosts */
+  ns: string;
 
   constructor(
     private readonly lab: Lab,
@@ -27,12 +29,14 @@ export class ApplianceProcess {
     ],
     /** where the config is written (an installed service reads /etc/beskar7/beskar7.yaml) */
     private readonly configFile = path.join(dir, 'beskar7.yaml'),
-  ) {}
+  ) {
+    this.ns = lab.ns;
+  }
 
   async start(timeoutMs = 20_000): Promise<void> {
     writeFileSync(this.configFile, YAML.stringify(this.config));
     const [cmd, ...args] = this.command(this.configFile);
-    const p = this.lab.spawn(this.lab.ns, cmd, args);
+    const p = this.lab.spawn(this.ns, cmd, args);
     this.proc = p;
     let buf = '';
     let errText = '';

@@ -13,7 +13,7 @@ import { pxe } from '../helpers/packets.js';
 import { RelaySocket } from '../helpers/relay.js';
 import { callInspector, claim, claimUrlOf, wireReport } from '../helpers/sim-inspector.js';
 
-const [nArg, server, me, token, postArg] = process.argv.slice(2) as [
+const [nArg, serverList, me, token, postArg] = process.argv.slice(2) as [
   string,
   string,
   string,
@@ -23,38 +23,36 @@ const [nArg, server, me, token, postArg] = process.argv.slice(2) as [
 const N = Number(nArg);
 /** firmware POST time after a power-on: 100 ms, or spread up to this many ms (a kill test wants a longer storm) */
 const postMs = () => 100 + Math.random() * Number(postArg ?? 0);
-const api = `http://${server}:8080/api/v1`;
+/** the appliances: a machine boots from one, and from the next when a step fails (several share etcd) */
+const servers = serverList.split(',');
+const apiOf = (i: number) => `http://${servers[i % servers.length]}:8080/api/v1`;
 const deadline = Date.now() + 30 * 60_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const relay = await RelaySocket.open(me, 67);
 let xidSeq = 1;
-async function exchange(pkt: DhcpPacket): Promise<DhcpPacket> {
+async function exchange(pkt: DhcpPacket, server: string): Promise<DhcpPacket> {
   const p = await relay.exchange(pkt, server, 67);
   if (!p) throw new Error(`no DHCP answer for ${pkt.chaddr}`);
   return p;
 }
 /** Every DHCPACK the machines got: no address may ever be acknowledged to two MACs. */
 const acks: { ip: string; mac: string; at: number }[] = [];
-async function dora(mac: string, ipxe: boolean) {
+async function dora(mac: string, ipxe: boolean, server: string) {
   const opts = { mac, giaddr: me, ...(ipxe ? { userClass: '\x04iPXE' } : {}) };
-  const offer = await exchange(pxe(0, { ...opts, xid: xidSeq++ }));
+  const offer = await exchange(pxe(0, { ...opts, xid: xidSeq++ }), server);
   const ack = await exchange(
     pxe(0, { ...opts, xid: xidSeq++, type: MsgType.Request, requested: offer.yiaddr, serverId: server }),
+    server,
   );
   if (ack.options.get(Opt.MessageType)?.[0] !== MsgType.Ack) throw new Error(`DHCP: no ACK for ${offer.yiaddr}`);
   acks.push({ ip: ack.yiaddr, mac, at: Date.now() });
   return ack;
 }
-const tftpClient = tftp.createClient({
-  host: server,
-  port: 69,
-  blockSize: 1468,
-  windowSize: 16,
-  retries: 2,
-  timeout: 1000,
-});
-const tftpGet = (file: string) =>
-  new Promise<Buffer>((res, rej) => tftpClient.get(file, (e, b) => (e ? rej(e) : res(b as Buffer))));
+const tftpClients = servers.map((host) =>
+  tftp.createClient({ host, port: 69, blockSize: 1468, windowSize: 16, retries: 2, timeout: 1000 }),
+);
+const tftpGet = (server: number, file: string) =>
+  new Promise<Buffer>((res, rej) => tftpClients[server]?.get(file, (e, b) => (e ? rej(e) : res(b as Buffer))));
 
 interface Times {
   power: number;
@@ -84,11 +82,14 @@ async function persist(call: () => Promise<Response>): Promise<Response> {
 }
 
 async function bootOnce(mac: string, g: number, t: Times): Promise<'done' | 'again'> {
-  const ack = await dora(mac, false);
+  // one appliance per try, the next after a failure
+  const si = (Number.parseInt(mac.slice(-2), 16) + t.retries) % servers.length;
+  const server = servers[si] as string;
+  const ack = await dora(mac, false, server);
   t.dhcp = Date.now();
-  await tftpGet(ack.file);
+  await tftpGet(si, ack.file);
   t.tftp = Date.now();
-  const ack2 = await dora(mac, true);
+  const ack2 = await dora(mac, true, server);
   if (!ack2.options.get(Opt.IpxeEncap)) throw new Error('no iPXE options');
   await (await fetch(ack2.file)).text();
   const url = await claimUrlOf(`http://${server}:8080`, mac);
@@ -129,9 +130,10 @@ async function boot(mac: string, g: number): Promise<void> {
 }
 
 /** Admin API calls outlive appliance restarts; a create repeated after a lost answer gets 409 and is fine. */
+let apiIndex = 0;
 async function call(method: string, p: string, body?: unknown, accept = [200, 201, 202, 409]): Promise<any> {
   for (;;) {
-    const got = await fetch(`${api}${p}`, {
+    const got = await fetch(`${apiOf(apiIndex)}${p}`, {
       method,
       headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
       ...(body ? { body: JSON.stringify(body) } : {}),
@@ -140,8 +142,10 @@ async function call(method: string, p: string, body?: unknown, accept = [200, 20
       .then(async (r) => ({ status: r.status, text: await r.text() }))
       .catch(() => undefined);
     if (got && accept.includes(got.status)) return JSON.parse(got.text);
-    if (got) throw new Error(`${method} ${p}: ${got.status} ${got.text}`);
-    // down (being restarted): try again
+    // 503: that appliance cannot reach etcd now; another may
+    if (got && got.status !== 503) throw new Error(`${method} ${p}: ${got.status} ${got.text}`);
+    // down (being restarted): try again, on the next appliance
+    apiIndex++;
     if (Date.now() > deadline) throw new Error(`${method} ${p}: no answer`);
     await sleep(200);
   }

@@ -2,12 +2,13 @@
 // second namespace the storm driver (N fake BMCs, N simulated machines). Optionally kills the appliance with
 // SIGKILL at random points and starts it again on the same data dir. Used by `make bench-storm` and the
 // kill -9 e2e test.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ApplianceProcess } from '../../src/lab/appliance-process.js';
 import { Lab, stopProcess } from '../../src/lab/netns.js';
 import { repoRoot } from '../../src/paths.js';
+import { type EtcdCluster, startEtcd } from './etcd.js';
 import { cpuMs, peakRssMiB } from './proc.js';
 
 export interface StormOptions {
@@ -19,6 +20,18 @@ export interface StormOptions {
   postSpreadMs?: number;
   /** progress for people */
   note?: (line: string) => void;
+  /**
+   * Two appliances on one 3-member etcd cluster, both serving DHCP (one shared pool), TFTP and HTTP; the
+   * simulated machines use either, and move to the other when one fails. `kills` then SIGKILLs the leader
+   * (restarted at once, as systemd would); `etcdKills` members of the cluster are killed for good mid-storm.
+   */
+  ha?: { etcdKills: number };
+}
+
+/** A SIGKILL of the leader, and how long until the other appliance ran the orchestrator. */
+export interface Takeover {
+  victim: number;
+  takeoverMs: number;
 }
 
 /** What the appliance reported (driver's last poll) when a kill hit it. */
@@ -53,6 +66,8 @@ export interface StormResult {
     };
   };
   kills: KillPoint[];
+  takeovers: Takeover[];
+  etcdKilledAtMs: number[];
   peakRssMiB: number;
   /** CPU time (user + system) of the appliance process, ms */
   cpuMs: number;
@@ -71,6 +86,21 @@ export function prng(seed: number): () => number {
 }
 
 const TOKEN = 'storm-admin-token-0123456789';
+
+/** Which appliance runs the orchestrator now (its /healthz says so, asked from inside the lab), or -1. */
+async function leaderOf(lab: Lab, from: string, ips: string[]): Promise<number> {
+  const leads = await Promise.all(
+    ips.map(async (ip) => {
+      const r = await lab.run(from, 'curl', ['-s', '-m', '1', `http://${ip}:8080/healthz`], 5000);
+      try {
+        return (JSON.parse(r.stdout) as { store?: { orchestrator?: boolean } }).store?.orchestrator === true;
+      } catch {
+        return false;
+      }
+    }),
+  );
+  return leads.indexOf(true);
+}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function runStorm(o: StormOptions): Promise<StormResult> {
@@ -81,27 +111,47 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
   const sim = lab.addHost('sim', '52:54:00:92:00:02', '10.92.0.2');
   // each simulated machine claims its inspector credentials from the address it was leased, as a real one does
   lab.anyIp(sim, '10.92.64.0/18');
+  let etcd: EtcdCluster | undefined;
   try {
-    const app = new ApplianceProcess(
-      lab,
-      {
-        dataDir: path.join(work, 'data'),
-        logLevel: 'warn',
-        advertiseAddress: lab.serverIp,
-        // the simulated hosts share the driver's few addresses
-        http: { address: lab.serverIp, port: 8080, rateLimit: { perSecond: 1e6, burst: 1e6 } },
-        api: { adminToken: TOKEN },
-        dhcp: {
-          mode: 'full',
-          probeSeconds: 0,
-          full: { poolStart: '10.92.64.0', poolEnd: '10.92.127.255', subnetMask: '255.255.0.0', leaseSeconds: 3600 },
+    const ips = [lab.serverIp];
+    let store: Record<string, unknown> | undefined;
+    if (o.ha) {
+      const etcdNs = lab.addHost('etcd', '52:54:00:92:00:04', '10.92.0.4');
+      etcd = await startEtcd({ members: 3, address: '10.92.0.4', base: 2379, ns: etcdNs });
+      // a leader lease of 3 s: a dead leader is followed within 3 s plus one reconcile pass
+      store = { backend: 'etcd', etcd: { endpoints: etcd.endpoints, leaseTTLSeconds: 3, timeoutSeconds: 1 } };
+      ips.push('10.92.0.3');
+    }
+    const apps = ips.map((ip, i) => {
+      const dir = path.join(work, `a${i}`);
+      const app = new ApplianceProcess(
+        lab,
+        {
+          dataDir: path.join(dir, 'data'),
+          logLevel: 'warn',
+          advertiseAddress: ip,
+          ...(store ? { store } : {}),
+          // the simulated hosts share the driver's few addresses
+          http: { address: ip, port: 8080, rateLimit: { perSecond: 1e6, burst: 1e6 } },
+          api: { adminToken: TOKEN },
+          dhcp: {
+            mode: 'full',
+            probeSeconds: 0,
+            full: { poolStart: '10.92.64.0', poolEnd: '10.92.127.255', subnetMask: '255.255.0.0', leaseSeconds: 3600 },
+          },
+          orchestrator: { tickSeconds: 0.5, inspectionTimeoutSeconds: 300, powerDeadlineSeconds: 60 },
+          redfish: { perBmcConcurrency: 2, globalConcurrency: 64 },
         },
-        orchestrator: { tickSeconds: 0.5, inspectionTimeoutSeconds: 300, powerDeadlineSeconds: 60 },
-        redfish: { perBmcConcurrency: 2, globalConcurrency: 64 },
-      },
-      work,
-    );
-    await app.start();
+        dir,
+      );
+      if (i > 0) app.ns = lab.addHost(`b${i}`, `52:54:00:92:00:${String(10 + i)}`, ip);
+      return app;
+    });
+    for (const a of apps) {
+      mkdirSync(path.join(work, `a${apps.indexOf(a)}`), { recursive: true });
+      await a.start();
+    }
+    const app = apps[0] as ApplianceProcess;
     let peakMiB = 0;
     // \`ip netns exec\` execs the appliance, so the pid is node itself; 0 between a kill and the restart
     const sampler = setInterval(() => (peakMiB = Math.max(peakMiB, peakRssMiB(app.pid as number))), 500);
@@ -110,7 +160,7 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
       'tsx',
       path.join(repoRoot, 'test/bench/storm-driver.ts'),
       String(o.n),
-      lab.serverIp,
+      ips.join(','),
       '10.92.0.2',
       TOKEN,
       String(o.postSpreadMs ?? 0),
@@ -141,6 +191,8 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
       }),
     );
     const kills: KillPoint[] = [];
+    const takeovers: Takeover[] = [];
+    const etcdKilledAtMs: number[] = [];
     if (o.kills) {
       await Promise.race([creatingHosts, exited]);
       const started = Date.now();
@@ -154,10 +206,24 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
         if (ended) break;
         const state = last;
         const afterMs = Date.now() - started;
-        await app.kill9();
+        // on etcd the victim is the leader: the one running the orchestrator
+        const victim = o.ha ? await leaderOf(lab, sim, ips) : 0;
+        const target = apps[victim] as ApplianceProcess;
+        await target.kill9();
         const t0 = Date.now();
-        await app.start();
+        if (o.ha && etcd && etcdKilledAtMs.length < o.ha.etcdKills) {
+          // one etcd member dies for good while an appliance is down
+          await etcd.kill(2 - etcdKilledAtMs.length);
+          etcdKilledAtMs.push(Date.now() - started);
+          note(`etcd member m${2 - etcdKilledAtMs.length + 1} killed at ${Date.now() - started} ms`);
+        }
+        await target.start();
         kills.push({ afterMs, state, restartMs: Date.now() - t0 });
+        if (o.ha) {
+          while ((await leaderOf(lab, sim, ips)) < 0 && Date.now() - t0 < 60_000) await sleep(50);
+          takeovers.push({ victim, takeoverMs: Date.now() - t0 });
+          note(`appliance ${victim} was the leader; an appliance leads again ${Date.now() - t0} ms after its kill`);
+        }
         last = {}; // the next kill waits for a poll answered by the new process
         note(`kill -9 #${kills.length} at ${afterMs} ms (${JSON.stringify(state)}); up again in ${Date.now() - t0} ms`);
       }
@@ -170,12 +236,13 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
     clearTimeout(timer);
     if (code === 'timeout') await stopProcess(driver);
     clearInterval(sampler);
-    // the appliance's CPU time for the whole storm (the last process's, after kills)
-    const cpu = cpuMs(app.pid as number);
-    await app.stop();
+    // the appliances' CPU time for the whole storm (the last processes', after kills)
+    const cpu = apps.reduce((sum, a) => sum + cpuMs(a.pid as number), 0);
+    for (const a of apps) await a.stop();
     if (!summary) throw new Error(`storm driver failed (${code}): ${errText}`);
-    return { summary, kills, peakRssMiB: peakMiB, cpuMs: cpu };
+    return { summary, kills, takeovers, etcdKilledAtMs, peakRssMiB: peakMiB, cpuMs: cpu };
   } finally {
+    await etcd?.stop();
     await lab.down();
     rmSync(work, { recursive: true, force: true });
   }
