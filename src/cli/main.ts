@@ -21,6 +21,8 @@ const USAGE = `usage: beskar7 [--url URL] [--token TOKEN] [--json] COMMAND
   events [--limit N]                                workflow events, oldest first
   timeline [MAC]                                    boot timeline: every MAC, or one MAC's steps
   backup FILE | restore FILE                        the whole store as JSON (BMC passwords stay encrypted)
+  migrate --from leveldb --to etcd [--force]        the inventory, sealing key and admin token into the config's
+                                                    store.etcd: from the running appliance (its API), else its LevelDB
 URL and TOKEN: --url/--token, else $BESKAR7_URL/$BESKAR7_TOKEN, else from the appliance's config (--config,
 $BESKAR7_CONFIG or /etc/beskar7/beskar7.yaml): its HTTP address and port, its api.adminToken or <dataDir>/admin-token.`;
 
@@ -37,6 +39,9 @@ const { values, positionals } = parseArgs({
     filename: { type: 'string', short: 'f' },
     output: { type: 'string', short: 'o' },
     help: { type: 'boolean', short: 'h' },
+    from: { type: 'string' },
+    to: { type: 'string' },
+    force: { type: 'boolean', default: false },
   },
 });
 
@@ -262,6 +267,26 @@ const restoreCommand: Handler = async (file) => {
   show(r.restored, () => out(`restored: ${counts(r.restored)}`));
 };
 
+const migrateCommand: Handler = async () => {
+  if (values.from !== 'leveldb' || values.to !== 'etcd')
+    throw new CliError('migrate goes --from leveldb --to etcd (set store.etcd in the config first)');
+  // a running appliance holds its LevelDB open: its own backup is the consistent copy
+  const live = await call('GET', '/backup').catch((e: Error) => {
+    if (!/cannot reach/.test(e.message)) throw e;
+    return undefined;
+  });
+  // loaded here only: the etcd client (gRPC) would slow every other command's start
+  const { migrateToEtcd } = await import('../store/migrate.js');
+  const moved = await migrateToEtcd(applianceConfig(), live, values.force ?? false).catch((e: Error) => {
+    throw new CliError(`migrate: ${e.message}`);
+  });
+  show(moved, () =>
+    out(
+      `migrated ${live ? 'from the running appliance' : 'from its LevelDB'}: ${counts(moved)}; now set store.backend: etcd and restart it`,
+    ),
+  );
+};
+
 /** The resource path of a kind, as the user names it (kubectl's short names too). */
 function plural(kind: string | undefined): { kind: Kind; path: string } {
   const k = kind ? kindOf(kind) : undefined;
@@ -421,6 +446,7 @@ const COMMANDS: Record<string, Handler> = {
   timeline: timelineCommand,
   backup: backupCommand,
   restore: restoreCommand,
+  migrate: migrateCommand,
 };
 
 async function main(): Promise<void> {
