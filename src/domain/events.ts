@@ -12,6 +12,8 @@ export const EventKind = z.enum([
   'MachineDeleting',
   'Claimed',
   'InspectionStarted',
+  /** an attempt persisted but not recorded as powered (restart, new leader): booted again, new credentials */
+  'InspectionResumed',
   'PowerOn',
   /** stored by releases before the boot nonce; still read */
   'ScriptFetched',

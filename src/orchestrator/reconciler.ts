@@ -123,6 +123,8 @@ export class Orchestrator {
 
   /** The host's BMC client; a new one when its address or credentials changed (maybe on another appliance). */
   private bmc(h: StoredHost): BmcDriver {
+    // a stopped orchestrator (shut down, or no longer the leader) starts no BMC call, even from a step in flight
+    if (this.stopped) throw new Error('orchestrator stopped');
     const spec = JSON.stringify(h.spec.redfish);
     const cached = this.bmcs.get(h.name);
     if (cached?.spec === spec) return cached.driver;
@@ -307,7 +309,7 @@ export class Orchestrator {
       this.store.machines.put(m.name, a.machine),
       this.store.hosts.put(h.name, a.host),
       ...this.bootOps(a.host, instr),
-      ...(a.event ? [this.store.event(a.event)] : []),
+      this.store.event(a.event),
     ];
     if (!(await this.store.commitIf({ machine: m, host: h }, ops))) return this.kick();
     const { machine, host } = a;
@@ -418,6 +420,7 @@ export class Orchestrator {
    * and a failure is recorded on it; the release goes on either way.
    */
   private async powerDown(h: StoredHost): Promise<void> {
+    if (this.stopped) return;
     const b = this.bmc(h);
     let failure: string | undefined;
     try {

@@ -314,11 +314,25 @@ export function startAttempt(
   attempt: string,
   now: number,
   p: Policy,
-): Pair & { event?: WorkflowEvent } {
+): Pair & { event: WorkflowEvent } {
   const machine = clone(m);
   const host = clone(h);
   host.bootstrap = { attempt, expiresAt: new Date(now + p.inspectionTimeoutMs).toISOString() };
-  if (h.status.state !== 'InUse') return { machine, host };
+  const scope = { machine: m.name, host: h.name };
+  if (h.status.state !== 'InUse') {
+    // the power-on may have reached the BMC before the restart: the boot it started cannot use the old credentials
+    const why = 'its power-on was not recorded before a restart or a change of leader';
+    return {
+      machine,
+      host,
+      event: event(
+        'InspectionResumed',
+        'info',
+        scope,
+        `attempt ${m.status.attempts ?? 0} booted again with fresh credentials: ${why}`,
+      ),
+    };
+  }
   machine.status.attempts = (machine.status.attempts ?? 0) + 1;
   machine.status.inspectionDeadline = now + p.inspectionTimeoutMs;
   delete machine.status.notBefore;
@@ -328,7 +342,6 @@ export function startAttempt(
     inspectionPhase: 'Pending',
     inspectionTimestamp: new Date(now).toISOString(),
   };
-  const scope = { machine: m.name, host: h.name };
   return { machine, host, event: event('InspectionStarted', 'info', scope, `attempt ${machine.status.attempts}`) };
 }
 

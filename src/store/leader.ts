@@ -75,7 +75,7 @@ export class Leadership extends EventEmitter {
       this.checker = setInterval(() => {
         if (Date.now() - this.lastKeepAlive > this.ttlSeconds * 1000) this.depose('keep-alives failed for one TTL');
       }, 250);
-      this.log.info({ key, revision: mine }, 'leader elected: this appliance runs the orchestrator');
+      this.log.warn({ key, revision: mine }, 'leader elected: this appliance runs the orchestrator');
       const fence: Guard = { collection: '', key, rev: mine, on: 'create' };
       this.emit('elected', fence);
     } catch (e) {

@@ -212,7 +212,14 @@ const machines = (await call('GET', '/machines')).items as {
   name: string;
   status: { phase: string; hostId?: string };
 }[];
-const events = (await call('GET', '/events?limit=1000000')).items as { kind: string; host?: string }[];
+const events = (await call('GET', '/events?limit=1000000')).items as {
+  at: string;
+  kind: string;
+  host?: string;
+  message: string;
+}[];
+const powerOns = [...generation.values()].reduce((a, g) => a + g, 0);
+const attempts = events.filter((e) => e.kind === 'InspectionStarted' || e.kind === 'InspectionResumed').length;
 const consumers = hosts.map((h) => h.status.consumer).filter(Boolean);
 const macsByIp = new Map<string, Set<string>>();
 for (const a of acks) macsByIp.set(a.ip, (macsByIp.get(a.ip) ?? new Set()).add(a.mac));
@@ -236,6 +243,19 @@ const audit = {
     ...machines.filter((m) => m.status.phase !== 'Provisioned').map((m) => `${m.name}: ${m.status.phase}`),
     ...hosts.filter((h) => h.status.state !== 'Provisioned').map((h) => `${h.name}: ${h.status.state}`),
   ],
+  // every boot of an attempt (a new one, or one resumed with fresh credentials after a restart or a new
+  // leader) is committed, fenced on etcd, before its one PXE power-on: more power-ons than those would mean
+  // one of them was powered twice (two leaders, or a step repeated)
+  bootsBeyondAttempts: hosts
+    .map((h) => ({
+      h,
+      ons: generation.get(macOf(Number(h.name.slice(1)))) ?? 0,
+      boots: events.filter(
+        (e) => e.host === h.name && (e.kind === 'InspectionStarted' || e.kind === 'InspectionResumed'),
+      ),
+    }))
+    .filter(({ ons, boots }) => ons > boots.length)
+    .map(({ h, ons, boots }) => `${h.name}: ${ons} PXE power-ons, ${boots.length} attempt boots`),
   mismatched: machines
     .filter((m) => !m.status.hostId || hosts.find((h) => h.name === m.status.hostId)?.status.consumer !== m.name)
     .map((m) => m.name),
@@ -260,7 +280,8 @@ say({
   acks: acks.length,
   accepted: accepted.length,
   reportsStored: stored.size,
-  powerOns: [...generation.values()].reduce((a, g) => a + g, 0),
+  powerOns,
+  attempts,
   bootRetries: [...times.values()].reduce((a, t) => a + t.retries, 0),
   lastErrors: [...new Set([...times.values()].map((t) => t.error).filter(Boolean))].slice(0, 5),
   stagesMs: Object.fromEntries(Object.entries(st).map(([k, v]) => [k, { p50: q(v, 0.5), p99: q(v, 0.99) }])),

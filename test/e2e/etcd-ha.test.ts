@@ -31,5 +31,10 @@ t.test(`${N} hosts on two appliances sharing etcd; the leader killed twice, one 
   t.same(a.leaseConflicts, [], `no address acknowledged to two MACs (${s.acks} DHCPACKs from two appliances)`);
   t.same(a.lostReports, [], `every report answered 202 is the one stored (${s.accepted} accepted)`);
   t.equal(s.reportsStored, N, 'a stored report for every host');
+  t.same(
+    a.bootsBeyondAttempts,
+    [],
+    `no attempt booted twice: ${s.powerOns} PXE power-ons for ${s.attempts} attempt boots (each committed, fenced, first)`,
+  );
   t.comment(`storm: ${s.provisionSeconds} s; stages ${JSON.stringify(s.stagesMs)}`);
 });

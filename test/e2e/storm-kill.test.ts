@@ -33,6 +33,11 @@ t.test(`${N} hosts, ${KILLS} SIGKILLs of the appliance during the storm`, async 
   t.same(a.leaseConflicts, [], `no address acknowledged to two MACs (${s.acks} DHCPACKs)`);
   t.same(a.lostReports, [], `every report answered 202 is the one stored (${s.accepted} accepted)`);
   t.equal(s.reportsStored, N, 'a stored report for every host');
+  t.same(
+    a.bootsBeyondAttempts,
+    [],
+    `no attempt booted twice (${s.powerOns} PXE power-ons, ${s.attempts} attempt boots)`,
+  );
   t.ok(
     s.powerOns >= N,
     `${s.powerOns} power-ons for ${N} hosts (a host caught between its record and its BMC call is powered again)`,

@@ -52,6 +52,7 @@ export interface StormResult {
     accepted: number;
     reportsStored: number;
     powerOns: number;
+    attempts: number;
     bootRetries: number;
     lastErrors: string[];
     stagesMs: Record<string, { p50: number; p99: number }>;
@@ -62,6 +63,7 @@ export interface StormResult {
       claimedNotOnce: string[];
       doubleClaims: number;
       notProvisioned: string[];
+      bootsBeyondAttempts: string[];
       mismatched: string[];
     };
   };
@@ -239,6 +241,13 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
     // the appliances' CPU time for the whole storm (the last processes', after kills)
     const cpu = apps.reduce((sum, a) => sum + cpuMs(a.pid as number), 0);
     for (const a of apps) await a.stop();
+    // who led when, as the appliances logged it (a surprise in the audit is read against this)
+    const leadership = apps.flatMap((a, i) =>
+      a.logs
+        .filter((l) => /leader|leadership/.test(String(l.msg)))
+        .map((l) => `${String(l.time)} appliance ${i}: ${String(l.msg)} ${String(l.reason ?? '')}`),
+    );
+    for (const l of leadership.sort()) note(l);
     if (!summary) throw new Error(`storm driver failed (${code}): ${errText}`);
     return { summary, kills, takeovers, etcdKilledAtMs, peakRssMiB: peakMiB, cpuMs: cpu };
   } finally {

@@ -12,7 +12,8 @@ import { EtcdBackend } from '../../src/store/etcd-backend.js';
 import { Leadership } from '../../src/store/leader.js';
 import { Store } from '../../src/store/store.js';
 import { until } from '../helpers/appliance.js';
-import { startEtcd } from '../helpers/etcd.js';
+import { startEtcd, testCertificates } from '../helpers/etcd.js';
+import { tempDir } from '../helpers/tmp.js';
 
 const log = createLogger(process.env.TEST_LOG ?? 'silent');
 const wait = (check: () => boolean | Promise<boolean>, ms: number) =>
@@ -161,4 +162,28 @@ t.test('etcd', async (t) => {
       t.pass('after etcd came back, a write from one appliance reached the other');
     },
   );
+});
+
+t.test('etcd with client TLS: the store connects with its certificate, and not without one', async (t) => {
+  const certs = testCertificates(tempDir(t));
+  const etcd = await startEtcd({ base: 24330, tls: certs });
+  t.teardown(() => etcd.stop());
+  const s = await Store.over(
+    new EtcdBackend({ endpoints: etcd.endpoints, prefix: '/tls/', timeoutMs: 1000, tls: certs }),
+  );
+  t.teardown(() => s.close());
+  await s.batch([s.leases.put('10.0.0.1', lease('10.0.0.1', '52:54:00:00:00:01'))]);
+  t.equal(
+    ((await s.backend.get('leases', '10.0.0.1')) as { mac: string }).mac,
+    '52:54:00:00:00:01',
+    'written and read over TLS',
+  );
+  const anon = new EtcdBackend({
+    endpoints: etcd.endpoints,
+    prefix: '/tls/',
+    timeoutMs: 1000,
+    tls: { caFile: certs.caFile },
+  });
+  t.teardown(() => anon.close());
+  await t.rejects(anon.snapshot(), 'a client without a certificate is refused');
 });
