@@ -375,6 +375,8 @@ export class Appliance {
   }
 
   private pruneEvents(store: Store): void {
+    // appliances sharing etcd share the events too: the leader prunes them for all
+    if (store.backend.kind === 'etcd' && !this.workflow?.leading) return;
     const keep = this.cfg.eventRetention;
     store.pruneEvents(keep).then(
       (n) => n && this.log.info({ deleted: n, kept: keep }, 'old events pruned'),

@@ -42,6 +42,7 @@ export class DhcpServer {
   async start(): Promise<{ port: number; proxyPort?: number }> {
     await this.reloadLeases();
     this.store.on('change', this.otherLease);
+    this.store.on('resync', this.resync);
     const main = await this.bind(this.opts.port, 'dhcp');
     const out: { port: number; proxyPort?: number } = { port: main.address().port };
     if (this.opts.proxyPort) {
@@ -56,6 +57,11 @@ export class DhcpServer {
     this.leases = new LeaseTable(this.opts.pool, await this.store.leases.all());
     if (this.store.backend.kind === 'etcd') this.leases.spreadFrom(this.opts.context.serverIp);
   }
+
+  /** The store reloaded everything (its watch could not go on): so does the lease table. */
+  private readonly resync = (): void => {
+    void this.reloadLeases();
+  };
 
   /** Leases bound or dropped by another appliance on the shared store. */
   private readonly otherLease = (c: Change): void => {
@@ -205,6 +211,7 @@ export class DhcpServer {
 
   async stop(): Promise<void> {
     this.store.off('change', this.otherLease);
+    this.store.off('resync', this.resync);
     await Promise.all(this.sockets.map((s) => new Promise<void>((r) => s.close(() => r()))));
     this.sockets = [];
   }

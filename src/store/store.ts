@@ -199,6 +199,7 @@ export class Store extends EventEmitter {
   private fence?: Guard | undefined;
   private watchedRev = 0;
   private remoteSeen = 0;
+  private closed = false;
 
   private constructor(readonly backend: Backend) {
     super();
@@ -258,8 +259,21 @@ export class Store extends EventEmitter {
     await b.watch(
       rev,
       (c) => this.remote(c),
-      () => void this.follow().catch((e: Error) => this.emit('watchError', e)),
+      () => void this.refollow(),
     );
+  }
+
+  /** The watch could not go on: a new snapshot and watch, tried every second until etcd answers. */
+  private async refollow(): Promise<void> {
+    while (!this.closed) {
+      try {
+        await this.follow();
+        return;
+      } catch (e) {
+        this.emit('watchError', e);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
   }
 
   private remote(c: Change): void {
@@ -387,6 +401,7 @@ export class Store extends EventEmitter {
   }
 
   close(): Promise<void> {
+    this.closed = true;
     this.removeAllListeners();
     return this.backend.close();
   }
