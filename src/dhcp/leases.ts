@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { intToIp, ipToInt } from '../domain/ipv4.js';
 import type { Lease } from '../domain/lease.js';
 
@@ -184,7 +185,8 @@ export class LeaseTable {
    * two of them rarely offer the same address at once; the store's transaction decides when they do.
    */
   spreadFrom(serverIp: string): void {
-    this.cursor = ipToInt(serverIp) % this.size;
+    // hashed: neighbours on the segment (.1, .3) would otherwise start side by side and collide at once
+    this.cursor = createHash('sha256').update(serverIp).digest().readUInt32BE(0) % this.size;
   }
 
   private setBound(l: Lease): void {
