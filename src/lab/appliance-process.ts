@@ -21,6 +21,8 @@ export class ApplianceProcess {
     /** how to run it, given the config file: by default the checkout's source through tsx */
     private readonly command: (configFile: string) => [string, ...string[]] = (file) => [
       process.execPath,
+      // BENCH_CPU_PROF=DIR: a V8 CPU profile of each appliance process, written when it stops
+      ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
       '--import',
       'tsx',
       path.join(repoRoot, 'src/main.ts'),

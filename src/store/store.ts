@@ -316,7 +316,8 @@ export class Store extends EventEmitter {
     const attempt = async (): Promise<T> => {
       for (let run = 1; ; run++) {
         try {
-          return await this.tx.run({ reads: new Map() }, fn);
+          // LevelDB needs no read set (the lock is enough): AsyncLocalStorage's hooks then cost nothing
+          return await (this.backend.snapshot ? this.tx.run({ reads: new Map() }, fn) : fn());
         } catch (e) {
           if (!(e instanceof StoreConflict) || run >= MAX_TX_RUNS) throw e;
           // two appliances racing for one key: a random pause lets one of them through
