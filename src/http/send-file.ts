@@ -1,10 +1,10 @@
 import { createReadStream } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Context } from 'hono';
+import { streamFile } from './file-stream.js';
 
 /** The bytes a Range header asks for: one range (RFC 9110); several, or a malformed one, get the whole file. */
 export function parseRange(
@@ -27,9 +27,9 @@ export function parseRange(
 const contentType = (p: string) => (p.endsWith('.ipxe') ? 'text/plain; charset=utf-8' : 'application/octet-stream');
 
 /**
- * A file (or the range asked for) straight from a 1 MiB-chunk read stream into the socket: no web stream in
- * between, which is where serving large images spent its time. A client that goes away ends the read and
- * closes the file.
+ * A file (or the range asked for) straight from reused read buffers into the socket (file-stream.ts): no web
+ * stream in between, which is where serving large images spent its time. A client that goes away ends the
+ * read and closes the file.
  */
 export function sendFile(
   c: Context,
@@ -49,16 +49,22 @@ export function sendFile(
     'Content-Length': String(Math.max(0, end - start + 1)),
     ...(range ? { 'Content-Range': `bytes ${start}-${end}/${file.size}` } : {}),
   };
-  const read = () =>
-    file.size === 0 ? Readable.from([]) : createReadStream(file.path, { start, end, highWaterMark: 1 << 18 });
   const out = (c.env as Partial<HttpBindings> | undefined)?.outgoing as ServerResponse | undefined;
   if (!out) {
     // no node socket (app.request in tests): the same bytes as a web stream
+    const read = () => (file.size === 0 ? Readable.from([]) : createReadStream(file.path, { start, end }));
     const body = c.req.method === 'HEAD' ? null : (Readable.toWeb(read()) as ReadableStream);
     return new Response(body, { status, headers: head });
   }
   out.writeHead(status, head);
   if (c.req.method === 'HEAD') out.end();
-  else pipeline(read(), out).catch(onError);
+  else
+    streamFile(file.path, start, end, out).then(
+      () => out.end(),
+      (e: Error) => {
+        onError(e);
+        out.destroy(e);
+      },
+    );
   return RESPONSE_ALREADY_SENT;
 }
