@@ -126,6 +126,7 @@ export class Appliance {
     const leadership = etcd && new Leadership(etcd, httpBase, cfg.store.etcd?.leaseTTLSeconds ?? 5, log);
     const workflow = new WorkflowRunner(store, () => this.makeOrchestrator(store, secrets), leadership, log);
     this.workflow = workflow;
+    this.metrics.leading = () => workflow.leading;
     const commands = new Commands({
       store,
       secrets,

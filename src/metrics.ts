@@ -82,6 +82,17 @@ export class Metrics {
     },
   });
 
+  /** set by the appliance: whether it runs the orchestrator (always alone; on etcd, while it leads) */
+  leading: () => boolean = () => false;
+  readonly leader = new Gauge({
+    name: 'beskar7_orchestrator_leader',
+    help: 'Whether this appliance runs the orchestrator and talks to BMCs (1), or another one leads (0)',
+    registers: [this.registry],
+    collect: () => {
+      this.leader.set(this.leading() ? 1 : 0);
+    },
+  });
+
   constructor(withProcessMetrics = false) {
     if (withProcessMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'beskar7_' });
   }

@@ -35,6 +35,11 @@ t.test('appliances on etcd', async (t) => {
     await until('a leader', async () => ((await healthOf(a.base)) ? true : undefined));
     const b = await onEtcd(t);
     t.equal(await healthOf(b.base), false, 'the second appliance does not run the orchestrator');
+    const gauge = async (base: string) =>
+      /beskar7_orchestrator_leader (\d)/.exec(
+        await (await fetch(`${base}/metrics`, { headers: { Authorization: `Bearer ${ADMIN}` } })).text(),
+      )?.[1];
+    t.same([await gauge(a.base), await gauge(b.base)], ['1', '0'], 'and /metrics says which one leads');
     const { address } = await bmcWithMachine(t, () => b.base, '52:54:00:aa:00:01');
     t.equal((await b.api('POST', '/hosts', hostBody('h1', address))).status, 201, 'host created on the follower');
     const act = await b.api('POST', '/hosts/h1/actions', { action: 'powerOn' });
