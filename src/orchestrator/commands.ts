@@ -200,8 +200,13 @@ export class Commands {
         createdAt: old?.createdAt ?? new Date().toISOString(),
       };
       const ops = [this.store.secrets.put(s.name, stored)];
-      for (const h of await this.store.hosts.all()) {
-        if (h.namespace !== s.namespace || h.spec.redfish.credentialsSecretRef !== s.name) continue;
+      const users = (await this.store.hosts.all()).filter(
+        (h) => h.namespace === s.namespace && h.spec.redfish.credentialsSecretRef === s.name,
+      );
+      for (const { name } of users) {
+        // read again one by one: on etcd each host written is then one this commit compares
+        const h = await this.store.hosts.get(name);
+        if (!h) continue;
         ops.push(
           this.store.hosts.put(h.name, {
             ...h,
