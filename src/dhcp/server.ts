@@ -5,7 +5,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { bindFailure } from '../net/bind-error.js';
 import type { Change } from '../store/backend.js';
-import type { Store } from '../store/store.js';
+import { type Store, StoreConflict } from '../store/store.js';
 import type { BootTimeline } from '../timeline.js';
 import { bindToInterface } from './bind-interface.js';
 import { DecodeError, type DhcpPacket, decode, encode } from './codec.js';
@@ -126,11 +126,12 @@ export class DhcpServer {
       this.log.debug({ from: `${rinfo.address}:${rinfo.port}`, bytes: msg.length, reason }, 'dhcp packet dropped');
       return;
     }
-    const now = Date.now();
-    const out = decide(req, { ...this.opts.context, port: kind }, this.leases, now, {
-      address: rinfo.address,
-      port: rinfo.port,
-    });
+    const again = () =>
+      decide(req, { ...this.opts.context, port: kind }, this.leases, Date.now(), {
+        address: rinfo.address,
+        port: rinfo.port,
+      });
+    let out = again();
     const type = msgTypeName(out.client.msgType);
     this.metrics.dhcpPackets.inc({ port: kind, type, result: out.action });
     const mac = out.client.mac;
@@ -139,7 +140,14 @@ export class DhcpServer {
       this.timeline?.add(mac, 'dhcp', `${type} ignored: ${out.reason}`);
       return;
     }
-    if (!(await this.applyLease(out)) || out.action === 'silent') return;
+    const applied = await this.applyLease(out);
+    if (applied === 'lost') {
+      // another appliance bound the address first: decided again on what this table learnt, the client gets a
+      // NAK and starts over at once instead of waiting out its retransmissions
+      out = again();
+      if (out.action !== 'reply' || out.leaseOp) return;
+    } else if (!applied) return;
+    if (out.action === 'silent') return;
     sock.send(encode(out.reply), out.to.port, out.to.address, (err) => {
       if (err) this.log.warn({ mac, to: out.to, err: err.message }, 'dhcp send failed');
     });
@@ -166,8 +174,11 @@ export class DhcpServer {
     }
   }
 
-  /** Applies the lease change; a bind is on disk before the ACK leaves. False when the reply must not go out. */
-  private async applyLease(out: Extract<Outcome, { action: 'reply' | 'silent' }>): Promise<boolean> {
+  /**
+   * Applies the lease change; a bind is stored before the ACK leaves. False when the reply must not go out;
+   * 'lost' when another appliance bound the address first (shared store).
+   */
+  private async applyLease(out: Extract<Outcome, { action: 'reply' | 'silent' }>): Promise<boolean | 'lost'> {
     const op: LeaseOp | undefined = out.leaseOp;
     const t = this.leases;
     if (!op || !t) return true;
@@ -180,7 +191,8 @@ export class DhcpServer {
       case 'bind': {
         const leases = this.store.leases;
         // shared store: the address is bound only while nobody else bound it since this table learnt of it
-        const prev = t.leaseOf(mac)?.ip;
+        const before = t.leaseOf(mac);
+        const prev = before?.ip;
         const guards = [op.ip, ...(prev && prev !== op.ip ? [prev] : [])].map((ip) => ({
           collection: 'leases',
           key: ip,
@@ -192,6 +204,12 @@ export class DhcpServer {
           return true;
         } catch (e) {
           t.unbind(lease);
+          // the client keeps the address it had: the store still holds it
+          if (before && before.ip !== lease.ip) t.learn(before);
+          if (e instanceof StoreConflict) {
+            this.log.warn({ mac, ip: op.ip }, 'address bound by another appliance meanwhile; NAK');
+            return 'lost';
+          }
           this.log.error({ mac, ip: op.ip, err: (e as Error).message }, 'lease not stored; ACK withheld');
           return false;
         }
