@@ -76,22 +76,11 @@ t.test('two appliances, one pool: every address acknowledged to one MAC, the los
     const ip = `127.1.0.${10 + i}`;
     const xids = [xid++, xid++];
     // both at once: each appliance decides before the other's lease can reach it
-    servers.forEach((s, k) =>
-      relay.send(
-        encode(
-          pxe(0, {
-            mac: `52:54:00:00:${k}0:${String(i).padStart(2, '0')}`,
-            giaddr: '127.0.0.1',
-            xid: xids[k] as number,
-            type: MsgType.Request,
-            requested: ip,
-            serverId: s.serverIp,
-          }),
-        ),
-        s.port,
-        '127.0.0.1',
-      ),
-    );
+    for (const [k, s] of servers.entries()) {
+      const mac = `52:54:00:00:${k}0:${String(i).padStart(2, '0')}`;
+      const req = { mac, giaddr: '127.0.0.1', xid: xids[k] as number, type: MsgType.Request, requested: ip };
+      relay.send(encode(pxe(0, { ...req, serverId: s.serverIp })), s.port, '127.0.0.1');
+    }
     asked.push({ ip, xids });
   }
   await until('every request answered', async () => (replies.size === 2 * N ? true : undefined), 10_000);
