@@ -24,8 +24,7 @@ import { WorkflowRunner } from './orchestrator/runner.js';
 import type { Policy } from './orchestrator/transitions.js';
 import { RedfishClient, type RedfishOptions } from './redfish/client.js';
 import { Limiter } from './redfish/limiter.js';
-import { EtcdBackend } from './store/etcd-backend.js';
-import { Leadership } from './store/leader.js';
+import type { EtcdBackend } from './store/etcd-backend.js';
 import { adminToken, newAdminToken, newSecretKey, SecretBox, secretKeyFile } from './store/secrets.js';
 import { Store } from './store/store.js';
 import { TftpServer } from './tftp/server.js';
@@ -123,7 +122,8 @@ export class Appliance {
     this.showEventsOnTimeline(store);
     const httpBase = `http://${cfg.advertiseAddress}:${cfg.http.port}`;
     const secrets = new SecretBox(etcd ? await etcd.shared('secret-key', newSecretKey) : secretKeyFile(cfg.dataDir));
-    const leadership = etcd && new Leadership(etcd, httpBase, cfg.store.etcd?.leaseTTLSeconds ?? 5, log);
+    const ttl = cfg.store.etcd?.leaseTTLSeconds ?? 5;
+    const leadership = etcd && new (await import('./store/leader.js')).Leadership(etcd, httpBase, ttl, log);
     const workflow = new WorkflowRunner(store, () => this.makeOrchestrator(store, secrets), leadership, log);
     this.workflow = workflow;
     this.metrics.leading = () => workflow.leading;
@@ -152,6 +152,8 @@ export class Appliance {
     const { cfg } = this;
     const e = cfg.store.etcd;
     if (cfg.store.backend !== 'etcd' || !e) return { store: await Store.open(path.join(cfg.dataDir, 'db')) };
+    // loaded only here: the etcd client (gRPC) would slow every lone appliance's start
+    const { EtcdBackend } = await import('./store/etcd-backend.js');
     const etcd = new EtcdBackend({ ...e, timeoutMs: e.timeoutSeconds * 1000 });
     try {
       const store = await Store.over(etcd);
