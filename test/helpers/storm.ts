@@ -71,8 +71,10 @@ export interface StormResult {
   takeovers: Takeover[];
   etcdKilledAtMs: number[];
   peakRssMiB: number;
-  /** CPU time (user + system) of the appliance process, ms */
+  /** CPU time (user + system) of the appliance processes, ms (the last process of each, after kills) */
   cpuMs: number;
+  /** the same, less what each process had spent when it was ready: the storm's own cost */
+  stormCpuMs: number;
 }
 
 /** Small seeded PRNG (mulberry32): a failing run can be repeated with its seed. */
@@ -149,9 +151,15 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
       if (i > 0) app.ns = lab.addHost(`b${i}`, `52:54:00:92:00:${String(10 + i)}`, ip);
       return app;
     });
+    // CPU each appliance process had spent by the time it was ready (start-up: loading, tsx, opening the store)
+    const readyCpu = new Map<ApplianceProcess, number>();
+    const start = async (a: ApplianceProcess) => {
+      await a.start();
+      readyCpu.set(a, cpuMs(a.pid as number));
+    };
     for (const a of apps) {
       mkdirSync(path.join(work, `a${apps.indexOf(a)}`), { recursive: true });
-      await a.start();
+      await start(a);
     }
     const app = apps[0] as ApplianceProcess;
     let peakMiB = 0;
@@ -219,7 +227,7 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
           etcdKilledAtMs.push(Date.now() - started);
           note(`etcd member m${2 - etcdKilledAtMs.length + 1} killed at ${Date.now() - started} ms`);
         }
-        await target.start();
+        await start(target);
         kills.push({ afterMs, state, restartMs: Date.now() - t0 });
         if (o.ha) {
           while ((await leaderOf(lab, sim, ips)) < 0 && Date.now() - t0 < 60_000) await sleep(50);
@@ -240,6 +248,7 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
     clearInterval(sampler);
     // the appliances' CPU time for the whole storm (the last processes', after kills)
     const cpu = apps.reduce((sum, a) => sum + cpuMs(a.pid as number), 0);
+    const stormCpu = cpu - apps.reduce((sum, a) => sum + (readyCpu.get(a) ?? 0), 0);
     for (const a of apps) await a.stop();
     // who led when, as the appliances logged it (a surprise in the audit is read against this)
     const leadership = apps.flatMap((a, i) =>
@@ -249,7 +258,7 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
     );
     for (const l of leadership.sort()) note(l);
     if (!summary) throw new Error(`storm driver failed (${code}): ${errText}`);
-    return { summary, kills, takeovers, etcdKilledAtMs, peakRssMiB: peakMiB, cpuMs: cpu };
+    return { summary, kills, takeovers, etcdKilledAtMs, peakRssMiB: peakMiB, cpuMs: cpu, stormCpuMs: stormCpu };
   } finally {
     await etcd?.stop();
     await lab.down();
