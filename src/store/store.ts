@@ -82,20 +82,16 @@ export class Collection<S extends z.ZodType> {
   /**
    * Mirrors a change into the cache, as a read from the backend would return it; a change older than the one
    * cached is ignored (our own commit, then the same change again from the watch). True when it applied.
-   * `own`: a value this process committed, typed by the schema already: copied (the caller keeps its object)
-   * but not parsed again, which was a reconcile-heavy storm's largest cost in the store.
+   * Our own values are parsed too: the schema's transforms (MAC and URL forms) apply as they would on reload.
    */
-  apply(c: Change, own = false): boolean {
+  apply(c: Change): boolean {
     if (!this.cache) return true;
     if (c.rev && (this.revs.get(c.key) ?? 0) >= c.rev) return false;
     if (c.rev) this.revs.set(c.key, c.rev);
     this.changes++;
     this.sorted = undefined;
     if (c.value === undefined) this.cache.delete(c.key);
-    else {
-      const copy = JSON.parse(JSON.stringify(c.value));
-      this.cache.set(c.key, deepFreeze(own ? copy : this.parse(c.key, copy)));
-    }
+    else this.cache.set(c.key, deepFreeze(this.parse(c.key, JSON.parse(JSON.stringify(c.value)))));
     return true;
   }
 
@@ -401,7 +397,7 @@ export class Store extends EventEmitter {
         ...(op.type === 'put' ? { value: op.value } : {}),
       };
       // events are announced once they are stored (the dashboard streams them)
-      if (this.byName.get(op.collection)?.apply(c, true) && op.type === 'put' && op.collection === 'events')
+      if (this.byName.get(op.collection)?.apply(c) && op.type === 'put' && op.collection === 'events')
         this.emit('event', op.value as StoreEvent);
     }
   }
