@@ -1,6 +1,6 @@
 // The store on a real etcd (Debian's etcd-server on loopback): two appliances' stores on one cluster, racing
 // transactions, the watch, etcd going away and coming back, leader election with its fence, backup and restore.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import path from 'node:path';
 import t from 'tap';
 import { stopProcess } from '../../src/lab/netns.js';
@@ -186,4 +186,29 @@ t.test('etcd with client TLS: the store connects with its certificate, and not w
   });
   t.teardown(() => anon.close());
   await t.rejects(anon.snapshot(), 'a client without a certificate is refused');
+});
+
+t.test('etcd with password auth: the store signs in, a wrong password is refused', async (t) => {
+  const etcd = await startEtcd({ base: 24390 });
+  t.teardown(() => etcd.stop());
+  const ctl = (...args: string[]) =>
+    execFileSync('etcdctl', ['--endpoints', etcd.endpoints.join(','), ...args], {
+      env: { ...process.env, ETCDCTL_API: '3' },
+      stdio: 'ignore',
+    });
+  ctl('user', 'add', 'root:root-pw-0123');
+  ctl('auth', 'enable');
+  const auth = { username: 'root', password: 'root-pw-0123' };
+  const s = await Store.over(new EtcdBackend({ endpoints: etcd.endpoints, prefix: '/auth/', timeoutMs: 1000, auth }));
+  t.teardown(() => s.close());
+  await s.batch([s.leases.put('10.0.0.1', lease('10.0.0.1', '52:54:00:00:00:01'))]);
+  t.equal(((await s.backend.get('leases', '10.0.0.1')) as { mac: string }).mac, '52:54:00:00:00:01', 'signed in');
+  const wrong = new EtcdBackend({
+    endpoints: etcd.endpoints,
+    prefix: '/auth/',
+    timeoutMs: 1000,
+    auth: { username: 'root', password: 'wrong' },
+  });
+  t.teardown(() => wrong.close());
+  await t.rejects(wrong.snapshot(), 'a wrong password is refused');
 });
