@@ -1,6 +1,14 @@
 import { readFileSync } from 'node:fs';
-import { ExponentialBackoff, handleWhen, retry } from 'cockatiel';
-import { type Etcd3, Etcd3 as Etcd3Client, type IKeyValue, isRecoverableError, type Watcher } from 'etcd3';
+import { ExponentialBackoff, handleWhen, isBrokenCircuitError, retry } from 'cockatiel';
+import {
+  type Etcd3,
+  Etcd3 as Etcd3Client,
+  GRPCCancelledError,
+  GRPCDeadlineExceededError,
+  type IKeyValue,
+  isRecoverableError,
+  type Watcher,
+} from 'etcd3';
 import type { Backend, Change, CommitResult, Guard, KvOp } from './backend.js';
 import { StoreUnavailable } from './backend.js';
 
@@ -17,11 +25,19 @@ export interface EtcdOptions {
 
 const rev = (r: string | number): number => Number(r);
 
-/** gRPC failures that mean "etcd cannot be reached now", as opposed to a refused request. */
+/**
+ * Failures that mean "etcd cannot be reached now", as opposed to a refused request: the transport's (gRPC
+ * unavailable, deadline, cancelled) and the client's circuit breaker, open for a while after a member failed.
+ */
 function unavailable(e: unknown): StoreUnavailable | unknown {
-  return e instanceof Error && (isRecoverableError(e) || /deadline|unavailable|connect/i.test(e.message))
-    ? new StoreUnavailable(`etcd unreachable: ${e.message}`)
-    : e;
+  const away =
+    e instanceof Error &&
+    (isRecoverableError(e) ||
+      isBrokenCircuitError(e) ||
+      e instanceof GRPCDeadlineExceededError ||
+      e instanceof GRPCCancelledError ||
+      /deadline|unavailable|connect/i.test(e.message));
+  return away ? new StoreUnavailable(`etcd unreachable: ${(e as Error).message}`) : e;
 }
 
 /**

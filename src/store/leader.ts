@@ -90,13 +90,16 @@ export class Leadership extends EventEmitter {
       .key(key)
       .startRevision(String(rev + 1))
       .create();
+    let stop = () => {};
     try {
       await new Promise<void>((resolve, reject) => {
         w.on('delete', () => resolve());
         w.on('error', reject);
-        this.once('stop', resolve);
+        stop = resolve;
+        this.once('stop', stop);
       });
     } finally {
+      this.off('stop', stop);
       await w.cancel().catch(() => undefined);
     }
   }
