@@ -3,13 +3,11 @@ import { once } from 'node:events';
 import t, { type Test } from 'tap';
 import { decode, encode } from '../../src/dhcp/codec.js';
 import { MsgType, Opt } from '../../src/dhcp/options.js';
-import { DhcpServer } from '../../src/dhcp/server.js';
-import { Metrics } from '../../src/metrics.js';
 import { Commands } from '../../src/orchestrator/commands.js';
 import { takeBackup } from '../../src/store/backup.js';
 import { SecretBox } from '../../src/store/secrets.js';
 import { Store } from '../../src/store/store.js';
-import { memoryLogger } from '../helpers/log.js';
+import { loopbackDhcp } from '../helpers/dhcp.js';
 import { pxe } from '../helpers/packets.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -27,46 +25,9 @@ async function relay(t: Test) {
 async function start(t: Test, mode: 'proxy' | 'full', relayPort: number) {
   const dir = tempDir(t);
   const store = await Store.open(dir);
-  const metrics = new Metrics();
-  const { log, lines } = memoryLogger();
-  const full = { subnetMask: '255.0.0.0', dnsServers: [], leaseSeconds: 600 };
-  const server = new DhcpServer(
-    {
-      address: '127.0.0.1',
-      port: 0,
-      proxyPort: 0,
-      maxPacketBytes: 1500,
-      pool:
-        mode === 'full'
-          ? {
-              poolStart: '127.1.0.10',
-              poolEnd: '127.1.0.20',
-              leaseSeconds: 600,
-              offerHoldSeconds: 30,
-              reservations: [],
-            }
-          : undefined,
-      context: {
-        mode,
-        serverIp: '127.0.0.1',
-        httpBase: 'http://127.0.0.1:8080',
-        bootFiles: { bios: 'undionly.kpxe', efi: 'ipxe.efi', efiSnp: 'snponly.efi', arm64: 'ipxe-arm64.efi' },
-        snponlyMACs: new Set(),
-        clientPort: 68,
-        serverPort: relayPort,
-        ...(mode === 'full' ? { full } : {}),
-      },
-    },
-    store,
-    log,
-    metrics,
-  );
-  const { port } = await server.start();
-  t.teardown(async () => {
-    await server.stop();
-    await store.close();
-  });
-  return { server, port, metrics, lines, store, dir };
+  const pool = mode === 'full' ? { poolStart: '127.1.0.10', poolEnd: '127.1.0.20' } : undefined;
+  const s = await loopbackDhcp(t, store, { serverIp: '127.0.0.1', relayPort, ...(pool ? { pool } : {}) });
+  return { ...s, store, dir };
 }
 
 const until = async (cond: () => boolean, ms = 2000) => {

@@ -5,13 +5,11 @@ import { once } from 'node:events';
 import t from 'tap';
 import { decode, encode } from '../../src/dhcp/codec.js';
 import { MsgType, Opt } from '../../src/dhcp/options.js';
-import { DhcpServer } from '../../src/dhcp/server.js';
-import { Metrics } from '../../src/metrics.js';
 import { EtcdBackend } from '../../src/store/etcd-backend.js';
 import { Store } from '../../src/store/store.js';
 import { until } from '../helpers/appliance.js';
+import { loopbackDhcp } from '../helpers/dhcp.js';
 import { startEtcd } from '../helpers/etcd.js';
-import { memoryLogger } from '../helpers/log.js';
 import { pxe } from '../helpers/packets.js';
 
 t.test('two appliances, one pool: every address acknowledged to one MAC, the loser gets a NAK', async (t) => {
@@ -26,48 +24,14 @@ t.test('two appliances, one pool: every address acknowledged to one MAC, the los
     const p = decode(m);
     replies.set(p.xid, p);
   });
-  const full = { subnetMask: '255.0.0.0', dnsServers: [], leaseSeconds: 600 };
-  const pool = {
-    poolStart: '127.1.0.10',
-    poolEnd: '127.1.0.200',
-    leaseSeconds: 600,
-    offerHoldSeconds: 30,
-    reservations: [],
-  };
   const servers = [];
   const logs = [];
   for (const serverIp of ['127.0.0.1', '127.0.0.2']) {
     const store = await Store.over(new EtcdBackend({ endpoints: etcd.endpoints, prefix: '/dhcp/', timeoutMs: 1000 }));
-    const { log, lines } = memoryLogger();
-    logs.push(lines);
-    const server = new DhcpServer(
-      {
-        address: '127.0.0.1',
-        port: 0,
-        proxyPort: 0,
-        maxPacketBytes: 1500,
-        pool,
-        context: {
-          mode: 'full',
-          serverIp,
-          httpBase: `http://${serverIp}:8080`,
-          bootFiles: { bios: 'undionly.kpxe', efi: 'ipxe.efi', efiSnp: 'snponly.efi', arm64: 'ipxe-arm64.efi' },
-          snponlyMACs: new Set(),
-          clientPort: 68,
-          serverPort: relay.address().port,
-          full,
-        },
-      },
-      store,
-      log,
-      new Metrics(),
-    );
-    const { port } = await server.start();
-    t.teardown(async () => {
-      await server.stop();
-      await store.close();
-    });
-    servers.push({ serverIp, port });
+    const pool = { poolStart: '127.1.0.10', poolEnd: '127.1.0.200' };
+    const s = await loopbackDhcp(t, store, { serverIp, relayPort: relay.address().port, pool });
+    logs.push(s.lines);
+    servers.push({ serverIp, port: s.port });
   }
   const N = 30;
   let xid = 1000;
