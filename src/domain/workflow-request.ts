@@ -14,4 +14,3 @@ export const WorkflowRequestSchema = z.discriminatedUnion('kind', [
     message: z.string(),
   }),
 ]);
-export type WorkflowRequest = z.infer<typeof WorkflowRequestSchema>;
