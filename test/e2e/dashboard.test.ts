@@ -3,9 +3,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import t from 'tap';
-import { FakeBmc } from '../../src/lab/fake-bmc/server.js';
 import { ADMIN, inProcess, until } from '../helpers/appliance.js';
-import { simulateInspector, wireReport } from '../helpers/sim-inspector.js';
+import { bmcWithMachine } from '../helpers/workflow.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 
@@ -15,13 +14,7 @@ t.test(
   async (t) => {
     let base = '';
     const mac = '52:54:00:da:00:01';
-    const bmc = new FakeBmc({
-      macs: [mac],
-      onPower: (ev, b) =>
-        ev !== 'off' && b.target === 'Pxe' && setTimeout(() => void simulateInspector(base, mac, wireReport(mac)), 300),
-    });
-    const address = await bmc.start();
-    t.teardown(() => bmc.stop());
+    const { address } = await bmcWithMachine(t, () => base, mac, { postMs: 300 });
     const a = await inProcess(t);
     base = a.base;
     await a.api('POST', '/hosts', {

@@ -7,17 +7,25 @@ export async function bmcWithMachine(
   t: Test,
   base: () => string,
   mac: string,
-  opts: { personality?: Personality; report?: Parameters<typeof simulateInspector>[2] | null } = {},
+  opts: {
+    personality?: Personality;
+    report?: Parameters<typeof simulateInspector>[2] | null;
+    /** the BMC's own password (the FakeBmc default otherwise) */
+    password?: string;
+    /** from the power-on to the machine's first request (its POST) */
+    postMs?: number;
+  } = {},
 ) {
   const posts: number[] = [];
   const bmc = new FakeBmc({
     personality: opts.personality ?? {},
+    ...(opts.password ? { password: opts.password } : {}),
     macs: [mac],
     onPower: (ev, boot) => {
       if (ev === 'off' || boot.target !== 'Pxe' || opts.report === null) return;
       setTimeout(
         () => void simulateInspector(base(), mac, opts.report ?? wireReport(mac)).then((r) => posts.push(r.status)),
-        20,
+        opts.postMs ?? 20,
       );
     },
   });

@@ -4,21 +4,14 @@ import t from 'tap';
 import { FakeBmc } from '../../src/lab/fake-bmc/server.js';
 import { ADMIN, inProcess, until } from '../helpers/appliance.js';
 import { runCli } from '../helpers/cli.js';
-import { simulateInspector, wireReport } from '../helpers/sim-inspector.js';
 import { tempDir } from '../helpers/tmp.js';
+import { bmcWithMachine } from '../helpers/workflow.js';
 
 t.test('CLI: tables, --json, errors, backup and restore without clear-text passwords', async (t) => {
   const dir = tempDir(t);
   let base = '';
   const mac = '52:54:00:0c:00:01';
-  const bmc = new FakeBmc({
-    password: 'cli-secret-pw',
-    macs: [mac],
-    onPower: (ev, b) =>
-      ev !== 'off' && b.target === 'Pxe' && setTimeout(() => void simulateInspector(base, mac, wireReport(mac)), 20),
-  });
-  const address = await bmc.start();
-  t.teardown(() => bmc.stop());
+  const { address } = await bmcWithMachine(t, () => base, mac, { password: 'cli-secret-pw' });
   const a = await inProcess(t);
   base = a.base;
   const cli = (...args: string[]) => runCli(['--url', a.base, '--token', ADMIN, ...args]);

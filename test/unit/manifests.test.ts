@@ -2,12 +2,10 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import YAML from 'yaml';
-import { FakeBmc } from '../../src/lab/fake-bmc/server.js';
 import { ADMIN, inProcess, until } from '../helpers/appliance.js';
 import { runCli } from '../helpers/cli.js';
-import { simulateInspector, wireReport } from '../helpers/sim-inspector.js';
 import { tempDir } from '../helpers/tmp.js';
-import { conditionsOf, PROVISIONED_UNPINNED } from '../helpers/workflow.js';
+import { bmcWithMachine, conditionsOf, PROVISIONED_UNPINNED } from '../helpers/workflow.js';
 
 /** Secret + PhysicalHost + Beskar7Machine as Beskar7 v1.0 writes them, pointed at a fake BMC on loopback. */
 const manifests = (bmc: string, extra = '') => `apiVersion: v1
@@ -51,14 +49,7 @@ t.test('v1.0 manifests through the CLI: apply (idempotent), get, describe, delet
   const dir = tempDir(t);
   let base = '';
   const mac = '52:54:00:0d:00:01';
-  const bmc = new FakeBmc({
-    password: 'manifest-pw',
-    macs: [mac],
-    onPower: (ev, b) =>
-      ev !== 'off' && b.target === 'Pxe' && setTimeout(() => void simulateInspector(base, mac, wireReport(mac)), 20),
-  });
-  const address = await bmc.start();
-  t.teardown(() => bmc.stop());
+  const { bmc, address } = await bmcWithMachine(t, () => base, mac, { password: 'manifest-pw' });
   const a = await inProcess(t);
   base = a.base;
   const cliIn = (input: string, ...args: string[]) => runCli(['--url', a.base, '--token', ADMIN, ...args], input);
