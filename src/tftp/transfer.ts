@@ -2,13 +2,13 @@ import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { type FileHandle, open } from 'node:fs/promises';
 import { bindFailure } from '../net/bind-error.js';
+import { FilePackets } from './packets.js';
 import {
   ackedBlock,
   blockCount,
   ErrorCode,
   errorPacket,
   type Limits,
-  Op,
   oackPacket,
   parseReply,
   parseRequest,
@@ -19,8 +19,8 @@ import {
 
 /**
  * TFTP's sockets: the listening one on port 69 and one per transfer (its TID), connected to the client so only
- * its datagrams arrive. The data path reads the file in chunks and sends a window of blocks from them, with no
- * stream in between: this is where the time of a transfer goes.
+ * its datagrams arrive. The data path sends a window of blocks as views of packets already in memory
+ * (`FilePackets`), with no stream, copy or allocation in between: this is where the time of a transfer goes.
  */
 
 export interface TftpListenOptions extends Limits {
@@ -52,50 +52,6 @@ export interface TftpListener {
 
 /** Without a timeout option: resend an unacknowledged window after this long (RFC 2349's default range is 1-255 s). */
 const DEFAULT_TIMEOUT_MS = 1000;
-/** Reads are this large (or the file, if smaller): a few per MiB of blocks, none per block. */
-const CHUNK = 1 << 20;
-
-/** A file read a chunk at a time; a block is a slice of the chunk that holds it (two, at a chunk's end). */
-class ChunkReader {
-  private chunks = new Map<number, Buffer>();
-
-  constructor(
-    private readonly fh: FileHandle,
-    private readonly size: number,
-  ) {}
-
-  /** Whether bytes [from, to) are in memory (the common case: no await on the way to the socket). */
-  has(from: number, to: number): boolean {
-    for (let k = Math.floor(from / CHUNK); k * CHUNK < Math.min(to, this.size); k++)
-      if (!this.chunks.has(k)) return false;
-    return true;
-  }
-
-  /** Makes bytes [from, to) readable by `copy`; keeps only the chunks at and after `from`. */
-  async ensure(from: number, to: number): Promise<void> {
-    const first = Math.floor(from / CHUNK);
-    for (const k of this.chunks.keys()) if (k < first) this.chunks.delete(k);
-    for (let k = first; k * CHUNK < Math.min(to, this.size); k++) {
-      if (this.chunks.has(k)) continue;
-      const len = Math.min(CHUNK, this.size - k * CHUNK);
-      const buf = Buffer.allocUnsafe(len);
-      const { bytesRead } = await this.fh.read(buf, 0, len, k * CHUNK);
-      if (bytesRead !== len) throw new Error(`short read: the file changed under the transfer`);
-      this.chunks.set(k, buf);
-    }
-  }
-
-  /** Copies bytes [from, to) into `out` at `at`. */
-  copy(out: Buffer, at: number, from: number, to: number): void {
-    while (from < to) {
-      const k = Math.floor(from / CHUNK);
-      const chunk = this.chunks.get(k) as Buffer;
-      const n = chunk.copy(out, at, from - k * CHUNK, Math.min(to - k * CHUNK, chunk.length));
-      at += n;
-      from += n;
-    }
-  }
-}
 
 /** One transfer's sender: OACK (if options), then windows of DATA, each resent on timeout until ACKed. */
 class Sender {
@@ -106,7 +62,7 @@ class Sender {
   private pumping = false;
   private done = false;
   private onSilence: () => void = () => {};
-  private reader?: ChunkReader;
+  private packets?: FilePackets;
   private fh?: FileHandle;
   private readonly last: number;
 
@@ -126,7 +82,7 @@ class Sender {
   async start(path: string): Promise<void> {
     try {
       this.fh = await open(path, 'r');
-      this.reader = new ChunkReader(this.fh, this.size);
+      this.packets = new FilePackets(this.fh, this.size, this.s.blksize, () => this.sock.getSendQueueCount() > 0);
     } catch (e) {
       return this.finish({ kind: 'failed', message: `open: ${(e as Error).message}` }, 'I/O error');
     }
@@ -147,7 +103,7 @@ class Sender {
       this.finish({ kind: 'aborted_by_client', message: r.message });
       return;
     }
-    if (r.kind !== 'ack' || this.done || !this.reader) return;
+    if (r.kind !== 'ack' || this.done || !this.packets) return;
     if (this.s.oack && this.acked === 0 && this.sent === 0) {
       if (r.block === 0) this.pump();
       return;
@@ -170,17 +126,16 @@ class Sender {
    * promise in between: at windowsize 1 this is the whole cost of a block), after a read when they are not.
    */
   private pump(): void {
-    if (this.pumping || this.done || !this.reader) return;
+    if (this.pumping || this.done || !this.packets) return;
     const from = this.acked + 1;
     const to = Math.min(this.last, this.acked + this.s.windowsize);
-    const bs = this.s.blksize;
-    const [lo, hi] = [(from - 1) * bs, Math.min(this.size, to * bs)];
-    if (this.reader.has(lo, hi)) {
+    this.packets.prefetch(from, to);
+    if (this.packets.has(from, to)) {
       this.sendWindow(from, to);
       return;
     }
     this.pumping = true;
-    this.reader.ensure(lo, hi).then(
+    this.packets.ensure(from, to).then(
       () => {
         this.pumping = false;
         // an ACK may have moved the window while the read ran
@@ -191,16 +146,7 @@ class Sender {
   }
 
   private sendWindow(from: number, to: number): void {
-    const bs = this.s.blksize;
-    for (let b = from; b <= to; b++) {
-      const start = (b - 1) * bs;
-      const len = Math.max(0, Math.min(bs, this.size - start));
-      const pkt = Buffer.allocUnsafe(4 + len);
-      pkt.writeUInt16BE(Op.DATA, 0);
-      pkt.writeUInt16BE(b % 65536, 2);
-      this.reader?.copy(pkt, 4, start, start + len);
-      this.sock.send(pkt);
-    }
+    for (let b = from; b <= to; b++) this.sock.send((this.packets as FilePackets).packet(b));
     this.sent = to;
     this.arm(this.resendWindow);
   }
@@ -235,6 +181,7 @@ class Sender {
     if (tell) this.sock.send(errorPacket(ErrorCode.NOT_DEFINED, tell));
     // the ERROR (if any) goes out before the socket closes
     setImmediate(() => this.sock.close());
+    this.packets?.close();
     void this.fh?.close().catch(() => undefined);
     this.ended(e);
   }

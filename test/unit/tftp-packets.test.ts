@@ -1,0 +1,86 @@
+import { randomBytes } from 'node:crypto';
+import { truncateSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import path from 'node:path';
+import t from 'tap';
+import { FilePackets } from '../../src/tftp/packets.js';
+import { tempDir } from '../helpers/tmp.js';
+
+/** Every DATA packet of `file`, taken a window at a time as a sender does. */
+async function packetsOf(file: string, size: number, blksize: number, window: number) {
+  const fh = await open(file, 'r');
+  try {
+    const p = new FilePackets(fh, size, blksize, () => false);
+    const out: Buffer[] = [];
+    for (let from = 1; from <= p.blocks; from += window) {
+      const to = Math.min(p.blocks, from + window - 1);
+      p.prefetch(from, to);
+      await p.ensure(from, to);
+      for (let b = from; b <= to; b++) out.push(Buffer.from(p.packet(b)));
+    }
+    p.close();
+    return out;
+  } finally {
+    await fh.close();
+  }
+}
+
+t.test('DATA packets as they go on the wire: headers, payloads, the short last block', async (t) => {
+  const dir = tempDir(t);
+  // blocks per 1 MiB chunk at blksize 1468: 712; the file below ends exactly on a chunk's last block, so the
+  // empty last block is alone in a chunk of its own
+  const perChunk = Math.floor((1 << 20) / 1472);
+  const cases: [string, number, number, number][] = [
+    ['empty file', 0, 512, 1],
+    ['one short block', 100, 512, 1],
+    ['a multiple of blksize, ending a chunk', perChunk * 1468, 1468, 64],
+    ['several chunks, windows across their edges', 3 * (1 << 20) + 777, 1468, 64],
+    ['blksize 512: 1024 blocks a chunk (one readv)', 600_000, 512, 16],
+    ['blksize 8: block numbers roll over past 65535', 70_000 * 8 + 3, 8, 64],
+    ['blksize 65464', 300_000, 65464, 4],
+  ];
+  for (const [what, size, blksize, window] of cases) {
+    const file = path.join(dir, `f-${size}-${blksize}`);
+    const data = randomBytes(size);
+    writeFileSync(file, data);
+    const packets = await packetsOf(file, size, blksize, window);
+    t.equal(packets.length, Math.floor(size / blksize) + 1, `${what}: blocks`);
+    const headersOk = packets.every((p, i) => p.readUInt16BE(0) === 3 && p.readUInt16BE(2) === (i + 1) % 65536);
+    t.ok(headersOk, `${what}: DATA opcode and block number (mod 65536) in every header`);
+    const last = packets.at(-1) as Buffer;
+    t.equal(last.length - 4, size % blksize, `${what}: the last block carries the rest`);
+    const payload = Buffer.concat(packets.map((p) => p.subarray(4)));
+    t.ok(payload.equals(data), `${what}: payloads are the file, in order`);
+  }
+});
+
+t.test(
+  'reads: the chunk after the window is read ahead, those behind it dropped; a file that shrank fails',
+  async (t) => {
+    const dir = tempDir(t);
+    const file = path.join(dir, 'f');
+    const size = 4 * (1 << 20);
+    writeFileSync(file, randomBytes(size));
+    const fh = await open(file, 'r');
+    t.teardown(() => fh.close());
+    const p = new FilePackets(fh, size, 1468, () => false);
+    t.notOk(p.has(1, 64), 'nothing in memory before a read');
+    p.prefetch(1, 64);
+    await p.ensure(1, 64);
+    t.ok(p.has(1, 64), 'the window is in memory once ensured');
+    // the read ahead of the next chunk, started by prefetch, lands without an ensure
+    await new Promise((r) => setTimeout(r, 200));
+    t.ok(p.has(713, 776), 'the chunk after the window was read ahead');
+    p.prefetch(1500, 1563);
+    t.notOk(p.has(1, 64), 'chunks behind the window are dropped');
+    p.close();
+
+    const fh2 = await open(file, 'r');
+    t.teardown(() => fh2.close());
+    const q = new FilePackets(fh2, size, 1468, () => false);
+    truncateSync(file, size / 2);
+    q.prefetch(2800, 2863);
+    await t.rejects(q.ensure(2800, 2863), /short read: the file changed under the transfer/);
+    q.close();
+  },
+);
