@@ -29,6 +29,17 @@ function deepFreeze<T>(v: T): T {
   return v;
 }
 
+/** Where `key` is in entries sorted by key (it is there). */
+function sortedIndex(sorted: readonly [string, unknown][], key: string): number {
+  let [lo, hi] = [0, sorted.length - 1];
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if ((sorted[mid] as [string, unknown])[0] < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 /** A transaction read keys that changed before it could commit; it runs again on the current values. */
 export class StoreConflict extends Error {
   override name = 'StoreConflict';
@@ -89,9 +100,17 @@ export class Collection<S extends z.ZodType> {
     if (c.rev && (this.revs.get(c.key) ?? 0) >= c.rev) return false;
     if (c.rev) this.revs.set(c.key, c.rev);
     this.changes++;
-    this.sorted = undefined;
-    if (c.value === undefined) this.cache.delete(c.key);
-    else this.cache.set(c.key, deepFreeze(this.parse(c.key, JSON.parse(JSON.stringify(c.value)))));
+    if (c.value === undefined) {
+      this.cache.delete(c.key);
+      this.sorted = undefined;
+      return true;
+    }
+    const v = deepFreeze(this.parse(c.key, JSON.parse(JSON.stringify(c.value))));
+    const known = this.cache.has(c.key);
+    this.cache.set(c.key, v);
+    // a new key re-sorts on the next read; an update (most writes) takes its place, not a sort of them all
+    if (!known) this.sorted = undefined;
+    else if (this.sorted) this.sorted[sortedIndex(this.sorted, c.key)] = [c.key, v];
     return true;
   }
 

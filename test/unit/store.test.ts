@@ -64,6 +64,15 @@ t.test('cached hosts and machines read as LevelDB does, after writes and after r
   );
   t.equal(await store.commitIf({ host: seen! }, []), false, 'a stale read no longer commits');
   const fromCache = await store.hosts.all();
+  t.same(
+    fromCache.map((h) => [h.name, h.status.state]),
+    [
+      ['a', 'InUse'],
+      ['c', 'Error'],
+    ],
+    'an update takes its place in key order',
+  );
+  t.equal(cached[0]![1].status.state, 'Available', 'entries read before the update are not changed by it');
   await store.close();
   const reopened = await Store.open(dir);
   t.teardown(() => reopened.close());
@@ -135,7 +144,7 @@ t.test(
     };
     await Promise.all(Array.from({ length: 50 }, (_, i) => store.batch([lease(i)])));
     const n = writes().length;
-  t.ok(n >= 1 && n < 50, `50 concurrent batches took ${n} LevelDB writes`);
+    t.ok(n >= 1 && n < 50, `50 concurrent batches took ${n} LevelDB writes`);
 
     const bad = { ...lease(1000), value: { n: 1n } };
     const results = await Promise.allSettled([
