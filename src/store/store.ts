@@ -93,9 +93,9 @@ export class Collection<S extends z.ZodType> {
   /**
    * Mirrors a change into the cache, as a read from the backend would return it; a change older than the one
    * cached is ignored (our own commit, then the same change again from the watch). True when it applied.
-   * Our own values are parsed too: the schema's transforms (MAC and URL forms) apply as they would on reload.
+   * Our own commits come `prepared` (parsed before they were written); another appliance's are parsed here.
    */
-  apply(c: Change): boolean {
+  apply(c: Change, prepared = false): boolean {
     if (!this.cache) return true;
     if (c.rev && (this.revs.get(c.key) ?? 0) >= c.rev) return false;
     if (c.rev) this.revs.set(c.key, c.rev);
@@ -105,13 +105,22 @@ export class Collection<S extends z.ZodType> {
       this.sorted = undefined;
       return true;
     }
-    const v = deepFreeze(this.parse(c.key, JSON.parse(JSON.stringify(c.value))));
+    const v = prepared ? (c.value as z.infer<S>) : this.prepare(c.key, JSON.parse(JSON.stringify(c.value)));
     const known = this.cache.has(c.key);
     this.cache.set(c.key, v);
     // a new key re-sorts on the next read; an update (most writes) takes its place, not a sort of them all
     if (!known) this.sorted = undefined;
     else if (this.sorted) this.sorted[sortedIndex(this.sorted, c.key)] = [c.key, v];
     return true;
+  }
+
+  /**
+   * A value about to be written, as the cache will hold it: checked against the schema (a value that does not
+   * parse is never written), its transforms applied, frozen. Zod's output is a fresh copy, so the caller's
+   * object stays the caller's. Uncached collections are checked when read.
+   */
+  prepare(key: string, v: unknown): z.infer<S> {
+    return this.cache ? deepFreeze(this.parse(key, v)) : (v as z.infer<S>);
   }
 
   /** Forgets revisions of deleted keys the watch has passed: no older change of them can arrive any more. */
@@ -399,6 +408,10 @@ export class Store extends EventEmitter {
     const fence = this.fenceCtx.getStore();
     const all = [...guards, ...(this.tx.getStore()?.reads.values() ?? []), ...(fence ? [fence] : [])];
     if (!ops.length) return;
+    ops = ops.map((op) => {
+      const c = op.type === 'put' && this.byName.get(op.collection);
+      return c ? { ...op, value: c.prepare(op.key, op.value) } : op;
+    });
     const r = await this.backend.commit(ops, all);
     if (!r.ok) {
       for (const c of r.current) this.absorb(c);
@@ -416,7 +429,7 @@ export class Store extends EventEmitter {
         ...(op.type === 'put' ? { value: op.value } : {}),
       };
       // events are announced once they are stored (the dashboard streams them)
-      if (this.byName.get(op.collection)?.apply(c) && op.type === 'put' && op.collection === 'events')
+      if (this.byName.get(op.collection)?.apply(c, true) && op.type === 'put' && op.collection === 'events')
         this.emit('event', op.value as StoreEvent);
     }
   }

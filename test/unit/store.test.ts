@@ -21,6 +21,14 @@ t.test('atomic batch and zod-checked reads', async (t) => {
   );
   await store.backend.commit([{ type: 'put', collection: 'leases', key: 'bad', value: { ip: 1 } }], []);
   await t.rejects(store.leases.get('bad'), /store leases\/bad holds an invalid value/);
+  // a cached collection checks a value before it is written: the whole batch is refused, nothing reaches disk
+  await t.rejects(
+    store.batch([store.leases.del('10.0.0.2'), store.hosts.put('h', { name: 'h' } as never)]),
+    /store hosts\/h holds an invalid value/,
+  );
+  t.equal(await store.hosts.get('h'), undefined);
+  t.equal(await store.backend.get('hosts', 'h'), undefined, 'not on disk either');
+  t.ok(await store.leases.get('10.0.0.2'), 'the rest of the refused batch was not written');
 });
 
 t.test('cached hosts and machines read as LevelDB does, after writes and after reopening', async (t) => {
