@@ -8,18 +8,24 @@ import { blockCount, Op } from './protocol.js';
  * made the GC run full collections of the whole appliance's heap, a fifth of a transfer's time.
  */
 
-/** A chunk's bytes: whole packets of one blksize, at most this many (and at most IOV_MAX of them, one readv). */
-const CHUNK_BYTES = 1 << 20;
+/**
+ * A chunk's bytes: whole packets of one blksize, at most this many (and at most IOV_MAX of them, one readv). A
+ * transfer holds at most two chunks (the one being sent, the one read ahead): 512 transfers of large files that
+ * never ACK hold 256 MiB at most, and each chunk's read is still shared by 178 blocks of 1468 bytes.
+ */
+const CHUNK_BYTES = 256 << 10;
 const IOV_MAX = 1024;
 
 /**
- * Chunk buffers given back by finished and advanced transfers, taken by the next: in the steady state a transfer
- * allocates none. Kept up to 16 MiB.
+ * Full-size chunk buffers given back by finished and advanced transfers, taken by the next: in the steady state
+ * a transfer of a large file allocates none. Kept up to 16 MiB. The last chunk of a file (a small file's only
+ * one) is allocated to its size, as a whole chunk for a 70 KB undionly.kpxe would waste the rest.
  */
 const spare: Buffer[] = [];
-const SPARE = 16;
-const take = () => spare.pop() ?? Buffer.allocUnsafeSlow(CHUNK_BYTES);
-const giveBack = (b: Buffer) => void (spare.length < SPARE && spare.push(b));
+const SPARE = 64;
+const take = (bytes: number) =>
+  bytes === CHUNK_BYTES ? (spare.pop() ?? Buffer.allocUnsafeSlow(CHUNK_BYTES)) : Buffer.allocUnsafeSlow(bytes);
+const giveBack = (b: Buffer) => void (b.length === CHUNK_BYTES && spare.length < SPARE && spare.push(b));
 
 export class FilePackets {
   /** blocks per chunk */
@@ -96,7 +102,8 @@ export class FilePackets {
     if (known) return known;
     const first = k * this.perChunk + 1;
     const count = Math.min(this.perChunk, this.blocks - first + 1);
-    const buf = take();
+    const last = Math.min(this.blksize, this.size - (first - 2 + count) * this.blksize);
+    const buf = take(count === this.perChunk ? CHUNK_BYTES : (count - 1) * this.stride + 4 + last);
     const parts: Buffer[] = [];
     let want = 0;
     for (let i = 0; i < count; i++) {
