@@ -2,7 +2,7 @@
 // on the same machine inside a private network namespace, then the appliance's own CPU cost per provisioned
 // host from a storm. Ends with one table of ratios; writes everything as JSON (BENCH_OUT, default
 // test/bench/results.json) and an SVG chart beside it (the README shows the committed one).
-// BENCH_ONLY=tftp,dhcp,http,storm picks sections; BENCH_RUNS, BENCH_PERIOD, BENCH_HTTP_N, STORM_N tune them.
+// BENCH_ONLY=tftp,dhcp,http,storm picks sections; BENCH_RUNS, BENCH_PERIOD, BENCH_HTTP_N, BENCH_HTTP_RUNS, STORM_N tune them.
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -108,8 +108,10 @@ try {
   }
   if (only.has('http')) {
     const ns = (env.BENCH_HTTP_N ?? '1,20,100').split(',').map(Number);
-    say(`HTTP: N concurrent curl downloads of a 256 MiB file, and N 16 MiB Range requests, ours and nginx in turns`);
-    const h = await httpBench(lab, work, ns, say);
+    say(
+      `HTTP: N concurrent curl downloads of a 256 MiB file, and N 16 MiB Range requests, ours and nginx in turns, medians`,
+    );
+    const h = await httpBench(lab, work, ns, Number(env.BENCH_HTTP_RUNS ?? 5), say);
     results.http = h;
     http = Object.entries(h).map(([name, r]) => ({ name, points: r.full.map((p) => ({ n: p.n, mibps: p.mibps })) }));
     for (const [i, n] of ns.entries()) {

@@ -1,11 +1,12 @@
 // HTTP image serving: N concurrent downloads of a 256 MiB file (and N concurrent 16 MiB Range requests) from
-// ours and from Debian's nginx (sendfile on) serving the same directory, the same curl client, in turns.
+// ours and from Debian's nginx (sendfile on) serving the same directory, the same curl client, in turns,
+// BENCH_HTTP_RUNS rounds (5) and their medians.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Lab } from '../../src/lab/netns.js';
 import { repoRoot } from '../../src/paths.js';
-import { peakRssMiB, startNginx, startOurs } from './peers.js';
+import { median, peakRssMiB, startNginx, startOurs } from './peers.js';
 
 export interface HttpRun {
   n: number;
@@ -41,7 +42,13 @@ function curlAll(lab: Lab, urls: string[], ranges?: string[]): number {
   return seconds;
 }
 
-export async function httpBench(lab: Lab, work: string, ns: number[], note: (l: string) => void): Promise<HttpResults> {
+export async function httpBench(
+  lab: Lab,
+  work: string,
+  ns: number[],
+  runs: number,
+  note: (l: string) => void,
+): Promise<HttpResults> {
   const dir = path.join(work, 'assets');
   mkdirSync(dir);
   execFileSync('sh', ['-c', `head -c ${SIZE} /dev/urandom > ${dir}/big.bin`]);
@@ -67,29 +74,41 @@ export async function httpBench(lab: Lab, work: string, ns: number[], note: (l: 
     },
   };
   const out: HttpResults = { beskar7: { full: [], range: [] }, nginx: { full: [], range: [] } };
-  for (const [i, n] of ns.entries()) {
-    // which server goes first alternates with N
-    const order = (i % 2 ? ['nginx', 'beskar7'] : ['beskar7', 'nginx']) as (keyof typeof servers)[];
-    for (const name of order) {
-      const s = await servers[name]();
-      try {
-        const urls = Array.from({ length: n }, () => s.url);
-        const full = curlAll(lab, urls);
-        const ranges = urls.map((_, k) => {
-          const start = ((k * 7919) % (SIZE / SLICE)) * SLICE;
-          return `${start}-${start + SLICE - 1}`;
-        });
-        const range = curlAll(lab, urls, ranges);
-        const rss = s.rss();
+  const names = Object.keys(servers) as (keyof typeof servers)[];
+  for (const n of ns) {
+    // both up from fresh for each N (peak RSS is per N); `runs` rounds, the servers taking turns, medians kept:
+    // one round alone on this shared machine moved a ratio by 2x from one run of make bench to the next
+    const up = { beskar7: await servers.beskar7(), nginx: await servers.nginx() };
+    try {
+      const urls = (name: keyof typeof up) => Array.from({ length: n }, () => up[name].url);
+      const ranges = Array.from({ length: n }, (_, k) => {
+        const start = ((k * 7919) % (SIZE / SLICE)) * SLICE;
+        return `${start}-${start + SLICE - 1}`;
+      });
+      const times = Object.fromEntries(names.map((name) => [name, { full: [] as number[], range: [] as number[] }]));
+      for (let r = 0; r < runs; r++) {
+        for (let k = 0; k < names.length; k++) {
+          const name = names[(r + k) % names.length] as keyof typeof up;
+          times[name]?.full.push(curlAll(lab, urls(name)));
+          times[name]?.range.push(curlAll(lab, urls(name), ranges));
+        }
+      }
+      for (const name of names) {
+        const rss = up[name].rss();
+        const t = times[name] as { full: number[]; range: number[] };
+        const [full, range] = [median(t.full), median(t.range)];
         out[name].full.push({ n, seconds: full, mibps: (n * SIZE) / 2 ** 20 / full, rssMiB: rss });
         out[name].range.push({ n, seconds: range, mibps: (n * SLICE) / 2 ** 20 / range, rssMiB: rss });
+        const spread = (xs: number[], bytes: number) => xs.map((x) => (bytes / 2 ** 20 / x).toFixed(0)).join('/');
         note(
           `  ${name.padEnd(8)} N=${String(n).padStart(3)}  256 MiB each: ${((n * SIZE) / 2 ** 20 / full).toFixed(0).padStart(6)} MiB/s  ` +
-            `16 MiB ranges: ${((n * SLICE) / 2 ** 20 / range).toFixed(0).padStart(6)} MiB/s  peak RSS ${rss.toFixed(0)} MiB`,
+            `16 MiB ranges: ${((n * SLICE) / 2 ** 20 / range).toFixed(0).padStart(6)} MiB/s  peak RSS ${rss.toFixed(0)} MiB` +
+            `  (medians of ${spread(t.full, n * SIZE)} and ${spread(t.range, n * SLICE)})`,
         );
-      } finally {
-        await s.stop();
       }
+    } finally {
+      await up.beskar7.stop();
+      await up.nginx.stop();
     }
   }
   return out;
