@@ -1,5 +1,4 @@
 import { type Context, Hono } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import { type SSEStreamingApi, streamSSE } from 'hono/streaming';
 import { z } from 'zod';
 import { ContractReportSchema, normaliseReport } from '../domain/inspection.js';
@@ -14,7 +13,7 @@ import type { Store } from '../store/store.js';
 import type { BootTimeline } from '../timeline.js';
 import { createManifestApi } from './manifest-api.js';
 import { remoteAddress } from './rate-limit.js';
-import { answer, bad, bodyCap, IPXE, parseBody, readJson } from './respond.js';
+import { answer, bad, bodyCap, capBody, IPXE, parseBody, readJson } from './respond.js';
 
 export interface ApiDeps {
   /** read side: handlers read records directly; every change goes through `commands` */
@@ -125,7 +124,7 @@ export function createIntakeApi(d: ApiDeps): Hono {
     );
   });
 
-  const small = bodyLimit({ maxSize: 64 * 1024, onError: (c) => bad(c, 413, 'body larger than 64 KiB') });
+  const small = capBody(64 * 1024, 'body larger than 64 KiB');
   api.post('/provisioned/:ns/:host', small, async (c) => {
     const r = await d.commands.provisioned(caller(c));
     count(r, 'provisioned');
@@ -215,7 +214,7 @@ function storeRoutes(d: ApiDeps): Hono {
     c.header('Content-Disposition', `attachment; filename="beskar7-backup-${stamp}.json"`);
     return c.json(await takeBackup(d.store));
   });
-  const big = bodyLimit({ maxSize: 256 * 1024 * 1024, onError: (c) => bad(c, 413, 'backup larger than 256 MiB') });
+  const big = capBody(256 * 1024 * 1024, 'backup larger than 256 MiB');
   api.post('/restore', big, async (c) => {
     const body = await parseBody(c, BackupSchema);
     if (!body.ok) return body.res;

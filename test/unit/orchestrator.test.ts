@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import type { Test } from 'tap';
 
 import t from 'tap';
@@ -207,6 +208,21 @@ t.test('API input: admin token, zod messages, size cap, report tokens', async (t
   t.match(r2.json.error, /spec\.hardwareRequirements\.minMemoryGB: .*number/);
   t.equal((await a.api('POST', '/hosts', '{not json')).status, 400);
   t.equal((await a.api('POST', '/hosts', 'x'.repeat(5000))).status, 413);
+  // the same, chunked without a Content-Length: the cap counts what arrives, and the connection is closed
+  const chunked = await new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
+    const req = request(`${a.base}/api/v1/hosts`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/json' },
+    });
+    req.on('response', (res) => {
+      res.resume();
+      resolve({ status: res.statusCode ?? 0, connection: res.headers.connection });
+    });
+    req.on('error', reject);
+    for (let i = 0; i < 5; i++) req.write('x'.repeat(1000));
+    req.end();
+  });
+  t.same(chunked, { status: 413, connection: 'close' }, 'a chunked body over the cap: 413, connection closed');
   const noType = await fetch(`${a.base}/api/v1/hosts`, {
     method: 'POST',
     headers: { Authorization: `Bearer ${ADMIN}` },
