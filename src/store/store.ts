@@ -57,7 +57,8 @@ const MAX_TX_RUNS = 30;
  * One collection of the store, its values checked against their zod schema when read. A cached collection
  * keeps every value in memory, with the revision it was written at (etcd): loaded at open, updated after each
  * commit and, on a shared backend, by the watch. Hosts and machines are always cached (a reconcile pass reads
- * them whole); on etcd every collection is, so boot scripts are served while etcd is away.
+ * them whole), and boot instructions (one per boot MAC, read by every script fetch: no disk read on that path);
+ * on etcd every collection is, so boot scripts are served while etcd is away.
  */
 export class Collection<S extends z.ZodType> {
   private cache?: Map<string, z.infer<S>>;
@@ -273,7 +274,7 @@ export class Store extends EventEmitter {
   static async over(backend: Backend): Promise<Store> {
     const store = new Store(backend);
     if (backend.snapshot) await store.follow();
-    else for (const c of [store.hosts, store.machines, store.requests]) await c.load();
+    else for (const c of [store.hosts, store.machines, store.requests, store.bootInstructions]) await c.load();
     return store;
   }
 
