@@ -63,8 +63,9 @@ unit: deps
 e2e: setup
 	npx tap build >/dev/null && npx tap test/e2e
 
-# ratios against dnsmasq, atftpd, tftpd-hpa and nginx measured in the same run; BENCH_OUT=FILE.json (+ .svg)
-bench: setup
+# ratios against dnsmasq, atftpd, tftpd-hpa and nginx measured in the same run; BENCH_OUT=FILE.json (+ .svg);
+# the benchmarks run the compiled service (dist/), as systemd does
+bench: setup build
 	node --import tsx test/bench/bench.ts
 
 # one BIOS and one UEFI QEMU machine through the whole chain, the time of each stage
@@ -72,11 +73,11 @@ bench-inspection: setup
 	node --import tsx test/bench/inspection.ts
 
 # N simulated hosts (STORM_N=50,200,1000) from Machine creation to Provisioned
-bench-storm: setup
+bench-storm: setup build
 	node --import tsx test/bench/storm.ts
 
 # the same storm on LevelDB (one appliance) and on etcd (two appliances, 3 members): STORM_N=200
-bench-ha: setup
+bench-ha: setup build
 	node --import tsx test/bench/storm-backends.ts
 
 # Installs to $(PREFIX) as the systemd service beskar7 (user beskar7, state in /var/lib/beskar7)

@@ -1,10 +1,24 @@
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { repoRoot } from '../paths.js';
 import { type Lab, stopProcess } from './netns.js';
+
+/** BENCH_CPU_PROF=DIR: a V8 CPU profile of each appliance process, written when it stops. */
+const profiling = (): string[] =>
+  process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+
+/**
+ * The compiled service (`make build`) as systemd runs it, from the checkout: what the benchmarks measure, with
+ * no TypeScript compiled at start-up.
+ */
+export const builtCommand = (file: string): [string, ...string[]] => {
+  const main = path.join(repoRoot, 'dist/src/main.js');
+  if (!existsSync(main)) throw new Error(`${main} is missing: run make build (make bench does)`);
+  return [process.execPath, ...profiling(), main, '--config', file];
+};
 
 /** The appliance as its own process inside a lab namespace, its JSON log lines collected. */
 export class ApplianceProcess {
@@ -21,8 +35,7 @@ export class ApplianceProcess {
     /** how to run it, given the config file: by default the checkout's source through tsx */
     private readonly command: (configFile: string) => [string, ...string[]] = (file) => [
       process.execPath,
-      // BENCH_CPU_PROF=DIR: a V8 CPU profile of each appliance process, written when it stops
-      ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
+      ...profiling(),
       '--import',
       'tsx',
       path.join(repoRoot, 'src/main.ts'),

@@ -138,7 +138,7 @@ try {
 if (only.has('storm')) {
   const n = Number(env.STORM_N ?? 1000);
   say(`Storm: ${n} simulated hosts from Machine to Provisioned; the appliance's CPU time per host`);
-  const r = await runStorm({ n, kills: 0, seed: 1 });
+  const r = await runStorm({ n, kills: 0, seed: 1, built: true });
   const perHost = r.cpuMs / n;
   results.storm = {
     n,

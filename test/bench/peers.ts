@@ -3,7 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { ApplianceProcess } from '../../src/lab/appliance-process.js';
+import { ApplianceProcess, builtCommand } from '../../src/lab/appliance-process.js';
 import { type Lab, stopProcess } from '../../src/lab/netns.js';
 import { repoRoot } from '../../src/paths.js';
 
@@ -12,13 +12,15 @@ export { cpuMs, peakRssMiB } from '../helpers/proc.js';
 export type Stop = () => Promise<void>;
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The appliance with `config` over a fresh data dir; `pid` for its RSS and CPU time. */
+/** The compiled appliance with `config` over a fresh data dir; `pid` for its RSS and CPU time. */
 export async function startOurs(lab: Lab, work: string, config: Record<string, unknown>) {
   const dir = mkdtempSync(path.join(work, 'ours-'));
   const app = new ApplianceProcess(
     lab,
     { dataDir: path.join(dir, 'data'), logLevel: 'warn', advertiseAddress: lab.serverIp, ...config },
     dir,
+    false,
+    builtCommand,
   );
   await app.start();
   return { pid: app.pid as number, stop: () => app.stop() };

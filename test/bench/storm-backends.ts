@@ -18,7 +18,7 @@ const runs = [
 const results: Row[] = [];
 for (const r of runs) {
   console.log(`${r.name}: ${n} hosts...`);
-  const out = await runStorm({ n, ...(r.ha ? { ha: r.ha } : {}), note: (l) => console.log(`  ${l}`) });
+  const out = await runStorm({ n, ...(r.ha ? { ha: r.ha } : {}), built: true, note: (l) => console.log(`  ${l}`) });
   const a = out.summary.audit;
   const clean =
     !a.leaseConflicts.length && !a.lostReports.length && !a.claimedNotOnce.length && !a.notProvisioned.length;

@@ -10,7 +10,14 @@ const kills = Number(process.env.STORM_KILLS ?? 0);
 const rows: { n: number; seconds: number; rss: number; p99: number }[] = [];
 for (const n of NS) {
   const seed = Number(process.env.STORM_SEED ?? Date.now() % 100000);
-  const r = await runStorm({ n, kills, seed, postSpreadMs: kills ? 5000 : 0, note: (l) => console.log(`  ${l}`) });
+  const r = await runStorm({
+    n,
+    kills,
+    seed,
+    postSpreadMs: kills ? 5000 : 0,
+    built: true,
+    note: (l) => console.log(`  ${l}`),
+  });
   const s = r.summary;
   const a = s.audit;
   rows.push({ n, seconds: s.provisionSeconds, rss: r.peakRssMiB, p99: s.stagesMs['power->report']!.p99 });

@@ -5,7 +5,7 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ApplianceProcess } from '../../src/lab/appliance-process.js';
+import { ApplianceProcess, builtCommand } from '../../src/lab/appliance-process.js';
 import { Lab, stopProcess } from '../../src/lab/netns.js';
 import { repoRoot } from '../../src/paths.js';
 import { type EtcdCluster, startEtcd } from './etcd.js';
@@ -26,6 +26,8 @@ export interface StormOptions {
    * (restarted at once, as systemd would); `etcdKills` members of the cluster are killed for good mid-storm.
    */
   ha?: { etcdKills: number };
+  /** run the compiled service (`make build`), as the benchmarks do; tests run the checkout's source */
+  built?: boolean;
 }
 
 /** A SIGKILL of the leader, and how long until the other appliance ran the orchestrator. */
@@ -147,6 +149,8 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
           redfish: { perBmcConcurrency: 2, globalConcurrency: 64 },
         },
         dir,
+        false,
+        o.built ? builtCommand : undefined,
       );
       if (i > 0) app.ns = lab.addHost(`b${i}`, `52:54:00:92:00:${String(10 + i)}`, ip);
       return app;
