@@ -316,8 +316,7 @@ export class Orchestrator {
     let action: string;
     try {
       const b = this.bmc(host);
-      await b.setOneTimePxe();
-      action = await b.powerOnOrRestart();
+      action = await b.powerOnOrRestart(await b.setOneTimePxe());
     } catch (e) {
       return this.failAttempt(machine, host, 'BMCError', `BMC: ${(e as Error).message}`, 'Failed');
     }

@@ -372,7 +372,8 @@ export class RedfishClient {
    * One-time PXE boot: PATCH with If-Match when the BMC gives an ETag, Mode only when the BMC has one and it
    * differs, again without Mode when the BMC refuses it, then read back to verify.
    */
-  async setOneTimePxe(mode?: 'UEFI' | 'Legacy'): Promise<void> {
+  /** Returns the system as read back to check the override (its power state spares powerOnOrRestart a read). */
+  async setOneTimePxe(mode?: 'UEFI' | 'Legacy'): Promise<SystemInfo> {
     const sys = await this.getSystem();
     const boot: Record<string, string> = { BootSourceOverrideTarget: 'Pxe', BootSourceOverrideEnabled: 'Once' };
     if (mode && sys.bootMode !== undefined && sys.bootMode !== mode) boot.BootSourceOverrideMode = mode;
@@ -394,6 +395,7 @@ export class RedfishClient {
         500,
       );
     }
+    return after;
   }
 
   /**
@@ -428,8 +430,9 @@ export class RedfishClient {
   }
 
   /** POST the Reset action from the system's Actions; 202 with a task monitor is followed to the end. */
-  async reset(type: ResetType): Promise<void> {
-    const sys = await this.getSystem();
+  /** `known`: the system as just read (its Reset target), else read now. */
+  async reset(type: ResetType, known?: SystemInfo): Promise<void> {
+    const sys = known ?? (await this.getSystem());
     const r = await this.call('POST', sys.resetTarget, { ResetType: type });
     if (r.status === 202 && r.location) await this.waitTask(r.location);
   }
@@ -459,24 +462,27 @@ export class RedfishClient {
     }
   }
 
-  /** Boot it now: On when off, ForceRestart when already on. Returns once the BMC took the reset; PowerState may lag (waitPowerState). */
-  async powerOnOrRestart(): Promise<'On' | 'ForceRestart'> {
-    const s = await this.getSystem();
+  /**
+   * Boot it now: On when off, ForceRestart when already on (`known`: the system as just read, else read now).
+   * Returns once the BMC took the reset; PowerState may lag (waitPowerState).
+   */
+  async powerOnOrRestart(known?: SystemInfo): Promise<'On' | 'ForceRestart'> {
+    const s = known ?? (await this.getSystem());
     const action = s.powerState === 'On' ? 'ForceRestart' : 'On';
-    await this.reset(action);
+    await this.reset(action, s);
     return action;
   }
 
   /** On, unless it is on already (BMCs answer a second On with 409 or 400). */
   async powerOn(): Promise<void> {
     const s = await this.getSystem();
-    if (s.powerState !== 'On') await this.reset('On');
+    if (s.powerState !== 'On') await this.reset('On', s);
   }
 
   async powerOff(deadlineMs: number): Promise<void> {
     const s = await this.getSystem();
     if (s.powerState === 'Off') return;
-    await this.reset('ForceOff');
+    await this.reset('ForceOff', s);
     await this.waitPowerState('Off', deadlineMs);
   }
 

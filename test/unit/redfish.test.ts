@@ -63,8 +63,9 @@ t.test('plain BMC: session, one-time PXE with Mode, power on, session closed', a
   const sys = await client.getSystem();
   t.equal(sys.path, '/redfish/v1/Systems/System.Embedded.1', 'the only member, not /Systems/1');
   t.same(await client.macs(), ['52:54:00:fa:00:01']);
-  await client.setOneTimePxe('UEFI');
+  const checked = await client.setOneTimePxe('UEFI');
   t.same(bmc.boot, { target: 'Pxe', enabled: 'Once', mode: 'UEFI' });
+  t.equal(checked.powerState, 'Off', 'the system as read back to check the override');
   const patch = bmc.seen.find((s) => s.method === 'PATCH')!;
   t.same(
     patch.body,
@@ -73,7 +74,13 @@ t.test('plain BMC: session, one-time PXE with Mode, power on, session closed', a
   );
   t.ok(patch.headers['x-auth-token'], 'session token used');
   t.equal(patch.headers['if-match'], 'W/"1"', 'If-Match from the ETag');
-  t.equal(await client.powerOnOrRestart(), 'On');
+  const before = bmc.seen.length;
+  t.equal(await client.powerOnOrRestart(checked), 'On');
+  t.same(
+    bmc.seen.slice(before).map((s) => s.method),
+    ['POST'],
+    'with the system just read, only the reset goes to the BMC',
+  );
   t.equal(bmc.power, 'On');
   t.equal(await client.powerOnOrRestart(), 'ForceRestart', 'a host already on is restarted');
   t.equal(bmc.sessionCount, 1, 'one cached session');
