@@ -370,9 +370,9 @@ export class RedfishClient {
 
   /**
    * One-time PXE boot: PATCH with If-Match when the BMC gives an ETag, Mode only when the BMC has one and it
-   * differs, again without Mode when the BMC refuses it, then read back to verify.
+   * differs, again without Mode when the BMC refuses it, then read back to verify. Returns the system as read
+   * back (its power state spares powerOnOrRestart a read).
    */
-  /** Returns the system as read back to check the override (its power state spares powerOnOrRestart a read). */
   async setOneTimePxe(mode?: 'UEFI' | 'Legacy'): Promise<SystemInfo> {
     const sys = await this.getSystem();
     const boot: Record<string, string> = { BootSourceOverrideTarget: 'Pxe', BootSourceOverrideEnabled: 'Once' };
@@ -429,8 +429,10 @@ export class RedfishClient {
     }
   }
 
-  /** POST the Reset action from the system's Actions; 202 with a task monitor is followed to the end. */
-  /** `known`: the system as just read (its Reset target), else read now. */
+  /**
+   * POST the Reset action from the system's Actions (`known`: the system as just read, else read now); 202 with
+   * a task monitor is followed to the end.
+   */
   async reset(type: ResetType, known?: SystemInfo): Promise<void> {
     const sys = known ?? (await this.getSystem());
     const r = await this.call('POST', sys.resetTarget, { ResetType: type });
