@@ -5,7 +5,6 @@ import { bindFailure } from '../net/bind-error.js';
 import { FilePackets } from './packets.js';
 import {
   ackedBlock,
-  blockCount,
   ErrorCode,
   errorPacket,
   type Limits,
@@ -64,7 +63,6 @@ class Sender {
   private onSilence: () => void = () => {};
   private packets?: FilePackets;
   private fh?: FileHandle;
-  private readonly last: number;
 
   constructor(
     private readonly sock: dgram.Socket,
@@ -73,7 +71,6 @@ class Sender {
     private readonly retries: number,
     private readonly ended: (e: TransferEnd) => void,
   ) {
-    this.last = blockCount(size, s.blksize);
     sock.on('message', (m) => this.onReply(m));
     // e.g. ICMP port unreachable on the connected socket: the client is gone
     sock.on('error', (e) => this.finish({ kind: 'failed', message: e.message }));
@@ -112,7 +109,7 @@ class Sender {
     if (b === undefined) return;
     this.acked = b;
     this.tries = 0;
-    if (b === this.last) {
+    if (b === this.packets.blocks) {
       this.finish({ kind: 'done' });
       return;
     }
@@ -128,7 +125,7 @@ class Sender {
   private pump(): void {
     if (this.pumping || this.done || !this.packets) return;
     const from = this.acked + 1;
-    const to = Math.min(this.last, this.acked + this.s.windowsize);
+    const to = Math.min(this.packets.blocks, this.acked + this.s.windowsize);
     this.packets.prefetch(from, to);
     if (this.packets.has(from, to)) {
       this.sendWindow(from, to);
