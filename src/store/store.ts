@@ -106,7 +106,8 @@ export class Collection<S extends z.ZodType> {
       this.sorted = undefined;
       return true;
     }
-    const v = prepared ? (c.value as z.infer<S>) : this.prepare(c.key, JSON.parse(JSON.stringify(c.value)));
+    // another appliance's value: parsed here; zod's output is a fresh copy, so no JSON round trip is needed
+    const v = prepared ? (c.value as z.infer<S>) : this.prepare(c.key, c.value);
     const known = this.cache.has(c.key);
     this.cache.set(c.key, v);
     // a new key re-sorts on the next read; an update (most writes) takes its place, not a sort of them all
