@@ -130,6 +130,7 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
     }
     const apps = ips.map((ip, i) => {
       const dir = path.join(work, `a${i}`);
+      mkdirSync(dir, { recursive: true });
       const app = new ApplianceProcess(
         lab,
         {
@@ -161,10 +162,7 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
       await a.start();
       readyCpu.set(a, cpuMs(a.pid as number));
     };
-    for (const a of apps) {
-      mkdirSync(path.join(work, `a${apps.indexOf(a)}`), { recursive: true });
-      await start(a);
-    }
+    for (const a of apps) await start(a);
     const app = apps[0] as ApplianceProcess;
     let peakMiB = 0;
     // \`ip netns exec\` execs the appliance, so the pid is node itself; 0 between a kill and the restart
