@@ -331,13 +331,16 @@ export class Orchestrator {
       { machine: m.name, host: h.name, action, attempt: machine.status.attempts },
       'inspection boot started',
     );
+    // a machine that claimed its credentials is running, whatever its BMC shows (the claim recorded it On)
+    const running = async () => {
+      const phase = (await this.store.hosts.get(h.name))?.status.inspectionPhase;
+      return phase === 'InProgress' || phase === 'Complete';
+    };
     try {
-      await this.bmc(host).waitPowerState('On', this.opts.powerDeadlineMs);
+      if (!(await this.bmc(host).waitPowerState('On', this.opts.powerDeadlineMs, 1000, running))) return;
     } catch (e) {
       if (this.stopped) return;
-      // a machine that fetched its script is running, whatever its BMC shows
-      const phase = (await this.store.hosts.get(h.name))?.status.inspectionPhase;
-      if (phase === 'InProgress' || phase === 'Complete') {
+      if (await running()) {
         this.log.warn(
           { machine: m.name, host: h.name, err: (e as Error).message },
           'BMC never showed the power on; the machine is booting anyway',

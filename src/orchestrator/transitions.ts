@@ -402,6 +402,8 @@ export function judgeClaim(
   const host = clone(h);
   host.bootstrap = { ...b, claim: { from: c.from, at: new Date(now).toISOString(), ...(c.mac ? { mac: c.mac } : {}) } };
   host.status.inspectionPhase = 'InProgress';
+  // the machine itself asked: it is on, whether or not its BMC shows it yet
+  host.status.observedPowerState = 'On';
   const scope = { host: h.name, machine: h.status.consumer, mac: c.mac };
   return {
     kind: 'ok',

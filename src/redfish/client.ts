@@ -452,15 +452,26 @@ export class RedfishClient {
     throw new RedfishError(`task ${monitor} not done within ${deadlineMs} ms`, 504);
   }
 
-  /** PowerState lags the reset on real BMCs: poll until it matches or the deadline passes. */
-  async waitPowerState(want: 'On' | 'Off', deadlineMs: number, pollMs = 1000): Promise<void> {
+  /**
+   * PowerState lags a reset on real BMCs by seconds, so the first look comes after `pollMs`, then one per
+   * `pollMs` until it shows `want` (true) or the deadline passes (error). `moot` is asked before each look: when
+   * it says the wait no longer matters (the machine itself has been heard from), it ends without asking the BMC
+   * again (false).
+   */
+  async waitPowerState(
+    want: 'On' | 'Off',
+    deadlineMs: number,
+    pollMs = 1000,
+    moot?: () => Promise<boolean>,
+  ): Promise<boolean> {
     const end = Date.now() + deadlineMs;
     for (;;) {
+      await this.sleep(Math.max(0, Math.min(pollMs, end - Date.now())));
+      if (moot && (await moot())) return false;
       const s = await this.getSystem();
-      if (s.powerState === want) return;
+      if (s.powerState === want) return true;
       if (Date.now() >= end)
         throw new RedfishError(`PowerState still ${s.powerState} after ${deadlineMs} ms (wanted ${want})`, 504);
-      await this.sleep(pollMs);
     }
   }
 

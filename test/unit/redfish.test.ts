@@ -207,7 +207,7 @@ t.test('200 with an error body is success (iLO)', async (t) => {
 t.test('409 on On right after off (iDRAC10) is retried with backoff', async (t) => {
   const { bmc, client, lines } = await setup(t, { conflictAfterOffMs: 100 });
   bmc['setPower']('On');
-  await client.powerOff(2000);
+  await client.reset('ForceOff');
   await client.powerOnOrRestart();
   t.equal(bmc.power, 'On');
   t.ok(bmc.seen.filter((s) => s.method === 'POST' && s.path.endsWith('Reset')).length > 2, 'the On was repeated');
@@ -225,8 +225,13 @@ t.test('session cap 503 (RAC0218): waits for a free session', async (t) => {
 t.test('PowerState lag: polled until it shows, or a deadline error', async (t) => {
   const { bmc, client } = await setup(t, { powerLagMs: 300 });
   await client.powerOnOrRestart();
-  await client.waitPowerState('On', 3000);
+  const looks = () => bmc.seen.filter((x) => x.method === 'GET').length;
+  const before = looks();
+  t.equal(await client.waitPowerState('On', 3000), true, 'shown');
+  t.equal(looks() - before, 1, 'one look: the first waits out the lag');
   t.equal(bmc.power, 'On');
+  t.equal(await client.waitPowerState('Off', 3000, 50, async () => true), false, 'moot: ended by the caller');
+  t.equal(looks() - before, 1, 'a moot wait asks the BMC nothing');
   bmc.p.powerLagMs = 5000;
   await t.rejects(client.powerOff(400), /PowerState still On after 400 ms/);
 });
