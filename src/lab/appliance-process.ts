@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { repoRoot } from '../paths.js';
@@ -10,14 +10,23 @@ import { type Lab, stopProcess } from './netns.js';
 const profiling = (): string[] =>
   process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
 
+/** The node flags of the unit's ExecStart (those between node and main.js). */
+export function unitNodeFlags(unitText: string): string[] {
+  const exec = /^ExecStart=(.*)$/m.exec(unitText)?.[1]?.trim().split(/\s+/) ?? [];
+  const main = exec.findIndex((a) => a.endsWith('/main.js'));
+  if (main < 1) throw new Error(`no node …/main.js in the unit's ExecStart: ${exec.join(' ')}`);
+  return exec.slice(1, main);
+}
+
 /**
- * The compiled service (`make build`) as systemd runs it, from the checkout: what the benchmarks measure, with
- * no TypeScript compiled at start-up.
+ * The compiled service (`make build`) as systemd runs it, from the checkout, with the unit's node flags: what
+ * the benchmarks measure, with no TypeScript compiled at start-up.
  */
 export const builtCommand = (file: string): [string, ...string[]] => {
   const main = path.join(repoRoot, 'dist/src/main.js');
   if (!existsSync(main)) throw new Error(`${main} is missing: run make build (make bench does)`);
-  return [process.execPath, ...profiling(), main, '--config', file];
+  const flags = unitNodeFlags(readFileSync(path.join(repoRoot, 'systemd/beskar7.service'), 'utf8'));
+  return [process.execPath, ...flags, ...profiling(), main, '--config', file];
 };
 
 /** The appliance as its own process inside a lab namespace, its JSON log lines collected. */

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { loadConfig } from '../../src/config.js';
+import { unitNodeFlags } from '../../src/lab/appliance-process.js';
 import { repoRoot } from '../../src/paths.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -56,4 +57,16 @@ t.test('the example config is valid and keeps its data where the unit gives it a
   t.match(readFileSync(unit, 'utf8'), /^StateDirectory=beskar7$/m);
   t.equal(cfg.dataDir, '/var/lib/beskar7', 'the service and the CLI read the same data directory');
   t.same([cfg.dhcp.port, cfg.dhcp.proxyPort, cfg.tftp.port, cfg.http.port], [67, 4011, 69, 80]);
+});
+
+t.test("the unit's node flags: the ones the benchmarks run with, and this node accepts them", async (t) => {
+  const flags = unitNodeFlags(readFileSync(unit, 'utf8'));
+  t.ok(flags.length > 0 && flags.every((f) => f.startsWith('--')), flags.join(' '));
+  // an option this node does not know stops it at once ("bad option", exit 9): the service would not start
+  const r = await promisify(execFile)(process.execPath, [...flags, '-e', '0']).then(
+    () => 0,
+    (e: { code: number }) => e.code,
+  );
+  t.equal(r, 0, 'node starts with them');
+  t.throws(() => unitNodeFlags('ExecStart=/usr/bin/beskar7\n'), /no node/, 'a unit without node …/main.js');
 });
