@@ -1,4 +1,4 @@
-import { setTimeout as wait } from 'node:timers/promises';
+import { setImmediate as nextTurn, setTimeout as wait } from 'node:timers/promises';
 import { Agent, request } from 'undici';
 import type { ResetType } from '../domain/resources.js';
 import type { Logger } from '../log.js';
@@ -210,6 +210,9 @@ export class RedfishClient {
             signal: call.signal,
           });
           const text = await readCapped(res.body, MAX_BODY);
+          // undici hands a keep-alive connection back one event-loop turn after its response (setImmediate); a
+          // call issued before that opens another connection, a new TLS handshake for the BMC's small CPU
+          await nextTurn();
           let parsed: Record<string, unknown> = {};
           try {
             parsed = text ? (JSON.parse(text) as Record<string, unknown>) : {};

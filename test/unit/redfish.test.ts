@@ -236,6 +236,15 @@ t.test('PowerState lag: polled until it shows, or a deadline error', async (t) =
   await t.rejects(client.powerOff(400), /PowerState still On after 400 ms/);
 });
 
+t.test("one BMC's calls, one after another, share one keep-alive connection", async (t) => {
+  const { bmc, client } = await setup(t);
+  await client.getSystem();
+  await client.macs();
+  await client.powerOnOrRestart(await client.setOneTimePxe());
+  t.ok(bmc.seen.length >= 8, `${bmc.seen.length} requests`);
+  t.equal(bmc.connections, 1, 'no second connection (TLS handshake) for a call right after another');
+});
+
 t.test('202 with a task monitor is followed to completion', async (t) => {
   const { bmc, client } = await setup(t, { taskPolls: 3 });
   await client.reset('On');

@@ -79,6 +79,8 @@ export class FakeBmc {
   private faulted = 0;
   /** requests left unanswered by a `hang` fault */
   hanging = 0;
+  /** TCP connections accepted (a real BMC's budget of them is small) */
+  connections = 0;
   private server?: http.Server;
   readonly p: Personality;
 
@@ -97,6 +99,7 @@ export class FakeBmc {
   async start(address = '127.0.0.1', port = 0): Promise<string> {
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => void this.handle(req, res);
     this.server = this.opts.tls ? https.createServer(this.opts.tls, handler) : http.createServer(handler);
+    this.server.on('connection', () => this.connections++);
     this.server.listen(port, address);
     await once(this.server, 'listening');
     return `${this.opts.tls ? 'https' : 'http'}://${address}:${(this.server.address() as AddressInfo).port}`;
