@@ -153,7 +153,7 @@ if (only.has('storm')) {
     };
     all.push(run);
     say(
-      `  run ${i + 1}: ${n} hosts Provisioned in ${run.provisionSeconds.toFixed(1)} s; appliance CPU ${run.cpuMsPerHost.toFixed(2)} ms per host (${run.stormCpuMsPerHost.toFixed(2)} without its start-up); peak RSS ${run.peakRssMiB.toFixed(0)} MiB`,
+      `  run ${i + 1}: ${n} hosts Provisioned ${run.provisionSeconds.toFixed(1)} s after the first Machine was created; appliance CPU ${run.cpuMsPerHost.toFixed(2)} ms per host (${run.stormCpuMsPerHost.toFixed(2)} without its start-up); peak RSS ${run.peakRssMiB.toFixed(0)} MiB`,
     );
   }
   const per = all.map((r) => r.cpuMsPerHost);
