@@ -3,6 +3,7 @@ import type { HttpBindings } from '@hono/node-server';
 import type { Context, MiddlewareHandler } from 'hono';
 import type { z } from 'zod';
 import { formatZodError } from '../domain/zod-error.js';
+import { readCapped } from '../net/read-capped.js';
 import type { Outcome } from '../orchestrator/commands.js';
 
 /** How an iPXE script goes out: text, never cached (each fetch may get another script). */
@@ -18,7 +19,7 @@ type Parsed<T> = { ok: true; data: T } | { ok: false; res: Response; error: stri
 const bodies = new WeakMap<Context, Buffer>();
 
 /** The body, or undefined once it is over `max` bytes (declared or sent): nothing past the cap is kept. */
-async function readCapped(c: Context, max: number): Promise<Buffer | undefined> {
+async function bodyUpTo(c: Context, max: number): Promise<Buffer | undefined> {
   const incoming = (c.env as Partial<HttpBindings> | undefined)?.incoming as IncomingMessage | undefined;
   if (!incoming) {
     // no node socket (app.request in tests): the web body
@@ -26,14 +27,7 @@ async function readCapped(c: Context, max: number): Promise<Buffer | undefined> 
     return b.length > max ? undefined : b;
   }
   if (Number(incoming.headers['content-length'] ?? 0) > max) return undefined;
-  const parts: Buffer[] = [];
-  let n = 0;
-  for await (const chunk of incoming as AsyncIterable<Buffer>) {
-    n += chunk.length;
-    if (n > max) return undefined;
-    parts.push(chunk);
-  }
-  return Buffer.concat(parts);
+  return readCapped(incoming as AsyncIterable<Buffer>, max);
 }
 
 /**
@@ -45,7 +39,7 @@ export const capBody =
   (max: number, tooBig: string): MiddlewareHandler =>
   async (c, next) => {
     if (c.req.method === 'GET' || c.req.method === 'HEAD') return next();
-    const body = await readCapped(c, max);
+    const body = await bodyUpTo(c, max);
     if (!body) {
       c.header('Connection', 'close');
       return bad(c, 413, tooBig);

@@ -2,6 +2,7 @@ import { setImmediate as nextTurn, setTimeout as wait } from 'node:timers/promis
 import { Agent, request } from 'undici';
 import type { ResetType } from '../domain/resources.js';
 import type { Logger } from '../log.js';
+import { readCapped } from '../net/read-capped.js';
 import { Limiter } from './limiter.js';
 import { backoffMs, isRetryable } from './retry.js';
 
@@ -57,18 +58,12 @@ const TLS_CODES = new Set([
 /** A BMC's answers are small JSON documents; a larger body is cut off, not buffered. */
 const MAX_BODY = 1 << 20;
 
-async function readCapped(body: AsyncIterable<Buffer> & { destroy(): unknown }, max: number): Promise<string> {
-  const parts: Buffer[] = [];
-  let n = 0;
-  for await (const chunk of body) {
-    n += chunk.length;
-    if (n > max) {
-      body.destroy();
-      throw Object.assign(new Error(`response body over ${max} bytes`), { code: 'EBODYTOOLARGE' });
-    }
-    parts.push(chunk);
-  }
-  return Buffer.concat(parts).toString('utf8');
+/** A BMC's answer as text; a body over `max` is an error (EBODYTOOLARGE) and the rest of it is not read. */
+async function readBody(body: AsyncIterable<Buffer> & { destroy(): unknown }, max: number): Promise<string> {
+  const b = await readCapped(body, max);
+  if (b) return b.toString('utf8');
+  body.destroy();
+  throw Object.assign(new Error(`response body over ${max} bytes`), { code: 'EBODYTOOLARGE' });
 }
 
 /** A failed exchange as a Reply with status 0, its cause named, and whether a retry could help. */
@@ -209,7 +204,7 @@ export class RedfishClient {
             ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
             signal: call.signal,
           });
-          const text = await readCapped(res.body, MAX_BODY);
+          const text = await readBody(res.body, MAX_BODY);
           // undici hands a keep-alive connection back one event-loop turn after its response (setImmediate); a
           // call issued before that opens another connection, a new TLS handshake for the BMC's small CPU
           await nextTurn();
