@@ -55,6 +55,11 @@ export class FilePackets {
     return Math.floor((block - 1) / this.perChunk);
   }
 
+  /** Data bytes of `block`: blksize, less for the last (0 when the size is a multiple of blksize). */
+  private bytesOf(block: number): number {
+    return Math.min(this.blksize, this.size - (block - 1) * this.blksize);
+  }
+
   /** Whether blocks [from, to] are in memory (the common case: no await on the way to the socket). */
   has(from: number, to: number): boolean {
     for (let k = this.chunkOf(from); k <= this.chunkOf(to); k++) if (!this.ready.has(k)) return false;
@@ -81,8 +86,7 @@ export class FilePackets {
   packet(block: number): Buffer {
     const k = this.chunkOf(block);
     const at = (block - 1 - k * this.perChunk) * this.stride;
-    const len = Math.min(this.blksize, this.size - (block - 1) * this.blksize);
-    return (this.ready.get(k) as Buffer).subarray(at, at + 4 + len);
+    return (this.ready.get(k) as Buffer).subarray(at, at + 4 + this.bytesOf(block));
   }
 
   /** Gives every chunk back (those still being read, once their read ends). */
@@ -102,13 +106,13 @@ export class FilePackets {
     if (known) return known;
     const first = k * this.perChunk + 1;
     const count = Math.min(this.perChunk, this.blocks - first + 1);
-    const last = Math.min(this.blksize, this.size - (first - 2 + count) * this.blksize);
+    const last = this.bytesOf(first + count - 1);
     const buf = take(count === this.perChunk ? CHUNK_BYTES : (count - 1) * this.stride + 4 + last);
     const parts: Buffer[] = [];
     let want = 0;
     for (let i = 0; i < count; i++) {
       const at = i * this.stride;
-      const len = Math.min(this.blksize, this.size - (first - 1 + i) * this.blksize);
+      const len = this.bytesOf(first + i);
       const block = (first + i) % 65536;
       buf[at] = 0;
       buf[at + 1] = Op.DATA;
