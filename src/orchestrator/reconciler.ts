@@ -11,6 +11,7 @@ import {
   type BmcFacts,
   booted,
   claim,
+  claimable,
   enrolment,
   machineDeleted,
   nextStep,
@@ -172,8 +173,8 @@ export class Orchestrator {
       if (shouldEnroll(h, now) && !this.busy.has(`host/${h.name}`)) this.guard(`host/${h.name}`, () => this.enroll(h));
     }
     const byName = new Map(hosts.map((h) => [h.name, h]));
-    // claims shrink this list as the pass goes: a pass costs O(machines + hosts) while no machine waits for a host
-    const available = hosts.filter((h) => h.status.state === 'Available' && !h.status.consumer);
+    // oldest first, and claims shrink it as the pass goes: a machine without a selector takes the first host
+    const available = claimable(hosts);
     for (const m of await this.store.machines.all()) {
       if (this.busy.has(`machine/${m.name}`)) continue;
       const step = nextStep(m, m.status.hostId ? byName.get(m.status.hostId) : undefined, available, now);

@@ -84,22 +84,29 @@ export function unmetRequirements(req: HardwareRequirements | undefined, r: Insp
   return out;
 }
 
+const older = (a: StoredHost, b: StoredHost) =>
+  a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+
+/** The hosts a machine may claim (Available, unclaimed), oldest first: the order selectHost takes them in. */
+export function claimable(hosts: readonly StoredHost[]): StoredHost[] {
+  return hosts.filter((h) => h.status.state === 'Available' && !h.status.consumer).sort(older);
+}
+
 /**
- * An Available host whose labels match and that has not failed this machine's requirements; the oldest first,
- * so selection is stable. One scan, no sort.
+ * The first of `hosts` (claimable's list: oldest first, so selection is stable) whose labels match and that has
+ * not failed this machine's requirements. A machine without a selector takes the first one: a pass over many
+ * Pending machines costs O(machines), not O(machines x hosts).
  */
 export function selectHost(m: StoredMachine, hosts: readonly StoredHost[]): StoredHost | undefined {
   const want = Object.entries(m.spec.hostSelector?.matchLabels ?? {});
-  const rejected = new Set(m.status.rejectedHosts ?? []);
-  const older = (a: StoredHost, b: StoredHost) =>
-    a.createdAt < b.createdAt || (a.createdAt === b.createdAt && a.name < b.name);
-  let best: StoredHost | undefined;
-  for (const h of hosts) {
-    if (h.status.state !== 'Available' || h.status.consumer || rejected.has(h.name)) continue;
-    if (!want.every(([k, v]) => h.spec.labels[k] === v)) continue;
-    if (!best || older(h, best)) best = h;
-  }
-  return best;
+  const rejected = m.status.rejectedHosts ?? [];
+  return hosts.find(
+    (h) =>
+      h.status.state === 'Available' &&
+      !h.status.consumer &&
+      !rejected.includes(h.name) &&
+      want.every(([k, v]) => h.spec.labels[k] === v),
+  );
 }
 
 export function nextStep(
@@ -481,7 +488,7 @@ export function reportAccepted(
   setCondition(machine, 'RequirementsMet', 'False', 'RequirementsNotMet', `${h.name}: ${why}`, now);
   machine.status.rejectedHosts = [...(machine.status.rejectedHosts ?? []), h.name];
   delete machine.status.inspectionDeadline;
-  const next = p.tryOtherHosts ? selectHost(machine, hosts) : undefined;
+  const next = p.tryOtherHosts ? selectHost(machine, claimable(hosts)) : undefined;
   if (next) {
     machine.status = { ...machine.status, phase: 'Pending', failureMessage: `${h.name}: ${why}` };
     delete machine.status.hostId;

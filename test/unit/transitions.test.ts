@@ -3,6 +3,7 @@ import type { StoredHost, StoredMachine } from '../../src/domain/resources.js';
 import {
   attemptFailed,
   claim,
+  claimable,
   enrolment,
   hostDeletion,
   inspectorScript,
@@ -90,10 +91,20 @@ t.test('host selection: Available, unclaimed, labels, oldest first', async (t) =
     host('c', { state: 'InUse', consumer: 'x' }, { rack: 'r1' }, '2026-01-01T00:00:00Z'),
     host('d', {}, { rack: 'r2' }, '2026-01-01T00:00:00Z'),
   ];
-  t.equal(selectHost(machine({}, { hostSelector: { matchLabels: { rack: 'r1' } } }), hosts)?.name, 'b');
-  t.equal(selectHost(machine(), hosts)?.name, 'd');
-  t.equal(selectHost(machine({}, { hostSelector: { matchLabels: { rack: 'r9' } } }), hosts), undefined);
-  t.equal(selectHost(machine({ rejectedHosts: ['d'] }), hosts)?.name, 'b', 'a host that failed the machine is skipped');
+  t.equal(selectHost(machine({}, { hostSelector: { matchLabels: { rack: 'r1' } } }), claimable(hosts))?.name, 'b');
+  t.equal(selectHost(machine(), claimable(hosts))?.name, 'd');
+  t.equal(selectHost(machine({}, { hostSelector: { matchLabels: { rack: 'r9' } } }), claimable(hosts)), undefined);
+  t.equal(
+    selectHost(machine({ rejectedHosts: ['d'] }), claimable(hosts))?.name,
+    'b',
+    'a host that failed the machine is skipped',
+  );
+  const twins = [host('y', {}, {}, '2026-01-01T00:00:00Z'), host('x', {}, {}, '2026-01-01T00:00:00Z')];
+  t.same(
+    claimable([...hosts, ...twins]).map((h) => h.name),
+    ['d', 'x', 'y', 'b', 'a'],
+    'claimable: Available and unclaimed only, oldest first, the same age by name',
+  );
 });
 
 t.test('next step for each state', async (t) => {
