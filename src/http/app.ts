@@ -108,7 +108,7 @@ function files(root: string, prefix: string, log: Logger, timeline?: BootTimelin
     } catch {
       return c.text('bad path encoding\n', 400);
     }
-    const target = await resolveInside(root, rel);
+    const target = resolveInside(root, rel);
     const from = remoteAddress(c);
     if (!target.ok) {
       if (from)

@@ -19,14 +19,14 @@ export async function localImageProblem(url: string, httpBase: string, assetsDir
       return `${url}: bad path encoding`;
     }
   } else return undefined;
-  const missing = async (f: string) => {
-    const r = await resolveInside(assetsDir, `${dir}/${f}`);
+  const missing = (f: string) => {
+    const r = resolveInside(assetsDir, `${dir}/${f}`);
     return r.ok ? undefined : r.reason;
   };
   const hint = `under ${assetsDir} (the bundled inspector is built by \`make inspector\`)`;
-  const kernel = await missing('vmlinuz');
+  const kernel = missing('vmlinuz');
   if (kernel) return `${u.origin}/assets/${dir}/vmlinuz: ${kernel} ${hint}`;
-  if ((await missing('initrd.img')) && (await missing('initrd'))) {
+  if (missing('initrd.img') && missing('initrd')) {
     return `${u.origin}/assets/${dir}/initrd.img or initrd: no such file ${hint}`;
   }
   return undefined;

@@ -46,7 +46,7 @@ export class TftpServer {
       blksize: t.blockSize,
       windowsize: t.windowSize,
     };
-    const target = await resolveInside(this.opts.root, t.file);
+    const target = resolveInside(this.opts.root, t.file);
     if (!target.ok) {
       this.metrics.tftpTransfers.inc({ result: target.status === 404 ? 'not_found' : 'refused' });
       this.log.warn({ ...fields, reason: target.reason }, 'tftp request refused');
