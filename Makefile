@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 IPXE_FILES := undionly.kpxe ipxe.efi snponly.efi
 
-.PHONY: all deps setup assets inspector build run cli test unit e2e bench bench-inspection bench-storm bench-ha install deb clean
+.PHONY: all deps setup assets inspector build run cli test unit e2e bench bench-inspection bench-storm bench-ha bench-baseline install deb clean
 
 # the demo lab and the tests install Debian packages, create network namespaces and bind ports 67/69/80/4011
 need-root = @if [ "$$(id -u)" != 0 ]; then echo "make $@ needs root: it installs Debian packages, creates network namespaces and binds the DHCP/TFTP/HTTP ports (run it as root, or with sudo)" >&2; exit 1; fi
@@ -79,6 +79,10 @@ bench-storm: setup build
 # the same storm on LevelDB (one appliance) and on etcd (two appliances, 3 members): STORM_N=200
 bench-ha: setup build
 	node --import tsx test/bench/storm-backends.ts
+
+# the appliance's CPU per provisioned host against an earlier commit (BASELINE=8601c04), in turns in one run
+bench-baseline: setup build
+	node --import tsx test/bench/storm-baseline.ts
 
 # Installs to $(PREFIX) as the systemd service beskar7 (user beskar7, state in /var/lib/beskar7)
 PREFIX ?= /opt/beskar7
