@@ -1,4 +1,4 @@
-import type { FileHandle } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import { blockCount, Op } from './protocol.js';
 
 /**
@@ -27,6 +27,49 @@ const take = (bytes: number) =>
   bytes === CHUNK_BYTES ? (spare.pop() ?? Buffer.allocUnsafeSlow(CHUNK_BYTES)) : Buffer.allocUnsafeSlow(bytes);
 const giveBack = (b: Buffer) => void (b.length === CHUNK_BYTES && spare.length < SPARE && spare.push(b));
 
+/**
+ * Files up to this size (the iPXE binaries, 74 KB to 1 MB, fetched by every machine of a PXE storm) are read
+ * once per blksize and their chunks shared by every transfer, kept or in flight: no file is opened per
+ * transfer, and 200 clients asking at once wait for one read (each read through libuv's pool costs ~50 us of
+ * CPU here). A file is known by path, size and mtime, the stat of each request: a replaced file is read
+ * afresh, and its old chunks age out. The shared chunks take at most SHARED_BYTES, least recently used first.
+ */
+export const SHARED_FILE_MAX = 4 << 20;
+const SHARED_BYTES = 32 << 20;
+const shared = new Map<string, { chunk: Promise<Buffer>; bytes: number }>();
+let sharedBytes = 0;
+
+/** The chunk under `key`, read by `read` if no transfer has it yet. */
+function sharedChunk(key: string, bytes: number, read: () => Promise<Buffer>): Promise<Buffer> {
+  const known = shared.get(key);
+  if (known) {
+    shared.delete(key); // re-insert: Map order is the LRU order
+    shared.set(key, known);
+    return known.chunk;
+  }
+  const entry = { chunk: read(), bytes };
+  shared.set(key, entry);
+  sharedBytes += bytes;
+  const forget = () => {
+    if (shared.get(key) !== entry) return;
+    shared.delete(key);
+    sharedBytes -= bytes;
+  };
+  entry.chunk.catch(forget);
+  for (const [k, e] of shared) {
+    if (sharedBytes <= SHARED_BYTES || e === entry) break;
+    shared.delete(k);
+    sharedBytes -= e.bytes;
+  }
+  return entry.chunk;
+}
+
+/** A small file whose chunks are shared (see SHARED_FILE_MAX): no handle of its own. */
+export interface SharedFile {
+  path: string;
+  mtimeMs: number;
+}
+
 export class FilePackets {
   /** blocks per chunk */
   private readonly perChunk: number;
@@ -37,11 +80,12 @@ export class FilePackets {
   private readonly ready = new Map<number, Buffer>();
 
   /**
-   * `inFlight` says whether the socket still holds views of chunks (a queued send): a chunk goes back to the
-   * pool only when it does not, else the GC takes it.
+   * `source`: the transfer's open file, or a small file read through the shared chunks. `inFlight` says whether
+   * the socket still holds views of chunks (a queued send): a chunk goes back to the pool only when it does not,
+   * else the GC takes it.
    */
   constructor(
-    private readonly fh: FileHandle,
+    private readonly source: FileHandle | SharedFile,
     private readonly size: number,
     private readonly blksize: number,
     private readonly inFlight: () => boolean,
@@ -94,9 +138,13 @@ export class FilePackets {
     for (const k of this.reads.keys()) this.drop(k);
   }
 
+  private get sharedFile(): SharedFile | undefined {
+    return 'mtimeMs' in this.source ? this.source : undefined;
+  }
+
   private drop(k: number): void {
     const b = this.ready.get(k);
-    if (b && !this.inFlight()) giveBack(b);
+    if (b && !this.inFlight() && !this.sharedFile) giveBack(b);
     this.reads.delete(k);
     this.ready.delete(k);
   }
@@ -104,10 +152,35 @@ export class FilePackets {
   private load(k: number): Promise<Buffer> {
     const known = this.reads.get(k);
     if (known) return known;
+    const file = this.sharedFile;
     const first = k * this.perChunk + 1;
     const count = Math.min(this.perChunk, this.blocks - first + 1);
-    const last = this.bytesOf(first + count - 1);
-    const buf = take(count === this.perChunk ? CHUNK_BYTES : (count - 1) * this.stride + 4 + last);
+    const bytes = (count - 1) * this.stride + 4 + this.bytesOf(first + count - 1);
+    const read = file
+      ? sharedChunk(`${file.path}\0${this.size}\0${file.mtimeMs}\0${this.blksize}\0${k}`, bytes, async () => {
+          const fh = await open(file.path, 'r');
+          try {
+            return await this.read(fh, Buffer.allocUnsafeSlow(bytes), first, count);
+          } finally {
+            await fh.close();
+          }
+        })
+      : this.read(this.source as FileHandle, take(count === this.perChunk ? CHUNK_BYTES : bytes), first, count);
+    const p = read.then((buf) => {
+      // a chunk dropped while it was read (the transfer moved on or ended) goes back at once
+      if (this.reads.get(k) !== p) {
+        if (!file) giveBack(buf);
+      } else this.ready.set(k, buf);
+      return buf;
+    });
+    // a read ahead that fails is reported by the ensure that waits for it, or by nobody if the transfer ended
+    p.catch(() => undefined);
+    this.reads.set(k, p);
+    return p;
+  }
+
+  /** Blocks first..first+count-1 into `buf`: their headers written, their bytes read behind them in one readv. */
+  private async read(fh: FileHandle, buf: Buffer, first: number, count: number): Promise<Buffer> {
     const parts: Buffer[] = [];
     let want = 0;
     for (let i = 0; i < count; i++) {
@@ -121,17 +194,11 @@ export class FilePackets {
       if (len > 0) parts.push(buf.subarray(at + 4, at + 4 + len));
       want += len;
     }
-    const read = want ? this.fh.readv(parts, (first - 1) * this.blksize) : Promise.resolve({ bytesRead: 0 });
-    const p = read.then(({ bytesRead }) => {
-      // a chunk dropped while it was read (the transfer moved on or ended) goes back at once
-      if (this.reads.get(k) !== p) giveBack(buf);
-      else if (bytesRead !== want) throw new Error('short read: the file changed under the transfer');
-      else this.ready.set(k, buf);
-      return buf;
-    });
-    // a read ahead that fails is reported by the ensure that waits for it, or by nobody if the transfer ended
-    p.catch(() => undefined);
-    this.reads.set(k, p);
-    return p;
+    const { bytesRead } = want ? await fh.readv(parts, (first - 1) * this.blksize) : { bytesRead: 0 };
+    if (bytesRead !== want) {
+      if (buf.length === CHUNK_BYTES && !this.sharedFile) giveBack(buf);
+      throw new Error('short read: the file changed under the transfer');
+    }
+    return buf;
   }
 }

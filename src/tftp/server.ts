@@ -61,7 +61,7 @@ export class TftpServer {
       t.refuse('busy');
       return;
     }
-    t.send(target.path, target.size, (end) => {
+    t.send(target, (end) => {
       this.release(t.remoteAddress);
       this.metrics.tftpTransfers.inc({ result: end.kind === 'done' ? 'ok' : end.kind });
       if (end.kind === 'done') {

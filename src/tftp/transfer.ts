@@ -2,7 +2,7 @@ import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { type FileHandle, open } from 'node:fs/promises';
 import { bindFailure } from '../net/bind-error.js';
-import { FilePackets } from './packets.js';
+import { FilePackets, SHARED_FILE_MAX } from './packets.js';
 import {
   ackedBlock,
   ErrorCode,
@@ -39,8 +39,8 @@ export interface TftpTransfer {
   remotePort: number;
   blockSize: number;
   windowSize: number;
-  /** sends the file at `path` (`size` bytes); `ended` is called once, and the file is closed by then */
-  send(path: string, size: number, ended: (e: TransferEnd) => void): void;
+  /** sends the file (as the request's stat saw it); `ended` is called once, and the file is closed by then */
+  send(file: { path: string; size: number; mtimeMs: number }, ended: (e: TransferEnd) => void): void;
   refuse(code: 'not_found' | 'access' | 'busy'): void;
 }
 
@@ -76,14 +76,16 @@ class Sender {
     sock.on('error', (e) => this.finish({ kind: 'failed', message: e.message }));
   }
 
-  async start(path: string): Promise<void> {
+  async start(file: { path: string; mtimeMs: number }): Promise<void> {
     try {
-      this.fh = await open(path, 'r');
-      this.packets = new FilePackets(this.fh, this.size, this.s.blksize, () => this.sock.getSendQueueCount() > 0);
+      // a small file's chunks are shared by every transfer (packets.ts): nothing to open here
+      if (this.size > SHARED_FILE_MAX) this.fh = await open(file.path, 'r');
+      const inFlight = () => this.sock.getSendQueueCount() > 0;
+      this.packets = new FilePackets(this.fh ?? file, this.size, this.s.blksize, inFlight);
     } catch (e) {
       return this.finish({ kind: 'failed', message: `open: ${(e as Error).message}` }, 'I/O error');
     }
-    if (this.done) return void this.fh.close().catch(() => undefined);
+    if (this.done) return void this.fh?.close().catch(() => undefined);
     // with an OACK, block 0 stands for it: the client's ACK 0 starts the data
     if (this.s.oack) this.sendOack();
     else this.pump();
@@ -206,10 +208,10 @@ function transfer(
     remotePort: from.port,
     blockSize: shape.blksize,
     windowSize: shape.windowsize,
-    send(path, size, ended) {
+    send(file, ended) {
       const sock = dgram.createSocket(from.family === 'IPv6' ? 'udp6' : 'udp4');
-      const sender = new Sender(sock, settle(options, size, o, DEFAULT_TIMEOUT_MS), size, o.retries, ended);
-      sock.bind(0, o.address, () => sock.connect(from.port, from.address, () => void sender.start(path)));
+      const sender = new Sender(sock, settle(options, file.size, o, DEFAULT_TIMEOUT_MS), file.size, o.retries, ended);
+      sock.bind(0, o.address, () => sock.connect(from.port, from.address, () => void sender.start(file)));
     },
     // refusals come from port 69: a flood of requests costs no sockets
     refuse(code) {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { truncateSync, writeFileSync } from 'node:fs';
+import { rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
@@ -83,5 +83,54 @@ t.test(
     q.prefetch(2800, 2863);
     await t.rejects(q.ensure(2800, 2863), /short read: the file changed under the transfer/);
     q.close();
+  },
+);
+
+t.test(
+  'small files: one read of each chunk for every transfer at a blksize; a replaced file is read afresh',
+  async (t) => {
+    const dir = tempDir(t);
+    const file = path.join(dir, 'ipxe.efi');
+    const size = 850_000; // 4 chunks at blksize 1468
+    const data = randomBytes(size);
+    writeFileSync(file, data);
+    const seen = { path: file, mtimeMs: statSync(file).mtimeMs };
+    /** the file's bytes as the packets carry them, and the memory each packet is a view of */
+    const whole = async (p: FilePackets) => {
+      p.prefetch(1, p.blocks);
+      await p.ensure(1, p.blocks);
+      const out = Array.from({ length: p.blocks }, (_, i) => p.packet(i + 1));
+      p.close();
+      return { bytes: Buffer.concat(out.map((b) => b.subarray(4))), chunks: out.map((b) => b.buffer) };
+    };
+    const many = Array.from({ length: 20 }, () => new FilePackets(seen, size, 1468, () => false));
+    const got = await Promise.all(many.map(whole));
+    t.ok(
+      got.every((g) => g.bytes.equals(data)),
+      '20 transfers at once get the file',
+    );
+    const first = got[0] as (typeof got)[0];
+    t.ok(
+      got.every((g) => g.chunks.every((c, i) => c === first.chunks[i])),
+      'their blocks are views of the same chunks: each chunk was read once',
+    );
+    rmSync(file);
+    t.ok(
+      (await whole(new FilePackets(seen, size, 1468, () => false))).bytes.equals(data),
+      'a later transfer at that blksize reads nothing from disk (the file is gone and it still has the bytes)',
+    );
+    await t.rejects(whole(new FilePackets(seen, size, 512, () => false)), /ENOENT/, 'another blksize reads the file');
+    const data2 = randomBytes(size);
+    writeFileSync(file, data2);
+    utimesSync(file, new Date(), new Date(Date.now() + 5000));
+    const fresh = { path: file, mtimeMs: statSync(file).mtimeMs };
+    t.ok(
+      (await whole(new FilePackets(fresh, size, 1468, () => false))).bytes.equals(data2),
+      'a new mtime: the new bytes',
+    );
+    t.ok(
+      (await whole(new FilePackets(fresh, size, 512, () => false))).bytes.equals(data2),
+      'a failed read is not kept',
+    );
   },
 );

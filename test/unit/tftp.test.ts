@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
@@ -92,6 +92,38 @@ t.test('real TFTP clients fetch byte-identical files; escapes are refused', asyn
   t.equal(await metrics.value('beskar7_tftp_transfers_total', { result: 'ok' }), 9);
   t.ok((await metrics.value('beskar7_tftp_transfers_total', { result: 'refused' })) >= 1, 'refusals counted');
   t.equal(await metrics.value('beskar7_tftp_bytes_total'), small.length * 8 + big.length);
+});
+
+t.test('a boot file replaced on disk is served as it is now, not as an earlier transfer read it', async (t) => {
+  const root = tempDir(t);
+  const file = path.join(root, 'ipxe.efi');
+  const before = randomBytes(850_000);
+  writeFileSync(file, before);
+  const { port } = await startTftp(t, root);
+  const dest = path.join(tempDir(t), 'got');
+  const get = () =>
+    run('timeout', [
+      '60',
+      'atftp',
+      '--option',
+      'blksize 1468',
+      '-g',
+      '-r',
+      'ipxe.efi',
+      '-l',
+      dest,
+      '127.0.0.1',
+      String(port),
+    ]);
+  await get();
+  t.ok(readFileSync(dest).equals(before), 'the file as written');
+  await get();
+  t.ok(readFileSync(dest).equals(before), 'again, from the chunks the first transfer read');
+  const after = randomBytes(850_000);
+  writeFileSync(file, after);
+  utimesSync(file, new Date(), new Date(Date.now() + 5000));
+  await get();
+  t.ok(readFileSync(dest).equals(after), 'replaced (same size, new mtime): the new bytes');
 });
 
 /**
