@@ -63,8 +63,8 @@ unit: deps
 e2e: setup
 	npx tap build >/dev/null && npx tap test/e2e
 
-# ratios against dnsmasq, atftpd, tftpd-hpa and nginx measured in the same run; BENCH_OUT=FILE.json (+ .svg);
-# the benchmarks run the compiled service (dist/), as systemd does
+# ratios against dnsmasq, atftpd, tftpd-hpa, nginx and the storm of commit 8601c04 measured in the same run;
+# BENCH_OUT=FILE.json (+ .svg); the benchmarks run the compiled service (dist/), as systemd does
 bench: setup build
 	node --import tsx test/bench/bench.ts
 
@@ -82,7 +82,7 @@ bench-ha: setup build
 
 # the appliance's CPU per provisioned host against an earlier commit (BASELINE=8601c04), in turns in one run
 bench-baseline: setup build
-	node --import tsx test/bench/storm-baseline.ts
+	BENCH_ONLY=baseline node --import tsx test/bench/bench.ts
 
 # Installs to $(PREFIX) as the systemd service beskar7 (user beskar7, state in /var/lib/beskar7)
 PREFIX ?= /opt/beskar7

@@ -1,8 +1,10 @@
 // `make bench`: our DHCP, TFTP and HTTP against dnsmasq, atftpd, tftpd-hpa and nginx, measured in the same run
 // on the same machine inside a private network namespace, then the appliance's own CPU cost per provisioned
-// host from a storm. Ends with one table of ratios; writes everything as JSON (BENCH_OUT, default
-// test/bench/results.json) and an SVG chart beside it (the README shows the committed one).
-// BENCH_ONLY=tftp,dhcp,http,storm picks sections; BENCH_RUNS, BENCH_PERIOD, BENCH_HTTP_N, BENCH_HTTP_RUNS, STORM_N, BENCH_STORM_RUNS tune them.
+// host from a storm, against the commit the benchmarks issue was filed at. Ends with one table of ratios; writes
+// everything as JSON (BENCH_OUT; a full run defaults to test/bench/results.json, the one the README shows, a
+// BENCH_ONLY run to .cache/bench/results.json) and an SVG chart beside it.
+// BENCH_ONLY=tftp,dhcp,http,storm,baseline picks sections; BENCH_RUNS, BENCH_PERIOD, BENCH_HTTP_N, BENCH_HTTP_RUNS,
+// STORM_N, BENCH_STORM_RUNS, BASELINE, BENCH_BASELINE_RUNS tune them.
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -10,6 +12,7 @@ import path from 'node:path';
 import { Lab } from '../../src/lab/netns.js';
 import { repoRoot } from '../../src/paths.js';
 import { runStorm } from '../helpers/storm.js';
+import { baselineStorm } from './baseline.js';
 import { dhcpBench } from './dhcp.js';
 import { httpBench } from './http.js';
 import { median } from './peers.js';
@@ -17,8 +20,10 @@ import { chart, type Ratio, ratioTable } from './report.js';
 import { tftpBench } from './tftp.js';
 
 const env = process.env;
-const only = new Set((env.BENCH_ONLY ?? 'tftp,dhcp,http,storm').split(','));
-const out = path.resolve(env.BENCH_OUT ?? path.join(repoRoot, 'test/bench/results.json'));
+const only = new Set((env.BENCH_ONLY ?? 'tftp,dhcp,http,storm,baseline').split(','));
+const out = path.resolve(
+  env.BENCH_OUT ?? path.join(repoRoot, env.BENCH_ONLY ? '.cache/bench' : 'test/bench', 'results.json'),
+);
 const results: Record<string, unknown> = {
   date: new Date().toISOString(),
   machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30) },
@@ -167,6 +172,26 @@ if (only.has('storm')) {
   say(
     `  median ${median(per).toFixed(2)} ms CPU per host (min ${Math.min(...per).toFixed(2)}, max ${Math.max(...per).toFixed(2)})`,
   );
+}
+
+if (only.has('baseline')) {
+  const [commit, n] = [env.BASELINE ?? '8601c04', Number(env.STORM_N ?? 1000)];
+  const runs = Number(env.BENCH_BASELINE_RUNS ?? 3);
+  say(`Baseline: the same storm, ${n} hosts, against commit ${commit} (a worktree), ${runs} runs each in turns`);
+  const b = await baselineStorm(commit, n, runs, say);
+  results.baseline = b;
+  const [ours, theirs] = [median(b.ours), median(b.theirs)];
+  say(`  median ${commit} ${theirs.toFixed(2)} ms per host, this commit ${ours.toFixed(2)}`);
+  // the goal was half the CPU of that commit: its time over ours, at least 2
+  rows.push({
+    what: `Storm CPU per host, N=${n}`,
+    peer: `commit ${commit}`,
+    ours,
+    theirs,
+    unit: 'ms',
+    ratio: theirs / ours,
+    goal: 2,
+  });
 }
 
 say('\nRatios (above 1x: better than the peer; TFTP and storm are times, turned around):');

@@ -11,9 +11,12 @@ export function peakRssMiB(pid: number): number {
   }
 }
 
+let ticksPerSecond: number | undefined;
+
 /** CPU time (user + system) of a process so far, in ms. */
 export function cpuMs(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
   const ticks = Number(fields[11]) + Number(fields[12]);
-  return (ticks * 1000) / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
+  ticksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
+  return (ticks * 1000) / ticksPerSecond;
 }
