@@ -70,6 +70,16 @@ async function storm(tree: string, entry: string, n: number): Promise<number> {
   return (last - atStart) / n;
 }
 
+/** Whether this checkout's git history has `commit` (a shallow clone or an unpacked tarball may not). */
+export function hasCommit(commit: string): boolean {
+  try {
+    execFileSync('git', ['-C', repoRoot, 'cat-file', '-e', `${commit}^{commit}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export interface BaselineResult {
   commit: string;
   n: number;
