@@ -423,7 +423,9 @@ export class Commands {
         await this.store.batch([this.ev(reportRejected(h.name, refusal.error))]);
         return refusal;
       }
-      const o = reportAccepted(m, h, report, await this.store.hosts.all(), Date.now(), this.d.policy);
+      // the other hosts matter only to a machine with requirements that may try another: no copy of them all per report
+      const others = m.spec.hardwareRequirements && this.d.policy.tryOtherHosts ? await this.store.hosts.all() : [];
+      const o = reportAccepted(m, h, report, others, Date.now(), this.d.policy);
       if (o.released) released = o.host;
       const ops = [
         this.store.reports.put(o.id, o.stored),
