@@ -118,7 +118,8 @@ export async function baselineStorm(
     }
     return out;
   } finally {
-    execFileSync('git', ['-C', repoRoot, 'worktree', 'remove', '--force', base], { stdio: 'ignore' });
     rmSync(work, { recursive: true, force: true });
+    // the worktree's entry in .git goes too (there is none when the checkout failed)
+    execFileSync('git', ['-C', repoRoot, 'worktree', 'prune'], { stdio: 'ignore' });
   }
 }
