@@ -101,6 +101,36 @@ t.test('requirements not met: Failed with a clear reason, host released', async 
   t.equal(h.status.inspectionReportId?.startsWith('h2/'), true, 'the report stays with the host');
 });
 
+t.test(
+  'requirements not met on the first host: the machine moves to the next one and is provisioned there',
+  async (t) => {
+    let base = '';
+    const small = await bmcWithMachine(t, () => base, '52:54:00:02:00:11');
+    const cores16 = [{ id: '0', model: 'vCPU', cores: 16, threads: 32 }];
+    const large = await bmcWithMachine(t, () => base, '52:54:00:02:00:12', {
+      report: wireReport('52:54:00:02:00:12', { cpus: cores16 }),
+    });
+    const a = await inProcess(t);
+    base = a.base;
+    // the oldest host goes first (and, created in the same millisecond, the first by name)
+    await a.api('POST', '/hosts', hostBody('a-small', small.address));
+    await a.api('POST', '/hosts', hostBody('b-large', large.address));
+    await a.api('POST', '/machines', machineBody('m8', { minCPUCores: 8, minMemoryGB: 8, minDiskGB: 50 }));
+    const m = await until('machine Provisioned', async () => {
+      const r = await a.api('GET', '/machines/m8');
+      return r.json.status.phase === 'Provisioned' || r.json.status.phase === 'Failed' ? r.json : undefined;
+    });
+    t.equal(m.status.phase, 'Provisioned');
+    t.equal(m.status.hostId, 'b-large', 'on the host that meets the requirements');
+    t.same(m.status.rejectedHosts, ['a-small'], 'the first host is remembered as failed for this machine');
+    const h = await until('first host released', async () => {
+      const r = await a.api('GET', '/hosts/a-small');
+      return r.json.status.state === 'Available' ? r.json : undefined;
+    });
+    t.notOk(h.status.consumer, 'the first host is free for another machine');
+  },
+);
+
 t.test('no report: bounded retries with backoff, then Failed InspectionTimeout', async (t) => {
   let base = '';
   const { bmc, address } = await bmcWithMachine(t, () => base, '52:54:00:03:00:01', { report: null });
