@@ -78,6 +78,7 @@ export class FilePackets {
   private readonly stride: number;
   private readonly reads = new Map<number, Promise<Buffer>>();
   private readonly ready = new Map<number, Buffer>();
+  private readonly sharedFile?: SharedFile;
 
   /**
    * `source`: the transfer's open file, or a small file read through the shared chunks. `inFlight` says whether
@@ -93,6 +94,7 @@ export class FilePackets {
     this.stride = 4 + blksize;
     this.perChunk = Math.min(IOV_MAX, Math.floor(CHUNK_BYTES / this.stride));
     this.blocks = blockCount(size, blksize);
+    if ('mtimeMs' in source) this.sharedFile = source;
   }
 
   private chunkOf(block: number): number {
@@ -138,13 +140,14 @@ export class FilePackets {
     for (const k of this.reads.keys()) this.drop(k);
   }
 
-  private get sharedFile(): SharedFile | undefined {
-    return 'mtimeMs' in this.source ? this.source : undefined;
+  /** A chunk back to the pool; shared chunks belong to every transfer of their file and never go back. */
+  private release(b: Buffer): void {
+    if (!this.sharedFile) giveBack(b);
   }
 
   private drop(k: number): void {
     const b = this.ready.get(k);
-    if (b && !this.inFlight() && !this.sharedFile) giveBack(b);
+    if (b && !this.inFlight()) this.release(b);
     this.reads.delete(k);
     this.ready.delete(k);
   }
@@ -168,9 +171,8 @@ export class FilePackets {
       : this.read(this.source as FileHandle, take(count === this.perChunk ? CHUNK_BYTES : bytes), first, count);
     const p = read.then((buf) => {
       // a chunk dropped while it was read (the transfer moved on or ended) goes back at once
-      if (this.reads.get(k) !== p) {
-        if (!file) giveBack(buf);
-      } else this.ready.set(k, buf);
+      if (this.reads.get(k) !== p) this.release(buf);
+      else this.ready.set(k, buf);
       return buf;
     });
     // a read ahead that fails is reported by the ensure that waits for it, or by nobody if the transfer ended
@@ -196,7 +198,7 @@ export class FilePackets {
     }
     const { bytesRead } = want ? await fh.readv(parts, (first - 1) * this.blksize) : { bytesRead: 0 };
     if (bytesRead !== want) {
-      if (buf.length === CHUNK_BYTES && !this.sharedFile) giveBack(buf);
+      this.release(buf);
       throw new Error('short read: the file changed under the transfer');
     }
     return buf;
