@@ -1,6 +1,6 @@
 /**
  * A body read whole, or undefined as soon as it passes `max` bytes: nothing past the cap is kept, and leaving the
- * loop early ends the stream. Request bodies (the API's caps) and BMC answers both arrive this way.
+ * loop early ends the stream. Request bodies arrive this way, under the API's caps.
  */
 export async function readCapped(body: AsyncIterable<Buffer>, max: number): Promise<Buffer | undefined> {
   const parts: Buffer[] = [];

@@ -1,8 +1,7 @@
 import { setImmediate as nextTurn, setTimeout as wait } from 'node:timers/promises';
-import { Agent, request } from 'undici';
+import { Agent, type Dispatcher } from 'undici';
 import type { ResetType } from '../domain/resources.js';
 import type { Logger } from '../log.js';
-import { readCapped } from '../net/read-capped.js';
 import { Limiter } from './limiter.js';
 import { backoffMs, isRetryable } from './retry.js';
 
@@ -58,12 +57,74 @@ const TLS_CODES = new Set([
 /** A BMC's answers are small JSON documents; a larger body is cut off, not buffered. */
 const MAX_BODY = 1 << 20;
 
-/** A BMC's answer as text; a body over `max` is an error (EBODYTOOLARGE) and the rest of it is not read. */
-async function readBody(body: AsyncIterable<Buffer> & { destroy(): unknown }, max: number): Promise<string> {
-  const b = await readCapped(body, max);
-  if (b) return b.toString('utf8');
-  body.destroy();
-  throw Object.assign(new Error(`response body over ${max} bytes`), { code: 'EBODYTOOLARGE' });
+/** An answer as it came: status, headers by lower-case name (the first of a repeated one), body as text. */
+interface Answer {
+  status: number;
+  headers: Map<string, string>;
+  text: string;
+}
+
+/**
+ * One request through `agent`, its body gathered as it arrives and cut off past MAX_BODY (EBODYTOOLARGE). Not
+ * undici's request(): it wraps every answer in a Readable and an abort listener, which cost a BMC call more CPU
+ * than the rest of its JavaScript. Fails at `timeoutMs`, or when `live`'s entry is called (close), even while
+ * the request still waits for a connection.
+ */
+function exchange(
+  agent: Agent,
+  o: Dispatcher.DispatchOptions,
+  timeoutMs: number,
+  live: Set<(e: Error) => void>,
+): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    let abort: ((e: Error) => void) | undefined;
+    let over = false;
+    let status = 0;
+    let size = 0;
+    const parts: Buffer[] = [];
+    const headers = new Map<string, string>();
+    const settle = (e?: Error) => {
+      if (over) return false;
+      over = true;
+      clearTimeout(timer);
+      live.delete(cancel);
+      if (e) reject(e);
+      return true;
+    };
+    // ours to end: the request is aborted now, or as soon as it reaches a connection
+    const cancel = (e: Error) => {
+      if (settle(e)) abort?.(e);
+    };
+    const timer = setTimeout(() => cancel(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    live.add(cancel);
+    agent.dispatch(o, {
+      onConnect: (a) => {
+        abort = a;
+        if (over) a(new Error('cancelled'));
+      },
+      onHeaders: (s, raw) => {
+        // 1xx are interim: the final answer's headers follow
+        status = s;
+        if (s >= 200)
+          for (let i = 0; i + 1 < raw.length; i += 2) {
+            const k = String(raw[i]).toLowerCase();
+            if (!headers.has(k)) headers.set(k, String(raw[i + 1]));
+          }
+        return true;
+      },
+      onData: (chunk) => {
+        size += chunk.length;
+        if (size > MAX_BODY)
+          cancel(Object.assign(new Error(`response body over ${MAX_BODY} bytes`), { code: 'EBODYTOOLARGE' }));
+        else parts.push(chunk);
+        return true;
+      },
+      onComplete: () => {
+        if (settle()) resolve({ status, headers, text: Buffer.concat(parts, size).toString('utf8') });
+      },
+      onError: (e) => void settle(e),
+    });
+  });
 }
 
 /** A failed exchange as a Reply with status 0, its cause named, and whether a retry could help. */
@@ -129,11 +190,9 @@ export class RedfishClient {
   private systemPath?: string;
   /** aborted by close(): retry waits end at once */
   private readonly closing = new AbortController();
-  /**
-   * Each call's own abort (its timeout, or close()). Not AbortSignal.any(timeout, closing): in a storm those two
-   * cost more CPU than the rest of the call's JavaScript.
-   */
-  private readonly calls = new Set<AbortController>();
+  /** how to end each call in flight (close()) */
+  private readonly calls = new Set<(e: Error) => void>();
+  private readonly base: URL;
 
   constructor(
     readonly conn: BmcConnection,
@@ -147,18 +206,18 @@ export class RedfishClient {
       bodyTimeout: opts.timeoutMs,
     });
     this.limiter = new Limiter(opts.perBmc);
+    this.base = new URL(conn.address);
   }
 
   /**
    * Only paths on the BMC's own origin are followed: an `@odata.id` or `Location` naming another origin would
    * otherwise receive our credentials or session token.
    */
-  private url(p: string): string {
-    const base = new URL(this.conn.address);
-    const u = new URL(p, base);
-    if (u.origin !== base.origin)
-      throw new RedfishError(`refusing to follow ${u.origin}: not the BMC's origin ${base.origin}`, 0, '', true);
-    return u.href;
+  private url(p: string): URL {
+    const u = new URL(p, this.base);
+    if (u.origin !== this.base.origin)
+      throw new RedfishError(`refusing to follow ${u.origin}: not the BMC's origin ${this.base.origin}`, 0, '', true);
+    return u;
   }
 
   private authHeader(): Record<string, string> {
@@ -184,54 +243,45 @@ export class RedfishClient {
           this.opts.observe?.(method, r.status, (performance.now() - started) / 1000);
           return r;
         };
-        const call = new AbortController();
-        const timer = setTimeout(
-          () => call.abort(new Error(`no answer within ${this.opts.timeoutMs} ms`)),
-          this.opts.timeoutMs,
-        );
-        this.calls.add(call);
         try {
-          const res = await request(url, {
-            method: method as 'GET',
-            dispatcher: this.agent,
-            headers: {
-              Accept: 'application/json',
-              'OData-Version': '4.0',
-              ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}),
-              ...(auth ? this.authHeader() : {}),
-              ...headers,
+          const res = await exchange(
+            this.agent,
+            {
+              origin: url.origin,
+              path: url.pathname + url.search,
+              method: method as Dispatcher.HttpMethod,
+              headers: {
+                Accept: 'application/json',
+                'OData-Version': '4.0',
+                ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}),
+                ...(auth ? this.authHeader() : {}),
+                ...headers,
+              },
+              ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
             },
-            ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-            signal: call.signal,
-          });
-          const text = await readBody(res.body, MAX_BODY);
+            this.opts.timeoutMs,
+            this.calls,
+          );
           // undici hands a keep-alive connection back one event-loop turn after its response (setImmediate); a
           // call issued before that opens another connection, a new TLS handshake for the BMC's small CPU
           await nextTurn();
           let parsed: Record<string, unknown> = {};
           try {
-            parsed = text ? (JSON.parse(text) as Record<string, unknown>) : {};
+            parsed = res.text ? (JSON.parse(res.text) as Record<string, unknown>) : {};
           } catch {
             // some BMCs answer errors with HTML
           }
-          const h = (k: string) => {
-            const v = res.headers[k];
-            return Array.isArray(v) ? v[0] : v;
-          };
           return done({
-            status: res.statusCode,
-            etag: h('etag'),
-            location: h('location'),
-            retryAfter: h('retry-after'),
-            token: h('x-auth-token'),
+            status: res.status,
+            etag: res.headers.get('etag'),
+            location: res.headers.get('location'),
+            retryAfter: res.headers.get('retry-after'),
+            token: res.headers.get('x-auth-token'),
             body: parsed,
-            text,
+            text: res.text,
           });
         } catch (e) {
           return done(transportFailure(e, this.closing.signal.aborted));
-        } finally {
-          clearTimeout(timer);
-          this.calls.delete(call);
         }
       }),
     );
@@ -508,7 +558,7 @@ export class RedfishClient {
       await Promise.race([bye, new Promise((r) => setTimeout(r, 1000).unref())]);
     }
     this.closing.abort();
-    for (const call of this.calls) call.abort();
+    for (const cancel of this.calls) cancel(new Error('client closed'));
     await this.agent.destroy();
   }
 }
