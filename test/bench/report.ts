@@ -42,10 +42,10 @@ const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 
 /**
  * Left: HTTP throughput against the number of concurrent downloads, one line per server. Right: every
- * ratio as a bar, with 1x (parity) and the goal marked.
+ * ratio as a bar, green when it meets its goal, with 1x (parity) dashed and each row's goal as a tick.
  */
 export function chart(http: { name: string; points: { n: number; mibps: number }[] }[], rows: Ratio[]): string {
-  const W = 1120;
+  const W = 1200;
   const H = 60 + Math.max(300, rows.length * 26 + 40);
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
@@ -74,20 +74,24 @@ export function chart(http: { name: string; points: { n: number; mibps: number }
     out.push(`<text x="${x0 + 10}" y="${y0 + 14 + i * 16}" fill="${colors[i % 4]}">${esc(s.name)}</text>`);
   });
   // ratio bars
-  const [bx, by, bw] = [440, 60, 660];
+  const [bx, by, bw] = [440, 60, 740];
   const maxR = Math.max(2, ...rows.map((r) => r.ratio));
-  const rx = (r: number) => bx + 270 + (r / maxR) * (bw - 330);
-  out.push(`<text x="${bx}" y="${by - 12}">ours / peer (above 1x: better than the peer)</text>`);
+  // labels end here, right-aligned: the longest (the DHCP rows) fits between the HTTP plot and the bars
+  const lx = bx + 330;
+  const rx = (r: number) => lx + 6 + (r / maxR) * (bw - 400);
+  out.push(`<text x="${lx}" y="${by - 12}">ours / peer (above 1x: better than the peer; | the goal)</text>`);
   rows.forEach((r, i) => {
     const y = by + i * 26;
-    out.push(
-      `<text x="${bx + 264}" y="${y + 14}" text-anchor="end">${esc(`${r.what} vs ${r.peer}`.slice(0, 44))}</text>`,
-    );
+    out.push(`<text x="${lx}" y="${y + 14}" text-anchor="end" font-size="11">${esc(`${r.what} vs ${r.peer}`)}</text>`);
     const fill = r.goal === undefined ? '#888' : r.ratio >= r.goal ? '#2ca02c' : '#d62728';
     out.push(
-      `<rect x="${bx + 270}" y="${y + 3}" width="${(rx(r.ratio) - bx - 270).toFixed(1)}" height="16" fill="${fill}"/>`,
+      `<rect x="${lx + 6}" y="${y + 3}" width="${(rx(r.ratio) - lx - 6).toFixed(1)}" height="16" fill="${fill}"/>`,
     );
-    out.push(`<text x="${rx(r.ratio) + 4}" y="${y + 15}">${r.ratio.toFixed(2)}x</text>`);
+    if (r.goal !== undefined)
+      out.push(
+        `<line x1="${rx(r.goal)}" y1="${y}" x2="${rx(r.goal)}" y2="${y + 22}" stroke="black" stroke-width="2"/>`,
+      );
+    out.push(`<text x="${Math.max(rx(r.ratio), rx(r.goal ?? 0)) + 4}" y="${y + 15}">${r.ratio.toFixed(2)}x</text>`);
   });
   const yEnd = by + rows.length * 26;
   out.push(`<line x1="${rx(1)}" y1="${by}" x2="${rx(1)}" y2="${yEnd}" stroke="black" stroke-dasharray="4 3"/>`);
