@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { FakeBmc, type FakeBmcOptions, type Personality } from '../../src/lab/fake-bmc/server.js';
@@ -282,6 +283,35 @@ t.test('timeouts on every call', async (t) => {
   await t.rejects(client.getSystem(), /transport error/);
   t.ok(Date.now() - started < 2000 * 6 + 3000, 'bounded by timeout x retries');
 });
+
+t.test(
+  'a BMC that takes the connection and never finishes the TLS handshake: the call ends at its timeout',
+  async (t) => {
+    // undici gives a request to its handler only once the connection is up (after 10 s of connect timeout here)
+    const sockets = new Set<net.Socket>();
+    const server = net.createServer((s) => sockets.add(s.on('error', () => undefined)));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    t.teardown(() => {
+      for (const s of sockets) s.destroy();
+      server.close();
+    });
+    const port = (server.address() as net.AddressInfo).port;
+    const client = new RedfishClient(
+      { address: `https://127.0.0.1:${port}`, username: 'admin', password: 'secret' },
+      { timeoutMs: 300, retries: 0, backoffBaseMs: 20, backoffMaxMs: 200, global, perBmc: 2 },
+      memoryLogger().log,
+    );
+    const started = Date.now();
+    const err = (await client.getSystem().catch((e: unknown) => e)) as RedfishError;
+    const took = Date.now() - started;
+    t.match(err.message, /transport error: no answer within 300 ms/, err.message);
+    t.ok(took >= 250 && took < 2000, `ended at the timeout (${took} ms)`);
+    t.ok(sockets.size >= 1, 'the connection was taken');
+    const closing = Date.now();
+    await client.close();
+    t.ok(Date.now() - closing < 1000, 'close() does not wait for the connection attempt');
+  },
+);
 
 t.test('TLS: CA bundle trusted, unknown CA refused, insecure only when asked', async (t) => {
   const dir = tempDir(t);
