@@ -34,7 +34,7 @@ const giveBack = (b: Buffer) => void (b.length === CHUNK_BYTES && spare.length <
  * CPU here). A file is known by path, size and mtime, the stat of each request: a replaced file is read
  * afresh, and its old chunks age out. The shared chunks take at most SHARED_BYTES, least recently used first.
  */
-export const SHARED_FILE_MAX = 4 << 20;
+const SHARED_FILE_MAX = 4 << 20;
 const SHARED_BYTES = 32 << 20;
 const shared = new Map<string, { chunk: Promise<Buffer>; bytes: number }>();
 let sharedBytes = 0;
@@ -71,6 +71,21 @@ export interface SharedFile {
 }
 
 export class FilePackets {
+  /**
+   * The file of a transfer (as its request's stat saw it) as packets: a small one through the shared chunks,
+   * a large one through a handle of its own, closed by close().
+   */
+  static async open(
+    file: SharedFile & { size: number },
+    blksize: number,
+    inFlight: () => boolean,
+  ): Promise<FilePackets> {
+    if (file.size <= SHARED_FILE_MAX) return new FilePackets(file, file.size, blksize, inFlight);
+    const p = new FilePackets(await open(file.path, 'r'), file.size, blksize, inFlight);
+    p.owned = true;
+    return p;
+  }
+
   /** blocks per chunk */
   private readonly perChunk: number;
   /** blocks of the file, the last one short (empty when the size is a multiple of blksize) */
@@ -79,6 +94,8 @@ export class FilePackets {
   private readonly reads = new Map<number, Promise<Buffer>>();
   private readonly ready = new Map<number, Buffer>();
   private readonly sharedFile?: SharedFile;
+  /** the handle is ours to close (open()), not the caller's */
+  private owned = false;
 
   /**
    * `source`: the transfer's open file, or a small file read through the shared chunks. `inFlight` says whether
@@ -135,9 +152,10 @@ export class FilePackets {
     return (this.ready.get(k) as Buffer).subarray(at, at + 4 + this.bytesOf(block));
   }
 
-  /** Gives every chunk back (those still being read, once their read ends). */
+  /** Gives every chunk back (those still being read, once their read ends), and closes a handle of its own. */
   close(): void {
     for (const k of this.reads.keys()) this.drop(k);
+    if (this.owned) void (this.source as FileHandle).close().catch(() => undefined);
   }
 
   /** A chunk back to the pool; shared chunks belong to every transfer of their file and never go back. */

@@ -1,8 +1,7 @@
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { type FileHandle, open } from 'node:fs/promises';
 import { bindFailure } from '../net/bind-error.js';
-import { FilePackets, SHARED_FILE_MAX } from './packets.js';
+import { FilePackets } from './packets.js';
 import {
   ackedBlock,
   ErrorCode,
@@ -62,7 +61,6 @@ class Sender {
   private done = false;
   private onSilence: () => void = () => {};
   private packets?: FilePackets;
-  private fh?: FileHandle;
 
   constructor(
     private readonly sock: dgram.Socket,
@@ -77,15 +75,15 @@ class Sender {
   }
 
   async start(file: { path: string; mtimeMs: number }): Promise<void> {
+    let packets: FilePackets;
     try {
-      // a small file's chunks are shared by every transfer (packets.ts): nothing to open here
-      if (this.size > SHARED_FILE_MAX) this.fh = await open(file.path, 'r');
       const inFlight = () => this.sock.getSendQueueCount() > 0;
-      this.packets = new FilePackets(this.fh ?? file, this.size, this.s.blksize, inFlight);
+      packets = await FilePackets.open({ ...file, size: this.size }, this.s.blksize, inFlight);
     } catch (e) {
       return this.finish({ kind: 'failed', message: `open: ${(e as Error).message}` }, 'I/O error');
     }
-    if (this.done) return void this.fh?.close().catch(() => undefined);
+    if (this.done) return packets.close();
+    this.packets = packets;
     // with an OACK, block 0 stands for it: the client's ACK 0 starts the data
     if (this.s.oack) this.sendOack();
     else this.pump();
@@ -181,7 +179,6 @@ class Sender {
     // the ERROR (if any) goes out before the socket closes
     setImmediate(() => this.sock.close());
     this.packets?.close();
-    void this.fh?.close().catch(() => undefined);
     this.ended(e);
   }
 }

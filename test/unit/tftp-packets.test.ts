@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import { readdirSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { FilePackets } from '../../src/tftp/packets.js';
+import { until } from '../helpers/appliance.js';
 import { tempDir } from '../helpers/tmp.js';
 
 /** Every DATA packet of `file`, taken a window at a time as a sender does. */
@@ -134,3 +135,34 @@ t.test(
     );
   },
 );
+
+t.test('open(): a small file takes no descriptor, a large one its own, given back by close()', async (t) => {
+  const dir = tempDir(t);
+  const fds = () => readdirSync('/proc/self/fd').length;
+  const of = (name: string, size: number) => {
+    const file = path.join(dir, name);
+    const data = randomBytes(size);
+    writeFileSync(file, data);
+    return { file: { path: file, size, mtimeMs: statSync(file).mtimeMs }, data };
+  };
+  const small = of('ipxe.efi', 1 << 20);
+  const large = of('big.img', 6 << 20);
+  const before = fds();
+  const s = await FilePackets.open(small.file, 1468, () => false);
+  t.equal(fds(), before, 'a small file (the iPXE binaries): read through the shared chunks, nothing held open');
+  const l = await FilePackets.open(large.file, 1468, () => false);
+  t.equal(fds(), before + 1, 'a large file: one descriptor of its own');
+  for (const [p, data] of [
+    [s, small.data],
+    [l, large.data],
+  ] as const) {
+    p.prefetch(1, p.blocks);
+    await p.ensure(1, p.blocks);
+    const got = Buffer.concat(Array.from({ length: p.blocks }, (_, i) => p.packet(i + 1).subarray(4)));
+    t.ok(got.equals(data), `${data.length} bytes as packets`);
+  }
+  s.close();
+  l.close();
+  await until('the descriptor back', async () => (fds() === before ? true : undefined), 5000);
+  t.pass('close() gave the large file its descriptor back');
+});

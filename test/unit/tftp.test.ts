@@ -224,6 +224,35 @@ t.test('size probes aborted with ERROR (as UEFI firmware does) leave no file ope
   t.equal(await metrics.value('beskar7_tftp_transfers_total'), 12_000, 'each probe counted once');
 });
 
+t.test(
+  'transfers of a large file (a descriptor each) ended by the client mid-way give every descriptor back',
+  async (t) => {
+    const root = tempDir(t);
+    writeFileSync(path.join(root, 'big.img'), randomBytes(6 << 20));
+    const { port } = await startTftp(t, root, { maxBlksize: 1468, maxWindowsize: 4, retries: 2 });
+    const fds = () => readdirSync('/proc/self/fd').length;
+    const before = fds();
+    const abandon = async () => {
+      const s = dgram.createSocket('udp4');
+      await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+      const first = once(s, 'message') as Promise<[Buffer, dgram.RemoteInfo]>;
+      s.send(Buffer.from('\0\x01big.img\0octet\0blksize\x001468\0', 'latin1'), port, '127.0.0.1');
+      const [msg, from] = await first;
+      if (msg.readUInt16BE(0) !== 6) throw new Error(`expected OACK, got opcode ${msg.readUInt16BE(0)}`);
+      const data = once(s, 'message') as Promise<[Buffer]>;
+      s.send(Buffer.from([0, 4, 0, 0]), from.port, from.address);
+      const [block] = await data;
+      if (block.readUInt16BE(0) !== 3) throw new Error(`expected DATA, got opcode ${block.readUInt16BE(0)}`);
+      // ERROR 0 after the first block: the client gives up
+      await new Promise((r) => s.send(Buffer.from('\0\x05\0\0gone\0', 'latin1'), from.port, from.address, r));
+      s.close();
+    };
+    for (let i = 0; i < 200; i += 4) await Promise.all([abandon(), abandon(), abandon(), abandon()]);
+    await until('descriptors back', async () => (fds() <= before ? true : undefined), 10_000);
+    t.pass(`200 transfers of a 6 MiB file abandoned after one block: descriptors ${before} -> ${fds()}`);
+  },
+);
+
 t.test('20000 spoofed read requests that never ACK: no crash, and every descriptor comes back', async (t) => {
   const root = tempDir(t);
   writeFileSync(path.join(root, 'f'), randomBytes(100_000));
