@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** Peak resident set (VmHWM) of a process in MiB, or 0 once it is gone. */
 export function peakRssMiB(pid: number): number {
@@ -10,6 +10,9 @@ export function peakRssMiB(pid: number): number {
     return 0;
   }
 }
+
+/** How many file descriptors this process holds open now (leak checks). */
+export const openFds = (): number => readdirSync('/proc/self/fd').length;
 
 let ticksPerSecond: number | undefined;
 

@@ -1,13 +1,14 @@
 // Image downloads through reused buffers: every byte right for whole files and ranges with many at once, and a
 // client that goes away mid-download gives its file descriptor back.
 import { randomBytes } from 'node:crypto';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import t from 'tap';
 import { streamFile } from '../../src/http/file-stream.js';
 import { until } from '../helpers/appliance.js';
+import { openFds } from '../helpers/proc.js';
 import { tempDir } from '../helpers/tmp.js';
 
 t.test('streamFile', async (t) => {
@@ -44,8 +45,7 @@ t.test('streamFile', async (t) => {
     '100 concurrent whole and partial downloads, every byte right',
   );
 
-  const fds = () => readdirSync('/proc/self/fd').length;
-  const before = fds();
+  const before = openFds();
   for (let i = 0; i < 30; i++) {
     const ac = new AbortController();
     const r = await fetch(`${base}/0-${data.length - 1}`, { signal: ac.signal });
@@ -53,8 +53,8 @@ t.test('streamFile', async (t) => {
     await reader?.read();
     ac.abort();
   }
-  await until('descriptors back', async () => (fds() <= before + 2 ? true : undefined), 10_000);
-  t.pass(`30 downloads abandoned after their first bytes: descriptors ${before} -> ${fds()}`);
+  await until('descriptors back', async () => (openFds() <= before + 2 ? true : undefined), 10_000);
+  t.pass(`30 downloads abandoned after their first bytes: descriptors ${before} -> ${openFds()}`);
   const after = await Promise.all(
     Array.from({ length: 70 }, async () =>
       Buffer.from(await (await fetch(`${base}/0-${data.length - 1}`)).arrayBuffer()),

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { readdirSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import { rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { FilePackets } from '../../src/tftp/packets.js';
 import { until } from '../helpers/appliance.js';
+import { openFds } from '../helpers/proc.js';
 import { tempDir } from '../helpers/tmp.js';
 
 /** Every DATA packet of `file`, taken a window at a time as a sender does. */
@@ -138,7 +139,6 @@ t.test(
 
 t.test('open(): a small file takes no descriptor, a large one its own, given back by close()', async (t) => {
   const dir = tempDir(t);
-  const fds = () => readdirSync('/proc/self/fd').length;
   const of = (name: string, size: number) => {
     const file = path.join(dir, name);
     const data = randomBytes(size);
@@ -147,11 +147,11 @@ t.test('open(): a small file takes no descriptor, a large one its own, given bac
   };
   const small = of('ipxe.efi', 1 << 20);
   const large = of('big.img', 6 << 20);
-  const before = fds();
+  const before = openFds();
   const s = await FilePackets.open(small.file, 1468, () => false);
-  t.equal(fds(), before, 'a small file (the iPXE binaries): read through the shared chunks, nothing held open');
+  t.equal(openFds(), before, 'a small file (the iPXE binaries): read through the shared chunks, nothing held open');
   const l = await FilePackets.open(large.file, 1468, () => false);
-  t.equal(fds(), before + 1, 'a large file: one descriptor of its own');
+  t.equal(openFds(), before + 1, 'a large file: one descriptor of its own');
   for (const [p, data] of [
     [s, small.data],
     [l, large.data],
@@ -163,6 +163,6 @@ t.test('open(): a small file takes no descriptor, a large one its own, given bac
   }
   s.close();
   l.close();
-  await until('the descriptor back', async () => (fds() === before ? true : undefined), 5000);
+  await until('the descriptor back', async () => (openFds() === before ? true : undefined), 5000);
   t.pass('close() gave the large file its descriptor back');
 });

@@ -2,11 +2,12 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { mkdirSync, readdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { until } from '../helpers/appliance.js';
+import { openFds } from '../helpers/proc.js';
 import { startTftp } from '../helpers/tftp.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -196,30 +197,35 @@ t.test(
   },
 );
 
+/** A client socket whose read request (with options) got its OACK, and the transfer's address. */
+async function oacked(port: number, rrq: string): Promise<{ s: dgram.Socket; from: dgram.RemoteInfo }> {
+  const s = dgram.createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  const oack = once(s, 'message') as Promise<[Buffer, dgram.RemoteInfo]>;
+  s.send(Buffer.from(rrq, 'latin1'), port, '127.0.0.1');
+  const [msg, from] = await oack;
+  if (msg.readUInt16BE(0) !== 6) throw new Error(`expected OACK, got opcode ${msg.readUInt16BE(0)}`);
+  return { s, from };
+}
+
 t.test('size probes aborted with ERROR (as UEFI firmware does) leave no file open', async (t) => {
   const root = tempDir(t);
   writeFileSync(path.join(root, 'ipxe.efi'), randomBytes(300_000));
   const { port, metrics } = await startTftp(t, root, { maxBlksize: 1468, maxWindowsize: 1, retries: 2 });
-  const fds = () => readdirSync('/proc/self/fd').length;
   const probe = async () => {
-    const s = dgram.createSocket('udp4');
-    await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
-    const oack = once(s, 'message') as Promise<[Buffer, dgram.RemoteInfo]>;
-    s.send(Buffer.from('\0\x01ipxe.efi\0octet\0tsize\x000\0blksize\x001468\0', 'latin1'), port, '127.0.0.1');
-    const [msg, from] = await oack;
-    if (msg.readUInt16BE(0) !== 6) throw new Error(`expected OACK, got opcode ${msg.readUInt16BE(0)}`);
+    const { s, from } = await oacked(port, '\0\x01ipxe.efi\0octet\0tsize\x000\0blksize\x001468\0');
     // ERROR 8: option negotiation ended by the client, which wanted only the size
     await new Promise((r) => s.send(Buffer.from('\0\x05\0\x08size only\0', 'latin1'), from.port, from.address, r));
     s.close();
   };
   for (let i = 0; i < 2000; i += 4) await Promise.all([probe(), probe(), probe(), probe()]); // warm up
   await new Promise((r) => setTimeout(r, 100));
-  const [before, rssBefore] = [fds(), process.memoryUsage().rss];
+  const [before, rssBefore] = [openFds(), process.memoryUsage().rss];
   for (let i = 0; i < 10_000; i += 4) await Promise.all([probe(), probe(), probe(), probe()]);
   await new Promise((r) => setTimeout(r, 300));
   // a leaked transfer holds its file and a 1 MiB read buffer: 10000 of them would be gigabytes
   const grown = (process.memoryUsage().rss - rssBefore) / 2 ** 20;
-  t.ok(fds() - before < 10, `open descriptors ${before} -> ${fds()} after 10000 aborted probes`);
+  t.ok(openFds() - before < 10, `open descriptors ${before} -> ${openFds()} after 10000 aborted probes`);
   t.ok(grown < 64, `RSS grew ${grown.toFixed(1)} MiB over 10000 probes`);
   t.equal(await metrics.value('beskar7_tftp_transfers_total'), 12_000, 'each probe counted once');
 });
@@ -230,15 +236,9 @@ t.test(
     const root = tempDir(t);
     writeFileSync(path.join(root, 'big.img'), randomBytes(6 << 20));
     const { port } = await startTftp(t, root, { maxBlksize: 1468, maxWindowsize: 4, retries: 2 });
-    const fds = () => readdirSync('/proc/self/fd').length;
-    const before = fds();
+    const before = openFds();
     const abandon = async () => {
-      const s = dgram.createSocket('udp4');
-      await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
-      const first = once(s, 'message') as Promise<[Buffer, dgram.RemoteInfo]>;
-      s.send(Buffer.from('\0\x01big.img\0octet\0blksize\x001468\0', 'latin1'), port, '127.0.0.1');
-      const [msg, from] = await first;
-      if (msg.readUInt16BE(0) !== 6) throw new Error(`expected OACK, got opcode ${msg.readUInt16BE(0)}`);
+      const { s, from } = await oacked(port, '\0\x01big.img\0octet\0blksize\x001468\0');
       const data = once(s, 'message') as Promise<[Buffer]>;
       s.send(Buffer.from([0, 4, 0, 0]), from.port, from.address);
       const [block] = await data;
@@ -248,8 +248,8 @@ t.test(
       s.close();
     };
     for (let i = 0; i < 200; i += 4) await Promise.all([abandon(), abandon(), abandon(), abandon()]);
-    await until('descriptors back', async () => (fds() <= before ? true : undefined), 10_000);
-    t.pass(`200 transfers of a 6 MiB file abandoned after one block: descriptors ${before} -> ${fds()}`);
+    await until('descriptors back', async () => (openFds() <= before ? true : undefined), 10_000);
+    t.pass(`200 transfers of a 6 MiB file abandoned after one block: descriptors ${before} -> ${openFds()}`);
   },
 );
 
@@ -257,17 +257,16 @@ t.test('20000 spoofed read requests that never ACK: no crash, and every descript
   const root = tempDir(t);
   writeFileSync(path.join(root, 'f'), randomBytes(100_000));
   const { port, metrics } = await startTftp(t, root, { maxBlksize: 1468, maxWindowsize: 1, retries: 1 }, 'fatal');
-  const fds = () => readdirSync('/proc/self/fd').length;
   const s = dgram.createSocket('udp4');
   await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
   t.teardown(() => s.close());
-  const before = fds();
+  const before = openFds();
   const rrq = Buffer.from('\0\x01f\0octet\0', 'latin1');
   for (let i = 0; i < 20_000; i++) {
     s.send(rrq, port, '127.0.0.1');
     if (i % 500 === 0) await new Promise((r) => setImmediate(r));
   }
   t.ok((await metrics.value('beskar7_tftp_transfers_total', { result: 'busy' })) > 0, 'beyond the cap: refused');
-  await until('descriptors back', async () => (fds() <= before + 1 ? true : undefined), 30_000);
-  t.pass(`open descriptors back to ${fds()} (${before} before) once the unanswered transfers gave up`);
+  await until('descriptors back', async () => (openFds() <= before + 1 ? true : undefined), 30_000);
+  t.pass(`open descriptors back to ${openFds()} (${before} before) once the unanswered transfers gave up`);
 });
