@@ -107,6 +107,15 @@ async function leaderOf(lab: Lab, from: string, ips: string[]): Promise<number> 
   );
   return leads.indexOf(true);
 }
+/** The appliance that leads, asked until one does or `withinMs` is over (-1). */
+async function awaitLeader(lab: Lab, from: string, ips: string[], withinMs: number): Promise<number> {
+  const t0 = Date.now();
+  for (;;) {
+    const i = await leaderOf(lab, from, ips);
+    if (i >= 0 || Date.now() - t0 >= withinMs) return i;
+    await sleep(50);
+  }
+}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function runStorm(o: StormOptions): Promise<StormResult> {
@@ -118,6 +127,8 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
   // each simulated machine claims its inspector credentials from the address it was leased, as a real one does
   lab.anyIp(sim, '10.92.64.0/18');
   let etcd: EtcdCluster | undefined;
+  let apps: ApplianceProcess[] = [];
+  let sampler: NodeJS.Timeout | undefined;
   try {
     const ips = [lab.serverIp];
     let store: Record<string, unknown> | undefined;
@@ -128,7 +139,7 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
       store = { backend: 'etcd', etcd: { endpoints: etcd.endpoints, leaseTTLSeconds: 3, timeoutSeconds: 1 } };
       ips.push('10.92.0.3');
     }
-    const apps = ips.map((ip, i) => {
+    apps = ips.map((ip, i) => {
       const dir = path.join(work, `a${i}`);
       mkdirSync(dir, { recursive: true });
       const app = new ApplianceProcess(
@@ -166,7 +177,7 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
     const app = apps[0] as ApplianceProcess;
     let peakMiB = 0;
     // \`ip netns exec\` execs the appliance, so the pid is node itself; 0 between a kill and the restart
-    const sampler = setInterval(() => (peakMiB = Math.max(peakMiB, peakRssMiB(app.pid as number))), 500);
+    sampler = setInterval(() => (peakMiB = Math.max(peakMiB, peakRssMiB(app.pid as number))), 500);
     const driver = lab.spawn(sim, process.execPath, [
       '--import',
       'tsx',
@@ -219,7 +230,9 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
         const state = last;
         const afterMs = Date.now() - started;
         // on etcd the victim is the leader: the one running the orchestrator
-        const victim = o.ha ? await leaderOf(lab, sim, ips) : 0;
+        const victim = o.ha ? await awaitLeader(lab, sim, ips, 30_000) : 0;
+        if (victim < 0)
+          throw new Error(`no appliance ran the orchestrator for 30 s before kill -9 #${kills.length + 1}`);
         const target = apps[victim] as ApplianceProcess;
         await target.kill9();
         const t0 = Date.now();
@@ -232,7 +245,7 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
         await start(target);
         kills.push({ afterMs, state, restartMs: Date.now() - t0 });
         if (o.ha) {
-          while ((await leaderOf(lab, sim, ips)) < 0 && Date.now() - t0 < 60_000) await sleep(50);
+          await awaitLeader(lab, sim, ips, 60_000);
           takeovers.push({ victim, takeoverMs: Date.now() - t0 });
           note(`appliance ${victim} was the leader; an appliance leads again ${Date.now() - t0} ms after its kill`);
         }
@@ -247,21 +260,21 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
     ]);
     clearTimeout(timer);
     if (code === 'timeout') await stopProcess(driver);
-    clearInterval(sampler);
     // the appliances' CPU time for the whole storm (the last processes', after kills)
     const cpu = apps.reduce((sum, a) => sum + cpuMs(a.pid as number), 0);
     const stormCpu = cpu - apps.reduce((sum, a) => sum + (readyCpu.get(a) ?? 0), 0);
-    for (const a of apps) await a.stop();
-    // who led when, as the appliances logged it (a surprise in the audit is read against this)
+    if (!summary) throw new Error(`storm driver failed (${code}): ${errText}`);
+    return { summary, kills, takeovers, etcdKilledAtMs, peakRssMiB: peakMiB, cpuMs: cpu, stormCpuMs: stormCpu };
+  } finally {
+    // a failed run must not leave the sampler keeping the test alive until its timeout
+    clearInterval(sampler);
+    // who led when, as the appliances logged it (a surprise in the audit, or a failure, is read against this)
     const leadership = apps.flatMap((a, i) =>
       a.logs
         .filter((l) => /leader|leadership/.test(String(l.msg)))
         .map((l) => `${String(l.time)} appliance ${i}: ${String(l.msg)} ${String(l.reason ?? '')}`),
     );
     for (const l of leadership.sort()) note(l);
-    if (!summary) throw new Error(`storm driver failed (${code}): ${errText}`);
-    return { summary, kills, takeovers, etcdKilledAtMs, peakRssMiB: peakMiB, cpuMs: cpu, stormCpuMs: stormCpu };
-  } finally {
     await etcd?.stop();
     await lab.down();
     rmSync(work, { recursive: true, force: true });
