@@ -49,22 +49,22 @@ export function sendFile(
     'Content-Length': String(Math.max(0, end - start + 1)),
     ...(range ? { 'Content-Range': `bytes ${start}-${end}/${file.size}` } : {}),
   };
+  // HEAD goes through hono: it answers HEAD with a copy of the GET response, and @hono/node-server writes that
+  // copy's headers again, so a HEAD already sent on the socket ended in ERR_HTTP_HEADERS_SENT and a torn connection
+  if (c.req.method === 'HEAD') return c.body(null, status, head);
   const out = (c.env as Partial<HttpBindings> | undefined)?.outgoing as ServerResponse | undefined;
   if (!out) {
     // no node socket (app.request in tests): the same bytes as a web stream
     const read = () => (file.size === 0 ? Readable.from([]) : createReadStream(file.path, { start, end }));
-    const body = c.req.method === 'HEAD' ? null : (Readable.toWeb(read()) as ReadableStream);
-    return new Response(body, { status, headers: head });
+    return new Response(Readable.toWeb(read()) as ReadableStream, { status, headers: head });
   }
   out.writeHead(status, head);
-  if (c.req.method === 'HEAD') out.end();
-  else
-    streamFile(file.path, start, end, out).then(
-      () => out.end(),
-      (e: Error) => {
-        onError(e);
-        out.destroy(e);
-      },
-    );
+  streamFile(file.path, start, end, out).then(
+    () => out.end(),
+    (e: Error) => {
+      onError(e);
+      out.destroy(e);
+    },
+  );
   return RESPONSE_ALREADY_SENT;
 }

@@ -420,6 +420,8 @@ t.test('every unauthenticated HTTP route: 3000 random paths, queries and headers
     () => `/${segment()}`,
   ];
   const statuses = new Map<number, number>();
+  // the HTTP server writes nothing outside the structured log (a HEAD once printed ERR_HTTP_HEADERS_SENT)
+  const printed = t.capture(console, 'error', console.error);
   for (let i = 0; i < 3000; i++) {
     const p = paths[int(paths.length)]!();
     const headers: Record<string, string> = {};
@@ -431,13 +433,22 @@ t.test('every unauthenticated HTTP route: 3000 random paths, queries and headers
       const r = await fetch(`${a.base}${p}`, { method: rnd() < 0.2 ? 'HEAD' : 'GET', headers });
       await r.arrayBuffer();
       status = r.status;
-    } catch {
-      status = 0; // a path fetch itself refuses to send
+    } catch (e) {
+      // a path fetch itself refuses to send; a connection the server broke is a failure
+      const cause = (e as Error & { cause?: { code?: string; message?: string } }).cause;
+      if (cause?.code) t.fail(`${p}: ${cause.code} ${cause.message ?? ''}`);
+      status = 0;
     }
     statuses.set(status, (statuses.get(status) ?? 0) + 1);
     if (status >= 500) t.fail(`HTTP ${status} for ${p}`);
   }
   t.comment(`statuses: ${JSON.stringify(Object.fromEntries(statuses))}`);
+  t.same(
+    printed().map((c) => String(c.args[0])),
+    [],
+    'nothing printed by the HTTP server',
+  );
+  printed.restore();
   t.notOk(
     [...statuses.keys()].some((s) => s >= 500),
     'no server errors',

@@ -93,8 +93,20 @@ t.test('HTTP: scripts per host, assets with Range/ETag, escapes refused', async 
   t.equal(part.headers.get('content-range'), `bytes 1000-1999/${blob.length}`);
   t.ok(Buffer.from(await part.arrayBuffer()).equals(blob.subarray(1000, 2000)));
   t.equal((await get('/assets/vmlinuz', { Range: 'bytes=999999-' })).status, 416);
+  // a HEAD used to end in ERR_HTTP_HEADERS_SENT inside @hono/node-server, printed to stderr, and the connection
+  // destroyed (a keep-alive client's next request on it failed when the destroy came first)
+  const printed = t.capture(console, 'error', console.error);
   const head = await fetch(`${base}/assets/vmlinuz`, { method: 'HEAD' });
+  t.equal(head.status, 200);
   t.equal(head.headers.get('content-length'), String(blob.length));
+  t.equal(head.headers.get('accept-ranges'), 'bytes');
+  t.equal((await fetch(`${base}/assets/vmlinuz`, { method: 'HEAD', headers: { Range: 'bytes=10-19' } })).status, 206);
+  t.same(
+    printed().map((c) => String(c.args[0])),
+    [],
+    'HEAD answered without an error in the HTTP server',
+  );
+  printed.restore();
   t.equal(await (await get('/ipxe/ipxe.efi')).text(), 'EFI', 'iPXE binaries over HTTP for UEFI HTTP boot');
 
   // raw paths: fetch() would normalise the dot segments away before they reach the server
