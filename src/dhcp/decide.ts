@@ -109,6 +109,8 @@ export interface Destination {
 export type LeaseOp =
   | { kind: 'offer'; ip: string }
   | { kind: 'bind'; ip: string; hostname?: string | undefined }
+  /** the stored lease stands (a renewal within LEASE_REUSE of its bind): answered with what is left of it */
+  | { kind: 'keep'; ip: string; seconds: number }
   | { kind: 'release'; ip: string }
   | { kind: 'decline'; ip: string };
 
@@ -143,13 +145,14 @@ function buildReply(
   yiaddr: string,
   boot: BootInfo | undefined,
   c: ClientInfo,
-  withLease: boolean,
+  leaseSeconds: number | undefined,
 ): DhcpPacket {
+  const withLease = leaseSeconds !== undefined;
   const o = new Map<number, Buffer>();
   o.set(Opt.MessageType, Buffer.from([type]));
   o.set(Opt.ServerId, ipBytes(ctx.serverIp));
-  if (withLease && ctx.full) {
-    const t = ctx.full.leaseSeconds;
+  if (leaseSeconds !== undefined) {
+    const t = leaseSeconds;
     o.set(Opt.LeaseTime, u32(t));
     o.set(Opt.RenewalTime, u32(Math.floor(t / 2)));
     o.set(Opt.RebindingTime, u32(Math.floor((t * 7) / 8)));
@@ -201,20 +204,51 @@ function buildReply(
 interface ReplyParts {
   type: number;
   boot?: BootInfo | undefined;
-  lease?: Extract<LeaseOp, { kind: 'offer' | 'bind' }>;
+  lease?: Extract<LeaseOp, { kind: 'offer' | 'bind' | 'keep' }>;
   /** the PXE port answers where the request came from */
   src?: Destination | undefined;
 }
 
 const reply = (req: DhcpPacket, ctx: DecideContext, c: ClientInfo, p: ReplyParts): Outcome => ({
   action: 'reply',
-  reply: buildReply(req, p.type, ctx, p.lease?.ip ?? ZERO, p.boot, c, p.lease !== undefined),
+  reply: buildReply(
+    req,
+    p.type,
+    ctx,
+    p.lease?.ip ?? ZERO,
+    p.boot,
+    c,
+    p.lease?.kind === 'keep' ? p.lease.seconds : p.lease && ctx.full?.leaseSeconds,
+  ),
   to: destination(req, p.type, ctx, p.src),
   client: c,
   replyType: msgTypeName(p.type),
   ...(p.boot ? { boot: p.boot } : {}),
   ...(p.lease ? { leaseOp: p.lease } : {}),
 });
+
+/**
+ * Kea's lease caching (cache-threshold 0.25): a REQUEST for the address the client holds, within the first
+ * quarter of its lease, is answered with the rest of the stored lease instead of a new one. Nothing is written,
+ * and the store still says exactly what the client was told. A PXE boot asks twice within seconds (firmware,
+ * then iPXE): one durable write per boot instead of two.
+ */
+const LEASE_REUSE = 0.25;
+
+/** Whole seconds left of the client's stored lease on `ip` when it may be answered as it is, else 0. */
+function reusable(
+  leases: LeaseTable,
+  mac: string,
+  ip: string,
+  hostname: string | undefined,
+  leaseSeconds: number,
+  now: number,
+): number {
+  const held = leases.leaseOf(mac);
+  if (!held || held.ip !== ip || held.hostname !== hostname) return 0;
+  if (now - held.boundAt >= LEASE_REUSE * leaseSeconds * 1000) return 0;
+  return Math.max(0, Math.floor((held.expiresAt - now) / 1000));
+}
 
 const ignore = (reason: string, client: ClientInfo): Outcome => ({ action: 'ignore', reason, client });
 
@@ -287,7 +321,9 @@ export function decide(
         if (nak.action === 'reply') nak.reply.options.set(Opt.Message, Buffer.from(why));
         return nak;
       }
-      const lease = { kind: 'bind' as const, ip, hostname: leases.hostnameFor(c.mac) };
+      const hostname = leases.hostnameFor(c.mac);
+      const left = reusable(leases, c.mac, ip, hostname, ctx.full.leaseSeconds, now);
+      const lease = left ? { kind: 'keep' as const, ip, seconds: left } : { kind: 'bind' as const, ip, hostname };
       return reply(req, ctx, c, { type: MsgType.Ack, boot, lease });
     }
     case MsgType.Inform:

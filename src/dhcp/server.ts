@@ -30,6 +30,8 @@ export interface DhcpServerOptions {
 export class DhcpServer {
   private sockets: dgram.Socket[] = [];
   private leases?: LeaseTable;
+  /** binds being written, by MAC */
+  private readonly storing = new Map<string, Promise<boolean | 'lost'>>();
 
   constructor(
     private readonly opts: DhcpServerOptions,
@@ -188,30 +190,16 @@ export class DhcpServer {
       case 'offer':
         t.holdOffer(mac, op.ip, now);
         return true;
+      case 'keep':
+        // a lease still being written is not yet the store's: its ACK waits for that write, and fails with it
+        return (await this.storing.get(mac)) ?? true;
       case 'bind': {
-        const leases = this.store.leases;
-        // shared store: the address is bound only while nobody else bound it since this table learnt of it
-        const before = t.leaseOf(mac);
-        const prev = before?.ip;
-        const guards = [op.ip, ...(prev && prev !== op.ip ? [prev] : [])].map((ip) => ({
-          collection: 'leases',
-          key: ip,
-          rev: leases.revOf(ip),
-        }));
-        const { lease, replaced } = t.bind(mac, op.ip, now, op.hostname);
+        const storing = this.storeBind(mac, op, now);
+        this.storing.set(mac, storing);
         try {
-          await this.store.batch([...(replaced ? [leases.del(replaced)] : []), leases.put(lease.ip, lease)], guards);
-          return true;
-        } catch (e) {
-          t.unbind(lease);
-          // the client keeps the address it had: the store still holds it
-          if (before && before.ip !== lease.ip) t.learn(before);
-          if (e instanceof StoreConflict) {
-            this.log.warn({ mac, ip: op.ip }, 'address bound by another appliance meanwhile; NAK');
-            return 'lost';
-          }
-          this.log.error({ mac, ip: op.ip, err: (e as Error).message }, 'lease not stored; ACK withheld');
-          return false;
+          return await storing;
+        } finally {
+          if (this.storing.get(mac) === storing) this.storing.delete(mac);
         }
       }
       case 'release':
@@ -224,6 +212,35 @@ export class DhcpServer {
         this.log.info({ mac, ip: op.ip }, `dhcp ${op.kind}`);
         return true;
       }
+    }
+  }
+
+  /** Binds in the table and stores the lease; the table forgets the bind when the write fails. */
+  private async storeBind(mac: string, op: Extract<LeaseOp, { kind: 'bind' }>, now: number): Promise<boolean | 'lost'> {
+    const t = this.leases as LeaseTable;
+    const leases = this.store.leases;
+    // shared store: the address is bound only while nobody else bound it since this table learnt of it
+    const before = t.leaseOf(mac);
+    const prev = before?.ip;
+    const guards = [op.ip, ...(prev && prev !== op.ip ? [prev] : [])].map((ip) => ({
+      collection: 'leases',
+      key: ip,
+      rev: leases.revOf(ip),
+    }));
+    const { lease, replaced } = t.bind(mac, op.ip, now, op.hostname);
+    try {
+      await this.store.batch([...(replaced ? [leases.del(replaced)] : []), leases.put(lease.ip, lease)], guards);
+      return true;
+    } catch (e) {
+      t.unbind(lease);
+      // the client keeps the address it had: the store still holds it
+      if (before && before.ip !== lease.ip) t.learn(before);
+      if (e instanceof StoreConflict) {
+        this.log.warn({ mac, ip: op.ip }, 'address bound by another appliance meanwhile; NAK');
+        return 'lost';
+      }
+      this.log.error({ mac, ip: op.ip, err: (e as Error).message }, 'lease not stored; ACK withheld');
+      return false;
     }
   }
 

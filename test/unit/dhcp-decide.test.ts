@@ -188,6 +188,51 @@ t.test('full mode: DORA with lease options and boot info', async (t) => {
   t.equal(plain.action === 'reply' && plain.reply.file, '', 'non-netboot clients get an address and no boot file');
 });
 
+t.test(
+  'full mode: a renewal within the first quarter of the lease keeps the stored lease (Kea cache-threshold)',
+  async (t) => {
+    const leases = pool();
+    const mac = '52:54:00:00:00:01';
+    const req = (ip: string) =>
+      pxe(7, { mac, type: MsgType.Request, requested: ip, serverId: '10.77.0.1', userClass: 'iPXE' });
+    leases.bind(mac, '10.77.0.100', 1000);
+    const again = decide(req('10.77.0.100'), fullCtx, leases, 11_000);
+    if (again.action !== 'reply') return t.fail('no ack');
+    t.equal(again.replyType, 'ack');
+    t.same(
+      again.leaseOp,
+      { kind: 'keep', ip: '10.77.0.100', seconds: 3590 },
+      'iPXE 10 s after the firmware: nothing to write',
+    );
+    t.equal(again.reply.yiaddr, '10.77.0.100');
+    t.equal(again.reply.options.get(Opt.LeaseTime)?.readUInt32BE(0), 3590, 'the rest of the stored lease');
+    t.equal(again.reply.options.get(Opt.RenewalTime)?.readUInt32BE(0), 1795);
+    t.equal(again.reply.options.get(Opt.RebindingTime)?.readUInt32BE(0), 3141);
+    t.ok(again.reply.options.has(Opt.SubnetMask), 'the ACK carries the network options as a bind does');
+    const late = decide(req('10.77.0.100'), fullCtx, leases, 1000 + 900_000);
+    t.same(
+      late.action === 'reply' && late.leaseOp,
+      { kind: 'bind', ip: '10.77.0.100', hostname: undefined },
+      'a quarter in: a new lease, written',
+    );
+    const moved = decide(req('10.77.0.101'), fullCtx, leases, 11_000);
+    t.same(
+      moved.action === 'reply' && moved.leaseOp,
+      { kind: 'bind', ip: '10.77.0.101', hostname: undefined },
+      'another address: written',
+    );
+    // a reservation's hostname is part of the lease: a lease stored without it is written again
+    leases.bind('52:54:00:00:00:aa', '10.77.0.50', 1000);
+    const reserved = decide(
+      pxe(0, { mac: '52:54:00:00:00:aa', type: MsgType.Request, requested: '10.77.0.50', serverId: '10.77.0.1' }),
+      fullCtx,
+      leases,
+      2000,
+    );
+    t.same(reserved.action === 'reply' && reserved.leaseOp, { kind: 'bind', ip: '10.77.0.50', hostname: 'reserved' });
+  },
+);
+
 t.test('full mode: REQUEST for another server, a taken address, a reservation', async (t) => {
   const leases = pool();
   leases.bind('52:54:00:00:00:01', '10.77.0.100', 0);

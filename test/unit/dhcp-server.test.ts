@@ -90,6 +90,81 @@ t.test('full mode over real UDP: DORA stores the lease before the ACK; a restart
   t.equal(s.server.leaseCount, 1);
 });
 
+t.test(
+  'a second REQUEST soon after the bind (iPXE after the firmware) keeps the stored lease: no write, never ahead of it',
+  async (t) => {
+    const r = await relay(t);
+    const s = await start(t, 'full', r.port);
+    const ip = '127.1.0.10';
+    const request = (mac: string, xid: number) =>
+      r.sock.send(
+        encode(pxe(0, { mac, giaddr: '127.0.0.1', xid, type: MsgType.Request, requested: ip, serverId: '127.0.0.1' })),
+        s.port,
+        '127.0.0.1',
+      );
+    const backend = s.store.backend;
+    const commit = backend.commit.bind(backend);
+    let commits = 0;
+    let gate: Promise<void> | undefined;
+    let fail = false;
+    backend.commit = async (ops, guards) => {
+      commits++;
+      await gate;
+      if (fail) throw new Error('disk full');
+      return commit(ops, guards);
+    };
+    const acks = () => r.replies.filter((p) => p.options.get(Opt.MessageType)![0] === MsgType.Ack);
+    const leaseTime = (p: ReturnType<typeof decode>) => p.options.get(Opt.LeaseTime)!.readUInt32BE(0);
+
+    // the firmware's REQUEST is still being written when iPXE's (or a retransmission) comes: both ACKs wait for it
+    let open!: () => void;
+    gate = new Promise((res) => (open = res));
+    request('52:54:00:00:00:61', 1);
+    await until(() => commits === 1);
+    request('52:54:00:00:00:61', 2);
+    await new Promise((res) => setTimeout(res, 100));
+    t.equal(acks().length, 0, 'no ACK while the lease is not stored');
+    open();
+    await until(() => acks().length >= 2);
+    t.same(
+      acks()
+        .map((p) => p.xid)
+        .sort(),
+      [1, 2],
+      'both answered once it is stored',
+    );
+    t.equal(commits, 1, 'one write for the two');
+    const first = await s.store.leases.get(ip);
+    t.equal(first?.mac, '52:54:00:00:00:61');
+    t.ok(
+      acks().every((p) => leaseTime(p) <= 600 && leaseTime(p) > 590),
+      'each ACK within the stored lease',
+    );
+    request('52:54:00:00:00:61', 3);
+    await until(() => acks().length >= 3);
+    t.ok(leaseTime(acks()[2]!) < 600, 'what is left of the stored lease');
+    t.equal(commits, 1, 'no write for the renewal');
+    t.same(await s.store.leases.get(ip), first, 'the stored lease is what the client was told');
+
+    // a write that fails takes the ACK of the REQUEST that waited on it with it
+    const release = encode(
+      pxe(0, { mac: '52:54:00:00:00:61', giaddr: '127.0.0.1', xid: 4, type: MsgType.Release, ciaddr: ip }),
+    );
+    r.sock.send(release, s.port, '127.0.0.1');
+    await until(() => s.server.leaseCount === 0);
+    gate = new Promise((res) => (open = res));
+    fail = true;
+    const before = commits;
+    request('52:54:00:00:00:62', 5);
+    await until(() => commits === before + 1);
+    request('52:54:00:00:00:62', 6);
+    open();
+    await new Promise((res) => setTimeout(res, 150));
+    t.equal(acks().length, 3, 'no ACK for a lease that was not stored');
+    t.equal(s.server.leaseCount, 0, 'and the table let the address go');
+  },
+);
+
 t.test('a restore reloads the running lease table: restored leases are not offered to others', async (t) => {
   const r = await relay(t);
   const s = await start(t, 'full', r.port);
