@@ -268,6 +268,7 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
   } finally {
     // a failed run must not leave the sampler keeping the test alive until its timeout
     clearInterval(sampler);
+    for (const a of apps) await a.stop();
     // who led when, as the appliances logged it (a surprise in the audit, or a failure, is read against this)
     const leadership = apps.flatMap((a, i) =>
       a.logs
