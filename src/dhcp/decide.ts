@@ -152,10 +152,9 @@ function buildReply(
   o.set(Opt.MessageType, Buffer.from([type]));
   o.set(Opt.ServerId, ipBytes(ctx.serverIp));
   if (leaseSeconds !== undefined) {
-    const t = leaseSeconds;
-    o.set(Opt.LeaseTime, u32(t));
-    o.set(Opt.RenewalTime, u32(Math.floor(t / 2)));
-    o.set(Opt.RebindingTime, u32(Math.floor((t * 7) / 8)));
+    o.set(Opt.LeaseTime, u32(leaseSeconds));
+    o.set(Opt.RenewalTime, u32(Math.floor(leaseSeconds / 2)));
+    o.set(Opt.RebindingTime, u32(Math.floor((leaseSeconds * 7) / 8)));
   }
   if ((withLease || type === MsgType.Ack) && ctx.full && type !== MsgType.Nak) {
     o.set(Opt.SubnetMask, ipBytes(ctx.full.subnetMask));
