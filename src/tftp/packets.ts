@@ -81,9 +81,7 @@ export class FilePackets {
     inFlight: () => boolean,
   ): Promise<FilePackets> {
     if (file.size <= SHARED_FILE_MAX) return new FilePackets(file, file.size, blksize, inFlight);
-    const p = new FilePackets(await open(file.path, 'r'), file.size, blksize, inFlight);
-    p.owned = true;
-    return p;
+    return new FilePackets(await open(file.path, 'r'), file.size, blksize, inFlight, true);
   }
 
   /** blocks per chunk */
@@ -94,19 +92,18 @@ export class FilePackets {
   private readonly reads = new Map<number, Promise<Buffer>>();
   private readonly ready = new Map<number, Buffer>();
   private readonly sharedFile?: SharedFile;
-  /** the handle is ours to close (open()), not the caller's */
-  private owned = false;
 
   /**
    * `source`: the transfer's open file, or a small file read through the shared chunks. `inFlight` says whether
    * the socket still holds views of chunks (a queued send): a chunk goes back to the pool only when it does not,
-   * else the GC takes it.
+   * else the GC takes it. `owned`: close() closes the handle (open() opened it), else it stays the caller's.
    */
   constructor(
     private readonly source: FileHandle | SharedFile,
     private readonly size: number,
     private readonly blksize: number,
     private readonly inFlight: () => boolean,
+    private readonly owned = false,
   ) {
     this.stride = 4 + blksize;
     this.perChunk = Math.min(IOV_MAX, Math.floor(CHUNK_BYTES / this.stride));
