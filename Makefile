@@ -45,12 +45,12 @@ ifdef CONFIG
 else
 	$(need-root)
 	@$(MAKE) -s deps assets
-	bash test/setup-host.sh && node --import tsx src/lab/demo.ts
+	bash test/setup-host.sh && node --import tsx test/lab/demo.ts
 endif
 
 # the CLI from the checkout: make cli ARGS="hosts"
 cli: deps
-	@node --import tsx src/cli/main.ts $(ARGS)
+	@node --import tsx src/admin/cli/main.ts $(ARGS)
 
 test:
 	$(need-root)

@@ -5,30 +5,33 @@ import { networkInterfaces } from 'node:os';
 import path from 'node:path';
 import { type ServerType, serve } from '@hono/node-server';
 import type { Hono } from 'hono';
+import { createAdminApi } from './admin/api.js';
+import { AdminCommands } from './admin/commands.js';
+import { localImageProblem } from './admin/image-check.js';
+import { probeDhcpServers } from './boot/dhcp/probe.js';
+import { DhcpServer } from './boot/dhcp/server.js';
+import { createHttpApp, createManagementApp } from './boot/http.js';
+import { loadTemplates, type Templates } from './boot/ipxe.js';
+import { TftpServer } from './boot/tftp/server.js';
+import { BootTimeline } from './boot/timeline.js';
 import type { Config, ResolvedConfig } from './config.js';
-import { probeDhcpServers } from './dhcp/probe.js';
-import { DhcpServer } from './dhcp/server.js';
 import { eventOk, type StoreEvent } from './domain/events.js';
 import { hostMacs } from './domain/resources.js';
-import { createAdminApi, createIntakeApi } from './http/api.js';
-import { createHttpApp, createManagementApp } from './http/app.js';
-import { localImageProblem } from './http/image-check.js';
-import { loadTemplates, type Templates } from './http/ipxe.js';
+import { InspectorCommands } from './inspector/commands.js';
+import { createIntakeApi } from './inspector/routes.js';
 import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { chooseAdvertiseAddress, type Interfaces } from './net/advertise.js';
 import { bindFailure, StartupError } from './net/bind-error.js';
-import { Commands } from './orchestrator/commands.js';
-import { Orchestrator } from './orchestrator/reconciler.js';
-import { WorkflowRunner } from './orchestrator/runner.js';
-import type { Policy } from './orchestrator/transitions.js';
 import { RedfishClient, type RedfishOptions } from './redfish/client.js';
 import { Limiter } from './redfish/limiter.js';
 import type { EtcdBackend } from './store/etcd-backend.js';
 import { adminToken, newAdminToken, newSecretKey, SecretBox, secretKeyFile } from './store/secrets.js';
 import { Store } from './store/store.js';
-import { TftpServer } from './tftp/server.js';
-import { BootTimeline } from './timeline.js';
+import { Pipeline } from './workflow/pipeline.js';
+import { Orchestrator } from './workflow/reconciler.js';
+import { WorkflowRunner } from './workflow/runner.js';
+import type { Policy } from './workflow/transitions.js';
 
 export { StartupError };
 
@@ -124,19 +127,27 @@ export class Appliance {
     const secrets = new SecretBox(etcd ? await etcd.shared('secret-key', newSecretKey) : secretKeyFile(cfg.dataDir));
     const ttl = cfg.store.etcd?.leaseTTLSeconds ?? 5;
     const leadership = etcd && new (await import('./store/leader.js')).Leadership(etcd, httpBase, ttl, log);
-    const workflow = new WorkflowRunner(store, () => this.makeOrchestrator(store, secrets), leadership, log);
+    const workflow = new WorkflowRunner(store, () => this.makeOrchestrator(store, secrets), leadership);
     this.workflow = workflow;
     this.metrics.leading = () => workflow.leading;
-    const commands = new Commands({
-      store,
-      secrets,
-      workflow,
-      policy: this.policy(),
-      apiBase: httpBase,
-      leasedAddresses: (macs) => this.dhcp?.leasedAddresses(macs) ?? [],
-      imageProblem: (url) => localImageProblem(url, httpBase, cfg.assetsDir),
-      restored: async () => this.dhcp?.reloadLeases(),
-    });
+    const pipeline = new Pipeline(store, () => workflow.kick());
+    const commands = {
+      admin: new AdminCommands({
+        pipeline,
+        secrets,
+        imageProblem: (url) => localImageProblem(url, httpBase, cfg.assetsDir),
+        forgetBmc: (name) => workflow.forgetBmc(name),
+        actionWaitMs: cfg.orchestrator.powerDeadlineSeconds * 1000,
+        restored: async () => this.dhcp?.reloadLeases(),
+      }),
+      inspector: new InspectorCommands({
+        pipeline,
+        secrets,
+        policy: this.policy(),
+        apiBase: httpBase,
+        leasedAddresses: (macs) => this.dhcp?.leasedAddresses(macs) ?? [],
+      }),
+    };
     const shared = etcd && !cfg.api.adminToken ? await etcd.shared('admin-token', newAdminToken) : undefined;
     const out: Listening = await this.startHttp(store, commands, httpBase, tftpRoot, templates, shared);
     if (cfg.tftp.enabled) out.tftp = await this.startTftp(tftpRoot);
@@ -251,7 +262,7 @@ export class Appliance {
   /** The boot plane on http.port; the management plane beside it, or on api.port (with TLS when given). */
   private async startHttp(
     store: Store,
-    commands: Commands,
+    commands: { admin: AdminCommands; inspector: InspectorCommands },
     httpBase: string,
     tftpRoot: string,
     templates: Templates,
@@ -262,7 +273,7 @@ export class Appliance {
     if (token.file) log.info({ file: token.file }, 'admin API token (Authorization: Bearer <token>) is in this file');
     const deps = {
       store,
-      commands,
+      commands: commands.admin,
       adminToken: token.token,
       maxBodyBytes: cfg.api.maxBodyBytes,
       metrics: this.metrics,
@@ -270,13 +281,16 @@ export class Appliance {
       leasedAddresses: (macs: string[]) => this.dhcp?.leasedAddresses(macs) ?? [],
     };
     const health = () => this.health();
-    const management = createManagementApp({ admin: createAdminApi(deps), metrics: this.metrics, health, log });
+    const intake = createIntakeApi({ ...deps, commands: commands.inspector });
+    const otherRoutes = () => intake.routes.map((r) => ({ method: r.method, path: `/api/v1${r.path}` }));
+    const admin = createAdminApi({ ...deps, otherRoutes });
+    const management = createManagementApp({ admin, metrics: this.metrics, health, log });
     const separate = cfg.api.port !== undefined;
     const app = createHttpApp({
-      intake: createIntakeApi(deps),
+      intake,
       ...(separate ? {} : { management }),
       timeline: this.timeline,
-      claimUrl: (host) => commands.claimUrl(host),
+      claimUrl: (host) => commands.inspector.claimUrl(host),
       httpBase,
       assetsDir: cfg.assetsDir,
       tftpRoot,

@@ -6,7 +6,7 @@
 set -euo pipefail
 ROOT=$1 PREFIX=$2 UNITDIR=$3 BINDIR=$4
 cd "$(dirname "$0")/.."
-for f in dist/src/main.js dist/src/http/ui/dashboard.html assets/ipxe/undionly.kpxe assets/ipxe/snponly.efi \
+for f in dist/src/main.js dist/src/admin/ui/dashboard.html assets/ipxe/undionly.kpxe assets/ipxe/snponly.efi \
          assets/inspector/vmlinuz assets/inspector/initrd; do
   [ -s "$f" ] || { echo "stage: $f is missing (make build assets inspector)" >&2; exit 1; }
 done
@@ -17,5 +17,5 @@ cp -r assets/ipxe assets/inspector "$P/assets/"
 (cd "$P" && npm ci --omit=dev --ignore-scripts=false --no-audit --no-fund --loglevel=error)
 install -m 0644 systemd/beskar7.example.yaml "$ROOT/etc/beskar7/beskar7.yaml"
 sed "s|/opt/beskar7|$PREFIX|g" systemd/beskar7.service > "$ROOT$UNITDIR/beskar7.service"
-printf '#!/bin/sh\nexec /usr/bin/node %s/dist/src/cli/main.js "$@"\n' "$PREFIX" > "$ROOT$BINDIR/beskar7"
+printf '#!/bin/sh\nexec /usr/bin/node %s/dist/src/admin/cli/main.js "$@"\n' "$PREFIX" > "$ROOT$BINDIR/beskar7"
 chmod 0755 "$ROOT$BINDIR/beskar7"

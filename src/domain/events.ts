@@ -12,7 +12,7 @@ export const EventKind = z.enum([
   'MachineDeleting',
   'Claimed',
   'InspectionStarted',
-  /** an attempt persisted but not recorded as powered (restart, new leader): booted again, new credentials */
+  /** an attempt stored by a release without stored effects, found Pending: booted again, new credentials */
   'InspectionResumed',
   'PowerOn',
   /** stored by releases before the boot nonce; still read */
@@ -31,6 +31,7 @@ export const EventKind = z.enum([
   'Retry',
   'Failed',
   'ReleaseFailed',
+  'HostActionRequested',
   'HostAction',
   'HostActionFailed',
   'Deleted',
@@ -50,6 +51,8 @@ export const EventSchema = z.object({
   machine: z.string().optional(),
   mac: z.string().optional(),
   message: z.string(),
+  /** the stored effect whose outcome this event tells */
+  effect: z.string().optional(),
 });
 export type StoreEvent = z.infer<typeof EventSchema>;
 /** An event as a transition produces it; the store stamps the time. */

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { z } from 'zod';
 import { BootInstructionSchema } from '../domain/boot.js';
+import { type Effect, EffectSchema } from '../domain/effect.js';
 import { EventSchema, type StoreEvent, type WorkflowEvent } from '../domain/events.js';
 import { LeaseSchema } from '../domain/lease.js';
 import {
@@ -13,7 +14,6 @@ import {
   StoredReportSchema,
   StoredSecretSchema,
 } from '../domain/resources.js';
-import { WorkflowRequestSchema } from '../domain/workflow-request.js';
 import type { Backend, Change, Guard, KvOp } from './backend.js';
 import { LevelBackend } from './level-backend.js';
 
@@ -218,8 +218,8 @@ export class Store extends EventEmitter {
   readonly reports: Collection<typeof StoredReportSchema>;
   readonly events: Collection<typeof EventSchema>;
   readonly secrets: Collection<typeof StoredSecretSchema>;
-  /** BMC work handed to the leader (etcd) */
-  readonly requests: Collection<typeof WorkflowRequestSchema>;
+  /** BMC work the reconciler carries out, by host, in the order it was stored */
+  readonly effects: Collection<typeof EffectSchema>;
   private readonly byName: Map<string, Collection<z.ZodType>>;
   private eventSeq = 0;
   /** event keys of two appliances never collide */
@@ -242,7 +242,7 @@ export class Store extends EventEmitter {
     this.reports = sub('reports', StoredReportSchema);
     this.events = sub('events', EventSchema);
     this.secrets = sub('secrets', StoredSecretSchema);
-    this.requests = sub('requests', WorkflowRequestSchema);
+    this.effects = sub('effects', EffectSchema);
     this.byName = new Map(this.collections().map((c) => [c.name, c]));
   }
 
@@ -256,15 +256,26 @@ export class Store extends EventEmitter {
       this.reports,
       this.events,
       this.secrets,
-      this.requests,
+      this.effects,
     ] as Collection<z.ZodType>[];
   }
 
-  /** An event as a batch op; keys sort by time. */
-  event(e: WorkflowEvent): BatchOp {
+  /** A key that sorts by time and that no other appliance makes. */
+  private stamp(): { at: string; key: string } {
     const at = new Date().toISOString();
     const seq = String(this.eventSeq++ % 1e6).padStart(6, '0');
-    return this.events.put(`${at}-${seq}-${this.origin}`, { at, ...e });
+    return { at, key: `${at}-${seq}-${this.origin}` };
+  }
+
+  /** The write that stores an event. */
+  putEvent(e: WorkflowEvent): BatchOp {
+    const { at, key } = this.stamp();
+    return this.events.put(key, { at, ...e });
+  }
+
+  /** The write that stores an effect; a host's effects sort in the order they were stored. */
+  putEffect(e: Effect): BatchOp {
+    return this.effects.put(`${e.host}/${this.stamp().key}`, e);
   }
 
   /** The embedded LevelDB in `dir`. */
@@ -275,7 +286,7 @@ export class Store extends EventEmitter {
   static async over(backend: Backend): Promise<Store> {
     const store = new Store(backend);
     if (backend.snapshot) await store.follow();
-    else for (const c of [store.hosts, store.machines, store.requests, store.bootInstructions]) await c.load();
+    else for (const c of [store.hosts, store.machines, store.effects, store.bootInstructions]) await c.load();
     return store;
   }
 

@@ -26,7 +26,7 @@ declare module 'sockopt' {
   export function getsockopt(socket: unknown, level: number, option: number): number;
 }
 
-// a test-only client (the storm's simulated machines); the appliance's TFTP is its own (src/tftp)
+// a test-only client (the storm's simulated machines); the appliance's TFTP is its own (src/boot/tftp)
 declare module 'tftp' {
   export function createClient(opts: {
     host: string;

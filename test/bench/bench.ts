@@ -9,9 +9,9 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
-import { Lab } from '../../src/lab/netns.js';
 import { repoRoot } from '../../src/paths.js';
 import { runStorm } from '../helpers/storm.js';
+import { Lab } from '../lab/netns.js';
 import { baselineStorm, hasCommit } from './baseline.js';
 import { dhcpBench } from './dhcp.js';
 import { httpBench } from './http.js';

@@ -2,7 +2,7 @@
 // perfdhcp acting as a relay: ours (every lease durable in LevelDB before its ACK) against dnsmasq with
 // --leasefile-ro (leases in memory) and with its lease file.
 import path from 'node:path';
-import type { Lab } from '../../src/lab/netns.js';
+import type { Lab } from '../lab/netns.js';
 import { type Pool, type Stop, startDnsmasq, startOurs } from './peers.js';
 
 export interface Probe {

@@ -4,8 +4,8 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import type { Lab } from '../../src/lab/netns.js';
 import { repoRoot } from '../../src/paths.js';
+import type { Lab } from '../lab/netns.js';
 import { median, peakRssMiB, startNginx, startOurs } from './peers.js';
 
 export interface HttpRun {

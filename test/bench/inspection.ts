@@ -3,9 +3,9 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ApplianceProcess } from '../../src/lab/appliance-process.js';
-import { labApi, startLabBmc } from '../../src/lab/lab-api.js';
-import { Lab } from '../../src/lab/netns.js';
+import { ApplianceProcess } from '../lab/appliance-process.js';
+import { labApi, startLabBmc } from '../lab/lab-api.js';
+import { Lab } from '../lab/netns.js';
 
 const ADMIN = 'bench-admin-token-0123456789';
 const work = mkdtempSync(path.join(tmpdir(), 'b7bench-insp-'));

@@ -3,9 +3,9 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { ApplianceProcess, builtCommand } from '../../src/lab/appliance-process.js';
-import { type Lab, stopProcess } from '../../src/lab/netns.js';
 import { repoRoot } from '../../src/paths.js';
+import { ApplianceProcess, builtCommand } from '../lab/appliance-process.js';
+import { type Lab, stopProcess } from '../lab/netns.js';
 
 export { cpuMs, peakRssMiB } from '../helpers/proc.js';
 

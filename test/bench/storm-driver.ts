@@ -6,12 +6,12 @@
 // appliance's own records: no address acknowledged to two MACs, no accepted report missing, each host
 // claimed once, every machine Provisioned on its own host.
 import tftp from 'tftp';
-import type { DhcpPacket } from '../../src/dhcp/codec.js';
-import { MsgType, Opt } from '../../src/dhcp/options.js';
-import { FakeBmc } from '../../src/lab/fake-bmc/server.js';
+import type { DhcpPacket } from '../../src/boot/dhcp/codec.js';
+import { MsgType, Opt } from '../../src/boot/dhcp/options.js';
 import { pxe } from '../helpers/packets.js';
 import { RelaySocket } from '../helpers/relay.js';
 import { callInspector, claim, claimUrlOf, wireReport } from '../helpers/sim-inspector.js';
+import { FakeBmc } from '../lab/fake-bmc/server.js';
 
 const [nArg, serverList, me, token, postArg] = process.argv.slice(2) as [
   string,

@@ -5,8 +5,8 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Lab } from '../../src/lab/netns.js';
 import { repoRoot } from '../../src/paths.js';
+import type { Lab } from '../lab/netns.js';
 import { median, startAtftpd, startOurs, startTftpdHpa } from './peers.js';
 
 export interface Spread {

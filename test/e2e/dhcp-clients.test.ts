@@ -1,10 +1,10 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import type { Lab } from '../../src/lab/netns.js';
 import { repoRoot } from '../../src/paths.js';
 import { fullDhcp, makeLab, startAppliance, startSiteDhcp } from '../helpers/lab.js';
 import { tempDir } from '../helpers/tmp.js';
+import type { Lab } from '../lab/netns.js';
 
 const PXE_BIOS = ['-V', 'PXEClient:Arch:00000:UNDI:002001', '-x', '0x5d:0000'];
 const PXE_EFI = ['-V', 'PXEClient:Arch:00007:UNDI:003016', '-x', '0x5d:0007'];

@@ -2,12 +2,12 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { labApi, startLabBmc } from '../../src/lab/lab-api.js';
-import type { Lab } from '../../src/lab/netns.js';
 import { repoRoot } from '../../src/paths.js';
 import { until } from '../helpers/appliance.js';
 import { fullDhcp, haveDemoImage, makeLab, startAppliance } from '../helpers/lab.js';
 import { tempDir } from '../helpers/tmp.js';
+import { labApi, startLabBmc } from '../lab/lab-api.js';
+import type { Lab } from '../lab/netns.js';
 
 const haveInspector = existsSync(path.join(repoRoot, 'assets/inspector/initrd'));
 const ADMIN = 'e2e-admin-token-0123456789';

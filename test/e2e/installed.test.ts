@@ -3,12 +3,12 @@ import { chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, s
 import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { ApplianceProcess } from '../../src/lab/appliance-process.js';
-import { labApi, startLabBmc } from '../../src/lab/lab-api.js';
 import { repoRoot } from '../../src/paths.js';
 import { until } from '../helpers/appliance.js';
 import { fullDhcp, haveDemoImage, makeLab } from '../helpers/lab.js';
 import { tempDir } from '../helpers/tmp.js';
+import { ApplianceProcess } from '../lab/appliance-process.js';
+import { labApi, startLabBmc } from '../lab/lab-api.js';
 
 const run = promisify(execFile);
 const haveInspector = existsSync(path.join(repoRoot, 'assets/inspector/initrd'));
@@ -81,7 +81,7 @@ t.test(
     t.ok(uid > 0, 'postinst created the beskar7 user');
     const conf = statSync(CONFIG);
     t.equal((conf.mode & 0o777).toString(8), '640', 'the config is readable by root and the beskar7 group only');
-    for (const f of ['dist/src/main.js', 'dist/src/http/ui/dashboard.html', 'boot-scripts/entry.ipxe']) {
+    for (const f of ['dist/src/main.js', 'dist/src/admin/ui/dashboard.html', 'boot-scripts/entry.ipxe']) {
       t.ok(existsSync(path.join('/opt/beskar7', f)), `installed: ${f}`);
     }
     for (const f of ['ipxe/undionly.kpxe', 'ipxe/snponly.efi', 'inspector/vmlinuz', 'inspector/initrd']) {

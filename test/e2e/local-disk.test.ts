@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { bootMachine } from '../../src/lab/qemu.js';
 import { repoRoot } from '../../src/paths.js';
 import { fullDhcp, makeLab, startAppliance } from '../helpers/lab.js';
+import { bootMachine } from '../lab/qemu.js';
 
 const disk = path.join(repoRoot, 'assets/demo/local-disk.img');
 const MARKER = /BESKAR7-LOCAL-DISK-MARKER/;

@@ -1,6 +1,6 @@
 import t from 'tap';
-import { bootMachine } from '../../src/lab/qemu.js';
 import { fullDhcp, haveDemoImage, makeLab, startAppliance, startSiteDhcp } from '../helpers/lab.js';
+import { bootMachine } from '../lab/qemu.js';
 
 const MARKER = /BESKAR7-DEMO-MARKER[^\n]*/;
 

@@ -17,7 +17,7 @@ t.test('the Beskar7 v1.0 quick-start manifests apply unchanged with the CLI and 
     const r = await lab.run(lab.ns, process.execPath, [
       '--import',
       'tsx',
-      path.join(repoRoot, 'src/cli/main.ts'),
+      path.join(repoRoot, 'src/admin/cli/main.ts'),
       '--url',
       `http://${lab.serverIp}:8080`,
       '--token',

@@ -7,7 +7,7 @@ const run = promisify(execFile);
 
 /** The CLI from the checkout, as a user runs it; its exit code and both outputs. `input` goes to its stdin. */
 export function runCli(args: string[], input = ''): Promise<{ code: number; out: string; err: string }> {
-  const p = run(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), ...args]);
+  const p = run(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/admin/cli/main.ts'), ...args]);
   p.child.stdin?.end(input);
   return p.then(
     (r) => ({ code: 0, out: r.stdout, err: r.stderr }),

@@ -1,7 +1,7 @@
 // A DHCP server on loopback for tests: it answers a relay (replies go unicast to giaddr), on an ephemeral port.
 import type { Test } from 'tap';
-import type { PoolSpec } from '../../src/dhcp/leases.js';
-import { DhcpServer } from '../../src/dhcp/server.js';
+import type { PoolSpec } from '../../src/boot/dhcp/leases.js';
+import { DhcpServer } from '../../src/boot/dhcp/server.js';
 import { Metrics } from '../../src/metrics.js';
 import type { Store } from '../../src/store/store.js';
 import { memoryLogger } from './log.js';

@@ -4,7 +4,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { stopProcess } from '../../src/lab/netns.js';
+import { stopProcess } from '../lab/netns.js';
 
 interface Certs {
   caFile: string;

@@ -1,9 +1,9 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Test } from 'tap';
-import { ApplianceProcess } from '../../src/lab/appliance-process.js';
-import { Lab } from '../../src/lab/netns.js';
 import { repoRoot } from '../../src/paths.js';
+import { ApplianceProcess } from '../lab/appliance-process.js';
+import { Lab } from '../lab/netns.js';
 import { tempDir } from './tmp.js';
 
 export const demoKernel = path.join(repoRoot, 'assets/demo/vmlinuz');

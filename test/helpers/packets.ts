@@ -1,5 +1,5 @@
-import { type DhcpPacket, encode, ipBytes } from '../../src/dhcp/codec.js';
-import { MsgType, Opt } from '../../src/dhcp/options.js';
+import { type DhcpPacket, encode, ipBytes } from '../../src/boot/dhcp/codec.js';
+import { MsgType, Opt } from '../../src/boot/dhcp/options.js';
 
 export interface ClientSpec {
   mac?: string;

@@ -2,8 +2,8 @@
 // broadcasts a PXE DISCOVER, collects every offer for a while (as firmware does), then asks the proxy's
 // port 4011 for the boot file (as OVMF does). Prints one JSON line with what it saw.
 import dgram from 'node:dgram';
-import { decode, encode, ipFromBytes } from '../../src/dhcp/codec.js';
-import { MsgType, Opt } from '../../src/dhcp/options.js';
+import { decode, encode, ipFromBytes } from '../../src/boot/dhcp/codec.js';
+import { MsgType, Opt } from '../../src/boot/dhcp/options.js';
 import { pxe } from './packets.js';
 
 const [mac, arch, myIp] = process.argv.slice(2) as [string, string, string];

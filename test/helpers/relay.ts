@@ -1,6 +1,6 @@
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { type DhcpPacket, decode, encode } from '../../src/dhcp/codec.js';
+import { type DhcpPacket, decode, encode } from '../../src/boot/dhcp/codec.js';
 
 /**
  * A DHCP relay agent's socket (like perfdhcp's): the server answers to its port, so many simulated clients

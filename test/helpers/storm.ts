@@ -5,9 +5,9 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ApplianceProcess, builtCommand } from '../../src/lab/appliance-process.js';
-import { Lab, stopProcess } from '../../src/lab/netns.js';
 import { repoRoot } from '../../src/paths.js';
+import { ApplianceProcess, builtCommand } from '../lab/appliance-process.js';
+import { Lab, stopProcess } from '../lab/netns.js';
 import { type EtcdCluster, startEtcd } from './etcd.js';
 import { cpuMs, peakRssMiB } from './proc.js';
 

@@ -1,6 +1,6 @@
 import type { Test } from 'tap';
+import { type TftpOptions, TftpServer } from '../../src/boot/tftp/server.js';
 import { Metrics } from '../../src/metrics.js';
-import { type TftpOptions, TftpServer } from '../../src/tftp/server.js';
 import { memoryLogger } from './log.js';
 
 /** Our TFTP server on loopback over `root`, stopped when the test ends. */

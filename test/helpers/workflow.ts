@@ -1,5 +1,5 @@
 import type { Test } from 'tap';
-import { FakeBmc, type Personality } from '../../src/lab/fake-bmc/server.js';
+import { FakeBmc, type Personality } from '../lab/fake-bmc/server.js';
 import { simulateInspector, wireReport } from './sim-inspector.js';
 
 /** A fake BMC whose power-on makes the simulated machine fetch its script and report. */

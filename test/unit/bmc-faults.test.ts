@@ -2,9 +2,9 @@
 // passwords, beside healthy ones. The orchestrator must back off, put the reason on the host, and never let
 // a broken BMC hold up another host.
 import t from 'tap';
-import type { Personality } from '../../src/lab/fake-bmc/server.js';
 import { inProcess, until } from '../helpers/appliance.js';
 import { bmcWithMachine, hostBody, machineBody } from '../helpers/workflow.js';
+import type { Personality } from '../lab/fake-bmc/server.js';
 
 const PER_CLASS = 4;
 const classes: Record<string, { personality?: Personality; password?: string; machine?: boolean }> = {

@@ -13,7 +13,14 @@ t.test('make build: dist runs the service with its dashboard, and holds no tests
   await promisify(execFile)('env', ['-u', 'NODE_OPTIONS', 'npm', 'run', '-s', 'build'], { cwd: repoRoot });
   const dist = path.join(repoRoot, 'dist');
   t.same(readdirSync(dist), ['src'], 'only the compiled service');
-  t.ok(existsSync(path.join(dist, 'src/http/ui/dashboard.html')), 'the dashboard is in dist');
+  t.ok(existsSync(path.join(dist, 'src/admin/ui/dashboard.html')), 'the dashboard is in dist');
+  const files = readdirSync(dist, { recursive: true, encoding: 'utf8' });
+  t.ok(files.includes(path.join('src', 'boot', 'dhcp', 'server.js')), 'the boot plane is in dist');
+  t.same(
+    files.filter((f) => /(^|\/)(lab|test)(\/|$)|fake-bmc|\.test\./.test(f)),
+    [],
+    'no lab, fake BMC or test in dist',
+  );
   const port = await freePort();
   const sets = [
     'http.address=127.0.0.1',

@@ -1,11 +1,11 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { FakeBmc } from '../../src/lab/fake-bmc/server.js';
 import { ADMIN, inProcess, until } from '../helpers/appliance.js';
 import { runCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/tmp.js';
 import { bmcWithMachine } from '../helpers/workflow.js';
+import { FakeBmc } from '../lab/fake-bmc/server.js';
 
 t.test('CLI: tables, --json, errors, backup and restore without clear-text passwords', async (t) => {
   const dir = tempDir(t);

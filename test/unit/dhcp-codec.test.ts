@@ -1,6 +1,6 @@
 import t from 'tap';
-import { DecodeError, decode, encode } from '../../src/dhcp/codec.js';
-import { Opt } from '../../src/dhcp/options.js';
+import { DecodeError, decode, encode } from '../../src/boot/dhcp/codec.js';
+import { Opt } from '../../src/boot/dhcp/options.js';
 import { pxe } from '../helpers/packets.js';
 
 t.test('round trip keeps header fields and raw options', async (t) => {

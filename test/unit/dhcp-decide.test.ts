@@ -1,8 +1,8 @@
 import t from 'tap';
-import { decode, encode } from '../../src/dhcp/codec.js';
-import { bootFileFor, classify, type DecideContext, decide } from '../../src/dhcp/decide.js';
-import { LeaseTable } from '../../src/dhcp/leases.js';
-import { MsgType, Opt } from '../../src/dhcp/options.js';
+import { decode, encode } from '../../src/boot/dhcp/codec.js';
+import { bootFileFor, classify, type DecideContext, decide } from '../../src/boot/dhcp/decide.js';
+import { LeaseTable } from '../../src/boot/dhcp/leases.js';
+import { MsgType, Opt } from '../../src/boot/dhcp/options.js';
 import { pxe, request } from '../helpers/packets.js';
 
 const base: Omit<DecideContext, 'mode'> = {

@@ -1,7 +1,7 @@
 import t from 'tap';
-import { encode, ipBytes } from '../../src/dhcp/codec.js';
-import { MsgType, Opt } from '../../src/dhcp/options.js';
-import { offeringServers, probeDiscover } from '../../src/dhcp/probe.js';
+import { encode, ipBytes } from '../../src/boot/dhcp/codec.js';
+import { MsgType, Opt } from '../../src/boot/dhcp/options.js';
+import { offeringServers, probeDiscover } from '../../src/boot/dhcp/probe.js';
 
 t.test('only address offers answering our probe count', async (t) => {
   const mac = '02:b7:00:00:00:01';

@@ -1,12 +1,13 @@
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import t, { type Test } from 'tap';
-import { decode, encode } from '../../src/dhcp/codec.js';
-import { MsgType, Opt } from '../../src/dhcp/options.js';
-import { Commands } from '../../src/orchestrator/commands.js';
+import { AdminCommands } from '../../src/admin/commands.js';
+import { decode, encode } from '../../src/boot/dhcp/codec.js';
+import { MsgType, Opt } from '../../src/boot/dhcp/options.js';
 import { takeBackup } from '../../src/store/backup.js';
 import { SecretBox } from '../../src/store/secrets.js';
 import { Store } from '../../src/store/store.js';
+import { Pipeline } from '../../src/workflow/pipeline.js';
 import { loopbackDhcp } from '../helpers/dhcp.js';
 import { pxe } from '../helpers/packets.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -172,27 +173,12 @@ t.test('a restore reloads the running lease table: restored leases are not offer
   const lease = { ip: '127.1.0.10', mac: owner, expiresAt: Date.now() + 600_000, boundAt: Date.now() };
   const backup = await takeBackup(s.store);
   backup.collections.leases = [[lease.ip, lease]];
-  const commands = new Commands({
-    store: s.store,
+  const commands = new AdminCommands({
+    pipeline: new Pipeline(s.store),
     secrets: SecretBox.inDir(s.dir),
-    workflow: {
-      kick: () => {},
-      forgetBmc: async () => {},
-      hostAction: async () => ({ ok: true }),
-      failAttempt: async () => {},
-      powerDown: () => {},
-    },
-    policy: {
-      inspectionTimeoutMs: 1,
-      deploymentTimeoutMs: 1,
-      tryOtherHosts: false,
-      maxAttempts: 1,
-      retryBaseMs: 0,
-      retryMaxMs: 0,
-    },
-    apiBase: 'http://127.0.0.1:1',
-    leasedAddresses: () => [],
     imageProblem: async () => undefined,
+    forgetBmc: async () => {},
+    actionWaitMs: 0,
     restored: () => s.server.reloadLeases(),
   });
   t.ok((await commands.restore(backup)).ok);

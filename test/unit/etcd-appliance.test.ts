@@ -29,37 +29,44 @@ t.test('appliances on etcd', async (t) => {
       },
     });
 
-  t.test('two appliances: one inventory, one orchestrator; the follower hands BMC work to the leader', async (t) => {
-    n++;
-    const a = await onEtcd(t);
-    await until('a leader', async () => ((await healthOf(a.base)) ? true : undefined));
-    const b = await onEtcd(t);
-    t.equal(await healthOf(b.base), false, 'the second appliance does not run the orchestrator');
-    const gauge = async (base: string) =>
-      /beskar7_orchestrator_leader (\d)/.exec(
-        await (await fetch(`${base}/metrics`, { headers: { Authorization: `Bearer ${ADMIN}` } })).text(),
-      )?.[1];
-    t.same([await gauge(a.base), await gauge(b.base)], ['1', '0'], 'and /metrics says which one leads');
-    const { address } = await bmcWithMachine(t, () => b.base, '52:54:00:aa:00:01');
-    t.equal((await b.api('POST', '/hosts', hostBody('h1', address))).status, 201, 'host created on the follower');
-    const act = await b.api('POST', '/hosts/h1/actions', { action: 'powerOn' });
-    t.equal(act.status, 503, 'an operator action on the follower is refused');
-    t.match(act.json.error, new RegExp(`ask ${a.base}`), 'naming the leader');
-    t.equal((await b.api('POST', '/machines', machineBody('m1'))).status, 201, 'machine created on the follower');
-    const m = await until('m1 Provisioned', async () => {
-      const r = await a.api('GET', '/machines/m1');
-      return r.json.status?.phase === 'Provisioned' ? r.json : undefined;
-    });
-    t.equal(
-      m.status.hostId,
-      'h1',
-      "the leader provisioned the follower's machine (the inspector reported to the follower)",
-    );
-    t.equal((await b.api('GET', '/machines/m1')).json.status.phase, 'Provisioned', 'and the follower sees it');
-    await a.stop();
-    await until('b leads after a resigned', async () => ((await healthOf(b.base)) ? true : undefined), 10_000);
-    t.pass('a resigning leader is followed at once');
-  });
+  t.test(
+    'two appliances: one inventory, one orchestrator; the follower stores BMC work, the leader does it',
+    async (t) => {
+      n++;
+      const a = await onEtcd(t);
+      await until('a leader', async () => ((await healthOf(a.base)) ? true : undefined));
+      const b = await onEtcd(t);
+      t.equal(await healthOf(b.base), false, 'the second appliance does not run the orchestrator');
+      const gauge = async (base: string) =>
+        /beskar7_orchestrator_leader (\d)/.exec(
+          await (await fetch(`${base}/metrics`, { headers: { Authorization: `Bearer ${ADMIN}` } })).text(),
+        )?.[1];
+      t.same([await gauge(a.base), await gauge(b.base)], ['1', '0'], 'and /metrics says which one leads');
+      const { address } = await bmcWithMachine(t, () => b.base, '52:54:00:aa:00:01');
+      t.equal((await b.api('POST', '/hosts', hostBody('h1', address))).status, 201, 'host created on the follower');
+      const act = await b.api('POST', '/hosts/h1/actions', { action: 'powerOn' });
+      t.equal(act.status, 200, 'an operator action on the follower is stored there');
+      t.match(act.json, { host: 'h1', powerState: 'On' }, "and its outcome, the leader's, comes back through etcd");
+      const done = (await a.api('GET', '/events')).json.items.find(
+        (e: { kind: string; effect?: string }) => e.kind === 'HostAction' && e.effect === act.json.effect,
+      );
+      t.ok(done, 'the leader recorded the outcome');
+      t.equal((await b.api('POST', '/machines', machineBody('m1'))).status, 201, 'machine created on the follower');
+      const m = await until('m1 Provisioned', async () => {
+        const r = await a.api('GET', '/machines/m1');
+        return r.json.status?.phase === 'Provisioned' ? r.json : undefined;
+      });
+      t.equal(
+        m.status.hostId,
+        'h1',
+        "the leader provisioned the follower's machine (the inspector reported to the follower)",
+      );
+      t.equal((await b.api('GET', '/machines/m1')).json.status.phase, 'Provisioned', 'and the follower sees it');
+      await a.stop();
+      await until('b leads after a resigned', async () => ((await healthOf(b.base)) ? true : undefined), 10_000);
+      t.pass('a resigning leader is followed at once');
+    },
+  );
 
   t.test('etcd away: scripts are served from memory, writes get 503 with Retry-After, and it recovers', async (t) => {
     n++;

@@ -3,8 +3,8 @@
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import t from 'tap';
-import { decode, encode } from '../../src/dhcp/codec.js';
-import { MsgType, Opt } from '../../src/dhcp/options.js';
+import { decode, encode } from '../../src/boot/dhcp/codec.js';
+import { MsgType, Opt } from '../../src/boot/dhcp/options.js';
 import { EtcdBackend } from '../../src/store/etcd-backend.js';
 import { Store } from '../../src/store/store.js';
 import { until } from '../helpers/appliance.js';

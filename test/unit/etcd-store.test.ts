@@ -3,7 +3,6 @@
 import { execFileSync, spawn } from 'node:child_process';
 import path from 'node:path';
 import t from 'tap';
-import { stopProcess } from '../../src/lab/netns.js';
 import { createLogger } from '../../src/log.js';
 import { repoRoot } from '../../src/paths.js';
 import type { Guard } from '../../src/store/backend.js';
@@ -14,6 +13,7 @@ import { Store } from '../../src/store/store.js';
 import { until } from '../helpers/appliance.js';
 import { startEtcd, testCertificates } from '../helpers/etcd.js';
 import { tempDir } from '../helpers/tmp.js';
+import { stopProcess } from '../lab/netns.js';
 
 const log = createLogger(process.env.TEST_LOG ?? 'silent');
 const wait = (check: () => boolean | Promise<boolean>, ms: number) =>

@@ -6,7 +6,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import t from 'tap';
-import { streamFile } from '../../src/http/file-stream.js';
+import { streamFile } from '../../src/boot/file-stream.js';
 import { until } from '../helpers/appliance.js';
 import { openFds } from '../helpers/proc.js';
 import { tempDir } from '../helpers/tmp.js';

@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { localImageProblem } from '../../src/http/image-check.js';
+import { localImageProblem } from '../../src/admin/image-check.js';
 import { tempDir } from '../helpers/tmp.js';
 
 t.test('bundled image check: URLs compared parsed, not as strings', async (t) => {

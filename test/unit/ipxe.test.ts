@@ -1,6 +1,6 @@
 import path from 'node:path';
 import t from 'tap';
-import { loadTemplates, render, selectInstruction, TemplateError, templateFor } from '../../src/http/ipxe.js';
+import { loadTemplates, render, selectInstruction, TemplateError, templateFor } from '../../src/boot/ipxe.js';
 import { repoRoot } from '../../src/paths.js';
 
 t.test('template per instruction', async (t) => {

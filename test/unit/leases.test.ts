@@ -1,5 +1,5 @@
 import t from 'tap';
-import { LeaseTable } from '../../src/dhcp/leases.js';
+import { LeaseTable } from '../../src/boot/dhcp/leases.js';
 
 const spec = {
   poolStart: '10.0.0.10',

@@ -2,10 +2,10 @@ import { request } from 'node:http';
 import type { Test } from 'tap';
 
 import t from 'tap';
-import { FakeBmc } from '../../src/lab/fake-bmc/server.js';
 import { ADMIN, inProcess, until } from '../helpers/appliance.js';
 import { callInspector, claim, claimUrlOf, simulateInspector, wireReport } from '../helpers/sim-inspector.js';
 import { bmcWithMachine, conditionsOf, hostBody, machineBody, PROVISIONED_UNPINNED } from '../helpers/workflow.js';
+import { FakeBmc } from '../lab/fake-bmc/server.js';
 
 t.test('machine -> claim -> PXE + power -> report -> Ready -> Provisioned', async (t) => {
   let base = '';
@@ -820,7 +820,13 @@ t.test("host actions through the host's BMC: power on, reset, PXE once, power of
     (await a.api('GET', '/hosts/act')).json.status.state === 'Available' ? true : undefined,
   );
   const act = (body: unknown) => a.api('POST', '/hosts/act/actions', body);
-  t.same((await act({ action: 'powerOn' })).json, { host: 'act', action: 'powerOn', powerState: 'On' });
+  t.match((await act({ action: 'powerOn' })).json, {
+    host: 'act',
+    action: 'powerOn',
+    powerState: 'On',
+    effect: /^[0-9a-f-]{36}$/,
+  });
+  t.same((await a.api('GET', '/backup')).json.collections.effects, [], 'the stored effect is gone once carried out');
   t.equal(bmc.power, 'On');
   t.equal((await act({ action: 'powerOn' })).status, 200, 'on when on already: nothing to do, no error');
   t.same((await act({ action: 'reset' })).json.action, 'reset ForceRestart', 'reset defaults to ForceRestart');
@@ -836,9 +842,14 @@ t.test("host actions through the host's BMC: power on, reset, PXE once, power of
   const refused = await act({ action: 'reset', resetType: 'Nmi' });
   t.equal(refused.status, 502, 'a BMC that refuses the reset type');
   t.match(refused.json.error, /^BMC: POST .*HTTP 400/);
-  const events = (await a.api('GET', '/events')).json.items
-    .filter((e: { host?: string; kind: string }) => e.host === 'act' && e.kind.startsWith('HostAction'))
+  const all = (await a.api('GET', '/events')).json.items.filter(
+    (e: { host?: string; kind: string }) => e.host === 'act' && e.kind.startsWith('HostAction'),
+  );
+  const requested = all.filter((e: { kind: string }) => e.kind === 'HostActionRequested');
+  const events = all
+    .filter((e: { kind: string }) => e.kind !== 'HostActionRequested')
     .map((e: { kind: string; severity: string; message: string }) => `${e.kind} ${e.severity} ${e.message}`);
+  t.equal(requested.length, events.length, 'every action is stored as requested, then its outcome');
   t.same(events.slice(0, 3), [
     'HostAction info powerOn; power On',
     'HostAction info powerOn; power On',

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { take } from '../../src/http/rate-limit.js';
+import { take } from '../../src/boot/rate-limit.js';
 import { ADMIN, inProcess } from '../helpers/appliance.js';
 
 t.test('token bucket: a burst, then the sustained rate', async (t) => {

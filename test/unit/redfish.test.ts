@@ -4,12 +4,12 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { FakeBmc, type FakeBmcOptions, type Personality } from '../../src/lab/fake-bmc/server.js';
 import { RedfishClient, RedfishError } from '../../src/redfish/client.js';
 import { Limiter } from '../../src/redfish/limiter.js';
 import { backoffMs, isRetryable } from '../../src/redfish/retry.js';
 import { memoryLogger } from '../helpers/log.js';
 import { tempDir } from '../helpers/tmp.js';
+import { FakeBmc, type FakeBmcOptions, type Personality } from '../lab/fake-bmc/server.js';
 
 const global = new Limiter(8);
 

@@ -3,12 +3,12 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import YAML from 'yaml';
-import { FakeBmc } from '../../src/lab/fake-bmc/server.js';
 import { repoRoot } from '../../src/paths.js';
 import { Store } from '../../src/store/store.js';
 import { ADMIN, freePort, until } from '../helpers/appliance.js';
 import { simulateInspector, wireReport } from '../helpers/sim-inspector.js';
 import { tempDir } from '../helpers/tmp.js';
+import { FakeBmc } from '../lab/fake-bmc/server.js';
 
 t.test('kill -9 at random points of the workflow, restart: the machine still ends Provisioned, once', async (t) => {
   const dir = tempDir(t);

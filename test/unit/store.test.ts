@@ -91,7 +91,7 @@ t.test('events: the newest n read alone, and pruning keeps the newest', async (t
   const store = await Store.open(path.join(tempDir(t), 'db'));
   t.teardown(() => store.close());
   for (let i = 0; i < 250; i++)
-    await store.batch([store.event({ kind: 'HostCreated', severity: 'info', message: String(i) })]);
+    await store.batch([store.putEvent({ kind: 'HostCreated', severity: 'info', message: String(i) })]);
   t.same(
     (await store.events.last(3)).map((e) => e.message),
     ['247', '248', '249'],

@@ -4,9 +4,9 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { loadConfig } from '../../src/config.js';
-import { unitNodeFlags } from '../../src/lab/appliance-process.js';
 import { repoRoot } from '../../src/paths.js';
 import { tempDir } from '../helpers/tmp.js';
+import { unitNodeFlags } from '../lab/appliance-process.js';
 
 const unit = path.join(repoRoot, 'systemd/beskar7.service');
 

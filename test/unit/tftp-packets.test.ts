@@ -3,7 +3,7 @@ import { rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
-import { FilePackets } from '../../src/tftp/packets.js';
+import { FilePackets } from '../../src/boot/tftp/packets.js';
 import { until } from '../helpers/appliance.js';
 import { openFds } from '../helpers/proc.js';
 import { tempDir } from '../helpers/tmp.js';

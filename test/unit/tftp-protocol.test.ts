@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ackedBlock, blockCount, oackPacket, parseReply, parseRequest, settle } from '../../src/tftp/protocol.js';
+import { ackedBlock, blockCount, oackPacket, parseReply, parseRequest, settle } from '../../src/boot/tftp/protocol.js';
 
 const rrq = (s: string) => Buffer.from(`\0\x01${s}`, 'latin1');
 

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { BootTimeline } from '../../src/timeline.js';
+import { BootTimeline } from '../../src/boot/timeline.js';
 import { inProcess } from '../helpers/appliance.js';
 
 t.test('entries per MAC, bounded, addresses tied to MACs', async (t) => {

@@ -24,7 +24,7 @@ import {
   shouldEnroll,
   startAttempt,
   unmetRequirements,
-} from '../../src/orchestrator/transitions.js';
+} from '../../src/workflow/transitions.js';
 import { sampleReport } from '../helpers/sim-inspector.js';
 
 const policy = {
@@ -212,7 +212,10 @@ t.test('report verdict: Ready and a deployment deadline, or the next host, or Fa
   const report = sampleReport('52:54:00:00:00:01');
   const other = host('h2');
   const next = reportAccepted(m, h, report, [h, other], 10_000, policy);
-  t.same([next.approved, next.released], [false, true]);
+  t.same(
+    [next.approved, next.effects],
+    [false, [{ kind: 'powerOff', host: 'h', reason: 'released: 16 GiB memory < 64 GiB required' }]],
+  );
   t.same(
     [next.machine.status.phase, next.machine.status.hostId, next.machine.status.rejectedHosts],
     ['Pending', undefined, ['h']],
@@ -250,9 +253,9 @@ t.test('report verdict: Ready and a deployment deadline, or the next host, or Fa
   t.equal(ok.machine.status.inspectionDeadline, 15_000, 'the deployment deadline starts');
   t.same([ok.host.status.inspectionPhase, ok.stored.machine], ['Complete', 'm']);
 
-  t.match(provisioned(m, h, 0), { status: 409 }, 'no provisioned callback before validation');
+  t.match(provisioned(m, h, 0), { code: 'conflict' }, 'no provisioned callback before validation');
   const p = provisioned(ok.machine, ok.host, 20_000);
-  if ('status' in p) throw new Error('refused');
+  if ('code' in p) throw new Error('refused');
   t.same([p.machine.status.phase, p.host.status.state, p.host.bootstrap], ['Provisioned', 'Provisioned', undefined]);
   t.match(
     p.machine.status.conditions.find((c) => c.type === 'Provisioned'),
@@ -386,7 +389,7 @@ t.test('commands as transitions: new records, deletion guards, script and report
   );
   t.same([hc.host.status.state, hc.event.kind, hc.event.severity], ['Enrolling', 'HostCreated', 'info']);
   t.same(hostDeletion(host('h', { consumer: 'm' })), {
-    status: 409,
+    code: 'conflict',
     error: 'host h is used by machine m; delete the machine first',
   });
   t.equal((hostDeletion(host('h')) as { event: { kind: string } }).event.kind, 'HostDeleted');
@@ -397,12 +400,12 @@ t.test('commands as transitions: new records, deletion guards, script and report
   const report = sampleReport('52:54:00:00:00:01');
   t.equal(reportRefusal(booting, report), undefined);
   t.same(reportRefusal(host('h', { state: 'Ready', inspectionPhase: 'Complete' }), report), {
-    status: 409,
+    code: 'conflict',
     error: 'host h is not inspecting (Ready/Complete)',
   });
   t.same(
     reportRefusal(booting, sampleReport('52:54:00:00:00:99')),
-    { status: 400, error: 'the report lists no NIC with the MAC the host booted from (52:54:00:00:00:01)' },
+    { code: 'invalid', error: 'the report lists no NIC with the MAC the host booted from (52:54:00:00:00:01)' },
     "a report that does not list the host's boot NIC is not this host's",
   );
   const started = '2026-01-01T00:00:05.000Z';

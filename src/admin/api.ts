@@ -1,0 +1,158 @@
+import { Hono } from 'hono';
+import { type SSEStreamingApi, streamSSE } from 'hono/streaming';
+import { z } from 'zod';
+import type { BootTimeline } from '../boot/timeline.js';
+import { MacSchema } from '../domain/mac.js';
+import { HostActionSchema, HostCreateSchema, MachineCreateSchema, type StoredHost } from '../domain/resources.js';
+import { formatZodError } from '../domain/zod-error.js';
+import type { Metrics } from '../metrics.js';
+import { answer, bad, bearer, bodyCap, capBody, parseBody } from '../net/respond.js';
+import { BackupSchema, takeBackup } from '../store/backup.js';
+import { sameSecret } from '../store/secrets.js';
+import type { Store } from '../store/store.js';
+import type { AdminCommands } from './commands.js';
+import { createManifestApi } from './manifest-api.js';
+import { openApi, type Route } from './openapi.js';
+
+export interface ApiDeps {
+  /** read side: handlers read records directly; every change goes through `commands` */
+  store: Store;
+  commands: AdminCommands;
+  adminToken: string;
+  maxBodyBytes: number;
+  metrics: Metrics;
+  timeline: BootTimeline;
+  /** the addresses our DHCP leased to these MACs now */
+  leasedAddresses: (macs: string[]) => string[];
+  /** the routes of the other apps under /api/v1 (the inspector contract), for the OpenAPI document */
+  otherRoutes?: () => readonly Route[];
+}
+
+/** The API view of a host: the password is never returned, not even encrypted. */
+export function publicHost(h: StoredHost) {
+  const { passwordEnc: _, ...redfish } = h.spec.redfish;
+  return { name: h.name, spec: { ...h.spec, redfish }, status: h.status, createdAt: h.createdAt };
+}
+
+const EventsQuery = z.object({ limit: z.coerce.number().int().min(1).max(1_000_000).default(200) });
+
+/** The admin API under /api/v1: every route needs the admin token in the Authorization header. */
+export function createAdminApi(d: ApiDeps): Hono {
+  const api = new Hono();
+  const prefixed = (r: Route) => ({ method: r.method, path: `/api/v1${r.path}` });
+  api.get('/openapi.json', (c) => c.json(openApi([...api.routes.map(prefixed), ...(d.otherRoutes?.() ?? [])])));
+  api.use('*', async (c, next) => {
+    // a header only: a token in a URL ends up in logs and browser history
+    const t = bearer(c);
+    if (!sameSecret(t, d.adminToken)) return bad(c, 401, 'unauthorized');
+    await next();
+  });
+  api.route('/', hostRoutes(d));
+  api.route('/', machineRoutes(d));
+  api.route('/', storeRoutes(d));
+  api.route('/', createManifestApi(d));
+  return api;
+}
+
+function hostRoutes(d: ApiDeps): Hono {
+  const api = new Hono();
+  const limit = bodyCap(d);
+  api.post('/hosts', limit, async (c) => {
+    const body = await parseBody(c, HostCreateSchema);
+    if (!body.ok) return body.res;
+    return answer(c, await d.commands.createHost(body.data), (h) => c.json(publicHost(h), 201));
+  });
+  api.get('/hosts', async (c) => c.json({ items: (await d.store.hosts.all()).map(publicHost) }));
+  api.get('/hosts/:name', async (c) => {
+    const h = await d.store.hosts.get(c.req.param('name'));
+    return h ? c.json(publicHost(h)) : bad(c, 404, `no host ${c.req.param('name')}`);
+  });
+  api.get('/hosts/:name/report', async (c) => {
+    const h = await d.store.hosts.get(c.req.param('name'));
+    const r = h?.status.inspectionReportId ? await d.store.reports.get(h.status.inspectionReportId) : undefined;
+    return r ? c.json(r) : bad(c, 404, `no report for ${c.req.param('name')}`);
+  });
+  api.post('/hosts/:name/actions', limit, async (c) => {
+    const body = await parseBody(c, HostActionSchema);
+    if (!body.ok) return body.res;
+    return answer(c, await d.commands.hostAction(c.req.param('name'), body.data), (r) => c.json(r));
+  });
+  api.delete('/hosts/:name', async (c) =>
+    answer(c, await d.commands.deleteHost(c.req.param('name')), () => c.body(null, 204)),
+  );
+  return api;
+}
+
+function machineRoutes(d: ApiDeps): Hono {
+  const api = new Hono();
+  const limit = bodyCap(d);
+  api.post('/machines', limit, async (c) => {
+    const body = await parseBody(c, MachineCreateSchema);
+    if (!body.ok) return body.res;
+    return answer(c, await d.commands.createMachine(body.data), (m) => c.json(m, 201));
+  });
+  api.get('/machines', async (c) => c.json({ items: await d.store.machines.all() }));
+  api.get('/machines/:name', async (c) => {
+    const m = await d.store.machines.get(c.req.param('name'));
+    return m ? c.json(m) : bad(c, 404, `no machine ${c.req.param('name')}`);
+  });
+  api.delete('/machines/:name', async (c) =>
+    answer(c, await d.commands.deleteMachine(c.req.param('name')), (name) => c.json({ deleting: name }, 202)),
+  );
+  return api;
+}
+
+/** Events, the boot timeline (also live), backup and restore. */
+function storeRoutes(d: ApiDeps): Hono {
+  const api = new Hono();
+  api.get('/timeline', (c) => c.json({ items: d.timeline.latest() }));
+  api.get('/timeline/:key', (c) => {
+    const key = c.req.param('key');
+    return c.json({ key, items: d.timeline.get(MacSchema.safeParse(key).data ?? key) });
+  });
+  api.get('/stream', (c) => streamSSE(c, (stream) => liveStream(d, stream)));
+  api.get('/backup', async (c) => {
+    const stamp = new Date().toISOString().slice(0, 19).replace(/:/g, '');
+    c.header('Content-Disposition', `attachment; filename="beskar7-backup-${stamp}.json"`);
+    return c.json(await takeBackup(d.store));
+  });
+  const big = capBody(256 * 1024 * 1024, 'backup larger than 256 MiB');
+  api.post('/restore', big, async (c) => {
+    const body = await parseBody(c, BackupSchema);
+    if (!body.ok) return body.res;
+    return answer(c, await d.commands.restore(body.data), (restored) => c.json({ restored }));
+  });
+  api.get('/events', async (c) => {
+    const q = EventsQuery.safeParse({ limit: c.req.query('limit') });
+    if (!q.success) return bad(c, 400, formatZodError(q.error));
+    return c.json({ items: await d.store.events.last(q.data.limit) });
+  });
+  return api;
+}
+
+/** Timeline entries and workflow events as they happen, for the dashboard. */
+async function liveStream(d: ApiDeps, stream: SSEStreamingApi): Promise<void> {
+  const send = (event: string) => (data: unknown) =>
+    void stream.writeSSE({ event, data: JSON.stringify(data) }).catch(() => undefined);
+  const onEntry = send('timeline');
+  const onEvent = send('event');
+  d.timeline.on('entry', onEntry);
+  d.store.on('event', onEvent);
+  let wake = () => {};
+  stream.onAbort(() => {
+    d.timeline.off('entry', onEntry);
+    d.store.off('event', onEvent);
+    wake();
+  });
+  while (!stream.aborted) {
+    await stream.writeSSE({ event: 'ping', data: '{}' });
+    // a ping keeps proxies from closing an idle stream; an abort ends the wait at once
+    await new Promise<void>((r) => {
+      const timer = setTimeout(r, 15_000);
+      wake = () => {
+        clearTimeout(timer);
+        r();
+      };
+    });
+  }
+}

@@ -1,0 +1,463 @@
+#!/usr/bin/env node
+// beskar7: the command line over the appliance's API. Tables for people, --json for scripts.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import YAML from 'yaml';
+import { type Config, loadConfig } from '../../config.js';
+import { KINDS, type Kind, kindOf } from '../../domain/manifests.js';
+
+const USAGE = `usage: beskar7 [--url URL] [--token TOKEN] [--json] COMMAND
+  apply -f FILE|-                                   Beskar7 v1.0 manifests (YAML or JSON, several documents):
+                                                    Secret, PhysicalHost, Beskar7Machine; created or updated
+  get KIND [NAME] [-o wide|yaml|json]               KIND: physicalhost(s)/ph/host(s), beskar7machine(s)/machine(s), secret(s)
+  describe KIND NAME                                spec, status, conditions and recent events
+  delete KIND NAME
+  hosts [get NAME | add FILE.json | rm NAME]        hosts and their state
+  hosts reset NAME [TYPE] | power-on NAME | power-off NAME | pxe-once NAME
+                                                    through the host's BMC (TYPE: a Redfish ResetType, ForceRestart)
+  machines [get NAME | add FILE.json | rm NAME]     machines (rm powers the host off and releases it)
+  report HOST                                       the host's latest inspection report
+  events [--limit N]                                workflow events, oldest first
+  timeline [MAC]                                    boot timeline: every MAC, or one MAC's steps
+  backup FILE | restore FILE                        the whole store as JSON (BMC passwords stay encrypted)
+  migrate --from leveldb --to etcd [--force]        the inventory, sealing key and admin token into the config's
+                                                    store.etcd: from the running appliance (its API), else its LevelDB
+URL and TOKEN: --url/--token, else $BESKAR7_URL/$BESKAR7_TOKEN, else from the appliance's config (--config,
+$BESKAR7_CONFIG or /etc/beskar7/beskar7.yaml): its HTTP address and port, its api.adminToken or <dataDir>/admin-token.`;
+
+class CliError extends Error {}
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    url: { type: 'string' },
+    token: { type: 'string' },
+    config: { type: 'string' },
+    json: { type: 'boolean', default: false },
+    limit: { type: 'string' },
+    filename: { type: 'string', short: 'f' },
+    output: { type: 'string', short: 'o' },
+    help: { type: 'boolean', short: 'h' },
+    from: { type: 'string' },
+    to: { type: 'string' },
+    force: { type: 'boolean', default: false },
+  },
+});
+
+let config: Config | undefined;
+
+/** The appliance's own config, as the service reads it: where it listens and where its token is. Read once. */
+function applianceConfig(): Config {
+  config ??= readApplianceConfig();
+  return config;
+}
+
+function readApplianceConfig(): Config {
+  const installed = '/etc/beskar7/beskar7.yaml';
+  const file = values.config ?? process.env.BESKAR7_CONFIG ?? (existsSync(installed) ? installed : undefined);
+  try {
+    return loadConfig({ ...(file ? { file } : {}), env: process.env });
+  } catch (e) {
+    throw new CliError((e as Error).message);
+  }
+}
+
+function baseUrl(): string {
+  const given = values.url ?? process.env.BESKAR7_URL;
+  if (given) return given.replace(/\/$/, '');
+  const { http, api } = applianceConfig();
+  // the admin API is on the management listener when the config gives it one
+  const [scheme, address, port] =
+    api.port !== undefined ? [api.tls ? 'https' : 'http', api.address, api.port] : ['http', http.address, http.port];
+  const host = address === '0.0.0.0' || address === '::' ? '127.0.0.1' : address;
+  return `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+function token(): string {
+  const t = values.token ?? process.env.BESKAR7_TOKEN;
+  if (t) return t;
+  const cfg = applianceConfig();
+  if (cfg.api.adminToken) return cfg.api.adminToken;
+  const file = path.join(cfg.dataDir, 'admin-token');
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch (e) {
+    throw new CliError(
+      `no admin token: cannot read ${file} (${(e as NodeJS.ErrnoException).code}); pass --token or set BESKAR7_TOKEN`,
+    );
+  }
+}
+
+async function call(method: string, p: string, body?: unknown): Promise<any> {
+  let res: Response;
+  try {
+    res = await fetch(`${baseUrl()}/api/v1${p}`, {
+      method,
+      headers: {
+        Authorization: `Bearer ${token()}`,
+        ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}),
+      },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+  } catch (e) {
+    throw new CliError(`cannot reach ${baseUrl()}: ${(e as Error).cause ?? (e as Error).message}`);
+  }
+  const text = await res.text();
+  const json = text ? JSON.parse(text) : {};
+  if (!res.ok) throw new CliError(`${method} ${p}: HTTP ${res.status}: ${json.error ?? text}`);
+  return json;
+}
+
+/** Terminal control characters from the API (a host name or message a booting machine sent) never reach the tty. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters removed
+const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
+const out = (s: string): void => void process.stdout.write(`${s.replace(CONTROL, '')}\n`);
+
+/** Aligned columns; missing values show as "-". */
+function table(rows: Record<string, unknown>[], cols: [string, (r: any) => unknown][]): void {
+  const cells = [cols.map(([h]) => h), ...rows.map((r) => cols.map(([, f]) => String(f(r) ?? '-')))];
+  const width = cols.map((_, i) => Math.max(...cells.map((c) => c[i]?.length ?? 0)));
+  for (const c of cells)
+    out(
+      c
+        .map((v, i) => v.padEnd(width[i] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    );
+}
+
+function show(data: unknown, human: () => void): void {
+  if (values.json) out(JSON.stringify(data, null, 2));
+  else human();
+}
+
+const pretty = (r: unknown) => out(JSON.stringify(r, null, 2));
+const created = (r: { name: string }, kind: string) => show(r, () => out(`${kind} ${r.name} created`));
+
+const readJson = (file: string | undefined): unknown => {
+  if (!file) throw new CliError('a JSON file is needed');
+  return JSON.parse(readFileSync(file, 'utf8'));
+};
+
+type Handler = (sub: string | undefined, arg: string | undefined) => Promise<void>;
+
+const ACTIONS: Record<string, string> = {
+  reset: 'reset',
+  'power-on': 'powerOn',
+  'power-off': 'powerOff',
+  'pxe-once': 'pxeOnce',
+};
+
+const hostsCommand: Handler = async (sub, arg) => {
+  if (sub === 'get') return pretty(await call('GET', `/hosts/${arg}`));
+  const action = sub ? ACTIONS[sub] : undefined;
+  if (action) {
+    const resetType = positionals[3];
+    const r = await call('POST', `/hosts/${arg}/actions`, {
+      action,
+      ...(action === 'reset' && resetType ? { resetType } : {}),
+    });
+    return show(r, () => out(`${r.host}: ${r.action} done${r.powerState ? `, power ${r.powerState}` : ''}`));
+  }
+  if (sub === 'add') return created(await call('POST', '/hosts', readJson(arg)), 'host');
+  if (sub === 'rm') return show(await call('DELETE', `/hosts/${arg}`), () => out(`host ${arg} deleted`));
+  const { items } = await call('GET', '/hosts');
+  const model = (h: any) =>
+    [h.status.hardwareDetails?.manufacturer, h.status.hardwareDetails?.model].filter(Boolean).join(' ') || undefined;
+  show(items, () =>
+    table(items, [
+      ['NAME', (h) => h.name],
+      ['STATE', (h) => h.status.state],
+      ['POWER', (h) => h.status.observedPowerState],
+      ['PHASE', (h) => h.status.inspectionPhase],
+      ['MACHINE', (h) => h.status.consumer],
+      ['BMC', (h) => h.spec.redfish.address],
+      ['MODEL', model],
+      ['ERROR', (h) => h.status.errorMessage],
+    ]),
+  );
+};
+
+const machinesCommand: Handler = async (sub, arg) => {
+  if (sub === 'get') return pretty(await call('GET', `/machines/${arg}`));
+  if (sub === 'add') return created(await call('POST', '/machines', readJson(arg)), 'machine');
+  if (sub === 'rm') return show(await call('DELETE', `/machines/${arg}`), () => out(`machine ${arg} is being deleted`));
+  const { items } = await call('GET', '/machines');
+  show(items, () =>
+    table(items, [
+      ['NAME', (m) => m.name],
+      ['PHASE', (m) => m.status.phase],
+      ['HOST', (m) => m.status.hostId],
+      ['ATTEMPTS', (m) => m.status.attempts],
+      ['REASON', (m) => m.status.failureReason],
+      ['MESSAGE', (m) => m.status.failureMessage],
+    ]),
+  );
+};
+
+const reportCommand: Handler = async (host) => {
+  const r = await call('GET', `/hosts/${host}/report`);
+  show(r, () => {
+    const x = r.report;
+    out(`${host}: ${x.manufacturer} ${x.model} (serial ${x.serialNumber}), ${x.bootMode}, received ${r.receivedAt}`);
+    out(`cpu: ${x.cpus.count} sockets, ${x.cpus.cores} cores, ${x.cpus.threads} threads, ${x.cpus.model}`);
+    out(`memory: ${x.memory.totalGB} GiB`);
+    table(x.disks, [
+      ['DISK', (d) => d.device],
+      ['GiB', (d) => d.sizeGB],
+      ['TYPE', (d) => d.type],
+      ['MODEL', (d) => d.model],
+      ['SERIAL', (d) => d.serial],
+    ]);
+    table(x.nics, [
+      ['NIC', (n) => n.interface],
+      ['MAC', (n) => n.macAddress],
+      ['MBPS', (n) => n.speedMbps],
+      ['DRIVER', (n) => n.driver],
+    ]);
+  });
+};
+
+const eventsCommand: Handler = async () => {
+  const { items } = await call('GET', `/events?limit=${values.limit ?? 50}`);
+  show(items, () =>
+    table(items, [
+      ['TIME', (e) => e.at],
+      ['SEVERITY', (e) => e.severity],
+      ['KIND', (e) => e.kind],
+      ['HOST', (e) => e.host],
+      ['MACHINE', (e) => e.machine],
+      ['MESSAGE', (e) => e.message],
+    ]),
+  );
+};
+
+const timelineCommand: Handler = async (mac) => {
+  const r = await call('GET', mac ? `/timeline/${mac}` : '/timeline');
+  const macCol: [string, (e: any) => unknown][] = mac ? [] : [['MAC', (e) => e.key]];
+  show(r.items, () =>
+    table(r.items, [
+      ['TIME', (e) => e.at],
+      ...macCol,
+      ['SOURCE', (e) => e.source],
+      ['OK', (e) => (e.ok ? 'ok' : 'FAIL')],
+      ['WHAT', (e) => e.what],
+    ]),
+  );
+};
+
+const counts = (c: Record<string, number>) =>
+  Object.entries(c)
+    .map(([k, n]) => `${n} ${k}`)
+    .join(', ');
+
+const backupCommand: Handler = async (file) => {
+  if (!file) throw new CliError('backup needs a file name');
+  const b = await call('GET', '/backup');
+  writeFileSync(file, JSON.stringify(b));
+  const n = Object.fromEntries(
+    Object.entries(b.collections as Record<string, unknown[]>).map(([k, v]) => [k, v.length]),
+  );
+  show(n, () => out(`backup written to ${file}: ${counts(n)}`));
+};
+
+const restoreCommand: Handler = async (file) => {
+  const r = await call('POST', '/restore', readJson(file));
+  show(r.restored, () => out(`restored: ${counts(r.restored)}`));
+};
+
+const migrateCommand: Handler = async () => {
+  if (values.from !== 'leveldb' || values.to !== 'etcd')
+    throw new CliError('migrate goes --from leveldb --to etcd (set store.etcd in the config first)');
+  // a running appliance holds its LevelDB open: its own backup is the consistent copy
+  const live = await call('GET', '/backup').catch((e: Error) => {
+    if (!/cannot reach/.test(e.message)) throw e;
+    return undefined;
+  });
+  // loaded here only: the etcd client (gRPC) would slow every other command's start
+  const { migrateToEtcd } = await import('../../store/migrate.js');
+  const moved = await migrateToEtcd(applianceConfig(), live, values.force ?? false).catch((e: Error) => {
+    throw new CliError(`migrate: ${e.message}`);
+  });
+  show(moved, () =>
+    out(
+      `migrated ${live ? 'from the running appliance' : 'from its LevelDB'}: ${counts(moved)}; now set store.backend: etcd and restart it`,
+    ),
+  );
+};
+
+/** The resource path of a kind, as the user names it (kubectl's short names too). */
+function plural(kind: string | undefined): { kind: Kind; path: string } {
+  const k = kind ? kindOf(kind) : undefined;
+  if (!k) throw new CliError(`unknown kind "${kind ?? ''}": one of ${Object.values(KINDS).flat().join(', ')}`);
+  return { kind: k, path: `/${k.toLowerCase()}s` };
+}
+
+/** Secrets before the hosts that name them, hosts before the machines that claim them. */
+const APPLY_ORDER: Kind[] = ['Secret', 'PhysicalHost', 'Beskar7Machine'];
+
+const applyCommand: Handler = async () => {
+  const file = values.filename;
+  if (!file) throw new CliError('apply needs -f FILE (or -f - for standard input)');
+  const text = file === '-' ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8');
+  const docs = YAML.parseAllDocuments(text);
+  const items: { kind: Kind; name: string; doc: Record<string, any> }[] = [];
+  for (const [i, d] of docs.entries()) {
+    if (d.errors.length) throw new CliError(`${file}: document ${i + 1}: ${d.errors[0]?.message}`);
+    const doc = d.toJSON() as Record<string, any> | null;
+    if (doc === null) continue;
+    for (const one of doc.kind === 'List' && Array.isArray(doc.items) ? doc.items : [doc]) {
+      const kind = kindOf(String(one?.kind ?? ''));
+      if (!kind) throw new CliError(`${file}: document ${i + 1}: unknown kind "${one?.kind}"`);
+      items.push({ kind, name: String(one?.metadata?.name ?? ''), doc: one });
+    }
+  }
+  items.sort((a, b) => APPLY_ORDER.indexOf(a.kind) - APPLY_ORDER.indexOf(b.kind));
+  const results = [];
+  for (const it of items) {
+    const r = await call('PUT', `${plural(it.kind).path}/${encodeURIComponent(it.name)}`, it.doc);
+    results.push({ kind: it.kind, name: it.name, result: r.result });
+    if (!values.json) out(`${it.kind.toLowerCase()}/${it.name} ${r.result}`);
+  }
+  if (values.json) out(JSON.stringify(results, null, 2));
+};
+
+const age = (ts: string | undefined) => {
+  const s = ts ? Math.max(0, Math.round((Date.now() - Date.parse(ts)) / 1000)) : undefined;
+  if (s === undefined) return '-';
+  return s < 120
+    ? `${s}s`
+    : s < 7200
+      ? `${Math.round(s / 60)}m`
+      : s < 172800
+        ? `${Math.round(s / 3600)}h`
+        : `${Math.round(s / 86400)}d`;
+};
+const addresses = (o: any) =>
+  (o.status.addresses ?? []).map((a: { address: string }) => a.address).join(',') || undefined;
+
+const COLUMNS: Record<Kind, { plain: [string, (r: any) => unknown][]; wide: [string, (r: any) => unknown][] }> = {
+  PhysicalHost: {
+    plain: [
+      ['NAME', (h) => h.metadata.name],
+      ['STATE', (h) => h.status.state],
+      ['PHASE', (h) => h.status.inspectionPhase],
+      ['POWER', (h) => h.status.observedPowerState],
+      ['AGE', (h) => age(h.metadata.creationTimestamp)],
+    ],
+    wide: [
+      ['CONSUMER', (h) => h.spec.consumerRef?.name],
+      ['BMC', (h) => h.spec.redfishConnection.address],
+      ['ADDRESSES', addresses],
+      ['ERROR', (h) => h.status.errorMessage],
+    ],
+  },
+  Beskar7Machine: {
+    plain: [
+      ['NAME', (m) => m.metadata.name],
+      ['PHASE', (m) => m.status.phase],
+      ['HOST', (m) => m.status.hostRef?.name],
+      ['READY', (m) => m.status.ready],
+      ['AGE', (m) => age(m.metadata.creationTimestamp)],
+    ],
+    wide: [
+      ['PROVIDERID', (m) => m.spec.providerID],
+      ['ADDRESSES', addresses],
+      ['REASON', (m) => m.status.failureReason],
+      ['MESSAGE', (m) => m.status.failureMessage],
+    ],
+  },
+  Secret: {
+    plain: [
+      ['NAME', (s) => s.metadata.name],
+      ['NAMESPACE', (s) => s.metadata.namespace],
+      ['AGE', (s) => age(s.metadata.creationTimestamp)],
+    ],
+    wide: [],
+  },
+};
+
+const getCommand: Handler = async (kind, name) => {
+  const p = plural(kind);
+  const r = await call('GET', name ? `${p.path}/${encodeURIComponent(name)}` : p.path);
+  const o = values.output ?? (values.json ? 'json' : '');
+  if (o === 'json') return out(JSON.stringify(r, null, 2));
+  if (o === 'yaml') return out(YAML.stringify(name ? r : { apiVersion: 'v1', kind: 'List', items: r.items }).trimEnd());
+  if (o && o !== 'wide') throw new CliError(`-o ${o}: one of wide, yaml, json`);
+  const cols = COLUMNS[p.kind];
+  table(name ? [r] : r.items, o === 'wide' ? [...cols.plain, ...cols.wide] : cols.plain);
+};
+
+const describeCommand: Handler = async (kind, name) => {
+  const p = plural(kind);
+  if (!name) throw new CliError('describe needs KIND NAME');
+  const r = await call('GET', `${p.path}/${encodeURIComponent(name)}`);
+  if (values.json) return out(JSON.stringify(r, null, 2));
+  const { conditions, ...status } = r.status ?? {};
+  out(
+    YAML.stringify({
+      Name: r.metadata.name,
+      Namespace: r.metadata.namespace,
+      Kind: r.kind,
+      Spec: r.spec,
+      Status: status,
+    }).trimEnd(),
+  );
+  if (conditions?.length) {
+    out('Conditions:');
+    table(conditions, [
+      ['TYPE', (c) => c.type],
+      ['STATUS', (c) => c.status],
+      ['REASON', (c) => c.reason],
+      ['SINCE', (c) => age(c.lastTransitionTime)],
+      ['MESSAGE', (c) => c.message],
+    ]);
+  }
+  const key = p.kind === 'PhysicalHost' ? 'host' : 'machine';
+  const events = (await call('GET', '/events?limit=1000')).items.filter((e: any) => e[key] === name).slice(-20);
+  out('Events:');
+  table(events, [
+    ['AGE', (e) => age(e.at)],
+    ['SEVERITY', (e) => e.severity],
+    ['KIND', (e) => e.kind],
+    ['MESSAGE', (e) => e.message],
+  ]);
+};
+
+const deleteCommand: Handler = async (kind, name) => {
+  const p = plural(kind);
+  if (!name) throw new CliError('delete needs KIND NAME');
+  await call('DELETE', `${p.path}/${encodeURIComponent(name)}`);
+  out(
+    `${p.kind.toLowerCase()}/${name} ${p.kind === 'Beskar7Machine' ? 'deleting (its host is powered off and released)' : 'deleted'}`,
+  );
+};
+
+const COMMANDS: Record<string, Handler> = {
+  apply: applyCommand,
+  get: getCommand,
+  describe: describeCommand,
+  delete: deleteCommand,
+  hosts: hostsCommand,
+  machines: machinesCommand,
+  report: reportCommand,
+  events: eventsCommand,
+  timeline: timelineCommand,
+  backup: backupCommand,
+  restore: restoreCommand,
+  migrate: migrateCommand,
+};
+
+async function main(): Promise<void> {
+  const [cmd, sub, arg] = positionals;
+  if (values.help || !cmd) return out(USAGE);
+  const run = COMMANDS[cmd];
+  if (!run) throw new CliError(`unknown command "${cmd}"\n${USAGE}`);
+  await run(sub, arg);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`beskar7: ${e instanceof CliError ? e.message : String((e as Error).stack ?? e)}\n`);
+  process.exit(e instanceof CliError ? 2 : 1);
+});

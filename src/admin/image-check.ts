@@ -1,0 +1,33 @@
+import { resolveInside } from '../domain/safe-path.js';
+import { inspectorIsScript } from '../workflow/transitions.js';
+
+/**
+ * An inspection image we host ourselves must have its kernel and initrd now, not when a host boots it: a
+ * directory under /assets/, or /beskar7-inspector/boot (the bundled inspector in assets/inspector). URLs are
+ * compared parsed (`http://x:80/assets/a` and `http://x/assets/a` are the same place); images elsewhere are
+ * the operator's to vouch for.
+ */
+export async function localImageProblem(url: string, httpBase: string, assetsDir: string): Promise<string | undefined> {
+  const [u, base] = [new URL(url), new URL(httpBase)];
+  if (u.origin !== base.origin) return undefined;
+  let dir: string;
+  if (u.pathname === '/beskar7-inspector/boot') dir = 'inspector';
+  else if (u.pathname.startsWith('/assets/') && !inspectorIsScript(url)) {
+    try {
+      dir = decodeURIComponent(u.pathname.slice('/assets/'.length)).replace(/\/$/, '');
+    } catch {
+      return `${url}: bad path encoding`;
+    }
+  } else return undefined;
+  const missing = (f: string) => {
+    const r = resolveInside(assetsDir, `${dir}/${f}`);
+    return r.ok ? undefined : r.reason;
+  };
+  const hint = `under ${assetsDir} (the bundled inspector is built by \`make inspector\`)`;
+  const kernel = missing('vmlinuz');
+  if (kernel) return `${u.origin}/assets/${dir}/vmlinuz: ${kernel} ${hint}`;
+  if (missing('initrd.img') && missing('initrd')) {
+    return `${u.origin}/assets/${dir}/initrd.img or initrd: no such file ${hint}`;
+  }
+  return undefined;
+}

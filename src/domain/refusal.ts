@@ -1,0 +1,20 @@
+/** Why a command was refused, in the domain's words; only the HTTP layer turns it into a status code. */
+export type RefusalCode =
+  | 'invalid'
+  | 'unauthorized'
+  | 'notFound'
+  | 'conflict'
+  /** the BMC failed an operator's action */
+  | 'bmcFailed';
+
+export interface Refusal {
+  code: RefusalCode;
+  error: string;
+}
+
+export const refusal = (code: RefusalCode, error: string): Refusal => ({ code, error });
+
+export const isRefusal = (x: object): x is Refusal => 'code' in x && 'error' in x;
+
+/** A command's answer: its value, or why it was refused. */
+export type Result<T> = { ok: true; value: T } | ({ ok: false } & Refusal);

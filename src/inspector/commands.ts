@@ -1,0 +1,203 @@
+import type { Result } from '../domain/refusal.js';
+import type { InspectionReport, StoredHost, StoredMachine } from '../domain/resources.js';
+import { hostMacs } from '../domain/resources.js';
+import { type SecretBox, sameSecret } from '../store/secrets.js';
+import { type Decision, type Pipeline, type Plan, refuse } from '../workflow/pipeline.js';
+import {
+  credentialConflict,
+  credentialMisuse,
+  endAttempt,
+  type InspectorProgress,
+  inspectorScript,
+  judgeClaim,
+  localDisk,
+  type Policy,
+  progressNoted,
+  provisioned,
+  provisionFailed,
+  reportAccepted,
+  reportRefusal,
+  reportRejected,
+} from '../workflow/transitions.js';
+
+/** Host states of a live attempt: inspecting, or validated and waiting for the provisioned callback. */
+const LIVE_STATES = new Set(['Inspecting', 'Ready']);
+
+/** What an unauthenticated caller learns: not whether the host exists, nor which part was wrong. */
+const UNAUTHORIZED = 'unauthorized';
+
+/** Who calls an inspector endpoint: the path's host, the bearer token, the source address. */
+export interface InspectorCaller {
+  namespace: string;
+  name: string;
+  token: string | undefined;
+  from: string;
+}
+
+export interface InspectorDeps {
+  pipeline: Pipeline;
+  secrets: SecretBox;
+  policy: Policy;
+  /** base URL the inspector calls back (beskar7.api) */
+  apiBase: string;
+  /** the addresses our DHCP leased to these MACs now (none in proxy mode) */
+  leasedAddresses: (macs: string[]) => string[];
+}
+
+/** The answer to a boot nonce: the inspector's script, nothing (an unknown or stale nonce), or a contested claim. */
+export type Claim = { kind: 'ok'; script: string } | { kind: 'unknown' } | { kind: 'conflict'; message: string };
+
+/**
+ * The inspector contract (v4.2) as commands: the nonce's one claim, the report, the bootstrap gate and the
+ * provisioned and provision-failed callbacks. Each is one decision committed through the pipeline; a BMC
+ * effect it needs (powering a released host off) is stored in the same batch.
+ */
+export class InspectorCommands {
+  constructor(private readonly d: InspectorDeps) {}
+
+  private get p(): Pipeline {
+    return this.d.pipeline;
+  }
+
+  private get store() {
+    return this.d.pipeline.store;
+  }
+
+  /**
+   * The nonce URL the script by MAC chains to, while the host's attempt is live. It is served after the claim
+   * too: if someone else claimed first, the real machine's claim is the second one, and ends the attempt.
+   */
+  async claimUrl(hostName: string): Promise<string | undefined> {
+    const h = await this.store.hosts.get(hostName);
+    const b = h?.bootstrap;
+    if (!h || !b || !LIVE_STATES.has(h.status.state)) return undefined;
+    const { nonce } = this.d.secrets.attemptSecrets(h.name, b.attempt);
+    return `${this.d.apiBase}/api/v1/boot/${h.namespace}/${h.name}/${nonce}`;
+  }
+
+  /**
+   * The boot nonce of an inspecting host, presented by whoever iPXE is: the first claim gets the inspector's
+   * script with the attempt's token, bound to the claimant's address. A wrong or stale nonce gets the same
+   * opaque refusal as an unknown host. A second claim, or a claim from an address our DHCP did not lease to the
+   * host, ends the attempt in the same batch: it is retried with fresh credentials.
+   */
+  claimBoot(c: { namespace: string; name: string; nonce: string; from: string; mac?: string | undefined }) {
+    return this.p.run<Claim>(async () => {
+      const unknown = { value: { kind: 'unknown' as const } };
+      const h = await this.store.hosts.get(c.name);
+      const b = h?.bootstrap;
+      if (!h || !b || h.namespace !== c.namespace) return unknown;
+      const secrets = this.d.secrets.attemptSecrets(h.name, b.attempt);
+      if (!sameSecret(c.nonce, secrets.nonce)) return unknown;
+      const m = h.status.consumer ? await this.store.machines.get(h.status.consumer) : undefined;
+      const v = m ? judgeClaim(h, { ...c, leased: this.d.leasedAddresses(hostMacs(h)) }, Date.now()) : undefined;
+      if (!m || !v || v.kind === 'unknown') return unknown;
+      if (v.kind === 'conflict') {
+        const why = { reason: 'CredentialConflict', message: v.message, phase: 'Failed' as const };
+        const end = endAttempt(m, h, b.attempt, why, Date.now(), this.d.policy);
+        const plan: Plan = { events: [credentialConflict(h, v.message)] };
+        if (end) {
+          plan.writes = [this.p.machine(end.machine), this.p.host(end.host), ...this.p.boot(end.host, undefined)];
+          plan.events?.push(end.event);
+          plan.effects = end.effects;
+        }
+        return { plan, value: { kind: 'conflict', message: v.message } };
+      }
+      const script = inspectorScript(m, h, { api: this.d.apiBase, token: secrets.token, mac: c.mac });
+      return { plan: { writes: [this.p.host(v.host)], events: [v.event] }, value: { kind: 'ok', script } };
+    });
+  }
+
+  /**
+   * Runs `decide` for an authorized caller: the attempt's bearer token, from the address that claimed it. A
+   * right token from another address has leaked: refused, and remembered as an event in the same batch.
+   */
+  private authorized<T>(
+    c: InspectorCaller,
+    decide: (h: StoredHost, m: StoredMachine) => Promise<Decision<T>> | Decision<T>,
+  ): Promise<Result<T> & { misuse?: boolean }> {
+    let misuse = false;
+    return this.p
+      .run<T>(async () => {
+        const h = await this.store.hosts.get(c.name);
+        const b = h?.bootstrap;
+        if (!h || !b?.claim || h.namespace !== c.namespace) return refuse('unauthorized', UNAUTHORIZED);
+        if (!sameSecret(c.token, this.d.secrets.attemptSecrets(h.name, b.attempt).token))
+          return refuse('unauthorized', UNAUTHORIZED);
+        if (c.from !== b.claim.from) {
+          misuse = true;
+          const msg = `inspector token used from ${c.from}; it was claimed from ${b.claim.from}`;
+          return refuse('unauthorized', UNAUTHORIZED, { events: [credentialMisuse(h, msg)] });
+        }
+        const m = h.status.consumer ? await this.store.machines.get(h.status.consumer) : undefined;
+        if (!m) return refuse('conflict', `host ${h.name} is not held by a machine`);
+        return decide(h, m);
+      })
+      .then((r) => (misuse ? { ...r, misuse } : r));
+  }
+
+  /** An authorized inspector sent a report that failed its schema: remembered against its host. */
+  reportInvalid(c: InspectorCaller, why: string) {
+    return this.authorized(c, (h) => ({
+      plan: { events: [reportRejected(h.name, `invalid report body: ${why}`)] },
+      value: undefined,
+    }));
+  }
+
+  /**
+   * Report intake (contract §4.2): stored and judged in one batch. The answer says whether the inspector may go
+   * on: `approved` false means the host failed the requirements; it is released with a stored power-off.
+   */
+  acceptReport(c: InspectorCaller, report: InspectionReport) {
+    return this.authorized<{ approved: boolean }>(c, async (h, m) => {
+      const refused = reportRefusal(h, report);
+      if (refused) return { refused, plan: { events: [reportRejected(h.name, refused.error)] } };
+      // the other hosts matter only to a machine with requirements that may try another: no copy of them all per report
+      const others = m.spec.hardwareRequirements && this.d.policy.tryOtherHosts ? await this.store.hosts.all() : [];
+      const o = reportAccepted(m, h, report, others, Date.now(), this.d.policy);
+      const writes = [
+        this.store.reports.put(o.id, o.stored),
+        this.p.machine(o.machine),
+        this.p.host(o.host),
+        ...(o.effects.length ? this.p.boot(o.host, undefined) : []),
+      ];
+      return { plan: { writes, events: o.events, effects: o.effects }, value: { approved: o.approved } };
+    });
+  }
+
+  /** Contract §4.3: the gate before the target. Only a host that passed validation gets through. */
+  bootstrap(c: InspectorCaller) {
+    return this.authorized<string>(c, (h) =>
+      h.status.state === 'Ready' ? { value: h.name } : refuse('notFound', 'not found'),
+    );
+  }
+
+  /** Contract §4.4: the target is downloaded and verified, kexec is next. */
+  provisioned(c: InspectorCaller) {
+    return this.authorized<string>(c, (h, m) => {
+      const p = provisioned(m, h, Date.now());
+      if ('code' in p) return { refused: p };
+      const writes = [this.p.machine(p.machine), this.p.host(p.host), ...this.p.boot(p.host, localDisk)];
+      return { plan: { writes, events: [p.event] }, value: h.name };
+    });
+  }
+
+  /** Contract §4.5: the inspector could not deploy; the machine fails now, not at the deployment timeout. */
+  provisionFailed(c: InspectorCaller, reason: string) {
+    return this.authorized<string | undefined>(c, (h, m) => {
+      // a host past or short of deployment gets 202 and no change (§4.5)
+      if (h.status.state !== 'Ready') return { value: undefined };
+      const f = provisionFailed(m, h, reason, Date.now());
+      const writes = [this.p.machine(f.machine), this.p.host(f.host), ...this.p.boot(f.host, undefined)];
+      return { plan: { writes, events: [f.event], effects: f.effects }, value: h.name };
+    });
+  }
+
+  /** A step of the inspector (download, verify, kexec) or a failure it hit: an event on the timeline. */
+  acceptProgress(c: InspectorCaller, progress: InspectorProgress) {
+    return this.authorized<string>(c, (h) => {
+      const n = progressNoted(h, progress);
+      return { plan: { writes: [this.p.host(n.host)], events: [n.event] }, value: h.name };
+    });
+  }
+}

@@ -1,0 +1,499 @@
+import type { BootInstruction } from '../domain/boot.js';
+import type { Effect } from '../domain/effect.js';
+import type { HostAction, StoredHost, StoredMachine } from '../domain/resources.js';
+import type { Logger } from '../log.js';
+import type { RedfishClient } from '../redfish/client.js';
+import { newAttemptId, type SecretBox } from '../store/secrets.js';
+import type { Store } from '../store/store.js';
+import { type Decision, Pipeline, type Plan } from './pipeline.js';
+import {
+  type ActionResult,
+  type BmcFacts,
+  booted,
+  claim,
+  claimable,
+  deletionPowerOff,
+  endAttempt,
+  enrolment,
+  hostActed,
+  machineDeleted,
+  nextStep,
+  type Policy,
+  powerObserved,
+  releaseFailed,
+  shouldEnroll,
+  startAttempt,
+} from './transitions.js';
+
+export type BmcDriver = Pick<
+  RedfishClient,
+  | 'getSystem'
+  | 'macs'
+  | 'setOneTimePxe'
+  | 'powerOnOrRestart'
+  | 'waitPowerState'
+  | 'powerOff'
+  | 'powerOn'
+  | 'reset'
+  | 'clearBootOverride'
+  | 'close'
+>;
+export type BmcFactory = (host: StoredHost, password: string) => BmcDriver;
+
+export interface OrchestratorOptions extends Policy {
+  tickMs: number;
+  powerDeadlineMs: number;
+}
+
+/** The shortest time between two reconcile passes. */
+const PASS_GAP_MS = 25;
+
+const INSPECT: BootInstruction = { script: 'inspect', cmdline: '', localDiskMethod: 'exit' };
+
+/**
+ * Drives machines and hosts through the workflow. A pass decides each machine's next step as a plan and commits
+ * it through the pipeline; the BMC work those plans stored (effects) is carried out here, one host's effects one
+ * at a time and in order, each outcome committed as a plan that also deletes the effect. State is all in the
+ * store, so a restart (or a new leader) simply reconciles again and carries out what is still stored.
+ */
+export class Orchestrator {
+  private readonly bmcs = new Map<string, { driver: BmcDriver; spec: string }>();
+  private readonly busy = new Set<string>();
+  private readonly inflight = new Set<Promise<void>>();
+  private timer?: NodeJS.Timeout;
+  private pass?: Promise<void>;
+  private again = false;
+  private stopped = false;
+  private soon?: NodeJS.Timeout;
+  private lastPassEnd = 0;
+
+  private readonly p: Pipeline;
+
+  constructor(
+    private readonly store: Store,
+    private readonly secrets: SecretBox,
+    private readonly makeBmc: BmcFactory,
+    private readonly opts: OrchestratorOptions,
+    private readonly log: Logger,
+  ) {
+    this.p = new Pipeline(store, () => this.kick());
+  }
+
+  start(): void {
+    this.timer = setInterval(() => this.kick(), this.opts.tickMs);
+    this.kick();
+  }
+
+  /** Closing the BMC clients first aborts their calls and retry waits, so the steps in flight end at once. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    clearTimeout(this.soon);
+    await Promise.all([...this.bmcs.values()].map((b) => b.driver.close().catch(() => undefined)));
+    await this.idle();
+  }
+
+  /**
+   * Run a reconcile pass soon: now, or right after the one in progress, but at most one per PASS_GAP_MS. Under a
+   * storm every report and claim kicks; back-to-back passes over every machine made the reconciler the
+   * appliance's largest CPU cost, and a pass 25 ms later sees all of those changes at once.
+   */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.pass) {
+      this.again = true;
+      return;
+    }
+    if (this.soon) return;
+    const wait = this.lastPassEnd + PASS_GAP_MS - Date.now();
+    if (wait > 0) {
+      this.soon = setTimeout(() => {
+        this.soon = undefined;
+        this.kick();
+      }, wait);
+      return;
+    }
+    // as the leader: on etcd, every commit of the pass and of the steps it starts compares the election key
+    this.pass = this.store
+      .fenced(() => this.reconcileAll())
+      .catch((e: Error) => this.log.error({ err: e.message }, 'reconcile pass failed'))
+      .finally(() => {
+        this.pass = undefined;
+        this.lastPassEnd = Date.now();
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  /** Resolves when no pass and no step is running (shutdown). */
+  private async idle(): Promise<void> {
+    while (this.pass || this.inflight.size) await Promise.all([this.pass, ...this.inflight]);
+  }
+
+  /** The host's BMC client; a new one when its address or credentials changed (maybe on another appliance). */
+  private bmc(h: StoredHost): BmcDriver {
+    // a stopped orchestrator (shut down, or no longer the leader) starts no BMC call, even from a step in flight
+    if (this.stopped) throw new Error('orchestrator stopped');
+    const spec = JSON.stringify(h.spec.redfish);
+    const cached = this.bmcs.get(h.name);
+    if (cached?.spec === spec) return cached.driver;
+    if (cached) void cached.driver.close().catch(() => undefined);
+    const driver = this.makeBmc(h, this.secrets.open(h.spec.redfish.passwordEnc));
+    this.bmcs.set(h.name, { driver, spec });
+    return driver;
+  }
+
+  async forgetBmc(name: string): Promise<void> {
+    const b = this.bmcs.get(name);
+    this.bmcs.delete(name);
+    await b?.driver.close().catch(() => undefined);
+  }
+
+  private async reconcileAll(): Promise<void> {
+    const hosts = await this.store.hosts.all();
+    const now = Date.now();
+    // a host with BMC work still stored is not claimed, booted or released until that work is done
+    const owed = new Set((await this.store.effects.all()).map((e) => e.host));
+    for (const h of hosts) {
+      const key = `bmc/${h.name}`;
+      if (shouldEnroll(h, now) && !owed.has(h.name) && !this.busy.has(key)) this.guard(key, () => this.enroll(h));
+    }
+    const byName = new Map(hosts.map((h) => [h.name, h]));
+    // oldest first, and claims shrink it as the pass goes: a machine without a selector takes the first host
+    const available = claimable(hosts).filter((h) => !owed.has(h.name));
+    for (const m of await this.store.machines.all()) {
+      const host = m.status.hostId ? byName.get(m.status.hostId) : undefined;
+      if (host && owed.has(host.name) && m.status.phase !== 'Pending') continue;
+      const step = nextStep(m, host, available, now);
+      if (step.kind === 'wait' || step.kind === 'done' || step.kind === 'noHost') continue;
+      // plans commit one at a time, in this loop, against the list claims update: no host is claimed twice
+      try {
+        if (step.kind === 'claim') {
+          const c = await this.commitClaim(m, step.host);
+          if (!c) continue;
+          available.splice(available.indexOf(step.host), 1);
+          await this.commitBoot(c.machine, c.host);
+        } else if (step.kind === 'boot') await this.commitBoot(m, step.host);
+        else if (step.kind === 'timeout') {
+          const deploying = step.reason === 'DeploymentTimedOut';
+          const ms = deploying ? this.opts.deploymentTimeoutMs : this.opts.inspectionTimeoutMs;
+          const what = deploying ? 'no provisioned callback' : 'no inspection report';
+          const why = {
+            reason: step.reason,
+            message: `${what} within ${Math.round(ms / 1000)} s`,
+            phase: 'Timeout' as const,
+          };
+          await this.commitEnd(m.name, step.host.name, step.host.bootstrap?.attempt, why);
+        } else await this.commitRelease(m, step.host);
+      } catch (e) {
+        this.log.error({ machine: m.name, err: (e as Error).message }, 'reconcile step failed');
+      }
+    }
+    // the effects stored so far, this pass's among them
+    for (const e of await this.store.effects.all()) {
+      if (!this.busy.has(`bmc/${e.host}`)) this.guard(`bmc/${e.host}`, () => this.carryOutAll(e.host));
+    }
+  }
+
+  /**
+   * Starts one host's BMC work without waiting for it: a slow BMC holds up only its own host, and the next pass
+   * skips hosts still busy.
+   */
+  private guard(key: string, fn: () => Promise<void>): void {
+    this.busy.add(key);
+    const run = fn()
+      .catch((e: Error) => this.log.error({ key, err: e.message }, 'reconcile step failed'))
+      .finally(() => {
+        this.busy.delete(key);
+        this.inflight.delete(run);
+      });
+    this.inflight.add(run);
+  }
+
+  /** Commits `decide`'s plan while the records read in this pass are still as they were. */
+  private commitIfSame<T>(
+    seen: { machine?: StoredMachine; host?: StoredHost },
+    decide: () => Decision<T>,
+  ): Promise<T | undefined> {
+    return this.p
+      .run<T | undefined>(async () => {
+        const m = seen.machine && (await this.store.machines.get(seen.machine.name));
+        const h = seen.host && (await this.store.hosts.get(seen.host.name));
+        if (!Pipeline.same(seen.machine, m) || !Pipeline.same(seen.host, h)) {
+          this.again = true; // changed since this pass read them: look again
+          return { value: undefined };
+        }
+        return decide();
+      })
+      .then((r) => (r.ok ? r.value : undefined));
+  }
+
+  private async commitClaim(m: StoredMachine, h: StoredHost) {
+    const c = claim(m, h, Date.now());
+    const plan: Plan = { writes: [this.p.machine(c.machine), this.p.host(c.host)], events: [c.event] };
+    const done = await this.commitIfSame({ machine: m, host: h }, () => ({ plan, value: c }));
+    if (done) this.log.info({ machine: m.name, host: h.name }, 'host claimed');
+    return done;
+  }
+
+  /**
+   * A new attempt: Inspecting/Pending with fresh credentials, the inspect script for the host's MACs, and the
+   * boot itself (one-time PXE + power) as a stored effect. The script by MAC carries only the boot nonce; the
+   * token comes with the nonce's one claim.
+   */
+  private async commitBoot(m: StoredMachine, h: StoredHost): Promise<void> {
+    const a = startAttempt(m, h, newAttemptId(), Date.now(), this.opts);
+    const plan: Plan = {
+      writes: [this.p.machine(a.machine), this.p.host(a.host), ...this.p.boot(a.host, { ...INSPECT, host: h.name })],
+      events: [a.event],
+      effects: [a.effect],
+    };
+    await this.commitIfSame({ machine: m, host: h }, () => ({ plan, value: true }));
+  }
+
+  /** Ends the host's attempt, if it is still `attempt`, with the records as they are now. */
+  private commitEnd(
+    machine: string,
+    host: string,
+    attempt: string | undefined,
+    why: Parameters<typeof endAttempt>[3],
+    extra: Plan = {},
+  ): Promise<unknown> {
+    return this.p.run(async () => {
+      const [m, h] = [await this.store.machines.get(machine), await this.store.hosts.get(host)];
+      const out = endAttempt(m, h, attempt, why, Date.now(), this.opts);
+      if (!out) return { plan: extra, value: undefined };
+      const fields = { machine, host, final: out.final, reason: out.machine.status.failureMessage };
+      this.log.warn(fields, out.final ? 'machine failed' : 'inspection attempt failed');
+      return {
+        plan: {
+          writes: [
+            ...(extra.writes ?? []),
+            this.p.machine(out.machine),
+            this.p.host(out.host),
+            ...this.p.boot(out.host, undefined),
+          ],
+          events: [...(extra.events ?? []), out.event],
+          effects: out.effects,
+        },
+        value: undefined,
+      };
+    });
+  }
+
+  /**
+   * Delete: a host the machine holds is powered off first (a stored effect whose outcome releases it and drops
+   * the machine); a machine without one goes at once.
+   */
+  private commitRelease(m: StoredMachine, host: StoredHost | undefined): Promise<unknown> {
+    return this.p.run(async () => {
+      const cur = await this.store.machines.get(m.name);
+      if (cur?.status.phase !== 'Deleting') return { value: undefined };
+      const h = host && (await this.store.hosts.get(host.name));
+      if (h && h.status.consumer === cur.name)
+        return { plan: { effects: [deletionPowerOff(cur, h)] }, value: undefined };
+      return { plan: this.deletion(cur, h), value: undefined };
+    });
+  }
+
+  /** The machine goes; its host, if it still holds it, is released. */
+  private deletion(m: StoredMachine, h: StoredHost | undefined): Plan {
+    const d = machineDeleted(m, h);
+    this.log.info({ machine: m.name, host: d.host?.name }, 'machine deleted, host released');
+    const writes = [
+      this.store.machines.del(m.name),
+      ...(d.host ? [this.p.host(d.host), ...this.p.boot(d.host, undefined)] : []),
+    ];
+    return { writes, events: [d.event] };
+  }
+
+  private async enroll(h: StoredHost): Promise<void> {
+    let r: { ok: true; facts: BmcFacts } | { ok: false; message: string };
+    try {
+      const b = this.bmc(h);
+      const sys = await b.getSystem();
+      const hw = { manufacturer: sys.manufacturer, model: sys.model, serialNumber: sys.serialNumber };
+      r = {
+        ok: true,
+        facts: { powerState: sys.powerState, uuid: sys.uuid, hardwareDetails: hw, macs: await b.macs() },
+      };
+    } catch (e) {
+      r = { ok: false, message: (e as Error).message };
+    }
+    if (this.stopped) return;
+    const next = enrolment(h, r, Date.now(), this.opts);
+    const plan: Plan = { writes: [this.p.host(next.host)], events: [next.event] };
+    if (!(await this.commitIfSame({ host: h }, () => ({ plan, value: true })))) return;
+    const s = next.host.status;
+    if (s.state === 'Error') {
+      this.log.warn(
+        { host: h.name, error: s.errorMessage, failures: s.errorCount, nextRetryAt: s.nextRetryAt },
+        'host enrolment failed',
+      );
+    } else this.log.info({ host: h.name, state: s.state }, 'host enrolled');
+  }
+
+  /** Carries out the host's stored effects, oldest first, until none is left (or this orchestrator stops). */
+  private async carryOutAll(host: string): Promise<void> {
+    for (;;) {
+      if (this.stopped) return;
+      const next = (await this.store.effects.entries()).find(([k]) => k.startsWith(`${host}/`));
+      if (!next) return;
+      const [key, e] = next;
+      await this.carryOut(key, e);
+      // still stored: its outcome could not be committed (store unreachable, no longer leading); a later pass tries
+      if (await this.store.effects.get(key)) return;
+    }
+  }
+
+  /** One effect through the host's BMC; its outcome and the effect's deletion are one plan. */
+  private async carryOut(key: string, e: Effect): Promise<void> {
+    const h = await this.store.hosts.get(e.host);
+    const drop = this.store.effects.del(key);
+    if (!h) {
+      await this.p.run(() => ({ plan: { writes: [drop] }, value: undefined }));
+      return;
+    }
+    if (e.kind === 'bootInspector') return this.bootInspector(h, e, drop);
+    if (e.kind === 'powerOff') return this.powerOff(h, e, drop);
+    const r = await this.act(h, e.action);
+    // a call cut short by shutdown is no outcome: the effect stays for the next start
+    if (!r.ok && this.stopped) return;
+    await this.onHost(h.name, drop, (cur) => hostActed(cur, e.action, r, e.id));
+  }
+
+  /** Commits the effect's deletion with `fn`'s change of the host as it is now. */
+  private onHost(
+    name: string,
+    drop: ReturnType<Store['effects']['del']>,
+    fn?: (cur: StoredHost) => { host: StoredHost; event?: Plan['events'] extends (infer E)[] | undefined ? E : never },
+  ): Promise<unknown> {
+    return this.p.run(async () => {
+      const cur = await this.store.hosts.get(name);
+      const n = cur && fn?.(cur);
+      return {
+        plan: { writes: [drop, ...(n ? [this.p.host(n.host)] : [])], events: n?.event ? [n.event] : [] },
+        value: undefined,
+      };
+    });
+  }
+
+  /** An operator's power or boot action on a host's BMC; the power state it leaves. */
+  private async act(h: StoredHost, a: HostAction): Promise<ActionResult> {
+    try {
+      const b = this.bmc(h);
+      if (a.action === 'reset') await b.reset(a.resetType);
+      else if (a.action === 'powerOn') await b.powerOn();
+      else if (a.action === 'powerOff') await b.powerOff(this.opts.powerDeadlineMs);
+      else await b.setOneTimePxe();
+      return { ok: true, powerState: (await b.getSystem()).powerState };
+    } catch (e) {
+      return { ok: false, message: (e as Error).message };
+    }
+  }
+
+  /**
+   * The attempt's inspection boot: one-time PXE, then power on or restart. Booting is committed with the effect's
+   * deletion as soon as the BMC took the reset, so a restart after it waits for the report (or the inspection
+   * timeout) instead of resetting the machine again; a restart before it carries the boot out again.
+   */
+  private async bootInspector(
+    h: StoredHost,
+    e: Extract<Effect, { kind: 'bootInspector' }>,
+    drop: ReturnType<Store['effects']['del']>,
+  ): Promise<void> {
+    // the attempt ended before its boot (a released host, a deleted machine): nothing to boot
+    if (h.bootstrap?.attempt !== e.attempt) {
+      await this.onHost(h.name, drop);
+      return;
+    }
+    let action: string;
+    try {
+      const b = this.bmc(h);
+      action = await b.powerOnOrRestart(await b.setOneTimePxe());
+    } catch (err) {
+      if (this.stopped) return;
+      const why = { reason: 'BMCError', message: `BMC: ${(err as Error).message}`, phase: 'Failed' as const };
+      await this.commitEnd(e.machine, h.name, e.attempt, why, { writes: [drop] });
+      return;
+    }
+    await this.onHost(h.name, drop, (cur) =>
+      cur.bootstrap?.attempt === e.attempt ? booted(cur, e.machine, action) : { host: cur },
+    );
+    this.log.info({ machine: e.machine, host: h.name, action }, 'inspection boot started');
+    // a machine that claimed its credentials is running, whatever its BMC shows (the claim recorded it On);
+    // an attempt that ended meanwhile is no longer watched
+    const running = async () => {
+      const cur = await this.store.hosts.get(h.name);
+      const phase = cur?.status.inspectionPhase;
+      return cur?.bootstrap?.attempt !== e.attempt || phase === 'InProgress' || phase === 'Complete';
+    };
+    try {
+      if (!(await this.bmc(h).waitPowerState('On', this.opts.powerDeadlineMs, 1000, running))) return;
+    } catch (err) {
+      if (this.stopped) return;
+      if (await running()) {
+        this.log.warn(
+          { machine: e.machine, host: h.name, err: (err as Error).message },
+          'BMC never showed the power on; the machine is booting anyway',
+        );
+        return;
+      }
+      const why = { reason: 'BMCError', message: `BMC: ${(err as Error).message}`, phase: 'Failed' as const };
+      await this.commitEnd(e.machine, h.name, e.attempt, why);
+      return;
+    }
+    await this.p.run(async () => {
+      const cur = await this.store.hosts.get(h.name);
+      const same = cur?.bootstrap?.attempt === e.attempt;
+      return { plan: same && cur ? { writes: [this.p.host(powerObserved(cur, 'On'))] } : {}, value: undefined };
+    });
+  }
+
+  /**
+   * Best effort: power off and clear the override. The host shows the power state the BMC last reported, and a
+   * failure is recorded on it; either way the effect is done, a machine being deleted goes, and the host may be
+   * claimed again.
+   */
+  private async powerOff(
+    h: StoredHost,
+    e: Extract<Effect, { kind: 'powerOff' }>,
+    drop: ReturnType<Store['effects']['del']>,
+  ): Promise<void> {
+    let failure: string | undefined;
+    let power: string | undefined;
+    try {
+      const b = this.bmc(h);
+      try {
+        await b.powerOff(this.opts.powerDeadlineMs);
+        await b.clearBootOverride();
+      } catch (err) {
+        failure = (err as Error).message;
+      }
+      power = await b.getSystem().then(
+        (s) => s.powerState,
+        () => undefined,
+      );
+    } catch (err) {
+      failure = (err as Error).message;
+    }
+    // a call cut short by shutdown is no outcome: the effect stays for the next start
+    if (this.stopped) return;
+    if (failure) this.log.warn({ host: h.name, err: failure }, 'power off / clear override failed');
+    await this.p.run(async () => {
+      const cur = await this.store.hosts.get(h.name);
+      if (!cur) return { plan: { writes: [drop] }, value: undefined };
+      const n = failure === undefined ? { host: powerObserved(cur, power) } : releaseFailed(cur, failure, power);
+      const plan: Plan = { writes: [drop, this.p.host(n.host)], events: 'event' in n ? [n.event] : [] };
+      const m = e.release ? await this.store.machines.get(e.release) : undefined;
+      if (m?.status.phase !== 'Deleting') return { plan, value: undefined };
+      const d = this.deletion(m, n.host);
+      return {
+        plan: { writes: [drop, ...(d.writes ?? [])], events: [...(plan.events ?? []), ...(d.events ?? [])] },
+        value: undefined,
+      };
+    });
+  }
+}

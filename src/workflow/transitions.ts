@@ -1,0 +1,760 @@
+import type { BootInstruction } from '../domain/boot.js';
+import type { Effect } from '../domain/effect.js';
+import type { Severity, WorkflowEvent } from '../domain/events.js';
+import type { Refusal } from '../domain/refusal.js';
+import {
+  type Condition,
+  type HardwareRequirements,
+  type HostAction,
+  type HostCreate,
+  hostMacs,
+  type InspectionReport,
+  type MachineCreate,
+  providerId,
+  type StoredHost,
+  type StoredMachine,
+  type StoredReport,
+} from '../domain/resources.js';
+
+/**
+ * The workflow as pure functions: which step a machine takes next, and what each step or command makes of the
+ * records, with the event it is remembered by and the BMC effects it needs. The reconciler and the commands
+ * load records, call one of these and commit the result as one plan (pipeline.ts); the reconciler carries the
+ * stored effects out afterwards.
+ */
+
+export interface Policy {
+  inspectionTimeoutMs: number;
+  /** from a passed validation to the inspector's provisioned callback */
+  deploymentTimeoutMs: number;
+  /** a host that fails the requirements: claim the next matching one before failing the machine */
+  tryOtherHosts: boolean;
+  maxAttempts: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+}
+
+export type Step =
+  | { kind: 'wait'; until?: number }
+  | { kind: 'claim'; host: StoredHost }
+  | { kind: 'noHost' }
+  /** host claimed or attempt due: one-time PXE + power, then Booting */
+  | { kind: 'boot'; host: StoredHost }
+  | { kind: 'timeout'; host: StoredHost; reason: 'InspectionTimeout' | 'DeploymentTimedOut' }
+  | { kind: 'release'; host?: StoredHost | undefined }
+  | { kind: 'done' };
+
+type Scope = { host?: string | undefined; machine?: string | undefined; mac?: string | undefined };
+const event = (kind: WorkflowEvent['kind'], severity: Severity, scope: Scope, message: string): WorkflowEvent => ({
+  kind,
+  severity,
+  ...(scope.host !== undefined ? { host: scope.host } : {}),
+  ...(scope.machine !== undefined ? { machine: scope.machine } : {}),
+  ...(scope.mac !== undefined ? { mac: scope.mac } : {}),
+  message,
+});
+
+/** A deep copy of a record to change (the store's are frozen); records are plain JSON-shaped data (zod's output). */
+const clone = <T>(x: T): T => {
+  if (Array.isArray(x)) return x.map(clone) as T;
+  if (x === null || typeof x !== 'object') return x;
+  const out: Record<string, unknown> = {};
+  // for-in: no array per object; plain objects inherit nothing enumerable
+  for (const k in x) out[k] = clone((x as Record<string, unknown>)[k]);
+  return out as T;
+};
+
+/** Hardware requirement failures, one sentence each; an empty list means the host qualifies. */
+export function unmetRequirements(req: HardwareRequirements | undefined, r: InspectionReport): string[] {
+  if (!req) return [];
+  const out: string[] = [];
+  if (r.cpus.cores < req.minCPUCores) out.push(`${r.cpus.cores} CPU cores < ${req.minCPUCores} required`);
+  // GB in the requirements are GiB (2^30 bytes), the unit the inspector reports in
+  if (r.memory.totalGB < req.minMemoryGB) out.push(`${r.memory.totalGB} GiB memory < ${req.minMemoryGB} GiB required`);
+  // the OS goes on one disk, so the largest single disk counts
+  const largest = Math.max(0, ...r.disks.map((d) => d.sizeGB));
+  if (largest < req.minDiskGB) out.push(`largest disk ${largest} GiB < ${req.minDiskGB} GiB required`);
+  return out;
+}
+
+const older = (a: StoredHost, b: StoredHost) =>
+  a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+
+/** The hosts a machine may claim (Available, unclaimed), oldest first: the order selectHost takes them in. */
+export function claimable(hosts: readonly StoredHost[]): StoredHost[] {
+  return hosts.filter((h) => h.status.state === 'Available' && !h.status.consumer).sort(older);
+}
+
+/**
+ * The first of `hosts` (claimable's list: oldest first, so selection is stable) whose labels match and that has
+ * not failed this machine's requirements. A machine without a selector takes the first one: a pass over many
+ * Pending machines costs O(machines), not O(machines x hosts).
+ */
+export function selectHost(m: StoredMachine, hosts: readonly StoredHost[]): StoredHost | undefined {
+  const want = Object.entries(m.spec.hostSelector?.matchLabels ?? {});
+  const rejected = m.status.rejectedHosts ?? [];
+  return hosts.find(
+    (h) =>
+      h.status.state === 'Available' &&
+      !h.status.consumer &&
+      !rejected.includes(h.name) &&
+      want.every(([k, v]) => h.spec.labels[k] === v),
+  );
+}
+
+export function nextStep(
+  m: StoredMachine,
+  host: StoredHost | undefined,
+  hosts: readonly StoredHost[],
+  now: number,
+): Step {
+  if (m.status.phase === 'Deleting') return { kind: 'release', host };
+  if (m.status.phase === 'Provisioned' || m.status.phase === 'Failed') return { kind: 'done' };
+  if (m.status.notBefore !== undefined && m.status.notBefore > now) return { kind: 'wait', until: m.status.notBefore };
+  if (m.status.phase === 'Pending') {
+    const h = selectHost(m, hosts);
+    return h ? { kind: 'claim', host: h } : { kind: 'noHost' };
+  }
+  // Inspecting
+  if (!host || host.status.consumer !== m.name) return { kind: 'release', host };
+  if (host.status.state === 'InUse' || host.status.inspectionPhase === 'Pending') return { kind: 'boot', host };
+  const deadline = m.status.inspectionDeadline;
+  if (deadline !== undefined && now >= deadline) {
+    return {
+      kind: 'timeout',
+      host,
+      reason: host.status.state === 'Ready' ? 'DeploymentTimedOut' : 'InspectionTimeout',
+    };
+  }
+  return { kind: 'wait', ...(deadline !== undefined ? { until: deadline } : {}) };
+}
+
+/** Exponential: base, 2 base, 4 base ... up to max, for the n-th failure in a row (n >= 1). */
+export const retryDelayMs = (n: number, p: Pick<Policy, 'retryBaseMs' | 'retryMaxMs'>): number =>
+  Math.min(p.retryMaxMs, p.retryBaseMs * 2 ** Math.max(0, n - 1));
+
+/** A new host enrols at once; one whose enrolment failed (BMC down, refused, busy) tries again after a backoff. */
+export function shouldEnroll(h: StoredHost, now: number): boolean {
+  if (h.status.state === 'Enrolling') return true;
+  return h.status.state === 'Error' && h.status.nextRetryAt !== undefined && Date.parse(h.status.nextRetryAt) <= now;
+}
+
+// ---- commands of the API ----
+
+export function newHost(
+  input: HostCreate,
+  passwordEnc: string,
+  now: number,
+): { host: StoredHost; event: WorkflowEvent } {
+  const { password: _, ...redfish } = input.spec.redfish;
+  const host: StoredHost = {
+    name: input.name,
+    namespace: input.namespace,
+    spec: { ...input.spec, redfish: { ...redfish, passwordEnc } },
+    status: { state: 'Enrolling', nics: [] },
+    createdAt: new Date(now).toISOString(),
+  };
+  return { host, event: event('HostCreated', 'info', { host: input.name }, `BMC ${redfish.address}`) };
+}
+
+/**
+ * An applied host manifest over the stored host: the same spec is no change; labels may change any time; a
+ * new BMC connection re-enrols a host no machine holds.
+ */
+export function hostUpdate(
+  h: StoredHost,
+  spec: StoredHost['spec'],
+): { host: StoredHost; event: WorkflowEvent } | Refusal | 'unchanged' {
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  if (same(h.spec, spec)) return 'unchanged';
+  const host = clone(h);
+  host.spec = spec;
+  const { passwordEnc: _a, ...was } = h.spec.redfish;
+  const { passwordEnc: _b, ...now } = spec.redfish;
+  const connection = !same(was, now) || !same(h.spec.bootMACs, spec.bootMACs);
+  if (connection && h.status.consumer) {
+    return {
+      code: 'conflict',
+      error: `host ${h.name} is used by machine ${h.status.consumer}: its BMC cannot change now`,
+    };
+  }
+  if (connection) host.status = { state: 'Enrolling', nics: [] };
+  const what = connection ? 'BMC connection changed; enrolling again' : 'labels changed';
+  return { host, event: event('HostUpdated', 'info', { host: h.name }, what) };
+}
+
+/** An applied machine manifest: its spec may change only while it waits for a host. */
+export function machineUpdate(
+  m: StoredMachine,
+  spec: StoredMachine['spec'],
+): { machine: StoredMachine; event: WorkflowEvent } | Refusal | 'unchanged' {
+  if (JSON.stringify(m.spec) === JSON.stringify(spec)) return 'unchanged';
+  if (m.status.phase !== 'Pending') {
+    return {
+      code: 'conflict',
+      error: `machine ${m.name} is ${m.status.phase}: its spec cannot change now; delete it and apply it again`,
+    };
+  }
+  const machine = clone(m);
+  machine.spec = spec;
+  return { machine, event: event('MachineUpdated', 'info', { machine: m.name }, 'spec updated') };
+}
+
+/** A host may go only while no machine holds it. */
+export function hostDeletion(h: StoredHost): { event: WorkflowEvent } | Refusal {
+  if (h.status.consumer) {
+    return {
+      code: 'conflict',
+      error: `host ${h.name} is used by machine ${h.status.consumer}; delete the machine first`,
+    };
+  }
+  return { event: event('HostDeleted', 'info', { host: h.name }, 'deleted') };
+}
+
+export function newMachine(input: MachineCreate, now: number): { machine: StoredMachine; event: WorkflowEvent } {
+  const machine: StoredMachine = {
+    name: input.name,
+    namespace: input.namespace,
+    spec: input.spec,
+    status: { phase: 'Pending', attempts: 0, conditions: [], rejectedHosts: [] },
+    createdAt: new Date(now).toISOString(),
+  };
+  return { machine, event: event('MachineCreated', 'info', { machine: input.name }, 'created') };
+}
+
+/** Deletion is a phase: the reconciler powers the host off and releases it before the record goes. */
+export function machineDeleting(m: StoredMachine): { machine: StoredMachine; event: WorkflowEvent } {
+  const machine = clone(m);
+  machine.status.phase = 'Deleting';
+  const scope = { machine: m.name, host: m.status.hostId };
+  return { machine, event: event('MachineDeleting', 'info', scope, 'deletion requested') };
+}
+
+// ---- enrolment ----
+
+export interface BmcFacts {
+  powerState?: string | undefined;
+  uuid?: string | undefined;
+  hardwareDetails: { manufacturer?: string | undefined; model?: string | undefined; serialNumber?: string | undefined };
+  macs: string[];
+}
+
+/** What an enrolment makes of the host: Available with what the BMC told, or Error with the reason and the next try. */
+export function enrolment(
+  h: StoredHost,
+  r: { ok: true; facts: BmcFacts } | { ok: false; message: string },
+  now: number,
+  p: Policy,
+): { host: StoredHost; event: WorkflowEvent } {
+  const host = clone(h);
+  if (r.ok) {
+    const f = r.facts;
+    const nics = f.macs.map((mac) => ({ mac }));
+    host.status = {
+      ...host.status,
+      state: 'Available',
+      observedPowerState: f.powerState,
+      uuid: f.uuid,
+      hardwareDetails: f.hardwareDetails,
+      nics,
+    };
+    for (const k of ['errorMessage', 'errorCount', 'nextRetryAt'] as const) delete host.status[k];
+    if (f.macs.length || h.spec.bootMACs.length) {
+      return { host, event: event('Enrolled', 'info', { host: h.name }, `Available: ${nics.length} NICs`) };
+    }
+  }
+  const n = (h.status.errorCount ?? 0) + 1;
+  const message = r.ok ? 'the BMC lists no NIC MAC addresses; set spec.bootMACs' : `enrolment failed: ${r.message}`;
+  host.status = {
+    ...host.status,
+    state: 'Error',
+    errorMessage: message,
+    errorCount: n,
+    nextRetryAt: new Date(now + retryDelayMs(n, p)).toISOString(),
+  };
+  return { host, event: event('EnrolFailed', 'warning', { host: h.name }, message) };
+}
+
+// ---- the inspection workflow ----
+
+type Pair = { machine: StoredMachine; host: StoredHost };
+type PairEvent = Pair & { event: WorkflowEvent };
+
+/** Sets a condition; its lastTransitionTime moves only when its status does. */
+export function setCondition(
+  m: StoredMachine,
+  type: string,
+  status: Condition['status'],
+  reason: string,
+  message: string,
+  now: number,
+): void {
+  const list = m.status.conditions ?? [];
+  const old = list.find((c) => c.type === type);
+  const lastTransitionTime = old && old.status === status ? old.lastTransitionTime : new Date(now).toISOString();
+  m.status.conditions = [...list.filter((c) => c.type !== type), { type, status, reason, message, lastTransitionTime }];
+}
+
+export function claim(m: StoredMachine, h: StoredHost, now: number): PairEvent {
+  const machine = clone(m);
+  const host = clone(h);
+  machine.status = { ...machine.status, phase: 'Inspecting', hostId: h.name, attempts: 0 };
+  delete machine.status.failureReason;
+  delete machine.status.failureMessage;
+  setCondition(machine, 'HostClaimed', 'True', 'Claimed', `host ${h.name}`, now);
+  if (!m.spec.targetImageDigest) {
+    setCondition(
+      machine,
+      'TargetDigestPinned',
+      'False',
+      'NoDigest',
+      'no targetImageDigest: the target is not verified before it boots',
+      now,
+    );
+  }
+  host.status = { ...host.status, state: 'InUse', consumer: m.name, inspectionPhase: 'Pending' };
+  delete host.status.errorMessage;
+  return { machine, host, event: event('Claimed', 'info', { machine: m.name, host: h.name }, `claimed ${h.name}`) };
+}
+
+/**
+ * Records for booting the inspector with fresh credentials (an attempt id; the nonce and token derive from it).
+ * A claimed host starts a new attempt; a host whose attempt was persisted but not powered (a restart came
+ * between) only gets the new credentials.
+ */
+export function startAttempt(
+  m: StoredMachine,
+  h: StoredHost,
+  attempt: string,
+  now: number,
+  p: Policy,
+): PairEvent & { effect: Effect } {
+  const machine = clone(m);
+  const host = clone(h);
+  host.bootstrap = { attempt, expiresAt: new Date(now + p.inspectionTimeoutMs).toISOString() };
+  const scope = { machine: m.name, host: h.name };
+  const effect: Effect = { kind: 'bootInspector', host: h.name, machine: m.name, attempt };
+  if (h.status.state !== 'InUse') {
+    // stored by a release whose boot was no stored effect: the power-on may have reached the BMC, so the boot it
+    // started cannot use the old credentials
+    const why = 'its power-on was not recorded before a restart or a change of leader';
+    return {
+      machine,
+      host,
+      effect,
+      event: event(
+        'InspectionResumed',
+        'info',
+        scope,
+        `attempt ${m.status.attempts ?? 0} booted again with fresh credentials: ${why}`,
+      ),
+    };
+  }
+  machine.status.attempts = (machine.status.attempts ?? 0) + 1;
+  machine.status.inspectionDeadline = now + p.inspectionTimeoutMs;
+  delete machine.status.notBefore;
+  host.status = {
+    ...host.status,
+    state: 'Inspecting',
+    inspectionPhase: 'Pending',
+    inspectionTimestamp: new Date(now).toISOString(),
+  };
+  return {
+    machine,
+    host,
+    effect,
+    event: event('InspectionStarted', 'info', scope, `attempt ${machine.status.attempts}`),
+  };
+}
+
+/** The BMC took the reset: a still-Pending attempt is Booting (a fast machine may have reported already). */
+export function booted(h: StoredHost, machine: string, action: string): { host: StoredHost; event: WorkflowEvent } {
+  const host = clone(h);
+  if (host.status.inspectionPhase === 'Pending') host.status.inspectionPhase = 'Booting';
+  return { host, event: event('PowerOn', 'info', { machine, host: h.name }, `one-time PXE set; ${action}`) };
+}
+
+/** What the BMC last said about the power. */
+export function powerObserved(h: StoredHost, powerState: string | undefined): StoredHost {
+  const host = clone(h);
+  if (powerState === undefined) delete host.status.observedPowerState;
+  else host.status.observedPowerState = powerState;
+  return host;
+}
+
+/** A boot nonce presented with the right value (the caller checked it) is judged here. */
+export type ClaimVerdict =
+  | { kind: 'unknown' }
+  | { kind: 'conflict'; message: string }
+  | { kind: 'ok'; host: StoredHost; event: WorkflowEvent };
+
+/**
+ * The one claim of an attempt's boot nonce. A second claim, or one from an address other than the one our DHCP
+ * leased to the host, means someone else has the nonce: the caller ends the attempt and retries with fresh
+ * credentials, and nothing the claimant sends is trusted.
+ */
+export function judgeClaim(
+  h: StoredHost,
+  c: { from: string; mac?: string | undefined; leased: readonly string[] },
+  now: number,
+): ClaimVerdict {
+  const b = h.bootstrap;
+  if (!b || Date.parse(b.expiresAt) <= now) return { kind: 'unknown' };
+  if (h.status.state !== 'Inspecting' && h.status.state !== 'Ready') return { kind: 'unknown' };
+  if (b.claim) {
+    return { kind: 'conflict', message: `boot nonce claimed again from ${c.from} (first claim from ${b.claim.from})` };
+  }
+  if (c.leased.length && !c.leased.includes(c.from)) {
+    return {
+      kind: 'conflict',
+      message: `boot nonce claimed from ${c.from}; the host's lease is ${c.leased.join(', ')}`,
+    };
+  }
+  const host = clone(h);
+  host.bootstrap = { ...b, claim: { from: c.from, at: new Date(now).toISOString(), ...(c.mac ? { mac: c.mac } : {}) } };
+  host.status.inspectionPhase = 'InProgress';
+  // the machine itself asked: it is on, whether or not its BMC shows it yet
+  host.status.observedPowerState = 'On';
+  const scope = { host: h.name, machine: h.status.consumer, mac: c.mac };
+  return {
+    kind: 'ok',
+    host,
+    event: event('CredentialClaimed', 'info', scope, `inspector credentials claimed from ${c.from}`),
+  };
+}
+
+/** Why a report from this host is refused now; the token and address have been checked already. */
+export function reportRefusal(h: StoredHost, report: InspectionReport): Refusal | undefined {
+  const phase = h.status.inspectionPhase ?? '';
+  if (h.status.state !== 'Inspecting' || phase !== 'InProgress') {
+    return { code: 'conflict', error: `host ${h.name} is not inspecting (${h.status.state}/${phase || '-'})` };
+  }
+  const booted = h.bootstrap?.claim?.mac;
+  const want = booted ? [booted] : hostMacs(h);
+  if (!report.nics.some((n) => want.includes(n.macAddress))) {
+    return { code: 'invalid', error: `the report lists no NIC with the MAC the host booted from (${want.join(', ')})` };
+  }
+  return undefined;
+}
+
+export const reportRejected = (host: string, message: string): WorkflowEvent =>
+  event('ReportRejected', 'warning', { host }, message);
+
+export const credentialConflict = (h: StoredHost, message: string): WorkflowEvent =>
+  event('CredentialConflict', 'warning', { host: h.name, machine: h.status.consumer }, message);
+
+export const credentialMisuse = (h: StoredHost, message: string): WorkflowEvent =>
+  event('CredentialMisuse', 'warning', { host: h.name, machine: h.status.consumer }, message);
+
+export interface ReportOutcome extends Pair {
+  id: string;
+  stored: StoredReport;
+  events: WorkflowEvent[];
+  /** the requirements are met: the inspector may go on to the target */
+  approved: boolean;
+  /** the host was let go: power it off */
+  effects: Effect[];
+}
+
+/**
+ * A report is stored and judged in one batch, so the inspector's next request already sees the verdict: a
+ * host that meets the requirements is Ready and waits for the provisioned callback; one that does not is
+ * released, and the machine claims the next matching host (if allowed) or fails.
+ */
+export function reportAccepted(
+  m: StoredMachine,
+  h: StoredHost,
+  report: InspectionReport,
+  hosts: readonly StoredHost[],
+  now: number,
+  p: Policy,
+): ReportOutcome {
+  const at = new Date(now).toISOString();
+  const id = `${h.name}/${at}`;
+  const machine = clone(m);
+  const host = clone(h);
+  host.status = { ...host.status, inspectionPhase: 'Complete', inspectionReportId: id };
+  const stored: StoredReport = { hostId: h.name, machine: m.name, receivedAt: at, report };
+  const scope = { machine: m.name, host: h.name };
+  const summary = `${report.cpus.cores} cores, ${report.memory.totalGB} GiB, ${report.disks.length} disks`;
+  const events = [event('ReportReceived', 'info', scope, summary)];
+  setCondition(machine, 'InspectionComplete', 'True', 'ReportReceived', summary, now);
+  const unmet = unmetRequirements(m.spec.hardwareRequirements, report);
+  if (!unmet.length) {
+    host.status.state = 'Ready';
+    machine.status.inspectionDeadline = now + p.deploymentTimeoutMs;
+    delete machine.status.failureMessage;
+    setCondition(machine, 'RequirementsMet', 'True', 'RequirementsMet', summary, now);
+    events.push(event('Ready', 'info', scope, 'requirements met; waiting for the provisioned callback'));
+    return { machine, host, id, stored, events, approved: true, effects: [] };
+  }
+  const why = unmet.join('; ');
+  setCondition(machine, 'RequirementsMet', 'False', 'RequirementsNotMet', `${h.name}: ${why}`, now);
+  machine.status.rejectedHosts = [...(machine.status.rejectedHosts ?? []), h.name];
+  delete machine.status.inspectionDeadline;
+  const next = p.tryOtherHosts ? selectHost(machine, claimable(hosts)) : undefined;
+  if (next) {
+    machine.status = { ...machine.status, phase: 'Pending', failureMessage: `${h.name}: ${why}` };
+    delete machine.status.hostId;
+    events.push(event('RequirementsNotMet', 'warning', scope, `${why}; trying ${next.name}`));
+  } else {
+    machine.status = { ...machine.status, phase: 'Failed', failureReason: 'RequirementsNotMet', failureMessage: why };
+    events.push(event('RequirementsNotMet', 'error', scope, why));
+  }
+  const effects = [powerOff(h, `released: ${why}`)];
+  return { machine, host: release(host), id, stored, events, approved: false, effects };
+}
+
+export interface InspectorProgress {
+  step: string;
+  ok: boolean;
+  message: string;
+}
+
+/** A step of the inspector after its report (download, verify, kexec), or a failure it hit. */
+export function progressNoted(h: StoredHost, p: InspectorProgress): { host: StoredHost; event: WorkflowEvent } {
+  const host = clone(h);
+  if (!p.ok) host.status.errorMessage = `inspector ${p.step}: ${p.message}`;
+  const scope = { host: h.name, machine: h.status.consumer };
+  const msg = `${p.step}: ${p.message}`;
+  return {
+    host,
+    event: p.ok ? event('InspectorStep', 'info', scope, msg) : event('InspectorFailed', 'warning', scope, msg),
+  };
+}
+
+/** A failed attempt (timeout, BMC error, contested credentials): retry with backoff, or fail after the last. */
+export function attemptFailed(
+  m: StoredMachine,
+  h: StoredHost,
+  reason: string,
+  message: string,
+  now: number,
+  p: Policy,
+  phase: 'Timeout' | 'Failed',
+): PairEvent & { final: boolean; effects: Effect[] } {
+  const machine = clone(m);
+  const host = clone(h);
+  host.status.inspectionPhase = phase;
+  host.status.errorMessage = message;
+  delete host.bootstrap;
+  const scope = { machine: m.name, host: h.name };
+  if ((machine.status.attempts ?? 0) >= p.maxAttempts) {
+    const failureMessage = `${message} (after ${machine.status.attempts} attempts)`;
+    machine.status = { ...machine.status, phase: 'Failed', failureReason: reason, failureMessage };
+    delete machine.status.inspectionDeadline;
+    return {
+      machine,
+      host: release(host),
+      final: true,
+      effects: [powerOff(h, `released: ${failureMessage}`)],
+      event: event('Failed', 'error', scope, failureMessage),
+    };
+  }
+  const wait = retryDelayMs(machine.status.attempts ?? 1, p);
+  machine.status.notBefore = now + wait;
+  delete machine.status.inspectionDeadline;
+  machine.status.failureMessage = `${message}; retrying in ${Math.round(wait / 1000)} s`;
+  host.status.state = 'InUse';
+  return {
+    machine,
+    host,
+    final: false,
+    effects: [],
+    event: event('Retry', 'warning', scope, machine.status.failureMessage),
+  };
+}
+
+/** Later network boots of a provisioned host leave iPXE for the local disk. */
+export const localDisk: BootInstruction = { script: 'local-disk', cmdline: '', localDiskMethod: 'exit' };
+
+/** The inspector verified the target and is about to kexec: the only way a machine becomes Provisioned. */
+export function provisioned(m: StoredMachine, h: StoredHost, now: number): PairEvent | Refusal {
+  if (h.status.state !== 'Ready') return { code: 'conflict', error: `host ${h.name} has not passed validation` };
+  const machine = clone(m);
+  const host = clone(h);
+  machine.status.phase = 'Provisioned';
+  delete machine.status.inspectionDeadline;
+  host.status.state = 'Provisioned';
+  delete host.bootstrap;
+  setCondition(machine, 'Provisioned', 'True', 'InspectorProvisioned', 'target verified; kexec', now);
+  const scope = { machine: m.name, host: h.name };
+  return { machine, host, event: event('Provisioned', 'info', scope, `target ${m.spec.targetImageURL}`) };
+}
+
+/** Contract §4.5: the reason is a hint, cleaned of control characters and capped. */
+export const cleanReason = (s: string): string =>
+  s
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is removed
+    .replace(/[\u0000-\u001f\u007f]+/g, ' ')
+    .trim()
+    .slice(0, 256);
+
+/** The inspector could not deploy the target: the machine fails at once, with DigestMismatch when it says so. */
+export function provisionFailed(
+  m: StoredMachine,
+  h: StoredHost,
+  reason: string,
+  now: number,
+): PairEvent & { effects: Effect[] } {
+  const machine = clone(m);
+  const why = cleanReason(reason) || 'no reason given';
+  const failureReason = /digest/i.test(why) ? 'DigestMismatch' : 'DeploymentFailed';
+  const failureMessage = `inspector reported deploy failure: ${why}`;
+  machine.status = { ...machine.status, phase: 'Failed', failureReason, failureMessage };
+  delete machine.status.inspectionDeadline;
+  setCondition(machine, 'Provisioned', 'False', failureReason, failureMessage, now);
+  const host = release(h);
+  host.status.errorMessage = failureMessage;
+  const scope = { machine: m.name, host: h.name };
+  return {
+    machine,
+    host,
+    effects: [powerOff(h, `released: ${failureMessage}`)],
+    event: event('ProvisionFailed', 'error', scope, failureMessage),
+  };
+}
+
+/** Power a host off and clear its boot override: what every release needs before the host is claimed again. */
+export const powerOff = (h: StoredHost, reason: string): Effect => ({ kind: 'powerOff', host: h.name, reason });
+
+/** Reasons that end an attempt whose report is in. */
+const AFTER_REPORT = new Set(['DeploymentTimedOut', 'CredentialConflict']);
+
+/**
+ * Ends the host's attempt `attempt`, if it is still the live one: retried, or the machine fails. A host that
+ * reported is judged already: only a deployment timeout or contested credentials end it then.
+ */
+export function endAttempt(
+  m: StoredMachine | undefined,
+  h: StoredHost | undefined,
+  attempt: string | undefined,
+  why: { reason: string; message: string; phase: 'Timeout' | 'Failed' },
+  now: number,
+  p: Policy,
+): ReturnType<typeof attemptFailed> | undefined {
+  if (!m || !h || attempt === undefined || h.bootstrap?.attempt !== attempt || h.status.consumer !== m.name) return;
+  if (h.status.inspectionPhase === 'Complete' && !AFTER_REPORT.has(why.reason)) return;
+  return attemptFailed(m, h, why.reason, why.message, now, p, why.phase);
+}
+
+const LIVE_PHASES = new Set(['Pending', 'Booting', 'InProgress']);
+
+/** The host goes back to the pool; its report and the outcome of its last inspection stay, a live phase does not. */
+export function release(h: StoredHost): StoredHost {
+  const host = clone(h);
+  host.status.state = 'Available';
+  delete host.status.consumer;
+  delete host.bootstrap;
+  if (LIVE_PHASES.has(host.status.inspectionPhase ?? '')) delete host.status.inspectionPhase;
+  return host;
+}
+
+/** Powering a released host off failed: the reason and the power state the BMC last showed stay on the host. */
+export function releaseFailed(
+  h: StoredHost,
+  message: string,
+  powerState: string | undefined,
+): { host: StoredHost; event: WorkflowEvent } {
+  const host = powerObserved(h, powerState);
+  host.status.errorMessage = `release: ${message}`;
+  const scope = { host: h.name, machine: h.status.consumer };
+  return { host, event: event('ReleaseFailed', 'warning', scope, message) };
+}
+
+/**
+ * Deleting a machine whose host it holds: the host is powered off first, and the effect's outcome deletes the
+ * machine and releases the host (machineDeleted), as a Kubernetes finalizer would.
+ */
+export const deletionPowerOff = (m: StoredMachine, h: StoredHost): Effect => ({
+  kind: 'powerOff',
+  host: h.name,
+  reason: `machine ${m.name} deleted`,
+  release: m.name,
+});
+
+/** The machine record goes; its host (if it still holds it) is released. */
+export function machineDeleted(
+  m: StoredMachine,
+  h: StoredHost | undefined,
+): { host?: StoredHost; event: WorkflowEvent } {
+  const ours = h && h.status.consumer === m.name ? release(h) : undefined;
+  const e = event('Deleted', 'info', { machine: m.name, host: h?.name }, 'machine deleted');
+  return ours ? { host: ours, event: e } : { event: e };
+}
+
+/** What an operator's BMC action did: the power state the BMC reports after it, or why it failed. */
+export type ActionResult = { ok: true; powerState?: string | undefined } | { ok: false; message: string };
+
+export const describeAction = (a: HostAction): string => (a.action === 'reset' ? `reset ${a.resetType}` : a.action);
+
+/** An operator asked for a BMC action: stored as an effect, whose outcome event carries `id`. */
+export function hostActionRequested(
+  h: StoredHost,
+  a: HostAction,
+  id: string,
+): { event: WorkflowEvent; effect: Effect } {
+  const scope = { host: h.name, machine: h.status.consumer };
+  return {
+    event: event('HostActionRequested', 'info', scope, describeAction(a)),
+    effect: { kind: 'hostAction', host: h.name, action: a, id },
+  };
+}
+
+export function hostActed(
+  h: StoredHost,
+  a: HostAction,
+  r: ActionResult,
+  id: string,
+): { host: StoredHost; event: WorkflowEvent } {
+  const scope = { host: h.name, machine: h.status.consumer };
+  if (!r.ok) {
+    const e = event('HostActionFailed', 'warning', scope, `${describeAction(a)}: ${r.message}`);
+    return { host: h, event: { ...e, effect: id } };
+  }
+  const host = powerObserved(h, r.powerState);
+  const power = r.powerState ? `; power ${r.powerState}` : '';
+  return { host, event: { ...event('HostAction', 'info', scope, `${describeAction(a)}${power}`), effect: id } };
+}
+
+/** Where the inspector is booted from: an iPXE script to chain, or a directory with its kernel and initrd. */
+export const inspectorIsScript = (url: string): boolean => /(\.ipxe|\/boot)$/.test(new URL(url).pathname);
+
+/**
+ * The claim's answer: the inspector booted with the contract's kernel parameters (v4.2 §5). A chained script
+ * gets them in the iPXE setting beskar7-params (the bundled /beskar7-inspector/boot puts them on its kernel line).
+ */
+export function inspectorScript(
+  m: StoredMachine,
+  h: StoredHost,
+  c: { api: string; token: string; mac?: string | undefined },
+): string {
+  const args = [
+    `beskar7.api=${c.api}`,
+    `beskar7.namespace=${h.namespace}`,
+    `beskar7.host=${h.name}`,
+    `beskar7.token=${c.token}`,
+    `beskar7.target=${m.spec.targetImageURL}`,
+    ...(m.spec.targetImageDigest ? [`beskar7.target-digest=${m.spec.targetImageDigest}`] : []),
+    `beskar7.provider-id=${providerId(h)}`,
+    ...(m.spec.configurationURL ? [`beskar7.config=${m.spec.configurationURL}`] : []),
+    ...(c.mac ? [`BOOTIF=01-${c.mac.replace(/:/g, '-')}`] : []),
+    // the last console= is /dev/console, where the agent writes: the serial line, which BMCs expose as SOL
+    'console=tty0',
+    'console=ttyS0',
+  ].join(' ');
+  const url = m.spec.inspectionImageURL;
+  if (inspectorIsScript(url)) {
+    return `#!ipxe\nset beskar7-params ${args}\nchain ${url}\n`;
+  }
+  const base = url.replace(/\/$/, '');
+  return [
+    '#!ipxe',
+    `echo Beskar7: booting the inspector for ${h.name}`,
+    `kernel ${base}/vmlinuz initrd=initrd ${args}`,
+    // the contract's name first, then the bundled inspector's
+    `initrd --name initrd ${base}/initrd.img || initrd --name initrd ${base}/initrd`,
+    'boot',
+    '',
+  ].join('\n');
+}
