@@ -37,14 +37,17 @@ assets/inspector/initrd: assets/build-inspector.sh assets/lib-kernel.sh $(wildca
 build: deps
 	rm -rf dist && npm run -s build
 
+# what the package runs: the compiled service with the node flags of the unit's ExecStart
+NODE_FLAGS = $(shell sed -n 's|^ExecStart=/usr/bin/node \(.*\) /opt/beskar7/dist/src/main.js.*|\1|p' systemd/beskar7.service)
+
 # CONFIG=/etc/beskar7/beskar7.yaml runs on a real network; without it, as root, the demo lab
 run:
 ifdef CONFIG
-	@$(MAKE) -s deps assets
-	node --import tsx src/main.ts --config $(CONFIG)
+	@$(MAKE) -s build assets
+	node $(NODE_FLAGS) dist/src/main.js --config $(CONFIG)
 else
 	$(need-root)
-	@$(MAKE) -s deps assets
+	@$(MAKE) -s build assets
 	bash test/setup-host.sh && node --import tsx test/lab/demo.ts
 endif
 

@@ -146,6 +146,7 @@ export class Appliance {
         policy: this.policy(),
         apiBase: httpBase,
         leasedAddresses: (macs) => this.dhcp?.leasedAddresses(macs) ?? [],
+        templates,
       }),
     };
     const shared = etcd && !cfg.api.adminToken ? await etcd.shared('admin-token', newAdminToken) : undefined;

@@ -1,5 +1,5 @@
+import { inspectorIsScript } from '../boot/ipxe.js';
 import { resolveInside } from '../domain/safe-path.js';
-import { inspectorIsScript } from '../workflow/transitions.js';
 
 /**
  * An inspection image we host ourselves must have its kernel and initrd now, not when a host boots it: a

@@ -38,6 +38,15 @@ export function render(template: string, vars: Record<string, string | undefined
 
 export type Templates = ReadonlyMap<string, string>;
 
+/** Where the inspector is booted from: an iPXE script to chain, or a directory with its kernel and initrd. */
+export const inspectorIsScript = (url: string): boolean => /(\.ipxe|\/boot)$/.test(new URL(url).pathname);
+
+/** The answer to a boot nonce's claim: the inspector at `url`, booted with `params`. */
+export function renderInspector(t: Templates, url: string, host: string, params: string): string {
+  if (inspectorIsScript(url)) return render(t.get('inspector-chain') ?? '', { params, url });
+  return render(t.get('inspector-kernel') ?? '', { host, params, base: url.replace(/\/$/, '') });
+}
+
 export function loadTemplates(dir: string): Templates {
   const out = new Map<string, string>();
   for (const f of readdirSync(dir)) {
@@ -47,6 +56,8 @@ export function loadTemplates(dir: string): Templates {
     'entry',
     'inspect',
     'inspector',
+    'inspector-chain',
+    'inspector-kernel',
     'boot-target',
     'discover',
     'exit',

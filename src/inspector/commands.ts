@@ -1,3 +1,4 @@
+import { renderInspector, type Templates } from '../boot/ipxe.js';
 import type { Result } from '../domain/refusal.js';
 import type { InspectionReport, StoredHost, StoredMachine } from '../domain/resources.js';
 import { hostMacs } from '../domain/resources.js';
@@ -8,7 +9,7 @@ import {
   credentialMisuse,
   endAttempt,
   type InspectorProgress,
-  inspectorScript,
+  inspectorParams,
   judgeClaim,
   localDisk,
   type Policy,
@@ -42,6 +43,8 @@ export interface InspectorDeps {
   apiBase: string;
   /** the addresses our DHCP leased to these MACs now (none in proxy mode) */
   leasedAddresses: (macs: string[]) => string[];
+  /** boot-scripts/, for the inspector's script */
+  templates: Templates;
 }
 
 /** The answer to a boot nonce: the inspector's script, nothing (an unknown or stale nonce), or a contested claim. */
@@ -103,7 +106,8 @@ export class InspectorCommands {
         }
         return { plan, value: { kind: 'conflict', message: v.message } };
       }
-      const script = inspectorScript(m, h, { api: this.d.apiBase, token: secrets.token, mac: c.mac });
+      const params = inspectorParams(m, h, { api: this.d.apiBase, token: secrets.token, mac: c.mac });
+      const script = renderInspector(this.d.templates, m.spec.inspectionImageURL, h.name, params);
       return { plan: { writes: [this.p.host(v.host)], events: [v.event] }, value: { kind: 'ok', script } };
     });
   }

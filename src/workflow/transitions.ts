@@ -720,16 +720,13 @@ export function hostActed(
 /** Where the inspector is booted from: an iPXE script to chain, or a directory with its kernel and initrd. */
 export const inspectorIsScript = (url: string): boolean => /(\.ipxe|\/boot)$/.test(new URL(url).pathname);
 
-/**
- * The claim's answer: the inspector booted with the contract's kernel parameters (v4.2 §5). A chained script
- * gets them in the iPXE setting beskar7-params (the bundled /beskar7-inspector/boot puts them on its kernel line).
- */
-export function inspectorScript(
+/** The inspector's kernel parameters (contract v4.2 §5); they carry the attempt's token. */
+export function inspectorParams(
   m: StoredMachine,
   h: StoredHost,
   c: { api: string; token: string; mac?: string | undefined },
 ): string {
-  const args = [
+  return [
     `beskar7.api=${c.api}`,
     `beskar7.namespace=${h.namespace}`,
     `beskar7.host=${h.name}`,
@@ -743,18 +740,4 @@ export function inspectorScript(
     'console=tty0',
     'console=ttyS0',
   ].join(' ');
-  const url = m.spec.inspectionImageURL;
-  if (inspectorIsScript(url)) {
-    return `#!ipxe\nset beskar7-params ${args}\nchain ${url}\n`;
-  }
-  const base = url.replace(/\/$/, '');
-  return [
-    '#!ipxe',
-    `echo Beskar7: booting the inspector for ${h.name}`,
-    `kernel ${base}/vmlinuz initrd=initrd ${args}`,
-    // the contract's name first, then the bundled inspector's
-    `initrd --name initrd ${base}/initrd.img || initrd --name initrd ${base}/initrd`,
-    'boot',
-    '',
-  ].join('\n');
 }

@@ -8,7 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from '../../src/paths.js';
-import { ApplianceProcess } from './appliance-process.js';
+import { ApplianceProcess, builtCommand } from './appliance-process.js';
 import { labApi, startLabBmc } from './lab-api.js';
 import { Lab, stopProcess } from './netns.js';
 
@@ -56,6 +56,9 @@ const app = new ApplianceProcess(
     orchestrator: { tickSeconds: 1, inspectionTimeoutSeconds: 600, powerDeadlineSeconds: 30 },
   },
   dir,
+  false,
+  // what the package runs: the compiled service with the unit's node flags (make run builds it)
+  builtCommand,
 );
 let forwarder: ChildProcess | undefined;
 

@@ -2,6 +2,7 @@ import { request } from 'node:http';
 import type { Test } from 'tap';
 
 import t from 'tap';
+import { API_DOCS } from '../../src/admin/openapi.js';
 import { ADMIN, inProcess, until } from '../helpers/appliance.js';
 import { callInspector, claim, claimUrlOf, simulateInspector, wireReport } from '../helpers/sim-inspector.js';
 import { bmcWithMachine, conditionsOf, hostBody, machineBody, PROVISIONED_UNPINNED } from '../helpers/workflow.js';
@@ -312,6 +313,27 @@ t.test('API input: admin token, zod messages, size cap, report tokens', async (t
     doc.paths['/api/v1/machines'].post.requestBody.content['application/json'].schema.properties.spec,
     'schemas come from zod',
   );
+  const operations = Object.entries(doc.paths as Record<string, Record<string, { summary: string }>>).flatMap(
+    ([p, ops]) => Object.entries(ops).map(([method, op]) => ({ at: `${method.toUpperCase()} ${p}`, op })),
+  );
+  t.same(
+    operations.filter((o) => o.op.summary === 'undocumented').map((o) => o.at),
+    [],
+    'every route the app serves is documented',
+  );
+  for (const at of [
+    'PUT /api/v1/physicalhosts/{name}',
+    'PUT /api/v1/secrets/{name}',
+    'GET /api/v1/backup',
+    'GET /api/v1/stream',
+    'POST /api/v1/inspection/{ns}/{host}',
+  ]) {
+    t.ok(
+      operations.some((o) => o.at === at),
+      `${at} is in the document`,
+    );
+  }
+  t.equal(operations.length, Object.keys(API_DOCS).length, 'and nothing documented is missing from the app');
 });
 
 /** A host and machine whose inspection is under way, with no simulated inspector: the test is the machine. */

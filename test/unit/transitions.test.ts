@@ -1,12 +1,15 @@
+import path from 'node:path';
 import t from 'tap';
+import { loadTemplates, renderInspector } from '../../src/boot/ipxe.js';
 import type { StoredHost, StoredMachine } from '../../src/domain/resources.js';
+import { repoRoot } from '../../src/paths.js';
 import {
   attemptFailed,
   claim,
   claimable,
   enrolment,
   hostDeletion,
-  inspectorScript,
+  inspectorParams,
   judgeClaim,
   machineDeleted,
   machineDeleting,
@@ -26,6 +29,8 @@ import {
   unmetRequirements,
 } from '../../src/workflow/transitions.js';
 import { sampleReport } from '../helpers/sim-inspector.js';
+
+const templates = loadTemplates(path.join(repoRoot, 'boot-scripts'));
 
 const policy = {
   inspectionTimeoutMs: 1000,
@@ -293,16 +298,18 @@ t.test('claims: the first gets the script; a second, a foreign address or a stal
     { phase: 'Inspecting', hostId: 'h' },
     { targetImageDigest: `sha256:${'a'.repeat(64)}`, configurationURL: 'http://c/x.yaml' },
   );
-  const s = inspectorScript(m, live, { api: 'http://10.0.0.1:8080', token: 'TOK', mac: '52:54:00:00:00:01' });
+  const params = inspectorParams(m, live, { api: 'http://10.0.0.1:8080', token: 'TOK', mac: '52:54:00:00:00:01' });
+  const s = renderInspector(templates, m.spec.inspectionImageURL, 'h', params);
   t.match(
     s,
     /^kernel http:\/\/x\/i\/vmlinuz initrd=initrd beskar7\.api=http:\/\/10\.0\.0\.1:8080 beskar7\.namespace=default beskar7\.host=h beskar7\.token=TOK beskar7\.target=http:\/\/x\/t beskar7\.target-digest=sha256:a{64} beskar7\.provider-id=b7:\/\/default\/h beskar7\.config=http:\/\/c\/x\.yaml BOOTIF=01-52-54-00-00-00-01 /m,
   );
   t.match(s, /^initrd --name initrd http:\/\/x\/i\/initrd\.img \|\| initrd --name initrd http:\/\/x\/i\/initrd$/m);
-  const chained = inspectorScript(
-    { ...m, spec: { ...m.spec, inspectionImageURL: 'http://boot-server/beskar7-inspector/boot' } },
-    live,
-    { api: 'http://a', token: 'TOK' },
+  const chained = renderInspector(
+    templates,
+    'http://boot-server/beskar7-inspector/boot',
+    'h',
+    inspectorParams(m, live, { api: 'http://a', token: 'TOK' }),
   );
   t.match(
     chained,
