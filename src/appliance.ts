@@ -46,14 +46,14 @@ export interface Listening {
 
 /** Every iPXE binary a DHCP answer can name must exist before we answer anyone. */
 function checkBootFiles(cfg: Config, tftpRoot: string, log: Logger): void {
-  const { bios, efi, efiSnp, arm64 } = cfg.dhcp.bootFiles;
+  const { bios, efi, ipxeEfi, arm64 } = cfg.dhcp.bootFiles;
   const missing = [bios, efi].filter((f) => !existsSync(path.join(tftpRoot, f)));
   if (missing.length) {
     throw new StartupError(
       `iPXE binaries missing from ${tftpRoot}: ${missing.join(', ')} (run \`make assets\`; it copies them from Debian's ipxe package)`,
     );
   }
-  for (const f of [efiSnp, arm64]) {
+  for (const f of [ipxeEfi, arm64]) {
     if (!existsSync(path.join(tftpRoot, f)))
       log.warn({ file: f, tftpRoot }, 'optional iPXE binary missing; clients that need it will not boot');
   }
@@ -370,7 +370,7 @@ export class Appliance {
       serverIp: cfg.advertiseAddress,
       httpBase: `http://${cfg.advertiseAddress}:${httpPort}`,
       bootFiles: d.bootFiles,
-      snponlyMACs: new Set(d.snponlyMACs),
+      ipxeEfiMACs: new Set(d.ipxeEfiMACs),
       clientPort: d.clientPort,
       serverPort: d.port,
       ...(full ? { full } : {}),

@@ -102,7 +102,7 @@ export const ConfigSchema = z
       .object({
         enabled: z.boolean().default(true),
         mode: z.enum(['proxy', 'full']).default('proxy'),
-        /** bind to one interface (SO_BINDTODEVICE); without it, all interfaces */
+        /** bind to one interface (SO_BINDTOIFINDEX); without it, all interfaces */
         interface: z.string().optional(),
         address: Ipv4.default('0.0.0.0'),
         port: Port.default(67),
@@ -118,7 +118,8 @@ export const ConfigSchema = z
             // the firmware's own network driver (SNP), as Ironic defaults to: Debian's ipxe.efi, with its own
             // drivers, does not return to the firmware when a host leaves network boot (OVMF hangs after exit)
             efi: z.string().default('snponly.efi'),
-            efiSnp: z.string().default('snponly.efi'),
+            // iPXE with its own NIC drivers, for the MACs in ipxeEfiMACs
+            ipxeEfi: z.string().default('ipxe.efi'),
             arm64: z.string().default('ipxe-arm64.efi'),
           })
           .strict()
@@ -126,8 +127,8 @@ export const ConfigSchema = z
         /** at start, look this long for other DHCP servers (they may ping-check for ~2 s before offering):
          *  full mode refuses to start beside one; 0 skips */
         probeSeconds: z.number().min(0).default(4),
-        /** MACs whose EFI firmware needs snponly.efi (ipxe.efi's own drivers fail on some NICs) */
-        snponlyMACs: z.array(MacSchema).default([]),
+        /** MACs whose UEFI firmware gets bootFiles.ipxeEfi instead of bootFiles.efi (a broken SNP driver) */
+        ipxeEfiMACs: z.array(MacSchema).default([]),
         full: FullDhcpSchema.optional(),
       })
       .strict()

@@ -12,7 +12,7 @@ for f in dist/src/main.js dist/src/admin/ui/dashboard.html assets/ipxe/undionly.
 done
 P=$ROOT$PREFIX
 rm -rf "$P" && install -d "$P/assets" "$ROOT/etc/beskar7" "$ROOT$UNITDIR" "$ROOT$BINDIR"
-cp -r dist boot-scripts package.json package-lock.json README.md "$P/"
+cp -r dist boot-scripts package.json package-lock.json README.md docs "$P/"
 cp -r assets/ipxe assets/inspector "$P/assets/"
 (cd "$P" && npm ci --omit=dev --ignore-scripts=false --no-audit --no-fund --loglevel=error)
 install -m 0644 systemd/beskar7.example.yaml "$ROOT/etc/beskar7/beskar7.yaml"

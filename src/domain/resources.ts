@@ -125,6 +125,7 @@ export type HostState = z.infer<typeof HostState>;
 export const HardwareRequirementsSchema = z
   .object({
     minCPUCores: z.number().int().min(0).default(0),
+    // GB in these names, as in the v1.0 manifests, are GiB (2^30 bytes): the unit the inspector reports in
     minMemoryGB: z.number().min(0).default(0),
     minDiskGB: z.number().min(0).default(0),
   })
@@ -193,7 +194,7 @@ export const StoredMachineSchema = z.object({
 });
 export type StoredMachine = z.infer<typeof StoredMachineSchema>;
 
-const GB = z.number().nonnegative().describe('gigabytes (10^9 bytes), a number');
+const GiB = z.number().nonnegative().describe('GiB (2^30 bytes), a number');
 
 export const InspectionReportSchema = z
   .object({
@@ -211,13 +212,13 @@ export const InspectionReportSchema = z
       })
       .strict()
       .refine((c) => c.threads >= c.cores && c.cores >= c.count, 'need sockets <= cores <= threads'),
-    memory: z.object({ totalGB: GB.positive() }).strict(),
+    memory: z.object({ totalGB: GiB.positive() }).strict(),
     disks: z
       .array(
         z
           .object({
             device: z.string().min(1),
-            sizeGB: GB.positive('a disk of size 0 is a broken report'),
+            sizeGB: GiB.positive('a disk of size 0 is a broken report'),
             type: z.enum(['SSD', 'HDD', 'NVMe']),
             model: z.string().default(''),
             serial: z.string().default(''),

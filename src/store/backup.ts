@@ -16,7 +16,10 @@ export async function takeBackup(store: Store): Promise<Backup> {
   return { format: 'beskar7-backup', version: 1, createdAt: new Date().toISOString(), collections };
 }
 
-/** Replaces the store's contents with the backup in one atomic batch, after every value passed its schema. */
+/**
+ * Replaces the store's contents with the backup, after every value passed its schema: one atomic batch on
+ * LevelDB, transactions of at most 100 writes on etcd.
+ */
 export async function restoreBackup(store: Store, b: Backup): Promise<Record<string, number>> {
   const known = new Map(store.collections().map((c) => [c.name, c]));
   const puts: BatchOp[] = [];

@@ -6,14 +6,7 @@ import { BootInstructionSchema } from '../domain/boot.js';
 import { type Effect, EffectSchema } from '../domain/effect.js';
 import { EventSchema, type StoreEvent, type WorkflowEvent } from '../domain/events.js';
 import { LeaseSchema } from '../domain/lease.js';
-import {
-  type StoredHost,
-  StoredHostSchema,
-  type StoredMachine,
-  StoredMachineSchema,
-  StoredReportSchema,
-  StoredSecretSchema,
-} from '../domain/resources.js';
+import { StoredHostSchema, StoredMachineSchema, StoredReportSchema, StoredSecretSchema } from '../domain/resources.js';
 import type { Backend, Change, Guard, KvOp } from './backend.js';
 import { LevelBackend } from './level-backend.js';
 
@@ -206,7 +199,7 @@ export class Collection<S extends z.ZodType> {
 
 /**
  * All persistent state, on one backend: the embedded LevelDB, or etcd shared by several appliances. Every
- * change is one atomic batch. Read-modify-write sections run one at a time in this process; on etcd their
+ * change is one atomic batch (on etcd, one transaction), except restore and pruning (Store.bulk). Read-modify-write sections run one at a time in this process; on etcd their
  * commit also compares the revisions of what they read, and runs them again when another appliance got there
  * first. Emits 'event' for each workflow event stored (by anyone) and 'change' for changes other appliances made.
  */
@@ -370,23 +363,6 @@ export class Store extends EventEmitter {
     const run = this.chain.then(attempt, attempt);
     this.chain = run.catch(() => undefined);
     return run;
-  }
-
-  /** Commits `ops` only while the host and machine are still as `seen` (false: they changed, look again). */
-  commitIf(
-    seen: { host?: StoredHost | undefined; machine?: StoredMachine | undefined },
-    ops: BatchOp[],
-  ): Promise<boolean> {
-    return this.transact(async () => {
-      const same = async <V>(c: Collection<z.ZodType<V>>, v: (V & { name: string }) | undefined) => {
-        if (!v) return true;
-        const cur = await c.get(v.name);
-        return cur === v || JSON.stringify(cur) === JSON.stringify(v);
-      };
-      if (!(await same(this.hosts, seen.host)) || !(await same(this.machines, seen.machine))) return false;
-      await this.batch(ops);
-      return true;
-    });
   }
 
   /** Deletes all but the newest `keep` events; returns how many went. */

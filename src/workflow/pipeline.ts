@@ -3,6 +3,7 @@ import type { Effect } from '../domain/effect.js';
 import type { WorkflowEvent } from '../domain/events.js';
 import { type Refusal, type RefusalCode, type Result, refusal } from '../domain/refusal.js';
 import { hostMacs, type StoredHost, type StoredMachine } from '../domain/resources.js';
+import type { Guard } from '../store/backend.js';
 import type { BatchOp, Store } from '../store/store.js';
 
 /**
@@ -47,6 +48,16 @@ export class Pipeline {
     });
     if (d.plan?.writes?.length || d.plan?.effects?.length) this.changed();
     return 'refused' in d ? { ok: false, ...d.refused } : { ok: true, value: d.value };
+  }
+
+  /**
+   * A plan decided outside the store's lock, on state the caller keeps itself (the DHCP lease table), committed
+   * only while `guards` (the revisions it was decided on) still hold: StoreConflict otherwise. An ACK then waits
+   * for its own lease write only, not for every read-modify-write section queued before it.
+   */
+  async commit(plan: Plan, guards: Guard[] = []): Promise<void> {
+    await this.store.batch(this.ops(plan), guards);
+    if (plan.writes?.length || plan.effects?.length) this.changed();
   }
 
   private ops(p: Plan | undefined): BatchOp[] {

@@ -9,8 +9,8 @@ const base: Omit<DecideContext, 'mode'> = {
   port: 'dhcp',
   serverIp: '10.77.0.1',
   httpBase: 'http://10.77.0.1:8080',
-  bootFiles: { bios: 'undionly.kpxe', efi: 'ipxe.efi', efiSnp: 'snponly.efi', arm64: 'ipxe-arm64.efi' },
-  snponlyMACs: new Set(['52:54:00:00:00:99']),
+  bootFiles: { bios: 'undionly.kpxe', efi: 'snponly.efi', ipxeEfi: 'ipxe.efi', arm64: 'ipxe-arm64.efi' },
+  ipxeEfiMACs: new Set(['52:54:00:00:00:99']),
   clientPort: 68,
   serverPort: 67,
 };
@@ -32,21 +32,21 @@ const pool = () =>
 t.test('boot file by client architecture (option 93) and vendor class', async (t) => {
   const rows: [string, ReturnType<typeof pxe>, string | undefined, string | undefined][] = [
     ['BIOS PXE', pxe(0), 'undionly.kpxe', 'PXEClient'],
-    ['x86 EFI', pxe(6), 'ipxe.efi', 'PXEClient'],
-    ['x64 EFI', pxe(7), 'ipxe.efi', 'PXEClient'],
-    ['EFI BC', pxe(9), 'ipxe.efi', 'PXEClient'],
-    ['x64 EFI needing snponly', pxe(7, { mac: '52:54:00:00:00:99' }), 'snponly.efi', 'PXEClient'],
+    ['x86 EFI', pxe(6), 'snponly.efi', 'PXEClient'],
+    ['x64 EFI', pxe(7), 'snponly.efi', 'PXEClient'],
+    ['EFI BC', pxe(9), 'snponly.efi', 'PXEClient'],
+    ['x64 EFI listed in ipxeEfiMACs', pxe(7, { mac: '52:54:00:00:00:99' }), 'ipxe.efi', 'PXEClient'],
     ['ARM64 EFI', pxe(11), 'ipxe-arm64.efi', 'PXEClient'],
     [
       'x64 UEFI HTTP boot',
       pxe(16, { vendor: 'HTTPClient:Arch:00016:UNDI:003000' }),
-      'http://10.77.0.1:8080/ipxe/ipxe.efi',
+      'http://10.77.0.1:8080/ipxe/snponly.efi',
       'HTTPClient',
     ],
     [
       'ia32 UEFI HTTP boot',
       pxe(15, { vendor: 'HTTPClient:Arch:00015:UNDI:003000' }),
-      'http://10.77.0.1:8080/ipxe/ipxe.efi',
+      'http://10.77.0.1:8080/ipxe/snponly.efi',
       'HTTPClient',
     ],
     [
@@ -136,7 +136,7 @@ t.test('PXE port 4011 answers REQUEST with an ACK to the sender', async (t) => {
   });
   if (out.action !== 'reply') return t.fail('no reply');
   t.equal(out.replyType, 'ack');
-  t.equal(out.reply.file, 'ipxe.efi');
+  t.equal(out.reply.file, 'snponly.efi');
   t.equal(out.reply.ciaddr, '10.77.0.150');
   t.same(out.to, { address: '10.77.0.150', port: 4011 });
   t.equal(decide(pxe(7), ctx, undefined, 0).action, 'ignore', 'DISCOVER on 4011 is ignored');

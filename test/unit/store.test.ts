@@ -3,6 +3,7 @@ import path from 'node:path';
 import t from 'tap';
 import { knownMacs } from '../../src/appliance.js';
 import { Store } from '../../src/store/store.js';
+import { Pipeline } from '../../src/workflow/pipeline.js';
 import { tempDir } from '../helpers/tmp.js';
 
 t.test('atomic batch and zod-checked reads', async (t) => {
@@ -64,13 +65,14 @@ t.test('cached hosts and machines read as LevelDB does, after writes and after r
     'a cached value cannot be changed in place',
   );
   const seen = await store.hosts.get('a');
-  t.equal(
-    await store.commitIf({ host: seen! }, [
-      store.hosts.put('a', { ...seen!, status: { ...seen!.status, state: 'InUse' } }),
-    ]),
-    true,
-  );
-  t.equal(await store.commitIf({ host: seen! }, []), false, 'a stale read no longer commits');
+  const pipeline = new Pipeline(store);
+  const ifStill = (writes: ReturnType<typeof store.hosts.put>[]) =>
+    pipeline.run(async () =>
+      Pipeline.same(seen, await store.hosts.get('a')) ? { plan: { writes }, value: true } : { value: false },
+    );
+  const inUse = store.hosts.put('a', { ...seen!, status: { ...seen!.status, state: 'InUse' } });
+  t.same(await ifStill([inUse]), { ok: true, value: true });
+  t.same(await ifStill([]), { ok: true, value: false }, 'a stale read no longer commits');
   const fromCache = await store.hosts.all();
   t.same(
     fromCache.map((h) => [h.name, h.status.state]),

@@ -6,7 +6,7 @@ import { ARCH_TABLE, type ArchClass, IpxeOpt, MsgType, msgTypeName, Opt } from '
 export interface BootFiles {
   bios: string;
   efi: string;
-  efiSnp: string;
+  ipxeEfi: string;
   arm64: string;
 }
 
@@ -18,7 +18,7 @@ export interface DecideContext {
   /** e.g. http://10.0.0.1:8080 */
   httpBase: string;
   bootFiles: BootFiles;
-  snponlyMACs: ReadonlySet<string>;
+  ipxeEfiMACs: ReadonlySet<string>;
   clientPort: number;
   serverPort: number;
   /** full mode with dhcp.full.knownMACsOnly: answer only MACs of enrolled hosts (reservations always) */
@@ -73,12 +73,12 @@ export interface BootInfo {
 /** Which file this client loads next: the iPXE binary for its firmware, or the HTTP script once iPXE runs. */
 export function bootFileFor(
   c: ClientInfo,
-  ctx: Pick<DecideContext, 'serverIp' | 'httpBase' | 'bootFiles' | 'snponlyMACs'>,
+  ctx: Pick<DecideContext, 'serverIp' | 'httpBase' | 'bootFiles' | 'ipxeEfiMACs'>,
 ): BootInfo | undefined {
   // iPXE recognises a proxy offer only by "PXEClient" in option 60
   if (c.ipxe) return { file: `${ctx.httpBase}/boot.ipxe`, vendorClass: 'PXEClient', ipxe: true };
   if (!c.netboot || c.archClass === undefined) return undefined;
-  const efi = ctx.snponlyMACs.has(c.mac) ? ctx.bootFiles.efiSnp : ctx.bootFiles.efi;
+  const efi = ctx.ipxeEfiMACs.has(c.mac) ? ctx.bootFiles.ipxeEfi : ctx.bootFiles.efi;
   const tftp = (file: string): BootInfo => ({ file, tftpServer: ctx.serverIp, vendorClass: 'PXEClient', ipxe: false });
   const http = (file: string): BootInfo => ({
     file: `${ctx.httpBase}/ipxe/${file}`,

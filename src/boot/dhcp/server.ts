@@ -6,6 +6,7 @@ import type { Metrics } from '../../metrics.js';
 import { bindFailure } from '../../net/bind-error.js';
 import type { Change } from '../../store/backend.js';
 import { type Store, StoreConflict } from '../../store/store.js';
+import { Pipeline } from '../../workflow/pipeline.js';
 import type { BootTimeline } from '../timeline.js';
 import { bindToInterface } from './bind-interface.js';
 import { DecodeError, type DhcpPacket, decode, encode } from './codec.js';
@@ -32,6 +33,8 @@ export class DhcpServer {
   private leases?: LeaseTable;
   /** binds being written, by MAC */
   private readonly storing = new Map<string, Promise<boolean | 'lost'>>();
+  /** decide() runs on the lease table; its lease writes are plans committed against the revisions it knew */
+  private readonly pipeline: Pipeline;
 
   constructor(
     private readonly opts: DhcpServerOptions,
@@ -39,7 +42,9 @@ export class DhcpServer {
     private readonly log: Logger,
     private readonly metrics: Metrics,
     private readonly timeline?: BootTimeline,
-  ) {}
+  ) {
+    this.pipeline = new Pipeline(store);
+  }
 
   async start(): Promise<{ port: number; proxyPort?: number }> {
     await this.reloadLeases();
@@ -206,8 +211,8 @@ export class DhcpServer {
       case 'decline': {
         const gone = op.kind === 'release' ? t.release(mac, op.ip) : t.decline(mac, op.ip, now);
         if (gone)
-          await this.store
-            .batch([this.store.leases.del(gone.ip)])
+          await this.pipeline
+            .commit({ writes: [this.store.leases.del(gone.ip)] })
             .catch((e: Error) => this.log.error({ mac, err: e.message }, 'lease delete failed'));
         this.log.info({ mac, ip: op.ip }, `dhcp ${op.kind}`);
         return true;
@@ -229,7 +234,10 @@ export class DhcpServer {
     }));
     const { lease, replaced } = t.bind(mac, op.ip, now, op.hostname);
     try {
-      await this.store.batch([...(replaced ? [leases.del(replaced)] : []), leases.put(lease.ip, lease)], guards);
+      await this.pipeline.commit(
+        { writes: [...(replaced ? [leases.del(replaced)] : []), leases.put(lease.ip, lease)] },
+        guards,
+      );
       return true;
     } catch (e) {
       t.unbind(lease);
