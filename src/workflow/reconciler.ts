@@ -43,6 +43,8 @@ export type BmcFactory = (host: StoredHost, password: string) => BmcDriver;
 export interface OrchestratorOptions extends Policy {
   tickMs: number;
   powerDeadlineMs: number;
+  /** the workflow's clock (deadlines, backoff, timestamps); tests give one they move by hand */
+  clock?: () => number;
 }
 
 /** The shortest time between two reconcile passes. */
@@ -127,6 +129,20 @@ export class Orchestrator {
       });
   }
 
+  private now(): number {
+    return this.opts.clock?.() ?? Date.now();
+  }
+
+  /** One reconcile pass now, without the timer: the BMC work it starts runs on (`settle` waits for it). */
+  async passOnce(): Promise<void> {
+    await this.store.fenced(() => this.reconcileAll());
+  }
+
+  /** Resolves when no pass and no BMC work is running. */
+  settle(): Promise<void> {
+    return this.idle();
+  }
+
   /** Resolves when no pass and no step is running (shutdown). */
   private async idle(): Promise<void> {
     while (this.pass || this.inflight.size) await Promise.all([this.pass, ...this.inflight]);
@@ -153,7 +169,7 @@ export class Orchestrator {
 
   private async reconcileAll(): Promise<void> {
     const hosts = await this.store.hosts.all();
-    const now = Date.now();
+    const now = this.now();
     // a host with BMC work still stored is not claimed, booted or released until that work is done
     const owed = new Set((await this.store.effects.all()).map((e) => e.host));
     for (const h of hosts) {
@@ -231,7 +247,7 @@ export class Orchestrator {
   }
 
   private async commitClaim(m: StoredMachine, h: StoredHost) {
-    const c = claim(m, h, Date.now());
+    const c = claim(m, h, this.now());
     const plan: Plan = { writes: [this.p.machine(c.machine), this.p.host(c.host)], events: [c.event] };
     const done = await this.commitIfSame({ machine: m, host: h }, () => ({ plan, value: c }));
     if (done) this.log.info({ machine: m.name, host: h.name }, 'host claimed');
@@ -244,7 +260,7 @@ export class Orchestrator {
    * token comes with the nonce's one claim.
    */
   private async commitBoot(m: StoredMachine, h: StoredHost): Promise<void> {
-    const a = startAttempt(m, h, newAttemptId(), Date.now(), this.opts);
+    const a = startAttempt(m, h, newAttemptId(), this.now(), this.opts);
     const plan: Plan = {
       writes: [this.p.machine(a.machine), this.p.host(a.host), ...this.p.boot(a.host, { ...INSPECT, host: h.name })],
       events: [a.event],
@@ -263,7 +279,7 @@ export class Orchestrator {
   ): Promise<unknown> {
     return this.p.run(async () => {
       const [m, h] = [await this.store.machines.get(machine), await this.store.hosts.get(host)];
-      const out = endAttempt(m, h, attempt, why, Date.now(), this.opts);
+      const out = endAttempt(m, h, attempt, why, this.now(), this.opts);
       if (!out) return { plan: extra, value: undefined };
       const fields = { machine, host, final: out.final, reason: out.machine.status.failureMessage };
       this.log.warn(fields, out.final ? 'machine failed' : 'inspection attempt failed');
@@ -323,7 +339,7 @@ export class Orchestrator {
       r = { ok: false, message: (e as Error).message };
     }
     if (this.stopped) return;
-    const next = enrolment(h, r, Date.now(), this.opts);
+    const next = enrolment(h, r, this.now(), this.opts);
     const plan: Plan = { writes: [this.p.host(next.host)], events: [next.event] };
     if (!(await this.commitIfSame({ host: h }, () => ({ plan, value: true })))) return;
     const s = next.host.status;

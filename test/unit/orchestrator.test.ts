@@ -15,71 +15,82 @@ t.test('machine -> claim -> PXE + power -> report -> Ready -> Provisioned', asyn
   });
   const a = await inProcess(t);
   base = a.base;
-  t.equal((await a.api('POST', '/hosts', hostBody('h1', address))).status, 201);
-  const h = await until('host Available', async () => {
-    const r = await a.api('GET', '/hosts/h1');
-    return r.json.status.state === 'Available' ? r.json : undefined;
+  await t.test('enrolment: Available with what the BMC says', async (t) => {
+    t.equal((await a.api('POST', '/hosts', hostBody('h1', address))).status, 201);
+    const h = await until('host Available', async () => {
+      const r = await a.api('GET', '/hosts/h1');
+      return r.json.status.state === 'Available' ? r.json : undefined;
+    });
+    t.same(h.status.nics, [{ mac: '52:54:00:01:00:01' }], 'NIC MACs from the BMC');
+    t.equal(h.status.hardwareDetails.manufacturer, 'Beskar7 Fake');
+    t.notMatch(JSON.stringify(h), /secret|passwordEnc/, 'no password in the API, not even encrypted');
   });
-  t.same(h.status.nics, [{ mac: '52:54:00:01:00:01' }], 'NIC MACs from the BMC');
-  t.equal(h.status.hardwareDetails.manufacturer, 'Beskar7 Fake');
-  t.notMatch(JSON.stringify(h), /secret|passwordEnc/, 'no password in the API, not even encrypted');
 
-  t.equal(
-    (await a.api('POST', '/machines', machineBody('m1', { minCPUCores: 2, minMemoryGB: 8, minDiskGB: 50 }))).status,
-    201,
-  );
-  const m = await until('machine Provisioned', async () => {
-    const r = await a.api('GET', '/machines/m1');
-    return r.json.status.phase === 'Provisioned' ? r.json : undefined;
+  let m: any;
+  await t.test('a machine claims it and ends Provisioned', async (t) => {
+    t.equal(
+      (await a.api('POST', '/machines', machineBody('m1', { minCPUCores: 2, minMemoryGB: 8, minDiskGB: 50 }))).status,
+      201,
+    );
+    m = await until('machine Provisioned', async () => {
+      const r = await a.api('GET', '/machines/m1');
+      return r.json.status.phase === 'Provisioned' ? r.json : undefined;
+    });
+    t.equal(m.status.hostId, 'h1');
   });
-  t.equal(m.status.hostId, 'h1');
-  t.same(posts, [202], 'the report was accepted once');
-  const host = (await a.api('GET', '/hosts/h1')).json;
-  t.equal(host.status.state, 'Provisioned');
-  t.equal(host.status.inspectionPhase, 'Complete');
-  t.equal(host.status.consumer, 'm1');
-  const report = (await a.api('GET', '/hosts/h1/report')).json;
-  t.equal(report.report.cpus.cores, 4);
-  t.equal(report.machine, 'm1');
-  t.equal(bmc.power, 'On');
-  t.ok(
-    bmc.seen.some((s) => s.method === 'PATCH' && (s.body as any).Boot.BootSourceOverrideTarget === 'Pxe'),
-    'one-time PXE was set',
-  );
-  const script = await (await fetch(`${a.base}/boot/host.ipxe?mac=52-54-00-01-00-01`)).text();
-  t.match(script, /exit 1/, 'a provisioned host boots from its disk from now on');
-  const kinds = (await a.api('GET', '/events')).json.items.map((e: { kind: string }) => e.kind);
-  const metrics = await (await fetch(`${a.base}/metrics`)).text();
-  t.match(metrics, /beskar7_hosts\{state="Provisioned"\} 1/);
-  t.match(metrics, /beskar7_inspector_calls_total\{endpoint="report",status="202"\} 1/);
-  t.match(metrics, /beskar7_inspector_calls_total\{endpoint="provisioned",status="202"\} 1/);
-  t.match(metrics, /beskar7_inspector_credentials_total\{result="claimed"\} 1/);
-  t.match(metrics, /beskar7_redfish_calls_total\{method="PATCH",result="204"\} \d/);
-  t.match(metrics, /beskar7_redfish_call_seconds_count\{method="GET"\} \d/);
-  t.match(kinds, [
-    'HostCreated',
-    'Enrolled',
-    'MachineCreated',
-    'Claimed',
-    'InspectionStarted',
-    'PowerOn',
-    'CredentialClaimed',
-    'ReportReceived',
-    'Ready',
-    'Provisioned',
-  ]);
-  t.match(conditionsOf(m), PROVISIONED_UNPINNED);
-  // the attempt is over: nothing to claim any more
-  const replay = await simulateInspector(a.base, '52:54:00:01:00:01', wireReport('52:54:00:01:00:01'));
-  t.equal(replay.status, 0, 'no nonce in the script any more');
+  if (!m) return;
 
-  t.equal((await a.api('DELETE', '/machines/m1')).status, 202);
-  await until('machine gone', async () => ((await a.api('GET', '/machines/m1')).status === 404 ? true : undefined));
-  const released = (await a.api('GET', '/hosts/h1')).json;
-  t.equal(released.status.state, 'Available');
-  t.notOk(released.status.consumer);
-  t.equal(bmc.power, 'Off', 'powered off');
-  t.equal(bmc.boot.enabled, 'Disabled', 'override cleared');
+  await t.test('what the records, the BMC, metrics and events show', async (t) => {
+    t.same(posts, [202], 'the report was accepted once');
+    const host = (await a.api('GET', '/hosts/h1')).json;
+    t.equal(host.status.state, 'Provisioned');
+    t.equal(host.status.inspectionPhase, 'Complete');
+    t.equal(host.status.consumer, 'm1');
+    const report = (await a.api('GET', '/hosts/h1/report')).json;
+    t.equal(report.report.cpus.cores, 4);
+    t.equal(report.machine, 'm1');
+    t.equal(bmc.power, 'On');
+    t.ok(
+      bmc.seen.some((s) => s.method === 'PATCH' && (s.body as any).Boot.BootSourceOverrideTarget === 'Pxe'),
+      'one-time PXE was set',
+    );
+    const script = await (await fetch(`${a.base}/boot/host.ipxe?mac=52-54-00-01-00-01`)).text();
+    t.match(script, /exit 1/, 'a provisioned host boots from its disk from now on');
+    const kinds = (await a.api('GET', '/events')).json.items.map((e: { kind: string }) => e.kind);
+    const metrics = await (await fetch(`${a.base}/metrics`)).text();
+    t.match(metrics, /beskar7_hosts\{state="Provisioned"\} 1/);
+    t.match(metrics, /beskar7_inspector_calls_total\{endpoint="report",status="202"\} 1/);
+    t.match(metrics, /beskar7_inspector_calls_total\{endpoint="provisioned",status="202"\} 1/);
+    t.match(metrics, /beskar7_inspector_credentials_total\{result="claimed"\} 1/);
+    t.match(metrics, /beskar7_redfish_calls_total\{method="PATCH",result="204"\} \d/);
+    t.match(metrics, /beskar7_redfish_call_seconds_count\{method="GET"\} \d/);
+    t.match(kinds, [
+      'HostCreated',
+      'Enrolled',
+      'MachineCreated',
+      'Claimed',
+      'InspectionStarted',
+      'PowerOn',
+      'CredentialClaimed',
+      'ReportReceived',
+      'Ready',
+      'Provisioned',
+    ]);
+    t.match(conditionsOf(m), PROVISIONED_UNPINNED);
+    // the attempt is over: nothing to claim any more
+    const replay = await simulateInspector(a.base, '52:54:00:01:00:01', wireReport('52:54:00:01:00:01'));
+    t.equal(replay.status, 0, 'no nonce in the script any more');
+  });
+
+  await t.test('deletion: powered off, override cleared, host released, machine gone', async (t) => {
+    t.equal((await a.api('DELETE', '/machines/m1')).status, 202);
+    await until('machine gone', async () => ((await a.api('GET', '/machines/m1')).status === 404 ? true : undefined));
+    const released = (await a.api('GET', '/hosts/h1')).json;
+    t.equal(released.status.state, 'Available');
+    t.notOk(released.status.consumer);
+    t.equal(bmc.power, 'Off', 'powered off');
+    t.equal(bmc.boot.enabled, 'Disabled', 'override cleared');
+  });
 });
 
 t.test('requirements not met: Failed with a clear reason, host released', async (t) => {
@@ -164,29 +175,6 @@ t.test('no report: bounded retries with backoff, then Failed InspectionTimeout',
     ['On', 'ForceRestart', 'ForceRestart', 'ForceOff'],
     'first On, then a host already on is restarted, powered off when it failed',
   );
-});
-
-t.test('one host, two machines: never a double claim', async (t) => {
-  let base = '';
-  const { address } = await bmcWithMachine(t, () => base, '52:54:00:04:00:01', { report: null });
-  const a = await inProcess(t);
-  base = a.base;
-  await a.api('POST', '/hosts', hostBody('h4', address));
-  await until('host Available', async () =>
-    (await a.api('GET', '/hosts/h4')).json.status.state === 'Available' ? true : undefined,
-  );
-  await Promise.all([a.api('POST', '/machines', machineBody('x1')), a.api('POST', '/machines', machineBody('x2'))]);
-  await until('one machine inspecting', async () => {
-    const items = (await a.api('GET', '/machines')).json.items as { status: { phase: string } }[];
-    return items.some((m) => m.status.phase === 'Inspecting') ? true : undefined;
-  });
-  await new Promise((r) => setTimeout(r, 500));
-  const items = (await a.api('GET', '/machines')).json.items as {
-    name: string;
-    status: { phase: string; hostId?: string };
-  }[];
-  t.same(items.map((m) => m.status.phase).sort(), ['Inspecting', 'Pending']);
-  t.equal(items.filter((m) => m.status.hostId === 'h4').length, 1, 'exactly one machine holds the host');
 });
 
 t.test('enrolment against a BMC that refuses us ends in Error with the reason', async (t) => {
