@@ -35,7 +35,7 @@ export function createManifestApi(d: ApiDeps): Hono {
     return hostManifest(h, id ? await d.store.reports.get(id) : undefined, d.leasedAddresses(hostMacs(h)));
   };
   const machineView = async (m: StoredMachine) => {
-    const h = m.status.hostId ? await d.store.hosts.get(m.status.hostId) : undefined;
+    const h = m.status.hostName ? await d.store.hosts.get(m.status.hostName) : undefined;
     const held = h && h.status.consumer === m.name ? (await hostView(h)).status.addresses.map((a) => a.address) : [];
     return machineManifest(m, h, held);
   };

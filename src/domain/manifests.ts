@@ -166,7 +166,9 @@ export function machineManifest(m: StoredMachine, host: StoredHost | undefined, 
       ...status,
       ...(providerID ? { providerID } : {}),
       ready: m.status.phase === 'Provisioned',
-      ...(m.status.hostId ? { hostRef: { kind: 'PhysicalHost', namespace: m.namespace, name: m.status.hostId } } : {}),
+      ...(m.status.hostName
+        ? { hostRef: { kind: 'PhysicalHost', namespace: m.namespace, name: m.status.hostName } }
+        : {}),
       addresses: addresses.map((address) => ({ type: 'InternalIP', address })),
     },
   };

@@ -75,33 +75,54 @@ export const HostStatusSchema = z.object({
 });
 
 /**
- * The credentials of one inspection attempt, as the store keeps them: a random attempt id only. The boot nonce
- * and the bearer token are derived from it with the appliance's key (secret.key, never in the store or a
- * backup), so neither is stored, and the claim response can be rendered after a restart.
+ * One inspection attempt, as the store keeps it: a random id only. The boot nonce and the bearer token are
+ * derived from it with the appliance's key (secret.key, never in the store or a backup), so neither is stored,
+ * and the answer to the nonce can be rendered again after a restart.
  */
-export const AttemptCredentialSchema = z.object({
-  attempt: z.string(),
+export const AttemptSchema = z.object({
+  id: z.string(),
   expiresAt: z.string(),
-  /** the one claim of the boot nonce: where from, which MAC iPXE booted from, when */
-  claim: z.object({ from: z.string(), mac: z.string().optional(), at: z.string() }).optional(),
+  /** the boot nonce's one redemption: where from, which MAC iPXE booted from, when */
+  redeemed: z.object({ from: z.string(), mac: z.string().optional(), at: z.string() }).optional(),
 });
-export type AttemptCredential = z.infer<typeof AttemptCredentialSchema>;
+export type Attempt = z.infer<typeof AttemptSchema>;
+
+/** A record as releases before 2026-12 stored it, with field `from` where it now has `to`. */
+const renamed =
+  (from: string, to: string) =>
+  (v: unknown): unknown => {
+    if (!v || typeof v !== 'object' || !(from in v)) return v;
+    const { [from]: value, ...rest } = v as Record<string, unknown>;
+    return { ...rest, [to]: value };
+  };
+
+/** A host as releases before 2026-12 stored it: `bootstrap: {attempt, expiresAt, claim}`. */
+const fromLegacyHost = (v: unknown): unknown => {
+  if (!v || typeof v !== 'object' || !('bootstrap' in v)) return v;
+  const { bootstrap, ...rest } = v as { bootstrap?: { attempt: string; expiresAt: string; claim?: unknown } };
+  if (!bootstrap) return rest;
+  const { attempt: id, claim: redeemed, ...kept } = bootstrap;
+  return { ...rest, attempt: { ...kept, id, ...(redeemed ? { redeemed } : {}) } };
+};
 
 /** What the store keeps: the password only as ciphertext, the attempt's credentials never. */
-export const StoredHostSchema = z.object({
-  name: z.string(),
-  namespace: z.string().default(DEFAULT_NAMESPACE),
-  spec: HostSpecSchema.extend({
-    redfish: RedfishSpecSchema.omit({ password: true }).extend({
-      passwordEnc: z.string(),
-      /** the Secret the credentials came from (applied manifests): re-applying it updates them here */
-      credentialsSecretRef: z.string().optional(),
+export const StoredHostSchema = z.preprocess(
+  fromLegacyHost,
+  z.object({
+    name: z.string(),
+    namespace: z.string().default(DEFAULT_NAMESPACE),
+    spec: HostSpecSchema.extend({
+      redfish: RedfishSpecSchema.omit({ password: true }).extend({
+        passwordEnc: z.string(),
+        /** the Secret the credentials came from (applied manifests): re-applying it updates them here */
+        credentialsSecretRef: z.string().optional(),
+      }),
     }),
+    status: HostStatusSchema,
+    attempt: AttemptSchema.optional(),
+    createdAt: z.string(),
   }),
-  status: HostStatusSchema,
-  bootstrap: AttemptCredentialSchema.optional(),
-  createdAt: z.string(),
-});
+);
 export type StoredHost = z.infer<typeof StoredHostSchema>;
 
 /** BMC credentials applied as a v1.0 Secret; the password sealed like a host's. */
@@ -174,7 +195,7 @@ export const MachineStatusSchema = z.object({
   conditions: z.array(ConditionSchema).default([]),
   /** hosts that failed this machine's requirements: not claimed again */
   rejectedHosts: z.array(z.string()).default([]),
-  hostId: z.string().optional(),
+  hostName: z.string().optional(),
   failureReason: z.string().optional(),
   failureMessage: z.string().optional(),
   /** inspection attempts so far */
@@ -189,7 +210,7 @@ export const StoredMachineSchema = z.object({
   name: z.string(),
   namespace: z.string().default(DEFAULT_NAMESPACE),
   spec: MachineSpecSchema,
-  status: MachineStatusSchema,
+  status: z.preprocess(renamed('hostId', 'hostName'), MachineStatusSchema),
   createdAt: z.string(),
 });
 export type StoredMachine = z.infer<typeof StoredMachineSchema>;
@@ -243,12 +264,15 @@ export const InspectionReportSchema = z
   .strict();
 export type InspectionReport = z.infer<typeof InspectionReportSchema>;
 
-export const StoredReportSchema = z.object({
-  hostId: z.string(),
-  machine: z.string().optional(),
-  receivedAt: z.string(),
-  report: InspectionReportSchema,
-});
+export const StoredReportSchema = z.preprocess(
+  renamed('hostId', 'hostName'),
+  z.object({
+    hostName: z.string(),
+    machine: z.string().optional(),
+    receivedAt: z.string(),
+    report: InspectionReportSchema,
+  }),
+);
 export type StoredReport = z.infer<typeof StoredReportSchema>;
 
 /** The ResetType values Redfish defines; a BMC's AllowableValues are hints (some list malformed ones). */

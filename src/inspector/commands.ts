@@ -10,13 +10,13 @@ import {
   endAttempt,
   type InspectorProgress,
   inspectorParams,
-  judgeClaim,
+  judgeRedemption,
+  judgeReport,
   localDisk,
   type Policy,
   progressNoted,
   provisioned,
   provisionFailed,
-  reportAccepted,
   reportRefusal,
   reportRejected,
 } from '../workflow/transitions.js';
@@ -48,7 +48,7 @@ export interface InspectorDeps {
 }
 
 /** The answer to a boot nonce: the inspector's script, nothing (an unknown or stale nonce), or a contested claim. */
-export type Claim = { kind: 'ok'; script: string } | { kind: 'unknown' } | { kind: 'conflict'; message: string };
+export type Redemption = { kind: 'ok'; script: string } | { kind: 'unknown' } | { kind: 'conflict'; message: string };
 
 /**
  * The inspector contract (v4.2) as commands: the nonce's one claim, the report, the bootstrap gate and the
@@ -72,9 +72,9 @@ export class InspectorCommands {
    */
   async claimUrl(hostName: string): Promise<string | undefined> {
     const h = await this.store.hosts.get(hostName);
-    const b = h?.bootstrap;
+    const b = h?.attempt;
     if (!h || !b || !LIVE_STATES.has(h.status.state)) return undefined;
-    const { nonce } = this.d.secrets.attemptSecrets(h.name, b.attempt);
+    const { nonce } = this.d.secrets.attemptSecrets(h.name, b.id);
     return `${this.d.apiBase}/api/v1/boot/${h.namespace}/${h.name}/${nonce}`;
   }
 
@@ -84,20 +84,20 @@ export class InspectorCommands {
    * opaque refusal as an unknown host. A second claim, or a claim from an address our DHCP did not lease to the
    * host, ends the attempt in the same batch: it is retried with fresh credentials.
    */
-  claimBoot(c: { namespace: string; name: string; nonce: string; from: string; mac?: string | undefined }) {
-    return this.p.run<Claim>(async () => {
+  redeemNonce(c: { namespace: string; name: string; nonce: string; from: string; mac?: string | undefined }) {
+    return this.p.run<Redemption>(async () => {
       const unknown = { value: { kind: 'unknown' as const } };
       const h = await this.store.hosts.get(c.name);
-      const b = h?.bootstrap;
+      const b = h?.attempt;
       if (!h || !b || h.namespace !== c.namespace) return unknown;
-      const secrets = this.d.secrets.attemptSecrets(h.name, b.attempt);
+      const secrets = this.d.secrets.attemptSecrets(h.name, b.id);
       if (!sameSecret(c.nonce, secrets.nonce)) return unknown;
       const m = h.status.consumer ? await this.store.machines.get(h.status.consumer) : undefined;
-      const v = m ? judgeClaim(h, { ...c, leased: this.d.leasedAddresses(hostMacs(h)) }, Date.now()) : undefined;
+      const v = m ? judgeRedemption(h, { ...c, leased: this.d.leasedAddresses(hostMacs(h)) }, Date.now()) : undefined;
       if (!m || !v || v.kind === 'unknown') return unknown;
       if (v.kind === 'conflict') {
         const why = { reason: 'CredentialConflict', message: v.message, phase: 'Failed' as const };
-        const end = endAttempt(m, h, b.attempt, why, Date.now(), this.d.policy);
+        const end = endAttempt(m, h, b.id, why, Date.now(), this.d.policy);
         const plan: Plan = { events: [credentialConflict(h, v.message)] };
         if (end) {
           plan.writes = [this.p.machine(end.machine), this.p.host(end.host), ...this.p.boot(end.host, undefined)];
@@ -124,13 +124,13 @@ export class InspectorCommands {
     return this.p
       .run<T>(async () => {
         const h = await this.store.hosts.get(c.name);
-        const b = h?.bootstrap;
-        if (!h || !b?.claim || h.namespace !== c.namespace) return refuse('unauthorized', UNAUTHORIZED);
-        if (!sameSecret(c.token, this.d.secrets.attemptSecrets(h.name, b.attempt).token))
+        const b = h?.attempt;
+        if (!h || !b?.redeemed || h.namespace !== c.namespace) return refuse('unauthorized', UNAUTHORIZED);
+        if (!sameSecret(c.token, this.d.secrets.attemptSecrets(h.name, b.id).token))
           return refuse('unauthorized', UNAUTHORIZED);
-        if (c.from !== b.claim.from) {
+        if (c.from !== b.redeemed.from) {
           misuse = true;
-          const msg = `inspector token used from ${c.from}; it was claimed from ${b.claim.from}`;
+          const msg = `inspector token used from ${c.from}; it was claimed from ${b.redeemed.from}`;
           return refuse('unauthorized', UNAUTHORIZED, { events: [credentialMisuse(h, msg)] });
         }
         const m = h.status.consumer ? await this.store.machines.get(h.status.consumer) : undefined;
@@ -158,7 +158,7 @@ export class InspectorCommands {
       if (refused) return { refused, plan: { events: [reportRejected(h.name, refused.error)] } };
       // the other hosts matter only to a machine with requirements that may try another: no copy of them all per report
       const others = m.spec.hardwareRequirements && this.d.policy.tryOtherHosts ? await this.store.hosts.all() : [];
-      const o = reportAccepted(m, h, report, others, Date.now(), this.d.policy);
+      const o = judgeReport(m, h, report, others, Date.now(), this.d.policy);
       const writes = [
         this.store.reports.put(o.id, o.stored),
         this.p.machine(o.machine),

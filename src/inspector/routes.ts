@@ -43,7 +43,7 @@ export function createIntakeApi(d: IntakeDeps): Hono {
 
   api.get('/boot/:ns/:host/:nonce', async (c) => {
     const mac = MacSchema.safeParse(c.req.query('mac') ?? '').data;
-    const r = await d.commands.claimBoot({ ...caller(c), nonce: c.req.param('nonce'), mac });
+    const r = await d.commands.redeemNonce({ ...caller(c), nonce: c.req.param('nonce'), mac });
     if (!r.ok || r.value.kind === 'unknown') {
       d.metrics.credentials.inc({ result: 'unknown' });
       // one answer for no such host, wrong, expired and consumed nonces: no oracle (§4.1)

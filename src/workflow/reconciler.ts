@@ -180,7 +180,7 @@ export class Orchestrator {
     // oldest first, and claims shrink it as the pass goes: a machine without a selector takes the first host
     const available = claimable(hosts).filter((h) => !owed.has(h.name));
     for (const m of await this.store.machines.all()) {
-      const host = m.status.hostId ? byName.get(m.status.hostId) : undefined;
+      const host = m.status.hostName ? byName.get(m.status.hostName) : undefined;
       if (host && owed.has(host.name) && m.status.phase !== 'Pending') continue;
       const step = nextStep(m, host, available, now);
       if (step.kind === 'wait' || step.kind === 'done' || step.kind === 'noHost') continue;
@@ -201,7 +201,7 @@ export class Orchestrator {
             message: `${what} within ${Math.round(ms / 1000)} s`,
             phase: 'Timeout' as const,
           };
-          await this.commitEnd(m.name, step.host.name, step.host.bootstrap?.attempt, why);
+          await this.commitEnd(m.name, step.host.name, step.host.attempt?.id, why);
         } else await this.commitRelease(m, step.host);
       } catch (e) {
         this.log.error({ machine: m.name, err: (e as Error).message }, 'reconcile step failed');
@@ -421,7 +421,7 @@ export class Orchestrator {
     drop: ReturnType<Store['effects']['del']>,
   ): Promise<void> {
     // the attempt ended before its boot (a released host, a deleted machine): nothing to boot
-    if (h.bootstrap?.attempt !== e.attempt) {
+    if (h.attempt?.id !== e.attempt) {
       await this.onHost(h.name, drop);
       return;
     }
@@ -436,7 +436,7 @@ export class Orchestrator {
       return;
     }
     await this.onHost(h.name, drop, (cur) =>
-      cur.bootstrap?.attempt === e.attempt ? booted(cur, e.machine, action) : { host: cur },
+      cur.attempt?.id === e.attempt ? booted(cur, e.machine, action) : { host: cur },
     );
     this.log.info({ machine: e.machine, host: h.name, action }, 'inspection boot started');
     // a machine that claimed its credentials is running, whatever its BMC shows (the claim recorded it On);
@@ -444,7 +444,7 @@ export class Orchestrator {
     const running = async () => {
       const cur = await this.store.hosts.get(h.name);
       const phase = cur?.status.inspectionPhase;
-      return cur?.bootstrap?.attempt !== e.attempt || phase === 'InProgress' || phase === 'Complete';
+      return cur?.attempt?.id !== e.attempt || phase === 'InProgress' || phase === 'Complete';
     };
     try {
       if (!(await this.bmc(h).waitPowerState('On', this.opts.powerDeadlineMs, 1000, running))) return;
@@ -463,7 +463,7 @@ export class Orchestrator {
     }
     await this.p.run(async () => {
       const cur = await this.store.hosts.get(h.name);
-      const same = cur?.bootstrap?.attempt === e.attempt;
+      const same = cur?.attempt?.id === e.attempt;
       return { plan: same && cur ? { writes: [this.p.host(powerObserved(cur, 'On'))] } : {}, value: undefined };
     });
   }

@@ -226,7 +226,7 @@ export function newMachine(input: MachineCreate, now: number): { machine: Stored
 export function machineDeleting(m: StoredMachine): { machine: StoredMachine; event: WorkflowEvent } {
   const machine = clone(m);
   machine.status.phase = 'Deleting';
-  const scope = { machine: m.name, host: m.status.hostId };
+  const scope = { machine: m.name, host: m.status.hostName };
   return { machine, event: event('MachineDeleting', 'info', scope, 'deletion requested') };
 }
 
@@ -298,7 +298,7 @@ export function setCondition(
 export function claim(m: StoredMachine, h: StoredHost, now: number): PairEvent {
   const machine = clone(m);
   const host = clone(h);
-  machine.status = { ...machine.status, phase: 'Inspecting', hostId: h.name, attempts: 0 };
+  machine.status = { ...machine.status, phase: 'Inspecting', hostName: h.name, attempts: 0 };
   delete machine.status.failureReason;
   delete machine.status.failureMessage;
   setCondition(machine, 'HostClaimed', 'True', 'Claimed', `host ${h.name}`, now);
@@ -331,7 +331,7 @@ export function startAttempt(
 ): PairEvent & { effect: Effect } {
   const machine = clone(m);
   const host = clone(h);
-  host.bootstrap = { attempt, expiresAt: new Date(now + p.inspectionTimeoutMs).toISOString() };
+  host.attempt = { id: attempt, expiresAt: new Date(now + p.inspectionTimeoutMs).toISOString() };
   const scope = { machine: m.name, host: h.name };
   const effect: Effect = { kind: 'bootInspector', host: h.name, machine: m.name, attempt };
   if (h.status.state !== 'InUse') {
@@ -383,7 +383,7 @@ export function powerObserved(h: StoredHost, powerState: string | undefined): St
 }
 
 /** A boot nonce presented with the right value (the caller checked it) is judged here. */
-export type ClaimVerdict =
+export type RedemptionVerdict =
   | { kind: 'unknown' }
   | { kind: 'conflict'; message: string }
   | { kind: 'ok'; host: StoredHost; event: WorkflowEvent };
@@ -393,16 +393,19 @@ export type ClaimVerdict =
  * leased to the host, means someone else has the nonce: the caller ends the attempt and retries with fresh
  * credentials, and nothing the claimant sends is trusted.
  */
-export function judgeClaim(
+export function judgeRedemption(
   h: StoredHost,
   c: { from: string; mac?: string | undefined; leased: readonly string[] },
   now: number,
-): ClaimVerdict {
-  const b = h.bootstrap;
+): RedemptionVerdict {
+  const b = h.attempt;
   if (!b || Date.parse(b.expiresAt) <= now) return { kind: 'unknown' };
   if (h.status.state !== 'Inspecting' && h.status.state !== 'Ready') return { kind: 'unknown' };
-  if (b.claim) {
-    return { kind: 'conflict', message: `boot nonce claimed again from ${c.from} (first claim from ${b.claim.from})` };
+  if (b.redeemed) {
+    return {
+      kind: 'conflict',
+      message: `boot nonce claimed again from ${c.from} (first claim from ${b.redeemed.from})`,
+    };
   }
   if (c.leased.length && !c.leased.includes(c.from)) {
     return {
@@ -411,7 +414,10 @@ export function judgeClaim(
     };
   }
   const host = clone(h);
-  host.bootstrap = { ...b, claim: { from: c.from, at: new Date(now).toISOString(), ...(c.mac ? { mac: c.mac } : {}) } };
+  host.attempt = {
+    ...b,
+    redeemed: { from: c.from, at: new Date(now).toISOString(), ...(c.mac ? { mac: c.mac } : {}) },
+  };
   host.status.inspectionPhase = 'InProgress';
   // the machine itself asked: it is on, whether or not its BMC shows it yet
   host.status.observedPowerState = 'On';
@@ -429,7 +435,7 @@ export function reportRefusal(h: StoredHost, report: InspectionReport): Refusal 
   if (h.status.state !== 'Inspecting' || phase !== 'InProgress') {
     return { code: 'conflict', error: `host ${h.name} is not inspecting (${h.status.state}/${phase || '-'})` };
   }
-  const booted = h.bootstrap?.claim?.mac;
+  const booted = h.attempt?.redeemed?.mac;
   const want = booted ? [booted] : hostMacs(h);
   if (!report.nics.some((n) => want.includes(n.macAddress))) {
     return { code: 'invalid', error: `the report lists no NIC with the MAC the host booted from (${want.join(', ')})` };
@@ -461,7 +467,7 @@ export interface ReportOutcome extends Pair {
  * host that meets the requirements is Ready and waits for the provisioned callback; one that does not is
  * released, and the machine claims the next matching host (if allowed) or fails.
  */
-export function reportAccepted(
+export function judgeReport(
   m: StoredMachine,
   h: StoredHost,
   report: InspectionReport,
@@ -474,7 +480,7 @@ export function reportAccepted(
   const machine = clone(m);
   const host = clone(h);
   host.status = { ...host.status, inspectionPhase: 'Complete', inspectionReportId: id };
-  const stored: StoredReport = { hostId: h.name, machine: m.name, receivedAt: at, report };
+  const stored: StoredReport = { hostName: h.name, machine: m.name, receivedAt: at, report };
   const scope = { machine: m.name, host: h.name };
   const summary = `${report.cpus.cores} cores, ${report.memory.totalGB} GiB, ${report.disks.length} disks`;
   const events = [event('ReportReceived', 'info', scope, summary)];
@@ -495,7 +501,7 @@ export function reportAccepted(
   const next = p.tryOtherHosts ? selectHost(machine, claimable(hosts)) : undefined;
   if (next) {
     machine.status = { ...machine.status, phase: 'Pending', failureMessage: `${h.name}: ${why}` };
-    delete machine.status.hostId;
+    delete machine.status.hostName;
     events.push(event('RequirementsNotMet', 'warning', scope, `${why}; trying ${next.name}`));
   } else {
     machine.status = { ...machine.status, phase: 'Failed', failureReason: 'RequirementsNotMet', failureMessage: why };
@@ -537,7 +543,7 @@ export function attemptFailed(
   const host = clone(h);
   host.status.inspectionPhase = phase;
   host.status.errorMessage = message;
-  delete host.bootstrap;
+  delete host.attempt;
   const scope = { machine: m.name, host: h.name };
   if ((machine.status.attempts ?? 0) >= p.maxAttempts) {
     const failureMessage = `${message} (after ${machine.status.attempts} attempts)`;
@@ -576,7 +582,7 @@ export function provisioned(m: StoredMachine, h: StoredHost, now: number): PairE
   machine.status.phase = 'Provisioned';
   delete machine.status.inspectionDeadline;
   host.status.state = 'Provisioned';
-  delete host.bootstrap;
+  delete host.attempt;
   setCondition(machine, 'Provisioned', 'True', 'InspectorProvisioned', 'target verified; kexec', now);
   const scope = { machine: m.name, host: h.name };
   return { machine, host, event: event('Provisioned', 'info', scope, `target ${m.spec.targetImageURL}`) };
@@ -633,7 +639,7 @@ export function endAttempt(
   now: number,
   p: Policy,
 ): ReturnType<typeof attemptFailed> | undefined {
-  if (!m || !h || attempt === undefined || h.bootstrap?.attempt !== attempt || h.status.consumer !== m.name) return;
+  if (!m || !h || attempt === undefined || h.attempt?.id !== attempt || h.status.consumer !== m.name) return;
   if (h.status.inspectionPhase === 'Complete' && !AFTER_REPORT.has(why.reason)) return;
   return attemptFailed(m, h, why.reason, why.message, now, p, why.phase);
 }
@@ -645,7 +651,7 @@ export function release(h: StoredHost): StoredHost {
   const host = clone(h);
   host.status.state = 'Available';
   delete host.status.consumer;
-  delete host.bootstrap;
+  delete host.attempt;
   if (LIVE_PHASES.has(host.status.inspectionPhase ?? '')) delete host.status.inspectionPhase;
   return host;
 }

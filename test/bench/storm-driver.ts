@@ -209,7 +209,7 @@ const done = Date.now();
 const hosts = (await call('GET', '/hosts')).items as { name: string; status: { state: string; consumer?: string } }[];
 const machines = (await call('GET', '/machines')).items as {
   name: string;
-  status: { phase: string; hostId?: string };
+  status: { phase: string; hostName?: string };
 }[];
 const events = (await call('GET', '/events?limit=1000000')).items as {
   at: string;
@@ -256,7 +256,7 @@ const audit = {
     .filter(({ ons, boots }) => ons > boots.length)
     .map(({ h, ons, boots }) => `${h.name}: ${ons} PXE power-ons, ${boots.length} attempt boots`),
   mismatched: machines
-    .filter((m) => !m.status.hostId || hosts.find((h) => h.name === m.status.hostId)?.status.consumer !== m.name)
+    .filter((m) => !m.status.hostName || hosts.find((h) => h.name === m.status.hostName)?.status.consumer !== m.name)
     .map((m) => m.name),
 };
 const q = (xs: number[], p: number) =>

@@ -57,7 +57,7 @@ t.test('appliances on etcd', async (t) => {
         return r.json.status?.phase === 'Provisioned' ? r.json : undefined;
       });
       t.equal(
-        m.status.hostId,
+        m.status.hostName,
         'h1',
         "the leader provisioned the follower's machine (the inspector reported to the follower)",
       );

@@ -36,7 +36,7 @@ t.test('machine -> claim -> PXE + power -> report -> Ready -> Provisioned', asyn
       const r = await a.api('GET', '/machines/m1');
       return r.json.status.phase === 'Provisioned' ? r.json : undefined;
     });
-    t.equal(m.status.hostId, 'h1');
+    t.equal(m.status.hostName, 'h1');
   });
   if (!m) return;
 
@@ -133,7 +133,7 @@ t.test(
       return r.json.status.phase === 'Provisioned' || r.json.status.phase === 'Failed' ? r.json : undefined;
     });
     t.equal(m.status.phase, 'Provisioned');
-    t.equal(m.status.hostId, 'b-large', 'on the host that meets the requirements');
+    t.equal(m.status.hostName, 'b-large', 'on the host that meets the requirements');
     t.same(m.status.rejectedHosts, ['a-small'], 'the first host is remembered as failed for this machine');
     const h = await until('first host released', async () => {
       const r = await a.api('GET', '/hosts/a-small');
@@ -496,7 +496,7 @@ t.test('a host that fails the requirements never passes the gate; the machine tr
     const m = (await a.api('GET', '/machines/mg')).json;
     return m.status.phase === 'Provisioned' ? m : undefined;
   });
-  t.equal(m.status.hostId, 'big');
+  t.equal(m.status.hostName, 'big');
   t.same(m.status.rejectedHosts, ['small']);
   // the power-off runs in the background, beside the next host's inspection
   t.equal(await until('small powered off', async () => (small.bmc.power === 'Off' ? 'Off' : undefined)), 'Off');

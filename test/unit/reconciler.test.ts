@@ -142,7 +142,7 @@ const machine = (name: string, over: Partial<StoredMachine['status']> = {}): Sto
 });
 
 const phases = async (s: Store) =>
-  (await s.machines.all()).map((m) => `${m.name}:${m.status.phase}:${m.status.hostId ?? '-'}`);
+  (await s.machines.all()).map((m) => `${m.name}:${m.status.phase}:${m.status.hostName ?? '-'}`);
 
 t.test('one host, two machines: each pass claims at most once, and never the same host twice', async (t) => {
   const w = await world(t);
@@ -151,7 +151,7 @@ t.test('one host, two machines: each pass claims at most once, and never the sam
   for (let i = 0; i < 5; i++) {
     await o.passOnce();
     await o.settle();
-    const held = (await w.store.machines.all()).filter((m) => m.status.hostId === 'h');
+    const held = (await w.store.machines.all()).filter((m) => m.status.hostName === 'h');
     t.equal(held.length, 1, `pass ${i + 1}: exactly one machine holds the host`);
   }
   t.same(await phases(w.store), ['x1:Inspecting:h', 'x2:Pending:-'], 'the older name claims; the other waits');
@@ -199,14 +199,14 @@ t.test('a boot stored but not carried out (a kill -9 between) is carried out by 
     ['bootInspector'],
     'the attempt and its boot were committed together',
   );
-  const attempt = (await w.store.hosts.get('h'))?.bootstrap?.attempt;
+  const attempt = (await w.store.hosts.get('h'))?.attempt?.id;
   // the first orchestrator dies here: its BMC call never returns, its outcome is never committed
   const second = w.orchestrator();
   await second.passOnce();
   await second.settle();
   t.same(await w.store.effects.keys(), [], 'the second one carried the stored boot out');
   const h = await w.store.hosts.get('h');
-  t.same([h?.bootstrap?.attempt, h?.status.inspectionPhase], [attempt, 'Booting'], 'with the same attempt');
+  t.same([h?.attempt?.id, h?.status.inspectionPhase], [attempt, 'Booting'], 'with the same attempt');
   pxe.release();
 });
 

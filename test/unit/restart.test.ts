@@ -112,7 +112,7 @@ t.test('kill -9 at random points of the workflow, restart: the machine still end
     30_000,
   );
   t.comment(`phases seen at the kills: ${phases.join(', ')}`);
-  t.equal(m.status.hostId, 'k1');
+  t.equal(m.status.hostName, 'k1');
   await kill9();
   const store = await Store.open(path.join(dir, 'data', 'db'));
   const reports = await store.reports.all();
@@ -122,5 +122,5 @@ t.test('kill -9 at random points of the workflow, restart: the machine still end
   t.equal(hosts[0]!.status.consumer, 'km', 'claimed by exactly this machine');
   t.equal(reports.length, accepted.length, 'every accepted report is stored');
   t.ok(reports.length >= 1, 'at least one report');
-  t.equal(reports.filter((r) => r.hostId === 'k1').at(-1)?.report.cpus.cores, 4);
+  t.equal(reports.filter((r) => r.hostName === 'k1').at(-1)?.report.cpus.cores, 4);
 });

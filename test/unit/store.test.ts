@@ -198,3 +198,56 @@ t.test('known MACs for dhcp.full.knownMACsOnly follow the hosts as they change',
   await store.batch([store.hosts.del('a')]);
   t.notOk(known('52:54:00:00:00:01'), 'a deleted host is forgotten');
 });
+
+t.test('records stored by the release before stored effects load under their new names', async (t) => {
+  const dir = path.join(tempDir(t), 'db');
+  const old = await Store.open(dir);
+  const host = {
+    name: 'h',
+    namespace: 'default',
+    spec: {
+      redfish: { address: 'https://b', username: 'u', passwordEnc: 'v1:x', insecureSkipVerify: false },
+      bootMACs: [],
+      labels: {},
+    },
+    status: { state: 'Inspecting', nics: [], consumer: 'm', inspectionPhase: 'InProgress' },
+    bootstrap: { attempt: 'a1', expiresAt: '2030-01-01T00:00:00Z', claim: { from: '10.0.0.5', at: 't' } },
+    createdAt: 't',
+  };
+  const machine = {
+    name: 'm',
+    spec: { inspectionImageURL: 'http://x/i', targetImageURL: 'http://x/t' },
+    status: { phase: 'Inspecting', hostId: 'h', attempts: 1 },
+    createdAt: 't',
+  };
+  const report = {
+    hostId: 'h',
+    receivedAt: 't',
+    report: {
+      bootMode: 'UEFI',
+      cpus: { count: 1, cores: 1, threads: 1, model: 'x' },
+      memory: { totalGB: 1 },
+      disks: [],
+      nics: [],
+    },
+  };
+  // written as raw values, as the old release wrote them
+  await old.backend.commit(
+    [
+      { type: 'put', collection: 'hosts', key: 'h', value: host },
+      { type: 'put', collection: 'machines', key: 'm', value: machine },
+      { type: 'put', collection: 'reports', key: 'h/t', value: report },
+      { type: 'put', collection: 'requests', key: 'r1', value: { kind: 'powerDown', host: 'h' } },
+    ],
+    [],
+  );
+  await old.close();
+  const store = await Store.open(dir);
+  t.teardown(() => store.close());
+  const h = await store.hosts.get('h');
+  t.same(h?.attempt, { id: 'a1', expiresAt: '2030-01-01T00:00:00Z', redeemed: { from: '10.0.0.5', at: 't' } });
+  t.notOk('bootstrap' in (h ?? {}), 'the old name is gone');
+  t.equal((await store.machines.get('m'))?.status.hostName, 'h');
+  t.equal((await store.reports.get('h/t'))?.hostName, 'h');
+  t.same(await store.effects.keys(), [], 'old leader hand-offs are not effects');
+});

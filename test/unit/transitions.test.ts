@@ -10,7 +10,8 @@ import {
   enrolment,
   hostDeletion,
   inspectorParams,
-  judgeClaim,
+  judgeRedemption,
+  judgeReport,
   machineDeleted,
   machineDeleting,
   newHost,
@@ -20,7 +21,6 @@ import {
   provisionFailed,
   release,
   releaseFailed,
-  reportAccepted,
   reportRefusal,
   retryDelayMs,
   selectHost,
@@ -120,50 +120,50 @@ t.test('next step for each state', async (t) => {
     ['pending without', machine(), undefined, [], 'noHost'],
     [
       'backing off',
-      machine({ phase: 'Inspecting', hostId: 'h', notBefore: 5000 }),
+      machine({ phase: 'Inspecting', hostName: 'h', notBefore: 5000 }),
       mine({ state: 'InUse' }),
       [],
       'wait',
     ],
-    ['claimed', machine({ phase: 'Inspecting', hostId: 'h' }), mine({ state: 'InUse' }), [], 'boot'],
+    ['claimed', machine({ phase: 'Inspecting', hostName: 'h' }), mine({ state: 'InUse' }), [], 'boot'],
     [
       'persisted but not powered',
-      machine({ phase: 'Inspecting', hostId: 'h' }),
+      machine({ phase: 'Inspecting', hostName: 'h' }),
       mine({ inspectionPhase: 'Pending' }),
       [],
       'boot',
     ],
     [
       'booting, in time',
-      machine({ phase: 'Inspecting', hostId: 'h', inspectionDeadline: 2000 }),
+      machine({ phase: 'Inspecting', hostName: 'h', inspectionDeadline: 2000 }),
       mine({ inspectionPhase: 'Booting' }),
       [],
       'wait',
     ],
     [
       'booting, late',
-      machine({ phase: 'Inspecting', hostId: 'h', inspectionDeadline: 500 }),
+      machine({ phase: 'Inspecting', hostName: 'h', inspectionDeadline: 500 }),
       mine({ inspectionPhase: 'InProgress' }),
       [],
       'timeout',
     ],
     [
       'validated, deploying in time',
-      machine({ phase: 'Inspecting', hostId: 'h', inspectionDeadline: 2000 }),
+      machine({ phase: 'Inspecting', hostName: 'h', inspectionDeadline: 2000 }),
       mine({ state: 'Ready', inspectionPhase: 'Complete' }),
       [],
       'wait',
     ],
     [
       'validated, no provisioned callback in time',
-      machine({ phase: 'Inspecting', hostId: 'h', inspectionDeadline: 500 }),
+      machine({ phase: 'Inspecting', hostName: 'h', inspectionDeadline: 500 }),
       mine({ state: 'Ready', inspectionPhase: 'Complete' }),
       [],
       'timeout',
     ],
     [
       'host taken by another',
-      machine({ phase: 'Inspecting', hostId: 'h' }),
+      machine({ phase: 'Inspecting', hostName: 'h' }),
       host('h', { state: 'InUse', consumer: 'other' }),
       [],
       'release',
@@ -174,7 +174,7 @@ t.test('next step for each state', async (t) => {
   ];
   for (const [name, m, h, hosts, want] of rows) t.equal(nextStep(m, h, hosts, 1000).kind, want, name);
   const late = (state: 'Inspecting' | 'Ready') =>
-    nextStep(machine({ phase: 'Inspecting', hostId: 'h', inspectionDeadline: 1 }), mine({ state }), [], 1000);
+    nextStep(machine({ phase: 'Inspecting', hostName: 'h', inspectionDeadline: 1 }), mine({ state }), [], 1000);
   t.match(late('Inspecting'), { kind: 'timeout', reason: 'InspectionTimeout' });
   t.match(late('Ready'), { kind: 'timeout', reason: 'DeploymentTimedOut' }, 'a validated host waits for its callback');
 });
@@ -189,13 +189,13 @@ t.test('attempts: retry with growing backoff, then fail and release', async (t) 
   const a1 = startAttempt(c.machine, c.host, 'att1', 0, policy);
   t.equal(a1.machine.status.attempts, 1);
   t.equal(a1.machine.status.inspectionDeadline, 1000);
-  t.same(a1.host.bootstrap, { attempt: 'att1', expiresAt: new Date(1000).toISOString() }, 'an attempt id, no secret');
+  t.same(a1.host.attempt, { id: 'att1', expiresAt: new Date(1000).toISOString() }, 'an attempt id, no secret');
   const f1 = attemptFailed(a1.machine, a1.host, 'InspectionTimeout', 'no report', 1000, policy, 'Timeout');
   t.notOk(f1.final);
   t.same([f1.event.kind, f1.event.severity], ['Retry', 'warning'], 'a failed attempt is a warning, not progress');
   t.equal(f1.machine.status.notBefore, 1100);
   t.equal(f1.host.status.state, 'InUse', 'back to InUse: the next step boots again');
-  t.notOk(f1.host.bootstrap, "the old attempt's credentials are void");
+  t.notOk(f1.host.attempt, "the old attempt's credentials are void");
   const a2 = startAttempt(f1.machine, f1.host, 'att2', 2000, policy);
   const f2 = attemptFailed(a2.machine, a2.host, 'InspectionTimeout', 'no report', 3000, policy, 'Timeout');
   t.ok(f2.final);
@@ -212,17 +212,17 @@ t.test('attempts: retry with growing backoff, then fail and release', async (t) 
 
 t.test('report verdict: Ready and a deployment deadline, or the next host, or Failed', async (t) => {
   const req = { hardwareRequirements: { minCPUCores: 2, minMemoryGB: 64, minDiskGB: 0 } };
-  const m = machine({ phase: 'Inspecting', hostId: 'h' }, req);
+  const m = machine({ phase: 'Inspecting', hostName: 'h' }, req);
   const h = host('h', { state: 'Inspecting', consumer: 'm', inspectionPhase: 'InProgress' });
   const report = sampleReport('52:54:00:00:00:01');
   const other = host('h2');
-  const next = reportAccepted(m, h, report, [h, other], 10_000, policy);
+  const next = judgeReport(m, h, report, [h, other], 10_000, policy);
   t.same(
     [next.approved, next.effects],
     [false, [{ kind: 'powerOff', host: 'h', reason: 'released: 16 GiB memory < 64 GiB required' }]],
   );
   t.same(
-    [next.machine.status.phase, next.machine.status.hostId, next.machine.status.rejectedHosts],
+    [next.machine.status.phase, next.machine.status.hostName, next.machine.status.rejectedHosts],
     ['Pending', undefined, ['h']],
     'the machine goes back for the next matching host',
   );
@@ -238,22 +238,15 @@ t.test('report verdict: Ready and a deployment deadline, or the next host, or Fa
     { type: 'InspectionComplete', status: 'True' },
     { type: 'RequirementsMet', status: 'False', reason: 'RequirementsNotMet', message: /16 GiB memory < 64/ },
   ]);
-  const last = reportAccepted(m, h, report, [h], 10_000, policy);
+  const last = judgeReport(m, h, report, [h], 10_000, policy);
   t.same(
     [last.machine.status.phase, last.machine.status.failureReason, last.machine.status.failureMessage],
     ['Failed', 'RequirementsNotMet', '16 GiB memory < 64 GiB required'],
     'no other host: the machine fails',
   );
-  const off = reportAccepted(m, h, report, [h, other], 10_000, { ...policy, tryOtherHosts: false });
+  const off = judgeReport(m, h, report, [h, other], 10_000, { ...policy, tryOtherHosts: false });
   t.equal(off.machine.status.phase, 'Failed', 'tryOtherHosts off: fails at once');
-  const ok = reportAccepted(
-    { ...m, spec: { ...m.spec, hardwareRequirements: undefined } },
-    h,
-    report,
-    [],
-    10_000,
-    policy,
-  );
+  const ok = judgeReport({ ...m, spec: { ...m.spec, hardwareRequirements: undefined } }, h, report, [], 10_000, policy);
   t.same([ok.approved, ok.machine.status.phase, ok.host.status.state], [true, 'Inspecting', 'Ready']);
   t.equal(ok.machine.status.inspectionDeadline, 15_000, 'the deployment deadline starts');
   t.same([ok.host.status.inspectionPhase, ok.stored.machine], ['Complete', 'm']);
@@ -261,7 +254,7 @@ t.test('report verdict: Ready and a deployment deadline, or the next host, or Fa
   t.match(provisioned(m, h, 0), { code: 'conflict' }, 'no provisioned callback before validation');
   const p = provisioned(ok.machine, ok.host, 20_000);
   if ('code' in p) throw new Error('refused');
-  t.same([p.machine.status.phase, p.host.status.state, p.host.bootstrap], ['Provisioned', 'Provisioned', undefined]);
+  t.same([p.machine.status.phase, p.host.status.state, p.host.attempt], ['Provisioned', 'Provisioned', undefined]);
   t.match(
     p.machine.status.conditions.find((c) => c.type === 'Provisioned'),
     { status: 'True' },
@@ -277,25 +270,29 @@ t.test('report verdict: Ready and a deployment deadline, or the next host, or Fa
 
 t.test('claims: the first gets the script; a second, a foreign address or a stale attempt do not', async (t) => {
   const live = host('h', { state: 'Inspecting', consumer: 'm', inspectionPhase: 'Booting' });
-  live.bootstrap = { attempt: 'a1', expiresAt: new Date(5000).toISOString() };
-  const first = judgeClaim(live, { from: '10.0.0.5', mac: '52:54:00:00:00:01', leased: [] }, 1000);
+  live.attempt = { id: 'a1', expiresAt: new Date(5000).toISOString() };
+  const first = judgeRedemption(live, { from: '10.0.0.5', mac: '52:54:00:00:00:01', leased: [] }, 1000);
   if (first.kind !== 'ok') throw new Error(first.kind);
-  t.same(first.host.bootstrap?.claim, { from: '10.0.0.5', mac: '52:54:00:00:00:01', at: new Date(1000).toISOString() });
+  t.same(first.host.attempt?.redeemed, {
+    from: '10.0.0.5',
+    mac: '52:54:00:00:00:01',
+    at: new Date(1000).toISOString(),
+  });
   t.same([first.host.status.inspectionPhase, first.event.kind], ['InProgress', 'CredentialClaimed']);
-  t.match(judgeClaim(first.host, { from: '10.0.0.5', leased: [] }, 1000), {
+  t.match(judgeRedemption(first.host, { from: '10.0.0.5', leased: [] }, 1000), {
     kind: 'conflict',
     message: 'boot nonce claimed again from 10.0.0.5 (first claim from 10.0.0.5)',
   });
-  t.match(judgeClaim(live, { from: '10.0.0.66', leased: ['10.0.0.5'] }, 1000), {
+  t.match(judgeRedemption(live, { from: '10.0.0.66', leased: ['10.0.0.5'] }, 1000), {
     kind: 'conflict',
     message: "boot nonce claimed from 10.0.0.66; the host's lease is 10.0.0.5",
   });
-  t.equal(judgeClaim(live, { from: '10.0.0.5', leased: ['10.0.0.5'] }, 1000).kind, 'ok', 'the leased address may');
-  t.equal(judgeClaim(live, { from: '10.0.0.5', leased: [] }, 5000).kind, 'unknown', 'an expired nonce');
-  t.equal(judgeClaim(host('h'), { from: '10.0.0.5', leased: [] }, 0).kind, 'unknown', 'no attempt');
+  t.equal(judgeRedemption(live, { from: '10.0.0.5', leased: ['10.0.0.5'] }, 1000).kind, 'ok', 'the leased address may');
+  t.equal(judgeRedemption(live, { from: '10.0.0.5', leased: [] }, 5000).kind, 'unknown', 'an expired nonce');
+  t.equal(judgeRedemption(host('h'), { from: '10.0.0.5', leased: [] }, 0).kind, 'unknown', 'no attempt');
 
   const m = machine(
-    { phase: 'Inspecting', hostId: 'h' },
+    { phase: 'Inspecting', hostName: 'h' },
     { targetImageDigest: `sha256:${'a'.repeat(64)}`, configurationURL: 'http://c/x.yaml' },
   );
   const params = inspectorParams(m, live, { api: 'http://10.0.0.1:8080', token: 'TOK', mac: '52:54:00:00:00:01' });
@@ -400,7 +397,7 @@ t.test('commands as transitions: new records, deletion guards, script and report
     error: 'host h is used by machine m; delete the machine first',
   });
   t.equal((hostDeletion(host('h')) as { event: { kind: string } }).event.kind, 'HostDeleted');
-  const del = machineDeleting(machine({ phase: 'Inspecting', hostId: 'h' }));
+  const del = machineDeleting(machine({ phase: 'Inspecting', hostName: 'h' }));
   t.same([del.machine.status.phase, del.event.kind, del.event.host], ['Deleting', 'MachineDeleting', 'h']);
 
   const booting = host('h', { state: 'Inspecting', consumer: 'm', inspectionPhase: 'InProgress' });
@@ -416,8 +413,8 @@ t.test('commands as transitions: new records, deletion guards, script and report
     "a report that does not list the host's boot NIC is not this host's",
   );
   const started = '2026-01-01T00:00:05.000Z';
-  const acc = reportAccepted(
-    machine({ phase: 'Inspecting', hostId: 'h' }),
+  const acc = judgeReport(
+    machine({ phase: 'Inspecting', hostName: 'h' }),
     { ...booting, status: { ...booting.status, inspectionTimestamp: started } },
     report,
     [],
@@ -438,9 +435,9 @@ t.test('commands as transitions: new records, deletion guards, script and report
 
 t.test('release: back to the pool with no live phase; a failed power-off keeps the real power state', async (t) => {
   const h = host('h', { state: 'Inspecting', consumer: 'm', inspectionPhase: 'Booting', observedPowerState: 'On' });
-  const r = release({ ...h, bootstrap: { attempt: 'x', expiresAt: '' } });
+  const r = release({ ...h, attempt: { id: 'x', expiresAt: '' } });
   t.same(
-    [r.status.state, r.status.consumer, r.status.inspectionPhase, r.bootstrap],
+    [r.status.state, r.status.consumer, r.status.inspectionPhase, r.attempt],
     ['Available', undefined, undefined, undefined],
   );
   t.equal(
@@ -453,13 +450,13 @@ t.test('release: back to the pool with no live phase; a failed power-off keeps t
     [f.host.status.observedPowerState, f.host.status.errorMessage, f.event.kind, f.event.severity],
     ['Off', 'release: PATCH: HTTP 400', 'ReleaseFailed', 'warning'],
   );
-  const gone = machineDeleted(machine({ phase: 'Deleting', hostId: 'h' }), f.host);
+  const gone = machineDeleted(machine({ phase: 'Deleting', hostName: 'h' }), f.host);
   t.same(
     [gone.host?.status.state, gone.host?.status.observedPowerState, gone.event.kind],
     ['Available', 'Off', 'Deleted'],
   );
   t.notOk(
-    machineDeleted(machine({ phase: 'Deleting', hostId: 'h' }), host('h', { consumer: 'other' })).host,
+    machineDeleted(machine({ phase: 'Deleting', hostName: 'h' }), host('h', { consumer: 'other' })).host,
     'a host someone else holds is left alone',
   );
 });

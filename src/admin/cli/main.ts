@@ -188,7 +188,7 @@ const machinesCommand: Handler = async (sub, arg) => {
     table(items, [
       ['NAME', (m) => m.name],
       ['PHASE', (m) => m.status.phase],
-      ['HOST', (m) => m.status.hostId],
+      ['HOST', (m) => m.status.hostName],
       ['ATTEMPTS', (m) => m.status.attempts],
       ['REASON', (m) => m.status.failureReason],
       ['MESSAGE', (m) => m.status.failureMessage],
