@@ -29,7 +29,9 @@ assets/ipxe/%: /usr/lib/ipxe/%
 	@echo "missing $@: installing Debian's ipxe package" && apt-get update -qq && apt-get install -y -qq ipxe >/dev/null
 
 # the hardware inspector (kernel + initramfs with the agent), from Debian packages only
-inspector: assets/inspector/initrd
+inspector: assets/inspector/initrd.img
+assets/inspector/initrd.img: assets/inspector/initrd
+	ln -f $< $@
 assets/inspector/initrd: assets/build-inspector.sh assets/lib-kernel.sh $(wildcard assets/inspector-src/*)
 	bash assets/build-inspector.sh
 

@@ -36,4 +36,6 @@ cp "$HERE/inspector-src/modules" "$R/etc/modules"
 mkdir -p "$OUT"
 cp "$KERNEL_DIR/boot/vmlinuz-$KVER" "$OUT/vmlinuz"
 (cd "$R" && find . | cpio -o -H newc 2>/dev/null | gzip -9) > "$OUT/initrd.tmp" && mv "$OUT/initrd.tmp" "$OUT/initrd"
+# the contract's name for it (v4.2 §4.1), the same file
+ln -f "$OUT/initrd" "$OUT/initrd.img"
 ls -l "$OUT"

@@ -147,6 +147,8 @@ export class Appliance {
         apiBase: httpBase,
         leasedAddresses: (macs) => this.dhcp?.leasedAddresses(macs) ?? [],
         templates,
+        ca: cfg.inspector.caFile ? readFileSync(cfg.inspector.caFile).toString('base64') : undefined,
+        kernelArgs: cfg.inspector.kernelArgs,
       }),
     };
     const shared = etcd && !cfg.api.adminToken ? await etcd.shared('admin-token', newAdminToken) : undefined;

@@ -178,6 +178,19 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /** How hosts boot the inspector (contract v4.2 §4.1, §5). */
+    inspector: z
+      .object({
+        /**
+         * PEM file of the CA that issued the certificate beskar7.api is served with (TLS in front of the
+         * appliance): sent base64-encoded as beskar7.ca, which the real inspector requires
+         */
+        caFile: z.string().optional(),
+        /** appended to the contract's parameters: where the kernel and the inspector write (BMCs show ttyS0) */
+        kernelArgs: z.string().default('console=tty0 console=ttyS0'),
+      })
+      .strict()
+      .prefault({}),
     redfish: z
       .object({
         timeoutSeconds: z.number().min(0.1).default(30),

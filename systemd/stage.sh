@@ -7,7 +7,7 @@ set -euo pipefail
 ROOT=$1 PREFIX=$2 UNITDIR=$3 BINDIR=$4
 cd "$(dirname "$0")/.."
 for f in dist/src/main.js dist/src/admin/ui/dashboard.html assets/ipxe/undionly.kpxe assets/ipxe/snponly.efi \
-         assets/inspector/vmlinuz assets/inspector/initrd; do
+         assets/inspector/vmlinuz assets/inspector/initrd assets/inspector/initrd.img; do
   [ -s "$f" ] || { echo "stage: $f is missing (make build assets inspector)" >&2; exit 1; }
 done
 P=$ROOT$PREFIX

@@ -26,8 +26,9 @@ export async function localImageProblem(url: string, httpBase: string, assetsDir
   const hint = `under ${assetsDir} (the bundled inspector is built by \`make inspector\`)`;
   const kernel = missing('vmlinuz');
   if (kernel) return `${u.origin}/assets/${dir}/vmlinuz: ${kernel} ${hint}`;
-  if (missing('initrd.img') && missing('initrd')) {
-    return `${u.origin}/assets/${dir}/initrd.img or initrd: no such file ${hint}`;
-  }
+  // the bundled script boots assets/inspector/initrd; a directory is booted by the contract's names
+  const initrd = u.pathname === '/beskar7-inspector/boot' ? 'initrd' : 'initrd.img';
+  const gone = missing(initrd);
+  if (gone) return `${u.origin}/assets/${dir}/${initrd}: ${gone} ${hint}`;
   return undefined;
 }

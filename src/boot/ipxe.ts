@@ -50,7 +50,10 @@ export function renderInspector(t: Templates, url: string, host: string, params:
 export function loadTemplates(dir: string): Templates {
   const out = new Map<string, string>();
   for (const f of readdirSync(dir)) {
-    if (f.endsWith('.ipxe')) out.set(path.basename(f, '.ipxe'), readFileSync(path.join(dir, f), 'utf8'));
+    if (!f.endsWith('.ipxe')) continue;
+    // comments are for whoever edits the template, not for every host that boots: only #!ipxe is sent
+    const text = readFileSync(path.join(dir, f), 'utf8').replace(/^#(?!!).*\n/gm, '');
+    out.set(path.basename(f, '.ipxe'), text);
   }
   for (const need of [
     'entry',

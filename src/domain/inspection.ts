@@ -3,8 +3,10 @@ import { MacSchema } from './mac.js';
 import type { InspectionReport } from './resources.js';
 
 /**
- * The report body of the Beskar7 inspector contract v4.2 (§6), as the inspector sends it. Unknown fields are
- * ignored (the contract's additive policy); what the requirements are checked against must be there and sane.
+ * The report body of the Beskar7 inspector contract v4.2 (§6), as the inspector sends it: every field may be
+ * left out (Go's omitempty), unknown fields are ignored (the contract's additive policy), and what is missing
+ * counts as nothing, so a thin report fails the requirements instead of being refused. Only what cannot be
+ * read is refused: a capacity without a unit (§6.1), a malformed MAC, a negative size.
  */
 const CAPACITY = /^\s*(\d+(?:\.\d+)?)\s*(GB|GiB|MB|MiB|TB|TiB)\s*$/;
 
@@ -41,32 +43,33 @@ export const ContractReportSchema = z.object({
         id: z.string().max(64).default(''),
         vendor: z.string().max(256).default(''),
         model: z.string().max(256).default(''),
-        cores: z.number().int().min(1).describe('physical cores of this package'),
-        threads: z.number().int().min(1).optional(),
+        cores: z.number().int().min(0).default(0).describe('physical cores of this package'),
+        threads: z.number().int().min(0).optional(),
         frequency: z.string().max(64).default(''),
       }),
     )
-    .min(1, 'one entry per CPU package')
     .max(64)
+    .default([])
     .describe('one entry per physical package, never per logical CPU'),
   memory: z
     .array(
       z.object({
         id: z.string().max(64).default(''),
         type: z.string().max(64).default(''),
-        capacity: Capacity.describe('with a unit: "32GiB", "16384MB"'),
+        capacity: Capacity.optional().describe('with a unit: "32GiB", "16384MB"'),
         speed: z.string().max(64).default(''),
       }),
     )
-    .min(1, 'one entry per populated DIMM')
-    .max(1024),
+    .max(1024)
+    .default([])
+    .describe('one entry per populated DIMM'),
   disks: z
     .array(
       z.object({
-        name: z.string().min(1).max(256),
+        name: z.string().max(256).default(''),
         model: z.string().max(256).default(''),
-        sizeGB: z.number().positive('a disk of size 0 is a broken report').describe('GiB (2^30 bytes)'),
-        type: z.enum(['HDD', 'SSD', 'NVMe']),
+        sizeGB: z.number().min(0).default(0).describe('summed for minDiskGB (§6.1)'),
+        type: z.enum(['HDD', 'SSD', 'NVMe']).optional(),
         serialNumber: z.string().max(256).default(''),
       }),
     )
@@ -75,8 +78,8 @@ export const ContractReportSchema = z.object({
   nics: z
     .array(
       z.object({
-        name: z.string().min(1).max(64),
-        macAddress: MacSchema,
+        name: z.string().max(64).default(''),
+        macAddress: MacSchema.optional(),
         driver: z.string().max(64).default(''),
         speed: z.string().max(32).default(''),
         ipAddresses: z.array(z.string().max(64)).max(64).default([]),
@@ -108,11 +111,11 @@ export function normaliseReport(r: z.output<typeof ContractReportSchema>): Inspe
     bootMode: r.bootModeDetected,
     firmwareVersion: r.firmwareVersion,
     cpus: { count: r.cpus.length, cores, threads, model: r.cpus[0]?.model ?? '' },
-    memory: { totalGB: round2(r.memory.reduce((n, d) => n + (capacityGiB(d.capacity) as number), 0)) },
+    memory: { totalGB: round2(r.memory.reduce((n, d) => n + (d.capacity ? (capacityGiB(d.capacity) ?? 0) : 0), 0)) },
     disks: r.disks.map((d) => ({
-      device: d.name.startsWith('/') ? d.name : `/dev/${d.name}`,
+      device: d.name === '' || d.name.startsWith('/') ? d.name : `/dev/${d.name}`,
       sizeGB: d.sizeGB,
-      type: d.type,
+      ...(d.type ? { type: d.type } : {}),
       model: d.model,
       serial: d.serialNumber,
     })),
@@ -120,7 +123,7 @@ export function normaliseReport(r: z.output<typeof ContractReportSchema>): Inspe
       const speed = speedMbps(n.speed);
       return {
         interface: n.name,
-        macAddress: n.macAddress,
+        ...(n.macAddress ? { macAddress: n.macAddress } : {}),
         driver: n.driver,
         ipAddresses: n.ipAddresses,
         ...(speed !== undefined ? { speedMbps: speed } : {}),

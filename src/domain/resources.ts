@@ -166,6 +166,11 @@ export const MachineSpecSchema = z
       .optional()
       .describe('the inspector refuses to boot a target whose SHA-256 differs'),
     configurationURL: ScriptUrl.optional(),
+    targetDisk: z
+      .string()
+      .regex(/^[A-Za-z0-9._:/+-]+$/, 'a device path or hint such as /dev/sda or /dev/disk/by-id/...')
+      .optional()
+      .describe('the disk the inspector deploys to (beskar7.disk); by default the smallest that fits'),
     hardwareRequirements: HardwareRequirementsSchema.optional(),
     hostSelector: z
       .object({ matchLabels: z.record(z.string(), z.string()).default({}) })
@@ -226,21 +231,21 @@ export const InspectionReportSchema = z
     firmwareVersion: z.string().default(''),
     cpus: z
       .object({
-        count: z.number().int().min(1).describe('sockets'),
-        cores: z.number().int().min(1).describe('physical cores, all sockets'),
-        threads: z.number().int().min(1),
+        count: z.number().int().min(0).describe('sockets'),
+        cores: z.number().int().min(0).describe('physical cores, all sockets'),
+        threads: z.number().int().min(0),
         model: z.string().default(''),
       })
       .strict()
-      .refine((c) => c.threads >= c.cores && c.cores >= c.count, 'need sockets <= cores <= threads'),
-    memory: z.object({ totalGB: GiB.positive() }).strict(),
+      .refine((c) => c.threads >= c.cores, 'need cores <= threads'),
+    memory: z.object({ totalGB: GiB }).strict(),
     disks: z
       .array(
         z
           .object({
-            device: z.string().min(1),
-            sizeGB: GiB.positive('a disk of size 0 is a broken report'),
-            type: z.enum(['SSD', 'HDD', 'NVMe']),
+            device: z.string(),
+            sizeGB: GiB,
+            type: z.enum(['SSD', 'HDD', 'NVMe']).optional(),
             model: z.string().default(''),
             serial: z.string().default(''),
           })
@@ -251,8 +256,8 @@ export const InspectionReportSchema = z
       .array(
         z
           .object({
-            interface: z.string().min(1),
-            macAddress: MacSchema,
+            interface: z.string(),
+            macAddress: MacSchema.optional(),
             speedMbps: z.number().int().min(0).optional(),
             driver: z.string().default(''),
             ipAddresses: z.array(z.string()).default([]),

@@ -45,6 +45,10 @@ export interface InspectorDeps {
   leasedAddresses: (macs: string[]) => string[];
   /** boot-scripts/, for the inspector's script */
   templates: Templates;
+  /** beskar7.ca: the base64 PEM of the CA behind beskar7.api, when it is served over TLS */
+  ca?: string | undefined;
+  /** the operator's kernel arguments, after the contract's */
+  kernelArgs: string;
 }
 
 /** The answer to a boot nonce: the inspector's script, nothing (an unknown or stale nonce), or a contested claim. */
@@ -106,8 +110,15 @@ export class InspectorCommands {
         }
         return { plan, value: { kind: 'conflict', message: v.message } };
       }
-      const params = inspectorParams(m, h, { api: this.d.apiBase, token: secrets.token, mac: c.mac });
+      const params = inspectorParams(m, h, {
+        api: this.d.apiBase,
+        token: secrets.token,
+        mac: c.mac,
+        ca: this.d.ca,
+        kernelArgs: this.d.kernelArgs,
+      });
       const script = renderInspector(this.d.templates, m.spec.inspectionImageURL, h.name, params);
+      if (v.kind === 'again') return { value: { kind: 'ok', script } };
       return { plan: { writes: [this.p.host(v.host)], events: [v.event] }, value: { kind: 'ok', script } };
     });
   }

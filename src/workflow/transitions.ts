@@ -71,9 +71,9 @@ export function unmetRequirements(req: HardwareRequirements | undefined, r: Insp
   if (r.cpus.cores < req.minCPUCores) out.push(`${r.cpus.cores} CPU cores < ${req.minCPUCores} required`);
   // GB in the requirements are GiB (2^30 bytes), the unit the inspector reports in
   if (r.memory.totalGB < req.minMemoryGB) out.push(`${r.memory.totalGB} GiB memory < ${req.minMemoryGB} GiB required`);
-  // the OS goes on one disk, so the largest single disk counts
-  const largest = Math.max(0, ...r.disks.map((d) => d.sizeGB));
-  if (largest < req.minDiskGB) out.push(`largest disk ${largest} GiB < ${req.minDiskGB} GiB required`);
+  // the contract (§6.1) and the original controller sum the disks
+  const disks = r.disks.reduce((n, d) => n + d.sizeGB, 0);
+  if (disks < req.minDiskGB) out.push(`${disks} GiB of disk < ${req.minDiskGB} GiB required`);
   return out;
 }
 
@@ -386,12 +386,15 @@ export function powerObserved(h: StoredHost, powerState: string | undefined): St
 export type RedemptionVerdict =
   | { kind: 'unknown' }
   | { kind: 'conflict'; message: string }
+  /** the redeemer asks again (iPXE retries a fetch): the same answer, nothing changes (contract §4.1, §7) */
+  | { kind: 'again' }
   | { kind: 'ok'; host: StoredHost; event: WorkflowEvent };
 
 /**
- * The one claim of an attempt's boot nonce. A second claim, or one from an address other than the one our DHCP
- * leased to the host, means someone else has the nonce: the caller ends the attempt and retries with fresh
- * credentials, and nothing the claimant sends is trusted.
+ * The one redemption of an attempt's boot nonce. The same redeemer asking again (same address, same MAC) gets
+ * the same answer. Anyone else, or a first redemption from an address other than the one our DHCP leased to
+ * the host, means someone else has the nonce: the caller ends the attempt and retries with fresh credentials,
+ * and nothing that claimant sends is trusted.
  */
 export function judgeRedemption(
   h: StoredHost,
@@ -402,6 +405,8 @@ export function judgeRedemption(
   if (!b || Date.parse(b.expiresAt) <= now) return { kind: 'unknown' };
   if (h.status.state !== 'Inspecting' && h.status.state !== 'Ready') return { kind: 'unknown' };
   if (b.redeemed) {
+    const r = b.redeemed;
+    if (r.from === c.from && (r.mac ?? '') === (c.mac ?? '')) return { kind: 'again' };
     return {
       kind: 'conflict',
       message: `boot nonce claimed again from ${c.from} (first claim from ${b.redeemed.from})`,
@@ -437,7 +442,7 @@ export function reportRefusal(h: StoredHost, report: InspectionReport): Refusal 
   }
   const booted = h.attempt?.redeemed?.mac;
   const want = booted ? [booted] : hostMacs(h);
-  if (!report.nics.some((n) => want.includes(n.macAddress))) {
+  if (!report.nics.some((n) => n.macAddress !== undefined && want.includes(n.macAddress))) {
     return { code: 'invalid', error: `the report lists no NIC with the MAC the host booted from (${want.join(', ')})` };
   }
   return undefined;
@@ -726,11 +731,14 @@ export function hostActed(
 /** Where the inspector is booted from: an iPXE script to chain, or a directory with its kernel and initrd. */
 export const inspectorIsScript = (url: string): boolean => /(\.ipxe|\/boot)$/.test(new URL(url).pathname);
 
-/** The inspector's kernel parameters (contract v4.2 §5); they carry the attempt's token. */
+/**
+ * The inspector's kernel parameters in the contract's order (v4.2 §4.1, §5); they carry the attempt's token.
+ * Ours follow the contract's: beskar7.config, then the operator's kernel arguments.
+ */
 export function inspectorParams(
   m: StoredMachine,
   h: StoredHost,
-  c: { api: string; token: string; mac?: string | undefined },
+  c: { api: string; token: string; mac?: string | undefined; ca?: string | undefined; kernelArgs?: string },
 ): string {
   return [
     `beskar7.api=${c.api}`,
@@ -740,10 +748,10 @@ export function inspectorParams(
     `beskar7.target=${m.spec.targetImageURL}`,
     ...(m.spec.targetImageDigest ? [`beskar7.target-digest=${m.spec.targetImageDigest}`] : []),
     `beskar7.provider-id=${providerId(h)}`,
-    ...(m.spec.configurationURL ? [`beskar7.config=${m.spec.configurationURL}`] : []),
+    ...(c.ca ? [`beskar7.ca=${c.ca}`] : []),
+    ...(m.spec.targetDisk ? [`beskar7.disk=${m.spec.targetDisk}`] : []),
     ...(c.mac ? [`BOOTIF=01-${c.mac.replace(/:/g, '-')}`] : []),
-    // the last console= is /dev/console, where the agent writes: the serial line, which BMCs expose as SOL
-    'console=tty0',
-    'console=ttyS0',
+    ...(m.spec.configurationURL ? [`beskar7.config=${m.spec.configurationURL}`] : []),
+    ...(c.kernelArgs ? [c.kernelArgs] : []),
   ].join(' ');
 }

@@ -73,7 +73,7 @@ const machine = (
   status: { phase: 'Pending', attempts: 0, conditions: [], rejectedHosts: [], ...over },
 });
 
-t.test('requirements: cores, memory, the largest single disk', async (t) => {
+t.test('requirements: cores, memory, and the disks summed (contract §6.1)', async (t) => {
   const r = sampleReport('52:54:00:00:00:01', {
     disks: [
       { device: '/dev/a', sizeGB: 100, type: 'SSD', model: '', serial: '' },
@@ -82,10 +82,11 @@ t.test('requirements: cores, memory, the largest single disk', async (t) => {
   });
   t.same(unmetRequirements(undefined, r), []);
   t.same(unmetRequirements({ minCPUCores: 4, minMemoryGB: 16, minDiskGB: 100 }, r), [], 'equal is enough');
+  t.same(unmetRequirements({ minCPUCores: 4, minMemoryGB: 16, minDiskGB: 200 }, r), [], 'two 100 GB disks are 200 GB');
   t.same(
-    unmetRequirements({ minCPUCores: 8, minMemoryGB: 16, minDiskGB: 150 }, r),
-    ['4 CPU cores < 8 required', 'largest disk 100 GiB < 150 GiB required'],
-    'two 100 GB disks are not one 150 GB disk; threads are not cores',
+    unmetRequirements({ minCPUCores: 8, minMemoryGB: 16, minDiskGB: 250 }, r),
+    ['4 CPU cores < 8 required', '200 GiB of disk < 250 GiB required'],
+    'threads are not cores',
   );
 });
 
@@ -279,6 +280,11 @@ t.test('claims: the first gets the script; a second, a foreign address or a stal
     at: new Date(1000).toISOString(),
   });
   t.same([first.host.status.inspectionPhase, first.event.kind], ['InProgress', 'CredentialClaimed']);
+  t.same(
+    judgeRedemption(first.host, { from: '10.0.0.5', mac: '52:54:00:00:00:01', leased: [] }, 1000),
+    { kind: 'again' },
+    'the redeemer asking again (same address, same MAC) gets the same answer',
+  );
   t.match(judgeRedemption(first.host, { from: '10.0.0.5', leased: [] }, 1000), {
     kind: 'conflict',
     message: 'boot nonce claimed again from 10.0.0.5 (first claim from 10.0.0.5)',
@@ -295,13 +301,24 @@ t.test('claims: the first gets the script; a second, a foreign address or a stal
     { phase: 'Inspecting', hostName: 'h' },
     { targetImageDigest: `sha256:${'a'.repeat(64)}`, configurationURL: 'http://c/x.yaml' },
   );
-  const params = inspectorParams(m, live, { api: 'http://10.0.0.1:8080', token: 'TOK', mac: '52:54:00:00:00:01' });
+  const params = inspectorParams(m, live, {
+    api: 'http://10.0.0.1:8080',
+    token: 'TOK',
+    mac: '52:54:00:00:00:01',
+    kernelArgs: 'console=ttyS0',
+  });
   const s = renderInspector(templates, m.spec.inspectionImageURL, 'h', params);
-  t.match(
+  t.equal(
     s,
-    /^kernel http:\/\/x\/i\/vmlinuz initrd=initrd beskar7\.api=http:\/\/10\.0\.0\.1:8080 beskar7\.namespace=default beskar7\.host=h beskar7\.token=TOK beskar7\.target=http:\/\/x\/t beskar7\.target-digest=sha256:a{64} beskar7\.provider-id=b7:\/\/default\/h beskar7\.config=http:\/\/c\/x\.yaml BOOTIF=01-52-54-00-00-00-01 /m,
+    [
+      '#!ipxe',
+      `kernel http://x/i/vmlinuz initrd=initrd.img beskar7.api=http://10.0.0.1:8080 beskar7.namespace=default beskar7.host=h beskar7.token=TOK beskar7.target=http://x/t beskar7.target-digest=sha256:${'a'.repeat(64)} beskar7.provider-id=b7://default/h BOOTIF=01-52-54-00-00-00-01 beskar7.config=http://c/x.yaml console=ttyS0`,
+      'initrd http://x/i/initrd.img',
+      'boot',
+      '',
+    ].join('\n'),
+    "the contract's parameters in its order, then ours, then the operator's; no template comments",
   );
-  t.match(s, /^initrd --name initrd http:\/\/x\/i\/initrd\.img \|\| initrd --name initrd http:\/\/x\/i\/initrd$/m);
   const chained = renderInspector(
     templates,
     'http://boot-server/beskar7-inspector/boot',
