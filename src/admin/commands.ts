@@ -21,6 +21,8 @@ import {
   machineUpdate,
   newHost,
   newMachine,
+  secretApplied,
+  secretDeletion,
 } from '../workflow/transitions.js';
 
 /** What an apply did, in kubectl's words. */
@@ -128,31 +130,21 @@ export class AdminCommands {
     let touched: string[] = [];
     const r = await this.p.run<Applied>(async () => {
       const old = await this.store.secrets.get(s.name);
-      if (old && old.namespace !== s.namespace)
-        return refuse('conflict', `secret ${s.name} exists in namespace ${old.namespace}`);
-      const stale = old && this.stale(s.metadata.resourceVersion, old, `secret ${s.name}`);
+      const stale =
+        old && old.namespace === s.namespace && this.stale(s.metadata.resourceVersion, old, `secret ${s.name}`);
       if (stale) return stale;
-      if (old && old.username === s.username && this.d.secrets.open(old.passwordEnc) === s.password) {
-        return { value: 'unchanged' };
-      }
-      const passwordEnc = this.d.secrets.seal(s.password);
-      const stored = {
-        name: s.name,
-        namespace: s.namespace,
-        username: s.username,
-        passwordEnc,
-        createdAt: old?.createdAt ?? new Date().toISOString(),
-      };
+      const same = !!old && this.d.secrets.open(old.passwordEnc) === s.password;
+      // read one by one: on etcd each host read is then one this commit compares
       const users: StoredHost[] = [];
-      for (const { name, namespace, spec } of await this.store.hosts.all()) {
-        if (namespace !== s.namespace || spec.redfish.credentialsSecretRef !== s.name) continue;
-        // read again one by one: on etcd each host written is then one this commit compares
+      for (const name of await this.store.hosts.keys()) {
         const h = await this.store.hosts.get(name);
-        if (h)
-          users.push({ ...h, spec: { ...h.spec, redfish: { ...h.spec.redfish, username: s.username, passwordEnc } } });
+        if (h?.spec.redfish.credentialsSecretRef === s.name) users.push(h);
       }
-      touched = users.map((h) => h.name);
-      const writes = [this.store.secrets.put(s.name, stored), ...users.map((h) => this.p.host(h))];
+      const a = secretApplied(old, { ...s, same }, this.d.secrets.seal(s.password), users, Date.now());
+      if (a === 'unchanged') return { value: 'unchanged' };
+      if ('code' in a) return { refused: a };
+      touched = a.hosts.map((h) => h.name);
+      const writes = [this.store.secrets.put(s.name, a.secret), ...a.hosts.map((h) => this.p.host(h))];
       return { plan: { writes }, value: old ? 'configured' : 'created' };
     });
     for (const h of touched) await this.d.forgetBmc(h);
@@ -226,10 +218,8 @@ export class AdminCommands {
     return this.p.run(async () => {
       const s = await this.store.secrets.get(name);
       if (!s) return refuse('notFound', `no secret ${name}`);
-      const user = (await this.store.hosts.all()).find(
-        (h) => h.spec.redfish.credentialsSecretRef === name && h.namespace === s.namespace,
-      );
-      if (user) return refuse('conflict', `secret ${name} is used by host ${user.name}`);
+      const refused = secretDeletion(s, await this.store.hosts.all());
+      if (refused) return { refused };
       return { plan: { writes: [this.store.secrets.del(name)] }, value: name };
     });
   }

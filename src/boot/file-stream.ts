@@ -1,11 +1,7 @@
 import { close, open, read } from 'node:fs';
 import type { Writable } from 'node:stream';
 
-/**
- * Reads go through a pool of this many chunks of this size, shared by all downloads and reused: 32 MiB. With 32
- * chunks, 100 downloads at once mostly waited for one, and 16 MiB ranges reached 0.86-0.91x nginx (0.94-0.96x
- * with 64).
- */
+/** Reads go through a pool of this many chunks of this size, shared by all downloads and reused: 32 MiB. */
 const CHUNK = 512 << 10;
 const POOL = 64;
 const free: Buffer[] = [];
@@ -37,8 +33,7 @@ function giveBack(b: Buffer): void {
 /**
  * Copies bytes [start, end] of a file into `out` through chunks of a shared pool: a download reads into one
  * while another is on its way to the socket (two while there are enough, one when many download at once), and
- * nothing is allocated per download. The memory held stays under the pool's 32 MiB however many run: with a
- * read stream per download, the peak RSS grew with their number. Resolves when the last byte is handed to the
+ * nothing is allocated per download, so the memory held stays under the pool's 32 MiB however many run. Resolves when the last byte is handed to the
  * socket; a client that goes away ends it early; the file is closed and the chunks given back either way.
  */
 export function streamFile(path: string, start: number, end: number, out: Writable): Promise<void> {

@@ -9,9 +9,8 @@ export type Resolved =
  * Resolve a client-supplied name to a regular file inside `root`. Refuses `..` segments, NUL and
  * backslashes outright, and symlinks whose target leaves the root (checked on the real path).
  *
- * Synchronous, as nginx and dnsmasq resolve and stat on their event loops: two realpaths and a stat of a local
- * directory take ~10 us here, and the same three through libuv's thread pool cost ~150 us of CPU (a hand-off
- * to a pool thread and back for each), once per TFTP transfer and asset request.
+ * Synchronous, as nginx and dnsmasq resolve and stat on their event loops: a local realpath or stat is cheaper
+ * than the hand-off to libuv's thread pool and back, once per TFTP transfer and asset request.
  */
 export function resolveInside(root: string, requested: string): Resolved {
   const name = requested.replace(/^\/+/, '');

@@ -66,8 +66,7 @@ interface Answer {
 
 /**
  * One request through `agent`, its body gathered as it arrives and cut off past MAX_BODY (EBODYTOOLARGE). Not
- * undici's request(): it wraps every answer in a Readable and an abort listener, which cost a BMC call more CPU
- * than the rest of its JavaScript. Fails at `timeoutMs`, or when `live`'s entry is called (close), even while
+ * undici's request(), which wraps every answer in a Readable and an abort listener. Fails at `timeoutMs`, or when `live`'s entry is called (close), even while
  * the request still waits for a connection.
  */
 function exchange(

@@ -97,8 +97,7 @@ export class Orchestrator {
 
   /**
    * Run a reconcile pass soon: now, or right after the one in progress, but at most one per PASS_GAP_MS. Under a
-   * storm every report and claim kicks; back-to-back passes over every machine made the reconciler the
-   * appliance's largest CPU cost, and a pass 25 ms later sees all of those changes at once.
+   * storm every report and claim kicks, and one pass a little later sees all of those changes at once.
    */
   kick(): void {
     if (this.stopped) return;

@@ -14,6 +14,7 @@ import {
   type StoredHost,
   type StoredMachine,
   type StoredReport,
+  type StoredSecret,
 } from '../domain/resources.js';
 
 /**
@@ -181,6 +182,40 @@ export function hostUpdate(
   if (connection) host.status = { state: 'Enrolling', nics: [] };
   const what = connection ? 'BMC connection changed; enrolling again' : 'labels changed';
   return { host, event: event('HostUpdated', 'info', { host: h.name }, what) };
+}
+
+/**
+ * An applied Secret over the stored one (`same`: the stored credentials are these): the secret as stored, and
+ * the hosts that name it with the new credentials, as a controller watching the Secret would update them.
+ */
+export function secretApplied(
+  old: StoredSecret | undefined,
+  s: { name: string; namespace: string; username: string; same: boolean },
+  passwordEnc: string,
+  users: readonly StoredHost[],
+  now: number,
+): { secret: StoredSecret; hosts: StoredHost[] } | Refusal | 'unchanged' {
+  if (old && old.namespace !== s.namespace) {
+    return { code: 'conflict', error: `secret ${s.name} exists in namespace ${old.namespace}` };
+  }
+  if (old && old.username === s.username && s.same) return 'unchanged';
+  const secret: StoredSecret = {
+    name: s.name,
+    namespace: s.namespace,
+    username: s.username,
+    passwordEnc,
+    createdAt: old?.createdAt ?? new Date(now).toISOString(),
+  };
+  const hosts = users
+    .filter((h) => h.namespace === s.namespace && h.spec.redfish.credentialsSecretRef === s.name)
+    .map((h) => ({ ...h, spec: { ...h.spec, redfish: { ...h.spec.redfish, username: s.username, passwordEnc } } }));
+  return { secret, hosts };
+}
+
+/** A Secret goes only while no host names it. */
+export function secretDeletion(s: StoredSecret, hosts: readonly StoredHost[]): Refusal | undefined {
+  const user = hosts.find((h) => h.spec.redfish.credentialsSecretRef === s.name && h.namespace === s.namespace);
+  return user ? { code: 'conflict', error: `secret ${s.name} is used by host ${user.name}` } : undefined;
 }
 
 /** An applied machine manifest: its spec may change only while it waits for a host. */

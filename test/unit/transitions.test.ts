@@ -23,6 +23,8 @@ import {
   releaseFailed,
   reportRefusal,
   retryDelayMs,
+  secretApplied,
+  secretDeletion,
   selectHost,
   shouldEnroll,
   startAttempt,
@@ -476,4 +478,26 @@ t.test('release: back to the pool with no live phase; a failed power-off keeps t
     machineDeleted(machine({ phase: 'Deleting', hostName: 'h' }), host('h', { consumer: 'other' })).host,
     'a host someone else holds is left alone',
   );
+});
+
+t.test('secrets: applied over the stored one, the hosts that name it updated; deleted only when unused', async (t) => {
+  const named = {
+    ...host('h'),
+    spec: { ...host('h').spec, redfish: { ...host('h').spec.redfish, credentialsSecretRef: 'bmc' } },
+  };
+  const other = host('o');
+  const old = { name: 'bmc', namespace: 'default', username: 'root', passwordEnc: 'v1:old', createdAt: 't0' };
+  const s = { name: 'bmc', namespace: 'default', username: 'root' };
+  t.equal(secretApplied(old, { ...s, same: true }, 'v1:new', [named, other], 1000), 'unchanged');
+  const a = secretApplied(old, { ...s, same: false }, 'v1:new', [named, other], 1000);
+  if (a === 'unchanged' || 'code' in a) throw new Error('refused');
+  t.same([a.secret.passwordEnc, a.secret.createdAt], ['v1:new', 't0'], 'sealed anew; created when it was');
+  t.same(
+    a.hosts.map((h) => [h.name, h.spec.redfish.passwordEnc]),
+    [['h', 'v1:new']],
+    'only the host that names it takes the new credentials',
+  );
+  t.match(secretApplied({ ...old, namespace: 'x' }, { ...s, same: false }, 'v1:new', [], 0), { code: 'conflict' });
+  t.match(secretDeletion(old, [named]), { code: 'conflict', error: 'secret bmc is used by host h' });
+  t.equal(secretDeletion(old, [other]), undefined);
 });

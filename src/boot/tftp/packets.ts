@@ -4,8 +4,7 @@ import { blockCount, Op } from './protocol.js';
 /**
  * A file as TFTP DATA packets, laid out in memory as they go on the wire: one readv per chunk puts the file's
  * bytes behind a 4-byte gap per block, the headers go into the gaps once, and a block is sent as a view of its
- * chunk. Sending then copies and allocates nothing per block: with a fresh packet per block the allocations
- * made the GC run full collections of the whole appliance's heap, a fifth of a transfer's time.
+ * chunk. Sending then copies and allocates nothing per block, so a transfer gives the GC nothing to collect.
  */
 
 /**
@@ -30,8 +29,7 @@ const giveBack = (b: Buffer) => void (b.length === CHUNK_BYTES && spare.length <
 /**
  * Files up to this size (the iPXE binaries, 74 KB to 1 MB, fetched by every machine of a PXE storm) are read
  * once per blksize and their chunks shared by every transfer, kept or in flight: no file is opened per
- * transfer, and 200 clients asking at once wait for one read (each read through libuv's pool costs ~50 us of
- * CPU here). A file is known by path, size and mtime, the stat of each request: a replaced file is read
+ * transfer, and 200 clients asking at once wait for one read. A file is known by path, size and mtime, the stat of each request: a replaced file is read
  * afresh, and its old chunks age out. The shared chunks take at most SHARED_BYTES, least recently used first.
  */
 const SHARED_FILE_MAX = 4 << 20;
