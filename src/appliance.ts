@@ -287,7 +287,7 @@ export class Appliance {
     const intake = createIntakeApi({ ...deps, commands: commands.inspector });
     const otherRoutes = () => intake.routes.map((r) => ({ method: r.method, path: `/api/v1${r.path}` }));
     const admin = createAdminApi({ ...deps, otherRoutes });
-    const management = createManagementApp({ admin, metrics: this.metrics, health, log });
+    const management = createManagementApp({ admin, metrics: this.metrics, health, log, adminToken: token.token });
     const separate = cfg.api.port !== undefined;
     const app = createHttpApp({
       intake,

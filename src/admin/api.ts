@@ -40,13 +40,13 @@ const EventsQuery = z.object({ limit: z.coerce.number().int().min(1).max(1_000_0
 export function createAdminApi(d: ApiDeps): Hono {
   const api = new Hono();
   const prefixed = (r: Route) => ({ method: r.method, path: `/api/v1${r.path}` });
-  api.get('/openapi.json', (c) => c.json(openApi([...api.routes.map(prefixed), ...(d.otherRoutes?.() ?? [])])));
   api.use('*', async (c, next) => {
     // a header only: a token in a URL ends up in logs and browser history
     const t = bearer(c);
     if (!sameSecret(t, d.adminToken)) return bad(c, 401, 'unauthorized');
     await next();
   });
+  api.get('/openapi.json', (c) => c.json(openApi([...api.routes.map(prefixed), ...(d.otherRoutes?.() ?? [])])));
   api.route('/', hostRoutes(d));
   api.route('/', machineRoutes(d));
   api.route('/', storeRoutes(d));

@@ -7,8 +7,9 @@ import { resolveInside } from '../domain/safe-path.js';
 import { formatZodError } from '../domain/zod-error.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { IPXE } from '../net/respond.js';
+import { bearer, IPXE } from '../net/respond.js';
 import { StoreUnavailable } from '../store/backend.js';
+import { sameSecret } from '../store/secrets.js';
 import { StoreConflict } from '../store/store.js';
 import { render, selectInstruction, type Templates, templateFor } from './ipxe.js';
 import { type RateLimit, rateLimit, remoteAddress } from './rate-limit.js';
@@ -44,6 +45,8 @@ export interface ManagementDeps {
   metrics: Metrics;
   health: () => Promise<Record<string, unknown>>;
   log: Logger;
+  /** the admin token, which /metrics needs as the API does (it tells who is inspecting when) */
+  adminToken: string;
 }
 
 /** The management plane: admin API, dashboard and metrics; on the boot listener or one of its own (api.port). */
@@ -55,9 +58,10 @@ export function createManagementApp(d: ManagementDeps): Hono {
   app.get('/', (c) => c.redirect('/ui'));
   app.get('/ui', (c) => c.html(dashboard));
   app.get('/healthz', async (c) => c.json({ status: 'ok', ...(await d.health()) }));
-  app.get('/metrics', async (c) =>
-    c.text(await d.metrics.registry.metrics(), 200, { 'Content-Type': d.metrics.registry.contentType }),
-  );
+  app.get('/metrics', async (c) => {
+    if (!sameSecret(bearer(c), d.adminToken)) return c.json({ error: 'unauthorized' }, 401);
+    return c.text(await d.metrics.registry.metrics(), 200, { 'Content-Type': d.metrics.registry.contentType });
+  });
   app.route('/api/v1', d.admin);
   app.onError(internalError(d.log));
   return app;

@@ -64,6 +64,10 @@ export async function inProcess(t: Test, over: Record<string, unknown> = {}, dat
   return { app, base, api, lines, stop, dataDir };
 }
 
+/** The appliance's Prometheus metrics, read with the admin token. */
+export const metricsOf = async (base: string): Promise<string> =>
+  (await fetch(`${base}/metrics`, { headers: { Authorization: `Bearer ${ADMIN}` } })).text();
+
 /** Polls until `check` returns a value (not undefined), or fails after `ms`. */
 export async function until<T>(what: string, check: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
   const end = Date.now() + ms;

@@ -26,7 +26,8 @@ t.test('management plane on its own listener with TLS: the boot plane keeps only
 
   t.equal((await get(`${mgmt}/api/v1/hosts`, ADMIN)).status, 200, 'admin API over HTTPS');
   t.match(await (await get(`${mgmt}/ui`)).text(), /<title>Beskar7/, 'dashboard there');
-  t.match(await (await get(`${mgmt}/metrics`)).text(), /beskar7_/, 'metrics there');
+  t.match(await (await get(`${mgmt}/metrics`, ADMIN)).text(), /beskar7_/, 'metrics there, with the token');
+  t.equal((await get(`${mgmt}/metrics`)).status, 401, 'and not without it: they tell who is inspecting when');
   for (const p of ['/api/v1/hosts', '/ui', '/metrics', '/api/v1/stream']) {
     const r = await fetch(`${a.base}${p}`, { headers: { Authorization: `Bearer ${ADMIN}` } });
     t.equal(r.status, 404, `boot plane: no ${p}`);

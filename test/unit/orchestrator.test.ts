@@ -3,7 +3,7 @@ import type { Test } from 'tap';
 
 import t from 'tap';
 import { API_DOCS } from '../../src/admin/openapi.js';
-import { ADMIN, inProcess, until } from '../helpers/appliance.js';
+import { ADMIN, inProcess, metricsOf, until } from '../helpers/appliance.js';
 import { callInspector, claim, claimUrlOf, simulateInspector, wireReport } from '../helpers/sim-inspector.js';
 import { bmcWithMachine, conditionsOf, hostBody, machineBody, PROVISIONED_UNPINNED } from '../helpers/workflow.js';
 import { FakeBmc } from '../lab/fake-bmc/server.js';
@@ -57,7 +57,7 @@ t.test('machine -> claim -> PXE + power -> report -> Ready -> Provisioned', asyn
     const script = await (await fetch(`${a.base}/boot/host.ipxe?mac=52-54-00-01-00-01`)).text();
     t.match(script, /exit 1/, 'a provisioned host boots from its disk from now on');
     const kinds = (await a.api('GET', '/events')).json.items.map((e: { kind: string }) => e.kind);
-    const metrics = await (await fetch(`${a.base}/metrics`)).text();
+    const metrics = await metricsOf(a.base);
     t.match(metrics, /beskar7_hosts\{state="Provisioned"\} 1/);
     t.match(metrics, /beskar7_inspector_calls_total\{endpoint="report",status="202"\} 1/);
     t.match(metrics, /beskar7_inspector_calls_total\{endpoint="provisioned",status="202"\} 1/);
@@ -276,7 +276,7 @@ t.test('API input: admin token, zod messages, size cap, report tokens', async (t
     (e: { kind: string }) => e.kind === 'ReportRejected' || e.kind.startsWith('Credential'),
   );
   t.equal(events.length, 0, 'unauthenticated refusals store no event');
-  const metrics = await (await fetch(`${a.base}/metrics`)).text();
+  const metrics = await metricsOf(a.base);
   t.match(metrics, /beskar7_inspector_calls_total\{endpoint="report",status="401"\} 4/, 'they are counted');
   t.match(metrics, /beskar7_inspector_credentials_total\{result="unknown"\} 1/);
   const missing = await a.api('POST', '/machines', {
@@ -295,6 +295,7 @@ t.test('API input: admin token, zod messages, size cap, report tokens', async (t
     t.match(r.json.error, /^limit: /, r.json.error);
   }
   t.equal((await a.api('GET', '/events?limit=2')).json.items.length, 2);
+  t.equal((await a.api('GET', '/openapi.json', undefined, null)).status, 401, 'the API document needs the token too');
   const doc = (await a.api('GET', '/openapi.json')).json;
   t.equal(doc.openapi, '3.1.0');
   t.ok(
@@ -445,10 +446,7 @@ t.test('a nonce claimed twice: the attempt ends loudly and starts over with fres
   t.equal((await callInspector(p, 'inspection', wireReport(mac))).status, 202, 'the real machine reports');
   const events = (await a.api('GET', '/events')).json.items.map((e: { kind: string }) => e.kind);
   t.ok(events.includes('CredentialConflict'), 'an event');
-  t.match(
-    await (await fetch(`${a.base}/metrics`)).text(),
-    /beskar7_inspector_credentials_total\{result="conflict"\} 1/,
-  );
+  t.match(await metricsOf(a.base), /beskar7_inspector_credentials_total\{result="conflict"\} 1/);
 });
 
 t.test('a token used from another address than the one that claimed it is refused and recorded', async (t) => {
@@ -467,7 +465,7 @@ t.test('a token used from another address than the one that claimed it is refuse
   );
   t.equal(misuse.length, 3);
   t.match(misuse[0].message, 'inspector token used from 127.0.0.2; it was claimed from 127.0.0.1');
-  t.match(await (await fetch(`${a.base}/metrics`)).text(), /beskar7_inspector_credentials_total\{result="misuse"\} 3/);
+  t.match(await metricsOf(a.base), /beskar7_inspector_credentials_total\{result="misuse"\} 3/);
   t.equal((await callInspector(p, 'inspection', wireReport(mac))).status, 202, 'the claimant still reports');
 });
 
@@ -587,7 +585,7 @@ t.test("another host's token and an earlier attempt's token are refused", async 
   t.equal((await a.api('GET', '/machines/mt0')).json.status.attempts, 2, 'second attempt');
   t.equal((await callInspector(p0, 'inspection', wireReport(macs[0]!))).status, 401, "the first attempt's token");
   t.equal((await callInspector(fresh, 'inspection', wireReport(macs[0]!))).status, 202, 'the current one is taken');
-  const metrics = await (await fetch(`${a.base}/metrics`)).text();
+  const metrics = await metricsOf(a.base);
   t.match(metrics, /beskar7_inspector_calls_total\{endpoint="report",status="401"\} [2-9]/, 'each refusal is counted');
   const retry = (await a.api('GET', '/events')).json.items.find(
     (e: { kind: string; host?: string }) => e.kind === 'Retry' && e.host === 't0',

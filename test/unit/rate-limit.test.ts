@@ -1,6 +1,6 @@
 import t from 'tap';
 import { take } from '../../src/boot/rate-limit.js';
-import { ADMIN, inProcess } from '../helpers/appliance.js';
+import { ADMIN, inProcess, metricsOf } from '../helpers/appliance.js';
 
 t.test('token bucket: a burst, then the sustained rate', async (t) => {
   const r = { perSecond: 2, burst: 3 };
@@ -27,7 +27,7 @@ t.test('unauthenticated routes are limited per address; the admin API is not', a
   t.ok(Number(limited.headers.get('retry-after')) >= 1, 'with Retry-After');
   const admin = await fetch(`${a.base}/api/v1/hosts`, { headers: { Authorization: `Bearer ${ADMIN}` } });
   t.equal(admin.status, 200, 'the admin API is not limited');
-  t.match(await (await fetch(`${a.base}/metrics`)).text(), /beskar7_http_rate_limited_total 4/);
+  t.match(await metricsOf(a.base), /beskar7_http_rate_limited_total 4/);
 });
 
 t.test('a malformed or non-ASCII admin token gets 401, not a 500', async (t) => {
