@@ -12,7 +12,7 @@ export const EventKind = z.enum([
   'MachineDeleting',
   'Claimed',
   'InspectionStarted',
-  /** an attempt stored by a release without stored effects, found Pending: booted again, new credentials */
+  /** an attempt whose boot an earlier leader or process may have started: booted again, new credentials */
   'InspectionResumed',
   'PowerOn',
   /** stored by releases before the boot nonce; still read */

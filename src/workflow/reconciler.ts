@@ -61,6 +61,8 @@ const INSPECT: BootInstruction = { script: 'inspect', cmdline: '', localDiskMeth
 export class Orchestrator {
   private readonly bmcs = new Map<string, { driver: BmcDriver; spec: string }>();
   private readonly busy = new Set<string>();
+  /** attempts whose boot this orchestrator stored and has not carried out yet */
+  private readonly ownBoots = new Set<string>();
   private readonly inflight = new Set<Promise<void>>();
   private timer?: NodeJS.Timeout;
   private pass?: Promise<void>;
@@ -260,12 +262,14 @@ export class Orchestrator {
    */
   private async commitBoot(m: StoredMachine, h: StoredHost): Promise<void> {
     const a = startAttempt(m, h, newAttemptId(), this.now(), this.opts);
+    this.ownBoots.add(a.effect.attempt);
     const plan: Plan = {
       writes: [this.p.machine(a.machine), this.p.host(a.host), ...this.p.boot(a.host, { ...INSPECT, host: h.name })],
       events: [a.event],
       effects: [a.effect],
     };
-    await this.commitIfSame({ machine: m, host: h }, () => ({ plan, value: true }));
+    if (!(await this.commitIfSame({ machine: m, host: h }, () => ({ plan, value: true }))))
+      this.ownBoots.delete(a.effect.attempt);
   }
 
   /** Ends the host's attempt, if it is still `attempt`, with the records as they are now. */
@@ -421,9 +425,29 @@ export class Orchestrator {
   ): Promise<void> {
     // the attempt ended before its boot (a released host, a deleted machine): nothing to boot
     if (h.attempt?.id !== e.attempt) {
+      this.ownBoots.delete(e.attempt);
       await this.onHost(h.name, drop);
       return;
     }
+    // stored by an orchestrator before this one (a restart, a new leader), which may have reached the BMC: the
+    // machine may be booting with these credentials already, so this boot gets fresh ones (no attempt boots twice)
+    if (!this.ownBoots.has(e.attempt)) {
+      await this.p.run(async () => {
+        const [m, cur] = [await this.store.machines.get(e.machine), await this.store.hosts.get(h.name)];
+        if (!m || cur?.attempt?.id !== e.attempt) return { plan: { writes: [drop] }, value: undefined };
+        const a = startAttempt(m, cur, newAttemptId(), this.now(), this.opts);
+        this.ownBoots.add(a.effect.attempt);
+        const writes = [
+          drop,
+          this.p.machine(a.machine),
+          this.p.host(a.host),
+          ...this.p.boot(a.host, { ...INSPECT, host: h.name }),
+        ];
+        return { plan: { writes, events: [a.event], effects: [a.effect] }, value: undefined };
+      });
+      return;
+    }
+    this.ownBoots.delete(e.attempt);
     let action: string;
     try {
       const b = this.bmc(h);

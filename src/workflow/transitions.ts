@@ -363,15 +363,15 @@ export function startAttempt(
   attempt: string,
   now: number,
   p: Policy,
-): PairEvent & { effect: Effect } {
+): PairEvent & { effect: Extract<Effect, { kind: 'bootInspector' }> } {
   const machine = clone(m);
   const host = clone(h);
   host.attempt = { id: attempt, expiresAt: new Date(now + p.inspectionTimeoutMs).toISOString() };
   const scope = { machine: m.name, host: h.name };
-  const effect: Effect = { kind: 'bootInspector', host: h.name, machine: m.name, attempt };
+  const effect = { kind: 'bootInspector' as const, host: h.name, machine: m.name, attempt };
   if (h.status.state !== 'InUse') {
-    // stored by a release whose boot was no stored effect: the power-on may have reached the BMC, so the boot it
-    // started cannot use the old credentials
+    // a boot stored by an earlier leader or process may have reached the BMC: the machine may be booting with
+    // the old credentials, so this boot gets new ones
     const why = 'its power-on was not recorded before a restart or a change of leader';
     return {
       machine,

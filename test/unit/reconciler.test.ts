@@ -186,29 +186,43 @@ t.test('a host that owes a power-off is not claimed until its BMC has done it', 
   t.same(w.bmc.calls, ['off', 'clear', 'pxe', 'boot'], 'power-off and clear, then the boot: never interleaved');
 });
 
-t.test('a boot stored but not carried out (a kill -9 between) is carried out by the next orchestrator', async (t) => {
-  const w = await world(t);
-  await w.put(host('h', w.secrets), machine('m'));
-  const pxe = w.bmc.hold('pxe');
-  const first = w.orchestrator();
-  await first.passOnce();
-  await pxe.started;
-  const stored = await w.store.effects.all();
-  t.same(
-    stored.map((e) => e.kind),
-    ['bootInspector'],
-    'the attempt and its boot were committed together',
-  );
-  const attempt = (await w.store.hosts.get('h'))?.attempt?.id;
-  // the first orchestrator dies here: its BMC call never returns, its outcome is never committed
-  const second = w.orchestrator();
-  await second.passOnce();
-  await second.settle();
-  t.same(await w.store.effects.keys(), [], 'the second one carried the stored boot out');
-  const h = await w.store.hosts.get('h');
-  t.same([h?.attempt?.id, h?.status.inspectionPhase], [attempt, 'Booting'], 'with the same attempt');
-  pxe.release();
-});
+t.test(
+  'a boot stored by an orchestrator that died mid-call is carried out by the next, with fresh credentials',
+  async (t) => {
+    const w = await world(t);
+    await w.put(host('h', w.secrets), machine('m'));
+    const pxe = w.bmc.hold('pxe');
+    const first = w.orchestrator();
+    await first.passOnce();
+    await pxe.started;
+    const stored = await w.store.effects.all();
+    t.same(
+      stored.map((e) => e.kind),
+      ['bootInspector'],
+      'the attempt and its boot were committed together',
+    );
+    const attempt = (await w.store.hosts.get('h'))?.attempt?.id;
+    // the first orchestrator dies here: its BMC call never returns, its outcome is never committed
+    const second = w.orchestrator();
+    await second.passOnce();
+    await second.settle();
+    t.same(await w.store.effects.keys(), [], 'the second one carried the stored boot out');
+    const h = await w.store.hosts.get('h');
+    t.not(
+      h?.attempt?.id,
+      attempt,
+      'with new credentials: the first call may have reached the BMC (no attempt boots twice)',
+    );
+    t.equal(h?.status.inspectionPhase, 'Booting');
+    t.equal((await w.store.machines.get('m'))?.status.attempts, 1, 'the same attempt, counted once');
+    const kinds = (await w.store.events.all()).map((e) => e.kind);
+    t.same(
+      kinds.filter((k) => k.startsWith('Inspection')),
+      ['InspectionStarted', 'InspectionResumed'],
+    );
+    pxe.release();
+  },
+);
 
 t.test('deadlines follow the clock: no report in time ends the attempt, then the machine', async (t) => {
   const w = await world(t);
