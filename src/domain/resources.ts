@@ -84,6 +84,8 @@ export const AttemptSchema = z.object({
   expiresAt: z.string(),
   /** the boot nonce's one redemption: where from, which MAC iPXE booted from, when */
   redeemed: z.object({ from: z.string(), mac: z.string().optional(), at: z.string() }).optional(),
+  /** the token was used from another address: remembered once per attempt, counted in metrics after that */
+  misused: z.boolean().optional(),
 });
 export type Attempt = z.infer<typeof AttemptSchema>;
 

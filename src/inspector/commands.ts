@@ -141,8 +141,14 @@ export class InspectorCommands {
           return refuse('unauthorized', UNAUTHORIZED);
         if (c.from !== b.redeemed.from) {
           misuse = true;
-          const msg = `inspector token used from ${c.from}; it was claimed from ${b.redeemed.from}`;
-          return refuse('unauthorized', UNAUTHORIZED, { events: [credentialMisuse(h, msg)] });
+          // one event per attempt: whoever holds the token cannot write an event per request
+          if (b.misused) return refuse('unauthorized', UNAUTHORIZED);
+          const msg = `inspector token used from ${c.from}; it was claimed from ${b.redeemed.from} (further uses are counted in beskar7_inspector_credentials_total{result="misuse"})`;
+          const marked = { ...h, attempt: { ...b, misused: true } };
+          return refuse('unauthorized', UNAUTHORIZED, {
+            writes: [this.p.host(marked)],
+            events: [credentialMisuse(h, msg)],
+          });
         }
         const m = h.status.consumer ? await this.store.machines.get(h.status.consumer) : undefined;
         if (!m) return refuse('conflict', `host ${h.name} is not held by a machine`);

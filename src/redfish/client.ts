@@ -464,14 +464,17 @@ export class RedfishClient {
 
   /**
    * Back to the BMC's own boot order: Enabled Disabled with Target None, which several BMCs require together;
-   * Enabled alone for those that refuse None.
+   * Enabled alone for those that refuse None: with a 400, or with a 500 that names it (libvirt-backed
+   * emulators: "Target libvirt device None does not exist"). Any other failure is the BMC's and is raised.
    */
   async clearBootOverride(): Promise<void> {
     const sys = await this.getSystem();
     try {
       await this.patchBoot(sys, { BootSourceOverrideEnabled: 'Disabled', BootSourceOverrideTarget: 'None' });
     } catch (e) {
-      if (!(e instanceof RedfishError && e.status === 400)) throw e;
+      const refusedNone =
+        e instanceof RedfishError && (e.status === 400 || (e.status === 500 && /\bNone\b/.test(e.message)));
+      if (!refusedNone) throw e;
       await this.patchBoot(await this.getSystem(), { BootSourceOverrideEnabled: 'Disabled' });
     }
   }

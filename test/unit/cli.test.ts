@@ -82,7 +82,7 @@ t.test('CLI: tables, --json, errors, backup and restore without clear-text passw
   t.equal((await a.api('GET', '/machines/cm')).json.status.phase, 'Provisioned', 'a refused restore changes nothing');
 
   // a BMC reports a model with terminal escapes (they would set the window title): printed without them
-  const evil = new FakeBmc({ model: 'X\x1b]0;pwned\x07-9', macs: ['52:54:00:0c:00:09'] });
+  const evil = new FakeBmc({ model: 'X\x1b]0;pwned\x07-9\nforged  Available', macs: ['52:54:00:0c:00:09'] });
   const evilAddress = await evil.start();
   t.teardown(() => evil.stop());
   await a.api('POST', '/hosts', {
@@ -95,6 +95,14 @@ t.test('CLI: tables, --json, errors, backup and restore without clear-text passw
   const listed = (await cli('hosts')).out;
   t.match(listed, /^evil\s+Available.*X\]0;pwned-9/m, 'the host is listed');
   t.notOk(listed.includes('\x1b') || listed.includes('\x07'), 'with no control characters');
+  t.notMatch(listed, /^forged/m, 'and a newline in a value forges no row');
+  const refusedName = await cli('report', 'x\x1b[2J\x07');
+  t.equal(refusedName.code, 2);
+  t.match(refusedName.err, /HTTP 404/);
+  t.notOk(
+    refusedName.err.includes('\x1b') || refusedName.err.includes('\x07'),
+    'errors on stderr carry no control characters either',
+  );
   t.match((await cli('hosts', 'reset', 'evil', 'ForceRestart')).out, /^evil: reset ForceRestart done, power On$/m);
   t.match((await cli('hosts', 'power-off', 'evil')).out, /^evil: powerOff done, power Off$/m);
   const events = (await cli('events', '--limit', '5')).out;

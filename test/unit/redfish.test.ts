@@ -153,6 +153,12 @@ t.test('clearing the override sends Target None with Disabled; Disabled alone wh
     'a BMC without Target None takes Disabled alone',
   );
   t.same([b2.boot.target, b2.boot.enabled], ['Pxe', 'Disabled']);
+  const { bmc: b3, client: c3 } = await setup(t, { noTargetNone500: true });
+  await c3.setOneTimePxe();
+  await c3.clearBootOverride();
+  t.same(b3.boot.enabled, 'Disabled', 'a 500 that names Target None falls back too (libvirt-backed emulators)');
+  const { client: c4 } = await setup(t, { fault: { kind: 'error500', scope: 'actions' } });
+  await t.rejects(c4.clearBootOverride(), /HTTP 500/, 'a 500 that does not is the BMC failing: raised');
 });
 
 t.test('systemId names a member by path, Id or Name (systems listed by UUID)', async (t) => {

@@ -113,10 +113,12 @@ async function call(method: string, p: string, body?: unknown): Promise<any> {
 // biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters removed
 const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
 const out = (s: string): void => void process.stdout.write(`${s.replace(CONTROL, '')}\n`);
+/** A table cell is one line: a newline in a value (a BMC's model string) must not forge a row. */
+const cell = (v: unknown): string => String(v ?? '-').replace(/[\r\n\t\v\f]+/g, ' ');
 
 /** Aligned columns; missing values show as "-". */
 function table(rows: Record<string, unknown>[], cols: [string, (r: any) => unknown][]): void {
-  const cells = [cols.map(([h]) => h), ...rows.map((r) => cols.map(([, f]) => String(f(r) ?? '-')))];
+  const cells = [cols.map(([h]) => h), ...rows.map((r) => cols.map(([, f]) => cell(f(r))))];
   const width = cols.map((_, i) => Math.max(...cells.map((c) => c[i]?.length ?? 0)));
   for (const c of cells)
     out(
@@ -458,6 +460,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: unknown) => {
-  process.stderr.write(`beskar7: ${e instanceof CliError ? e.message : String((e as Error).stack ?? e)}\n`);
+  const why = e instanceof CliError ? e.message : String((e as Error).stack ?? e);
+  process.stderr.write(`beskar7: ${why.replace(CONTROL, '')}\n`);
   process.exit(e instanceof CliError ? 2 : 1);
 });

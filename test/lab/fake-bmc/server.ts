@@ -20,6 +20,8 @@ export interface Personality {
   refuseClear?: boolean;
   /** no BootSourceOverrideTarget None: a PATCH naming it gets 400 */
   noTargetNone?: boolean;
+  /** no Target None either, refused with a 500 that names it (a libvirt-backed emulator) */
+  noTargetNone500?: boolean;
   /** Systems listed by UUID; the system's Name is `node-0` (libvirt-backed emulators) */
   membersByUuid?: boolean;
   /** 200 with an `error` object on PATCH (iLO) */
@@ -252,6 +254,8 @@ export class FakeBmc {
       }
       if (this.p.noTargetNone && b.BootSourceOverrideTarget === 'None')
         return error(400, 'Base.1.0.PropertyValueNotInList', 'None');
+      if (this.p.noTargetNone500 && b.BootSourceOverrideTarget === 'None')
+        return error(500, 'Base.1.0.InternalError', 'Target libvirt device None does not exist');
       if (
         this.p.requireTargetWithDisabled &&
         b.BootSourceOverrideEnabled === 'Disabled' &&
