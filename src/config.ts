@@ -76,7 +76,15 @@ export const ConfigSchema = z
         port: Port.default(80),
         /** per source address, on what anyone on the segment may call: boot scripts and report intake */
         rateLimit: z
-          .object({ perSecond: z.number().positive().default(20), burst: z.number().int().min(1).default(100) })
+          .object({
+            perSecond: z.number().positive().default(20),
+            burst: z.number().int().min(1).default(100),
+            /** all addresses together: spreading requests over many addresses does not multiply the budget */
+            global: z
+              .object({ perSecond: z.number().positive().default(5000), burst: z.number().int().min(1).default(10000) })
+              .strict()
+              .prefault({}),
+          })
           .strict()
           .prefault({}),
       })

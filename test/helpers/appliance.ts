@@ -31,7 +31,12 @@ export async function inProcess(t: Test, over: Record<string, unknown> = {}, dat
     redfish: { timeoutSeconds: 2, retries: 3, backoffBaseSeconds: 0.02, backoffMaxSeconds: 0.2 },
     ...over,
     // tests send many requests from one address; the rate limit has tests of its own
-    http: { address: '127.0.0.1', port, rateLimit: { perSecond: 1e6, burst: 1e6 }, ...(over.http as object) },
+    http: {
+      address: '127.0.0.1',
+      port,
+      rateLimit: { perSecond: 1e6, burst: 1e6, global: { perSecond: 1e6, burst: 1e6 } },
+      ...(over.http as object),
+    },
   });
   const { log, lines } = memoryLogger();
   const app = new Appliance(cfg, log);

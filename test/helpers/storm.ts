@@ -150,7 +150,11 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
           advertiseAddress: ip,
           ...(store ? { store } : {}),
           // the simulated hosts share the driver's few addresses
-          http: { address: ip, port: 8080, rateLimit: { perSecond: 1e6, burst: 1e6 } },
+          http: {
+            address: ip,
+            port: 8080,
+            rateLimit: { perSecond: 1e6, burst: 1e6, global: { perSecond: 1e6, burst: 1e6 } },
+          },
           api: { adminToken: TOKEN },
           dhcp: {
             mode: 'full',

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { take } from '../../src/boot/rate-limit.js';
+import { RateLimiter, take } from '../../src/boot/rate-limit.js';
 import { ADMIN, inProcess, metricsOf } from '../helpers/appliance.js';
 
 t.test('token bucket: a burst, then the sustained rate', async (t) => {
@@ -37,4 +37,27 @@ t.test('a malformed or non-ASCII admin token gets 401, not a 500', async (t) => 
     const r = await a.api('GET', '/hosts', undefined, tok);
     t.same([r.status, r.json], [401, { error: 'unauthorized' }], `token ${JSON.stringify(tok.slice(0, 20))}`);
   }
+});
+
+t.test('spreading over many addresses does not multiply the budget: one bucket for them all', async (t) => {
+  const now = 0;
+  const l = new RateLimiter({ perSecond: 1, burst: 5, global: { perSecond: 10, burst: 50 } }, 10_000, () => now);
+  let admitted = 0;
+  for (let a = 0; a < 64; a++) for (let i = 0; i < 6; i++) if (l.admit(`10.0.0.${a}`).ok) admitted++;
+  t.equal(admitted, 50, '64 addresses with a burst of 5 each get the global 50, not 320');
+  t.notOk(l.admit('10.0.1.1').ok, 'a new address too, while the global budget is spent');
+});
+
+t.test('an address evicted from a full table does not come back with a fresh burst', async (t) => {
+  let now = 0;
+  const l = new RateLimiter({ perSecond: 1, burst: 5 }, 3, () => now);
+  const burstOf = (key: string) => {
+    let n = 0;
+    while (l.admit(key).ok) n++;
+    return n;
+  };
+  t.equal(burstOf('a'), 5, 'a new address gets the burst while the table has room');
+  for (const k of ['b', 'c', 'd']) burstOf(k);
+  now += 10;
+  t.equal(burstOf('a'), 1, 'evicted, then back while the table is full: one second of the sustained rate');
 });
