@@ -4,11 +4,16 @@ import { z } from 'zod';
  * A URL that goes into an iPXE script: http(s) only, and nothing iPXE would read as script (whitespace ends
  * the argument, `${...}` expands a setting, `||` and `&&` chain commands). Stored in its normalised form.
  */
+const scriptSafe = (s: string) => !/[\s$]|\|\||&&/.test(s);
+const UNSAFE = 'must not contain whitespace, "$", "||" or "&&": iPXE would run them';
 export const ScriptUrl = z
   .string()
-  .refine((s) => !/[\s$]|\|\||&&/.test(s), 'must not contain whitespace, "$", "||" or "&&": iPXE would run them')
+  // checked as it will be used: full-width ＆＆ is && once normalised (NFKC, and IDNA in the host)
+  .transform((s) => s.normalize('NFKC'))
+  .refine(scriptSafe, UNSAFE)
   .pipe(z.url({ protocol: /^https?$/ }))
-  .transform((s) => new URL(s).href);
+  .transform((s) => new URL(s).href)
+  .refine(scriptSafe, UNSAFE);
 
 /** Kernel arguments rendered into a `kernel` line: no `${...}` expansion, no command chaining, one line. */
 const ScriptArgs = z

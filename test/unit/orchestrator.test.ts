@@ -806,6 +806,9 @@ t.test(
       ['targetImageURL', 'http://x/t\tshell'],
       ['configurationURL', 'http://x/${net0/ip}'],
       ['inspectionImageURL', 'http://x/i&&shell'],
+      // full-width: && and ${ only once normalised (NFKC; IDNA in the host), and refused all the same
+      ['inspectionImageURL', 'http://x\uff06\uff06reboot/'],
+      ['configurationURL', 'http://x/\uff04{net0/ip}'],
     ] as const) {
       const r = await a.api('POST', '/machines', { name: 'bad-url', spec: { ...spec, [field]: url } });
       t.equal(r.status, 400, `${field} ${JSON.stringify(url)}`);
