@@ -121,6 +121,22 @@ t.test('v1.0 manifests through the CLI: apply (idempotent), get, describe, delet
     'a get -o yaml round trip applies (status and read-only metadata ignored)',
   );
 
+  // hostile files: a billion laughs, and a file far larger than any manifest; one line each, no stack trace
+  const laughs = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
+  for (let i = 1; i < 9; i++)
+    laughs.push(
+      `${'b'.repeat(i)}: &${'b'.repeat(i)} [${Array(9)
+        .fill(i === 1 ? '*a' : `*${'b'.repeat(i - 1)}`)
+        .join(',')}]`,
+    );
+  writeFileSync(path.join(dir, 'laughs.yaml'), `${laughs.join('\n')}\n`);
+  const bomb = await cli('apply', '-f', path.join(dir, 'laughs.yaml'));
+  t.equal(bomb.code, 2, 'a billion laughs is refused');
+  t.match(bomb.err, /^beskar7: .*laughs\.yaml: document 1: .*alias/i);
+  t.equal(bomb.err.trim().split('\n').length, 1, 'in one line');
+  const huge = await cliIn(`# ${'x'.repeat(5 << 20)}\n`, 'apply', '-f', '-');
+  t.same([huge.code, huge.err.trim()], [2, 'beskar7: -: larger than 4 MiB']);
+
   delete fresh.metadata.resourceVersion;
   const piped = await cliIn(YAML.stringify(fresh), 'apply', '-f', '-');
   t.match(piped.out, /^physicalhost\/server-01 unchanged$/m, 'apply -f - reads standard input');

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // beskar7: the command line over the appliance's API. Tables for people, --json for scripts.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import YAML from 'yaml';
@@ -296,18 +296,44 @@ function plural(kind: string | undefined): { kind: Kind; path: string } {
   return { kind: k, path: `/${k.toLowerCase()}s` };
 }
 
+/** Manifests are small: a bigger file is a mistake, or an attack on whoever runs apply. */
+const MAX_MANIFEST_BYTES = 4 << 20;
+
+function readManifests(file: string): string {
+  const fd = file === '-' ? 0 : openSync(file, 'r');
+  try {
+    const buf = Buffer.alloc(MAX_MANIFEST_BYTES + 1);
+    let n = 0;
+    for (;;) {
+      const got = readSync(fd, buf, n, buf.length - n, null);
+      if (got === 0) break;
+      n += got;
+      if (n > MAX_MANIFEST_BYTES) throw new CliError(`${file}: larger than ${MAX_MANIFEST_BYTES >> 20} MiB`);
+    }
+    return buf.subarray(0, n).toString('utf8');
+  } finally {
+    if (fd !== 0) closeSync(fd);
+  }
+}
+
 /** Secrets before the hosts that name them, hosts before the machines that claim them. */
 const APPLY_ORDER: Kind[] = ['Secret', 'PhysicalHost', 'Beskar7Machine'];
 
 const applyCommand: Handler = async () => {
   const file = values.filename;
   if (!file) throw new CliError('apply needs -f FILE (or -f - for standard input)');
-  const text = file === '-' ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8');
+  const text = readManifests(file);
   const docs = YAML.parseAllDocuments(text);
   const items: { kind: Kind; name: string; doc: Record<string, any> }[] = [];
   for (const [i, d] of docs.entries()) {
     if (d.errors.length) throw new CliError(`${file}: document ${i + 1}: ${d.errors[0]?.message}`);
-    const doc = d.toJSON() as Record<string, any> | null;
+    let doc: Record<string, any> | null;
+    try {
+      // an alias expanded past this many times is a billion-laughs document, not a manifest
+      doc = d.toJS({ maxAliasCount: 100 }) as Record<string, any> | null;
+    } catch (e) {
+      throw new CliError(`${file}: document ${i + 1}: ${(e as Error).message}`);
+    }
     if (doc === null) continue;
     for (const one of doc.kind === 'List' && Array.isArray(doc.items) ? doc.items : [doc]) {
       const kind = kindOf(String(one?.kind ?? ''));
