@@ -4,13 +4,14 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 import t from 'tap';
 import { ADMIN, inProcess, until } from '../helpers/appliance.js';
+import { skipUnlessCi } from '../helpers/lab.js';
 import { bmcWithMachine } from '../helpers/workflow.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 
 t.test(
   'dashboard in headless Chromium: live states over SSE, report, per-MAC boot timeline',
-  { skip: !existsSync(CHROMIUM) && 'needs Debian chromium (make setup)' },
+  { skip: skipUnlessCi(!existsSync(CHROMIUM), 'needs Debian chromium (make setup)') },
   async (t) => {
     let base = '';
     const mac = '52:54:00:da:00:01';

@@ -3,11 +3,11 @@ import { once } from 'node:events';
 import t from 'tap';
 import { repoRoot } from '../../src/paths.js';
 import { freePort, until } from '../helpers/appliance.js';
-import { haveDemoImage } from '../helpers/lab.js';
+import { haveDemoImage, skipUnlessCi } from '../helpers/lab.js';
 
 t.test(
   'make run: three machines through the whole mission, narrated, with the dashboard reachable from this machine',
-  { skip: !haveDemoImage && 'run `make setup` first' },
+  { skip: skipUnlessCi(!haveDemoImage, 'run `make setup` first') },
   async (t) => {
     t.setTimeout(900_000);
     const port = await freePort();

@@ -4,7 +4,7 @@ import path from 'node:path';
 import t from 'tap';
 import { repoRoot } from '../../src/paths.js';
 import { until } from '../helpers/appliance.js';
-import { fullDhcp, haveDemoImage, makeLab, startAppliance } from '../helpers/lab.js';
+import { fullDhcp, haveDemoImage, makeLab, skipUnlessCi, startAppliance } from '../helpers/lab.js';
 import { tempDir } from '../helpers/tmp.js';
 import { labApi, startLabBmc } from '../lab/lab-api.js';
 import type { Lab } from '../lab/netns.js';
@@ -17,7 +17,7 @@ const api = (lab: Lab, method: string, p: string, body?: unknown) =>
 
 t.test(
   'Machines through fake BMCs that power real QEMU machines: inspect, validate, kexec the target',
-  { skip: !(haveDemoImage && haveInspector) && 'run `make setup` (demo image and inspector)' },
+  { skip: skipUnlessCi(!(haveDemoImage && haveInspector), 'run `make setup` (demo image and inspector)') },
   async (t) => {
     t.setTimeout(900_000);
     const lab = makeLab(t, '10.86.0');

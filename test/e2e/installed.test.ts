@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import t from 'tap';
 import { repoRoot } from '../../src/paths.js';
 import { until } from '../helpers/appliance.js';
-import { fullDhcp, haveDemoImage, makeLab } from '../helpers/lab.js';
+import { fullDhcp, haveDemoImage, makeLab, skipUnlessCi } from '../helpers/lab.js';
 import { tempDir } from '../helpers/tmp.js';
 import { ApplianceProcess } from '../lab/appliance-process.js';
 import { labApi, startLabBmc } from '../lab/lab-api.js';
@@ -58,7 +58,7 @@ t.test(
   'the Debian package, run as systemd runs its unit, takes a QEMU machine from BMC power-on to a kexec into its target',
   {
     skip:
-      (!(haveDemoImage && haveInspector) && 'run `make setup` (demo image and inspector)') ||
+      skipUnlessCi(!(haveDemoImage && haveInspector), 'run `make setup` (demo image and inspector)') ||
       (installedHere && 'beskar7 is installed on this machine'),
   },
   async (t) => {

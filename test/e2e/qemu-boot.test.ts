@@ -1,12 +1,12 @@
 import t from 'tap';
-import { fullDhcp, haveDemoImage, makeLab, startAppliance, startSiteDhcp } from '../helpers/lab.js';
+import { fullDhcp, haveDemoImage, makeLab, skipUnlessCi, startAppliance, startSiteDhcp } from '../helpers/lab.js';
 import { bootMachine } from '../lab/qemu.js';
 
 const MARKER = /BESKAR7-DEMO-MARKER[^\n]*/;
 
 t.test(
   'QEMU machines PXE-boot through our DHCP (full mode), TFTP and HTTP alone',
-  { skip: !haveDemoImage && 'run `bash assets/build-demo-image.sh` first' },
+  { skip: skipUnlessCi(!haveDemoImage, 'run `bash assets/build-demo-image.sh` first') },
   async (t) => {
     const lab = makeLab(t);
     const app = await startAppliance(t, lab, fullDhcp(lab));
@@ -46,7 +46,7 @@ t.test(
 
 t.test(
   'proxy mode: QEMU machines boot with addresses from the site DHCP server and boot info from us',
-  { skip: !haveDemoImage && 'run `bash assets/build-demo-image.sh` first' },
+  { skip: skipUnlessCi(!haveDemoImage, 'run `bash assets/build-demo-image.sh` first') },
   async (t) => {
     t.setTimeout(600_000);
     const lab = makeLab(t, '10.78.0');

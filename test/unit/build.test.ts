@@ -38,9 +38,7 @@ t.test('make build: dist runs the service with its dashboard, and holds no tests
     return r?.ok ? r.text() : undefined;
   });
   t.match(ui, /<title>Beskar7/, 'the dashboard is served from dist');
-  const started = Date.now();
   p.kill('SIGTERM');
   const [code] = await once(p, 'exit');
   t.equal(code, 0, 'clean exit on SIGTERM');
-  t.ok(Date.now() - started < 5000, `stopped in ${Date.now() - started} ms`);
 });

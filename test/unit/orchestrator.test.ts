@@ -782,15 +782,16 @@ t.test('a released host shows what its BMC reports, also when clearing the overr
 });
 
 t.test('shutdown stops BMC calls at once, even towards a hung BMC', async (t) => {
+  // a stop that waited for the call would wait an hour (the call's timeout): the test's own timeout says so
+  t.setTimeout(120_000);
   const bmc = new FakeBmc({ personality: { fault: { kind: 'hang' } } });
   const address = await bmc.start();
   t.teardown(() => bmc.stop());
-  const a = await inProcess(t, { redfish: { timeoutSeconds: 30, retries: 3, backoffBaseSeconds: 1 } });
+  const a = await inProcess(t, { redfish: { timeoutSeconds: 3600, retries: 3, backoffBaseSeconds: 1 } });
   await a.api('POST', '/hosts', hostBody('hung', address));
   await until('a call hangs', async () => (bmc.hanging > 0 ? true : undefined));
-  const started = Date.now();
   await a.stop();
-  t.ok(Date.now() - started < 3000, `stopped in ${Date.now() - started} ms with a call in flight`);
+  t.pass('stopped with a call in flight');
   const seen = bmc.seen.length;
   await new Promise((r) => setTimeout(r, 300));
   t.equal(bmc.seen.length, seen, 'no BMC call after stopping');

@@ -112,6 +112,10 @@ t.test('kill -9 at random points of the workflow, restart: the machine still end
     30_000,
   );
   t.comment(`phases seen at the kills: ${phases.join(', ')}`);
+  t.ok(
+    phases.some((p) => p === 'Pending' || p === 'Inspecting'),
+    'at least one kill -9 hit the machine on its way (not only after it was done)',
+  );
   t.equal(m.status.hostName, 'k1');
   await kill9();
   const store = await Store.open(path.join(dir, 'data', 'db'));
