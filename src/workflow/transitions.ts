@@ -585,7 +585,14 @@ export function attemptFailed(
   host.status.errorMessage = message;
   delete host.attempt;
   const scope = { machine: m.name, host: h.name };
-  if ((machine.status.attempts ?? 0) >= p.maxAttempts) {
+  // someone else presented the nonce: that is no failure of the machine's, and must not use up its attempts,
+  // or anyone who knows a MAC could fail its machine
+  const contested = reason === 'CredentialConflict';
+  if (contested) {
+    machine.status.attempts = Math.max(0, (machine.status.attempts ?? 1) - 1);
+    setCondition(machine, 'CredentialsContested', 'True', reason, message, now);
+  }
+  if (!contested && (machine.status.attempts ?? 0) >= p.maxAttempts) {
     const failureMessage = `${message} (after ${machine.status.attempts} attempts)`;
     machine.status = { ...machine.status, phase: 'Failed', failureReason: reason, failureMessage };
     delete machine.status.inspectionDeadline;
@@ -597,7 +604,7 @@ export function attemptFailed(
       event: event('Failed', 'error', scope, failureMessage),
     };
   }
-  const wait = retryDelayMs(machine.status.attempts ?? 1, p);
+  const wait = retryDelayMs(Math.max(1, machine.status.attempts ?? 1), p);
   machine.status.notBefore = now + wait;
   delete machine.status.inspectionDeadline;
   machine.status.failureMessage = `${message}; retrying in ${Math.round(wait / 1000)} s`;

@@ -501,3 +501,17 @@ t.test('secrets: applied over the stored one, the hosts that name it updated; de
   t.match(secretDeletion(old, [named]), { code: 'conflict', error: 'secret bmc is used by host h' });
   t.equal(secretDeletion(old, [other]), undefined);
 });
+
+t.test(
+  "a contested nonce ends the attempt but uses none of the machine's attempts: nobody fails it by its MAC",
+  async (t) => {
+    const m = machine({ phase: 'Inspecting', hostName: 'h', attempts: policy.maxAttempts });
+    const h = host('h', { state: 'Inspecting', consumer: 'm', inspectionPhase: 'InProgress' });
+    const timedOut = attemptFailed(m, h, 'InspectionTimeout', 'no report', 1000, policy, 'Timeout');
+    t.equal(timedOut.final, true, 'a timeout at the last attempt fails the machine');
+    const contested = attemptFailed(m, h, 'CredentialConflict', 'claimed again', 1000, policy, 'Failed');
+    t.equal(contested.final, false, 'a conflict at the last attempt does not');
+    t.equal(contested.machine.status.attempts, policy.maxAttempts - 1, 'the attempt is given back');
+    t.same(contested.effects, [], 'and the host is not released');
+  },
+);
