@@ -41,7 +41,7 @@ export interface InspectorDeps {
   policy: Policy;
   /** base URL the inspector calls back (beskar7.api) */
   apiBase: string;
-  /** the addresses our DHCP leased to these MACs now (none in proxy mode) */
+  /** the addresses these MACs hold now: our leases (full mode), what our DHCP saw them ask for (proxy mode) */
   leasedAddresses: (macs: string[]) => string[];
   /** boot-scripts/, for the inspector's script */
   templates: Templates;
@@ -124,8 +124,9 @@ export class InspectorCommands {
   }
 
   /**
-   * Runs `decide` for an authorized caller: the attempt's bearer token, from the address that claimed it. A
-   * right token from another address has leaked: refused, and remembered as an event in the same batch.
+   * Runs `decide` for an authorized caller: the attempt's bearer token, from the address that redeemed the
+   * nonce or the one the host holds now. A right token from another address has leaked: refused, and
+   * remembered as an event (once per attempt) in the same batch.
    */
   private authorized<T>(
     c: InspectorCaller,
@@ -139,7 +140,8 @@ export class InspectorCommands {
         if (!h || !b?.redeemed || h.namespace !== c.namespace) return refuse('unauthorized', UNAUTHORIZED);
         if (!sameSecret(c.token, this.d.secrets.attemptSecrets(h.name, b.id).token))
           return refuse('unauthorized', UNAUTHORIZED);
-        if (c.from !== b.redeemed.from) {
+        // the redeemer, or the address the host holds now (in proxy mode the inspector runs DHCP of its own)
+        if (c.from !== b.redeemed.from && !this.d.leasedAddresses(hostMacs(h)).includes(c.from)) {
           misuse = true;
           // one event per attempt: whoever holds the token cannot write an event per request
           if (b.misused) return refuse('unauthorized', UNAUTHORIZED);

@@ -427,8 +427,9 @@ export type RedemptionVerdict =
 
 /**
  * The one redemption of an attempt's boot nonce. The same redeemer asking again (same address, same MAC) gets
- * the same answer. Anyone else, or a first redemption from an address other than the one our DHCP leased to
- * the host, means someone else has the nonce: the caller ends the attempt and retries with fresh credentials,
+ * the same answer. Anyone else, or a first redemption from an address other than the one the host holds (our
+ * lease in full mode; in proxy mode what our DHCP saw it ask the site's server for), means someone else has
+ * the nonce: the caller ends the attempt and retries with fresh credentials,
  * and nothing that claimant sends is trusted.
  */
 export function judgeRedemption(
@@ -450,7 +451,7 @@ export function judgeRedemption(
   if (c.leased.length && !c.leased.includes(c.from)) {
     return {
       kind: 'conflict',
-      message: `boot nonce claimed from ${c.from}; the host's lease is ${c.leased.join(', ')}`,
+      message: `boot nonce claimed from ${c.from}; the host holds ${c.leased.join(', ')}`,
     };
   }
   const host = clone(h);

@@ -9,7 +9,7 @@ import { SecretBox } from '../../src/store/secrets.js';
 import { Store } from '../../src/store/store.js';
 import { Pipeline } from '../../src/workflow/pipeline.js';
 import { loopbackDhcp } from '../helpers/dhcp.js';
-import { pxe } from '../helpers/packets.js';
+import { pxe, request } from '../helpers/packets.js';
 import { tempDir } from '../helpers/tmp.js';
 
 /** A relay on loopback: the server answers relayed packets unicast to giaddr, so nothing is broadcast. */
@@ -59,6 +59,27 @@ t.test('proxy mode over real UDP: relayed PXE DISCOVER gets an OFFER, junk is co
     'reply logged with the MAC',
   );
 });
+
+t.test(
+  'proxy mode: the address a host asks the site for is the one it holds, for the inspector contract',
+  async (t) => {
+    const r = await relay(t);
+    const s = await start(t, 'proxy', r.port);
+    const mac = '52:54:00:00:00:61';
+    t.same(s.server.leasedAddresses([mac]), [], 'nothing seen yet');
+    // the firmware's DHCPREQUEST to the site's server, which a proxy sees and does not answer
+    const siteRequest = pxe(0, { mac, type: MsgType.Request, requested: '10.9.0.21', serverId: '10.9.0.1' });
+    r.sock.send(encode({ ...siteRequest, giaddr: '127.0.0.1' }), s.port, '127.0.0.1');
+    await until(() => s.server.leasedAddresses([mac]).length > 0);
+    t.same(s.server.leasedAddresses([mac]), ['10.9.0.21']);
+    // the inspector's own DHCP (udhcpc) asks for another address: that is the one the host holds now
+    const udhcpc = request({ mac, type: MsgType.Request, requested: '10.9.0.57', giaddr: '127.0.0.1' });
+    r.sock.send(encode(udhcpc), s.port, '127.0.0.1');
+    await until(() => s.server.leasedAddresses([mac])[0] === '10.9.0.57');
+    t.same(s.server.leasedAddresses([mac]), ['10.9.0.57'], 'the newest address counts');
+    t.same(s.server.leasedAddresses([mac], Date.now() + 3600_001), [], 'and only for the hour of an inspection');
+  },
+);
 
 t.test('full mode over real UDP: DORA stores the lease before the ACK; a restart keeps it', async (t) => {
   const r = await relay(t);

@@ -293,7 +293,7 @@ t.test('claims: the first gets the script; a second, a foreign address or a stal
   });
   t.match(judgeRedemption(live, { from: '10.0.0.66', leased: ['10.0.0.5'] }, 1000), {
     kind: 'conflict',
-    message: "boot nonce claimed from 10.0.0.66; the host's lease is 10.0.0.5",
+    message: 'boot nonce claimed from 10.0.0.66; the host holds 10.0.0.5',
   });
   t.equal(judgeRedemption(live, { from: '10.0.0.5', leased: ['10.0.0.5'] }, 1000).kind, 'ok', 'the leased address may');
   t.equal(judgeRedemption(live, { from: '10.0.0.5', leased: [] }, 5000).kind, 'unknown', 'an expired nonce');

@@ -258,6 +258,20 @@ function requestedIp(p: DhcpPacket): string | undefined {
 }
 
 /**
+ * The address a client shows it holds: what it asks for in a DHCPREQUEST (a proxy sees the broadcast to the
+ * site's server), or the source of a request to the PXE port (4011), which a client sends from its address.
+ */
+export function observedAddress(
+  req: DhcpPacket,
+  port: 'dhcp' | 'pxe',
+  src: Destination | undefined,
+): string | undefined {
+  if (port === 'pxe') return src && src.address !== ZERO ? src.address : undefined;
+  const t = req.options.get(Opt.MessageType)?.[0];
+  return t === MsgType.Request ? requestedIp(req) : undefined;
+}
+
+/**
  * The whole DHCP protocol decision for one request. Pure apart from reading `leases`; the caller applies
  * `leaseOp` (persisting binds before it sends the ACK).
  */

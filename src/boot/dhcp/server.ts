@@ -10,9 +10,14 @@ import { Pipeline } from '../../workflow/pipeline.js';
 import type { BootTimeline } from '../timeline.js';
 import { bindToInterface } from './bind-interface.js';
 import { DecodeError, type DhcpPacket, decode, encode } from './codec.js';
-import { type DecideContext, decide, type LeaseOp, type Outcome } from './decide.js';
+import { type DecideContext, decide, type LeaseOp, type Outcome, observedAddress } from './decide.js';
 import { LeaseTable, type PoolSpec } from './leases.js';
 import { msgTypeName } from './options.js';
+
+/** How long an address a MAC showed in proxy mode counts as the one it holds: a PXE boot's whole inspection. */
+const OBSERVED_FOR_MS = 3600_000;
+/** MACs whose address is kept at once in proxy mode; spoofed MACs cannot grow the table past it. */
+const MAX_OBSERVED = 10_000;
 
 export interface DhcpServerOptions {
   address: string;
@@ -33,6 +38,8 @@ export class DhcpServer {
   private leases?: LeaseTable;
   /** binds being written, by MAC */
   private readonly storing = new Map<string, Promise<boolean | 'lost'>>();
+  /** proxy mode: the address each MAC last showed (observedAddress) */
+  private readonly observed = new Map<string, { ip: string; at: number }>();
   /** decide() runs on the lease table; its lease writes are plans committed against the revisions it knew */
   private readonly pipeline: Pipeline;
 
@@ -77,12 +84,27 @@ export class DhcpServer {
     else this.leases.learn(c.value as Lease);
   };
 
-  /** The addresses leased now to these MACs (full mode; none in proxy mode, where the site's DHCP leases). */
+  /**
+   * The addresses these MACs hold now, as far as we know: full mode, our leases; proxy mode, what each MAC last
+   * asked the site's server for (or came to port 4011 from) within the hour. Empty when nothing was seen.
+   */
   leasedAddresses(macs: readonly string[], now = Date.now()): string[] {
     return macs.flatMap((mac) => {
-      const l = this.leases?.leaseOf(mac);
-      return l && l.expiresAt > now ? [l.ip] : [];
+      if (this.leases) {
+        const l = this.leases.leaseOf(mac);
+        return l && l.expiresAt > now ? [l.ip] : [];
+      }
+      const o = this.observed.get(mac);
+      return o && now - o.at < OBSERVED_FOR_MS ? [o.ip] : [];
     });
+  }
+
+  /** Proxy mode: the address a MAC showed, the newest kept; the oldest MACs go once there are too many. */
+  private observe(mac: string, ip: string | undefined, now: number): void {
+    if (this.leases || !ip) return;
+    this.observed.delete(mac);
+    this.observed.set(mac, { ip, at: now });
+    if (this.observed.size > MAX_OBSERVED) this.observed.delete(this.observed.keys().next().value as string);
   }
 
   get leaseCount(): number {
@@ -139,6 +161,7 @@ export class DhcpServer {
         port: rinfo.port,
       });
     let out = again();
+    this.observe(out.client.mac, observedAddress(req, kind, { address: rinfo.address, port: rinfo.port }), Date.now());
     const type = msgTypeName(out.client.msgType);
     this.metrics.dhcpPackets.inc({ port: kind, type, result: out.action });
     const mac = out.client.mac;
