@@ -138,6 +138,7 @@ export class Appliance {
         imageProblem: (url) => localImageProblem(url, httpBase, cfg.assetsDir),
         forgetBmc: (name) => workflow.forgetBmc(name),
         actionWaitMs: cfg.orchestrator.powerDeadlineSeconds * 1000,
+        maxObjects: cfg.api.maxObjects,
         restored: async () => this.dhcp?.reloadLeases(),
       }),
       inspector: new InspectorCommands({
@@ -279,6 +280,7 @@ export class Appliance {
       commands: commands.admin,
       adminToken: token.token,
       maxBodyBytes: cfg.api.maxBodyBytes,
+      maxStreams: cfg.api.maxStreams,
       metrics: this.metrics,
       timeline: this.timeline,
       leasedAddresses: (macs: string[]) => this.dhcp?.leasedAddresses(macs) ?? [],

@@ -163,6 +163,10 @@ export const ConfigSchema = z
           .int()
           .min(1024)
           .default(1 << 20),
+        /** hosts, machines and secrets the store keeps, each: a client that applies without end gets a 403 */
+        maxObjects: z.number().int().min(1).default(10_000),
+        /** live event streams open at once (the dashboard's): each one is sent every event */
+        maxStreams: z.number().int().min(1).default(32),
       })
       .strict()
       .superRefine((a, ctx) => {

@@ -24,6 +24,8 @@ export interface ApiDeps {
   timeline: BootTimeline;
   /** the addresses our DHCP leased to these MACs now */
   leasedAddresses: (macs: string[]) => string[];
+  /** live event streams open at once (api.maxStreams) */
+  maxStreams: number;
   /** the routes of the other apps under /api/v1 (the inspector contract), for the OpenAPI document */
   otherRoutes?: () => readonly Route[];
 }
@@ -110,7 +112,16 @@ function storeRoutes(d: ApiDeps): Hono {
     const key = c.req.param('key');
     return c.json({ key, items: d.timeline.get(MacSchema.safeParse(key).data ?? key) });
   });
-  api.get('/stream', (c) => streamSSE(c, (stream) => liveStream(d, stream)));
+  let streams = 0;
+  api.get('/stream', (c) => {
+    // every event goes to every stream: their number bounds what one event costs the appliance
+    if (streams >= d.maxStreams) {
+      c.header('Retry-After', '5');
+      return bad(c, 503, `too many live streams open (api.maxStreams ${d.maxStreams})`);
+    }
+    streams++;
+    return streamSSE(c, (stream) => liveStream(d, stream).finally(() => streams--));
+  });
   api.get('/backup', async (c) => {
     const stamp = new Date().toISOString().slice(0, 19).replace(/:/g, '');
     c.header('Content-Disposition', `attachment; filename="beskar7-backup-${stamp}.json"`);
@@ -130,10 +141,20 @@ function storeRoutes(d: ApiDeps): Hono {
   return api;
 }
 
+/** Writes a stream may have waiting; a reader that falls this far behind is dropped, not buffered for. */
+const MAX_BACKLOG = 1000;
+
 /** Timeline entries and workflow events as they happen, for the dashboard. */
 async function liveStream(d: ApiDeps, stream: SSEStreamingApi): Promise<void> {
-  const send = (event: string) => (data: unknown) =>
-    void stream.writeSSE({ event, data: JSON.stringify(data) }).catch(() => undefined);
+  let backlog = 0;
+  const send = (event: string) => (data: unknown) => {
+    if (backlog >= MAX_BACKLOG) return stream.abort();
+    backlog++;
+    void stream
+      .writeSSE({ event, data: JSON.stringify(data) })
+      .catch(() => undefined)
+      .finally(() => backlog--);
+  };
   const onEntry = send('timeline');
   const onEvent = send('event');
   d.timeline.on('entry', onEntry);

@@ -48,6 +48,8 @@ export interface AdminDeps {
   forgetBmc: (name: string) => Promise<void>;
   /** how long an operator's action is waited for before the answer says it is still pending */
   actionWaitMs: number;
+  /** hosts, machines and secrets kept, each (api.maxObjects) */
+  maxObjects: number;
   /** after a restore: state held outside the store (the DHCP lease table) is loaded again */
   restored?: () => Promise<void>;
 }
@@ -72,11 +74,10 @@ export class AdminCommands {
 
   createHost(input: HostCreate): Promise<Result<StoredHost>> {
     const { host, event } = newHost(input, this.d.secrets.seal(input.spec.redfish.password), Date.now());
-    return this.p.run(async () =>
-      (await this.store.hosts.get(host.name))
-        ? refuse('conflict', `host ${host.name} exists`)
-        : { plan: { writes: [this.p.host(host)], events: [event] }, value: host },
-    );
+    return this.p.run(async () => {
+      if (await this.store.hosts.get(host.name)) return refuse('conflict', `host ${host.name} exists`);
+      return (await this.full('hosts')) ?? { plan: { writes: [this.p.host(host)], events: [event] }, value: host };
+    });
   }
 
   async deleteHost(name: string): Promise<Result<string>> {
@@ -98,11 +99,15 @@ export class AdminCommands {
     const problem = await this.d.imageProblem(input.spec.inspectionImageURL);
     if (problem) return no('invalid', `spec.inspectionImageURL: ${problem}`);
     const { machine, event } = newMachine(input, Date.now());
-    return this.p.run(async () =>
-      (await this.store.machines.get(machine.name))
-        ? refuse('conflict', `machine ${machine.name} exists`)
-        : { plan: { writes: [this.p.machine(machine)], events: [event] }, value: machine },
-    );
+    return this.p.run(async () => {
+      if (await this.store.machines.get(machine.name)) return refuse('conflict', `machine ${machine.name} exists`);
+      return (
+        (await this.full('machines')) ?? {
+          plan: { writes: [this.p.machine(machine)], events: [event] },
+          value: machine,
+        }
+      );
+    });
   }
 
   /** Marks the machine Deleting; the reconciler releases its host with a stored power-off and drops the record. */
@@ -114,6 +119,14 @@ export class AdminCommands {
       const d = machineDeleting(m);
       return { plan: { writes: [this.p.machine(d.machine)], events: [d.event] }, value: name };
     });
+  }
+
+  /** A new record of a kind that has `maxObjects` already is refused: the store is not an open-ended sink. */
+  private async full(kind: 'hosts' | 'machines' | 'secrets'): Promise<Refused | undefined> {
+    const n = (await this.store[kind].keys()).length;
+    return n >= this.d.maxObjects
+      ? refuse('quota', `${kind}: ${n} stored, the most this appliance keeps (api.maxObjects ${this.d.maxObjects})`)
+      : undefined;
   }
 
   /** Whether the given resourceVersion (if any) is the stored record's: a conflict when stale. */
@@ -140,6 +153,8 @@ export class AdminCommands {
         const h = await this.store.hosts.get(name);
         if (h?.spec.redfish.credentialsSecretRef === s.name) users.push(h);
       }
+      const full = old ? undefined : await this.full('secrets');
+      if (full) return full;
       const a = secretApplied(old, { ...s, same }, this.d.secrets.seal(s.password), users, Date.now());
       if (a === 'unchanged') return { value: 'unchanged' };
       if ('code' in a) return { refused: a };
@@ -176,7 +191,10 @@ export class AdminCommands {
       const created = newHost(input.data, secret.passwordEnc, Date.now());
       created.host.spec.redfish.credentialsSecretRef = ref;
       const old = await this.store.hosts.get(m.metadata.name);
-      if (!old) return { plan: { writes: [this.p.host(created.host)], events: [created.event] }, value: 'created' };
+      if (!old) {
+        const full = await this.full('hosts');
+        return full ?? { plan: { writes: [this.p.host(created.host)], events: [created.event] }, value: 'created' };
+      }
       if (old.namespace !== m.metadata.namespace)
         return refuse('conflict', `host ${old.name} exists in namespace ${old.namespace}`);
       const stale = this.stale(m.metadata.resourceVersion, old, `host ${old.name}`);

@@ -5,7 +5,9 @@ export type RefusalCode =
   | 'notFound'
   | 'conflict'
   /** the BMC failed an operator's action */
-  | 'bmcFailed';
+  | 'bmcFailed'
+  /** a configured limit on what is stored (api.maxObjects) */
+  | 'quota';
 
 export interface Refusal {
   code: RefusalCode;

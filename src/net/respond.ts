@@ -10,7 +10,7 @@ import { readCapped } from './read-capped.js';
 export const IPXE = { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store' };
 
 /** How the API answers: errors as {error}, bodies parsed by zod, sizes capped. */
-export const bad = (c: Context, status: 400 | 401 | 404 | 409 | 413 | 415 | 502 | 503, error: string) =>
+export const bad = (c: Context, status: 400 | 401 | 403 | 404 | 409 | 413 | 415 | 502 | 503, error: string) =>
   c.json({ error }, status);
 
 type Parsed<T> = { ok: true; data: T } | { ok: false; res: Response; error: string };
@@ -76,7 +76,7 @@ export const bodyCap = (d: { maxBodyBytes: number }) =>
   capBody(d.maxBodyBytes, `body larger than ${d.maxBodyBytes} bytes`);
 
 /** The one place a refusal becomes an HTTP status. */
-const STATUS = { invalid: 400, unauthorized: 401, notFound: 404, conflict: 409, bmcFailed: 502 } as const;
+const STATUS = { invalid: 400, unauthorized: 401, quota: 403, notFound: 404, conflict: 409, bmcFailed: 502 } as const;
 export const statusOf = (code: RefusalCode) => STATUS[code];
 
 export const answer = <T>(c: Context, r: Result<T>, render: (v: T) => Response): Response =>

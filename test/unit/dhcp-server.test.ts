@@ -200,6 +200,7 @@ t.test('a restore reloads the running lease table: restored leases are not offer
     imageProblem: async () => undefined,
     forgetBmc: async () => {},
     actionWaitMs: 0,
+    maxObjects: 10,
     restored: () => s.server.reloadLeases(),
   });
   t.ok((await commands.restore(backup)).ok);

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { Agent, fetch as undiciFetch } from 'undici';
-import { ADMIN, freePort, inProcess } from '../helpers/appliance.js';
+import { ADMIN, freePort, inProcess, until } from '../helpers/appliance.js';
 import { tempDir } from '../helpers/tmp.js';
 
 t.test('management plane on its own listener with TLS: the boot plane keeps only what machines need', async (t) => {
@@ -49,4 +49,33 @@ t.test('api.tls needs api.port', async (t) => {
   await t.rejects(inProcess(t, { api: { adminToken: ADMIN, tls: { certFile: 'c', keyFile: 'k' } } }), {
     message: /api\.tls: TLS is for the management listener: set api\.port/,
   });
+});
+
+t.test('bounds: objects of each kind (api.maxObjects), live streams at once (api.maxStreams)', async (t) => {
+  const a = await inProcess(t, { api: { adminToken: ADMIN, maxObjects: 2, maxStreams: 2 } });
+  const host = (name: string) => ({
+    name,
+    spec: { redfish: { address: 'http://127.0.0.1:9', username: 'u', password: 'p', allowPlainHttp: true } },
+  });
+  t.equal((await a.api('POST', '/hosts', host('q1'))).status, 201);
+  t.equal((await a.api('POST', '/hosts', host('q2'))).status, 201);
+  const over = await a.api('POST', '/hosts', host('q3'));
+  t.same([over.status, over.json.error], [403, 'hosts: 2 stored, the most this appliance keeps (api.maxObjects 2)']);
+  t.equal((await a.api('DELETE', '/hosts/q2')).status, 204);
+  t.equal((await a.api('POST', '/hosts', host('q3'))).status, 201, 'room again once one is deleted');
+
+  const open = () => fetch(`${a.base}/api/v1/stream`, { headers: { Authorization: `Bearer ${ADMIN}` } });
+  const [s1, s2] = [await open(), await open()];
+  t.same([s1.status, s2.status], [200, 200]);
+  const third = await open();
+  t.same([third.status, third.headers.get('retry-after')], [503, '5'], 'a third stream waits for one to close');
+  await s1.body?.cancel();
+  const again = await until('a stream slot is free', async () => {
+    const r = await open();
+    if (r.status === 200) return r;
+    await r.body?.cancel();
+    return undefined;
+  });
+  t.equal(again.status, 200);
+  await Promise.all([s2.body?.cancel(), again.body?.cancel()]);
 });
