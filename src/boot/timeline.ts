@@ -33,6 +33,8 @@ export class BootTimeline extends EventEmitter {
     private readonly maxBytes = 16 * 1024 * 1024,
   ) {
     super();
+    // a listener per live stream, bounded by api.maxStreams
+    this.setMaxListeners(0);
   }
 
   /** Only the DHCP server calls this: the address it gave (or saw on port 4011) belongs to that MAC. */

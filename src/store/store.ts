@@ -227,6 +227,9 @@ export class Store extends EventEmitter {
 
   private constructor(readonly backend: Backend) {
     super();
+    // 'event' has a listener per live stream and per operator action awaiting its outcome: bounded by
+    // api.maxStreams and the API's callers, not by EventEmitter's default of 10
+    this.setMaxListeners(0);
     const sub = <S extends z.ZodType>(name: string, schema: S) => new Collection(name, this, schema);
     this.leases = sub('leases', LeaseSchema);
     this.bootInstructions = sub('boot', BootInstructionSchema);
