@@ -875,3 +875,26 @@ t.test("host actions through the host's BMC: power on, reset, PXE once, power of
   ]);
   t.match(events.at(-1), /^HostActionFailed warning reset Nmi: /);
 });
+
+t.test('an action its BMC has not carried out when the wait ends is answered pending, and stays stored', async (t) => {
+  const bmc = new FakeBmc({ macs: ['52:54:00:08:00:09'] });
+  const address = await bmc.start();
+  t.teardown(() => bmc.stop());
+  const a = await inProcess(t, {
+    orchestrator: { tickSeconds: 0.1, retryBaseSeconds: 0, powerDeadlineSeconds: 1 },
+    redfish: { timeoutSeconds: 30, retries: 0, backoffBaseSeconds: 0.02, backoffMaxSeconds: 0.2 },
+  });
+  await a.api('POST', '/hosts', hostBody('slowact', address));
+  await until('slowact Available', async () =>
+    (await a.api('GET', '/hosts/slowact')).json.status.state === 'Available' ? true : undefined,
+  );
+  bmc.p.fault = { kind: 'hang', scope: 'actions' };
+  const r = await a.api('POST', '/hosts/slowact/actions', { action: 'powerOn' });
+  t.match([r.status, r.json], [200, { host: 'slowact', action: 'powerOn', pending: true }]);
+  const stored = (await a.api('GET', '/backup')).json.collections.effects as [string, { kind: string }][];
+  t.same(
+    stored.map(([, e]) => e.kind),
+    ['hostAction'],
+    'the action is still stored: the reconciler carries it out when the BMC answers',
+  );
+});

@@ -160,7 +160,10 @@ const hostsCommand: Handler = async (sub, arg) => {
       action,
       ...(action === 'reset' && resetType ? { resetType } : {}),
     });
-    return show(r, () => out(`${r.host}: ${r.action} done${r.powerState ? `, power ${r.powerState}` : ''}`));
+    const said = r.pending
+      ? `${r.host}: ${r.action} stored; not carried out yet (no appliance leads, or the BMC is slow): see beskar7 events`
+      : `${r.host}: ${r.action} done${r.powerState ? `, power ${r.powerState}` : ''}`;
+    return show(r, () => out(said));
   }
   if (sub === 'add') return created(await call('POST', '/hosts', readJson(arg)), 'host');
   if (sub === 'rm') return show(await call('DELETE', `/hosts/${arg}`), () => out(`host ${arg} deleted`));
