@@ -25,8 +25,9 @@ assets: $(addprefix assets/ipxe/,$(IPXE_FILES))
 assets/ipxe/%: /usr/lib/ipxe/%
 	@mkdir -p assets/ipxe
 	cp $< $@
+# --reinstall: the package may be installed with its files gone (seen on a CI machine)
 /usr/lib/ipxe/%:
-	@echo "missing $@: installing Debian's ipxe package" && apt-get update -qq && apt-get install -y -qq ipxe >/dev/null
+	@echo "missing $@: installing Debian's ipxe package" && apt-get update -qq && apt-get install --reinstall -y -qq ipxe >/dev/null
 
 # the hardware inspector (kernel + initramfs with the agent), from Debian packages only
 inspector: assets/inspector/initrd.img
