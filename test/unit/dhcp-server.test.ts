@@ -47,13 +47,22 @@ t.test('proxy mode over real UDP: relayed PXE DISCOVER gets an OFFER, junk is co
   ]) {
     r.sock.send(junk, s.port, '127.0.0.1');
   }
-  await until(() => r.replies.length >= 1);
-  await new Promise((res) => setTimeout(res, 100));
+  // datagrams are handled in order: once the sentinel is answered, the junk before it was handled too
+  r.sock.send(encode(pxe(0, { giaddr: '127.0.0.1', xid: 999 })), s.port, '127.0.0.1');
+  await until(() => r.replies.some((p) => p.xid === 999));
+  r.replies.splice(
+    r.replies.findIndex((p) => p.xid === 999),
+    1,
+  );
   t.equal(r.replies.length, 1, 'one reply, junk unanswered');
   t.equal(r.replies[0]!.xid, 77);
   t.equal(r.replies[0]!.file, 'undionly.kpxe');
   t.equal(await s.metrics.value('beskar7_dhcp_malformed_total'), 3, 'three malformed packets counted');
-  t.equal(await s.metrics.value('beskar7_dhcp_packets_total', { type: 'discover', result: 'reply' }), 1);
+  t.equal(
+    await s.metrics.value('beskar7_dhcp_packets_total', { type: 'discover', result: 'reply' }),
+    2,
+    'the DISCOVER and the sentinel',
+  );
   t.ok(
     s.lines.some((l) => l.msg === 'dhcp reply' && l.mac === '52:54:00:aa:bb:01'),
     'reply logged with the MAC',
@@ -144,8 +153,11 @@ t.test(
     request('52:54:00:00:00:61', 1);
     await until(() => commits === 1);
     request('52:54:00:00:00:61', 2);
-    await new Promise((res) => setTimeout(res, 100));
-    t.equal(acks().length, 0, 'no ACK while the lease is not stored');
+    // decided (and counted) before their lease write: both are waiting on it once the count is 2
+    const decided = () => s.metrics.value('beskar7_dhcp_packets_total', { type: 'request', result: 'reply' });
+    for (let i = 0; i < 400 && (await decided()) < 2; i++) await new Promise((res) => setTimeout(res, 5));
+    t.equal(await decided(), 2);
+    t.equal(acks().length, 0, 'no ACK while the lease is not stored (both REQUESTs decided, both waiting)');
     open();
     await until(() => acks().length >= 2);
     t.same(
@@ -181,7 +193,8 @@ t.test(
     await until(() => commits === before + 1);
     request('52:54:00:00:00:62', 6);
     open();
-    await new Promise((res) => setTimeout(res, 150));
+    const withheld = () => s.lines.filter((l) => l.msg === 'lease not stored; ACK withheld').length;
+    await until(() => withheld() >= 1 && s.server.leaseCount === 0);
     t.equal(acks().length, 3, 'no ACK for a lease that was not stored');
     t.equal(s.server.leaseCount, 0, 'and the table let the address go');
   },
@@ -219,8 +232,8 @@ t.test('datagrams over dhcp.maxPacketBytes are dropped before decoding, and coun
   const valid = encode(pxe(0, { giaddr: '127.0.0.1', xid: 5 }));
   r.sock.send(Buffer.concat([valid, Buffer.alloc(1600 - valid.length)]), s.port, '127.0.0.1');
   r.sock.send(encode(pxe(0, { giaddr: '127.0.0.1', xid: 6 })), s.port, '127.0.0.1');
+  // handled in order: the answer to the second is proof the first was handled
   await until(() => r.replies.length >= 1);
-  await new Promise((res) => setTimeout(res, 100));
   t.same(
     r.replies.map((p) => p.xid),
     [6],
