@@ -1,7 +1,7 @@
 import { renderInspector, type Templates } from '../boot/ipxe.js';
 import type { Result } from '../domain/refusal.js';
 import type { InspectionReport, StoredHost, StoredMachine } from '../domain/resources.js';
-import { hostMacs } from '../domain/resources.js';
+import { hostMacs, InspectionReportSchema } from '../domain/resources.js';
 import { type SecretBox, sameSecret } from '../store/secrets.js';
 import { type Decision, type Pipeline, type Plan, refuse } from '../workflow/pipeline.js';
 import {
@@ -173,6 +173,15 @@ export class InspectorCommands {
    */
   acceptReport(c: InspectorCaller, report: InspectionReport) {
     return this.authorized<{ approved: boolean }>(c, async (h, m) => {
+      // judged already and approved: the same report sent again (its answer lost to a restart) gets the verdict
+      // again and changes nothing, so the inspector goes on to the bootstrap gate; another report is refused
+      if (h.status.state === 'Ready' && h.status.inspectionPhase === 'Complete') {
+        const id = h.status.inspectionReportId;
+        const stored = id ? await this.store.reports.get(id) : undefined;
+        // compared as the store keeps them (the schema's key order)
+        const same = JSON.stringify(stored?.report) === JSON.stringify(InspectionReportSchema.parse(report));
+        if (same) return { value: { approved: true } };
+      }
       const refused = reportRefusal(h, report);
       if (refused) return { refused, plan: { events: [reportRejected(h.name, refused.error)] } };
       // the other hosts matter only to a machine with requirements that may try another: no copy of them all per report

@@ -110,9 +110,15 @@ async function bootOnce(mac: string, g: number, t: Times): Promise<'done' | 'aga
     }
     return 'done';
   }
-  // 409: this host has its report (an earlier POST whose answer the kill swallowed); 401: a newer attempt
-  // has new credentials and a BMC reset on its way
-  if (r.status === 409 || r.status === 401) return 'done';
+  // 409: this host has its report (an earlier POST whose answer the kill swallowed, this one's serial differs):
+  // on to the gate as after a 202; 401: a newer attempt has new credentials and a BMC reset on its way
+  if (r.status === 409) {
+    if ((await persist(() => callInspector(p, 'bootstrap', undefined, ack2.yiaddr))).status === 200) {
+      await persist(() => callInspector(p, 'provisioned', { status: 'provisioned' }, ack2.yiaddr));
+    }
+    return 'done';
+  }
+  if (r.status === 401) return 'done';
   throw new Error(`report ${r.status}`);
 }
 

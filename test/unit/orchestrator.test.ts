@@ -374,7 +374,7 @@ t.test('a claimed nonce: one report per attempt, schema and units enforced, then
     [400, 'the report lists no NIC with the MAC the host booted from (52:54:00:06:00:01)'],
   );
   // two packages of 3 cores, DIMMs in four units: cores are summed, memory is converted to GiB
-  const ok = await callInspector(p, 'inspection', {
+  const okReport = {
     ...wireReport(mac),
     cpus: [
       { id: '0', model: 'X', cores: 3, threads: 6 },
@@ -387,11 +387,20 @@ t.test('a claimed nonce: one report per attempt, schema and units enforced, then
       { capacity: '0.004294967296TB' },
     ],
     extra: 'ignored: the contract is additive',
-  });
+  };
+  const ok = await callInspector(p, 'inspection', okReport);
   t.same([ok.status, await ok.json()], [202, { status: 'accepted', approved: true }]);
   const report = (await a.api('GET', '/hosts/h6/report')).json.report;
   t.same([report.cpus.count, report.cpus.cores, report.cpus.threads, report.memory.totalGB], [2, 6, 12, 20]);
-  t.equal((await callInspector(p, 'inspection', wireReport(mac))).status, 409, 'a second report is refused');
+  const resent = await callInspector(p, 'inspection', okReport);
+  t.same(
+    [resent.status, await resent.json()],
+    [202, { status: 'accepted', approved: true }],
+    'the same report sent again (its answer lost) gets the verdict again',
+  );
+  const other = await callInspector(p, 'inspection', wireReport(mac, { serialNumber: 'OTHER' }));
+  t.equal(other.status, 409, 'another report is refused');
+  t.not((await a.api('GET', '/hosts/h6/report')).json.report.serialNumber, 'OTHER', 'and changes nothing');
   t.equal((await callInspector(p, 'bootstrap')).status, 200, 'validated: the gate opens');
   t.equal((await callInspector(p, 'progress', { step: 'target-download', ok: true, message: '9 MB' })).status, 202);
   t.equal((await callInspector(p, 'progress', { step: 'kexec', ok: false, message: 'kexec_load failed' })).status, 202);
