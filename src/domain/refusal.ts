@@ -16,7 +16,5 @@ export interface Refusal {
 
 export const refusal = (code: RefusalCode, error: string): Refusal => ({ code, error });
 
-export const isRefusal = (x: object): x is Refusal => 'code' in x && 'error' in x;
-
 /** A command's answer: its value, or why it was refused. */
 export type Result<T> = { ok: true; value: T } | ({ ok: false } & Refusal);

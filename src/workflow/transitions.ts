@@ -493,7 +493,7 @@ export const credentialConflict = (h: StoredHost, message: string): WorkflowEven
 export const credentialMisuse = (h: StoredHost, message: string): WorkflowEvent =>
   event('CredentialMisuse', 'warning', { host: h.name, machine: h.status.consumer }, message);
 
-export interface ReportOutcome extends Pair {
+export interface ReportJudgement extends Pair {
   id: string;
   stored: StoredReport;
   events: WorkflowEvent[];
@@ -515,7 +515,7 @@ export function judgeReport(
   hosts: readonly StoredHost[],
   now: number,
   p: Policy,
-): ReportOutcome {
+): ReportJudgement {
   const at = new Date(now).toISOString();
   const id = `${h.name}/${at}`;
   const machine = clone(m);
