@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { StoreEvent } from '../domain/events.js';
 import {
   type MachineManifest,
   type PhysicalHostManifest,
@@ -87,8 +88,8 @@ export class AdminCommands {
       const d = hostDeletion(h);
       if ('code' in d) return { refused: d };
       // effects still stored for it (a power-off) go with it: no BMC is left to carry them out
-      const effects = (await this.store.effects.keys()).filter((k) => k.startsWith(`${name}/`));
-      const writes = [this.store.hosts.del(name), ...effects.map((k) => this.store.effects.del(k))];
+      const effects = await this.store.effectsOf(name);
+      const writes = [this.store.hosts.del(name), ...effects.map(([k]) => this.store.effects.del(k))];
       return { plan: { writes, events: [d.event] }, value: name };
     });
     if (r.ok) await this.d.forgetBmc(name);
@@ -123,7 +124,7 @@ export class AdminCommands {
 
   /** A new record of a kind that has `maxObjects` already is refused: the store is not an open-ended sink. */
   private async full(kind: 'hosts' | 'machines' | 'secrets'): Promise<Refused | undefined> {
-    const n = (await this.store[kind].keys()).length;
+    const n = await this.store[kind].count();
     return n >= this.d.maxObjects
       ? refuse('quota', `${kind}: ${n} stored, the most this appliance keeps (api.maxObjects ${this.d.maxObjects})`)
       : undefined;
@@ -270,10 +271,11 @@ export class AdminCommands {
 
   /** The event that tells effect `id`'s outcome, stored here or (etcd) by the leader. */
   private outcomeOf(id: string) {
-    let listener: ((e: { effect?: string; kind: string; message: string }) => void) | undefined;
-    const got = new Promise<{ kind: string; message: string }>((resolve) => {
+    let listener: ((e: StoreEvent) => void) | undefined;
+    // only the outcome carries the effect's id
+    const got = new Promise<StoreEvent>((resolve) => {
       listener = (e) => {
-        if (e.effect === id && e.kind !== 'HostActionRequested') resolve(e);
+        if (e.effect === id) resolve(e);
       };
       this.store.on('event', listener);
     });

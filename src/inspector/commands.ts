@@ -85,8 +85,8 @@ export class InspectorCommands {
   /**
    * The boot nonce of an inspecting host, presented by whoever iPXE is: the first claim gets the inspector's
    * script with the attempt's token, bound to the claimant's address. A wrong or stale nonce gets the same
-   * opaque refusal as an unknown host. A second claim, or a claim from an address our DHCP did not lease to the
-   * host, ends the attempt in the same batch: it is retried with fresh credentials.
+   * opaque refusal as an unknown host. A claim by anyone but the first redeemer, or a first one from an address
+   * other than the one the host holds, ends the attempt in the same batch: it is retried with fresh credentials.
    */
   redeemNonce(c: { namespace: string; name: string; nonce: string; from: string; mac?: string | undefined }) {
     return this.p.run<Redemption>(async () => {
@@ -102,12 +102,8 @@ export class InspectorCommands {
       if (v.kind === 'conflict') {
         const why = { reason: 'CredentialConflict', message: v.message, phase: 'Failed' as const };
         const end = endAttempt(m, h, b.id, why, Date.now(), this.d.policy);
-        const plan: Plan = { events: [credentialConflict(h, v.message)] };
-        if (end) {
-          plan.writes = [this.p.machine(end.machine), this.p.host(end.host), ...this.p.boot(end.host, undefined)];
-          plan.events?.push(end.event);
-          plan.effects = end.effects;
-        }
+        const ended = end ? this.p.attemptEnded(end) : {};
+        const plan: Plan = { ...ended, events: [credentialConflict(h, v.message), ...(ended.events ?? [])] };
         return { plan, value: { kind: 'conflict', message: v.message } };
       }
       const params = inspectorParams(m, h, {

@@ -154,6 +154,14 @@ export class Collection<S extends z.ZodType> {
     return (await this.entries()).map(([k]) => k);
   }
 
+  /** How many values the collection holds: from memory when cached, without sorting or copying them. */
+  async count(): Promise<number> {
+    if (this.cache) return this.cache.size;
+    let n = 0;
+    for await (const _ of this.store.backend.scan(this.name)) n++;
+    return n;
+  }
+
   async entries(): Promise<[string, z.infer<S>][]> {
     if (this.cache) {
       this.sorted ??= [...this.cache.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
@@ -272,6 +280,11 @@ export class Store extends EventEmitter {
   /** The write that stores an effect; a host's effects sort in the order they were stored. */
   putEffect(e: Effect): BatchOp {
     return this.effects.put(`${e.host}/${this.stamp().key}`, e);
+  }
+
+  /** The effects stored for a host, oldest first, with their keys. */
+  async effectsOf(host: string): Promise<[string, Effect][]> {
+    return (await this.effects.entries()).filter(([k]) => k.startsWith(`${host}/`));
   }
 
   /** The embedded LevelDB in `dir`. */

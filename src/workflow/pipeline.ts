@@ -85,6 +85,15 @@ export class Pipeline {
     return hostMacs(h).map((mac) => (instr ? boot.put(mac, instr) : boot.del(mac)));
   }
 
+  /** An ended attempt (endAttempt): the machine, the host without its boot instructions, the event, any power-off. */
+  attemptEnded(out: { machine: StoredMachine; host: StoredHost; event: WorkflowEvent; effects: Effect[] }): Plan {
+    return {
+      writes: [this.machine(out.machine), this.host(out.host), ...this.boot(out.host, undefined)],
+      events: [out.event],
+      effects: out.effects,
+    };
+  }
+
   /** True while `cur` is the record `seen` was read as (the cache hands out the same frozen object). */
   static same<T>(seen: T | undefined, cur: T | undefined): boolean {
     return seen === cur || JSON.stringify(seen) === JSON.stringify(cur);

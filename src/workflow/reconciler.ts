@@ -1,10 +1,11 @@
 import type { BootInstruction } from '../domain/boot.js';
 import type { Effect } from '../domain/effect.js';
+import type { WorkflowEvent } from '../domain/events.js';
 import type { HostAction, StoredHost, StoredMachine } from '../domain/resources.js';
 import type { Logger } from '../log.js';
 import type { RedfishClient } from '../redfish/client.js';
 import { newAttemptId, type SecretBox } from '../store/secrets.js';
-import type { Store } from '../store/store.js';
+import type { BatchOp, Store } from '../store/store.js';
 import { type Decision, Pipeline, type Plan } from './pipeline.js';
 import {
   type ActionResult,
@@ -261,44 +262,40 @@ export class Orchestrator {
    * token comes with the nonce's one claim.
    */
   private async commitBoot(m: StoredMachine, h: StoredHost): Promise<void> {
+    const { plan, attempt } = this.newAttempt(m, h);
+    if (!(await this.commitIfSame({ machine: m, host: h }, () => ({ plan, value: true }))))
+      this.ownBoots.delete(attempt);
+  }
+
+  /** An attempt with fresh credentials (startAttempt) as a plan; its boot is one this orchestrator stored. */
+  private newAttempt(m: StoredMachine, h: StoredHost): { plan: Plan; attempt: string } {
     const a = startAttempt(m, h, newAttemptId(), this.now(), this.opts);
     this.ownBoots.add(a.effect.attempt);
-    const plan: Plan = {
-      writes: [this.p.machine(a.machine), this.p.host(a.host), ...this.p.boot(a.host, { ...INSPECT, host: h.name })],
+    const inspect = this.p.boot(a.host, { ...INSPECT, host: h.name });
+    const plan = {
+      writes: [this.p.machine(a.machine), this.p.host(a.host), ...inspect],
       events: [a.event],
       effects: [a.effect],
     };
-    if (!(await this.commitIfSame({ machine: m, host: h }, () => ({ plan, value: true }))))
-      this.ownBoots.delete(a.effect.attempt);
+    return { plan, attempt: a.effect.attempt };
   }
 
-  /** Ends the host's attempt, if it is still `attempt`, with the records as they are now. */
+  /** Ends the host's attempt, if it is still `attempt`, with the records as they are now; `also` is written either way. */
   private commitEnd(
     machine: string,
     host: string,
     attempt: string | undefined,
     why: Parameters<typeof endAttempt>[3],
-    extra: Plan = {},
+    also: BatchOp[] = [],
   ): Promise<unknown> {
     return this.p.run(async () => {
       const [m, h] = [await this.store.machines.get(machine), await this.store.hosts.get(host)];
       const out = endAttempt(m, h, attempt, why, this.now(), this.opts);
-      if (!out) return { plan: extra, value: undefined };
+      if (!out) return { plan: { writes: also }, value: undefined };
       const fields = { machine, host, final: out.final, reason: out.machine.status.failureMessage };
       this.log.warn(fields, out.final ? 'machine failed' : 'inspection attempt failed');
-      return {
-        plan: {
-          writes: [
-            ...(extra.writes ?? []),
-            this.p.machine(out.machine),
-            this.p.host(out.host),
-            ...this.p.boot(out.host, undefined),
-          ],
-          events: [...(extra.events ?? []), out.event],
-          effects: out.effects,
-        },
-        value: undefined,
-      };
+      const ended = this.p.attemptEnded(out);
+      return { plan: { ...ended, writes: [...also, ...(ended.writes ?? [])] }, value: undefined };
     });
   }
 
@@ -358,7 +355,7 @@ export class Orchestrator {
   private async carryOutAll(host: string): Promise<void> {
     for (;;) {
       if (this.stopped) return;
-      const next = (await this.store.effects.entries()).find(([k]) => k.startsWith(`${host}/`));
+      const [next] = await this.store.effectsOf(host);
       if (!next) return;
       const [key, e] = next;
       await this.carryOut(key, e);
@@ -386,8 +383,8 @@ export class Orchestrator {
   /** Commits the effect's deletion with `fn`'s change of the host as it is now. */
   private onHost(
     name: string,
-    drop: ReturnType<Store['effects']['del']>,
-    fn?: (cur: StoredHost) => { host: StoredHost; event?: Plan['events'] extends (infer E)[] | undefined ? E : never },
+    drop: BatchOp,
+    fn?: (cur: StoredHost) => { host: StoredHost; event?: WorkflowEvent },
   ): Promise<unknown> {
     return this.p.run(async () => {
       const cur = await this.store.hosts.get(name);
@@ -421,7 +418,7 @@ export class Orchestrator {
   private async bootInspector(
     h: StoredHost,
     e: Extract<Effect, { kind: 'bootInspector' }>,
-    drop: ReturnType<Store['effects']['del']>,
+    drop: BatchOp,
   ): Promise<void> {
     // the attempt ended before its boot (a released host, a deleted machine): nothing to boot
     if (h.attempt?.id !== e.attempt) {
@@ -435,15 +432,8 @@ export class Orchestrator {
       await this.p.run(async () => {
         const [m, cur] = [await this.store.machines.get(e.machine), await this.store.hosts.get(h.name)];
         if (!m || cur?.attempt?.id !== e.attempt) return { plan: { writes: [drop] }, value: undefined };
-        const a = startAttempt(m, cur, newAttemptId(), this.now(), this.opts);
-        this.ownBoots.add(a.effect.attempt);
-        const writes = [
-          drop,
-          this.p.machine(a.machine),
-          this.p.host(a.host),
-          ...this.p.boot(a.host, { ...INSPECT, host: h.name }),
-        ];
-        return { plan: { writes, events: [a.event], effects: [a.effect] }, value: undefined };
+        const { plan } = this.newAttempt(m, cur);
+        return { plan: { ...plan, writes: [drop, ...(plan.writes ?? [])] }, value: undefined };
       });
       return;
     }
@@ -455,7 +445,7 @@ export class Orchestrator {
     } catch (err) {
       if (this.stopped) return;
       const why = { reason: 'BMCError', message: `BMC: ${(err as Error).message}`, phase: 'Failed' as const };
-      await this.commitEnd(e.machine, h.name, e.attempt, why, { writes: [drop] });
+      await this.commitEnd(e.machine, h.name, e.attempt, why, [drop]);
       return;
     }
     await this.onHost(h.name, drop, (cur) =>
@@ -496,11 +486,7 @@ export class Orchestrator {
    * failure is recorded on it; either way the effect is done, a machine being deleted goes, and the host may be
    * claimed again.
    */
-  private async powerOff(
-    h: StoredHost,
-    e: Extract<Effect, { kind: 'powerOff' }>,
-    drop: ReturnType<Store['effects']['del']>,
-  ): Promise<void> {
+  private async powerOff(h: StoredHost, e: Extract<Effect, { kind: 'powerOff' }>, drop: BatchOp): Promise<void> {
     let failure: string | undefined;
     let power: string | undefined;
     try {

@@ -161,7 +161,7 @@ export class DhcpServer {
         port: rinfo.port,
       });
     let out = again();
-    this.observe(out.client.mac, observedAddress(req, kind, { address: rinfo.address, port: rinfo.port }), Date.now());
+    this.observe(out.client.mac, observedAddress(req, kind, rinfo), Date.now());
     const type = msgTypeName(out.client.msgType);
     this.metrics.dhcpPackets.inc({ port: kind, type, result: out.action });
     const mac = out.client.mac;
