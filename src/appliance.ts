@@ -1,13 +1,16 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { createServer as createHttpsServer } from 'node:https';
+import type { Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { networkInterfaces } from 'node:os';
+import { hostname, networkInterfaces } from 'node:os';
 import path from 'node:path';
-import { type ServerType, serve } from '@hono/node-server';
+import { createAdaptorServer, type ServerType } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { createAdminApi } from './admin/api.js';
 import { AdminCommands } from './admin/commands.js';
 import { localImageProblem } from './admin/image-check.js';
+import { createKubeApi } from './admin/kube/api.js';
+import { WatchHub } from './admin/kube/watch.js';
 import { probeDhcpServers } from './boot/dhcp/probe.js';
 import { DhcpServer } from './boot/dhcp/server.js';
 import { createHttpApp, createManagementApp } from './boot/http.js';
@@ -23,11 +26,14 @@ import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { chooseAdvertiseAddress, type Interfaces } from './net/advertise.js';
 import { bindFailure, StartupError } from './net/bind-error.js';
+import { dualProtocolServer } from './net/dual.js';
+import { type Certificates, ensureCertificates } from './net/tls.js';
 import { RedfishClient, type RedfishOptions } from './redfish/client.js';
 import { Limiter } from './redfish/limiter.js';
 import type { EtcdBackend } from './store/etcd-backend.js';
 import { adminToken, newAdminToken, newSecretKey, SecretBox, secretKeyFile } from './store/secrets.js';
 import { Store } from './store/store.js';
+import { APPLIANCE_VERSION } from './version.js';
 import { Pipeline } from './workflow/pipeline.js';
 import { Orchestrator } from './workflow/reconciler.js';
 import { WorkflowRunner } from './workflow/runner.js';
@@ -82,6 +88,8 @@ export class Appliance {
   private readonly servers: ServerType[] = [];
   private workflow?: WorkflowRunner;
   private pruner?: NodeJS.Timeout;
+  private hub?: WatchHub;
+  private certs?: Certificates;
   private readonly started = Date.now();
 
   readonly cfg: ResolvedConfig;
@@ -152,7 +160,10 @@ export class Appliance {
         kernelArgs: cfg.inspector.kernelArgs,
       }),
     };
-    const shared = etcd && !cfg.api.adminToken ? await etcd.shared('admin-token', newAdminToken) : undefined;
+    const shared = {
+      admin: etcd && !cfg.api.adminToken ? await etcd.shared('admin-token', newAdminToken) : undefined,
+      readOnly: etcd && !cfg.api.readOnlyToken ? await etcd.shared('readonly-token', newAdminToken) : undefined,
+    };
     const out: Listening = await this.startHttp(store, commands, httpBase, tftpRoot, templates, shared);
     if (cfg.tftp.enabled) out.tftp = await this.startTftp(tftpRoot);
     if (cfg.dhcp.enabled) Object.assign(out, await this.startDhcp(store, out.http));
@@ -270,11 +281,13 @@ export class Appliance {
     httpBase: string,
     tftpRoot: string,
     templates: Templates,
-    sharedToken: Buffer | undefined,
+    shared: { admin?: Buffer | undefined; readOnly?: Buffer | undefined },
   ): Promise<Pick<Listening, 'http' | 'api'>> {
     const { cfg, log } = this;
-    const token = adminToken(cfg.dataDir, cfg.api.adminToken, sharedToken);
+    const token = adminToken(cfg.dataDir, cfg.api.adminToken, shared.admin);
     if (token.file) log.info({ file: token.file }, 'admin API token (Authorization: Bearer <token>) is in this file');
+    const readOnly = adminToken(cfg.dataDir, cfg.api.readOnlyToken, shared.readOnly, 'readonly-token');
+    this.hub = await WatchHub.over(store);
     const deps = {
       store,
       commands: commands.admin,
@@ -288,8 +301,22 @@ export class Appliance {
     const health = () => this.health();
     const intake = createIntakeApi({ ...deps, commands: commands.inspector });
     const otherRoutes = () => intake.routes.map((r) => ({ method: r.method, path: `/api/v1${r.path}` }));
-    const admin = createAdminApi({ ...deps, otherRoutes });
-    const management = createManagementApp({ admin, metrics: this.metrics, health, log, adminToken: token.token });
+    const admin = createAdminApi({ ...deps, readOnlyToken: readOnly.token, otherRoutes });
+    const kube = createKubeApi({
+      ...deps,
+      hub: this.hub,
+      readOnlyToken: readOnly.token,
+      version: APPLIANCE_VERSION,
+    });
+    const management = createManagementApp({
+      admin,
+      kube,
+      metrics: this.metrics,
+      health,
+      log,
+      adminToken: token.token,
+      readOnlyToken: readOnly.token,
+    });
     const separate = cfg.api.port !== undefined;
     const app = createHttpApp({
       intake,
@@ -308,15 +335,33 @@ export class Appliance {
       health,
       rateLimit: cfg.http.rateLimit,
     });
-    const http = await this.listen(app, 'HTTP', 'http.port', cfg.http.address, cfg.http.port);
+    const own = this.certificates;
+    const http = await this.listen(
+      app,
+      'HTTP',
+      'http.port',
+      cfg.http.address,
+      cfg.http.port,
+      separate ? undefined : own,
+    );
     log.info(
       { address: cfg.http.address, port: http, url: `http://${cfg.advertiseAddress}:${http}/boot.ipxe` },
       'http listening',
     );
     if (cfg.api.port === undefined) return { http };
-    const tls = cfg.api.tls;
-    const api = await this.listen(management, 'management API', 'api.port', cfg.api.address, cfg.api.port, tls);
-    log.info({ address: cfg.api.address, port: api, tls: !!tls }, 'management api listening');
+    const api = await this.listen(
+      management,
+      'management API',
+      'api.port',
+      cfg.api.address,
+      cfg.api.port,
+      own,
+      cfg.api.tls,
+    );
+    log.info(
+      { address: cfg.api.address, port: api, tls: cfg.api.tls ? 'only' : 'beside http' },
+      'management api listening',
+    );
     return { http, api };
   }
 
@@ -326,25 +371,39 @@ export class Appliance {
     setting: string,
     address: string,
     port: number,
+    /** HTTPS beside plain HTTP on the same port, with the appliance's own certificate (kubectl sends no token in clear) */
+    dual?: Certificates,
+    /** the operator's certificate: HTTPS only */
     tls?: { certFile: string; keyFile: string },
   ): Promise<number> {
-    const server = serve({
-      fetch: app.fetch,
-      port,
-      hostname: address,
-      ...(tls
-        ? {
-            createServer: createHttpsServer,
-            serverOptions: { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) },
-          }
-        : {}),
-    });
+    const secure = (t: { certFile: string; keyFile: string }) =>
+      createAdaptorServer({
+        fetch: app.fetch,
+        createServer: createHttpsServer,
+        serverOptions: { cert: readFileSync(t.certFile), key: readFileSync(t.keyFile) },
+      });
+    const plain = () => createAdaptorServer({ fetch: app.fetch }) as HttpServer;
+    const server: ServerType = tls
+      ? secure(tls)
+      : dual
+        ? (dualProtocolServer(plain(), secure(dual) as HttpsServer) as unknown as HttpServer)
+        : plain();
     this.servers.push(server);
     await new Promise<void>((resolve, reject) => {
       server.once('listening', resolve);
       server.once('error', (e: Error) => reject(bindFailure(e, { what, setting, proto: 'tcp', address, port })));
+      server.listen(port, address);
     });
     return (server.address() as AddressInfo).port;
+  }
+
+  /** The appliance's CA and serving certificate (data dir), for the names it is reached by. */
+  private get certificates(): Certificates {
+    const { cfg } = this;
+    const names = [cfg.advertiseAddress, '127.0.0.1', '::1', 'localhost', hostname()];
+    for (const a of [cfg.http.address, cfg.api.address]) if (a !== '0.0.0.0' && a !== '::') names.push(a);
+    this.certs ??= ensureCertificates(path.join(cfg.dataDir, 'tls'), names);
+    return this.certs;
   }
 
   private async health(): Promise<Record<string, unknown>> {
@@ -408,6 +467,7 @@ export class Appliance {
 
   async stop(): Promise<void> {
     clearInterval(this.pruner);
+    this.hub?.close();
     await this.workflow?.stop();
     this.tftp?.stop();
     await this.dhcp?.stop();

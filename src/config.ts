@@ -153,6 +153,8 @@ export const ConfigSchema = z
       .object({
         /** without it, a token is generated once into <dataDir>/admin-token */
         adminToken: z.string().min(16).optional(),
+        /** reads and watches only (dashboards, monitoring); without it, generated once into <dataDir>/readonly-token */
+        readOnlyToken: z.string().min(16).optional(),
         /** with a port, /api (but report intake), /ui and /metrics leave the boot listener for one of their own */
         address: z.string().default('127.0.0.1'),
         port: Port.optional(),

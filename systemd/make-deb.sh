@@ -15,7 +15,7 @@ Package: beskar7
 Version: $VERSION
 Architecture: $ARCH
 Maintainer: Beskar7 developers <beskar7@localhost>
-Depends: nodejs (>= 20), adduser
+Depends: nodejs (>= 20), adduser, openssl
 Section: net
 Priority: optional
 Description: all-in-one iPXE boot server appliance

@@ -11,7 +11,6 @@ import { BackupSchema, takeBackup } from '../store/backup.js';
 import { sameSecret } from '../store/secrets.js';
 import type { Store } from '../store/store.js';
 import type { AdminCommands } from './commands.js';
-import { createManifestApi } from './manifest-api.js';
 import { openApi, type Route } from './openapi.js';
 
 export interface ApiDeps {
@@ -19,6 +18,8 @@ export interface ApiDeps {
   store: Store;
   commands: AdminCommands;
   adminToken: string;
+  /** may GET, as on the resource API */
+  readOnlyToken: string;
   maxBodyBytes: number;
   metrics: Metrics;
   timeline: BootTimeline;
@@ -45,14 +46,14 @@ export function createAdminApi(d: ApiDeps): Hono {
   api.use('*', async (c, next) => {
     // a header only: a token in a URL ends up in logs and browser history
     const t = bearer(c);
-    if (!sameSecret(t, d.adminToken)) return bad(c, 401, 'unauthorized');
+    const reads = c.req.method === 'GET' && sameSecret(t, d.readOnlyToken);
+    if (!reads && !sameSecret(t, d.adminToken)) return bad(c, 401, 'unauthorized');
     await next();
   });
   api.get('/openapi.json', (c) => c.json(openApi([...api.routes.map(prefixed), ...(d.otherRoutes?.() ?? [])])));
   api.route('/', hostRoutes(d));
   api.route('/', machineRoutes(d));
   api.route('/', storeRoutes(d));
-  api.route('/', createManifestApi(d));
   return api;
 }
 
@@ -133,7 +134,8 @@ function storeRoutes(d: ApiDeps): Hono {
     if (!body.ok) return body.res;
     return answer(c, await d.commands.restore(body.data), (restored) => c.json({ restored }));
   });
-  api.get('/events', async (c) => {
+  // the workflow's events as stored, newest last (the resource API serves them as core v1 Events too)
+  api.get('/journal', async (c) => {
     const q = EventsQuery.safeParse({ limit: c.req.query('limit') });
     if (!q.success) return bad(c, 400, formatZodError(q.error));
     return c.json({ items: await d.store.events.last(q.data.limit) });

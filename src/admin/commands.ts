@@ -2,9 +2,13 @@ import { randomUUID } from 'node:crypto';
 import type { StoreEvent } from '../domain/events.js';
 import {
   type MachineManifest,
+  type Metadata,
   type PhysicalHostManifest,
+  providerIdOf,
+  recordVersion,
   resourceVersion,
   type SecretManifest,
+  type StoredObject,
 } from '../domain/manifests.js';
 import { type Refusal, type Result, refusal } from '../domain/refusal.js';
 import type { HostAction, HostCreate, MachineCreate, StoredHost, StoredMachine } from '../domain/resources.js';
@@ -28,6 +32,12 @@ import {
 
 /** What an apply did, in kubectl's words. */
 export type Applied = 'created' | 'configured' | 'unchanged';
+
+/** create: refused when it exists (POST); update: refused when it does not (PUT, PATCH); apply: either. */
+export type WriteMode = 'create' | 'update' | 'apply';
+
+/** The kinds kept as applied, with no workflow of their own. */
+export type PlainKind = 'clusters' | 'templates' | 'namespaces';
 
 /** What an operator's BMC action came to: done (with the power state it left), failed, or still queued. */
 export interface ActionAnswer {
@@ -56,6 +66,23 @@ export interface AdminDeps {
 }
 
 const ok = <T>(value: T): Result<T> => ({ ok: true, value });
+
+/** kubectl's last-applied copy of a Secret holds its values in clear: kept with the values blanked. */
+const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
+function redactedAnnotations(a: Metadata['annotations']): Metadata['annotations'] {
+  const last = a[LAST_APPLIED];
+  if (last === undefined) return a;
+  let o: { data?: Record<string, string>; stringData?: Record<string, string> };
+  try {
+    o = JSON.parse(last);
+  } catch {
+    const { [LAST_APPLIED]: _, ...rest } = a;
+    return rest;
+  }
+  for (const k of ['data', 'stringData'] as const)
+    if (o[k]) o[k] = Object.fromEntries(Object.keys(o[k]).map((key) => [key, '']));
+  return { ...a, [LAST_APPLIED]: JSON.stringify(o) };
+}
 const no = (code: Refusal['code'], error: string): Result<never> => ({ ok: false, ...refusal(code, error) });
 
 /**
@@ -117,13 +144,13 @@ export class AdminCommands {
       const m = await this.store.machines.get(name);
       if (!m) return refuse('notFound', `no machine ${name}`);
       if (m.status.phase === 'Deleting') return { value: name };
-      const d = machineDeleting(m);
+      const d = machineDeleting(m, Date.now());
       return { plan: { writes: [this.p.machine(d.machine)], events: [d.event] }, value: name };
     });
   }
 
   /** A new record of a kind that has `maxObjects` already is refused: the store is not an open-ended sink. */
-  private async full(kind: 'hosts' | 'machines' | 'secrets'): Promise<Refused | undefined> {
+  private async full(kind: 'hosts' | 'machines' | 'secrets' | PlainKind): Promise<Refused | undefined> {
     const n = await this.store[kind].count();
     return n >= this.d.maxObjects
       ? refuse('quota', `${kind}: ${n} stored, the most this appliance keeps (api.maxObjects ${this.d.maxObjects})`)
@@ -132,21 +159,53 @@ export class AdminCommands {
 
   /** Whether the given resourceVersion (if any) is the stored record's: a conflict when stale. */
   private stale(given: string | undefined, stored: unknown, what: string): Refused | undefined {
-    if (given === undefined || given === resourceVersion(stored)) return undefined;
+    if (!given || recordVersion(given) === resourceVersion(stored)) return undefined;
     return refuse('conflict', `${what} was changed since resourceVersion ${given}: get it again and re-apply`);
+  }
+
+  /** A create of what exists, or an update of what does not: refused as the mode says. */
+  private mismatch(mode: WriteMode, exists: boolean, what: string): Refused | undefined {
+    if (mode === 'create' && exists) return refuse('exists', `${what} already exists`);
+    if (mode === 'update' && !exists) return refuse('notFound', `${what} not found`);
+    return undefined;
+  }
+
+  /** A Beskar7Cluster, Beskar7MachineTemplate or Namespace: kept as applied. */
+  applyObject(kind: PlainKind, key: string, o: Omit<StoredObject, 'createdAt'>, mode: WriteMode, rv?: string) {
+    return this.p.run<Applied>(async () => {
+      const col = this.store[kind];
+      const old = await col.get(key);
+      const refused =
+        this.mismatch(mode, !!old, `${kind.slice(0, -1)} ${key}`) ??
+        (old ? this.stale(rv, old, `${kind.slice(0, -1)} ${key}`) : await this.full(kind));
+      if (refused) return refused;
+      const next: StoredObject = { ...o, createdAt: old?.createdAt ?? new Date().toISOString() };
+      if (old && JSON.stringify(old) === JSON.stringify(next)) return { value: 'unchanged' };
+      return { plan: { writes: [col.put(key, next)] }, value: old ? 'configured' : 'created' };
+    });
+  }
+
+  deleteObject(kind: PlainKind, key: string): Promise<Result<string>> {
+    return this.p.run(async () => {
+      if (!(await this.store[kind].get(key))) return refuse('notFound', `${kind.slice(0, -1)} ${key} not found`);
+      return { plan: { writes: [this.store[kind].del(key)] }, value: key };
+    });
   }
 
   /**
    * A v1.0 Secret with BMC credentials: stored sealed. Hosts that name it take the new credentials (and drop
    * their BMC session), as a controller watching the Secret would.
    */
-  async applySecret(s: SecretManifest): Promise<Result<Applied>> {
+  async applySecret(s: SecretManifest, mode: WriteMode = 'apply'): Promise<Result<Applied>> {
     let touched: string[] = [];
     const r = await this.p.run<Applied>(async () => {
       const old = await this.store.secrets.get(s.name);
-      const stale =
-        old && old.namespace === s.namespace && this.stale(s.metadata.resourceVersion, old, `secret ${s.name}`);
-      if (stale) return stale;
+      const refused =
+        this.mismatch(mode, !!old, `secret ${s.name}`) ??
+        (old && old.namespace !== s.namespace
+          ? refuse('exists', `secret ${s.name} exists in namespace ${old.namespace}: names are unique here`)
+          : old && this.stale(s.metadata.resourceVersion, old, `secret ${s.name}`));
+      if (refused) return refused;
       const same = !!old && this.d.secrets.open(old.passwordEnc) === s.password;
       // read one by one: on etcd each host read is then one this commit compares
       const users: StoredHost[] = [];
@@ -156,7 +215,8 @@ export class AdminCommands {
       }
       const full = old ? undefined : await this.full('secrets');
       if (full) return full;
-      const a = secretApplied(old, { ...s, same }, this.d.secrets.seal(s.password), users, Date.now());
+      const meta = { labels: s.metadata.labels, annotations: redactedAnnotations(s.metadata.annotations) };
+      const a = secretApplied(old, { ...s, ...meta, same }, this.d.secrets.seal(s.password), users, Date.now());
       if (a === 'unchanged') return { value: 'unchanged' };
       if ('code' in a) return { refused: a };
       touched = a.hosts.map((h) => h.name);
@@ -168,8 +228,11 @@ export class AdminCommands {
   }
 
   /** A v1.0 PhysicalHost: created, or its labels or BMC connection updated; credentials from its Secret. */
-  async applyHost(m: PhysicalHostManifest): Promise<Result<Applied>> {
+  async applyHost(m: PhysicalHostManifest, mode: WriteMode = 'apply'): Promise<Result<Applied>> {
     const r = await this.p.run<Applied>(async () => {
+      const exists = await this.store.hosts.get(m.metadata.name);
+      const refused = this.mismatch(mode, !!exists, `host ${m.metadata.name}`);
+      if (refused) return refused;
       const { credentialsSecretRef: ref, ...conn } = m.spec.redfishConnection;
       const secret = await this.store.secrets.get(ref);
       if (!secret || secret.namespace !== m.metadata.namespace) {
@@ -191,29 +254,36 @@ export class AdminCommands {
       if (!input.success) return refuse('invalid', formatZodError(input.error));
       const created = newHost(input.data, secret.passwordEnc, Date.now());
       created.host.spec.redfish.credentialsSecretRef = ref;
+      created.host.annotations = m.metadata.annotations;
       const old = await this.store.hosts.get(m.metadata.name);
       if (!old) {
         const full = await this.full('hosts');
         return full ?? { plan: { writes: [this.p.host(created.host)], events: [created.event] }, value: 'created' };
       }
       if (old.namespace !== m.metadata.namespace)
-        return refuse('conflict', `host ${old.name} exists in namespace ${old.namespace}`);
+        return refuse('exists', `host ${old.name} exists in namespace ${old.namespace}: names are unique here`);
       const stale = this.stale(m.metadata.resourceVersion, old, `host ${old.name}`);
       if (stale) return stale;
-      const u = hostUpdate(old, created.host.spec);
+      const u = hostUpdate(old, created.host.spec, m.metadata.annotations);
       if (u === 'unchanged') return { value: 'unchanged' };
       if ('code' in u) return { refused: u };
-      return { plan: { writes: [this.p.host(u.host)], events: [u.event] }, value: 'configured' };
+      return { plan: { writes: [this.p.host(u.host)], events: u.event ? [u.event] : [] }, value: 'configured' };
     });
     if (r.ok && r.value === 'configured') await this.d.forgetBmc(m.metadata.name);
     return r;
   }
 
   /** A v1.0 Beskar7Machine: created, or its spec updated while it waits for a host. */
-  async applyMachine(m: MachineManifest): Promise<Result<Applied>> {
+  async applyMachine(m: MachineManifest, mode: WriteMode = 'apply'): Promise<Result<Applied>> {
+    const { providerID, ...spec } = m.spec;
+    const meta = { labels: m.metadata.labels, annotations: m.metadata.annotations };
     const old = await this.store.machines.get(m.metadata.name);
+    const refused = this.mismatch(mode, !!old, `machine ${m.metadata.name}`);
+    if (refused) return { ok: false, ...refused.refused };
     if (!old) {
-      const c = await this.createMachine({ name: m.metadata.name, namespace: m.metadata.namespace, spec: m.spec });
+      if (providerID)
+        return no('invalid', `spec.providerID: set by the appliance once the machine is provisioned; drop it`);
+      const c = await this.createMachine({ name: m.metadata.name, namespace: m.metadata.namespace, ...meta, spec });
       return c.ok ? ok('created') : c;
     }
     const problem = await this.d.imageProblem(m.spec.inspectionImageURL);
@@ -222,13 +292,22 @@ export class AdminCommands {
       const cur = await this.store.machines.get(m.metadata.name);
       if (!cur) return refuse('conflict', `machine ${m.metadata.name} was deleted meanwhile`);
       if (cur.namespace !== m.metadata.namespace)
-        return refuse('conflict', `machine ${cur.name} exists in namespace ${cur.namespace}`);
+        return refuse('exists', `machine ${cur.name} exists in namespace ${cur.namespace}: names are unique here`);
       const stale = this.stale(m.metadata.resourceVersion, cur, `machine ${cur.name}`);
       if (stale) return stale;
-      const u = machineUpdate(cur, m.spec);
+      if (providerID) {
+        const host = cur.status.hostName ? await this.store.hosts.get(cur.status.hostName) : undefined;
+        const want = providerIdOf(cur, host);
+        if (providerID !== want)
+          return refuse(
+            'invalid',
+            `spec.providerID: is ${want ?? 'not set yet'}, set by the appliance; not ${providerID}`,
+          );
+      }
+      const u = machineUpdate(cur, spec, meta);
       if (u === 'unchanged') return { value: 'unchanged' };
       if ('code' in u) return { refused: u };
-      return { plan: { writes: [this.p.machine(u.machine)], events: [u.event] }, value: 'configured' };
+      return { plan: { writes: [this.p.machine(u.machine)], events: u.event ? [u.event] : [] }, value: 'configured' };
     });
   }
 

@@ -45,8 +45,11 @@ export interface ManagementDeps {
   metrics: Metrics;
   health: () => Promise<Record<string, unknown>>;
   log: Logger;
-  /** the admin token, which /metrics needs as the API does (it tells who is inspecting when) */
+  /** /metrics needs a token as the API does (it tells who is inspecting when): either will do */
   adminToken: string;
+  readOnlyToken: string;
+  /** the Kubernetes-shaped resource API, at the root as kubectl expects it */
+  kube: Hono;
 }
 
 /** The management plane: admin API, dashboard and metrics; on the boot listener or one of its own (api.port). */
@@ -59,9 +62,11 @@ export function createManagementApp(d: ManagementDeps): Hono {
   app.get('/ui', (c) => c.html(dashboard));
   app.get('/healthz', async (c) => c.json({ status: 'ok', ...(await d.health()) }));
   app.get('/metrics', async (c) => {
-    if (!sameSecret(bearer(c), d.adminToken)) return c.json({ error: 'unauthorized' }, 401);
+    const t = bearer(c);
+    if (!sameSecret(t, d.adminToken) && !sameSecret(t, d.readOnlyToken)) return c.json({ error: 'unauthorized' }, 401);
     return c.text(await d.metrics.registry.metrics(), 200, { 'Content-Type': d.metrics.registry.contentType });
   });
+  app.route('/', d.kube);
   app.route('/api/v1', d.admin);
   app.onError(internalError(d.log));
   return app;

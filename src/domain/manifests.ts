@@ -20,17 +20,34 @@ export const API_VERSION = 'infrastructure.cluster.x-k8s.io/v1beta1';
 
 const Labels = z.record(z.string().max(317), z.string().max(63)).default({});
 
-/** Read-only fields a `get -o yaml` round trip carries back are accepted and ignored, like kubectl. */
-export const MetadataSchema = z.object({
-  name: ResourceName,
-  namespace: ResourceName.default(DEFAULT_NAMESPACE),
-  labels: Labels,
-  annotations: z.record(z.string(), z.string()).optional(),
-  /** optimistic concurrency: an update naming another version than the stored one gets 409 */
-  resourceVersion: z.string().optional(),
-  creationTimestamp: z.string().optional(),
-  uid: z.string().optional(),
-  generation: z.number().optional(),
+/**
+ * Read-only fields a `get -o yaml` round trip carries back (and what Cluster API controllers set) are accepted
+ * and ignored, like an API server does.
+ */
+export const MetadataSchema = z
+  .object({
+    name: ResourceName,
+    namespace: ResourceName.default(DEFAULT_NAMESPACE),
+    labels: Labels,
+    annotations: z.record(z.string(), z.string()).default({}),
+    /** optimistic concurrency: an update naming another version than the stored one gets 409 */
+    resourceVersion: z.string().optional(),
+    creationTimestamp: z.string().nullish(),
+    uid: z.string().optional(),
+    generation: z.number().optional(),
+    finalizers: z.array(z.string()).optional(),
+    deletionTimestamp: z.string().optional(),
+    deletionGracePeriodSeconds: z.number().optional(),
+    ownerReferences: z.array(z.record(z.string(), z.unknown())).optional(),
+    managedFields: z.array(z.unknown()).optional(),
+    selfLink: z.string().optional(),
+  })
+  .strict();
+export type Metadata = z.output<typeof MetadataSchema>;
+
+/** The same metadata for a kind without a namespace (Namespace). */
+export const ClusterMetadataSchema = MetadataSchema.omit({ namespace: true }).extend({
+  namespace: z.literal('').optional(),
 });
 
 /** What v1.0 removed from Beskar7Machine.spec, with what replaces each: a 400 says it. */
@@ -100,33 +117,113 @@ export const MachineManifestSchema = z
     apiVersion: z.literal(API_VERSION),
     kind: z.literal('Beskar7Machine'),
     metadata: MetadataSchema,
-    spec: z.unknown().superRefine(removedFields).pipe(MachineSpecSchema),
+    spec: z
+      .unknown()
+      .superRefine(removedFields)
+      .pipe(
+        MachineSpecSchema.extend({
+          /** set by the appliance once provisioned: accepted back when it is that value */
+          providerID: z.string().optional(),
+        }),
+      ),
     status: z.unknown().optional(),
   })
   .strict();
 export type MachineManifest = z.output<typeof MachineManifestSchema>;
 
-/** The kinds and the names a user may call them by. */
-export const KINDS = {
-  PhysicalHost: ['physicalhost', 'physicalhosts', 'ph', 'host', 'hosts'],
-  Beskar7Machine: ['beskar7machine', 'beskar7machines', 'machine', 'machines', 'b7m'],
-  Secret: ['secret', 'secrets'],
-} as const;
-export type Kind = keyof typeof KINDS;
+/** Beskar7Cluster: where the workload cluster's API is; ready once that endpoint is set. */
+export const ClusterSpecSchema = z
+  .object({
+    controlPlaneEndpoint: z
+      .object({ host: z.string().min(1).max(512), port: z.number().int().min(1).max(65535) })
+      .strict()
+      .optional(),
+  })
+  .strict();
 
-export function kindOf(s: string): Kind | undefined {
-  const l = s.toLowerCase();
-  return (Object.keys(KINDS) as Kind[]).find((k) => (KINDS[k] as readonly string[]).includes(l));
+export const ClusterManifestSchema = z
+  .object({
+    apiVersion: z.literal(API_VERSION),
+    kind: z.literal('Beskar7Cluster'),
+    metadata: MetadataSchema,
+    spec: ClusterSpecSchema.default({}),
+    status: z.unknown().optional(),
+  })
+  .strict();
+
+/** Beskar7MachineTemplate: the spec Cluster API stamps Beskar7Machines from. */
+export const MachineTemplateManifestSchema = z
+  .object({
+    apiVersion: z.literal(API_VERSION),
+    kind: z.literal('Beskar7MachineTemplate'),
+    metadata: MetadataSchema,
+    spec: z
+      .object({
+        template: z
+          .object({
+            metadata: z
+              .object({ labels: Labels.optional(), annotations: z.record(z.string(), z.string()).optional() })
+              .strict()
+              .optional(),
+            spec: z.unknown().superRefine(removedFields).pipe(MachineSpecSchema),
+          })
+          .strict(),
+      })
+      .strict(),
+    status: z.unknown().optional(),
+  })
+  .strict();
+
+export const NamespaceManifestSchema = z
+  .object({
+    apiVersion: z.literal('v1'),
+    kind: z.literal('Namespace'),
+    metadata: ClusterMetadataSchema,
+    spec: z
+      .object({ finalizers: z.array(z.string()).optional() })
+      .strict()
+      .optional(),
+    status: z.unknown().optional(),
+  })
+  .strict();
+
+/** What the store keeps of a kind the workflow does not act on: its metadata and spec, as applied. */
+export const StoredObjectSchema = z.object({
+  name: z.string(),
+  namespace: z.string(),
+  labels: z.record(z.string(), z.string()).default({}),
+  annotations: z.record(z.string(), z.string()).default({}),
+  spec: z.record(z.string(), z.unknown()).default({}),
+  createdAt: z.string(),
+});
+export type StoredObject = z.infer<typeof StoredObjectSchema>;
+
+/** A stable uid for a record that never stored one: derived from what identifies it, creation time included. */
+export function uidOf(kind: string, r: { namespace: string; name: string; createdAt: string }): string {
+  const h = createHash('sha256').update(`${kind}/${r.namespace}/${r.name}/${r.createdAt}`).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
 }
 
 /** An opaque version of a stored record: any change to it (spec or status) is a new version. */
 export const resourceVersion = (record: unknown): string =>
   createHash('sha256').update(JSON.stringify(record)).digest('hex').slice(0, 16);
 
-const metadata = (r: { name: string; namespace: string; createdAt: string }, labels: Record<string, string>) => ({
+/** The record's part of a resourceVersion the API handed out (`<watch position>.<record version>`). */
+export const recordVersion = (rv: string): string => rv.slice(rv.lastIndexOf('.') + 1);
+
+/** Finalizer a machine carries while it exists: it goes when its host is off and released. */
+export const MACHINE_FINALIZER = 'beskar7machine.infrastructure.cluster.x-k8s.io';
+
+export const metadata = (
+  kind: string,
+  r: { name: string; namespace: string; createdAt: string; annotations?: Record<string, string> },
+  labels: Record<string, string>,
+) => ({
   name: r.name,
   namespace: r.namespace,
+  uid: uidOf(kind, r),
   labels,
+  annotations: r.annotations ?? {},
   resourceVersion: resourceVersion(r),
   creationTimestamp: r.createdAt,
 });
@@ -139,7 +236,7 @@ export function hostManifest(h: StoredHost, report: StoredReport | undefined, le
   return {
     apiVersion: API_VERSION,
     kind: 'PhysicalHost',
-    metadata: metadata(h, h.spec.labels),
+    metadata: metadata('PhysicalHost', h, h.spec.labels),
     spec: {
       redfishConnection: { ...redfish, ...(credentialsSecretRef ? { credentialsSecretRef } : {}) },
       bootMACs: h.spec.bootMACs,
@@ -153,13 +250,21 @@ export function hostManifest(h: StoredHost, report: StoredReport | undefined, le
   };
 }
 
+/** A machine's providerID: its host's, once provisioned there. */
+export const providerIdOf = (m: StoredMachine, host: StoredHost | undefined): string | undefined =>
+  m.status.phase === 'Provisioned' && host ? providerId(host) : undefined;
+
 export function machineManifest(m: StoredMachine, host: StoredHost | undefined, addresses: string[]) {
   const { inspectionDeadline: _, notBefore: __, ...status } = m.status;
-  const providerID = m.status.phase === 'Provisioned' && host ? providerId(host) : undefined;
+  const providerID = providerIdOf(m, host);
   return {
     apiVersion: API_VERSION,
     kind: 'Beskar7Machine',
-    metadata: metadata(m, {}),
+    metadata: {
+      ...metadata('Beskar7Machine', m, m.labels ?? {}),
+      finalizers: [MACHINE_FINALIZER],
+      ...(m.deletedAt ? { deletionTimestamp: m.deletedAt } : {}),
+    },
     // CAPI reads spec.providerID; v1.0 also shows it in status
     spec: { ...m.spec, ...(providerID ? { providerID } : {}) },
     status: {

@@ -4,6 +4,8 @@ export type RefusalCode =
   | 'unauthorized'
   | 'notFound'
   | 'conflict'
+  /** a create of what exists already */
+  | 'exists'
   /** the BMC failed an operator's action */
   | 'bmcFailed'
   /** a configured limit on what is stored (api.maxObjects) */

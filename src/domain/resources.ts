@@ -122,6 +122,8 @@ export const StoredHostSchema = z.preprocess(
     }),
     status: HostStatusSchema,
     attempt: AttemptSchema.optional(),
+    /** metadata.annotations as applied (labels are spec.labels: host selectors match them) */
+    annotations: z.record(z.string(), z.string()).optional(),
     createdAt: z.string(),
   }),
 );
@@ -133,6 +135,8 @@ export const StoredSecretSchema = z.object({
   namespace: z.string(),
   username: z.string(),
   passwordEnc: z.string(),
+  labels: z.record(z.string(), z.string()).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
   createdAt: z.string(),
 });
 export type StoredSecret = z.infer<typeof StoredSecretSchema>;
@@ -181,8 +185,16 @@ export const MachineSpecSchema = z
   })
   .strict();
 
+const StringMap = z.record(z.string(), z.string()).default({});
+
 export const MachineCreateSchema = z
-  .object({ name: ResourceName, namespace: Namespace, spec: MachineSpecSchema })
+  .object({
+    name: ResourceName,
+    namespace: Namespace,
+    labels: StringMap,
+    annotations: StringMap,
+    spec: MachineSpecSchema,
+  })
   .strict();
 export type MachineCreate = z.infer<typeof MachineCreateSchema>;
 
@@ -218,6 +230,10 @@ export const StoredMachineSchema = z.object({
   namespace: z.string().default(DEFAULT_NAMESPACE),
   spec: MachineSpecSchema,
   status: z.preprocess(renamed('hostId', 'hostName'), MachineStatusSchema),
+  labels: z.record(z.string(), z.string()).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+  /** when deletion was asked for: the machine stays, Deleting, until its host is off and released */
+  deletedAt: z.string().optional(),
   createdAt: z.string(),
 });
 export type StoredMachine = z.infer<typeof StoredMachineSchema>;

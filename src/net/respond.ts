@@ -76,7 +76,15 @@ export const bodyCap = (d: { maxBodyBytes: number }) =>
   capBody(d.maxBodyBytes, `body larger than ${d.maxBodyBytes} bytes`);
 
 /** The one place a refusal becomes an HTTP status. */
-const STATUS = { invalid: 400, unauthorized: 401, quota: 403, notFound: 404, conflict: 409, bmcFailed: 502 } as const;
+const STATUS = {
+  invalid: 400,
+  unauthorized: 401,
+  quota: 403,
+  notFound: 404,
+  conflict: 409,
+  exists: 409,
+  bmcFailed: 502,
+} as const;
 export const statusOf = (code: RefusalCode) => STATUS[code];
 
 export const answer = <T>(c: Context, r: Result<T>, render: (v: T) => Response): Response =>

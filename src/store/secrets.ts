@@ -66,9 +66,14 @@ export const newAdminToken = (): Buffer => Buffer.from(randomBytes(24).toString(
  * The admin API token: from config, else generated once into the data dir; `shared` (etcd: one token for every
  * appliance) is written to that file instead, so the CLI beside each appliance finds it.
  */
-export function adminToken(dataDir: string, configured?: string, shared?: Buffer): { token: string; file?: string } {
+export function adminToken(
+  dataDir: string,
+  configured?: string,
+  shared?: Buffer,
+  name = 'admin-token',
+): { token: string; file?: string } {
   if (configured) return { token: configured };
-  const file = path.join(dataDir, 'admin-token');
+  const file = path.join(dataDir, name);
   if (shared) {
     mkdirSync(dataDir, { recursive: true });
     writeFileSync(file, shared, { mode: 0o640 });

@@ -6,6 +6,7 @@ import { BootInstructionSchema } from '../domain/boot.js';
 import { type Effect, EffectSchema } from '../domain/effect.js';
 import { EventSchema, type StoreEvent, type WorkflowEvent } from '../domain/events.js';
 import { LeaseSchema } from '../domain/lease.js';
+import { StoredObjectSchema } from '../domain/manifests.js';
 import { StoredHostSchema, StoredMachineSchema, StoredReportSchema, StoredSecretSchema } from '../domain/resources.js';
 import type { Backend, Change, Guard, KvOp } from './backend.js';
 import { LevelBackend } from './level-backend.js';
@@ -209,7 +210,8 @@ export class Collection<S extends z.ZodType> {
  * All persistent state, on one backend: the embedded LevelDB, or etcd shared by several appliances. Every
  * change is one atomic batch (on etcd, one transaction), except restore and pruning (Store.bulk). Read-modify-write sections run one at a time in this process; on etcd their
  * commit also compares the revisions of what they read, and runs them again when another appliance got there
- * first. Emits 'event' for each workflow event stored (by anyone) and 'change' for changes other appliances made.
+ * first. Emits 'event' for each workflow event stored (by anyone), 'change' for changes other appliances made,
+ * and 'record' for every change, ours or theirs, once the cache holds it (the resource API's watch).
  */
 export class Store extends EventEmitter {
   readonly leases: Collection<typeof LeaseSchema>;
@@ -221,6 +223,10 @@ export class Store extends EventEmitter {
   readonly secrets: Collection<typeof StoredSecretSchema>;
   /** BMC work the reconciler carries out, by host, in the order it was stored */
   readonly effects: Collection<typeof EffectSchema>;
+  /** Beskar7Cluster, Beskar7MachineTemplate and Namespace objects, keyed `<namespace>/<name>` (namespaces: name) */
+  readonly clusters: Collection<typeof StoredObjectSchema>;
+  readonly templates: Collection<typeof StoredObjectSchema>;
+  readonly namespaces: Collection<typeof StoredObjectSchema>;
   private readonly byName: Map<string, Collection<z.ZodType>>;
   private eventSeq = 0;
   /** event keys of two appliances never collide */
@@ -247,6 +253,9 @@ export class Store extends EventEmitter {
     this.events = sub('events', EventSchema);
     this.secrets = sub('secrets', StoredSecretSchema);
     this.effects = sub('effects', EffectSchema);
+    this.clusters = sub('clusters', StoredObjectSchema);
+    this.templates = sub('templates', StoredObjectSchema);
+    this.namespaces = sub('namespaces', StoredObjectSchema);
     this.byName = new Map(this.collections().map((c) => [c.name, c]));
   }
 
@@ -261,6 +270,9 @@ export class Store extends EventEmitter {
       this.events,
       this.secrets,
       this.effects,
+      this.clusters,
+      this.templates,
+      this.namespaces,
     ] as Collection<z.ZodType>[];
   }
 
@@ -295,7 +307,19 @@ export class Store extends EventEmitter {
   static async over(backend: Backend): Promise<Store> {
     const store = new Store(backend);
     if (backend.snapshot) await store.follow();
-    else for (const c of [store.hosts, store.machines, store.effects, store.bootInstructions]) await c.load();
+    else
+      for (const c of [
+        store.hosts,
+        store.machines,
+        store.effects,
+        store.bootInstructions,
+        // the resource API serves and watches these from memory
+        store.secrets,
+        store.clusters,
+        store.templates,
+        store.namespaces,
+      ])
+        await c.load();
     return store;
   }
 
@@ -338,6 +362,7 @@ export class Store extends EventEmitter {
     if (!this.byName.get(c.collection)?.apply(c)) return;
     if (c.collection === 'events' && c.value !== undefined) this.emit('event', c.value as StoreEvent);
     this.emit('change', c);
+    this.emit('record', c);
   }
 
   /** Records a read made inside a transaction (shared backends only: the LevelDB lock is enough). */
@@ -433,9 +458,10 @@ export class Store extends EventEmitter {
         rev: r.rev,
         ...(op.type === 'put' ? { value: op.value } : {}),
       };
+      if (!this.byName.get(op.collection)?.apply(c, true)) continue;
       // events are announced once they are stored (the dashboard streams them)
-      if (this.byName.get(op.collection)?.apply(c, true) && op.type === 'put' && op.collection === 'events')
-        this.emit('event', op.value as StoreEvent);
+      if (op.type === 'put' && op.collection === 'events') this.emit('event', op.value as StoreEvent);
+      this.emit('record', c);
     }
   }
 

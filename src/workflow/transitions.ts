@@ -165,10 +165,13 @@ export function newHost(
 export function hostUpdate(
   h: StoredHost,
   spec: StoredHost['spec'],
-): { host: StoredHost; event: WorkflowEvent } | Refusal | 'unchanged' {
+  annotations: StoredHost['annotations'] = h.annotations,
+): { host: StoredHost; event?: WorkflowEvent } | Refusal | 'unchanged' {
   const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
-  if (same(h.spec, spec)) return 'unchanged';
-  const host = clone(h);
+  if (same(h.spec, spec)) {
+    return same(h.annotations ?? {}, annotations ?? {}) ? 'unchanged' : { host: { ...clone(h), annotations } };
+  }
+  const host = { ...clone(h), annotations };
   host.spec = spec;
   const { passwordEnc: _a, ...was } = h.spec.redfish;
   const { passwordEnc: _b, ...now } = spec.redfish;
@@ -190,7 +193,14 @@ export function hostUpdate(
  */
 export function secretApplied(
   old: StoredSecret | undefined,
-  s: { name: string; namespace: string; username: string; same: boolean },
+  s: {
+    name: string;
+    namespace: string;
+    username: string;
+    same: boolean;
+    labels: Record<string, string>;
+    annotations: Record<string, string>;
+  },
   passwordEnc: string,
   users: readonly StoredHost[],
   now: number,
@@ -198,14 +208,19 @@ export function secretApplied(
   if (old && old.namespace !== s.namespace) {
     return { code: 'conflict', error: `secret ${s.name} exists in namespace ${old.namespace}` };
   }
-  if (old && old.username === s.username && s.same) return 'unchanged';
+  const same = (a: unknown, b: unknown) => JSON.stringify(a ?? {}) === JSON.stringify(b ?? {});
+  const credentials = !(old && old.username === s.username && s.same);
+  if (!credentials && same(old?.labels, s.labels) && same(old?.annotations, s.annotations)) return 'unchanged';
   const secret: StoredSecret = {
     name: s.name,
     namespace: s.namespace,
     username: s.username,
-    passwordEnc,
+    passwordEnc: credentials || !old ? passwordEnc : old.passwordEnc,
+    labels: s.labels,
+    annotations: s.annotations,
     createdAt: old?.createdAt ?? new Date(now).toISOString(),
   };
+  if (!credentials) return { secret, hosts: [] };
   const hosts = users
     .filter((h) => h.namespace === s.namespace && h.spec.redfish.credentialsSecretRef === s.name)
     .map((h) => ({ ...h, spec: { ...h.spec, redfish: { ...h.spec.redfish, username: s.username, passwordEnc } } }));
@@ -222,15 +237,22 @@ export function secretDeletion(s: StoredSecret, hosts: readonly StoredHost[]): R
 export function machineUpdate(
   m: StoredMachine,
   spec: StoredMachine['spec'],
-): { machine: StoredMachine; event: WorkflowEvent } | Refusal | 'unchanged' {
-  if (JSON.stringify(m.spec) === JSON.stringify(spec)) return 'unchanged';
+  meta: Pick<StoredMachine, 'labels' | 'annotations'> = m,
+): { machine: StoredMachine; event?: WorkflowEvent } | Refusal | 'unchanged' {
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  const metaSame = same(m.labels ?? {}, meta.labels ?? {}) && same(m.annotations ?? {}, meta.annotations ?? {});
+  if (same(m.spec, spec)) {
+    if (metaSame) return 'unchanged';
+    // labels and annotations may change in any phase; no event: kubectl apply rewrites an annotation each time
+    return { machine: { ...clone(m), labels: meta.labels, annotations: meta.annotations } };
+  }
   if (m.status.phase !== 'Pending') {
     return {
       code: 'conflict',
       error: `machine ${m.name} is ${m.status.phase}: its spec cannot change now; delete it and apply it again`,
     };
   }
-  const machine = clone(m);
+  const machine = { ...clone(m), labels: meta.labels, annotations: meta.annotations };
   machine.spec = spec;
   return { machine, event: event('MachineUpdated', 'info', { machine: m.name }, 'spec updated') };
 }
@@ -250,6 +272,8 @@ export function newMachine(input: MachineCreate, now: number): { machine: Stored
   const machine: StoredMachine = {
     name: input.name,
     namespace: input.namespace,
+    labels: input.labels,
+    annotations: input.annotations,
     spec: input.spec,
     status: { phase: 'Pending', attempts: 0, conditions: [], rejectedHosts: [] },
     createdAt: new Date(now).toISOString(),
@@ -258,9 +282,10 @@ export function newMachine(input: MachineCreate, now: number): { machine: Stored
 }
 
 /** Deletion is a phase: the reconciler powers the host off and releases it before the record goes. */
-export function machineDeleting(m: StoredMachine): { machine: StoredMachine; event: WorkflowEvent } {
+export function machineDeleting(m: StoredMachine, now: number): { machine: StoredMachine; event: WorkflowEvent } {
   const machine = clone(m);
   machine.status.phase = 'Deleting';
+  machine.deletedAt = new Date(now).toISOString();
   const scope = { machine: m.name, host: m.status.hostName };
   return { machine, event: event('MachineDeleting', 'info', scope, 'deletion requested') };
 }

@@ -77,7 +77,7 @@ try {
       await sleep(100);
     }
     const events = (
-      (await api('GET', '/events?limit=1000')).items as { at: string; kind: string; host?: string; message: string }[]
+      (await api('GET', '/journal?limit=1000')).items as { at: string; kind: string; host?: string; message: string }[]
     ).filter((e) => e.host === `b-${firmware}`);
     const ev = (kind: string, re = /./) => t(events.find((e) => e.kind === kind && re.test(e.message))?.at);
     const logs = app.logs.filter((l) => l.mac === mac || l.msg === 'tftp transfer done' || l.msg === 'asset served');

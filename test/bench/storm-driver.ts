@@ -217,7 +217,7 @@ const machines = (await call('GET', '/machines')).items as {
   name: string;
   status: { phase: string; hostName?: string };
 }[];
-const events = (await call('GET', '/events?limit=1000000')).items as {
+const events = (await call('GET', '/journal?limit=1000000')).items as {
   at: string;
   kind: string;
   host?: string;

@@ -176,7 +176,7 @@ t.test(
       ru.disks.map((d: { sizeGB: number }) => d.sizeGB),
       [4],
     );
-    const events = (await api(lab, 'GET', '/events?limit=500')).items.map(
+    const events = (await api(lab, 'GET', '/journal?limit=500')).items.map(
       (e: { kind: string; host?: string; message: string }) => `${e.host ?? ''} ${e.kind} ${e.message}`,
     );
     t.ok(

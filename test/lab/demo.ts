@@ -107,7 +107,7 @@ async function main(): Promise<void> {
     say(`machine ${h.machine} created: wants ${h.minMemoryGB} GiB memory, a host labelled demo=${h.host}`);
   }
   await narrate(api);
-  printTable(await api('GET', '/events?limit=1000'), (await api('GET', '/hosts')).items);
+  printTable(await api('GET', '/journal?limit=1000'), (await api('GET', '/hosts')).items);
   if (process.env.DEMO_EXIT === '1') return shutdown(0);
   say(`still serving: http://127.0.0.1:${DASHBOARD_PORT}/ui (Ctrl-C stops and removes the lab)`);
 }
@@ -144,7 +144,7 @@ async function narrate(api: Api): Promise<void> {
   const seen = new Set<string>();
   const kexecs = new Set<string>();
   for (;;) {
-    const { items } = await api('GET', '/events?limit=1000');
+    const { items } = await api('GET', '/journal?limit=1000');
     for (const e of items as { at: string; kind: string; host?: string; machine?: string; message: string }[]) {
       const key = `${e.at}${e.kind}${e.host}`;
       if (seen.has(key)) continue;

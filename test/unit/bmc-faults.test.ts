@@ -100,7 +100,7 @@ t.test(
         );
       }
     }
-    const events = (await a.api('GET', '/events?limit=100000')).json.items as {
+    const events = (await a.api('GET', '/journal?limit=100000')).json.items as {
       kind: string;
       host?: string;
       message: string;
@@ -147,7 +147,7 @@ t.test(
         // the failure that set this nextRetryAt: a newer one may have been recorded since the host was read
         const next = Date.parse(h.status.nextRetryAt);
         const failed = (
-          (await a.api('GET', '/events?limit=100000')).json.items as { at: string; kind: string; host?: string }[]
+          (await a.api('GET', '/journal?limit=100000')).json.items as { at: string; kind: string; host?: string }[]
         )
           .filter((e) => e.kind === 'EnrolFailed' && e.host === h.name && Date.parse(e.at) < next)
           .at(-1)!;

@@ -47,7 +47,7 @@ t.test('appliances on etcd', async (t) => {
       const act = await b.api('POST', '/hosts/h1/actions', { action: 'powerOn' });
       t.equal(act.status, 200, 'an operator action on the follower is stored there');
       t.match(act.json, { host: 'h1', powerState: 'On' }, "and its outcome, the leader's, comes back through etcd");
-      const done = (await a.api('GET', '/events')).json.items.find(
+      const done = (await a.api('GET', '/journal')).json.items.find(
         (e: { kind: string; effect?: string }) => e.kind === 'HostAction' && e.effect === act.json.effect,
       );
       t.ok(done, 'the leader recorded the outcome');

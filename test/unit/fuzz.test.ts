@@ -368,7 +368,7 @@ t.test('API: 5000 mutated bodies on every POST endpoint get a 4xx with a message
   for (const [p] of endpoints) t.ok((statuses.get(`${p} 400`) ?? 0) > 100, `${p}: mostly refused as invalid`);
   // without the token, nothing of the body is even read: a counter, no stored event
   const rejected = async () =>
-    (await a.api('GET', '/events?limit=100000')).json.items.filter((e: { kind: string }) => e.kind === 'ReportRejected')
+    (await a.api('GET', '/journal?limit=100000')).json.items.filter((e: { kind: string }) => e.kind === 'ReportRejected')
       .length;
   const before = await rejected();
   for (let i = 0; i < 200; i++) {
@@ -378,7 +378,7 @@ t.test('API: 5000 mutated bodies on every POST endpoint get a 4xx with a message
   t.equal(await rejected(), before, '200 forged reports stored nothing');
   t.equal(({} as Record<string, unknown>).admin, undefined, 'no prototype was polluted');
   // whatever got in is valid: every record reads back through its schema
-  for (const p of ['/hosts', '/machines', '/events']) t.equal((await a.api('GET', p)).status, 200, `${p} still reads`);
+  for (const p of ['/hosts', '/machines', '/journal']) t.equal((await a.api('GET', p)).status, 200, `${p} still reads`);
   t.equal((await a.api('GET', '/backup')).status, 200, 'the whole store still reads');
 });
 

@@ -56,7 +56,7 @@ t.test('machine -> claim -> PXE + power -> report -> Ready -> Provisioned', asyn
     );
     const script = await (await fetch(`${a.base}/boot/host.ipxe?mac=52-54-00-01-00-01`)).text();
     t.match(script, /exit 1/, 'a provisioned host boots from its disk from now on');
-    const kinds = (await a.api('GET', '/events')).json.items.map((e: { kind: string }) => e.kind);
+    const kinds = (await a.api('GET', '/journal')).json.items.map((e: { kind: string }) => e.kind);
     const metrics = await metricsOf(a.base);
     t.match(metrics, /beskar7_hosts\{state="Provisioned"\} 1/);
     t.match(metrics, /beskar7_inspector_calls_total\{endpoint="report",status="202"\} 1/);
@@ -272,7 +272,7 @@ t.test('API input: admin token, zod messages, size cap, report tokens', async (t
   }
   const nonce = await fetch(`${a.base}/api/v1/boot/default/h5/${'A'.repeat(43)}`);
   t.same([nonce.status, await nonce.text()], [404, '#!ipxe\necho Beskar7: no boot script here\nexit 1\n']);
-  const events = (await a.api('GET', '/events')).json.items.filter(
+  const events = (await a.api('GET', '/journal')).json.items.filter(
     (e: { kind: string }) => e.kind === 'ReportRejected' || e.kind.startsWith('Credential'),
   );
   t.equal(events.length, 0, 'unauthenticated refusals store no event');
@@ -294,7 +294,7 @@ t.test('API input: admin token, zod messages, size cap, report tokens', async (t
     t.equal(r.status, 400, `events limit ${q} refused`);
     t.match(r.json.error, /^limit: /, r.json.error);
   }
-  t.equal((await a.api('GET', '/events?limit=2')).json.items.length, 2);
+  t.equal((await a.api('GET', '/journal?limit=2')).json.items.length, 2);
   t.equal((await a.api('GET', '/openapi.json', undefined, null)).status, 401, 'the API document needs the token too');
   const doc = (await a.api('GET', '/openapi.json')).json;
   t.equal(doc.openapi, '3.1.0');
@@ -415,7 +415,7 @@ t.test('a claimed nonce: one report per attempt, schema and units enforced, then
     [202, 401],
   );
   t.equal((await a.api('GET', '/machines/m-h6')).json.status.phase, 'Provisioned');
-  const kinds = (await a.api('GET', '/events')).json.items.map(
+  const kinds = (await a.api('GET', '/journal')).json.items.map(
     (e: { kind: string; message: string }) => `${e.kind}: ${e.message}`,
   );
   t.ok(kinds.includes('InspectorStep: target-download: 9 MB'));
@@ -457,7 +457,7 @@ t.test('a nonce claimed twice: the attempt ends loudly and starts over with fres
   if ('status' in p) throw new Error(`claim ${p.status}`);
   t.not(p.token, thief.token);
   t.equal((await callInspector(p, 'inspection', wireReport(mac))).status, 202, 'the real machine reports');
-  const events = (await a.api('GET', '/events')).json.items.map((e: { kind: string }) => e.kind);
+  const events = (await a.api('GET', '/journal')).json.items.map((e: { kind: string }) => e.kind);
   t.ok(events.includes('CredentialConflict'), 'an event');
   t.match(await metricsOf(a.base), /beskar7_inspector_credentials_total\{result="conflict"\} 1/);
 });
@@ -473,7 +473,7 @@ t.test('a token used from another address than the one that claimed it is refuse
   }
   const h = (await a.api('GET', '/hosts/hf')).json;
   t.same([h.status.state, h.status.inspectionPhase], ['Inspecting', 'InProgress'], 'nothing changed');
-  const misuse = (await a.api('GET', '/events')).json.items.filter(
+  const misuse = (await a.api('GET', '/journal')).json.items.filter(
     (e: { kind: string }) => e.kind === 'CredentialMisuse',
   );
   t.equal(misuse.length, 1, 'one event per attempt, not one per request');
@@ -600,7 +600,7 @@ t.test("another host's token and an earlier attempt's token are refused", async 
   t.equal((await callInspector(fresh, 'inspection', wireReport(macs[0]!))).status, 202, 'the current one is taken');
   const metrics = await metricsOf(a.base);
   t.match(metrics, /beskar7_inspector_calls_total\{endpoint="report",status="401"\} [2-9]/, 'each refusal is counted');
-  const retry = (await a.api('GET', '/events')).json.items.find(
+  const retry = (await a.api('GET', '/journal')).json.items.find(
     (e: { kind: string; host?: string }) => e.kind === 'Retry' && e.host === 't0',
   );
   t.equal(retry?.severity, 'warning', 'a timed-out attempt is a warning');
@@ -660,7 +660,7 @@ t.test(
     const m = (await a.api('GET', '/machines/mlag')).json;
     t.equal(m.status.phase, 'Provisioned');
     t.equal(m.status.attempts, 1, 'one attempt');
-    const kinds = (await a.api('GET', '/events')).json.items.map((e: { kind: string }) => e.kind);
+    const kinds = (await a.api('GET', '/journal')).json.items.map((e: { kind: string }) => e.kind);
     t.notOk(kinds.includes('Retry'), 'no retry');
   },
 );
@@ -786,7 +786,7 @@ t.test('a released host shows what its BMC reports, also when clearing the overr
       t.equal(h.status.errorMessage, undefined, 'no error');
     } else {
       t.match(h.status.errorMessage, /^release: PATCH .*HTTP 400/, 'the failed clear is on the host');
-      const ev = (await a.api('GET', '/events')).json.items.find(
+      const ev = (await a.api('GET', '/journal')).json.items.find(
         (e: { kind: string; host?: string }) => e.kind === 'ReleaseFailed' && e.host === name,
       );
       t.equal(ev?.severity, 'warning', 'and a ReleaseFailed warning');
@@ -869,7 +869,7 @@ t.test("host actions through the host's BMC: power on, reset, PXE once, power of
   const refused = await act({ action: 'reset', resetType: 'Nmi' });
   t.equal(refused.status, 502, 'a BMC that refuses the reset type');
   t.match(refused.json.error, /^BMC: POST .*HTTP 400/);
-  const all = (await a.api('GET', '/events')).json.items.filter(
+  const all = (await a.api('GET', '/journal')).json.items.filter(
     (e: { host?: string; kind: string }) => e.host === 'act' && e.kind.startsWith('HostAction'),
   );
   const requested = all.filter((e: { kind: string }) => e.kind === 'HostActionRequested');

@@ -416,8 +416,11 @@ t.test('commands as transitions: new records, deletion guards, script and report
     error: 'host h is used by machine m; delete the machine first',
   });
   t.equal((hostDeletion(host('h')) as { event: { kind: string } }).event.kind, 'HostDeleted');
-  const del = machineDeleting(machine({ phase: 'Inspecting', hostName: 'h' }));
-  t.same([del.machine.status.phase, del.event.kind, del.event.host], ['Deleting', 'MachineDeleting', 'h']);
+  const del = machineDeleting(machine({ phase: 'Inspecting', hostName: 'h' }), Date.parse('2026-01-02T03:04:05Z'));
+  t.same(
+    [del.machine.status.phase, del.event.kind, del.event.host, del.machine.deletedAt],
+    ['Deleting', 'MachineDeleting', 'h', '2026-01-02T03:04:05.000Z'],
+  );
 
   const booting = host('h', { state: 'Inspecting', consumer: 'm', inspectionPhase: 'InProgress' });
   const report = sampleReport('52:54:00:00:00:01');
@@ -487,8 +490,15 @@ t.test('secrets: applied over the stored one, the hosts that name it updated; de
   };
   const other = host('o');
   const old = { name: 'bmc', namespace: 'default', username: 'root', passwordEnc: 'v1:old', createdAt: 't0' };
-  const s = { name: 'bmc', namespace: 'default', username: 'root' };
+  const s = { name: 'bmc', namespace: 'default', username: 'root', labels: {}, annotations: {} };
   t.equal(secretApplied(old, { ...s, same: true }, 'v1:new', [named, other], 1000), 'unchanged');
+  const relabelled = secretApplied(old, { ...s, labels: { a: 'b' }, same: true }, 'v1:new', [named], 1000);
+  if (relabelled === 'unchanged' || 'code' in relabelled) throw new Error('refused');
+  t.same(
+    [relabelled.secret.labels, relabelled.secret.passwordEnc, relabelled.hosts],
+    [{ a: 'b' }, 'v1:old', []],
+    'a label changes the secret, not its credentials nor the hosts that name it',
+  );
   const a = secretApplied(old, { ...s, same: false }, 'v1:new', [named, other], 1000);
   if (a === 'unchanged' || 'code' in a) throw new Error('refused');
   t.same([a.secret.passwordEnc, a.secret.createdAt], ['v1:new', 't0'], 'sealed anew; created when it was');

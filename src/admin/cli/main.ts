@@ -5,14 +5,16 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import YAML from 'yaml';
 import { type Config, loadConfig } from '../../config.js';
-import { KINDS, type Kind, kindOf } from '../../domain/manifests.js';
+import { KIND_INFO, KIND_NAMES, type KindInfo, kindNamed } from '../kube/kinds.js';
 
 const USAGE = `usage: beskar7 [--url URL] [--token TOKEN] [--json] COMMAND
-  apply -f FILE|-                                   Beskar7 v1.0 manifests (YAML or JSON, several documents):
-                                                    Secret, PhysicalHost, Beskar7Machine; created or updated
-  get KIND [NAME] [-o wide|yaml|json]               KIND: physicalhost(s)/ph/host(s), beskar7machine(s)/machine(s), secret(s)
-  describe KIND NAME                                spec, status, conditions and recent events
-  delete KIND NAME
+  apply -f FILE|-                                   Beskar7 v1.0 manifests (YAML or JSON, several documents): each
+                                                    created or updated; one that fails is reported, the rest applied
+  get KIND [NAME] [-n NS] [-o wide|yaml|json]       KIND as kubectl names it: physicalhosts/ph, beskar7machines/b7m,
+                                                    beskar7clusters, beskar7machinetemplates, secrets, namespaces, events
+  describe KIND NAME [-n NS]                        spec, status, conditions and recent events
+  delete KIND NAME [-n NS]
+  kubeconfig                                        a kubeconfig for kubectl: this appliance's HTTPS URL, CA and token
   hosts [get NAME | add FILE.json | rm NAME]        hosts and their state
   hosts reset NAME [TYPE] | power-on NAME | power-off NAME | pxe-once NAME
                                                     through the host's BMC (TYPE: a Redfish ResetType, ForceRestart)
@@ -38,6 +40,7 @@ const { values, positionals } = parseArgs({
     limit: { type: 'string' },
     filename: { type: 'string', short: 'f' },
     output: { type: 'string', short: 'o' },
+    namespace: { type: 'string', short: 'n' },
     help: { type: 'boolean', short: 'h' },
     from: { type: 'string' },
     to: { type: 'string' },
@@ -57,7 +60,9 @@ function readApplianceConfig(): Config {
   const installed = '/etc/beskar7/beskar7.yaml';
   const file = values.config ?? process.env.BESKAR7_CONFIG ?? (existsSync(installed) ? installed : undefined);
   try {
-    return loadConfig({ ...(file ? { file } : {}), env: process.env });
+    // the CLI's own variables are not the appliance's settings
+    const { BESKAR7_URL: _u, BESKAR7_TOKEN: _t, BESKAR7_CONFIG: _c, ...env } = process.env;
+    return loadConfig({ ...(file ? { file } : {}), env });
   } catch (e) {
     throw new CliError((e as Error).message);
   }
@@ -225,7 +230,7 @@ const reportCommand: Handler = async (host) => {
 };
 
 const eventsCommand: Handler = async () => {
-  const { items } = await call('GET', `/events?limit=${values.limit ?? 50}`);
+  const { items } = await call('GET', `/journal?limit=${values.limit ?? 50}`);
   show(items, () =>
     table(items, [
       ['TIME', (e) => e.at],
@@ -292,13 +297,6 @@ const migrateCommand: Handler = async () => {
   );
 };
 
-/** The resource path of a kind, as the user names it (kubectl's short names too). */
-function plural(kind: string | undefined): { kind: Kind; path: string } {
-  const k = kind ? kindOf(kind) : undefined;
-  if (!k) throw new CliError(`unknown kind "${kind ?? ''}": one of ${Object.values(KINDS).flat().join(', ')}`);
-  return { kind: k, path: `/${k.toLowerCase()}s` };
-}
-
 /** Manifests are small: a bigger file is a mistake, or an attack on whoever runs apply. */
 const MAX_MANIFEST_BYTES = 4 << 20;
 
@@ -319,15 +317,73 @@ function readManifests(file: string): string {
   }
 }
 
-/** Secrets before the hosts that name them, hosts before the machines that claim them. */
-const APPLY_ORDER: Kind[] = ['Secret', 'PhysicalHost', 'Beskar7Machine'];
+/** Namespaces first, then Secrets before the hosts that name them, hosts before the machines that claim them. */
+const APPLY_ORDER = [
+  'Namespace',
+  'Secret',
+  'PhysicalHost',
+  'Beskar7Cluster',
+  'Beskar7MachineTemplate',
+  'Beskar7Machine',
+];
 
+/** The resource API's path of a kind, as the user names it (kubectl's names: plural, singular, short). */
+function resourcePath(kind: string | undefined, name?: string, namespace = values.namespace ?? 'default') {
+  const k = kind ? kindNamed(kind) : undefined;
+  if (!k) {
+    const names = KIND_NAMES.map((n) => KIND_INFO[n].plural).join(', ');
+    throw new CliError(`unknown kind "${kind ?? ''}": one of ${names} (or their short names)`);
+  }
+  const i: KindInfo = KIND_INFO[k];
+  const base = i.group ? `/apis/${i.group}/${i.version}` : '/api/v1';
+  const scoped = i.namespaced
+    ? `${base}/namespaces/${encodeURIComponent(namespace)}/${i.plural}`
+    : `${base}/${i.plural}`;
+  return { info: i, path: name ? `${scoped}/${encodeURIComponent(name)}` : scoped };
+}
+
+/** One request to the resource API; a refusal is thrown with the server's Status message. */
+async function kube(method: string, p: string, body?: unknown, headers: Record<string, string> = {}): Promise<any> {
+  const r = await request(method, p, body, headers);
+  if (!r.ok) throw new CliError(r.message);
+  return r.json;
+}
+
+async function request(method: string, p: string, body?: unknown, headers: Record<string, string> = {}) {
+  let res: Response;
+  try {
+    res = await fetch(`${baseUrl()}${p}`, {
+      method,
+      headers: {
+        Authorization: `Bearer ${token()}`,
+        ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}),
+        ...headers,
+      },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+  } catch (e) {
+    throw new CliError(`cannot reach ${baseUrl()}: ${(e as Error).cause ?? (e as Error).message}`);
+  }
+  const text = await res.text();
+  let json: any = {};
+  try {
+    json = text ? JSON.parse(text) : {};
+  } catch {
+    json = { message: text };
+  }
+  return { ok: res.ok, status: res.status, json, message: `${json.message ?? text} (HTTP ${res.status})` };
+}
+
+/**
+ * Every document of the file, each created or patched with what it sets (as `kubectl apply --server-side`
+ * does); a document that fails is reported and the others are applied.
+ */
 const applyCommand: Handler = async () => {
   const file = values.filename;
   if (!file) throw new CliError('apply needs -f FILE (or -f - for standard input)');
   const text = readManifests(file);
   const docs = YAML.parseAllDocuments(text);
-  const items: { kind: Kind; name: string; doc: Record<string, any> }[] = [];
+  const items: { kind: string; doc: Record<string, any> }[] = [];
   for (const [i, d] of docs.entries()) {
     if (d.errors.length) throw new CliError(`${file}: document ${i + 1}: ${d.errors[0]?.message}`);
     let doc: Record<string, any> | null;
@@ -338,92 +394,71 @@ const applyCommand: Handler = async () => {
       throw new CliError(`${file}: document ${i + 1}: ${(e as Error).message}`);
     }
     if (doc === null) continue;
-    for (const one of doc.kind === 'List' && Array.isArray(doc.items) ? doc.items : [doc]) {
-      const kind = kindOf(String(one?.kind ?? ''));
-      if (!kind) throw new CliError(`${file}: document ${i + 1}: unknown kind "${one?.kind}"`);
-      items.push({ kind, name: String(one?.metadata?.name ?? ''), doc: one });
-    }
+    for (const one of doc.kind === 'List' && Array.isArray(doc.items) ? doc.items : [doc])
+      items.push({ kind: String(one?.kind ?? ''), doc: one });
   }
-  items.sort((a, b) => APPLY_ORDER.indexOf(a.kind) - APPLY_ORDER.indexOf(b.kind));
+  const rank = (k: string) => (APPLY_ORDER.includes(k) ? APPLY_ORDER.indexOf(k) : APPLY_ORDER.length);
+  items.sort((a, b) => rank(a.kind) - rank(b.kind));
   const results = [];
+  let failed = 0;
   for (const it of items) {
-    const r = await call('PUT', `${plural(it.kind).path}/${encodeURIComponent(it.name)}`, it.doc);
-    results.push({ kind: it.kind, name: it.name, result: r.result });
-    if (!values.json) out(`${it.kind.toLowerCase()}/${it.name} ${r.result}`);
+    const name = String(it.doc?.metadata?.name ?? '');
+    const label = `${it.kind.toLowerCase()}/${name}`;
+    let result: string;
+    try {
+      const known = kindNamed(it.kind);
+      if (!known || KIND_INFO[known].kind !== it.kind) throw new CliError(`no kind "${it.kind}" is served here`);
+      const { path: p } = resourcePath(it.kind, name, it.doc?.metadata?.namespace);
+      const before = await request('GET', p);
+      if (before.status === 404) {
+        await kube('POST', resourcePath(it.kind, undefined, it.doc?.metadata?.namespace).path, it.doc);
+        result = 'created';
+      } else {
+        if (!before.ok) throw new CliError(before.message);
+        const after = await kube('PATCH', p, it.doc, { 'Content-Type': 'application/apply-patch+yaml' });
+        result = after.metadata?.resourceVersion === before.json.metadata?.resourceVersion ? 'unchanged' : 'configured';
+      }
+    } catch (e) {
+      if (!(e instanceof CliError)) throw e;
+      failed++;
+      result = `failed: ${e.message}`;
+      process.stderr.write(`beskar7: ${label}: ${e.message.replace(CONTROL, '')}\n`);
+    }
+    results.push({ kind: it.kind, name, result });
+    if (!values.json && !result.startsWith('failed')) out(`${label} ${result}`);
   }
   if (values.json) out(JSON.stringify(results, null, 2));
+  if (failed) process.exitCode = 1;
 };
 
-const age = (ts: string | undefined) => {
-  const s = ts ? Math.max(0, Math.round((Date.now() - Date.parse(ts)) / 1000)) : undefined;
-  if (s === undefined) return '-';
-  return s < 120
-    ? `${s}s`
-    : s < 7200
-      ? `${Math.round(s / 60)}m`
-      : s < 172800
-        ? `${Math.round(s / 3600)}h`
-        : `${Math.round(s / 86400)}d`;
-};
-const addresses = (o: any) =>
-  (o.status.addresses ?? []).map((a: { address: string }) => a.address).join(',') || undefined;
+const TABLE = { Accept: 'application/json;as=Table;v=v1;g=meta.k8s.io, application/json' };
 
-const COLUMNS: Record<Kind, { plain: [string, (r: any) => unknown][]; wide: [string, (r: any) => unknown][] }> = {
-  PhysicalHost: {
-    plain: [
-      ['NAME', (h) => h.metadata.name],
-      ['STATE', (h) => h.status.state],
-      ['PHASE', (h) => h.status.inspectionPhase],
-      ['POWER', (h) => h.status.observedPowerState],
-      ['AGE', (h) => age(h.metadata.creationTimestamp)],
-    ],
-    wide: [
-      ['CONSUMER', (h) => h.spec.consumerRef?.name],
-      ['BMC', (h) => h.spec.redfishConnection.address],
-      ['ADDRESSES', addresses],
-      ['ERROR', (h) => h.status.errorMessage],
-    ],
-  },
-  Beskar7Machine: {
-    plain: [
-      ['NAME', (m) => m.metadata.name],
-      ['PHASE', (m) => m.status.phase],
-      ['HOST', (m) => m.status.hostRef?.name],
-      ['READY', (m) => m.status.ready],
-      ['AGE', (m) => age(m.metadata.creationTimestamp)],
-    ],
-    wide: [
-      ['PROVIDERID', (m) => m.spec.providerID],
-      ['ADDRESSES', addresses],
-      ['REASON', (m) => m.status.failureReason],
-      ['MESSAGE', (m) => m.status.failureMessage],
-    ],
-  },
-  Secret: {
-    plain: [
-      ['NAME', (s) => s.metadata.name],
-      ['NAMESPACE', (s) => s.metadata.namespace],
-      ['AGE', (s) => age(s.metadata.creationTimestamp)],
-    ],
-    wide: [],
-  },
-};
+/** The server's printer columns (priority 1 only with -o wide), as kubectl prints them. */
+function printTable(t: any, wide: boolean): void {
+  const cols = (t.columnDefinitions as { name: string; priority: number }[])
+    .map((c, i) => [c, i] as const)
+    .filter(([c]) => wide || c.priority === 0);
+  table(
+    t.rows,
+    cols.map(([c, i]) => [c.name.toUpperCase(), (r: any) => r.cells[i]]),
+  );
+}
 
 const getCommand: Handler = async (kind, name) => {
-  const p = plural(kind);
-  const r = await call('GET', name ? `${p.path}/${encodeURIComponent(name)}` : p.path);
   const o = values.output ?? (values.json ? 'json' : '');
-  if (o === 'json') return out(JSON.stringify(r, null, 2));
-  if (o === 'yaml') return out(YAML.stringify(name ? r : { apiVersion: 'v1', kind: 'List', items: r.items }).trimEnd());
-  if (o && o !== 'wide') throw new CliError(`-o ${o}: one of wide, yaml, json`);
-  const cols = COLUMNS[p.kind];
-  table(name ? [r] : r.items, o === 'wide' ? [...cols.plain, ...cols.wide] : cols.plain);
+  if (o && !['wide', 'yaml', 'json'].includes(o)) throw new CliError(`-o ${o}: one of wide, yaml, json`);
+  const { path: p } = resourcePath(kind, name);
+  if (o === 'json' || o === 'yaml') {
+    const r = await kube('GET', p);
+    return out(o === 'json' ? JSON.stringify(r, null, 2) : YAML.stringify(r).trimEnd());
+  }
+  printTable(await kube('GET', p, undefined, TABLE), o === 'wide');
 };
 
 const describeCommand: Handler = async (kind, name) => {
-  const p = plural(kind);
   if (!name) throw new CliError('describe needs KIND NAME');
-  const r = await call('GET', `${p.path}/${encodeURIComponent(name)}`);
+  const { path: p, info } = resourcePath(kind, name);
+  const r = await kube('GET', p);
   if (values.json) return out(JSON.stringify(r, null, 2));
   const { conditions, ...status } = r.status ?? {};
   out(
@@ -431,6 +466,7 @@ const describeCommand: Handler = async (kind, name) => {
       Name: r.metadata.name,
       Namespace: r.metadata.namespace,
       Kind: r.kind,
+      Labels: r.metadata.labels,
       Spec: r.spec,
       Status: status,
     }).trimEnd(),
@@ -445,24 +481,58 @@ const describeCommand: Handler = async (kind, name) => {
       ['MESSAGE', (c) => c.message],
     ]);
   }
-  const key = p.kind === 'PhysicalHost' ? 'host' : 'machine';
-  const events = (await call('GET', '/events?limit=1000')).items.filter((e: any) => e[key] === name).slice(-20);
+  const ns = encodeURIComponent(r.metadata.namespace ?? 'default');
+  const selector = encodeURIComponent(`involvedObject.kind=${info.kind},involvedObject.name=${name}`);
+  const events = (await kube('GET', `/api/v1/namespaces/${ns}/events?fieldSelector=${selector}`)).items.slice(-20);
   out('Events:');
   table(events, [
-    ['AGE', (e) => age(e.at)],
-    ['SEVERITY', (e) => e.severity],
-    ['KIND', (e) => e.kind],
+    ['AGE', (e) => age(e.lastTimestamp)],
+    ['TYPE', (e) => e.type],
+    ['REASON', (e) => e.reason],
     ['MESSAGE', (e) => e.message],
   ]);
 };
 
 const deleteCommand: Handler = async (kind, name) => {
-  const p = plural(kind);
   if (!name) throw new CliError('delete needs KIND NAME');
-  await call('DELETE', `${p.path}/${encodeURIComponent(name)}`);
+  const { path: p, info } = resourcePath(kind, name);
+  const r = await kube('DELETE', p);
+  const pending = r.kind === info.kind && r.metadata?.deletionTimestamp;
+  out(`${info.singular}/${name} ${pending ? 'deleting (its host is powered off and released)' : 'deleted'}`);
+};
+
+/** A kubeconfig for this appliance: kubectl then works against it as against an API server. */
+const kubeconfigCommand: Handler = async () => {
+  const cfg = applianceConfig();
+  const url = new URL(baseUrl());
+  url.protocol = 'https:';
+  const server = url.toString().replace(/\/$/, '');
+  // the appliance's own CA, unless the operator gave the listener a certificate of theirs
+  const caFile = path.join(cfg.dataDir, 'tls', 'ca.crt');
+  const ca = !cfg.api.tls && existsSync(caFile) ? readFileSync(caFile).toString('base64') : undefined;
+  const name = 'beskar7';
   out(
-    `${p.kind.toLowerCase()}/${name} ${p.kind === 'Beskar7Machine' ? 'deleting (its host is powered off and released)' : 'deleted'}`,
+    YAML.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name, cluster: { server, ...(ca ? { 'certificate-authority-data': ca } : {}) } }],
+      users: [{ name: `${name}-admin`, user: { token: token() } }],
+      contexts: [{ name, context: { cluster: name, user: `${name}-admin`, namespace: 'default' } }],
+      'current-context': name,
+    }).trimEnd(),
   );
+};
+
+const age = (ts: string | undefined) => {
+  const s = ts ? Math.max(0, Math.round((Date.now() - Date.parse(ts)) / 1000)) : undefined;
+  if (s === undefined) return '-';
+  return s < 120
+    ? `${s}s`
+    : s < 7200
+      ? `${Math.round(s / 60)}m`
+      : s < 172800
+        ? `${Math.round(s / 3600)}h`
+        : `${Math.round(s / 86400)}d`;
 };
 
 const COMMANDS: Record<string, Handler> = {
@@ -470,6 +540,7 @@ const COMMANDS: Record<string, Handler> = {
   get: getCommand,
   describe: describeCommand,
   delete: deleteCommand,
+  kubeconfig: kubeconfigCommand,
   hosts: hostsCommand,
   machines: machinesCommand,
   report: reportCommand,
