@@ -16,6 +16,7 @@ export async function freePort(): Promise<number> {
 }
 
 export const ADMIN = 'test-admin-token-0123456789';
+export const READ_ONLY = 'test-read-only-token-0123456789';
 
 /** The appliance in this process with HTTP on loopback only (no DHCP/TFTP sockets). */
 export async function inProcess(t: Test, over: Record<string, unknown> = {}, dataDir = path.join(tempDir(t), 'data')) {
@@ -26,7 +27,7 @@ export async function inProcess(t: Test, over: Record<string, unknown> = {}, dat
     advertiseAddress: '127.0.0.1',
     dhcp: { enabled: false },
     tftp: { enabled: false },
-    api: { adminToken: ADMIN },
+    api: { adminToken: ADMIN, readOnlyToken: READ_ONLY },
     orchestrator: { tickSeconds: 0.1, retryBaseSeconds: 0, powerDeadlineSeconds: 5 },
     redfish: { timeoutSeconds: 2, retries: 3, backoffBaseSeconds: 0.02, backoffMaxSeconds: 0.2 },
     ...over,
@@ -48,12 +49,19 @@ export async function inProcess(t: Test, over: Record<string, unknown> = {}, dat
   };
   t.teardown(stop);
   const base = `http://127.0.0.1:${port}`;
-  const api = async (method: string, p: string, body?: unknown, token: string | null = ADMIN) => {
-    const res = await fetch(`${base}/api/v1${p}`, {
+  const request = async (
+    method: string,
+    url: string,
+    body?: unknown,
+    token: string | null = ADMIN,
+    headers: Record<string, string> = {},
+  ) => {
+    const res = await fetch(url, {
       method,
       headers: {
         ...(token ? { Authorization: `Bearer ${token}` } : {}),
         ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}),
+        ...headers,
       },
       ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
     });
@@ -64,9 +72,15 @@ export async function inProcess(t: Test, over: Record<string, unknown> = {}, dat
     } catch {
       json = text;
     }
-    return { status: res.status, json, text };
+    return { status: res.status, json, text, headers: res.headers };
   };
-  return { app, base, api, lines, stop, dataDir };
+  /** the admin API under /api/v1 */
+  const api = (method: string, p: string, body?: unknown, token: string | null = ADMIN) =>
+    request(method, `${base}/api/v1${p}`, body, token);
+  /** the resource API, by its full path (/apis/..., /api/v1/namespaces/...) */
+  const kube = (method: string, p: string, body?: unknown, token: string | null = ADMIN, headers = {}) =>
+    request(method, `${base}${p}`, body, token, headers);
+  return { app, base, api, kube, lines, stop, dataDir };
 }
 
 /** The appliance's Prometheus metrics, read with the admin token. */

@@ -368,8 +368,9 @@ t.test('API: 5000 mutated bodies on every POST endpoint get a 4xx with a message
   for (const [p] of endpoints) t.ok((statuses.get(`${p} 400`) ?? 0) > 100, `${p}: mostly refused as invalid`);
   // without the token, nothing of the body is even read: a counter, no stored event
   const rejected = async () =>
-    (await a.api('GET', '/journal?limit=100000')).json.items.filter((e: { kind: string }) => e.kind === 'ReportRejected')
-      .length;
+    (await a.api('GET', '/journal?limit=100000')).json.items.filter(
+      (e: { kind: string }) => e.kind === 'ReportRejected',
+    ).length;
   const before = await rejected();
   for (let i = 0; i < 200; i++) {
     const r = await a.api('POST', `/inspection/default/${i % 2 ? 'fz' : `ghost-${i}`}`, report, `forged-${i}`);

@@ -7,6 +7,9 @@ import { runCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/tmp.js';
 import { bmcWithMachine, conditionsOf, PROVISIONED_UNPINNED } from '../helpers/workflow.js';
 
+/** The resource API's paths of the Beskar7 kinds in namespace default. */
+const G = '/apis/infrastructure.cluster.x-k8s.io/v1beta1/namespaces/default';
+
 /** Secret + PhysicalHost + Beskar7Machine as Beskar7 v1.0 writes them, pointed at a fake BMC on loopback. */
 const manifests = (bmc: string, extra = '') => `apiVersion: v1
 kind: Secret
@@ -70,7 +73,7 @@ t.test('v1.0 manifests through the CLI: apply (idempotent), get, describe, delet
   );
 
   const m = await until('worker-01 Provisioned', async () => {
-    const r = (await a.api('GET', '/beskar7machines/worker-01')).json;
+    const r = (await a.kube('GET', `${G}/beskar7machines/worker-01`)).json;
     return r.status?.phase === 'Provisioned' ? r : undefined;
   });
   t.equal(m.apiVersion, 'infrastructure.cluster.x-k8s.io/v1beta1');
@@ -82,7 +85,7 @@ t.test('v1.0 manifests through the CLI: apply (idempotent), get, describe, delet
   const yaml = await cli('get', 'ph', 'server-01', '-o', 'yaml');
   const h = YAML.parse(yaml.out);
   t.same(h.metadata.labels, { 'topology.kubernetes.io/zone': 'rack-1' });
-  t.match(h.metadata.resourceVersion, /^[0-9a-f]{16}$/);
+  t.match(h.metadata.resourceVersion, /^[0-9a-f]{8}\.\d+\.[0-9a-f]{16}$/, 'watch position and record version');
   t.equal(h.spec.redfishConnection.credentialsSecretRef, 'bmc-credentials');
   t.notMatch(yaml.out, /manifest-pw|passwordEnc|username/, 'no credentials in the host');
   t.same([h.status.state, h.status.inspectionPhase, h.spec.consumerRef.name], ['Provisioned', 'Complete', 'worker-01']);
@@ -95,10 +98,14 @@ t.test('v1.0 manifests through the CLI: apply (idempotent), get, describe, delet
   t.same(r.nics[0].interface, 'eth0');
   t.ok(Date.parse(r.timestamp) >= Date.parse(h.status.inspectionTimestamp), 'the start of inspection comes first');
 
-  const table = await cli('get', 'machines', '-o', 'wide');
-  t.match(table.out, /^NAME\s+PHASE\s+HOST\s+READY\s+AGE\s+PROVIDERID\s+ADDRESSES/m);
-  t.match(table.out, /^worker-01\s+Provisioned\s+server-01\s+true\s+\d+s\s+b7:\/\/default\/server-01\s+10\.0\.0\.5/m);
-  const described = await cli('describe', 'machine', 'worker-01');
+  const table = await cli('get', 'b7m', '-o', 'wide');
+  t.match(table.out, /^NAME\s+PHASE\s+HOST\s+READY\s+AGE\s+CLUSTER\s+ATTEMPTS\s+PROVIDERID\s+ADDRESSES/m);
+  t.match(
+    table.out,
+    /^worker-01\s+Provisioned\s+server-01\s+true\s+\d+s\s+-\s+1\s+b7:\/\/default\/server-01\s+10\.0\.0\.5/m,
+  );
+  t.notMatch((await cli('get', 'b7m')).out, /PROVIDERID/, 'wide columns only with -o wide');
+  const described = await cli('describe', 'b7m', 'worker-01');
   t.match(described.out, /^Conditions:\nTYPE\s+STATUS\s+REASON/m);
   t.match(described.out, /^RequirementsMet\s+True\s+RequirementsMet/m);
   t.match(described.out, /^Events:[\s\S]*Provisioned/m);
@@ -109,14 +116,17 @@ t.test('v1.0 manifests through the CLI: apply (idempotent), get, describe, delet
   stale.metadata.resourceVersion = '0000000000000000';
   writeFileSync(path.join(dir, 'stale.yaml'), YAML.stringify(stale));
   const conflict = await cli('apply', '-f', path.join(dir, 'stale.yaml'));
-  t.equal(conflict.code, 2);
-  t.match(conflict.err, /HTTP 409: host server-01 was changed since resourceVersion 0000000000000000/);
+  t.equal(conflict.code, 1, 'a document that fails fails the apply');
+  t.match(
+    conflict.err,
+    /physicalhost\/server-01: host server-01 was changed since resourceVersion 0000000000000000.*HTTP 409/,
+  );
   const fresh = YAML.parse((await cli('get', 'ph', 'server-01', '-o', 'yaml')).out);
   fresh.metadata.labels.rack = 'r2';
   writeFileSync(path.join(dir, 'fresh.yaml'), YAML.stringify(fresh));
   t.match((await cli('apply', '-f', path.join(dir, 'fresh.yaml'))).out, /physicalhost\/server-01 configured/);
   t.same(
-    (await a.api('GET', '/physicalhosts/server-01')).json.metadata.labels,
+    (await a.kube('GET', `${G}/physicalhosts/server-01`)).json.metadata.labels,
     { 'topology.kubernetes.io/zone': 'rack-1', rack: 'r2' },
     'a get -o yaml round trip applies (status and read-only metadata ignored)',
   );
@@ -144,26 +154,26 @@ t.test('v1.0 manifests through the CLI: apply (idempotent), get, describe, delet
   t.equal(broken.code, 2);
   t.match(broken.err, /-: document 1: /, 'a YAML error names the document');
   t.equal((await cli('delete', 'secret', 'bmc-credentials')).code, 2, 'a Secret in use stays');
-  t.match((await cli('delete', 'machine', 'worker-01')).out, /beskar7machine\/worker-01 deleting/);
+  t.match((await cli('delete', 'b7m', 'worker-01')).out, /beskar7machine\/worker-01 deleting/);
   await until('machine gone', async () =>
-    (await a.api('GET', '/beskar7machines/worker-01')).status === 404 ? true : undefined,
+    (await a.kube('GET', `${G}/beskar7machines/worker-01`)).status === 404 ? true : undefined,
   );
   t.equal(bmc.power, 'Off', 'the host was powered off');
   t.match((await cli('delete', 'ph', 'server-01')).out, /physicalhost\/server-01 deleted/);
   t.match((await cli('delete', 'secrets', 'bmc-credentials')).out, /secret\/bmc-credentials deleted/);
 });
 
-t.test('manifest errors: removed v0.x fields, a missing Secret, names, kinds', async (t) => {
+t.test('manifest errors: removed v0.x fields, a missing Secret, names, kinds, as Status objects', async (t) => {
   const a = await inProcess(t);
-  const put = (p: string, body: unknown) => a.api('PUT', p, body);
+  const post = (plural: string, body: unknown) => a.kube('POST', `${G}/${plural}`, body);
   const machine = (spec: Record<string, unknown>) => ({
     apiVersion: 'infrastructure.cluster.x-k8s.io/v1beta1',
     kind: 'Beskar7Machine',
     metadata: { name: 'old' },
     spec: { inspectionImageURL: 'http://x/boot', targetImageURL: 'http://x/t', ...spec },
   });
-  const old = await put(
-    '/beskar7machines/old',
+  const old = await post(
+    'beskar7machines',
     machine({
       imageURL: 'http://x/a.iso',
       configURL: 'http://x/c',
@@ -172,7 +182,8 @@ t.test('manifest errors: removed v0.x fields, a missing Secret, names, kinds', a
       bootMode: 'UEFI',
     }),
   );
-  t.equal(old.status, 400);
+  t.equal(old.status, 422);
+  t.match(old.json, { kind: 'Status', reason: 'Invalid', details: { name: 'old', kind: 'Beskar7Machine' } });
   for (const [f, why] of [
     ['imageURL', /use targetImageURL/],
     ['configURL', /use configurationURL/],
@@ -180,27 +191,34 @@ t.test('manifest errors: removed v0.x fields, a missing Secret, names, kinds', a
     ['provisioningMode', /iPXE \+ inspection only/],
     ['bootMode', /bootModeDetected/],
   ] as const) {
-    t.match(old.json.error, new RegExp(`spec\\.${f}: removed in v1\\.0.*${why.source}`), `${f}: its replacement`);
+    const cause = old.json.details.causes.find((c: { field: string }) => c.field === `spec.${f}`);
+    t.match(cause?.message, new RegExp(`removed in v1\\.0.*${why.source}`), `${f}: its replacement, at its field`);
   }
-  const digest = await put('/beskar7machines/old', machine({ targetImageDigest: 'md5:abc' }));
-  t.match(digest.json.error, /spec\.targetImageDigest: must be sha256:<64 lower-case hex digits>/);
+  const digest = await post('beskar7machines', machine({ targetImageDigest: 'md5:abc' }));
+  t.match(digest.json.message, /spec\.targetImageDigest: must be sha256:<64 lower-case hex digits>/);
   const host = {
     apiVersion: 'infrastructure.cluster.x-k8s.io/v1beta1',
     kind: 'PhysicalHost',
     metadata: { name: 'server-02' },
     spec: { redfishConnection: { address: 'https://192.0.2.1', credentialsSecretRef: 'nope' } },
   };
-  const missing = await put('/physicalhosts/server-02', host);
-  t.same(missing.status, 400);
-  t.match(missing.json.error, /credentialsSecretRef: no Secret nope in namespace default; apply it first/);
-  t.match((await put('/physicalhosts/other', host)).json.error, /metadata\.name server-02 is not other/);
-  t.equal((await put('/physicalhosts/server-02', { ...host, apiVersion: 'v1' })).status, 400);
-  const secret = await put('/secrets/s', {
+  const missing = await post('physicalhosts', host);
+  t.same(missing.status, 422);
+  t.match(missing.json.details.causes, [
+    {
+      field: 'spec.redfishConnection.credentialsSecretRef',
+      message: /no Secret nope in namespace default; apply it first/,
+    },
+  ]);
+  const renamed = await a.kube('PUT', `${G}/physicalhosts/other`, host);
+  t.match(renamed.json.message, /the name of the object \(server-02\) does not match the name on the URL \(other\)/);
+  t.equal((await post('physicalhosts', { ...host, apiVersion: 'v1' })).status, 422);
+  const secret = await a.kube('POST', '/api/v1/namespaces/default/secrets', {
     apiVersion: 'v1',
     kind: 'Secret',
     metadata: { name: 's' },
     data: { username: Buffer.from('root').toString('base64') },
   });
-  t.match(secret.json.error, /a BMC Secret needs username and password/);
-  t.equal((await a.api('GET', '/secrets')).json.items.length, 0, 'nothing was stored');
+  t.match(secret.json.message, /a BMC Secret needs username and password/);
+  t.equal((await a.kube('GET', '/api/v1/namespaces/default/secrets')).json.items.length, 0, 'nothing was stored');
 });

@@ -311,8 +311,7 @@ t.test('API input: admin token, zod messages, size cap, report tokens', async (t
     'every route the app serves is documented',
   );
   for (const at of [
-    'PUT /api/v1/physicalhosts/{name}',
-    'PUT /api/v1/secrets/{name}',
+    'GET /api/v1/journal',
     'GET /api/v1/backup',
     'GET /api/v1/stream',
     'POST /api/v1/inspection/{ns}/{host}',
