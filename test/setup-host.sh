@@ -12,6 +12,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# a real kubectl for the resource API's tests: Debian's, unless one is installed already (the Google Cloud SDK's)
+if ! command -v kubectl >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null
+fi
 # tftpd-hpa and atftpd conflict as packages; the benchmark runs atftpd from an unpacked copy
 if [ ! -x .cache/atftpd/usr/sbin/atftpd ]; then
   mkdir -p .cache/atftpd && (cd .cache && apt-get download atftpd >/dev/null 2>&1 && dpkg-deb -x atftpd_*.deb atftpd && rm -f atftpd_*.deb)

@@ -11,10 +11,13 @@ import { tempDir } from '../helpers/tmp.js';
 import { bmcWithMachine } from '../helpers/workflow.js';
 
 const run = promisify(execFile);
-const haveKubectl = await run('kubectl', ['version', '--client']).then(
-  () => true,
-  () => false,
+/** KUBECTL=path tries another client (Debian's 1.20 beside a newer one) */
+const KUBECTL = process.env.KUBECTL ?? 'kubectl';
+const clientVersion = await run(KUBECTL, ['version', '--client']).then(
+  (r) => Number(/Minor:"?(\d+)/.exec(r.stdout)?.[1] ?? /v1\.(\d+)/.exec(r.stdout)?.[1]),
+  () => undefined,
 );
+const haveKubectl = clientVersion !== undefined;
 
 /** Beskar7 v1.0's example, unchanged but for the BMC's address (a fake BMC on loopback). */
 const example = (bmc: string) => `apiVersion: v1
@@ -101,7 +104,7 @@ t.test('a real kubectl against the appliance', { skip: skipUnlessCi(!haveKubectl
   const env = { ...process.env, KUBECONFIG: kubeconfig };
   const kubectl = (args: string[], input?: string) =>
     new Promise<{ code: number; out: string; err: string }>((resolve) => {
-      const p = execFile('kubectl', args, { env, timeout: 90_000 }, (e, out, err) =>
+      const p = execFile(KUBECTL, args, { env, timeout: 90_000 }, (e, out, err) =>
         resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out, err }),
       );
       p.stdin?.end(input ?? '');
@@ -120,7 +123,7 @@ t.test('a real kubectl against the appliance', { skip: skipUnlessCi(!haveKubectl
   t.match(resources.out, /^physicalhosts\s+ph\s/m);
 
   // `get -w` from before the machine exists: it sees the phases change
-  const watch: ChildProcess = spawn('kubectl', ['get', 'b7m', '-w', '--no-headers'], { env });
+  const watch: ChildProcess = spawn(KUBECTL, ['get', 'b7m', '-w', '--no-headers'], { env });
   let watched = '';
   watch.stdout?.on('data', (b) => {
     watched += b;
@@ -160,8 +163,10 @@ t.test('a real kubectl against the appliance', { skip: skipUnlessCi(!haveKubectl
   t.equal(again.code, 0, `get -o yaml applies back: ${again.err}`);
   t.match(YAML.parse(yaml.out).spec.providerID, 'b7://default/server-01');
 
+  // explain reads OpenAPI v3 from kubectl 1.27 on; older clients read v2 as protobuf only, which is not served
   const explained = await kubectl(['explain', 'b7m.spec.hardwareRequirements']);
-  t.match(explained.out, /KIND:\s+Beskar7Machine[\s\S]*minCPUCores\s+<integer>/);
+  if ((clientVersion ?? 0) >= 27) t.match(explained.out, /KIND:\s+Beskar7Machine[\s\S]*minCPUCores\s+<integer>/);
+  else t.comment(`kubectl 1.${clientVersion}: explain needs OpenAPI v2 as protobuf, not served`);
 
   const v0 = await kubectl([
     'apply',
