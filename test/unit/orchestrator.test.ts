@@ -290,7 +290,7 @@ t.test('API input: admin token, zod messages, size cap, report tokens', async (t
     'a missing bundled image is refused at creation',
   );
   for (const q of ['abc', '0', '-5', '2.5', '99999999']) {
-    const r = await a.api('GET', `/events?limit=${q}`);
+    const r = await a.api('GET', `/journal?limit=${q}`);
     t.equal(r.status, 400, `events limit ${q} refused`);
     t.match(r.json.error, /^limit: /, r.json.error);
   }

@@ -45,14 +45,21 @@ const CORE: KindName[] = ['Namespace', 'Secret', 'Event'];
 const GROUP_KINDS: KindName[] = KIND_NAMES.filter((k) => !CORE.includes(k));
 const GROUP_PREFIX = `/apis/${GROUP}/${VERSION}/`;
 
+const decoded = (s: string): string | undefined => {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return undefined;
+  }
+};
+
 function target(path: string): Target | undefined {
   const core = path.startsWith('/api/v1/');
   if (!core && !path.startsWith(GROUP_PREFIX)) return undefined;
-  const segs = path
-    .slice(core ? '/api/v1/'.length : GROUP_PREFIX.length)
-    .split('/')
-    .filter(Boolean)
-    .map(decodeURIComponent);
+  const raw = path.slice(core ? '/api/v1/'.length : GROUP_PREFIX.length).split('/').filter(Boolean);
+  const segs = raw.map(decoded);
+  // a malformed escape is nobody's resource: the routes after this one answer it
+  if (!segs.every((x): x is string => x !== undefined)) return undefined;
   const among = core ? CORE : GROUP_KINDS;
   const byPlural = (p: string | undefined) => among.find((k) => KIND_INFO[k].plural === p);
   if (segs[0] === 'namespaces' && segs.length >= 3) {
