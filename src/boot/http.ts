@@ -31,7 +31,8 @@ export interface HttpDeps {
   /** per source address on the unauthenticated routes */
   rateLimit: RateLimit;
   /** the boot nonce URL of a host's live, unclaimed inspection attempt */
-  claimUrl: (host: string) => Promise<string | undefined>;
+  /** the nonce URL of a host's live attempt; 'claimed' when someone at another address claimed it */
+  claimUrl: (host: string, from: string | undefined) => Promise<string | 'claimed' | undefined>;
   /** the inspector's report intake, mounted at /api/v1 */
   intake?: Hono;
   /** the management plane (admin API, dashboard, metrics) when it shares this listener */
@@ -163,10 +164,21 @@ export function createHttpApp(d: HttpDeps): Hono {
       d.configuredInstruction(mac),
       d.unknownHosts,
     );
-    // an inspecting host's script carries its boot nonce; once claimed (or gone) the host is sent away
-    const claimURL =
-      instruction.script === 'inspect' && instruction.host ? await d.claimUrl(instruction.host) : undefined;
-    const tpl = instruction.script === 'inspect' && !claimURL ? 'exit' : templateFor(instruction);
+    // an inspecting host's script carries its boot nonce, to its claimant only once claimed; once the attempt
+    // is gone the host is sent away
+    const claim =
+      instruction.script === 'inspect' && instruction.host
+        ? await d.claimUrl(instruction.host, remoteAddress(c))
+        : undefined;
+    const claimURL = claim === 'claimed' ? undefined : claim;
+    const tpl =
+      instruction.script !== 'inspect'
+        ? templateFor(instruction)
+        : claim === 'claimed'
+          ? 'inspect-claimed'
+          : claimURL
+            ? templateFor(instruction)
+            : 'exit';
     const script = tpl ?? 'http404';
     d.metrics.scripts.inc({ script });
     d.log.info({ mac, uuid, serial, script, known, arch: q.data.arch, platform: q.data.platform }, 'ipxe script');

@@ -58,6 +58,7 @@ export function loadTemplates(dir: string): Templates {
   for (const need of [
     'entry',
     'inspect',
+    'inspect-claimed',
     'inspector',
     'inspector-chain',
     'inspector-kernel',

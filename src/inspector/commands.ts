@@ -39,8 +39,10 @@ export interface InspectorDeps {
   pipeline: Pipeline;
   secrets: SecretBox;
   policy: Policy;
-  /** base URL the inspector calls back (beskar7.api) */
+  /** base URL the inspector calls back (beskar7.api): HTTPS with inspector.https */
   apiBase: string;
+  /** base URL of the boot nonce's claim, which iPXE fetches: plain HTTP (iPXE trusts only the CAs built into it) */
+  bootBase: string;
   /** the addresses these MACs hold now: our leases (full mode), what our DHCP saw them ask for (proxy mode) */
   leasedAddresses: (macs: string[]) => string[];
   /** boot-scripts/, for the inspector's script */
@@ -71,15 +73,17 @@ export class InspectorCommands {
   }
 
   /**
-   * The nonce URL the script by MAC chains to, while the host's attempt is live. It is served after the claim
-   * too: if someone else claimed first, the real machine's claim is the second one, and ends the attempt.
+   * The nonce URL the script by MAC chains to, while the host's attempt is live (undefined: none). Once claimed,
+   * only the claimant's address is given it again (iPXE asking twice); anyone else gets 'claimed', not the
+   * nonce: whoever reads scripts by MAC on the segment cannot claim it a second time and end the attempt.
    */
-  async claimUrl(hostName: string): Promise<string | undefined> {
+  async claimUrl(hostName: string, from?: string): Promise<string | 'claimed' | undefined> {
     const h = await this.store.hosts.get(hostName);
     const b = h?.attempt;
     if (!h || !b || !LIVE_STATES.has(h.status.state)) return undefined;
+    if (b.redeemed && b.redeemed.from !== from) return 'claimed';
     const { nonce } = this.d.secrets.attemptSecrets(h.name, b.id);
-    return `${this.d.apiBase}/api/v1/boot/${h.namespace}/${h.name}/${nonce}`;
+    return `${this.d.bootBase}/api/v1/boot/${h.namespace}/${h.name}/${nonce}`;
   }
 
   /**

@@ -11,16 +11,20 @@ export interface InspectorParams {
   target: string;
   'target-digest'?: string;
   'provider-id'?: string;
+  ca?: string;
   config?: string;
   BOOTIF?: string;
   /** the whole script the claim returned */
   script: string;
 }
 
-/** The nonce URL in a host's script by MAC (what any machine on the segment can read). */
-export async function claimUrlOf(base: string, mac: string): Promise<string | undefined> {
-  const script = await (await fetch(`${base}/boot/host.ipxe?mac=${mac.replace(/:/g, '-')}`)).text();
-  return /^chain --autofree (\S+)\?mac=/m.exec(script)?.[1];
+/** A host's script by MAC (what any machine on the segment can read), fetched from `from`. */
+export const scriptOf = async (base: string, mac: string, from?: string): Promise<string> =>
+  (await fetchFrom(from, `${base}/boot/host.ipxe?mac=${mac.replace(/:/g, '-')}`)).text();
+
+/** The nonce URL in a host's script by MAC. */
+export async function claimUrlOf(base: string, mac: string, from?: string): Promise<string | undefined> {
+  return /^chain --autofree (\S+)\?mac=/m.exec(await scriptOf(base, mac, from))?.[1];
 }
 
 const agents = new Map<string, Agent>();

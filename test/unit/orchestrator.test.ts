@@ -4,7 +4,7 @@ import type { Test } from 'tap';
 import t from 'tap';
 import { API_DOCS } from '../../src/admin/openapi.js';
 import { ADMIN, inProcess, metricsOf, until } from '../helpers/appliance.js';
-import { callInspector, claim, claimUrlOf, simulateInspector, wireReport } from '../helpers/sim-inspector.js';
+import { callInspector, claim, claimUrlOf, scriptOf, simulateInspector, wireReport } from '../helpers/sim-inspector.js';
 import { bmcWithMachine, conditionsOf, hostBody, machineBody, PROVISIONED_UNPINNED } from '../helpers/workflow.js';
 import { FakeBmc } from '../lab/fake-bmc/server.js';
 
@@ -431,6 +431,11 @@ t.test('a nonce claimed twice: the attempt ends loudly and starts over with fres
   // someone on the segment read the script by MAC and claimed first, from another address
   const thief = await claim(url, mac, '127.0.0.2');
   if ('status' in thief) throw new Error(`claim ${thief.status}`);
+  const after = await scriptOf(a.base, mac);
+  t.notMatch(after, url, 'once claimed, the script by MAC no longer hands out the nonce');
+  t.match(after, /claimed from another address; asking again\nexit 1/, 'it fails, so the entry script asks again');
+  t.equal(await claimUrlOf(a.base, mac, '127.0.0.2'), url, 'the claimant asking again gets the same');
+  // the real machine read the script before the thief claimed: its claim is the second one
   const real = await fetch(`${url}?mac=${mac}`);
   t.equal(real.status, 409, 'the second claim is refused');
   const forged = await callInspector(thief, 'inspection', wireReport(mac), '127.0.0.2');
