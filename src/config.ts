@@ -197,9 +197,15 @@ export const ConfigSchema = z
       .object({
         /**
          * PEM file of the CA that issued the certificate beskar7.api is served with (TLS in front of the
-         * appliance): sent base64-encoded as beskar7.ca, which the real inspector requires
+         * appliance): sent base64-encoded as beskar7.ca, which the real inspector requires. Without it, the
+         * appliance's own CA (<dataDir>/tls/ca.crt), which issued the certificate of its boot listener.
          */
         caFile: z.string().optional(),
+        /**
+         * beskar7.api over HTTPS (the boot listener speaks it beside HTTP): what the contract and the real inspector
+         * require. Off, the callbacks stay plain HTTP: the bundled inspector's busybox has no TLS client.
+         */
+        https: z.boolean().default(false),
         /** appended to the contract's parameters: where the kernel and the inspector write (BMCs show ttyS0) */
         kernelArgs: z.string().default('console=tty0 console=ttyS0'),
       })

@@ -1,8 +1,10 @@
 // The Beskar7 inspector contract v4.2 against its golden fixtures (../shared/contract/v4.2, as the real
 // inspector vendors them): their report through our intake, and our boot render against theirs.
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
+import { Agent, fetch as undiciFetch } from 'undici';
 import { loadTemplates, renderInspector } from '../../src/boot/ipxe.js';
 import { ContractReportSchema, normaliseReport } from '../../src/domain/inspection.js';
 import type { StoredHost, StoredMachine } from '../../src/domain/resources.js';
@@ -100,3 +102,39 @@ t.test('the golden report through a live intake: accepted, and a refetch of the 
   const r = await callInspector(p, 'inspection', report);
   t.same([r.status, await r.json()], [202, { status: 'accepted', approved: true }]);
 });
+
+t.test(
+  'over HTTPS (inspector.https): beskar7.api and the issuing CA in beskar7.ca, which verifies the listener',
+  async (t) => {
+    const report = JSON.parse(golden('golden_inspection_report.json'));
+    const mac = report.nics[0].macAddress as string;
+    let base = '';
+    const { address } = await bmcWithMachine(t, () => base, mac, { report: null });
+    const a = await inProcess(t, { inspector: { https: true } });
+    base = a.base;
+    await a.api('POST', '/hosts', hostBody('r650', address));
+    await a.api('POST', '/machines', machineBody('m'));
+    const p = await claim(await until('the boot URL', () => claimUrlOf(a.base, mac)), mac);
+    if ('status' in p) throw new Error(`claim ${p.status}`);
+    t.equal(p.api, a.base.replace('http:', 'https:'), 'beskar7.api is HTTPS, on the boot port');
+    const ca = Buffer.from(p.ca as string, 'base64').toString();
+    t.equal(ca, readFileSync(path.join(a.dataDir, 'tls', 'ca.crt'), 'utf8'), 'the CA the appliance made');
+    const issuer = new X509Certificate(ca);
+    const leaf = new X509Certificate(readFileSync(path.join(a.dataDir, 'tls', 'server.crt')));
+    t.ok(issuer.ca && !leaf.ca, 'a CA and a leaf that is not one (webpki refuses a self-signed leaf)');
+    t.ok(leaf.checkIssued(issuer) && leaf.checkIP('127.0.0.1'), 'issued by it, for the advertised address');
+    const dispatcher = new Agent({ connect: { ca } });
+    const r = await undiciFetch(`${p.api}/api/v1/inspection/${p.namespace}/${p.host}`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${p.token}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify(report),
+      dispatcher,
+    });
+    t.same(
+      [r.status, await r.json()],
+      [202, { status: 'accepted', approved: true }],
+      'verified against beskar7.ca only',
+    );
+    await dispatcher.close();
+  },
+);

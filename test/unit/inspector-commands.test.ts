@@ -33,6 +33,7 @@ async function world(t: Test) {
       retryMaxMs: 1000,
     },
     apiBase: 'http://10.9.0.1',
+    bootBase: 'http://10.9.0.1',
     leasedAddresses: () => holds.ip,
     templates: loadTemplates(path.join(repoRoot, 'boot-scripts')),
     kernelArgs: '',

@@ -56,7 +56,10 @@ const decoded = (s: string): string | undefined => {
 function target(path: string): Target | undefined {
   const core = path.startsWith('/api/v1/');
   if (!core && !path.startsWith(GROUP_PREFIX)) return undefined;
-  const raw = path.slice(core ? '/api/v1/'.length : GROUP_PREFIX.length).split('/').filter(Boolean);
+  const raw = path
+    .slice(core ? '/api/v1/'.length : GROUP_PREFIX.length)
+    .split('/')
+    .filter(Boolean);
   const segs = raw.map(decoded);
   // a malformed escape is nobody's resource: the routes after this one answer it
   if (!segs.every((x): x is string => x !== undefined)) return undefined;
