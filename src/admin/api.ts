@@ -3,7 +3,7 @@ import { type SSEStreamingApi, streamSSE } from 'hono/streaming';
 import { z } from 'zod';
 import type { BootTimeline } from '../boot/timeline.js';
 import { MacSchema } from '../domain/mac.js';
-import { HostActionSchema, HostCreateSchema, MachineCreateSchema, type StoredHost } from '../domain/resources.js';
+import { HostActionSchema } from '../domain/resources.js';
 import { formatZodError } from '../domain/zod-error.js';
 import type { Metrics } from '../metrics.js';
 import { answer, bad, bearer, bodyCap, capBody, parseBody } from '../net/respond.js';
@@ -31,12 +31,6 @@ export interface ApiDeps {
   otherRoutes?: () => readonly Route[];
 }
 
-/** The API view of a host: the password is never returned, not even encrypted. */
-export function publicHost(h: StoredHost) {
-  const { passwordEnc: _, ...redfish } = h.spec.redfish;
-  return { name: h.name, spec: { ...h.spec, redfish }, status: h.status, createdAt: h.createdAt };
-}
-
 const EventsQuery = z.object({ limit: z.coerce.number().int().min(1).max(1_000_000).default(200) });
 
 /** The admin API under /api/v1: every route needs the admin token in the Authorization header. */
@@ -52,56 +46,18 @@ export function createAdminApi(d: ApiDeps): Hono {
   });
   api.get('/openapi.json', (c) => c.json(openApi([...api.routes.map(prefixed), ...(d.otherRoutes?.() ?? [])])));
   api.route('/', hostRoutes(d));
-  api.route('/', machineRoutes(d));
   api.route('/', storeRoutes(d));
   return api;
 }
 
+/** What kubectl cannot do: act through a host's BMC. Hosts and machines themselves are the resource API's. */
 function hostRoutes(d: ApiDeps): Hono {
   const api = new Hono();
-  const limit = bodyCap(d);
-  api.post('/hosts', limit, async (c) => {
-    const body = await parseBody(c, HostCreateSchema);
-    if (!body.ok) return body.res;
-    return answer(c, await d.commands.createHost(body.data), (h) => c.json(publicHost(h), 201));
-  });
-  api.get('/hosts', async (c) => c.json({ items: (await d.store.hosts.all()).map(publicHost) }));
-  api.get('/hosts/:name', async (c) => {
-    const h = await d.store.hosts.get(c.req.param('name'));
-    return h ? c.json(publicHost(h)) : bad(c, 404, `no host ${c.req.param('name')}`);
-  });
-  api.get('/hosts/:name/report', async (c) => {
-    const h = await d.store.hosts.get(c.req.param('name'));
-    const r = h?.status.inspectionReportId ? await d.store.reports.get(h.status.inspectionReportId) : undefined;
-    return r ? c.json(r) : bad(c, 404, `no report for ${c.req.param('name')}`);
-  });
-  api.post('/hosts/:name/actions', limit, async (c) => {
+  api.post('/hosts/:name/actions', bodyCap(d), async (c) => {
     const body = await parseBody(c, HostActionSchema);
     if (!body.ok) return body.res;
     return answer(c, await d.commands.hostAction(c.req.param('name'), body.data), (r) => c.json(r));
   });
-  api.delete('/hosts/:name', async (c) =>
-    answer(c, await d.commands.deleteHost(c.req.param('name')), () => c.body(null, 204)),
-  );
-  return api;
-}
-
-function machineRoutes(d: ApiDeps): Hono {
-  const api = new Hono();
-  const limit = bodyCap(d);
-  api.post('/machines', limit, async (c) => {
-    const body = await parseBody(c, MachineCreateSchema);
-    if (!body.ok) return body.res;
-    return answer(c, await d.commands.createMachine(body.data), (m) => c.json(m, 201));
-  });
-  api.get('/machines', async (c) => c.json({ items: await d.store.machines.all() }));
-  api.get('/machines/:name', async (c) => {
-    const m = await d.store.machines.get(c.req.param('name'));
-    return m ? c.json(m) : bad(c, 404, `no machine ${c.req.param('name')}`);
-  });
-  api.delete('/machines/:name', async (c) =>
-    answer(c, await d.commands.deleteMachine(c.req.param('name')), (name) => c.json({ deleting: name }, 202)),
-  );
   return api;
 }
 

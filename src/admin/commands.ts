@@ -11,7 +11,7 @@ import {
   type StoredObject,
 } from '../domain/manifests.js';
 import { type Refusal, type Result, refusal } from '../domain/refusal.js';
-import type { HostAction, HostCreate, MachineCreate, StoredHost, StoredMachine } from '../domain/resources.js';
+import type { HostAction, MachineCreate, StoredHost, StoredMachine } from '../domain/resources.js';
 import { HostCreateSchema } from '../domain/resources.js';
 import { formatZodError } from '../domain/zod-error.js';
 import { type Backup, restoreBackup } from '../store/backup.js';
@@ -100,14 +100,6 @@ export class AdminCommands {
     return this.d.pipeline.store;
   }
 
-  createHost(input: HostCreate): Promise<Result<StoredHost>> {
-    const { host, event } = newHost(input, this.d.secrets.seal(input.spec.redfish.password), Date.now());
-    return this.p.run(async () => {
-      if (await this.store.hosts.get(host.name)) return refuse('conflict', `host ${host.name} exists`);
-      return (await this.full('hosts')) ?? { plan: { writes: [this.p.host(host)], events: [event] }, value: host };
-    });
-  }
-
   async deleteHost(name: string): Promise<Result<string>> {
     const r = await this.p.run<string>(async () => {
       const h = await this.store.hosts.get(name);
@@ -123,7 +115,7 @@ export class AdminCommands {
     return r;
   }
 
-  async createMachine(input: MachineCreate): Promise<Result<StoredMachine>> {
+  private async createMachine(input: MachineCreate): Promise<Result<StoredMachine>> {
     const problem = await this.d.imageProblem(input.spec.inspectionImageURL);
     if (problem) return no('invalid', `spec.inspectionImageURL: ${problem}`);
     const { machine, event } = newMachine(input, Date.now());
@@ -251,7 +243,9 @@ export class AdminCommands {
           labels: m.metadata.labels,
         },
       });
-      if (!input.success) return refuse('invalid', formatZodError(input.error));
+      // the schema names the fields as stored: the manifest's names are what the applier wrote
+      if (!input.success)
+        return refuse('invalid', formatZodError(input.error).replace(/\bspec\.redfish\./g, 'spec.redfishConnection.'));
       const created = newHost(input.data, secret.passwordEnc, Date.now());
       created.host.spec.redfish.credentialsSecretRef = ref;
       created.host.annotations = m.metadata.annotations;

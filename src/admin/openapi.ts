@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import { ContractReportSchema } from '../domain/inspection.js';
-import { MachineManifestSchema, PhysicalHostManifestSchema, SecretManifestSchema } from '../domain/manifests.js';
-import { HostActionSchema, HostCreateSchema, MachineCreateSchema } from '../domain/resources.js';
+import { HostActionSchema } from '../domain/resources.js';
 import { FailedBody, ProgressSchema } from '../inspector/routes.js';
 import { BackupSchema } from '../store/backup.js';
 
@@ -27,19 +26,10 @@ const CONTRACT = (n: string, s: string, body?: z.ZodType): RouteDoc => ({
 /** What each route under /api/v1 does, keyed as hono lists it; a route without an entry fails a test. */
 export const API_DOCS: Record<string, RouteDoc> = {
   'GET /api/v1/openapi.json': { summary: 'This document' },
-  'POST /api/v1/hosts': { summary: 'Enrol a host by its BMC', body: HostCreateSchema },
-  'GET /api/v1/hosts': { summary: 'List hosts' },
-  'GET /api/v1/hosts/:name': { summary: 'Get a host' },
-  'GET /api/v1/hosts/:name/report': { summary: 'Latest inspection report' },
   'POST /api/v1/hosts/:name/actions': {
     summary: "Reset, power on or off, or PXE once through the host's BMC: stored, carried out by the leader",
     body: HostActionSchema,
   },
-  'DELETE /api/v1/hosts/:name': { summary: 'Delete a host no machine holds' },
-  'POST /api/v1/machines': { summary: 'Create a machine (claims a host)', body: MachineCreateSchema },
-  'GET /api/v1/machines': { summary: 'List machines' },
-  'GET /api/v1/machines/:name': { summary: 'Get a machine' },
-  'DELETE /api/v1/machines/:name': { summary: 'Release the host (a stored power-off), then delete' },
   'GET /api/v1/timeline': { summary: 'Recent network boots, by MAC' },
   'GET /api/v1/timeline/:key': { summary: "One MAC's (or host's) boot timeline" },
   'GET /api/v1/stream': { summary: 'Timeline entries and workflow events as server-sent events' },

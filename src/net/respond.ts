@@ -19,7 +19,7 @@ type Parsed<T> = { ok: true; data: T } | { ok: false; res: Response; error: stri
 const bodies = new WeakMap<Context, Buffer>();
 
 /** The body, or undefined once it is over `max` bytes (declared or sent): nothing past the cap is kept. */
-async function bodyUpTo(c: Context, max: number): Promise<Buffer | undefined> {
+export async function bodyUpTo(c: Context, max: number): Promise<Buffer | undefined> {
   const incoming = (c.env as Partial<HttpBindings> | undefined)?.incoming as IncomingMessage | undefined;
   if (!incoming) {
     // no node socket (app.request in tests): the web body

@@ -3,8 +3,9 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { addHost, addMachine, HOSTS } from '../helpers/resources.js';
 import { ApplianceProcess } from '../lab/appliance-process.js';
-import { labApi, startLabBmc } from '../lab/lab-api.js';
+import { labApi, labKube, startLabBmc } from '../lab/lab-api.js';
 import { Lab } from '../lab/netns.js';
 
 const ADMIN = 'bench-admin-token-0123456789';
@@ -15,6 +16,7 @@ const http = `http://${lab.serverIp}:8080`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const api = (method: string, p: string, body?: unknown) => labApi(lab, http, ADMIN, method, p, body);
+const kube = labKube(lab, http, ADMIN);
 
 const t = (iso: unknown) => Date.parse(String(iso));
 
@@ -47,7 +49,7 @@ try {
       consoleLog,
       machine: { firmware, mac, tap: lab.addTap(), memoryMB: 1024, smp: '2', disksGB: [4] },
     });
-    await api('POST', '/hosts', {
+    await addHost(kube, {
       name: `b-${firmware}`,
       spec: {
         redfish: {
@@ -58,8 +60,8 @@ try {
         },
       },
     });
-    while ((await api('GET', `/hosts/b-${firmware}`)).status.state !== 'Available') await sleep(200);
-    await api('POST', '/machines', {
+    while ((await kube('GET', `${HOSTS}/b-${firmware}`)).json.status.state !== 'Available') await sleep(200);
+    await addMachine(kube, {
       name: `m-${firmware}`,
       spec: {
         inspectionImageURL: `${http}/assets/inspector`,

@@ -10,6 +10,7 @@ import type { DhcpPacket } from '../../src/boot/dhcp/codec.js';
 import { MsgType, Opt } from '../../src/boot/dhcp/options.js';
 import { pxe } from '../helpers/packets.js';
 import { RelaySocket } from '../helpers/relay.js';
+import { HOSTS, MACHINES, machineManifest, SECRETS } from '../helpers/resources.js';
 import { callInspector, claim, claimUrlOf, wireReport } from '../helpers/sim-inspector.js';
 import { FakeBmc } from '../lab/fake-bmc/server.js';
 
@@ -25,7 +26,7 @@ const N = Number(nArg);
 const postMs = () => 100 + Math.random() * Number(postArg ?? 0);
 /** the appliances: a machine boots from one, and from the next when a step fails (several share etcd) */
 const servers = serverList.split(',');
-const apiOf = (i: number) => `http://${servers[i % servers.length]}:8080/api/v1`;
+const apiOf = (i: number) => `http://${servers[i % servers.length]}:8080`;
 const deadline = Date.now() + 30 * 60_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const relay = await RelaySocket.open(me, 67);
@@ -166,6 +167,13 @@ const count = (xs: string[]) => {
 const macOf = (i: number) =>
   `52:54:01:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
 const bmcs: FakeBmc[] = [];
+// one Secret holds every simulated BMC's credentials
+await call('POST', SECRETS, {
+  apiVersion: 'v1',
+  kind: 'Secret',
+  metadata: { name: 'storm-bmc' },
+  stringData: { username: 'admin', password: 'secret' },
+});
 for (let i = 0; i < N; i++) {
   const mac = macOf(i);
   const bmc = new FakeBmc({
@@ -181,15 +189,17 @@ for (let i = 0; i < N; i++) {
   });
   const address = await bmc.start(me, 30000 + i);
   bmcs.push(bmc);
-  await call('POST', '/hosts', {
-    name: `s${i}`,
-    spec: { redfish: { address, username: 'admin', password: 'secret', allowPlainHttp: true } },
+  await call('POST', HOSTS, {
+    apiVersion: 'infrastructure.cluster.x-k8s.io/v1beta1',
+    kind: 'PhysicalHost',
+    metadata: { name: `s${i}` },
+    spec: { redfishConnection: { address, allowPlainHttp: true, credentialsSecretRef: 'storm-bmc' } },
   });
   say({ progress: 'creating hosts', created: i + 1 });
 }
 const t0 = Date.now();
 for (;;) {
-  const hosts = (await call('GET', '/hosts')).items as { status: { state: string } }[];
+  const hosts = (await call('GET', HOSTS)).items as { status: { state: string } }[];
   const states = count(hosts.map((h) => h.status.state));
   say({ progress: 'enrolling', hosts: states });
   if (states.Available === N) break;
@@ -197,13 +207,17 @@ for (;;) {
 }
 const enrolled = Date.now();
 for (let i = 0; i < N; i++)
-  await call('POST', '/machines', {
-    name: `sm${i}`,
-    spec: { inspectionImageURL: 'http://example.invalid/i', targetImageURL: 'http://example.invalid/t' },
-  });
+  await call(
+    'POST',
+    MACHINES,
+    machineManifest({
+      name: `sm${i}`,
+      spec: { inspectionImageURL: 'http://example.invalid/i', targetImageURL: 'http://example.invalid/t' },
+    }),
+  );
 let phases: Record<string, number> = {};
 while (Date.now() < deadline) {
-  const ms = (await call('GET', '/machines')).items as { status: { phase: string } }[];
+  const ms = (await call('GET', MACHINES)).items as { status: { phase: string } }[];
   phases = count(ms.map((m) => m.status.phase));
   say({ progress: 'provisioning', machines: phases });
   if ((phases.Provisioned ?? 0) + (phases.Failed ?? 0) === N) break;
@@ -212,12 +226,20 @@ while (Date.now() < deadline) {
 const done = Date.now();
 
 // the audit, from the appliance's own records
-const hosts = (await call('GET', '/hosts')).items as { name: string; status: { state: string; consumer?: string } }[];
-const machines = (await call('GET', '/machines')).items as {
+const hosts = (
+  (await call('GET', HOSTS)).items as {
+    metadata: { name: string };
+    spec: { consumerRef?: { name: string } };
+    status: { state: string; inspectionReport?: { serialNumber: string } };
+  }[]
+).map((h) => ({ ...h, name: h.metadata.name }));
+const machines = (
+  (await call('GET', MACHINES)).items as { metadata: { name: string }; status: { phase: string; hostName?: string } }[]
+).map((m) => ({ ...m, name: m.metadata.name })) as {
   name: string;
   status: { phase: string; hostName?: string };
 }[];
-const events = (await call('GET', '/journal?limit=1000000')).items as {
+const events = (await call('GET', '/api/v1/journal?limit=1000000')).items as {
   at: string;
   kind: string;
   host?: string;
@@ -225,15 +247,12 @@ const events = (await call('GET', '/journal?limit=1000000')).items as {
 }[];
 const powerOns = [...generation.values()].reduce((a, g) => a + g, 0);
 const attempts = events.filter((e) => e.kind === 'InspectionStarted' || e.kind === 'InspectionResumed').length;
-const consumers = hosts.map((h) => h.status.consumer).filter(Boolean);
+const consumers = hosts.map((h) => h.spec.consumerRef?.name).filter(Boolean);
 const macsByIp = new Map<string, Set<string>>();
 for (const a of acks) macsByIp.set(a.ip, (macsByIp.get(a.ip) ?? new Set()).add(a.mac));
 const claims = count(events.filter((e) => e.kind === 'Claimed').map((e) => e.host ?? '?'));
 const stored = new Map<string, string>();
-for (const h of hosts) {
-  const r = await call('GET', `/hosts/${h.name}/report`, undefined, [200, 404]);
-  if (r.report) stored.set(h.name, r.report.serialNumber);
-}
+for (const h of hosts) if (h.status.inspectionReport) stored.set(h.name, h.status.inspectionReport.serialNumber);
 const audit = {
   leaseConflicts: [...macsByIp].filter(([, m]) => m.size > 1).map(([ip, m]) => `${ip}: ${[...m].join(', ')}`),
   // a later attempt (after contested credentials or a deployment timeout) may replace an accepted report:
@@ -262,7 +281,9 @@ const audit = {
     .filter(({ ons, boots }) => ons > boots.length)
     .map(({ h, ons, boots }) => `${h.name}: ${ons} PXE power-ons, ${boots.length} attempt boots`),
   mismatched: machines
-    .filter((m) => !m.status.hostName || hosts.find((h) => h.name === m.status.hostName)?.status.consumer !== m.name)
+    .filter(
+      (m) => !m.status.hostName || hosts.find((h) => h.name === m.status.hostName)?.spec.consumerRef?.name !== m.name,
+    )
     .map((m) => m.name),
 };
 const q = (xs: number[], p: number) =>

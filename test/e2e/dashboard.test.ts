@@ -5,6 +5,7 @@ import { chromium } from 'playwright-core';
 import t from 'tap';
 import { ADMIN, inProcess, until } from '../helpers/appliance.js';
 import { skipUnlessCi } from '../helpers/lab.js';
+import { addHost, addMachine, HOSTS } from '../helpers/resources.js';
 import { bmcWithMachine } from '../helpers/workflow.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -18,12 +19,12 @@ t.test(
     const { address } = await bmcWithMachine(t, () => base, mac, { postMs: 300 });
     const a = await inProcess(t);
     base = a.base;
-    await a.api('POST', '/hosts', {
+    await addHost(a.kube, {
       name: 'dash1',
       spec: { redfish: { address, username: 'admin', password: 'secret', allowPlainHttp: true } },
     });
     await until('Available', async () =>
-      (await a.api('GET', '/hosts/dash1')).json.status.state === 'Available' ? true : undefined,
+      (await a.kube('GET', `${HOSTS}/dash1`)).json.status.state === 'Available' ? true : undefined,
     );
 
     const browser = await chromium.launch({
@@ -53,7 +54,7 @@ t.test(
     await t.resolves(row.locator('td.state', { hasText: 'Available' }).waitFor(), 'host listed as Available');
 
     // no reload from here on: everything below arrives over the event stream
-    await a.api('POST', '/machines', {
+    await addMachine(a.kube, {
       name: 'dm',
       spec: { inspectionImageURL: 'http://127.0.0.1/i', targetImageURL: 'http://127.0.0.1/t' },
     });

@@ -36,7 +36,7 @@ t.test(
     t.match(ui, /<title>Beskar7/, 'the dashboard is served through the forwarder');
     const { readFileSync } = await import('node:fs');
     const hosts = await until('hosts through the forwarder', async () => {
-      const r = await fetch(`http://127.0.0.1:${port}/api/v1/hosts`, {
+      const r = await fetch(`http://127.0.0.1:${port}/apis/infrastructure.cluster.x-k8s.io/v1beta1/physicalhosts`, {
         headers: { Authorization: `Bearer ${readFileSync(token, 'utf8').trim()}` },
       }).catch(() => undefined);
       const items = r?.ok ? ((await r.json()) as { items: unknown[] }).items : [];

@@ -5,8 +5,9 @@ import t from 'tap';
 import { repoRoot } from '../../src/paths.js';
 import { until } from '../helpers/appliance.js';
 import { fullDhcp, haveDemoImage, makeLab, skipUnlessCi, startAppliance } from '../helpers/lab.js';
+import { addHost, addMachine, HOSTS, MACHINES } from '../helpers/resources.js';
 import { tempDir } from '../helpers/tmp.js';
-import { labApi, startLabBmc } from '../lab/lab-api.js';
+import { labApi, labKube, startLabBmc } from '../lab/lab-api.js';
 import type { Lab } from '../lab/netns.js';
 
 const haveInspector = existsSync(path.join(repoRoot, 'assets/inspector/initrd'));
@@ -14,6 +15,8 @@ const ADMIN = 'e2e-admin-token-0123456789';
 
 const api = (lab: Lab, method: string, p: string, body?: unknown) =>
   labApi(lab, `http://${lab.serverIp}:8080`, ADMIN, method, p, body);
+const kube = (lab: Lab) => labKube(lab, `http://${lab.serverIp}:8080`, ADMIN);
+const get = async (lab: Lab, p: string) => (await kube(lab)('GET', p)).json;
 
 t.test(
   'Machines through fake BMCs that power real QEMU machines: inspect, validate, kexec the target',
@@ -60,7 +63,7 @@ t.test(
         personality: name === 'uefi' ? { requireIfMatch: true, powerLagMs: 1500 } : { onceRevertsOnBoot: true },
       };
       await startLabBmc(lab, cfg);
-      const created = await api(lab, 'POST', '/hosts', {
+      const created = await addHost(kube(lab), {
         name: `h-${name}`,
         spec: {
           redfish: {
@@ -72,12 +75,12 @@ t.test(
           labels: { fw: name },
         },
       });
-      t.equal(created.status.state, 'Enrolling', `h-${name} created`);
+      t.equal(created.json.status.state, 'Enrolling', `h-${name} created`);
       port++;
     }
     for (const name of Object.keys(machines)) {
       const h = await until(`h-${name} Available`, async () => {
-        const r = await api(lab, 'GET', `/hosts/h-${name}`);
+        const r = await get(lab, `${HOSTS}/h-${name}`);
         return r.status.state === 'Available' ? r : undefined;
       });
       t.same(h.status.nics, [{ mac: machines[name as keyof typeof machines].mac }], `h-${name}: MAC from the BMC`);
@@ -93,11 +96,11 @@ t.test(
       hostSelector: { matchLabels: { fw } },
     });
     // the v1.0 form (an iPXE script to chain) and the contract's (a directory with vmlinuz and initrd)
-    await api(lab, 'POST', '/machines', {
+    await addMachine(kube(lab), {
       name: 'm-pass',
       spec: spec('bios', { minCPUCores: 1, minMemoryGB: 2, minDiskGB: 8 }, `${http}/beskar7-inspector/boot`),
     });
-    await api(lab, 'POST', '/machines', {
+    await addMachine(kube(lab), {
       name: 'm-fail',
       spec: spec('uefi', { minCPUCores: 1, minMemoryGB: 64, minDiskGB: 1 }, `${http}/assets/inspector`),
     });
@@ -105,13 +108,13 @@ t.test(
     const pass = await until(
       'm-pass Provisioned',
       async () => {
-        const r = await api(lab, 'GET', '/machines/m-pass');
+        const r = await get(lab, `${MACHINES}/m-pass`);
         return r.status.phase === 'Provisioned' || r.status.phase === 'Failed' ? r : undefined;
       },
       400_000,
     );
     t.equal(pass.status.phase, 'Provisioned', `m-pass: ${pass.status.failureMessage ?? 'provisioned'}`);
-    const rb = (await api(lab, 'GET', '/hosts/h-bios/report')).report;
+    const rb = (await get(lab, `${HOSTS}/h-bios`)).status.inspectionReport;
     t.same(
       rb.cpus,
       { ...rb.cpus, count: 1, cores: 1, threads: 2 },
@@ -157,14 +160,14 @@ t.test(
     const fail = await until(
       'm-fail Failed',
       async () => {
-        const r = await api(lab, 'GET', '/machines/m-fail');
+        const r = await get(lab, `${MACHINES}/m-fail`);
         return r.status.phase === 'Failed' || r.status.phase === 'Provisioned' ? r : undefined;
       },
       400_000,
     );
     t.equal(fail.status.failureReason, 'RequirementsNotMet');
     t.equal(fail.status.failureMessage, '1.5 GiB memory < 64 GiB required');
-    const ru = (await api(lab, 'GET', '/hosts/h-uefi/report')).report;
+    const ru = (await get(lab, `${HOSTS}/h-uefi`)).status.inspectionReport;
     t.same([ru.cpus.count, ru.cpus.cores, ru.cpus.threads], [2, 2, 2], 'UEFI: 2 sockets, 2 cores, 2 threads');
     t.equal(ru.bootMode, 'UEFI');
     t.equal(ru.memory.totalGB, 1.5, 'UEFI: 1536 MB given = 1.5 GB');

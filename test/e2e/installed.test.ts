@@ -6,9 +6,10 @@ import t from 'tap';
 import { repoRoot } from '../../src/paths.js';
 import { until } from '../helpers/appliance.js';
 import { fullDhcp, haveDemoImage, makeLab, skipUnlessCi } from '../helpers/lab.js';
+import { HOSTS, hostManifests, MACHINES, machineManifest } from '../helpers/resources.js';
 import { tempDir } from '../helpers/tmp.js';
 import { ApplianceProcess } from '../lab/appliance-process.js';
-import { labApi, startLabBmc } from '../lab/lab-api.js';
+import { labKube, startLabBmc } from '../lab/lab-api.js';
 
 const run = promisify(execFile);
 const haveInspector = existsSync(path.join(repoRoot, 'assets/inspector/initrd'));
@@ -140,42 +141,49 @@ t.test(
     writeFileSync(
       hostFile,
       JSON.stringify({
-        name: 'r1-s01',
-        spec: {
-          redfish: {
-            address: `http://${lab.serverIp}:${bmcPort}`,
-            username: 'admin',
-            password: 'secret',
-            allowPlainHttp: true,
-          },
-        },
+        kind: 'List',
+        items: Object.values(
+          hostManifests({
+            name: 'r1-s01',
+            spec: {
+              redfish: {
+                address: `http://${lab.serverIp}:${bmcPort}`,
+                username: 'admin',
+                password: 'secret',
+                allowPlainHttp: true,
+              },
+            },
+          }),
+        ),
       }),
     );
-    const added = await cli('hosts', 'add', hostFile);
-    t.match(added.stdout, /host r1-s01 created/, added.stderr);
+    const added = await cli('apply', '-f', hostFile);
+    t.match(added.stdout, /physicalhost\/r1-s01 created/, added.stderr);
     const token = readFileSync('/var/lib/beskar7/admin-token', 'utf8').trim();
-    const api = (method: string, p: string) => labApi(lab, http, token, method, p);
+    const get = async (p: string) => (await labKube(lab, http, token)('GET', p)).json;
     await until('host Available', async () =>
-      (await api('GET', '/hosts/r1-s01')).status.state === 'Available' ? true : undefined,
+      (await get(`${HOSTS}/r1-s01`)).status.state === 'Available' ? true : undefined,
     );
     const machineFile = path.join(dir, 'machine.json');
     writeFileSync(
       machineFile,
-      JSON.stringify({
-        name: 'db-1',
-        spec: {
-          inspectionImageURL: `${http}/assets/inspector`,
-          targetImageURL: `${http}/assets/demo/target.tar.gz`,
-          configurationURL: `${http}/assets/demo/target.cmdline`,
-          hardwareRequirements: { minCPUCores: 1, minMemoryGB: 1, minDiskGB: 4 },
-        },
-      }),
+      JSON.stringify(
+        machineManifest({
+          name: 'db-1',
+          spec: {
+            inspectionImageURL: `${http}/assets/inspector`,
+            targetImageURL: `${http}/assets/demo/target.tar.gz`,
+            configurationURL: `${http}/assets/demo/target.cmdline`,
+            hardwareRequirements: { minCPUCores: 1, minMemoryGB: 1, minDiskGB: 4 },
+          },
+        }),
+      ),
     );
-    t.match((await cli('machines', 'add', machineFile)).stdout, /machine db-1 created/);
+    t.match((await cli('apply', '-f', machineFile)).stdout, /beskar7machine\/db-1 created/);
     const m = await until(
       'db-1 done',
       async () => {
-        const r = await api('GET', '/machines/db-1');
+        const r = await get(`${MACHINES}/db-1`);
         return r.status.phase === 'Provisioned' || r.status.phase === 'Failed' ? r : undefined;
       },
       400_000,

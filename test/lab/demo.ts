@@ -8,8 +8,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from '../../src/paths.js';
+import * as resources from '../helpers/resources.js';
 import { ApplianceProcess, builtCommand } from './appliance-process.js';
-import { labApi, startLabBmc } from './lab-api.js';
+import { labApi, labKube, startLabBmc } from './lab-api.js';
 import { Lab, stopProcess } from './netns.js';
 
 const say = (s: string) => process.stdout.write(`[demo] ${s}\n`);
@@ -89,12 +90,13 @@ async function main(): Promise<void> {
   await app.start(30_000);
   const token = readFileSync(path.join(dataDir, 'admin-token'), 'utf8').trim();
   const api = (method: string, p: string, body?: unknown) => labApi(lab, http, token, method, p, body);
+  const kube = labKube(lab, http, token);
   forwarder = forwardDashboard();
   say(`appliance up in network namespace ${lab.ns}: full DHCP, TFTP and HTTP on ${lab.serverIp}`);
   say(`dashboard: http://127.0.0.1:${DASHBOARD_PORT}/ui   admin token: ${path.join(dataDir, 'admin-token')}`);
-  await enrol(api);
+  await enrol(kube);
   for (const h of HOSTS) {
-    await api('POST', '/machines', {
+    await resources.addMachine(kube, {
       name: h.machine,
       spec: {
         inspectionImageURL: `${http}/assets/inspector`,
@@ -106,14 +108,14 @@ async function main(): Promise<void> {
     });
     say(`machine ${h.machine} created: wants ${h.minMemoryGB} GiB memory, a host labelled demo=${h.host}`);
   }
-  await narrate(api);
-  printTable(await api('GET', '/journal?limit=1000'), (await api('GET', '/hosts')).items);
+  await narrate(api, kube);
+  printTable(await api('GET', '/journal?limit=1000'), (await kube('GET', resources.HOSTS)).json.items);
   if (process.env.DEMO_EXIT === '1') return shutdown(0);
   say(`still serving: http://127.0.0.1:${DASHBOARD_PORT}/ui (Ctrl-C stops and removes the lab)`);
 }
 
 /** Three fake BMCs, each powering a QEMU machine, enrolled as hosts. */
-async function enrol(api: Api): Promise<void> {
+async function enrol(kube: resources.Request): Promise<void> {
   for (const [i, h] of HOSTS.entries()) {
     const port = 9001 + i;
     await startLabBmc(lab, {
@@ -123,7 +125,7 @@ async function enrol(api: Api): Promise<void> {
       machine: { firmware: h.firmware, mac: h.mac, memoryMB: h.memoryMB, disksGB: [8], tap: lab.addTap() },
       personality: h.firmware === 'uefi' ? { requireIfMatch: true } : {},
     });
-    await api('POST', '/hosts', {
+    await resources.addHost(kube, {
       name: h.host,
       spec: {
         redfish: {
@@ -140,7 +142,7 @@ async function enrol(api: Api): Promise<void> {
 }
 
 /** Prints each workflow event as it happens, until every machine is Provisioned or Failed. */
-async function narrate(api: Api): Promise<void> {
+async function narrate(api: Api, kube: resources.Request): Promise<void> {
   const seen = new Set<string>();
   const kexecs = new Set<string>();
   for (;;) {
@@ -160,7 +162,7 @@ async function narrate(api: Api): Promise<void> {
         say(`${h.host} runs its target OS: ${/BESKAR7-DEMO-MARKER[^\n]*/.exec(c)?.[0].trim()}`);
       }
     }
-    const machines = (await api('GET', '/machines')).items as { status: { phase: string } }[];
+    const machines = (await kube('GET', resources.MACHINES)).json.items as { status: { phase: string } }[];
     const settled = machines.every((m) => m.status.phase === 'Provisioned' || m.status.phase === 'Failed');
     const provisioned = machines.filter((m) => m.status.phase === 'Provisioned').length;
     if (settled && kexecs.size >= provisioned) return;
@@ -174,7 +176,7 @@ const STAGES = ['Claimed', 'PowerOn', 'CredentialClaimed', 'ReportReceived', 'Re
 /** Seconds from the machine's creation to each stage, and how it ended. */
 function printTable(
   { items }: { items: { at: string; kind: string; machine?: string; host?: string }[] },
-  hosts: { name: string; status: { observedPowerState?: string } }[],
+  hosts: { metadata: { name: string }; status: { observedPowerState?: string } }[],
 ): void {
   const head = [
     'MACHINE',
@@ -200,7 +202,7 @@ function printTable(
       : mine.some((e) => e.kind === 'RequirementsNotMet')
         ? 'Failed: RequirementsNotMet'
         : 'unfinished';
-    const power = hosts.find((x) => x.name === h.host)?.status.observedPowerState ?? '-';
+    const power = hosts.find((x) => x.metadata.name === h.host)?.status.observedPowerState ?? '-';
     return [h.machine, h.host, ...STAGES.map(at), outcome, power];
   });
   const width = head.map((_, i) => Math.max(...[head, ...rows].map((r) => (r[i] ?? '').length)));

@@ -3,6 +3,7 @@
 // a broken BMC hold up another host.
 import t from 'tap';
 import { inProcess, until } from '../helpers/appliance.js';
+import { addHost, addMachine, HOSTS, MACHINES } from '../helpers/resources.js';
 import { bmcWithMachine, hostBody, machineBody } from '../helpers/workflow.js';
 import type { Personality } from '../lab/fake-bmc/server.js';
 
@@ -58,32 +59,33 @@ t.test(
         bmcs[cls].push(b);
         const body = hostBody(`${cls.toLowerCase()}-${i}`, b.address, { labels: { class: cls } });
         if (c.password) body.spec.redfish.password = c.password;
-        t.equal((await a.api('POST', '/hosts', body)).status, 201);
+        t.equal((await addHost(a.kube, body)).status, 201);
       }
     }
     const withMachines = Object.keys(classes).filter((c) => classes[c]!.machine);
     for (const cls of withMachines) {
       for (let i = 0; i < PER_CLASS; i++)
-        await a.api(
-          'POST',
-          '/machines',
+        await addMachine(
+          a.kube,
           machineBody(`m-${cls.toLowerCase()}-${i}`, undefined, { hostSelector: { matchLabels: { class: cls } } }),
         );
     }
     const phases = async () =>
-      Object.fromEntries(((await a.api('GET', '/machines')).json.items as any[]).map((m) => [m.name, m]));
+      Object.fromEntries(((await a.kube('GET', MACHINES)).json.items as any[]).map((m) => [m.metadata.name, m]));
     const settled = await until(
       'every machine on a working BMC Provisioned, every one on a failing BMC Failed',
       async () => {
         const ms = await phases();
         const ok = Object.values(ms).every((m: any) =>
-          /actions/.test(m.name) ? m.status.phase === 'Failed' : m.status.phase === 'Provisioned',
+          /actions/.test(m.metadata.name) ? m.status.phase === 'Failed' : m.status.phase === 'Provisioned',
         );
         return ok ? ms : undefined;
       },
       60_000,
     );
-    const hosts = Object.fromEntries(((await a.api('GET', '/hosts')).json.items as any[]).map((h) => [h.name, h]));
+    const hosts = Object.fromEntries(
+      ((await a.kube('GET', HOSTS)).json.items as any[]).map((h) => [h.metadata.name, h]),
+    );
 
     // the hung BMCs never answered, and everything above finished anyway
     for (const [i, b] of bmcs.hang!.entries()) {
@@ -129,7 +131,7 @@ t.test(
         ).length;
         t.equal(pxe, 2, `${cls}-${i}: one PXE override per attempt, no hammering`);
         t.ok(
-          events.some((e) => e.kind === 'Retry' && e.host === h.name && /retrying in/.test(e.message)),
+          events.some((e) => e.kind === 'Retry' && e.host === h.metadata.name && /retrying in/.test(e.message)),
           `${cls}-${i}: a Retry event with its backoff`,
         );
       }
@@ -139,7 +141,7 @@ t.test(
     const enrolErrors = async (cls: string, reason: RegExp, minFailures: number) => {
       for (let i = 0; i < PER_CLASS; i++) {
         const h = await until(`${cls}-${i} failed ${minFailures} times`, async () => {
-          const h = (await a.api('GET', `/hosts/${cls}-${i}`)).json;
+          const h = (await a.kube('GET', `${HOSTS}/${cls}-${i}`)).json;
           return (h.status.errorCount ?? 0) >= minFailures ? h : undefined;
         });
         t.equal(h.status.state, 'Error', `${cls}-${i}: Error`);
@@ -149,7 +151,7 @@ t.test(
         const failed = (
           (await a.api('GET', '/journal?limit=100000')).json.items as { at: string; kind: string; host?: string }[]
         )
-          .filter((e) => e.kind === 'EnrolFailed' && e.host === h.name && Date.parse(e.at) < next)
+          .filter((e) => e.kind === 'EnrolFailed' && e.host === h.metadata.name && Date.parse(e.at) < next)
           .at(-1)!;
         const wait = next - Date.parse(failed.at);
         t.ok(wait > 0 && wait <= 1000, `${cls}-${i}: next try ${wait} ms after the failure, within retryMaxSeconds`);
@@ -160,7 +162,9 @@ t.test(
     await enrolErrors('reset', /transport error/, 2);
     const sessionLogins = bmcs.sessions!.map((b) => b.bmc.seen.filter((s) => s.path.endsWith('/Sessions')).length);
     const failures = await Promise.all(
-      bmcs.sessions!.map(async (_, i) => (await a.api('GET', `/hosts/sessions-${i}`)).json.status.errorCount as number),
+      bmcs.sessions!.map(
+        async (_, i) => (await a.kube('GET', `${HOSTS}/sessions-${i}`)).json.status.errorCount as number,
+      ),
     );
     for (const [i, logins] of sessionLogins.entries())
       t.ok(

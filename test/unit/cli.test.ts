@@ -3,6 +3,7 @@ import path from 'node:path';
 import t from 'tap';
 import { ADMIN, inProcess, until } from '../helpers/appliance.js';
 import { runCli } from '../helpers/cli.js';
+import { addHost, HOSTS, hostManifests, MACHINES, machineManifest } from '../helpers/resources.js';
 import { tempDir } from '../helpers/tmp.js';
 import { bmcWithMachine } from '../helpers/workflow.js';
 import { FakeBmc } from '../lab/fake-bmc/server.js';
@@ -18,42 +19,51 @@ t.test('CLI: tables, --json, errors, backup and restore without clear-text passw
   writeFileSync(
     path.join(dir, 'host.json'),
     JSON.stringify({
-      name: 'c1',
-      spec: { redfish: { address, username: 'admin', password: 'cli-secret-pw', allowPlainHttp: true } },
+      kind: 'List',
+      items: Object.values(
+        hostManifests({
+          name: 'c1',
+          spec: { redfish: { address, username: 'admin', password: 'cli-secret-pw', allowPlainHttp: true } },
+        }),
+      ),
     }),
   );
   writeFileSync(
     path.join(dir, 'machine.json'),
-    JSON.stringify({
-      name: 'cm',
-      spec: { inspectionImageURL: 'http://127.0.0.1/i', targetImageURL: 'http://127.0.0.1/t' },
-    }),
+    JSON.stringify(
+      machineManifest({
+        name: 'cm',
+        spec: { inspectionImageURL: 'http://127.0.0.1/i', targetImageURL: 'http://127.0.0.1/t' },
+      }),
+    ),
   );
-  t.match((await cli('hosts', 'add', path.join(dir, 'host.json'))).out, /host c1 created/);
+  t.match(
+    (await cli('apply', '-f', path.join(dir, 'host.json'))).out,
+    /secret\/c1-bmc created\nphysicalhost\/c1 created/,
+  );
   await until('Available', async () =>
-    (await a.api('GET', '/hosts/c1')).json.status.state === 'Available' ? true : undefined,
+    (await a.kube('GET', `${HOSTS}/c1`)).json.status.state === 'Available' ? true : undefined,
   );
-  t.match((await cli('machines', 'add', path.join(dir, 'machine.json'))).out, /machine cm created/);
+  t.match((await cli('apply', '-f', path.join(dir, 'machine.json'))).out, /beskar7machine\/cm created/);
   await until('Provisioned', async () =>
-    (await a.api('GET', '/machines/cm')).json.status.phase === 'Provisioned' ? true : undefined,
+    (await a.kube('GET', `${MACHINES}/cm`)).json.status.phase === 'Provisioned' ? true : undefined,
   );
 
   const hosts = await cli('hosts');
   t.match(hosts.out, /^NAME\s+STATE\s+POWER\s+PHASE\s+MACHINE\s+BMC/m);
   t.match(hosts.out, /^c1\s+Provisioned\s+On\s+Complete\s+cm\s+http:\/\/127\.0\.0\.1:\d+\s+Beskar7 Fake FB-1/m);
   t.same(
-    JSON.parse((await cli('--json', 'machines')).out).map((m: { name: string; status: { phase: string } }) => [
-      m.name,
-      m.status.phase,
-    ]),
+    JSON.parse((await cli('--json', 'machines')).out).map(
+      (m: { metadata: { name: string }; status: { phase: string } }) => [m.metadata.name, m.status.phase],
+    ),
     [['cm', 'Provisioned']],
   );
   t.match((await cli('report', 'c1')).out, /cpu: 1 sockets, 4 cores, 8 threads/);
   t.match((await cli('events')).out, /ReportReceived/);
   t.match((await cli('timeline', mac)).out, /workflow\s+ok\s+ReportReceived/);
-  const missing = await cli('hosts', 'get', 'nope');
+  const missing = await cli('get', 'ph', 'nope');
   t.equal(missing.code, 2);
-  t.match(missing.err, /HTTP 404: no host nope/);
+  t.match(missing.err, /physicalhosts\.infrastructure\.cluster\.x-k8s\.io "nope" not found \(HTTP 404\)/);
   const badTok = await runCli(['--url', a.base, '--token', 'x'.repeat(27), 'hosts']);
   t.match(badTok.err, /HTTP 401/);
 
@@ -67,11 +77,11 @@ t.test('CLI: tables, --json, errors, backup and restore without clear-text passw
   t.match(text, /"passwordEnc":"v1:/);
 
   // wreck the store, then restore it
-  await a.api('DELETE', '/machines/cm');
-  await until('machine gone', async () => ((await a.api('GET', '/machines/cm')).status === 404 ? true : undefined));
+  await a.kube('DELETE', `${MACHINES}/cm`);
+  await until('machine gone', async () => ((await a.kube('GET', `${MACHINES}/cm`)).status === 404 ? true : undefined));
   t.match((await cli('restore', file)).out, /restored: .*1 hosts, 1 machines, 1 reports/);
-  t.equal((await a.api('GET', '/machines/cm')).json.status.phase, 'Provisioned', 'machine back');
-  t.equal((await a.api('GET', '/hosts/c1/report')).json.report.cpus.cores, 4, 'report back');
+  t.equal((await a.kube('GET', `${MACHINES}/cm`)).json.status.phase, 'Provisioned', 'machine back');
+  t.equal((await a.kube('GET', `${HOSTS}/c1`)).json.status.inspectionReport.cpus.cores, 4, 'report back');
 
   const bad = JSON.parse(text);
   bad.collections.hosts[0][1].status.state = 'Exploded';
@@ -79,18 +89,22 @@ t.test('CLI: tables, --json, errors, backup and restore without clear-text passw
   const refused = await cli('restore', file);
   t.equal(refused.code, 2);
   t.match(refused.err, /HTTP 400: store hosts\/c1 holds an invalid value/);
-  t.equal((await a.api('GET', '/machines/cm')).json.status.phase, 'Provisioned', 'a refused restore changes nothing');
+  t.equal(
+    (await a.kube('GET', `${MACHINES}/cm`)).json.status.phase,
+    'Provisioned',
+    'a refused restore changes nothing',
+  );
 
   // a BMC reports a model with terminal escapes (they would set the window title): printed without them
   const evil = new FakeBmc({ model: 'X\x1b]0;pwned\x07-9\nforged  Available', macs: ['52:54:00:0c:00:09'] });
   const evilAddress = await evil.start();
   t.teardown(() => evil.stop());
-  await a.api('POST', '/hosts', {
+  await addHost(a.kube, {
     name: 'evil',
     spec: { redfish: { address: evilAddress, username: 'admin', password: 'secret', allowPlainHttp: true } },
   });
   await until('evil enrolled', async () =>
-    (await a.api('GET', '/hosts/evil')).json.status.state === 'Available' ? true : undefined,
+    (await a.kube('GET', `${HOSTS}/evil`)).json.status.state === 'Available' ? true : undefined,
   );
   const listed = (await cli('hosts')).out;
   t.match(listed, /^evil\s+Available.*X\]0;pwned-9/m, 'the host is listed');

@@ -12,6 +12,7 @@ import { providerId } from '../../src/domain/resources.js';
 import { repoRoot } from '../../src/paths.js';
 import { inspectorParams, unmetRequirements } from '../../src/workflow/transitions.js';
 import { inProcess, until } from '../helpers/appliance.js';
+import { addHost, addMachine } from '../helpers/resources.js';
 import { callInspector, claim, claimUrlOf } from '../helpers/sim-inspector.js';
 import { bmcWithMachine, hostBody, machineBody } from '../helpers/workflow.js';
 
@@ -92,8 +93,8 @@ t.test('the golden report through a live intake: accepted, and a refetch of the 
   const { address } = await bmcWithMachine(t, () => base, mac, { report: null });
   const a = await inProcess(t);
   base = a.base;
-  await a.api('POST', '/hosts', hostBody('r650', address));
-  await a.api('POST', '/machines', machineBody('m', { minCPUCores: 64, minMemoryGB: 128, minDiskGB: 1920 }));
+  await addHost(a.kube, hostBody('r650', address));
+  await addMachine(a.kube, machineBody('m', { minCPUCores: 64, minMemoryGB: 128, minDiskGB: 1920 }));
   const url = await until('the boot URL', () => claimUrlOf(a.base, mac));
   const p = await claim(url, mac);
   if ('status' in p) throw new Error(`claim ${p.status}`);
@@ -112,8 +113,8 @@ t.test(
     const { address } = await bmcWithMachine(t, () => base, mac, { report: null });
     const a = await inProcess(t, { inspector: { https: true } });
     base = a.base;
-    await a.api('POST', '/hosts', hostBody('r650', address));
-    await a.api('POST', '/machines', machineBody('m'));
+    await addHost(a.kube, hostBody('r650', address));
+    await addMachine(a.kube, machineBody('m'));
     const p = await claim(await until('the boot URL', () => claimUrlOf(a.base, mac)), mac);
     if ('status' in p) throw new Error(`claim ${p.status}`);
     t.equal(p.api, a.base.replace('http:', 'https:'), 'beskar7.api is HTTPS, on the boot port');

@@ -2,25 +2,26 @@
 // power-off before anyone claims it, and work still stored when the appliance stops is done after the restart.
 import t from 'tap';
 import { inProcess, until } from '../helpers/appliance.js';
+import { addHost, addMachine, HOSTS, MACHINES } from '../helpers/resources.js';
 import { tempDir } from '../helpers/tmp.js';
 import { bmcWithMachine, hostBody, machineBody } from '../helpers/workflow.js';
 
 const phaseOf = async (a: Awaited<ReturnType<typeof inProcess>>, m: string) =>
-  (await a.api('GET', `/machines/${m}`)).json.status?.phase as string | undefined;
+  (await a.kube('GET', `${MACHINES}/${m}`)).json.status?.phase as string | undefined;
 
 t.test('a BMC that takes 2 s to carry out a ForceOff: the next machine claims the host only after it', async (t) => {
   let base = '';
   const shared = await bmcWithMachine(t, () => base, '52:54:00:0e:00:01', { personality: { offAfterMs: 2000 } });
   const a = await inProcess(t);
   base = a.base;
-  await a.api('POST', '/hosts', hostBody('shared', shared.address, { labels: { pool: 'a' } }));
+  await addHost(a.kube, hostBody('shared', shared.address, { labels: { pool: 'a' } }));
   await until('shared Available', async () =>
-    (await a.api('GET', '/hosts/shared')).json.status.state === 'Available' ? true : undefined,
+    (await a.kube('GET', `${HOSTS}/shared`)).json.status.state === 'Available' ? true : undefined,
   );
   const pool = { hostSelector: { matchLabels: { pool: 'a' } } };
-  await a.api('POST', '/machines', machineBody('a-big', { minCPUCores: 64, minMemoryGB: 1, minDiskGB: 1 }, pool));
+  await addMachine(a.kube, machineBody('a-big', { minCPUCores: 64, minMemoryGB: 1, minDiskGB: 1 }, pool));
   await until('a-big claimed', async () => ((await phaseOf(a, 'a-big')) === 'Inspecting' ? true : undefined));
-  await a.api('POST', '/machines', machineBody('b-next', undefined, pool));
+  await addMachine(a.kube, machineBody('b-next', undefined, pool));
   await until('a-big Failed', async () => ((await phaseOf(a, 'a-big')) === 'Failed' ? true : undefined));
   // the host is released with its power-off stored: Available, but owed to its BMC
   const effects = (await a.api('GET', '/backup')).json.collections.effects as [string, { kind: string }][];
@@ -46,12 +47,12 @@ t.test('a power-off still stored when the appliance stops is carried out after t
   const dataDir = `${tempDir(t)}/data`;
   const a = await inProcess(t, {}, dataDir);
   base = a.base;
-  await a.api('POST', '/hosts', hostBody('h', m.address));
-  await a.api('POST', '/machines', machineBody('gone'));
+  await addHost(a.kube, hostBody('h', m.address));
+  await addMachine(a.kube, machineBody('gone'));
   await until('gone Provisioned', async () => ((await phaseOf(a, 'gone')) === 'Provisioned' ? true : undefined));
   // the BMC stops answering changes: the power-off cannot be carried out
   m.bmc.p.fault = { kind: 'hang', scope: 'actions' };
-  t.equal((await a.api('DELETE', '/machines/gone')).status, 202);
+  t.equal((await a.kube('DELETE', `${MACHINES}/gone`)).status, 200);
   await until('the power-off is under way', async () => (m.bmc.hanging > 0 ? true : undefined));
   t.equal(await phaseOf(a, 'gone'), 'Deleting', 'the machine stays until its host is off');
   await a.stop();
@@ -60,9 +61,11 @@ t.test('a power-off still stored when the appliance stops is carried out after t
   delete m.bmc.p.fault;
   const b = await inProcess(t, {}, dataDir);
   base = b.base;
-  await until('gone deleted', async () => ((await b.api('GET', '/machines/gone')).status === 404 ? true : undefined));
+  await until('gone deleted', async () =>
+    (await b.kube('GET', `${MACHINES}/gone`)).status === 404 ? true : undefined,
+  );
   t.equal(m.bmc.power, 'Off', 'the restarted appliance powered the host off');
-  const h = (await b.api('GET', '/hosts/h')).json;
+  const h = (await b.kube('GET', `${HOSTS}/h`)).json;
   t.same([h.status.state, h.status.consumer], ['Available', undefined], 'and released it');
   t.same((await b.api('GET', '/backup')).json.collections.effects, [], 'no effect left');
 });

@@ -11,6 +11,7 @@ import { Store } from '../../src/store/store.js';
 import { ADMIN, inProcess, until } from '../helpers/appliance.js';
 import { runCli } from '../helpers/cli.js';
 import { startEtcd } from '../helpers/etcd.js';
+import { addHost, addMachine, HOSTS, MACHINES } from '../helpers/resources.js';
 import { tempDir } from '../helpers/tmp.js';
 import { bmcWithMachine, hostBody, machineBody } from '../helpers/workflow.js';
 
@@ -43,7 +44,7 @@ t.test('appliances on etcd', async (t) => {
         )?.[1];
       t.same([await gauge(a.base), await gauge(b.base)], ['1', '0'], 'and /metrics says which one leads');
       const { address } = await bmcWithMachine(t, () => b.base, '52:54:00:aa:00:01');
-      t.equal((await b.api('POST', '/hosts', hostBody('h1', address))).status, 201, 'host created on the follower');
+      t.equal((await addHost(b.kube, hostBody('h1', address))).status, 201, 'host created on the follower');
       const act = await b.api('POST', '/hosts/h1/actions', { action: 'powerOn' });
       t.equal(act.status, 200, 'an operator action on the follower is stored there');
       t.match(act.json, { host: 'h1', powerState: 'On' }, "and its outcome, the leader's, comes back through etcd");
@@ -51,9 +52,9 @@ t.test('appliances on etcd', async (t) => {
         (e: { kind: string; effect?: string }) => e.kind === 'HostAction' && e.effect === act.json.effect,
       );
       t.ok(done, 'the leader recorded the outcome');
-      t.equal((await b.api('POST', '/machines', machineBody('m1'))).status, 201, 'machine created on the follower');
+      t.equal((await addMachine(b.kube, machineBody('m1'))).status, 201, 'machine created on the follower');
       const m = await until('m1 Provisioned', async () => {
-        const r = await a.api('GET', '/machines/m1');
+        const r = await a.kube('GET', `${MACHINES}/m1`);
         return r.json.status?.phase === 'Provisioned' ? r.json : undefined;
       });
       t.equal(
@@ -61,7 +62,7 @@ t.test('appliances on etcd', async (t) => {
         'h1',
         "the leader provisioned the follower's machine (the inspector reported to the follower)",
       );
-      t.equal((await b.api('GET', '/machines/m1')).json.status.phase, 'Provisioned', 'and the follower sees it');
+      t.equal((await b.kube('GET', `${MACHINES}/m1`)).json.status.phase, 'Provisioned', 'and the follower sees it');
       await a.stop();
       await until('b leads after a resigned', async () => ((await healthOf(b.base)) ? true : undefined), 10_000);
       t.pass('a resigning leader is followed at once');
@@ -71,19 +72,19 @@ t.test('appliances on etcd', async (t) => {
   t.test('etcd away: scripts are served from memory, writes get 503 with Retry-After, and it recovers', async (t) => {
     n++;
     const a = await onEtcd(t);
-    t.equal((await a.api('POST', '/hosts', hostBody('h2', 'http://127.0.0.1:9'))).status, 201);
+    t.equal((await addHost(a.kube, hostBody('h2', 'http://127.0.0.1:9'))).status, 201);
     await etcd.kill(0);
     const script = await fetch(`${a.base}/boot.ipxe`);
     t.equal(script.status, 200, 'the entry script is still served');
-    t.equal((await a.api('GET', '/hosts/h2')).status, 200, 'reads answer from memory');
-    const w = await a.api('POST', '/hosts', hostBody('h3', 'http://127.0.0.1:9'));
+    t.equal((await a.kube('GET', `${HOSTS}/h2`)).status, 200, 'reads answer from memory');
+    const w = await addHost(a.kube, hostBody('h3', 'http://127.0.0.1:9'));
     t.equal(w.status, 503, 'a write is refused');
     t.match(w.json.error, /store unavailable: etcd unreachable/);
     await etcd.start(0);
     await until(
       'writes again',
       async () => {
-        const r = await a.api('POST', '/hosts', hostBody('h4', 'http://127.0.0.1:9'));
+        const r = await addHost(a.kube, hostBody('h4', 'http://127.0.0.1:9'));
         return r.status === 201 ? true : undefined;
       },
       30_000,
@@ -94,7 +95,7 @@ t.test('appliances on etcd', async (t) => {
   t.test('beskar7 migrate --from leveldb --to etcd moves a running inventory with its key and token', async (t) => {
     const dir = path.join(tempDir(t), 'data');
     const lev = await inProcess(t, {}, dir);
-    await lev.api('POST', '/hosts', hostBody('old1', 'http://127.0.0.1:9'));
+    await addHost(lev.kube, hostBody('old1', 'http://127.0.0.1:9'));
     const prefix = '/migrated/';
     const cfgFile = path.join(tempDir(t), 'beskar7.yaml');
     const port = Number(new URL(lev.base).port);

@@ -4,6 +4,7 @@ import path from 'node:path';
 import t from 'tap';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { ADMIN, freePort, inProcess, until } from '../helpers/appliance.js';
+import { HOSTS, hostManifests, SECRETS } from '../helpers/resources.js';
 import { tempDir } from '../helpers/tmp.js';
 
 t.test('management plane on its own listener with TLS: the boot plane keeps only what machines need', async (t) => {
@@ -24,11 +25,11 @@ t.test('management plane on its own listener with TLS: the boot plane keeps only
   const get = (url: string, token?: string) =>
     undiciFetch(url, { dispatcher: trusted, headers: token ? { Authorization: `Bearer ${token}` } : {} });
 
-  t.equal((await get(`${mgmt}/api/v1/hosts`, ADMIN)).status, 200, 'admin API over HTTPS');
+  t.equal((await get(`${mgmt}/api/v1/timeline`, ADMIN)).status, 200, 'admin API over HTTPS');
   t.match(await (await get(`${mgmt}/ui`)).text(), /<title>Beskar7/, 'dashboard there');
   t.match(await (await get(`${mgmt}/metrics`, ADMIN)).text(), /beskar7_/, 'metrics there, with the token');
   t.equal((await get(`${mgmt}/metrics`)).status, 401, 'and not without it: they tell who is inspecting when');
-  for (const p of ['/api/v1/hosts', '/ui', '/metrics', '/api/v1/stream']) {
+  for (const p of ['/api/v1/timeline', '/ui', '/metrics', '/api/v1/stream']) {
     const r = await fetch(`${a.base}${p}`, { headers: { Authorization: `Bearer ${ADMIN}` } });
     t.equal(r.status, 404, `boot plane: no ${p}`);
   }
@@ -53,16 +54,21 @@ t.test('api.tls needs api.port', async (t) => {
 
 t.test('bounds: objects of each kind (api.maxObjects), live streams at once (api.maxStreams)', async (t) => {
   const a = await inProcess(t, { api: { adminToken: ADMIN, maxObjects: 2, maxStreams: 2 } });
-  const host = (name: string) => ({
-    name,
+  const { secret, host } = hostManifests({
+    name: 'q',
     spec: { redfish: { address: 'http://127.0.0.1:9', username: 'u', password: 'p', allowPlainHttp: true } },
   });
-  t.equal((await a.api('POST', '/hosts', host('q1'))).status, 201);
-  t.equal((await a.api('POST', '/hosts', host('q2'))).status, 201);
-  const over = await a.api('POST', '/hosts', host('q3'));
-  t.same([over.status, over.json.error], [403, 'hosts: 2 stored, the most this appliance keeps (api.maxObjects 2)']);
-  t.equal((await a.api('DELETE', '/hosts/q2')).status, 204);
-  t.equal((await a.api('POST', '/hosts', host('q3'))).status, 201, 'room again once one is deleted');
+  t.equal((await a.kube('POST', SECRETS, secret)).status, 201);
+  const add = (name: string) => a.kube('POST', HOSTS, { ...host, metadata: { name } });
+  t.equal((await add('q1')).status, 201);
+  t.equal((await add('q2')).status, 201);
+  const over = await add('q3');
+  t.match(over, {
+    status: 403,
+    json: { reason: 'Forbidden', message: 'hosts: 2 stored, the most this appliance keeps (api.maxObjects 2)' },
+  });
+  t.equal((await a.kube('DELETE', `${HOSTS}/q2`)).status, 200);
+  t.equal((await add('q3')).status, 201, 'room again once one is deleted');
 
   const open = () => fetch(`${a.base}/api/v1/stream`, { headers: { Authorization: `Bearer ${ADMIN}` } });
   const [s1, s2] = [await open(), await open()];

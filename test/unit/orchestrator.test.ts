@@ -4,6 +4,7 @@ import type { Test } from 'tap';
 import t from 'tap';
 import { API_DOCS } from '../../src/admin/openapi.js';
 import { ADMIN, inProcess, metricsOf, until } from '../helpers/appliance.js';
+import { addHost, addMachine, HOSTS, MACHINES, SECRETS } from '../helpers/resources.js';
 import { callInspector, claim, claimUrlOf, scriptOf, simulateInspector, wireReport } from '../helpers/sim-inspector.js';
 import { bmcWithMachine, conditionsOf, hostBody, machineBody, PROVISIONED_UNPINNED } from '../helpers/workflow.js';
 import { FakeBmc } from '../lab/fake-bmc/server.js';
@@ -16,9 +17,9 @@ t.test('machine -> claim -> PXE + power -> report -> Ready -> Provisioned', asyn
   const a = await inProcess(t);
   base = a.base;
   await t.test('enrolment: Available with what the BMC says', async (t) => {
-    t.equal((await a.api('POST', '/hosts', hostBody('h1', address))).status, 201);
+    t.equal((await addHost(a.kube, hostBody('h1', address))).status, 201);
     const h = await until('host Available', async () => {
-      const r = await a.api('GET', '/hosts/h1');
+      const r = await a.kube('GET', `${HOSTS}/h1`);
       return r.json.status.state === 'Available' ? r.json : undefined;
     });
     t.same(h.status.nics, [{ mac: '52:54:00:01:00:01' }], 'NIC MACs from the BMC');
@@ -29,11 +30,11 @@ t.test('machine -> claim -> PXE + power -> report -> Ready -> Provisioned', asyn
   let m: any;
   await t.test('a machine claims it and ends Provisioned', async (t) => {
     t.equal(
-      (await a.api('POST', '/machines', machineBody('m1', { minCPUCores: 2, minMemoryGB: 8, minDiskGB: 50 }))).status,
+      (await addMachine(a.kube, machineBody('m1', { minCPUCores: 2, minMemoryGB: 8, minDiskGB: 50 }))).status,
       201,
     );
     m = await until('machine Provisioned', async () => {
-      const r = await a.api('GET', '/machines/m1');
+      const r = await a.kube('GET', `${MACHINES}/m1`);
       return r.json.status.phase === 'Provisioned' ? r.json : undefined;
     });
     t.equal(m.status.hostName, 'h1');
@@ -42,13 +43,11 @@ t.test('machine -> claim -> PXE + power -> report -> Ready -> Provisioned', asyn
 
   await t.test('what the records, the BMC, metrics and events show', async (t) => {
     t.same(posts, [202], 'the report was accepted once');
-    const host = (await a.api('GET', '/hosts/h1')).json;
+    const host = (await a.kube('GET', `${HOSTS}/h1`)).json;
     t.equal(host.status.state, 'Provisioned');
     t.equal(host.status.inspectionPhase, 'Complete');
-    t.equal(host.status.consumer, 'm1');
-    const report = (await a.api('GET', '/hosts/h1/report')).json;
-    t.equal(report.report.cpus.cores, 4);
-    t.equal(report.machine, 'm1');
+    t.equal(host.spec.consumerRef.name, 'm1');
+    t.equal(host.status.inspectionReport.cpus.cores, 4, 'the report, in the host');
     t.equal(bmc.power, 'On');
     t.ok(
       bmc.seen.some((s) => s.method === 'PATCH' && (s.body as any).Boot.BootSourceOverrideTarget === 'Pxe'),
@@ -83,11 +82,14 @@ t.test('machine -> claim -> PXE + power -> report -> Ready -> Provisioned', asyn
   });
 
   await t.test('deletion: powered off, override cleared, host released, machine gone', async (t) => {
-    t.equal((await a.api('DELETE', '/machines/m1')).status, 202);
-    await until('machine gone', async () => ((await a.api('GET', '/machines/m1')).status === 404 ? true : undefined));
-    const released = (await a.api('GET', '/hosts/h1')).json;
+    const deleting = await a.kube('DELETE', `${MACHINES}/m1`);
+    t.match(deleting, { status: 200, json: { status: { phase: 'Deleting' }, metadata: { deletionTimestamp: /Z$/ } } });
+    await until('machine gone', async () =>
+      (await a.kube('GET', `${MACHINES}/m1`)).status === 404 ? true : undefined,
+    );
+    const released = (await a.kube('GET', `${HOSTS}/h1`)).json;
     t.equal(released.status.state, 'Available');
-    t.notOk(released.status.consumer);
+    t.notOk(released.spec.consumerRef);
     t.equal(bmc.power, 'Off', 'powered off');
     t.equal(bmc.boot.enabled, 'Disabled', 'override cleared');
   });
@@ -98,19 +100,19 @@ t.test('requirements not met: Failed with a clear reason, host released', async 
   const { address } = await bmcWithMachine(t, () => base, '52:54:00:02:00:01');
   const a = await inProcess(t);
   base = a.base;
-  await a.api('POST', '/hosts', hostBody('h2', address));
-  await a.api('POST', '/machines', machineBody('big', { minCPUCores: 64, minMemoryGB: 512, minDiskGB: 50 }));
+  await addHost(a.kube, hostBody('h2', address));
+  await addMachine(a.kube, machineBody('big', { minCPUCores: 64, minMemoryGB: 512, minDiskGB: 50 }));
   const m = await until('machine Failed', async () => {
-    const r = await a.api('GET', '/machines/big');
+    const r = await a.kube('GET', `${MACHINES}/big`);
     return r.json.status.phase === 'Failed' ? r.json : undefined;
   });
   t.equal(m.status.failureReason, 'RequirementsNotMet');
   t.equal(m.status.failureMessage, '4 CPU cores < 64 required; 16 GiB memory < 512 GiB required');
   const h = await until('host released', async () => {
-    const r = await a.api('GET', '/hosts/h2');
+    const r = await a.kube('GET', `${HOSTS}/h2`);
     return r.json.status.state === 'Available' ? r.json : undefined;
   });
-  t.equal(h.status.inspectionReportId?.startsWith('h2/'), true, 'the report stays with the host');
+  t.ok(h.status.inspectionReport, 'the report stays with the host');
 });
 
 t.test(
@@ -125,21 +127,21 @@ t.test(
     const a = await inProcess(t);
     base = a.base;
     // the oldest host goes first (and, created in the same millisecond, the first by name)
-    await a.api('POST', '/hosts', hostBody('a-small', small.address));
-    await a.api('POST', '/hosts', hostBody('b-large', large.address));
-    await a.api('POST', '/machines', machineBody('m8', { minCPUCores: 8, minMemoryGB: 8, minDiskGB: 50 }));
+    await addHost(a.kube, hostBody('a-small', small.address));
+    await addHost(a.kube, hostBody('b-large', large.address));
+    await addMachine(a.kube, machineBody('m8', { minCPUCores: 8, minMemoryGB: 8, minDiskGB: 50 }));
     const m = await until('machine Provisioned', async () => {
-      const r = await a.api('GET', '/machines/m8');
+      const r = await a.kube('GET', `${MACHINES}/m8`);
       return r.json.status.phase === 'Provisioned' || r.json.status.phase === 'Failed' ? r.json : undefined;
     });
     t.equal(m.status.phase, 'Provisioned');
     t.equal(m.status.hostName, 'b-large', 'on the host that meets the requirements');
     t.same(m.status.rejectedHosts, ['a-small'], 'the first host is remembered as failed for this machine');
     const h = await until('first host released', async () => {
-      const r = await a.api('GET', '/hosts/a-small');
+      const r = await a.kube('GET', `${HOSTS}/a-small`);
       return r.json.status.state === 'Available' ? r.json : undefined;
     });
-    t.notOk(h.status.consumer, 'the first host is free for another machine');
+    t.notOk(h.spec.consumerRef?.name, 'the first host is free for another machine');
   },
 );
 
@@ -156,10 +158,10 @@ t.test('no report: bounded retries with backoff, then Failed InspectionTimeout',
     },
   });
   base = a.base;
-  await a.api('POST', '/hosts', hostBody('h3', address));
-  await a.api('POST', '/machines', machineBody('m3'));
+  await addHost(a.kube, hostBody('h3', address));
+  await addMachine(a.kube, machineBody('m3'));
   const m = await until('machine Failed', async () => {
-    const r = await a.api('GET', '/machines/m3');
+    const r = await a.kube('GET', `${MACHINES}/m3`);
     return r.json.status.phase === 'Failed' ? r.json : undefined;
   });
   t.equal(m.status.failureReason, 'InspectionTimeout');
@@ -182,12 +184,12 @@ t.test('enrolment against a BMC that refuses us ends in Error with the reason', 
   const address = await bmc.start();
   t.teardown(() => bmc.stop());
   const a = await inProcess(t);
-  await a.api('POST', '/hosts', {
+  await addHost(a.kube, {
     name: 'bad',
     spec: { redfish: { address, username: 'admin', password: 'wrong-password-xyz', allowPlainHttp: true } },
   });
   const h = await until('host Error', async () => {
-    const r = await a.api('GET', '/hosts/bad');
+    const r = await a.kube('GET', `${HOSTS}/bad`);
     return r.json.status.state === 'Error' ? r.json : undefined;
   });
   t.match(h.status.errorMessage, /enrolment failed: .*HTTP 401/);
@@ -196,26 +198,38 @@ t.test('enrolment against a BMC that refuses us ends in Error with the reason', 
 
 t.test('API input: admin token, zod messages, size cap, report tokens', async (t) => {
   const a = await inProcess(t, { api: { adminToken: ADMIN, maxBodyBytes: 4096 } });
-  t.equal((await a.api('GET', '/hosts', undefined, null)).status, 401);
-  t.equal((await a.api('GET', '/hosts', undefined, 'wrong-token-wrong-token-12')).status, 401);
-  const r1 = await a.api('POST', '/hosts', {
-    name: 'Bad_Name',
-    spec: { redfish: { address: 'ftp://x', username: '', password: 'p' } },
+  t.match((await a.kube('GET', HOSTS, undefined, null)).json, { kind: 'Status', code: 401 });
+  t.equal((await a.kube('GET', HOSTS, undefined, 'wrong-token-wrong-token-12')).status, 401);
+  const host = (name: string, redfishConnection: Record<string, unknown>) => ({
+    apiVersion: 'infrastructure.cluster.x-k8s.io/v1beta1',
+    kind: 'PhysicalHost',
+    metadata: { name },
+    spec: { redfishConnection: { credentialsSecretRef: 'bmc', ...redfishConnection } },
   });
-  t.equal(r1.status, 400);
-  t.match(r1.json.error, /name: must be a DNS label/);
-  t.match(r1.json.error, /spec\.redfish\.address/);
-  t.match(r1.json.error, /spec\.redfish\.username/);
-  const clear = await a.api('POST', '/hosts', {
-    name: 'plain',
-    spec: { redfish: { address: 'http://10.0.0.9', username: 'root', password: 'p' } },
-  });
-  t.equal(clear.status, 400);
+  const r1 = await a.kube('POST', HOSTS, host('Bad_Name', { address: 'ftp://x' }));
+  t.equal(r1.status, 422);
+  t.match(r1.json.message, /metadata\.name: must be a DNS label/);
+  t.match(r1.json.message, /spec\.redfishConnection\.address/);
   t.match(
-    clear.json.error,
-    /spec\.redfish\.address: plain http:\/\/ sends the BMC password in clear: use https:\/\/, or set spec\.redfish\.allowPlainHttp: true/,
+    r1.json.details.causes.map((c: { field: string }) => c.field),
+    ['metadata.name', 'spec.redfishConnection.address'],
   );
-  const r2 = await a.api('POST', '/machines', {
+  await a.kube('POST', SECRETS, {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'bmc' },
+    stringData: { username: 'root', password: 'p' },
+  });
+  const clear = await a.kube('POST', HOSTS, host('plain', { address: 'http://10.0.0.9' }));
+  t.equal(clear.status, 422);
+  t.match(clear.json.details.causes, [
+    {
+      field: 'spec.redfishConnection.address',
+      message:
+        /^plain http:\/\/ sends the BMC password in clear: use https:\/\/, or set spec\.redfish(Connection)?\.allowPlainHttp: true/,
+    },
+  ]);
+  const r2 = await addMachine(a.kube, {
     name: 'm',
     spec: {
       inspectionImageURL: 'http://x/i',
@@ -223,13 +237,21 @@ t.test('API input: admin token, zod messages, size cap, report tokens', async (t
       hardwareRequirements: { minMemoryGB: '32GB' },
     },
   });
-  t.equal(r2.status, 400);
-  t.match(r2.json.error, /spec\.hardwareRequirements\.minMemoryGB: .*number/);
-  t.equal((await a.api('POST', '/hosts', '{not json')).status, 400);
-  t.equal((await a.api('POST', '/hosts', 'x'.repeat(5000))).status, 413);
+  t.equal(r2.status, 422);
+  t.match(r2.json.details.causes, [{ field: 'spec.hardwareRequirements.minMemoryGB', message: /number/ }]);
+  const raw = (body: string, type = 'application/json') =>
+    fetch(`${a.base}${HOSTS}`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${ADMIN}`, 'Content-Type': type },
+      body,
+    });
+  const notJson = await raw('{not json');
+  t.match([notJson.status, (await notJson.json()).reason], [400, 'BadRequest']);
+  const big = await raw('x'.repeat(5000));
+  t.match([big.status, (await big.json()).reason], [413, 'RequestEntityTooLarge']);
   // the same, chunked without a Content-Length: the cap counts what arrives, and the connection is closed
   const chunked = await new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
-    const req = request(`${a.base}/api/v1/hosts`, {
+    const req = request(`${a.base}${HOSTS}`, {
       method: 'POST',
       headers: { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/json' },
     });
@@ -242,12 +264,7 @@ t.test('API input: admin token, zod messages, size cap, report tokens', async (t
     req.end();
   });
   t.same(chunked, { status: 413, connection: 'close' }, 'a chunked body over the cap: 413, connection closed');
-  const noType = await fetch(`${a.base}/api/v1/hosts`, {
-    method: 'POST',
-    headers: { Authorization: `Bearer ${ADMIN}` },
-    body: '{}',
-  });
-  t.equal(noType.status, 415);
+  t.equal((await raw('{}', 'text/plain')).status, 415);
 
   // the contract's endpoints without the host's token: the same generic 401 for an unknown host and a wrong token
   const as = (host: string, token: string) => ({ api: a.base, namespace: 'default', host, token });
@@ -257,9 +274,9 @@ t.test('API input: admin token, zod messages, size cap, report tokens', async (t
   const bmc = new FakeBmc({ macs: ['52:54:00:05:00:01'] });
   const address = await bmc.start();
   t.teardown(() => bmc.stop());
-  await a.api('POST', '/hosts', hostBody('h5', address));
+  await addHost(a.kube, hostBody('h5', address));
   await until('host Available', async () =>
-    (await a.api('GET', '/hosts/h5')).json.status.state === 'Available' ? true : undefined,
+    (await a.kube('GET', `${HOSTS}/h5`)).json.status.state === 'Available' ? true : undefined,
   );
   const wrong = await callInspector(as('h5', 'some-token'), 'inspection', rep);
   t.same([wrong.status, await wrong.json()], [401, { error: 'unauthorized' }], 'a wrong token learns nothing more');
@@ -279,13 +296,13 @@ t.test('API input: admin token, zod messages, size cap, report tokens', async (t
   const metrics = await metricsOf(a.base);
   t.match(metrics, /beskar7_inspector_calls_total\{endpoint="report",status="401"\} 4/, 'they are counted');
   t.match(metrics, /beskar7_inspector_credentials_total\{result="unknown"\} 1/);
-  const missing = await a.api('POST', '/machines', {
+  const missing = await addMachine(a.kube, {
     name: 'nope',
     spec: { inspectionImageURL: `${a.base}/assets/no-such-inspector`, targetImageURL: 'http://x/t' },
   });
-  t.equal(missing.status, 400);
+  t.equal(missing.status, 422);
   t.match(
-    missing.json.error,
+    missing.json.message,
     /spec\.inspectionImageURL: .*no-such-inspector\/vmlinuz: no such file .*make inspector/,
     'a missing bundled image is refused at creation',
   );
@@ -299,7 +316,7 @@ t.test('API input: admin token, zod messages, size cap, report tokens', async (t
   const doc = (await a.api('GET', '/openapi.json')).json;
   t.equal(doc.openapi, '3.1.0');
   t.ok(
-    doc.paths['/api/v1/machines'].post.requestBody.content['application/json'].schema.properties.spec,
+    doc.paths['/api/v1/hosts/{name}/actions'].post.requestBody.content['application/json'].schema.oneOf,
     'schemas come from zod',
   );
   const operations = Object.entries(doc.paths as Record<string, Record<string, { summary: string }>>).flatMap(
@@ -338,8 +355,8 @@ async function inspecting(t: Test, name: string, mac: string, over: Record<strin
     },
   });
   base = a.base;
-  await a.api('POST', '/hosts', hostBody(name, address));
-  await a.api('POST', '/machines', machineBody(`m-${name}`, { minCPUCores: 2, minMemoryGB: 8, minDiskGB: 50 }));
+  await addHost(a.kube, hostBody(name, address));
+  await addMachine(a.kube, machineBody(`m-${name}`, { minCPUCores: 2, minMemoryGB: 8, minDiskGB: 50 }));
   const url = await until('the nonce URL in the script by MAC', () => claimUrlOf(a.base, mac));
   return { a, bmc, url };
 }
@@ -354,7 +371,7 @@ t.test('a claimed nonce: one report per attempt, schema and units enforced, then
   const again = await claim(url, mac);
   t.equal('script' in again && again.script, p.script, 'the redeemer fetching again gets the same script (§4.1)');
   t.match(p.token, /^[\w-]{43}$/, 'a 256-bit base64url token');
-  t.equal((await a.api('GET', '/hosts/h6')).json.status.inspectionPhase, 'InProgress');
+  t.equal((await a.kube('GET', `${HOSTS}/h6`)).json.status.inspectionPhase, 'InProgress');
   t.equal((await callInspector(p, 'bootstrap')).status, 404, 'no target before a report');
   const badUnits = await callInspector(p, 'inspection', {
     ...wireReport(mac),
@@ -389,7 +406,7 @@ t.test('a claimed nonce: one report per attempt, schema and units enforced, then
   };
   const ok = await callInspector(p, 'inspection', okReport);
   t.same([ok.status, await ok.json()], [202, { status: 'accepted', approved: true }]);
-  const report = (await a.api('GET', '/hosts/h6/report')).json.report;
+  const report = (await a.kube('GET', `${HOSTS}/h6`)).json.status.inspectionReport;
   t.same([report.cpus.count, report.cpus.cores, report.cpus.threads, report.memory.totalGB], [2, 6, 12, 20]);
   const resent = await callInspector(p, 'inspection', okReport);
   t.same(
@@ -399,21 +416,21 @@ t.test('a claimed nonce: one report per attempt, schema and units enforced, then
   );
   const other = await callInspector(p, 'inspection', wireReport(mac, { serialNumber: 'OTHER' }));
   t.equal(other.status, 409, 'another report is refused');
-  t.not((await a.api('GET', '/hosts/h6/report')).json.report.serialNumber, 'OTHER', 'and changes nothing');
+  t.not((await a.kube('GET', `${HOSTS}/h6`)).json.status.inspectionReport.serialNumber, 'OTHER', 'and changes nothing');
   t.equal((await callInspector(p, 'bootstrap')).status, 200, 'validated: the gate opens');
   t.equal((await callInspector(p, 'progress', { step: 'target-download', ok: true, message: '9 MB' })).status, 202);
   t.equal((await callInspector(p, 'progress', { step: 'kexec', ok: false, message: 'kexec_load failed' })).status, 202);
   t.equal((await callInspector({ ...p, token: 'not-the-token' }, 'progress', { step: 'x', ok: true })).status, 401);
   t.equal((await callInspector(p, 'progress', { step: 'x' })).status, 400);
-  const h = (await a.api('GET', '/hosts/h6')).json;
+  const h = (await a.kube('GET', `${HOSTS}/h6`)).json;
   t.equal(h.status.errorMessage, 'inspector kexec: kexec_load failed', 'a failed step is shown on the host');
   t.equal(h.status.state, 'Ready', 'validated, waiting for the provisioned callback');
-  t.equal((await a.api('GET', '/machines/m-h6')).json.status.phase, 'Inspecting', 'not Provisioned yet');
+  t.equal((await a.kube('GET', `${MACHINES}/m-h6`)).json.status.phase, 'Inspecting', 'not Provisioned yet');
   t.same(
     [(await callInspector(p, 'provisioned', {})).status, (await callInspector(p, 'provisioned', {})).status],
     [202, 401],
   );
-  t.equal((await a.api('GET', '/machines/m-h6')).json.status.phase, 'Provisioned');
+  t.equal((await a.kube('GET', `${MACHINES}/m-h6`)).json.status.phase, 'Provisioned');
   const kinds = (await a.api('GET', '/journal')).json.items.map(
     (e: { kind: string; message: string }) => `${e.kind}: ${e.message}`,
   );
@@ -444,7 +461,7 @@ t.test('a nonce claimed twice: the attempt ends loudly and starts over with fres
     const u = await claimUrlOf(a.base, mac);
     return u && u !== url ? u : undefined;
   });
-  const m = (await a.api('GET', '/machines/m-hc')).json;
+  const m = (await a.kube('GET', `${MACHINES}/m-hc`)).json;
   t.match(
     m.status.failureMessage ?? '',
     /boot nonce claimed again from 127\.0\.0\.1 \(first claim from 127\.0\.0\.2\)/,
@@ -475,7 +492,7 @@ t.test('a token used from another address than the one that claimed it is refuse
     const body = e === 'inspection' ? wireReport(mac) : { step: 'x', ok: true };
     t.equal((await callInspector(p, e, body, '127.0.0.2')).status, 401, `a forged ${e} from 127.0.0.2`);
   }
-  const h = (await a.api('GET', '/hosts/hf')).json;
+  const h = (await a.kube('GET', `${HOSTS}/hf`)).json;
   t.same([h.status.state, h.status.inspectionPhase], ['Inspecting', 'InProgress'], 'nothing changed');
   const misuse = (await a.api('GET', '/journal')).json.items.filter(
     (e: { kind: string }) => e.kind === 'CredentialMisuse',
@@ -493,15 +510,15 @@ t.test('a host that fails the requirements never passes the gate; the machine tr
   const big = await bmcWithMachine(t, () => base, macs[1]!);
   const a = await inProcess(t, { orchestrator: { tickSeconds: 0.1, retryBaseSeconds: 0, powerDeadlineSeconds: 5 } });
   base = a.base;
-  await a.api('POST', '/hosts', hostBody('small', small.address));
+  await addHost(a.kube, hostBody('small', small.address));
   await until('small Available', async () =>
-    (await a.api('GET', '/hosts/small')).json.status.state === 'Available' ? true : undefined,
+    (await a.kube('GET', `${HOSTS}/small`)).json.status.state === 'Available' ? true : undefined,
   );
-  await a.api('POST', '/hosts', hostBody('big', big.address));
+  await addHost(a.kube, hostBody('big', big.address));
   await until('big Available', async () =>
-    (await a.api('GET', '/hosts/big')).json.status.state === 'Available' ? true : undefined,
+    (await a.kube('GET', `${HOSTS}/big`)).json.status.state === 'Available' ? true : undefined,
   );
-  await a.api('POST', '/machines', machineBody('mg', { minCPUCores: 2, minMemoryGB: 8, minDiskGB: 50 }));
+  await addMachine(a.kube, machineBody('mg', { minCPUCores: 2, minMemoryGB: 8, minDiskGB: 50 }));
   const url = await until('small inspecting', () => claimUrlOf(a.base, macs[0]!));
   const p = await claim(url, macs[0]!);
   if ('status' in p) throw new Error(`claim ${p.status}`);
@@ -510,14 +527,14 @@ t.test('a host that fails the requirements never passes the gate; the machine tr
   t.equal((await callInspector(p, 'bootstrap')).status, 401, 'the gate stays shut: the host was let go');
   t.equal((await callInspector(p, 'provisioned', {})).status, 401, 'no provisioned callback either');
   const m = await until('machine Provisioned on the big host', async () => {
-    const m = (await a.api('GET', '/machines/mg')).json;
+    const m = (await a.kube('GET', `${MACHINES}/mg`)).json;
     return m.status.phase === 'Provisioned' ? m : undefined;
   });
   t.equal(m.status.hostName, 'big');
   t.same(m.status.rejectedHosts, ['small']);
   // the power-off runs in the background, beside the next host's inspection
   t.equal(await until('small powered off', async () => (small.bmc.power === 'Off' ? 'Off' : undefined)), 'Off');
-  t.equal((await a.api('GET', '/hosts/small')).json.status.state, 'Available');
+  t.equal((await a.kube('GET', `${HOSTS}/small`)).json.status.state, 'Available');
 });
 
 t.test(
@@ -530,22 +547,22 @@ t.test(
     t.equal((await callInspector(p, 'inspection', wireReport(mac))).status, 202);
     const r = await callInspector(p, 'provision-failed', { reason: 'DigestMismatch: got sha256:00\n' });
     t.same([r.status, await r.json()], [202, { status: 'accepted' }]);
-    const m = (await a.api('GET', '/machines/m-hd')).json;
+    const m = (await a.kube('GET', `${MACHINES}/m-hd`)).json;
     t.same(
       [m.status.phase, m.status.failureReason, m.status.failureMessage],
       ['Failed', 'DigestMismatch', 'inspector reported deploy failure: DigestMismatch: got sha256:00'],
     );
     await until('powered off', async () => (bmc.power === 'Off' ? true : undefined));
 
-    await a.api('DELETE', '/machines/m-hd');
-    await until('deleted', async () => ((await a.api('GET', '/machines/m-hd')).status === 404 ? true : undefined));
-    await a.api('POST', '/machines', machineBody('m-hd2'));
+    await a.kube('DELETE', `${MACHINES}/m-hd`);
+    await until('deleted', async () => ((await a.kube('GET', `${MACHINES}/m-hd`)).status === 404 ? true : undefined));
+    await addMachine(a.kube, machineBody('m-hd2'));
     const url2 = await until('inspecting again', () => claimUrlOf(a.base, mac));
     const p2 = await claim(url2, mac);
     if ('status' in p2) throw new Error(`claim ${p2.status}`);
     t.equal((await callInspector(p2, 'inspection', wireReport(mac))).status, 202);
     const late = await until('deployment timeout', async () => {
-      const m = (await a.api('GET', '/machines/m-hd2')).json;
+      const m = (await a.kube('GET', `${MACHINES}/m-hd2`)).json;
       return m.status.phase === 'Failed' ? m : undefined;
     });
     t.equal(late.status.failureReason, 'DeploymentTimedOut');
@@ -568,15 +585,11 @@ t.test("another host's token and an earlier attempt's token are refused", async 
   });
   base = a.base;
   for (const [i, b] of bmcs.entries()) {
-    await a.api('POST', '/hosts', hostBody(`t${i}`, b.address, { labels: { n: String(i) } }));
+    await addHost(a.kube, hostBody(`t${i}`, b.address, { labels: { n: String(i) } }));
     await until(`t${i} Available`, async () =>
-      (await a.api('GET', `/hosts/t${i}`)).json.status.state === 'Available' ? true : undefined,
+      (await a.kube('GET', `${HOSTS}/t${i}`)).json.status.state === 'Available' ? true : undefined,
     );
-    await a.api(
-      'POST',
-      '/machines',
-      machineBody(`mt${i}`, undefined, { hostSelector: { matchLabels: { n: String(i) } } }),
-    );
+    await addMachine(a.kube, machineBody(`mt${i}`, undefined, { hostSelector: { matchLabels: { n: String(i) } } }));
   }
   const claimOf = (mac: string, not?: string) =>
     until(`a claim for ${mac}`, async () => {
@@ -599,7 +612,7 @@ t.test("another host's token and an earlier attempt's token are refused", async 
   );
   // no report: the attempt times out and the next one has new credentials; the old ones are dead
   const fresh = await claimOf(macs[0]!, p0.url);
-  t.equal((await a.api('GET', '/machines/mt0')).json.status.attempts, 2, 'second attempt');
+  t.equal((await a.kube('GET', `${MACHINES}/mt0`)).json.status.attempts, 2, 'second attempt');
   t.equal((await callInspector(p0, 'inspection', wireReport(macs[0]!))).status, 401, "the first attempt's token");
   t.equal((await callInspector(fresh, 'inspection', wireReport(macs[0]!))).status, 202, 'the current one is taken');
   const metrics = await metricsOf(a.base);
@@ -640,8 +653,8 @@ t.test(
       orchestrator: { tickSeconds: 0.1, retryBaseSeconds: 0, powerDeadlineSeconds: 1, inspectionTimeoutSeconds: 60 },
     });
     base = a.base;
-    await a.api('POST', '/hosts', hostBody('lag', address));
-    await a.api('POST', '/machines', machineBody('mlag'));
+    await addHost(a.kube, hostBody('lag', address));
+    await addMachine(a.kube, machineBody('mlag'));
     const p = (await until('claimed', async () => (claimed ? await claimed : undefined))) as Awaited<
       ReturnType<typeof claim>
     >;
@@ -658,10 +671,10 @@ t.test(
       [],
       'no PowerState poll once the machine had claimed its credentials',
     );
-    t.equal((await a.api('GET', '/hosts/lag')).json.status.observedPowerState, 'On', 'the claim recorded it On');
+    t.equal((await a.kube('GET', `${HOSTS}/lag`)).json.status.observedPowerState, 'On', 'the claim recorded it On');
     t.equal((await callInspector(p, 'inspection', wireReport(mac))).status, 202, 'the report of the first attempt');
     t.equal((await callInspector(p, 'provisioned', {})).status, 202);
-    const m = (await a.api('GET', '/machines/mlag')).json;
+    const m = (await a.kube('GET', `${MACHINES}/mlag`)).json;
     t.equal(m.status.phase, 'Provisioned');
     t.equal(m.status.attempts, 1, 'one attempt');
     const kinds = (await a.api('GET', '/journal')).json.items.map((e: { kind: string }) => e.kind);
@@ -692,10 +705,10 @@ t.test('boot timeline per MAC and the live event stream', async (t) => {
       buf = buf.slice(buf.lastIndexOf('\n\n') + 2);
     }
   })().catch(() => undefined);
-  await a.api('POST', '/hosts', hostBody('h7', address));
-  await a.api('POST', '/machines', machineBody('m7'));
+  await addHost(a.kube, hostBody('h7', address));
+  await addMachine(a.kube, machineBody('m7'));
   await until('Provisioned', async () =>
-    (await a.api('GET', '/machines/m7')).json.status.phase === 'Provisioned' ? true : undefined,
+    (await a.kube('GET', `${MACHINES}/m7`)).json.status.phase === 'Provisioned' ? true : undefined,
   );
   await until('stream saw the workflow', async () =>
     seen.some((s) => s.startsWith('event') && s.includes('"Provisioned"')) ? true : undefined,
@@ -729,26 +742,26 @@ t.test('a slow BMC holds up only its own host', async (t) => {
     redfish: { timeoutSeconds: 5, retries: 1, backoffBaseSeconds: 0.02, backoffMaxSeconds: 0.2 },
   });
   base = a.base;
-  await a.api('POST', '/hosts', hostBody('slow', slow.address, { labels: { speed: 'slow' } }));
-  await a.api('POST', '/hosts', hostBody('fast', fast.address, { labels: { speed: 'fast' } }));
+  await addHost(a.kube, hostBody('slow', slow.address, { labels: { speed: 'slow' } }));
+  await addHost(a.kube, hostBody('fast', fast.address, { labels: { speed: 'fast' } }));
   await until('fast Available', async () =>
-    (await a.api('GET', '/hosts/fast')).json.status.state === 'Available' ? true : undefined,
+    (await a.kube('GET', `${HOSTS}/fast`)).json.status.state === 'Available' ? true : undefined,
   );
   await until('slow Available', async () =>
-    (await a.api('GET', '/hosts/slow')).json.status.state === 'Available' ? true : undefined,
+    (await a.kube('GET', `${HOSTS}/slow`)).json.status.state === 'Available' ? true : undefined,
   );
-  await a.api('POST', '/machines', machineBody('ms', undefined, { hostSelector: { matchLabels: { speed: 'slow' } } }));
+  await addMachine(a.kube, machineBody('ms', undefined, { hostSelector: { matchLabels: { speed: 'slow' } } }));
   await new Promise((r) => setTimeout(r, 300)); // the slow host's boot is under way
-  await a.api('POST', '/machines', machineBody('mf', undefined, { hostSelector: { matchLabels: { speed: 'fast' } } }));
+  await addMachine(a.kube, machineBody('mf', undefined, { hostSelector: { matchLabels: { speed: 'fast' } } }));
   await until(
     'fast machine Provisioned',
-    async () => ((await a.api('GET', '/machines/mf')).json.status.phase === 'Provisioned' ? true : undefined),
+    async () => ((await a.kube('GET', `${MACHINES}/mf`)).json.status.phase === 'Provisioned' ? true : undefined),
     5000,
   );
-  t.not((await a.api('GET', '/machines/ms')).json.status.phase, 'Provisioned', 'the slow one is still on its way');
+  t.not((await a.kube('GET', `${MACHINES}/ms`)).json.status.phase, 'Provisioned', 'the slow one is still on its way');
   await until(
     'slow machine Provisioned',
-    async () => ((await a.api('GET', '/machines/ms')).json.status.phase === 'Provisioned' ? true : undefined),
+    async () => ((await a.kube('GET', `${MACHINES}/ms`)).json.status.phase === 'Provisioned' ? true : undefined),
     60_000,
   );
   t.pass('both provisioned');
@@ -765,22 +778,18 @@ t.test('a released host shows what its BMC reports, also when clearing the overr
     ['rel-refuse', '52:54:00:07:00:02', { refuseClear: true }],
   ] as const) {
     const { bmc, address } = await bmcWithMachine(t, () => base, mac, { personality, report: null });
-    await a.api('POST', '/hosts', hostBody(name, address, { labels: { n: name } }));
+    await addHost(a.kube, hostBody(name, address, { labels: { n: name } }));
     await until(`${name} Available`, async () =>
-      (await a.api('GET', `/hosts/${name}`)).json.status.state === 'Available' ? true : undefined,
+      (await a.kube('GET', `${HOSTS}/${name}`)).json.status.state === 'Available' ? true : undefined,
     );
-    await a.api(
-      'POST',
-      '/machines',
-      machineBody(`m-${name}`, undefined, { hostSelector: { matchLabels: { n: name } } }),
-    );
+    await addMachine(a.kube, machineBody(`m-${name}`, undefined, { hostSelector: { matchLabels: { n: name } } }));
     await until(`${name} Booting`, async () =>
-      (await a.api('GET', `/hosts/${name}`)).json.status.inspectionPhase === 'Booting' ? true : undefined,
+      (await a.kube('GET', `${HOSTS}/${name}`)).json.status.inspectionPhase === 'Booting' ? true : undefined,
     );
-    t.equal((await a.api('DELETE', `/machines/m-${name}`)).status, 202);
+    t.equal((await a.kube('DELETE', `${MACHINES}/m-${name}`)).status, 200);
     const h = await until(`${name} released`, async () => {
-      const r = (await a.api('GET', `/hosts/${name}`)).json;
-      return r.status.state === 'Available' && !r.status.consumer ? r : undefined;
+      const r = (await a.kube('GET', `${HOSTS}/${name}`)).json;
+      return r.status.state === 'Available' && !r.spec.consumerRef?.name ? r : undefined;
     });
     t.equal(bmc.power, 'Off', `${name}: powered off`);
     t.equal(h.status.observedPowerState, 'Off', `${name}: the host shows the BMC's power state`);
@@ -805,7 +814,7 @@ t.test('shutdown stops BMC calls at once, even towards a hung BMC', async (t) =>
   const address = await bmc.start();
   t.teardown(() => bmc.stop());
   const a = await inProcess(t, { redfish: { timeoutSeconds: 3600, retries: 3, backoffBaseSeconds: 1 } });
-  await a.api('POST', '/hosts', hostBody('hung', address));
+  await addHost(a.kube, hostBody('hung', address));
   await until('a call hangs', async () => (bmc.hanging > 0 ? true : undefined));
   await a.stop();
   t.pass('stopped with a call in flight');
@@ -828,11 +837,13 @@ t.test(
       ['inspectionImageURL', 'http://x\uff06\uff06reboot/'],
       ['configurationURL', 'http://x/\uff04{net0/ip}'],
     ] as const) {
-      const r = await a.api('POST', '/machines', { name: 'bad-url', spec: { ...spec, [field]: url } });
-      t.equal(r.status, 400, `${field} ${JSON.stringify(url)}`);
-      t.match(r.json.error, new RegExp(`^spec\\.${field}: must not contain whitespace, "\\$", "\\|\\|" or "&&"`));
+      const r = await addMachine(a.kube, { name: 'bad-url', spec: { ...spec, [field]: url } });
+      t.equal(r.status, 422, `${field} ${JSON.stringify(url)}`);
+      t.match(r.json.details.causes, [
+        { field: `spec.${field}`, message: /^must not contain whitespace, "\$", "\|\|" or "&&"/ },
+      ]);
     }
-    const ok = await a.api('POST', '/machines', {
+    const ok = await addMachine(a.kube, {
       name: 'norm',
       spec: { ...spec, targetImageURL: 'HTTP://Example.COM:80/os/../os/t%41r.gz' },
     });
@@ -846,9 +857,9 @@ t.test("host actions through the host's BMC: power on, reset, PXE once, power of
   const address = await bmc.start();
   t.teardown(() => bmc.stop());
   const a = await inProcess(t);
-  await a.api('POST', '/hosts', hostBody('act', address));
+  await addHost(a.kube, hostBody('act', address));
   await until('act Available', async () =>
-    (await a.api('GET', '/hosts/act')).json.status.state === 'Available' ? true : undefined,
+    (await a.kube('GET', `${HOSTS}/act`)).json.status.state === 'Available' ? true : undefined,
   );
   const act = (body: unknown) => a.api('POST', '/hosts/act/actions', body);
   t.match((await act({ action: 'powerOn' })).json, {
@@ -865,7 +876,7 @@ t.test("host actions through the host's BMC: power on, reset, PXE once, power of
   await act({ action: 'pxeOnce' });
   t.same([bmc.boot.target, bmc.boot.enabled], ['Pxe', 'Once']);
   t.same((await act({ action: 'powerOff' })).json.powerState, 'Off');
-  t.equal((await a.api('GET', '/hosts/act')).json.status.observedPowerState, 'Off', 'the host shows it');
+  t.equal((await a.kube('GET', `${HOSTS}/act`)).json.status.observedPowerState, 'Off', 'the host shows it');
   const bad = await act({ action: 'reset', resetType: 'Explode' });
   t.equal(bad.status, 400);
   t.match(bad.json.error, /^resetType: /);
@@ -897,9 +908,9 @@ t.test('an action its BMC has not carried out when the wait ends is answered pen
     orchestrator: { tickSeconds: 0.1, retryBaseSeconds: 0, powerDeadlineSeconds: 1 },
     redfish: { timeoutSeconds: 30, retries: 0, backoffBaseSeconds: 0.02, backoffMaxSeconds: 0.2 },
   });
-  await a.api('POST', '/hosts', hostBody('slowact', address));
+  await addHost(a.kube, hostBody('slowact', address));
   await until('slowact Available', async () =>
-    (await a.api('GET', '/hosts/slowact')).json.status.state === 'Available' ? true : undefined,
+    (await a.kube('GET', `${HOSTS}/slowact`)).json.status.state === 'Available' ? true : undefined,
   );
   bmc.p.fault = { kind: 'hang', scope: 'actions' };
   const r = await a.api('POST', '/hosts/slowact/actions', { action: 'powerOn' });

@@ -25,7 +25,7 @@ t.test('unauthenticated routes are limited per address; the admin API is not', a
   const limited = await fetch(`${a.base}/api/v1/inspection/default/h1`, { method: 'POST', body: '{}' });
   t.equal(limited.status, 429, 'one budget across the boot scripts and report intake');
   t.ok(Number(limited.headers.get('retry-after')) >= 1, 'with Retry-After');
-  const admin = await fetch(`${a.base}/api/v1/hosts`, { headers: { Authorization: `Bearer ${ADMIN}` } });
+  const admin = await fetch(`${a.base}/api/v1/timeline`, { headers: { Authorization: `Bearer ${ADMIN}` } });
   t.equal(admin.status, 200, 'the admin API is not limited');
   t.match(await metricsOf(a.base), /beskar7_http_rate_limited_total 4/);
 });
@@ -34,7 +34,7 @@ t.test('a malformed or non-ASCII admin token gets 401, not a 500', async (t) => 
   const a = await inProcess(t);
   const sameLength = `é${ADMIN.slice(1)}`;
   for (const tok of [sameLength, '', ' ', 'x'.repeat(5000)]) {
-    const r = await a.api('GET', '/hosts', undefined, tok);
+    const r = await a.api('GET', '/timeline', undefined, tok);
     t.same([r.status, r.json], [401, { error: 'unauthorized' }], `token ${JSON.stringify(tok.slice(0, 20))}`);
   }
 });

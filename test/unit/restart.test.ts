@@ -6,6 +6,7 @@ import YAML from 'yaml';
 import { repoRoot } from '../../src/paths.js';
 import { Store } from '../../src/store/store.js';
 import { ADMIN, freePort, until } from '../helpers/appliance.js';
+import { HOSTS, hostManifests, MACHINES, machineManifest, SECRETS } from '../helpers/resources.js';
 import { simulateInspector, wireReport } from '../helpers/sim-inspector.js';
 import { tempDir } from '../helpers/tmp.js';
 import { FakeBmc } from '../lab/fake-bmc/server.js';
@@ -73,31 +74,37 @@ t.test('kill -9 at random points of the workflow, restart: the machine still end
   };
   t.teardown(kill9);
   const api = (method: string, p: string, body?: unknown) =>
-    fetch(`${base}/api/v1${p}`, {
+    fetch(`${base}${p}`, {
       method,
       headers: { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/json' },
       ...(body ? { body: JSON.stringify(body) } : {}),
     }).then((r) => r.json() as Promise<any>);
 
   await start();
-  await api('POST', '/hosts', {
+  const { secret, host } = hostManifests({
     name: 'k1',
     spec: { redfish: { address, username: 'admin', password: 'secret', allowPlainHttp: true } },
   });
-  await api('POST', '/machines', {
-    name: 'km',
-    spec: {
-      inspectionImageURL: 'http://127.0.0.1/i',
-      targetImageURL: 'http://127.0.0.1/t.tgz',
-      hardwareRequirements: { minCPUCores: 2 },
-    },
-  });
+  await api('POST', SECRETS, secret);
+  await api('POST', HOSTS, host);
+  await api(
+    'POST',
+    MACHINES,
+    machineManifest({
+      name: 'km',
+      spec: {
+        inspectionImageURL: 'http://127.0.0.1/i',
+        targetImageURL: 'http://127.0.0.1/t.tgz',
+        hardwareRequirements: { minCPUCores: 2 },
+      },
+    }),
+  );
   let seed = 7;
   const phases: string[] = [];
   for (let round = 0; round < 6; round++) {
     seed = (seed * 48271) % 2147483647;
     await new Promise((r) => setTimeout(r, 50 + (seed % 400)));
-    const m = await api('GET', '/machines/km').catch(() => undefined);
+    const m = await api('GET', `${MACHINES}/km`).catch(() => undefined);
     phases.push(m?.status?.phase ?? '?');
     if (m?.status?.phase === 'Provisioned') break;
     await kill9();
@@ -106,7 +113,7 @@ t.test('kill -9 at random points of the workflow, restart: the machine still end
   const m = await until(
     'Provisioned after the kills',
     async () => {
-      const r = await api('GET', '/machines/km');
+      const r = await api('GET', `${MACHINES}/km`);
       return r.status.phase === 'Provisioned' ? r : undefined;
     },
     30_000,

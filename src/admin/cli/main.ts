@@ -15,10 +15,10 @@ const USAGE = `usage: beskar7 [--url URL] [--token TOKEN] [--json] COMMAND
   describe KIND NAME [-n NS]                        spec, status, conditions and recent events
   delete KIND NAME [-n NS]
   kubeconfig                                        a kubeconfig for kubectl: this appliance's HTTPS URL, CA and token
-  hosts [get NAME | add FILE.json | rm NAME]        hosts and their state
+  hosts                                             hosts and their state
   hosts reset NAME [TYPE] | power-on NAME | power-off NAME | pxe-once NAME
                                                     through the host's BMC (TYPE: a Redfish ResetType, ForceRestart)
-  machines [get NAME | add FILE.json | rm NAME]     machines (rm powers the host off and releases it)
+  machines                                          machines and their phase
   report HOST                                       the host's latest inspection report
   events [--limit N]                                workflow events, oldest first
   timeline [MAC]                                    boot timeline: every MAC, or one MAC's steps
@@ -139,8 +139,8 @@ function show(data: unknown, human: () => void): void {
   else human();
 }
 
-const pretty = (r: unknown) => out(JSON.stringify(r, null, 2));
-const created = (r: { name: string }, kind: string) => show(r, () => out(`${kind} ${r.name} created`));
+const _pretty = (r: unknown) => out(JSON.stringify(r, null, 2));
+const _created = (r: { name: string }, kind: string) => show(r, () => out(`${kind} ${r.name} created`));
 
 const readJson = (file: string | undefined): unknown => {
   if (!file) throw new CliError('a JSON file is needed');
@@ -157,11 +157,10 @@ const ACTIONS: Record<string, string> = {
 };
 
 const hostsCommand: Handler = async (sub, arg) => {
-  if (sub === 'get') return pretty(await call('GET', `/hosts/${arg}`));
   const action = sub ? ACTIONS[sub] : undefined;
   if (action) {
     const resetType = positionals[3];
-    const r = await call('POST', `/hosts/${arg}/actions`, {
+    const r = await call('POST', `/hosts/${encodeURIComponent(arg ?? '')}/actions`, {
       action,
       ...(action === 'reset' && resetType ? { resetType } : {}),
     });
@@ -170,35 +169,32 @@ const hostsCommand: Handler = async (sub, arg) => {
       : `${r.host}: ${r.action} done${r.powerState ? `, power ${r.powerState}` : ''}`;
     return show(r, () => out(said));
   }
-  if (sub === 'add') return created(await call('POST', '/hosts', readJson(arg)), 'host');
-  if (sub === 'rm') return show(await call('DELETE', `/hosts/${arg}`), () => out(`host ${arg} deleted`));
-  const { items } = await call('GET', '/hosts');
+  if (sub) throw new CliError(`hosts ${sub}: one of ${Object.keys(ACTIONS).join(', ')}; or get/apply/delete ph NAME`);
+  const { items } = await kube('GET', resourcePath('physicalhosts', undefined, values.namespace).path);
   const model = (h: any) =>
     [h.status.hardwareDetails?.manufacturer, h.status.hardwareDetails?.model].filter(Boolean).join(' ') || undefined;
   show(items, () =>
     table(items, [
-      ['NAME', (h) => h.name],
+      ['NAME', (h) => h.metadata.name],
       ['STATE', (h) => h.status.state],
       ['POWER', (h) => h.status.observedPowerState],
       ['PHASE', (h) => h.status.inspectionPhase],
-      ['MACHINE', (h) => h.status.consumer],
-      ['BMC', (h) => h.spec.redfish.address],
+      ['MACHINE', (h) => h.spec.consumerRef?.name],
+      ['BMC', (h) => h.spec.redfishConnection.address],
       ['MODEL', model],
       ['ERROR', (h) => h.status.errorMessage],
     ]),
   );
 };
 
-const machinesCommand: Handler = async (sub, arg) => {
-  if (sub === 'get') return pretty(await call('GET', `/machines/${arg}`));
-  if (sub === 'add') return created(await call('POST', '/machines', readJson(arg)), 'machine');
-  if (sub === 'rm') return show(await call('DELETE', `/machines/${arg}`), () => out(`machine ${arg} is being deleted`));
-  const { items } = await call('GET', '/machines');
+const machinesCommand: Handler = async (sub) => {
+  if (sub) throw new CliError(`machines ${sub}: use get/apply/delete b7m NAME`);
+  const { items } = await kube('GET', resourcePath('beskar7machines', undefined, values.namespace).path);
   show(items, () =>
     table(items, [
-      ['NAME', (m) => m.name],
+      ['NAME', (m) => m.metadata.name],
       ['PHASE', (m) => m.status.phase],
-      ['HOST', (m) => m.status.hostName],
+      ['HOST', (m) => m.status.hostRef?.name],
       ['ATTEMPTS', (m) => m.status.attempts],
       ['REASON', (m) => m.status.failureReason],
       ['MESSAGE', (m) => m.status.failureMessage],
@@ -207,10 +203,11 @@ const machinesCommand: Handler = async (sub, arg) => {
 };
 
 const reportCommand: Handler = async (host) => {
-  const r = await call('GET', `/hosts/${host}/report`);
-  show(r, () => {
-    const x = r.report;
-    out(`${host}: ${x.manufacturer} ${x.model} (serial ${x.serialNumber}), ${x.bootMode}, received ${r.receivedAt}`);
+  const h = await kube('GET', resourcePath('physicalhosts', host, values.namespace).path);
+  const x = h.status.inspectionReport;
+  if (!x) throw new CliError(`no report for ${host}`);
+  show(x, () => {
+    out(`${host}: ${x.manufacturer} ${x.model} (serial ${x.serialNumber}), ${x.bootMode}, received ${x.timestamp}`);
     out(`cpu: ${x.cpus.count} sockets, ${x.cpus.cores} cores, ${x.cpus.threads} threads, ${x.cpus.model}`);
     out(`memory: ${x.memory.totalGB} GiB`);
     table(x.disks, [

@@ -1,7 +1,6 @@
 import type { Context, Next } from 'hono';
 import { Hono } from 'hono';
-import { readCapped } from '../../net/read-capped.js';
-import { bearer } from '../../net/respond.js';
+import { bearer, bodyUpTo } from '../../net/respond.js';
 import { sameSecret } from '../../store/secrets.js';
 import type { WriteMode } from '../commands.js';
 import {
@@ -18,7 +17,7 @@ import { openApiRoot, openApiV2, openApiV2Protobuf, openApiV3 } from './openapi.
 import { applyPatch, PATCH_TYPES } from './patch.js';
 import { type Kind, type KubeDeps, kinds, type Written } from './resources.js';
 import { fieldSelector, labelSelector } from './selectors.js';
-import { failure, invalid, refused, type StatusBody, type StatusCode, type Subject } from './status.js';
+import { failure, invalid, refused, type StatusBody, type Subject } from './status.js';
 import type { Seen, WatchHub } from './watch.js';
 
 export interface KubeApiDeps extends KubeDeps {
@@ -79,13 +78,6 @@ function target(path: string): Target | undefined {
   if (!kind || segs.length > 3) return undefined;
   if (KIND_INFO[kind].namespaced && segs.length > 1) return undefined;
   return { kind, ...(segs[1] ? { name: segs[1] } : {}), ...(segs[2] ? { sub: segs[2] } : {}) };
-}
-
-/** The request body as text; undefined when it is larger than `max`. */
-async function readBody(req: Request, max: number): Promise<string | undefined> {
-  if (!req.body) return '';
-  const b = await readCapped(req.body as unknown as AsyncIterable<Buffer>, max);
-  return b?.toString('utf8');
 }
 
 const subject = (i: KindInfo, name?: string): Subject => ({ name, group: i.group, plural: i.plural, kind: i.kind });
@@ -263,16 +255,25 @@ export function createKubeApi(d: KubeApiDeps): Hono {
       fields(o);
   };
 
+  /** The body as text, at most api.maxBodyBytes (the connection closes after a 413, so the rest is not read). */
+  async function text(c: Context, k: Kind, t: Target): Promise<string | StatusBody> {
+    const b = await bodyUpTo(c, d.maxBodyBytes);
+    if (b) return b.toString('utf8');
+    c.header('Connection', 'close');
+    return failure('tooLarge', `request body larger than ${d.maxBodyBytes} bytes`, subject(k.info, t.name));
+  }
+
   /** The body as an object of this kind, its namespace and name those of the URL. */
   async function body(c: Context, k: Kind, t: Target): Promise<Obj | StatusBody> {
-    const text = await readBody(c.req.raw, d.maxBodyBytes);
-    if (text === undefined)
-      return failure('invalid', `request body larger than ${d.maxBodyBytes} bytes`, subject(k.info, t.name));
+    if (!/json/.test(c.req.header('content-type') ?? ''))
+      return failure('unsupportedMedia', 'Content-Type must be application/json', subject(k.info, t.name));
+    const raw = await text(c, k, t);
+    if (typeof raw !== 'string') return raw;
     let o: unknown;
     try {
-      o = JSON.parse(text);
+      o = JSON.parse(raw);
     } catch (e) {
-      return failure('invalid', `the body is not JSON: ${(e as Error).message}`, subject(k.info, t.name));
+      return failure('badRequest', `the body is not JSON: ${(e as Error).message}`, subject(k.info, t.name));
     }
     return fit(o, k, t);
   }
@@ -331,13 +332,13 @@ export function createKubeApi(d: KubeApiDeps): Hono {
   async function patch(c: Context, k: Kind, t: Target) {
     const type = PATCH_TYPES[(c.req.header('content-type') ?? '').split(';')[0]?.trim() ?? ''];
     const s = subject(k.info, t.name);
-    if (!type) return c.json(failure('invalid', `unsupported patch type ${c.req.header('content-type')}`, s), 415);
-    const text = await readBody(c.req.raw, d.maxBodyBytes);
-    if (text === undefined) return send(c, failure('invalid', `request body larger than ${d.maxBodyBytes} bytes`, s));
+    if (!type) return send(c, failure('unsupportedMedia', `unsupported patch type ${c.req.header('content-type')}`, s));
+    const raw = await text(c, k, t);
+    if (typeof raw !== 'string') return send(c, raw);
     const found = await k.find(t.namespace ?? '', t.name as string);
     const current = found && (await objects(k, found[0], found[1]))[0];
     if (!current && type !== 'apply') return send(c, failure('notFound', '', s));
-    const p = applyPatch(current ?? {}, type, text);
+    const p = applyPatch(current ?? {}, type, raw);
     if (!p.ok) return send(c, failure('invalid', `the patch does not apply: ${p.error}`, s));
     const o = fit(p.value, k, t);
     if (isStatus(o)) return send(c, o);

@@ -27,8 +27,21 @@ export interface Subject {
   kind: string;
 }
 
-const REASON: Record<RefusalCode | 'forbidden' | 'methodNotAllowed' | 'gone' | 'unavailable', [string, number]> = {
+const REASON: Record<
+  | RefusalCode
+  | 'forbidden'
+  | 'methodNotAllowed'
+  | 'gone'
+  | 'unavailable'
+  | 'badRequest'
+  | 'tooLarge'
+  | 'unsupportedMedia',
+  [string, number]
+> = {
   invalid: ['Invalid', 422],
+  badRequest: ['BadRequest', 400],
+  tooLarge: ['RequestEntityTooLarge', 413],
+  unsupportedMedia: ['UnsupportedMediaType', 415],
   unauthorized: ['Unauthorized', 401],
   forbidden: ['Forbidden', 403],
   quota: ['Forbidden', 403],
