@@ -270,7 +270,12 @@ export class Appliance {
       store,
       secrets,
       (h, password) => new RedfishClient({ ...h.spec.redfish, password }, options, log.child({ host: h.name })),
-      { ...this.policy(), tickMs: o.tickSeconds * 1000, powerDeadlineMs: o.powerDeadlineSeconds * 1000 },
+      {
+        ...this.policy(),
+        tickMs: o.tickSeconds * 1000,
+        powerDeadlineMs: o.powerDeadlineSeconds * 1000,
+        onPass: () => this.metrics.reconcilePasses.inc(),
+      },
       log,
     );
   }

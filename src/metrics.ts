@@ -82,6 +82,12 @@ export class Metrics {
     },
   });
 
+  readonly reconcilePasses = new Counter({
+    name: 'beskar7_reconcile_passes_total',
+    help: 'Reconcile passes ended: moves while this appliance runs the orchestrator',
+    registers: [this.registry],
+  });
+
   /** set by the appliance: whether it runs the orchestrator (always alone; on etcd, while it leads) */
   leading: () => boolean = () => false;
   readonly leader = new Gauge({

@@ -46,6 +46,8 @@ export interface OrchestratorOptions extends Policy {
   powerDeadlineMs: number;
   /** the workflow's clock (deadlines, backoff, timestamps); tests give one they move by hand */
   clock?: () => number;
+  /** told when a reconcile pass has ended (a metric: the reconciler is alive) */
+  onPass?: () => void;
 }
 
 /** The shortest time between two reconcile passes. */
@@ -124,6 +126,7 @@ export class Orchestrator {
       .finally(() => {
         this.pass = undefined;
         this.lastPassEnd = Date.now();
+        this.opts.onPass?.();
         if (this.again) {
           this.again = false;
           this.kick();

@@ -83,6 +83,25 @@ export async function inProcess(t: Test, over: Record<string, unknown> = {}, dat
   return { app, base, api, kube, lines, stop, dataDir };
 }
 
+/** Reconcile passes the appliance has ended so far. */
+export async function reconcilePasses(base: string): Promise<number> {
+  return Number(/^beskar7_reconcile_passes_total (\d+)/m.exec(await metricsOf(base))?.[1] ?? 0);
+}
+
+/**
+ * Waits until `n` reconcile passes have ended after the moment `from` (epoch ms): what the workflow does by a
+ * deadline has then been decided, a positive signal instead of a sleep.
+ */
+export async function passesAfter(base: string, from: number, n: number): Promise<void> {
+  let start: number | undefined;
+  await until(`${n} reconcile passes after ${new Date(from).toISOString()}`, async () => {
+    if (Date.now() < from) return undefined;
+    const now = await reconcilePasses(base);
+    start ??= now;
+    return now >= start + n ? true : undefined;
+  });
+}
+
 /** The appliance's Prometheus metrics, read with the admin token. */
 export const metricsOf = async (base: string): Promise<string> =>
   (await fetch(`${base}/metrics`, { headers: { Authorization: `Bearer ${ADMIN}` } })).text();

@@ -249,3 +249,21 @@ t.test('deadlines follow the clock: no report in time ends the attempt, then the
   t.same([failed?.status.phase, failed?.status.failureReason], ['Failed', 'InspectionTimeout']);
   t.same(w.bmc.calls.slice(-2), ['off', 'clear'], 'the released host was powered off');
 });
+
+t.test('a stopped reconciler starts no BMC call: a pass after stop() reaches no BMC', async (t) => {
+  const w = await world(t);
+  await w.put(host('h', w.secrets), machine('x'));
+  const o = w.orchestrator();
+  const boot = w.bmc.hold('pxe');
+  const first = o.passOnce();
+  await boot.started;
+  const stopping = o.stop();
+  boot.release();
+  await Promise.all([first, stopping]);
+  const calls = w.bmc.calls.length;
+  // what a tick or a kick would do now, done by hand: the machine still wants its host booted
+  await o.passOnce();
+  await o.settle();
+  t.equal(w.bmc.calls.length, calls, 'no BMC call after stop');
+  t.same(await phases(w.store), ['x:Inspecting:h'], 'and the record is as the stop left it');
+});

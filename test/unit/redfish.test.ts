@@ -7,6 +7,7 @@ import t, { type Test } from 'tap';
 import { RedfishClient, RedfishError } from '../../src/redfish/client.js';
 import { Limiter } from '../../src/redfish/limiter.js';
 import { backoffMs, isRetryable } from '../../src/redfish/retry.js';
+import { until } from '../helpers/appliance.js';
 import { memoryLogger } from '../helpers/log.js';
 import { tempDir } from '../helpers/tmp.js';
 import { FakeBmc, type FakeBmcOptions, type Personality } from '../lab/fake-bmc/server.js';
@@ -187,14 +188,15 @@ t.test('links to another origin are not followed with our credentials', async (t
 });
 
 t.test('close() during retries and power polls ends every call at once', async (t) => {
-  const { client } = await setup(t, { powerLagMs: 60_000, sessionCap: 0 });
+  const { client, bmc } = await setup(t, { powerLagMs: 60_000, sessionCap: 0 });
   const calls = [client.getSystem(), client.waitPowerState('On', 60_000, 500)].map((p) =>
     p.then(
       () => 'resolved',
       (e: Error) => e.message,
     ),
   );
-  await new Promise((r) => setTimeout(r, 150));
+  // both under way: the BMC has refused a first try of each (sessionCap 0), so they are retrying or polling
+  await until('both calls under way', async () => (bmc.seen.length >= 2 ? true : undefined));
   await client.close();
   // both would otherwise go on for a minute: they end with the close, not with their own deadlines
   const results = await Promise.all(calls);
@@ -255,6 +257,19 @@ t.test('202 with a task monitor is followed to completion', async (t) => {
   const { bmc, client } = await setup(t, { taskPolls: 3 });
   await client.reset('On');
   t.equal(bmc.seen.filter((s) => s.path.startsWith('/redfish/v1/TaskService/Tasks/')).length, 3);
+});
+
+t.test('a task monitor that fails, or outlasts its deadline, is an error that says which', async (t) => {
+  for (const end of ['Exception', 'Killed', 'Cancelled'] as const) {
+    const { client } = await setup(t, { taskPolls: 2, taskEnd: end });
+    await t.rejects(client.reset('On'), new RegExp(`task /redfish/v1/TaskService/Tasks/\\w+ ended ${end}`), end);
+  }
+  const { bmc, client } = await setup(t);
+  const running = bmc.task(1e9);
+  const err = await client.waitTask(running, 200).catch((e: unknown) => e);
+  t.ok(err instanceof RedfishError && err.status === 504, 'a 504 of our own');
+  t.match(String(err), /not done within 200 ms/);
+  t.ok(bmc.seen.filter((s) => s.path === running).length >= 1, 'it was polled until then');
 });
 
 t.test('no session service: Basic auth', async (t) => {
@@ -390,7 +405,8 @@ t.test('limiter: a call that outlives holdMs gives its slot back and runs on', a
   const next = strict.run(async () => {
     second = true;
   });
-  await new Promise((r) => setTimeout(r, 100));
+  // no timer is involved without holdMs: one turn of the event loop runs whatever the limiter let through
+  await new Promise((r) => setImmediate(r));
   t.notOk(second, 'without holdMs the cap holds');
   releaseFirst();
   await Promise.all([first, next]);

@@ -36,6 +36,8 @@ export interface Personality {
   offAfterMs?: number;
   /** Reset answers 202 with a task monitor that completes after this many polls */
   taskPolls?: number;
+  /** how those tasks end (Completed by default) */
+  taskEnd?: 'Completed' | 'Exception' | 'Killed' | 'Cancelled';
   /** no SessionService: Basic auth only */
   noSessions?: boolean;
   /** two ComputerSystems */
@@ -83,8 +85,17 @@ export class FakeBmc {
   private readonly sessions = new Map<string, string>();
   private readonly tasks = new Map<string, number>();
   private faulted = 0;
+  /** A task monitor that answers Running this many times, then its end: what a Reset's 202 points to. */
+  task(polls: number): string {
+    const tid = randomBytes(3).toString('hex');
+    this.tasks.set(tid, polls);
+    return `/redfish/v1/TaskService/Tasks/${tid}`;
+  }
+
   /** requests left unanswered by a `hang` fault */
   hanging = 0;
+  /** of those, the ones whose client gave up and closed the connection */
+  abandoned = 0;
   /** TCP connections accepted (a real BMC's budget of them is small) */
   connections = 0;
   private server?: http.Server;
@@ -183,6 +194,7 @@ export class FakeBmc {
       this.faulted++;
       if (f.kind === 'hang') {
         this.hanging++;
+        req.socket.once('close', () => this.abandoned++);
         return;
       }
       if (f.kind === 'reset') {
@@ -233,7 +245,7 @@ export class FakeBmc {
       this.tasks.set(tid, left);
       return left > 0
         ? send(202, { TaskState: 'Running' }, { 'Retry-After': '0' })
-        : send(200, { TaskState: 'Completed' });
+        : send(200, { TaskState: this.p.taskEnd ?? 'Completed' });
     }
     const m = /^\/redfish\/v1\/Systems\/([\w.-]+)(\/.*)?$/.exec(path);
     const [, id = '', rest] = m ?? [];

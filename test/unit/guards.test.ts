@@ -1,0 +1,75 @@
+// The guards security claims rest on, each tested directly: path resolution, attempt credentials, secret
+// comparison. A regression in any of them is caught here, not only through a whole appliance.
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import { resolveInside } from '../../src/domain/safe-path.js';
+import { newSecretKey, SecretBox, sameSecret } from '../../src/store/secrets.js';
+import { tempDir } from '../helpers/tmp.js';
+
+t.test('resolveInside: files inside the root only, each refusal for its reason', async (t) => {
+  const dir = tempDir(t);
+  const root = path.join(dir, 'root');
+  mkdirSync(path.join(root, 'ipxe'), { recursive: true });
+  writeFileSync(path.join(root, 'ipxe', 'undionly.kpxe'), 'x'.repeat(10));
+  writeFileSync(path.join(dir, 'secret.key'), 'k');
+  symlinkSync(path.join(dir, 'secret.key'), path.join(root, 'escape'));
+  symlinkSync(path.join(root, 'ipxe', 'undionly.kpxe'), path.join(root, 'inside'));
+  mkdirSync(path.join(dir, 'root-sibling'));
+  writeFileSync(path.join(dir, 'root-sibling', 'f'), 'f');
+
+  t.match(resolveInside(root, 'ipxe/undionly.kpxe'), { ok: true, size: 10 });
+  t.match(resolveInside(root, '/ipxe/undionly.kpxe'), { ok: true }, 'a leading slash is the root');
+  t.match(resolveInside(root, 'inside'), { ok: true }, 'a symlink that stays inside');
+  const refused: [string, number, string][] = [
+    ['', 403, 'illegal file name'],
+    ['ipxe/\0x', 403, 'illegal file name'],
+    ['ipxe\\undionly.kpxe', 403, 'illegal file name'],
+    ['../secret.key', 403, 'path leaves the root'],
+    // `..` is refused by name before any file is looked at, even where it would lead back inside
+    ['ipxe/../ipxe/undionly.kpxe', 403, 'path leaves the root'],
+    ['escape', 403, 'path leaves the root'],
+    // a sibling whose name starts with the root's must not pass a prefix check
+    ['../root-sibling/f', 403, 'path leaves the root'],
+    ['ipxe', 404, 'not a regular file'],
+    ['nope', 404, 'no such file'],
+  ];
+  for (const [name, status, reason] of refused)
+    t.same(resolveInside(root, name), { ok: false, status, reason }, JSON.stringify(name));
+});
+
+t.test('attemptSecrets: nonce and token differ, and each is bound to its key, host and attempt', async (t) => {
+  const box = new SecretBox(newSecretKey());
+  const a = box.attemptSecrets('h', 'a1');
+  t.match(a, { nonce: /^[A-Za-z0-9_-]{43}$/, token: /^[A-Za-z0-9_-]{43}$/ }, "the contract's token form");
+  t.not(a.nonce, a.token, 'the nonce (served by MAC) is not the token');
+  t.same(box.attemptSecrets('h', 'a1'), a, 'derived again after a restart: the same');
+  for (const [what, other] of [
+    ['another attempt', box.attemptSecrets('h', 'a2')],
+    ['another host', box.attemptSecrets('h2', 'a1')],
+    ['another appliance key', new SecretBox(newSecretKey()).attemptSecrets('h', 'a1')],
+    // host and attempt are separated: h/1 + a is not h + 1/a
+    ['a shifted separator', box.attemptSecrets('h/a', '1')],
+  ] as const) {
+    t.not(other.nonce, a.nonce, `${what}: another nonce`);
+    t.not(other.token, a.token, `${what}: another token`);
+  }
+  t.throws(() => new SecretBox(Buffer.alloc(16)), /32 bytes/, 'a short key is refused');
+});
+
+t.test('sameSecret: equal strings only; a missing, shorter or longer one is simply wrong', async (t) => {
+  t.ok(sameSecret('abc', 'abc'));
+  for (const given of [undefined, '', 'ab', 'abcd', 'abd', 'ABC']) t.notOk(sameSecret(given, 'abc'), `${given}`);
+});
+
+t.test('seal and open: a round trip, and a tampered ciphertext does not open', async (t) => {
+  const box = new SecretBox(newSecretKey());
+  const sealed = box.seal('bmc-password');
+  t.match(sealed, /^v1:/);
+  t.not(box.seal('bmc-password'), sealed, 'a fresh IV each time');
+  t.equal(box.open(sealed), 'bmc-password');
+  const raw = Buffer.from(sealed.slice(3), 'base64');
+  raw[raw.length - 1] = (raw[raw.length - 1] as number) ^ 1;
+  t.throws(() => box.open(`v1:${raw.toString('base64')}`), 'authenticated: a flipped bit is refused');
+  t.throws(() => new SecretBox(newSecretKey()).open(sealed), 'another key cannot open it');
+});
