@@ -29,11 +29,14 @@ export function take(
   return { bucket: { tokens: refilled, at: now }, ok: false, retryAfterS: Math.ceil((1 - refilled) / r.perSecond) };
 }
 
+/** An IPv4 client of a dual-stack listener shows as ::ffff:a.b.c.d: the lease table knows it as a.b.c.d. */
+export const unmappedAddress = (a: string): string => a.replace(/^::ffff:(?=\d+\.)/, '');
+
 /** The client's address; app.request() in tests has no socket. */
 export function remoteAddress(c: Context): string | undefined {
   try {
-    // an IPv4 client of a dual-stack listener shows as ::ffff:a.b.c.d: the lease table knows it as a.b.c.d
-    return getConnInfo(c).remote.address?.replace(/^::ffff:(?=\d+\.)/, '');
+    const a = getConnInfo(c).remote.address;
+    return a === undefined ? undefined : unmappedAddress(a);
   } catch {
     return undefined;
   }
