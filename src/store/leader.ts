@@ -4,6 +4,42 @@ import type { Logger } from '../log.js';
 import type { Guard } from './backend.js';
 import type { EtcdBackend } from './etcd-backend.js';
 
+/** How often a leader checks its lease locally; it steps down this long before the lease could have expired. */
+const CHECK_MS = 250;
+
+/**
+ * How long a lease is certainly alive, judged on a monotonic clock (a wall-clock step changes nothing) and from
+ * when each keep-alive was sent, not when its answer came: etcd refreshed the lease at some moment in between,
+ * so its TTL runs out no sooner than send time + TTL. Keep-alive answers come in the order they were sent.
+ */
+export class LeaseClock {
+  private readonly sent: number[] = [];
+  private until = 0;
+
+  constructor(private readonly now: () => number = () => performance.now()) {}
+
+  /** A grant or keep-alive is about to go out. */
+  fired(): void {
+    this.sent.push(this.now());
+  }
+
+  /** The answer to the oldest outstanding one: the lease lives `ttlSeconds` from when that was sent. */
+  answered(ttlSeconds: number): void {
+    const at = this.sent.shift() ?? this.now();
+    this.until = Math.max(this.until, at + ttlSeconds * 1000);
+  }
+
+  /** A new keep-alive stream: requests of the old one will never be answered. */
+  restarted(): void {
+    this.sent.length = 0;
+  }
+
+  /** Whether the lease may already have expired by the next check. */
+  expiring(): boolean {
+    return this.now() + CHECK_MS >= this.until;
+  }
+}
+
 /**
  * Leader election on etcd, as etcd's own concurrency package does it: each appliance puts a key under
  * `<prefix>leader/` on a lease it keeps alive; the oldest key leads, the others wait for the key just older
@@ -17,7 +53,6 @@ export class Leadership extends EventEmitter {
   private lease?: Lease;
   private stopped = false;
   private leading = false;
-  private lastKeepAlive = 0;
   private checker?: NodeJS.Timeout;
 
   constructor(
@@ -47,12 +82,14 @@ export class Leadership extends EventEmitter {
     try {
       const lease = c.lease(this.ttlSeconds, { autoKeepAlive: true });
       this.lease = lease;
-      lease.on('keepaliveSucceeded', () => {
-        this.lastKeepAlive = Date.now();
-      });
+      const clock = new LeaseClock();
+      lease.on('keepaliveEstablished', () => clock.restarted());
+      lease.on('keepaliveFired', () => clock.fired());
+      lease.on('keepaliveSucceeded', (res: { TTL: string }) => clock.answered(Number(res.TTL)));
       lease.on('lost', (e: Error) => this.depose(`lease lost: ${e.message}`));
+      clock.fired();
       const id = await lease.grant();
-      this.lastKeepAlive = Date.now();
+      clock.answered(this.ttlSeconds);
       const key = `${this.dir}${id}`;
       const r = await c.if(key, 'Create', '==', 0).then(c.put(key).value(this.identity).lease(id)).commit();
       const mine = Number(r.header.revision);
@@ -71,10 +108,10 @@ export class Leadership extends EventEmitter {
       }
       if (this.stopped || this.lease !== lease) return;
       this.leading = true;
-      // leadership ends locally once keep-alives have failed for one TTL: etcd lets the key go no sooner
+      // leadership ends locally before the lease could have expired: etcd lets the key go no sooner
       this.checker = setInterval(() => {
-        if (Date.now() - this.lastKeepAlive > this.ttlSeconds * 1000) this.depose('keep-alives failed for one TTL');
-      }, 250);
+        if (clock.expiring()) this.depose('keep-alives not answered in time: the lease may expire');
+      }, CHECK_MS);
       this.log.warn({ key, revision: mine }, 'leader elected: this appliance runs the orchestrator');
       const fence: Guard = { collection: '', key, rev: mine, on: 'create' };
       this.emit('elected', fence);

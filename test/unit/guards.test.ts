@@ -4,6 +4,7 @@ import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { resolveInside } from '../../src/domain/safe-path.js';
+import { LeaseClock } from '../../src/store/leader.js';
 import { newSecretKey, SecretBox, sameSecret } from '../../src/store/secrets.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -72,4 +73,28 @@ t.test('seal and open: a round trip, and a tampered ciphertext does not open', a
   raw[raw.length - 1] = (raw[raw.length - 1] as number) ^ 1;
   t.throws(() => box.open(`v1:${raw.toString('base64')}`), 'authenticated: a flipped bit is refused');
   t.throws(() => new SecretBox(newSecretKey()).open(sealed), 'another key cannot open it');
+});
+
+t.test('a lease is judged from when its keep-alive was sent, on a monotonic clock', async (t) => {
+  let now = 0;
+  const c = new LeaseClock(() => now);
+  c.fired();
+  now = 900; // the answer took 900 ms: etcd refreshed the lease somewhere in between
+  c.answered(3);
+  now = 2700;
+  t.notOk(c.expiring(), 'alive at 2.7 s');
+  now = 2760;
+  t.ok(c.expiring(), 'stepping down by 2.76 s: sent at 0 + 3 s TTL, less one check, not 0.9 + 3 s');
+  // answers match the oldest outstanding keep-alive
+  c.fired();
+  now = 2800;
+  c.fired();
+  now = 3000;
+  c.answered(3);
+  t.notOk(c.expiring(), 'the first of two outstanding (sent at 2.76 s) lives until 5.76 s');
+  now = 5520;
+  t.ok(c.expiring());
+  c.restarted();
+  c.answered(3);
+  t.notOk(c.expiring(), 'after a new stream an answer counts from now: nothing older is waited for');
 });
