@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 IPXE_FILES := undionly.kpxe ipxe.efi snponly.efi
 
-.PHONY: all deps setup assets inspector build run cli test unit e2e bench bench-inspection bench-storm bench-ha bench-baseline install deb clean
+.PHONY: all deps setup assets inspector build run cli test unit e2e mutation bench bench-inspection bench-storm bench-ha bench-baseline install deb clean
 
 # the demo lab and the tests install Debian packages, create network namespaces and bind ports 67/69/80/4011
 need-root = @if [ "$$(id -u)" != 0 ]; then echo "make $@ needs root: it installs Debian packages, creates network namespaces and binds the DHCP/TFTP/HTTP ports (run it as root, or with sudo)" >&2; exit 1; fi
@@ -64,10 +64,15 @@ test:
 	npm test
 
 unit: deps
-	npx tap build >/dev/null && npx tap test/unit
+	npx tap build >/dev/null && npx tap test/unit/*.test.ts
 
 e2e: setup
-	npx tap build >/dev/null && npx tap test/e2e
+	npx tap build >/dev/null && npx tap test/e2e/*.test.ts
+
+# StrykerJS over the modules with security claims (test/mutation/modules.json); slow, so not in `make test`.
+# MODULES="rate-limit secrets" runs some; the score and each surviving mutant are printed and in .cache/mutation
+mutation: deps assets
+	node --import tsx test/mutation/run.ts $(MODULES)
 
 # ratios against dnsmasq, atftpd, tftpd-hpa, nginx and the storm of commit 8601c04 measured in the same run;
 # BENCH_OUT=FILE.json (+ .svg); the benchmarks run the compiled service (dist/), as systemd does

@@ -751,8 +751,9 @@ t.test('a slow BMC holds up only its own host', async (t) => {
     (await a.kube('GET', `${HOSTS}/slow`)).json.status.state === 'Available' ? true : undefined,
   );
   await addMachine(a.kube, machineBody('ms', undefined, { hostSelector: { matchLabels: { speed: 'slow' } } }));
+  // the slow host's boot is under way: its BMC has been asked for the one-time PXE override
   await until('the slow host booting', async () =>
-    (await a.kube('GET', `${HOSTS}/slow`)).json.status.inspectionPhase === 'Booting' ? true : undefined,
+    slow.bmc.seen.some((s) => s.method === 'PATCH') ? true : undefined,
   );
   await addMachine(a.kube, machineBody('mf', undefined, { hostSelector: { matchLabels: { speed: 'fast' } } }));
   await until(
