@@ -123,7 +123,8 @@ t.test('etcd', async (t) => {
     const lb = new Leadership(bb, 'b', 2, log);
     t.teardown(() => lb.stop());
     lb.start();
-    await new Promise((r) => setTimeout(r, 500));
+    // both campaigns have their key: the second is past its put and waiting on the first
+    await wait(async () => (await bb.client.getAll().prefix(`${prefix}leader/`).keys()).length === 2, 10_000);
     t.notOk(lb.isLeader, 'the second campaign waits while the first leads');
     t.equal(await lb.leader(), 'child', 'and names the leader');
     child.kill('SIGKILL');

@@ -72,7 +72,7 @@ t.test(
     await p.ensure(1, 64);
     t.ok(p.has(1, 64), 'the window is in memory once ensured');
     // the read ahead of the next chunk, started by prefetch, lands without an ensure
-    await new Promise((r) => setTimeout(r, 200));
+    await until('the read-ahead', async () => (p.has(179, 242) ? true : undefined));
     t.ok(p.has(179, 242), 'the chunk after the window was read ahead');
     p.prefetch(1500, 1563);
     t.notOk(p.has(1, 64), 'chunks behind the window are dropped');
