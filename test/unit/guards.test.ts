@@ -1,11 +1,11 @@
 // The guards security claims rest on, each tested directly: path resolution, attempt credentials, secret
 // comparison. A regression in any of them is caught here, not only through a whole appliance.
-import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { resolveInside } from '../../src/domain/safe-path.js';
 import { LeaseClock } from '../../src/store/leader.js';
-import { newSecretKey, SecretBox, sameSecret } from '../../src/store/secrets.js';
+import { adminToken, newAttemptId, newSecretKey, SecretBox, sameSecret } from '../../src/store/secrets.js';
 import { tempDir } from '../helpers/tmp.js';
 
 t.test('resolveInside: files inside the root only, each refusal for its reason', async (t) => {
@@ -21,6 +21,8 @@ t.test('resolveInside: files inside the root only, each refusal for its reason',
 
   t.match(resolveInside(root, 'ipxe/undionly.kpxe'), { ok: true, size: 10 });
   t.match(resolveInside(root, '/ipxe/undionly.kpxe'), { ok: true }, 'a leading slash is the root');
+  t.match(resolveInside(root, '///ipxe/undionly.kpxe'), { ok: true }, 'and so are several');
+  t.same(resolveInside(root, '//'), { ok: false, status: 403, reason: 'illegal file name' }, 'slashes only: no name');
   t.match(resolveInside(root, 'inside'), { ok: true }, 'a symlink that stays inside');
   const refused: [string, number, string][] = [
     ['', 403, 'illegal file name'],
@@ -45,6 +47,11 @@ t.test('attemptSecrets: nonce and token differ, and each is bound to its key, ho
   t.match(a, { nonce: /^[A-Za-z0-9_-]{43}$/, token: /^[A-Za-z0-9_-]{43}$/ }, "the contract's token form");
   t.not(a.nonce, a.token, 'the nonce (served by MAC) is not the token');
   t.same(box.attemptSecrets('h', 'a1'), a, 'derived again after a restart: the same');
+  // a known answer: a release that derived them otherwise would invalidate every live attempt on upgrade
+  t.same(new SecretBox(Buffer.alloc(32, 7)).attemptSecrets('h', 'a1'), {
+    nonce: 'A5bclhDeCdcGqofWISfl5U7vmiIcDl072dN18fLkJ2k',
+    token: 'cESklHLYn6_I2y1gaEBO5el2MBnh5oKBssCsYY4S0sA',
+  });
   for (const [what, other] of [
     ['another attempt', box.attemptSecrets('h', 'a2')],
     ['another host', box.attemptSecrets('h2', 'a1')],
@@ -56,6 +63,20 @@ t.test('attemptSecrets: nonce and token differ, and each is bound to its key, ho
     t.not(other.token, a.token, `${what}: another token`);
   }
   t.throws(() => new SecretBox(Buffer.alloc(16)), /32 bytes/, 'a short key is refused');
+});
+
+t.test('tokens: configured, else generated once into the data dir (group-readable), else the shared one', async (t) => {
+  const dir = tempDir(t);
+  t.same(adminToken(dir, 'configured-token-0123456789'), { token: 'configured-token-0123456789' });
+  const made = adminToken(dir);
+  t.match(made, { token: /^[0-9a-f]{48}$/, file: path.join(dir, 'admin-token') });
+  t.equal(statSync(path.join(dir, 'admin-token')).mode & 0o777, 0o640);
+  t.same(adminToken(dir), made, 'the same on the next start');
+  t.not(adminToken(dir, undefined, undefined, 'readonly-token').token, made.token, 'another name, another token');
+  const shared = adminToken(path.join(dir, 'fresh'), undefined, Buffer.from('shared-by-etcd-0123456789'));
+  t.equal(shared.token, 'shared-by-etcd-0123456789', "etcd's token is written where the CLI reads it");
+  t.match(newAttemptId(), /^[0-9a-f]{32}$/);
+  t.not(newAttemptId(), newAttemptId());
 });
 
 t.test('sameSecret: equal strings only; a missing, shorter or longer one is simply wrong', async (t) => {
