@@ -197,12 +197,8 @@ export function createKubeApi(d: KubeApiDeps): Hono {
   }
 
   async function list(c: Context, k: Kind, t: Target) {
-    let keep: (o: Obj) => boolean;
-    try {
-      keep = selection(c, k, t);
-    } catch (e) {
-      return send(c, failure('invalid', (e as Error).message, subject(k.info)));
-    }
+    const keep = selection(c, k, t);
+    if (typeof keep !== 'function') return send(c, keep);
     const limit = Number(c.req.query('limit') ?? 0);
     const after = c.req.query('continue') ? Buffer.from(c.req.query('continue') as string, 'base64url').toString() : '';
     const items: Obj[] = [];
@@ -229,7 +225,15 @@ export function createKubeApi(d: KubeApiDeps): Hono {
     return c.json({ kind: `${k.info.kind}List`, apiVersion: apiVersionOf(k.info), metadata: meta, items });
   }
 
-  const selection = (c: Context, k: Kind, t: Target) => {
+  /** The objects a request selects, or why its selectors do not parse. */
+  const selection = (c: Context, k: Kind, t: Target): ((o: Obj) => boolean) | StatusBody => {
+    try {
+      return selector(c, k, t);
+    } catch (e) {
+      return failure('invalid', (e as Error).message, subject(k.info));
+    }
+  };
+  const selector = (c: Context, k: Kind, t: Target) => {
     const labels = labelSelector(c.req.query('labelSelector'));
     const fieldsAllowed = [
       'metadata.name',
@@ -372,12 +376,8 @@ export function createKubeApi(d: KubeApiDeps): Hono {
    * line each, as long as the client reads and at most timeoutSeconds.
    */
   async function watch(c: Context, k: Kind, t: Target) {
-    let keep: (o: Obj) => boolean;
-    try {
-      keep = selection(c, k, t);
-    } catch (e) {
-      return send(c, failure('invalid', (e as Error).message, subject(k.info)));
-    }
+    const keep = selection(c, k, t);
+    if (typeof keep !== 'function') return send(c, keep);
     if (streams >= d.maxStreams) {
       c.header('Retry-After', '5');
       return send(c, failure('unavailable', `too many watches open (api.maxStreams ${d.maxStreams})`));
