@@ -73,8 +73,8 @@ t.test('tokens: configured, else generated once into the data dir (group-readabl
   t.equal(statSync(path.join(dir, 'admin-token')).mode & 0o777, 0o640);
   t.same(adminToken(dir), made, 'the same on the next start');
   t.not(adminToken(dir, undefined, undefined, 'readonly-token').token, made.token, 'another name, another token');
-  const shared = adminToken(path.join(dir, 'fresh'), undefined, Buffer.from('shared-by-etcd-0123456789'));
-  t.equal(shared.token, 'shared-by-etcd-0123456789', "etcd's token is written where the CLI reads it");
+  const shared = adminToken(path.join(dir, 'new', 'data'), undefined, Buffer.from('shared-by-etcd-0123456789\n'));
+  t.equal(shared.token, 'shared-by-etcd-0123456789', "etcd's token is written where the CLI reads it, trimmed");
   t.match(newAttemptId(), /^[0-9a-f]{32}$/);
   t.not(newAttemptId(), newAttemptId());
 });
