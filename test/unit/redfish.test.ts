@@ -158,9 +158,22 @@ t.test('clearing the override sends Target None with Disabled; Disabled alone wh
   await c3.setOneTimePxe();
   await c3.clearBootOverride();
   t.same(b3.boot.enabled, 'Disabled', 'a 500 that names Target None falls back too (libvirt-backed emulators)');
-  const { client: c4 } = await setup(t, { fault: { kind: 'error500', scope: 'actions' } });
+  // only the first PATCH fails: a fallback would succeed with the second, so the raise shows there was none
+  const { bmc: b4, client: c4 } = await setup(t, { fault: { kind: 'error500', scope: 'actions', first: 1 } });
   await t.rejects(c4.clearBootOverride(), /HTTP 500/, 'a 500 that does not is the BMC failing: raised');
+  t.equal(b4.seen.filter((s) => s.method === 'PATCH').length, 1, 'and no fallback PATCH followed');
 });
+
+t.test(
+  'setting one-time PXE: a PATCH that failed is not repeated but for a stale ETag; one dropped is an error',
+  async (t) => {
+    const { bmc, client } = await setup(t, { fault: { kind: 'error500', scope: 'actions', first: 1 } });
+    await t.rejects(client.setOneTimePxe(), /HTTP 500/);
+    t.equal(bmc.seen.filter((s) => s.method === 'PATCH').length, 1, 'a 500 is not retried with a fresh ETag');
+    const { client: dropped } = await setup(t, { dropsBootPatch: true });
+    await t.rejects(dropped.setOneTimePxe(), /boot override did not stick: target None, enabled Disabled/);
+  },
+);
 
 t.test('systemId names a member by path, Id or Name (systems listed by UUID)', async (t) => {
   const { bmc, client } = await setup(t, { membersByUuid: true }, {}, { systemId: 'node-0' });

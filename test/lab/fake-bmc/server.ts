@@ -18,6 +18,8 @@ export interface Personality {
   requireTargetWithDisabled?: boolean;
   /** every PATCH that disables the override gets 400 (a BMC that cannot clear it) */
   refuseClear?: boolean;
+  /** a boot PATCH is answered 204 and changes nothing (firmware that drops the override) */
+  dropsBootPatch?: boolean;
   /** no BootSourceOverrideTarget None: a PATCH naming it gets 400 */
   noTargetNone?: boolean;
   /** no Target None either, refused with a 500 that names it (a libvirt-backed emulator) */
@@ -281,6 +283,7 @@ export class FakeBmc {
       }
       if (b.BootSourceOverrideMode !== undefined && this.p.noMode)
         return error(400, 'Base.1.0.PropertyUnknown', 'BootSourceOverrideMode');
+      if (this.p.dropsBootPatch) return send(204);
       if (b.BootSourceOverrideTarget) this.boot.target = b.BootSourceOverrideTarget;
       if (b.BootSourceOverrideEnabled) this.boot.enabled = b.BootSourceOverrideEnabled;
       if (b.BootSourceOverrideMode) this.boot.mode = b.BootSourceOverrideMode;
