@@ -94,14 +94,16 @@ function token(): string {
   }
 }
 
-async function call(method: string, p: string, body?: unknown): Promise<any> {
+/** One request to the appliance, by full path: its status and body (a body that is not JSON as its message). */
+async function request(method: string, p: string, body?: unknown, headers: Record<string, string> = {}) {
   let res: Response;
   try {
-    res = await fetch(`${baseUrl()}/api/v1${p}`, {
+    res = await fetch(`${baseUrl()}${p}`, {
       method,
       headers: {
         Authorization: `Bearer ${token()}`,
         ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}),
+        ...headers,
       },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     });
@@ -109,9 +111,20 @@ async function call(method: string, p: string, body?: unknown): Promise<any> {
     throw new CliError(`cannot reach ${baseUrl()}: ${(e as Error).cause ?? (e as Error).message}`);
   }
   const text = await res.text();
-  const json = text ? JSON.parse(text) : {};
-  if (!res.ok) throw new CliError(`${method} ${p}: HTTP ${res.status}: ${json.error ?? text}`);
-  return json;
+  let json: any = {};
+  try {
+    json = text ? JSON.parse(text) : {};
+  } catch {
+    json = { message: text };
+  }
+  return { ok: res.ok, status: res.status, json, text, message: `${json.message ?? text} (HTTP ${res.status})` };
+}
+
+/** One request to the admin API under /api/v1; a refusal is thrown with its reason. */
+async function call(method: string, p: string, body?: unknown): Promise<any> {
+  const r = await request(method, `/api/v1${p}`, body);
+  if (!r.ok) throw new CliError(`${method} ${p}: HTTP ${r.status}: ${r.json.error ?? r.text}`);
+  return r.json;
 }
 
 /** Terminal control characters from the API (a host name or message a booting machine sent) never reach the tty. */
@@ -344,31 +357,6 @@ async function kube(method: string, p: string, body?: unknown, headers: Record<s
   const r = await request(method, p, body, headers);
   if (!r.ok) throw new CliError(r.message);
   return r.json;
-}
-
-async function request(method: string, p: string, body?: unknown, headers: Record<string, string> = {}) {
-  let res: Response;
-  try {
-    res = await fetch(`${baseUrl()}${p}`, {
-      method,
-      headers: {
-        Authorization: `Bearer ${token()}`,
-        ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}),
-        ...headers,
-      },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
-  } catch (e) {
-    throw new CliError(`cannot reach ${baseUrl()}: ${(e as Error).cause ?? (e as Error).message}`);
-  }
-  const text = await res.text();
-  let json: any = {};
-  try {
-    json = text ? JSON.parse(text) : {};
-  } catch {
-    json = { message: text };
-  }
-  return { ok: res.ok, status: res.status, json, message: `${json.message ?? text} (HTTP ${res.status})` };
 }
 
 /**
