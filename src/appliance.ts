@@ -293,7 +293,7 @@ export class Appliance {
     const token = adminToken(cfg.dataDir, cfg.api.adminToken, shared.admin);
     if (token.file) log.info({ file: token.file }, 'admin API token (Authorization: Bearer <token>) is in this file');
     const readOnly = adminToken(cfg.dataDir, cfg.api.readOnlyToken, shared.readOnly, 'readonly-token');
-    this.hub = await WatchHub.over(store);
+    this.hub = new WatchHub(store);
     const deps = {
       store,
       commands: commands.admin,

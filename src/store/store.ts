@@ -87,27 +87,28 @@ export class Collection<S extends z.ZodType> {
 
   /**
    * Mirrors a change into the cache, as a read from the backend would return it; a change older than the one
-   * cached is ignored (our own commit, then the same change again from the watch). True when it applied.
+   * cached is ignored (our own commit, then the same change again from the watch). When it applied: the value
+   * the cache held before (undefined: new, or the collection is not cached).
    * Our own commits come `prepared` (parsed before they were written); another appliance's are parsed here.
    */
-  apply(c: Change, prepared = false): boolean {
-    if (!this.cache) return true;
-    if (c.rev && (this.revs.get(c.key) ?? 0) >= c.rev) return false;
+  apply(c: Change, prepared = false): { prev: unknown } | undefined {
+    if (!this.cache) return { prev: undefined };
+    if (c.rev && (this.revs.get(c.key) ?? 0) >= c.rev) return undefined;
     if (c.rev) this.revs.set(c.key, c.rev);
     this.changes++;
+    const prev = this.cache.get(c.key);
     if (c.value === undefined) {
       this.cache.delete(c.key);
       this.sorted = undefined;
-      return true;
+      return { prev };
     }
     // another appliance's value: parsed here; zod's output is a fresh copy, so no JSON round trip is needed
     const v = prepared ? (c.value as z.infer<S>) : this.prepare(c.key, c.value);
-    const known = this.cache.has(c.key);
     this.cache.set(c.key, v);
     // a new key re-sorts on the next read; an update (most writes) takes its place, not a sort of them all
-    if (!known) this.sorted = undefined;
+    if (prev === undefined) this.sorted = undefined;
     else if (this.sorted) this.sorted[sortedIndex(this.sorted, c.key)] = [c.key, v];
-    return true;
+    return { prev };
   }
 
   /**
@@ -211,7 +212,8 @@ export class Collection<S extends z.ZodType> {
  * change is one atomic batch (on etcd, one transaction), except restore and pruning (Store.bulk). Read-modify-write sections run one at a time in this process; on etcd their
  * commit also compares the revisions of what they read, and runs them again when another appliance got there
  * first. Emits 'event' for each workflow event stored (by anyone), 'change' for changes other appliances made,
- * and 'record' for every change, ours or theirs, once the cache holds it (the resource API's watch).
+ * and 'record' for every change, ours or theirs, once the cache holds it, with the value it replaced (`prev`, for
+ * cached collections: the resource API's watch).
  */
 export class Store extends EventEmitter {
   readonly leases: Collection<typeof LeaseSchema>;
@@ -359,10 +361,11 @@ export class Store extends EventEmitter {
 
   /** A change someone else made, into the cache and announced. */
   private absorb(c: Change): void {
-    if (!this.byName.get(c.collection)?.apply(c)) return;
+    const applied = this.byName.get(c.collection)?.apply(c);
+    if (!applied) return;
     if (c.collection === 'events' && c.value !== undefined) this.emit('event', c.value as StoreEvent);
     this.emit('change', c);
-    this.emit('record', c);
+    this.emit('record', { ...c, prev: applied.prev });
   }
 
   /** Records a read made inside a transaction (shared backends only: the LevelDB lock is enough). */
@@ -458,10 +461,11 @@ export class Store extends EventEmitter {
         rev: r.rev,
         ...(op.type === 'put' ? { value: op.value } : {}),
       };
-      if (!this.byName.get(op.collection)?.apply(c, true)) continue;
+      const applied = this.byName.get(op.collection)?.apply(c, true);
+      if (!applied) continue;
       // events are announced once they are stored (the dashboard streams them)
       if (op.type === 'put' && op.collection === 'events') this.emit('event', op.value as StoreEvent);
-      this.emit('record', c);
+      this.emit('record', { ...c, prev: applied.prev });
     }
   }
 

@@ -14,9 +14,8 @@ export interface Seen {
   prev?: unknown;
 }
 
-/** Collections whose records the resource API serves (events: added only, their previous value is never needed). */
+/** Collections whose records the resource API serves (events: added only). */
 export const WATCHED = ['hosts', 'machines', 'secrets', 'clusters', 'templates', 'namespaces', 'events'];
-const KEPT = new Set(WATCHED.filter((c) => c !== 'events'));
 
 /**
  * The watch cache of the resource API: every change of a watched collection, ours or another appliance's,
@@ -30,26 +29,16 @@ export class WatchHub extends EventEmitter {
   private seq = 0;
   private readonly ring: Seen[] = [];
   private readonly latest = new Map<string, number>();
-  private readonly values = new Map<string, unknown>();
-  private readonly onRecord = (c: { collection: string; key: string; value?: unknown }) => this.saw(c);
+  private readonly onRecord = (c: Omit<Seen, 'seq'>) => this.saw(c);
 
-  private constructor(
+  constructor(
     private readonly store: Store,
-    private readonly size: number,
+    private readonly size = 4096,
   ) {
     super();
     // one listener per open watch, bounded by api.maxStreams
     this.setMaxListeners(0);
-  }
-
-  static async over(store: Store, size = 4096): Promise<WatchHub> {
-    const hub = new WatchHub(store, size);
-    for (const name of KEPT) {
-      const col = store.collections().find((c) => c.name === name);
-      for (const [k, v] of (await col?.entries()) ?? []) hub.values.set(`${name}/${k}`, v);
-    }
-    store.on('record', hub.onRecord);
-    return hub;
+    store.on('record', this.onRecord);
   }
 
   close(): void {
@@ -57,16 +46,11 @@ export class WatchHub extends EventEmitter {
     this.removeAllListeners();
   }
 
-  private saw(c: { collection: string; key: string; value?: unknown }): void {
+  private saw(c: Omit<Seen, 'seq'>): void {
     if (!WATCHED.includes(c.collection)) return;
     if (c.collection === 'events' && c.value === undefined) return;
     const ck = `${c.collection}/${c.key}`;
-    const prev = this.values.get(ck);
-    if (KEPT.has(c.collection)) {
-      if (c.value === undefined) this.values.delete(ck);
-      else this.values.set(ck, c.value);
-    }
-    const s: Seen = { seq: ++this.seq, collection: c.collection, key: c.key, value: c.value, prev };
+    const s: Seen = { seq: ++this.seq, collection: c.collection, key: c.key, value: c.value, prev: c.prev };
     this.latest.set(ck, s.seq);
     if (c.value === undefined) this.latest.delete(ck);
     this.ring.push(s);
