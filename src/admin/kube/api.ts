@@ -309,7 +309,7 @@ export function createKubeApi(d: KubeApiDeps): Hono {
   const isStatus = (x: Obj | StatusBody): x is StatusBody => x.kind === 'Status' && 'code' in x;
 
   /** A write's answer: the object as stored now, or the Status that says why not. */
-  async function written(c: Context, k: Kind, t: Target, name: string, w: Written, created: number) {
+  async function written(c: Context, k: Kind, t: Target, name: string, w: Written) {
     if (!w.ok) {
       const s = subject(k.info, name);
       return send(c, 'zod' in w ? invalid(w.zod, s) : refused(w.code, w.error, s));
@@ -317,20 +317,20 @@ export function createKubeApi(d: KubeApiDeps): Hono {
     const found = await k.find(t.namespace ?? '', name);
     const o = found && (await objects(k, found[0], found[1]))[0];
     if (!o) return send(c, failure('notFound', '', subject(k.info, name)));
-    return c.json(o, w.value === 'created' ? (created as 201) : 200);
+    return c.json(o, w.value === 'created' ? 201 : 200);
   }
 
   async function create(c: Context, k: Kind, t: Target) {
     const o = await body(c, k, t);
     if (isStatus(o)) return send(c, o);
     const name = String(o.metadata?.name ?? '');
-    return written(c, k, t, name, await (k.write as NonNullable<Kind['write']>)(o, 'create'), 201);
+    return written(c, k, t, name, await (k.write as NonNullable<Kind['write']>)(o, 'create'));
   }
 
   async function replace(c: Context, k: Kind, t: Target) {
     const o = await body(c, k, t);
     if (isStatus(o)) return send(c, o);
-    return written(c, k, t, t.name as string, await (k.write as NonNullable<Kind['write']>)(o, 'update'), 201);
+    return written(c, k, t, t.name as string, await (k.write as NonNullable<Kind['write']>)(o, 'update'));
   }
 
   async function patch(c: Context, k: Kind, t: Target) {
@@ -347,7 +347,7 @@ export function createKubeApi(d: KubeApiDeps): Hono {
     const o = fit(p.value, k, t);
     if (isStatus(o)) return send(c, o);
     const mode: WriteMode = current ? 'update' : 'create';
-    return written(c, k, t, t.name as string, await (k.write as NonNullable<Kind['write']>)(o, mode), 201);
+    return written(c, k, t, t.name as string, await (k.write as NonNullable<Kind['write']>)(o, mode));
   }
 
   async function remove(c: Context, k: Kind, t: Target) {

@@ -103,32 +103,14 @@ export function kinds(d: KubeDeps): Record<KindName, Kind> {
         ];
       },
       write: (o: Obj, mode: WriteMode) =>
-        parsed(
-          schema,
-          o,
-          (m: {
-            metadata: {
-              name: string;
-              namespace: string;
-              labels: Record<string, string>;
-              annotations: Record<string, string>;
-              resourceVersion?: string;
-            };
-            spec: Record<string, unknown>;
-          }) =>
-            commands.applyObject(
-              collection,
-              `${m.metadata.namespace}/${m.metadata.name}`,
-              {
-                name: m.metadata.name,
-                namespace: m.metadata.namespace,
-                labels: m.metadata.labels,
-                annotations: m.metadata.annotations,
-                spec: m.spec,
-              },
-              mode,
-              m.metadata.resourceVersion,
-            ),
+        parsed(schema, o, ({ metadata: m, spec }: z.output<typeof schema>) =>
+          commands.applyObject(
+            collection,
+            `${m.namespace}/${m.name}`,
+            { name: m.name, namespace: m.namespace, labels: m.labels, annotations: m.annotations, spec },
+            mode,
+            m.resourceVersion,
+          ),
         ),
       remove: async (ns: string, name: string) => gone(await commands.deleteObject(collection, `${ns}/${name}`)),
     } satisfies Kind;
