@@ -13,8 +13,7 @@ if [ ! -s "$OUT/vmlinuz" ]; then
   cp "$KERNEL_DIR/boot/vmlinuz-$KVER" "$OUT/vmlinuz.tmp" && mv "$OUT/vmlinuz.tmp" "$OUT/vmlinuz"
 fi
 if [ ! -s "$OUT/initrd.gz" ]; then
-  file -L /bin/busybox | grep -q 'statically linked' || { echo "need static busybox: apt-get install busybox-static" >&2; exit 1; }
-  R=$WORK/root; mkdir -p "$R/bin" "$R/proc" "$R/dev"; cp /bin/busybox "$R/bin/busybox"
+  R=$WORK/root; rootfs_busybox "$R"
   cat > "$R/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
@@ -22,7 +21,7 @@ echo "BESKAR7-DEMO-MARKER uptime=$(/bin/busybox cut -d' ' -f1 /proc/uptime) cmdl
 /bin/busybox poweroff -f
 INIT
   chmod +x "$R/init"
-  (cd "$R" && find . | cpio -o -H newc 2>/dev/null | gzip -9) > "$OUT/initrd.gz.tmp" && mv "$OUT/initrd.gz.tmp" "$OUT/initrd.gz"
+  cpio_gz "$R" "$OUT/initrd.gz"
 fi
 if [ ! -s "$OUT/target.tar.gz" ]; then
   tar -C "$OUT" -czf "$OUT/target.tar.gz.tmp" vmlinuz initrd.gz && mv "$OUT/target.tar.gz.tmp" "$OUT/target.tar.gz"

@@ -1,6 +1,10 @@
 # Beskar7 inspection agent (busybox sh), speaking the inspector contract v4.2. Kernel parameters:
 #   beskar7.api=URL beskar7.namespace=NS beskar7.host=NAME beskar7.token=TOKEN beskar7.target=URL
-#   [beskar7.target-digest=sha256:HEX] [beskar7.provider-id=b7://NS/NAME] [beskar7.config=URL] [BOOTIF=01-aa-bb-..]
+#   beskar7.target-digest=sha256:HEX beskar7.provider-id=b7://NS/NAME [beskar7.disk=/dev/NAME|serial=S]
+#   [beskar7.config=URL] [beskar7.timeout=SECONDS] [BOOTIF=01-aa-bb-..]; `--dry-run` (an argument to init): report only.
+# Two phases (contract §9): inspect and report; then, once GET /bootstrap answers 200 with the user-data, deploy
+# the target: a tar.gz with a kernel is kexec'd, anything else is a whole-disk image (raw, gzip, xz or zstd)
+# streamed onto the disk, its sha256 computed on the way, the user-data put into its COS_OEM partition, reboot.
 # Units: DIMM capacities in MiB, disk sizes in GiB (2^30 bytes), cores counted per package as unique core ids.
 
 param() { tr ' ' '\n' < /proc/cmdline | sed -n "s/^$1=//p" | tail -1; }
@@ -10,7 +14,8 @@ log() { echo "beskar7-agent: $*"; }
 
 API=$(param beskar7.api); NS=$(param beskar7.namespace); HOST=$(param beskar7.host); TOKEN=$(param beskar7.token)
 TARGET=$(param beskar7.target); DIGEST=$(param beskar7.target-digest); CONFIG=$(param beskar7.config)
-BOOTIF=$(param BOOTIF)
+BOOTIF=$(param BOOTIF); DISK=$(param beskar7.disk); PROVIDER_ID=$(param beskar7.provider-id)
+TIMEOUT=$(param beskar7.timeout); TIMEOUT=${TIMEOUT:-1800}
 
 call() { # endpoint [body]: the contract's endpoints with the bearer token; POST with a body, else GET; 5 tries
   n=0
@@ -95,7 +100,144 @@ collect() { # the contract's report (v4.2 section 6): one cpus[] entry per packa
   printf '"cpus":[%s],"memory":[%s],"disks":[%s],"nics":[%s]}' "$cpus" "$mem" "$disks" "$nics"
 }
 
+bootstrap_wait() { # contract §9.2: 404 and 5xx mean not ready yet; any other refusal ends the run
+  waited=0
+  while :; do
+    wget -q -O /tmp/user-data --header "Authorization: Bearer $TOKEN" "$API/api/v1/bootstrap/$NS/$HOST" 2>/tmp/wget.err && return 0
+    if grep -q ' 4[0-9][0-9] ' /tmp/wget.err && ! grep -q ' 404 ' /tmp/wget.err; then
+      log "bootstrap refused: $(cat /tmp/wget.err)"; return 1
+    fi
+    [ $waited -ge "$TIMEOUT" ] && { log "no bootstrap data after $TIMEOUT s"; return 1; }
+    sleep 5; waited=$((waited + 5))
+  done
+}
+
+pick_disk() { # beskar7.disk (a device path, or serial=S), else the smallest whole disk; never removable, read-only or empty
+  best=""; bestsize=0
+  for b in /sys/block/*; do
+    n=${b##*/}
+    case $n in loop*|ram*|sr*|fd*|zram*|dm-*|md*) continue ;; esac
+    [ -e "$b/device" ] && [ "$(rd "$b/removable")" != 1 ] && [ "$(rd "$b/ro")" != 1 ] || continue
+    size=$(rd "$b/size"); [ "${size:-0}" -gt 0 ] || continue
+    case $DISK in
+      "") ;;
+      serial=*) s=$(rd "$b/serial"); [ -n "$s" ] || s=$(rd "$b/device/serial"); [ "$s" = "${DISK#serial=}" ] || continue ;;
+      *) [ "$n" = "$(basename "$(readlink -f "$DISK" 2>/dev/null || echo "$DISK")")" ] || continue ;;
+    esac
+    if [ -z "$best" ] || [ "$size" -lt "$bestsize" ]; then best=$n; bestsize=$size; fi
+  done
+  [ -n "$best" ] && echo "/dev/$best"
+}
+
+wipe_disk() { # metadata erase, as Ironic cleans: every signature on the disk and its partitions, then its first and last MiB
+  n=${1##*/}
+  for p in /sys/block/"$n"/"$n"*; do [ -e "$p/partition" ] && wipefs -a -q "/dev/${p##*/}" 2>/dev/null; done
+  wipefs -a -q "$1" 2>/dev/null
+  sectors=$(rd "/sys/block/$n/size")
+  dd if=/dev/zero of="$1" bs=512 count=2048 conv=fsync 2>/dev/null || return 1
+  [ "${sectors:-0}" -gt 4096 ] && dd if=/dev/zero of="$1" bs=512 seek=$((sectors - 2048)) count=2048 conv=fsync 2>/dev/null
+  blockdev --rereadpt "$1" 2>/dev/null
+  return 0
+}
+
+unpack() { # stdin: the target as served. Decompressed by its magic; a tar goes to /tmp/target, anything else onto disk $1
+  dd bs=6 count=1 iflag=fullblock of=/tmp/magic 2>/dev/null
+  case $(od -A n -t x1 /tmp/magic | tr -d ' \n') in
+    1f8b*) dec="gunzip -c" ;;
+    fd377a585a00) dec="unxz -c" ;;
+    28b52ffd*) dec="zstd -dcq" ;;
+    *) dec=cat ;;
+  esac
+  cat /tmp/magic - | $dec | {
+    dd bs=512 count=1 iflag=fullblock of=/tmp/head 2>/dev/null
+    if [ "$(dd if=/tmp/head bs=1 skip=257 count=5 2>/dev/null)" = ustar ]; then
+      echo kexec > /tmp/kind
+      mkdir -p /tmp/target && cat /tmp/head - | tar -x -C /tmp/target
+    else
+      echo "disk ${dec%% *}" > /tmp/kind
+      [ -n "$1" ] || { echo "no disk to write to" >&2; cat > /dev/null; exit 1; }
+      cat /tmp/head - | dd of="$1" bs=1M conv=fsync 2>/tmp/dd.err
+    fi
+  }
+}
+
+find_oem() { # the COS_OEM partition (an ext label) among disk $1's own partitions: never another disk's
+  n=${1##*/}
+  for p in /sys/block/"$n"/"$n"*; do
+    [ -e "$p/partition" ] || continue
+    dev=/dev/${p##*/}
+    [ "$(dd if="$dev" bs=1 skip=1080 count=2 2>/dev/null | od -A n -t x1 | tr -d ' \n')" = 53ef ] || continue
+    [ "$(dd if="$dev" bs=1 skip=1144 count=16 2>/dev/null | tr -d '\000')" = COS_OEM ] && { echo "$dev"; return 0; }
+  done
+  return 1
+}
+
+write_oem() { # $1: the COS_OEM partition. The user-data as 99_beskar7.yaml and the provider-id, root only
+  mkdir -p /oem && mount -t ext4 -o nodev,nosuid,noexec "$1" /oem || return 1
+  ok=0
+  (umask 077 && mkdir -p /oem/beskar7 && cat /tmp/user-data > /oem/99_beskar7.yaml && echo "$PROVIDER_ID" > /oem/beskar7/provider-id) && ok=1
+  [ $ok = 1 ] || rm -f /oem/99_beskar7.yaml /oem/beskar7/provider-id
+  sync; umount /oem || umount -l /oem
+  [ $ok = 1 ]
+}
+
+deploy() { # the target, streamed once: sha256 on the way, checked before anything else happens
+  disk=$(pick_disk)
+  rm -f /tmp/hash.fifo; mkfifo /tmp/hash.fifo
+  sha256sum < /tmp/hash.fifo > /tmp/hash.out &
+  hasher=$!
+  set -o pipefail
+  wget -q -O - "$TARGET" 2>/tmp/wget.err | tee /tmp/hash.fifo | unpack "$disk" 2>/tmp/unpack.err
+  rc=$?
+  set +o pipefail
+  wait $hasher
+  got="sha256:$(cut -d' ' -f1 /tmp/hash.out)"
+  kind=$(cat /tmp/kind 2>/dev/null)
+  if [ -n "$DIGEST" ] && [ "$got" != "$DIGEST" ]; then
+    case $kind in disk*) wipe_disk "$disk" ;; esac
+    deploy_failed "DigestMismatch: $TARGET is $got, want $DIGEST"; return 1
+  fi
+  [ $rc = 0 ] || { deploy_failed "target download or write failed: $(cat /tmp/wget.err /tmp/unpack.err /tmp/dd.err 2>/dev/null | tr '\n' ' ')"; return 1; }
+  step target-verify true "${DIGEST:+verified }$got"
+  case $kind in
+    kexec) boot_kexec ;;
+    disk*) boot_disk "$disk" "$kind" ;;
+    *) deploy_failed "target unpack: an empty target"; return 1 ;;
+  esac
+}
+
+boot_disk() {
+  step target-write true "$1: ${2#disk } image written"
+  blockdev --rereadpt "$1" 2>/dev/null; sleep 1; mdev -s
+  if oem=$(find_oem "$1"); then
+    write_oem "$oem" || { rm -f /tmp/user-data; deploy_failed "COS_OEM: could not write the user-data to $oem"; return 1; }
+    step oem true "user-data written to $oem"
+  else
+    step oem true "no COS_OEM partition on $1: no user-data written"
+  fi
+  rm -f /tmp/user-data
+  # contract §9.1: the signal goes before the reboot; without its 202 the host does not boot the target
+  call provisioned '{"status":"provisioned"}' || { log "provisioned callback failed; not rebooting"; return 1; }
+  log "rebooting into the installed system on $1"
+  sync; reboot -f
+}
+
+boot_kexec() {
+  kernel=$(ls /tmp/target/vmlinuz* /tmp/target/boot/vmlinuz* 2>/dev/null | head -1)
+  initrd=$(ls /tmp/target/initrd* /tmp/target/boot/initrd* 2>/dev/null | head -1)
+  [ -n "$kernel" ] || { deploy_failed "target unpack: no vmlinuz in the target image"; return 1; }
+  # the OS fetches its own configuration: config_url is the Kairos convention, beskar7.config ours
+  cmdline="console=ttyS0 beskar7.provisioned=$HOST${CONFIG:+ config_url=$CONFIG beskar7.config=$CONFIG}"
+  kexec -l "$kernel" ${initrd:+--initrd="$initrd"} --command-line="$cmdline" 2>/tmp/kexec.err || { deploy_failed "kexec load: $(cat /tmp/kexec.err)"; return 1; }
+  call provisioned '{"status":"provisioned"}' || { log "provisioned callback failed; not booting the target"; return 1; }
+  log "kexec $(basename "$kernel") $cmdline"
+  kexec -e
+  log "kexec -e returned"
+  return 1
+}
+
 main() {
+  dry=""; for a in "$@"; do [ "$a" = --dry-run ] && dry=1; done
   [ -n "$API" ] && [ -n "$NS" ] && [ -n "$HOST" ] && [ -n "$TOKEN" ] || { log "no beskar7.api/namespace/host/token on the command line"; return 1; }
   network_up || { log "no DHCP answer on any interface"; return 1; }
   step network true "$(cat /tmp/ip)"
@@ -103,30 +245,9 @@ main() {
   log "report: $report"
   call inspection "$report" || { log "the appliance refused the report: $(cat /tmp/wget.err 2>/dev/null)"; return 1; }
   step report true "accepted"
-  # the gate: only a host that passed validation goes on to the target (a refused one is powered off)
-  call bootstrap || { log "not approved for deployment: $(cat /tmp/wget.err 2>/dev/null)"; return 1; }
+  [ -n "$dry" ] && { log "--dry-run: stopping after the report"; return 0; }
+  # the gate: only a validated host gets its user-data and goes on to the target (a refused one is powered off)
+  bootstrap_wait || return 1
   [ -n "$TARGET" ] || { deploy_failed "no beskar7.target"; return 1; }
-  wget -q -O /tmp/target.tgz "$TARGET" 2>/tmp/wget.err || { deploy_failed "target download: $(cat /tmp/wget.err)"; return 1; }
-  got="sha256:$(sha256sum /tmp/target.tgz | cut -d' ' -f1)"
-  if [ -n "$DIGEST" ]; then
-    [ "$got" = "$DIGEST" ] || { deploy_failed "DigestMismatch: $TARGET is $got, want $DIGEST"; return 1; }
-    step target-verify true "$got"
-  else
-    step target-verify true "no digest pinned; $got"
-  fi
-  mkdir -p /tmp/target
-  tar -xzf /tmp/target.tgz -C /tmp/target || { deploy_failed "target unpack: not a tar.gz"; return 1; }
-  kernel=$(ls /tmp/target/vmlinuz* /tmp/target/boot/vmlinuz* 2>/dev/null | head -1)
-  initrd=$(ls /tmp/target/initrd* /tmp/target/boot/initrd* 2>/dev/null | head -1)
-  [ -n "$kernel" ] || { deploy_failed "target unpack: no vmlinuz in the target image"; return 1; }
-  step target-download true "$(wc -c < /tmp/target.tgz) bytes"
-  # the OS fetches its own configuration: config_url is the Kairos convention, beskar7.config ours
-  cmdline="console=ttyS0 beskar7.provisioned=$HOST${CONFIG:+ config_url=$CONFIG beskar7.config=$CONFIG}"
-  kexec -l "$kernel" ${initrd:+--initrd="$initrd"} --command-line="$cmdline" 2>/tmp/kexec.err || { deploy_failed "kexec load: $(cat /tmp/kexec.err)"; return 1; }
-  # contract 4.4: the signal goes before the jump; without its 202 the target does not boot
-  call provisioned '{"status":"provisioned"}' || { log "provisioned callback failed; not booting the target"; return 1; }
-  log "kexec $(basename "$kernel") $cmdline"
-  kexec -e
-  log "kexec -e returned"
-  return 1
+  deploy
 }
