@@ -20,6 +20,7 @@ import { BootTimeline } from './boot/timeline.js';
 import type { Config, ResolvedConfig } from './config.js';
 import { eventOk, type StoreEvent } from './domain/events.js';
 import { hostMacs } from './domain/resources.js';
+import { fetchUserData } from './inspector/user-data.js';
 import { InspectorCommands } from './inspector/commands.js';
 import { createIntakeApi } from './inspector/routes.js';
 import type { Logger } from './log.js';
@@ -159,6 +160,7 @@ export class Appliance {
         templates,
         ca: readFileSync(cfg.inspector.caFile ?? this.certificates.caFile).toString('base64'),
         kernelArgs: cfg.inspector.kernelArgs,
+        fetchUserData,
       }),
     };
     const shared = {

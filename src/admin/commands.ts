@@ -198,7 +198,8 @@ export class AdminCommands {
           ? refuse('exists', `secret ${s.name} exists in namespace ${old.namespace}: names are unique here`)
           : old && this.stale(s.metadata.resourceVersion, old, `secret ${s.name}`));
       if (refused) return refused;
-      const same = !!old && this.d.secrets.open(old.passwordEnc) === s.password;
+      const opened = (enc: string | undefined) => (enc === undefined ? undefined : this.d.secrets.open(enc));
+      const same = !!old && opened(old.passwordEnc) === s.password && opened(old.valueEnc) === s.value;
       // read one by one: on etcd each host read is then one this commit compares
       const users: StoredHost[] = [];
       for (const name of await this.store.hosts.keys()) {
@@ -208,7 +209,9 @@ export class AdminCommands {
       const full = old ? undefined : await this.full('secrets');
       if (full) return full;
       const meta = { labels: s.metadata.labels, annotations: redactedAnnotations(s.metadata.annotations) };
-      const a = secretApplied(old, { ...s, ...meta, same }, this.d.secrets.seal(s.password), users, Date.now());
+      const seal = (v: string | undefined) => (v === undefined ? undefined : this.d.secrets.seal(v));
+      const sealed = { passwordEnc: seal(s.password), valueEnc: seal(s.value) };
+      const a = secretApplied(old, { ...s, ...meta, same }, sealed, users, Date.now());
       if (a === 'unchanged') return { value: 'unchanged' };
       if ('code' in a) return { refused: a };
       touched = a.hosts.map((h) => h.name);
@@ -227,10 +230,12 @@ export class AdminCommands {
       if (refused) return refused;
       const { credentialsSecretRef: ref, ...conn } = m.spec.redfishConnection;
       const secret = await this.store.secrets.get(ref);
-      if (!secret || secret.namespace !== m.metadata.namespace) {
+      if (!secret?.username || !secret.passwordEnc || secret.namespace !== m.metadata.namespace) {
+        const what = `Secret ${ref} in namespace ${m.metadata.namespace}`;
+        const why = secret?.namespace === m.metadata.namespace ? `${what} has no username and password` : `no ${what}`;
         return refuse(
           'invalid',
-          `spec.redfishConnection.credentialsSecretRef: no Secret ${ref} in namespace ${m.metadata.namespace}; apply it first (kind: Secret, stringData: username, password)`,
+          `spec.redfishConnection.credentialsSecretRef: ${why}; apply it first (kind: Secret, stringData: username, password)`,
         );
       }
       // the password is the Secret's, already sealed: the schema only needs to see one

@@ -80,12 +80,23 @@ export const SecretManifestSchema = z
   .transform((s, ctx) => {
     const get = (k: string) =>
       s.stringData?.[k] ?? (s.data?.[k] !== undefined ? Buffer.from(s.data[k], 'base64').toString('utf8') : undefined);
-    const [username, password] = [get('username'), get('password')];
-    if (!username || !password) {
-      ctx.addIssue({ code: 'custom', path: ['stringData'], message: 'a BMC Secret needs username and password' });
+    const [username, password, value] = [get('username'), get('password'), get('value')];
+    if ((!username || !password) && value === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['stringData'],
+        message: 'a Secret here holds BMC credentials (username and password) or bootstrap data (value)',
+      });
       return z.NEVER;
     }
-    return { name: s.metadata.name, namespace: s.metadata.namespace, username, password, metadata: s.metadata };
+    const credentials = username && password ? { username, password } : {};
+    return {
+      name: s.metadata.name,
+      namespace: s.metadata.namespace,
+      ...credentials,
+      ...(value !== undefined ? { value } : {}),
+      metadata: s.metadata,
+    };
   });
 export type SecretManifest = z.output<typeof SecretManifestSchema>;
 

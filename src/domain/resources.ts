@@ -129,12 +129,16 @@ export const StoredHostSchema = z.preprocess(
 );
 export type StoredHost = z.infer<typeof StoredHostSchema>;
 
-/** BMC credentials applied as a v1.0 Secret; the password sealed like a host's. */
+/**
+ * A Secret as applied: BMC credentials (username, password) and/or bootstrap data (`value`, as Cluster API's
+ * bootstrap data secret holds it). What is secret is sealed like a host's password.
+ */
 export const StoredSecretSchema = z.object({
   name: z.string(),
   namespace: z.string(),
-  username: z.string(),
-  passwordEnc: z.string(),
+  username: z.string().optional(),
+  passwordEnc: z.string().optional(),
+  valueEnc: z.string().optional(),
   labels: z.record(z.string(), z.string()).optional(),
   annotations: z.record(z.string(), z.string()).optional(),
   createdAt: z.string(),
@@ -174,9 +178,18 @@ export const MachineSpecSchema = z
     configurationURL: ScriptUrl.optional(),
     targetDisk: z
       .string()
-      .regex(/^[A-Za-z0-9._:/+-]+$/, 'a device path or hint such as /dev/sda or /dev/disk/by-id/...')
+      .regex(/^[A-Za-z0-9._:/+=-]+$/, 'a device path such as /dev/sda, or serial=<the disk\'s serial number>')
       .optional()
-      .describe('the disk the inspector deploys to (beskar7.disk); by default the smallest that fits'),
+      .describe('the disk a whole-disk image goes to (beskar7.disk); by default the smallest eligible one'),
+    bootstrap: z
+      .object({
+        dataSecretName: ResourceName.describe(
+          'a Secret in the machine\'s namespace whose `value` is the user-data (Cluster API\'s bootstrap data secret)',
+        ),
+      })
+      .strict()
+      .optional()
+      .describe('the user-data GET /bootstrap hands the inspector; else configurationURL\'s content, fetched by the appliance'),
     hardwareRequirements: HardwareRequirementsSchema.optional(),
     hostSelector: z
       .object({ matchLabels: z.record(z.string(), z.string()).default({}) })
@@ -223,6 +236,8 @@ export const MachineStatusSchema = z.object({
   inspectionDeadline: z.number().optional(),
   /** epoch ms: do not act before (backoff between attempts) */
   notBefore: z.number().optional(),
+  /** the digest the appliance computed for a target without targetImageDigest, and for which URL */
+  pinnedTarget: z.object({ url: z.string(), digest: z.string(), at: z.string() }).optional(),
 });
 
 export const StoredMachineSchema = z.object({

@@ -3,6 +3,7 @@ import type { Result } from '../domain/refusal.js';
 import type { InspectionReport, StoredHost, StoredMachine } from '../domain/resources.js';
 import { hostMacs, InspectionReportSchema } from '../domain/resources.js';
 import { type SecretBox, sameSecret } from '../store/secrets.js';
+import { secretUserData, userDataSource } from './user-data.js';
 import { type Decision, type Pipeline, type Plan, refuse } from '../workflow/pipeline.js';
 import {
   credentialConflict,
@@ -51,6 +52,8 @@ export interface InspectorDeps {
   ca?: string | undefined;
   /** the operator's kernel arguments, after the contract's */
   kernelArgs: string;
+  /** configurationURL's content for GET /bootstrap (undefined: not to be had now) */
+  fetchUserData: (url: string) => Promise<string | undefined>;
 }
 
 /** The answer to a boot nonce: the inspector's script, nothing (an unknown or stale nonce), or a contested claim. */
@@ -197,11 +200,20 @@ export class InspectorCommands {
     });
   }
 
-  /** Contract §4.3: the gate before the target. Only a host that passed validation gets through. */
-  bootstrap(c: InspectorCaller) {
-    return this.authorized<string>(c, (h) =>
-      h.status.state === 'Ready' ? { value: h.name } : refuse('notFound', 'not found'),
+  /**
+   * Contract §4.3: the gate before the target. Only a host that passed validation gets through, and only with
+   * user-data: undefined until its source has it (the inspector polls on 404).
+   */
+  async bootstrap(c: InspectorCaller): Promise<Result<string | undefined>> {
+    const r = await this.authorized<{ m: StoredMachine; h: StoredHost }>(c, (h, m) =>
+      h.status.state === 'Ready' ? { value: { m, h } } : refuse('notFound', 'not found'),
     );
+    if (!r.ok) return r;
+    const source = userDataSource(r.value.m, r.value.h.name);
+    if (source.kind === 'generated') return { ok: true, value: source.text };
+    if (source.kind === 'url') return { ok: true, value: await this.d.fetchUserData(source.url) };
+    const s = await this.store.secrets.get(source.name);
+    return { ok: true, value: secretUserData(s, r.value.m.namespace, (v) => this.d.secrets.open(v)) };
   }
 
   /** Contract §4.4: the target is downloaded and verified, kexec is next. */

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { remoteAddress } from '../boot/rate-limit.js';
 import { ContractReportSchema, normaliseReport } from '../domain/inspection.js';
 import { MacSchema } from '../domain/mac.js';
-import type { Result } from '../domain/refusal.js';
+import { type Result, refusal } from '../domain/refusal.js';
 import { formatZodError } from '../domain/zod-error.js';
 import type { Metrics } from '../metrics.js';
 import { answer, bad, bearer, bodyCap, capBody, IPXE, parseBody, readJson, statusOf } from '../net/respond.js';
@@ -78,10 +78,11 @@ export function createIntakeApi(d: IntakeDeps): Hono {
 
   api.get('/bootstrap/:ns/:host', async (c) => {
     const r = await d.commands.bootstrap(caller(c));
-    count(r, 'bootstrap', 200);
-    // no CAPI user-data here: the OS gets its configuration from config_url on its command line
-    return answer(c, r, () =>
-      c.body(null, 200, { 'Content-Type': 'application/octet-stream', 'Cache-Control': 'no-store' }),
+    // validated, but its user-data is not there yet: the same 404 as before validation, and the inspector polls
+    const ready: Result<string> = r.ok && r.value === undefined ? { ok: false, ...refusal('notFound', 'not found') } : (r as Result<string>);
+    count(ready, 'bootstrap', 200);
+    return answer(c, ready, (data) =>
+      c.body(data, 200, { 'Content-Type': 'application/octet-stream', 'Cache-Control': 'no-store' }),
     );
   });
 

@@ -196,12 +196,13 @@ export function secretApplied(
   s: {
     name: string;
     namespace: string;
-    username: string;
+    username?: string | undefined;
+    /** the password and the value are what `old` holds */
     same: boolean;
     labels: Record<string, string>;
     annotations: Record<string, string>;
   },
-  passwordEnc: string,
+  sealed: { passwordEnc?: string | undefined; valueEnc?: string | undefined },
   users: readonly StoredHost[],
   now: number,
 ): { secret: StoredSecret; hosts: StoredHost[] } | Refusal | 'unchanged' {
@@ -209,21 +210,25 @@ export function secretApplied(
     return { code: 'conflict', error: `secret ${s.name} exists in namespace ${old.namespace}` };
   }
   const same = (a: unknown, b: unknown) => JSON.stringify(a ?? {}) === JSON.stringify(b ?? {});
-  const credentials = !(old && old.username === s.username && s.same);
-  if (!credentials && same(old?.labels, s.labels) && same(old?.annotations, s.annotations)) return 'unchanged';
+  const changed = !(old && old.username === s.username && s.same);
+  if (!changed && same(old?.labels, s.labels) && same(old?.annotations, s.annotations)) return 'unchanged';
+  const kept = changed || !old ? sealed : { passwordEnc: old.passwordEnc, valueEnc: old.valueEnc };
   const secret: StoredSecret = {
     name: s.name,
     namespace: s.namespace,
-    username: s.username,
-    passwordEnc: credentials || !old ? passwordEnc : old.passwordEnc,
+    ...(s.username !== undefined ? { username: s.username } : {}),
+    ...(kept.passwordEnc !== undefined ? { passwordEnc: kept.passwordEnc } : {}),
+    ...(kept.valueEnc !== undefined ? { valueEnc: kept.valueEnc } : {}),
     labels: s.labels,
     annotations: s.annotations,
     createdAt: old?.createdAt ?? new Date(now).toISOString(),
   };
-  if (!credentials) return { secret, hosts: [] };
+  const { username } = s;
+  const { passwordEnc } = sealed;
+  if (!changed || username === undefined || passwordEnc === undefined) return { secret, hosts: [] };
   const hosts = users
     .filter((h) => h.namespace === s.namespace && h.spec.redfish.credentialsSecretRef === s.name)
-    .map((h) => ({ ...h, spec: { ...h.spec, redfish: { ...h.spec.redfish, username: s.username, passwordEnc } } }));
+    .map((h) => ({ ...h, spec: { ...h.spec, redfish: { ...h.spec.redfish, username, passwordEnc } } }));
   return { secret, hosts };
 }
 

@@ -37,6 +37,7 @@ async function world(t: Test) {
     leasedAddresses: () => holds.ip,
     templates: loadTemplates(path.join(repoRoot, 'boot-scripts')),
     kernelArgs: '',
+    fetchUserData: async (url) => (url === 'http://config/ok' ? 'from-url' : undefined),
   });
   const host: StoredHost = {
     name: 'h',
@@ -67,7 +68,7 @@ async function world(t: Test) {
   const { nonce, token } = secrets.attemptSecrets('h', 'a1');
   const redeem = (from: string) => commands.redeemNonce({ namespace: 'default', name: 'h', nonce, from, mac: MAC });
   const as = (from: string) => ({ namespace: 'default', name: 'h', token, from });
-  return { store, commands, holds, redeem, as };
+  return { store, secrets, commands, holds, redeem, as };
 }
 
 t.test(
@@ -97,4 +98,37 @@ t.test('nothing observed (DHCP elsewhere): the first redemption binds, as before
   t.match(await w.redeem('10.9.0.30'), { ok: true, value: { kind: 'ok' } });
   t.match(await w.redeem('10.9.0.30'), { ok: true, value: { kind: 'ok' } }, 'the same redeemer again: the same answer');
   t.match(await w.redeem('10.9.0.31'), { ok: true, value: { kind: 'conflict' } }, 'anyone else: a conflict');
+});
+
+t.test('the bootstrap gate: 404 until validated and user-data exists; never an empty 200', async (t) => {
+  const w = await world(t);
+  t.match(await w.redeem('10.9.0.30'), { ok: true, value: { kind: 'ok' } });
+  t.match(await w.commands.bootstrap(w.as('10.9.0.30')), { ok: false, code: 'notFound' }, 'before the report');
+  t.match(await w.commands.acceptReport(w.as('10.9.0.30'), sampleReport(MAC)), { ok: true, value: { approved: true } });
+  const generated = await w.commands.bootstrap(w.as('10.9.0.30'));
+  t.match(generated, { ok: true, value: /^#cloud-config\n[^]*\nhostname: h\n$/ }, 'no source named: a minimal config');
+  const setSpec = async (spec: Partial<StoredMachine['spec']>) => {
+    const m = (await w.store.machines.get('m')) as StoredMachine;
+    const p = new Pipeline(w.store);
+    await p.run(() => ({ plan: { writes: [p.machine({ ...m, spec: { ...m.spec, ...spec } })] }, value: 0 }));
+  };
+  await setSpec({ configurationURL: 'http://config/ok' });
+  t.same(await w.commands.bootstrap(w.as('10.9.0.30')), { ok: true, value: 'from-url' }, "configurationURL's content");
+  await setSpec({ configurationURL: 'http://config/down' });
+  t.same(await w.commands.bootstrap(w.as('10.9.0.30')), { ok: true, value: undefined }, 'unreachable: not ready');
+  await setSpec({ bootstrap: { dataSecretName: 'join' } });
+  t.same(await w.commands.bootstrap(w.as('10.9.0.30')), { ok: true, value: undefined }, 'a named Secret not there yet');
+  const putSecret = async (namespace: string, value: string) => {
+    const s = { name: 'join', namespace, valueEnc: w.secrets.seal(value), createdAt: 't' };
+    await new Pipeline(w.store).run(() => ({ plan: { writes: [w.store.secrets.put('join', s)] }, value: 0 }));
+  };
+  await putSecret('elsewhere', 'not ours');
+  t.same(await w.commands.bootstrap(w.as('10.9.0.30')), { ok: true, value: undefined }, 'in another namespace: not it');
+  await putSecret('default', '#cloud-config\ninstall: {device: auto}\n');
+  t.same(
+    await w.commands.bootstrap(w.as('10.9.0.30')),
+    { ok: true, value: '#cloud-config\ninstall: {device: auto}\n' },
+    "the Secret's value, over configurationURL",
+  );
+  t.match(await w.commands.bootstrap({ ...w.as('10.9.0.30'), token: 'stolen' }), { ok: false, code: 'unauthorized' });
 });

@@ -417,7 +417,9 @@ t.test('a claimed nonce: one report per attempt, schema and units enforced, then
   const other = await callInspector(p, 'inspection', wireReport(mac, { serialNumber: 'OTHER' }));
   t.equal(other.status, 409, 'another report is refused');
   t.not((await a.kube('GET', `${HOSTS}/h6`)).json.status.inspectionReport.serialNumber, 'OTHER', 'and changes nothing');
-  t.equal((await callInspector(p, 'bootstrap')).status, 200, 'validated: the gate opens');
+  const gate = await callInspector(p, 'bootstrap');
+  t.equal(gate.status, 200, 'validated: the gate opens');
+  t.match(await gate.text(), /^#cloud-config\n[^]*hostname: h6\n$/, 'with user-data');
   t.equal((await callInspector(p, 'progress', { step: 'target-download', ok: true, message: '9 MB' })).status, 202);
   t.equal((await callInspector(p, 'progress', { step: 'kexec', ok: false, message: 'kexec_load failed' })).status, 202);
   t.equal((await callInspector({ ...p, token: 'not-the-token' }, 'progress', { step: 'x', ok: true })).status, 401);

@@ -491,15 +491,21 @@ t.test('secrets: applied over the stored one, the hosts that name it updated; de
   const other = host('o');
   const old = { name: 'bmc', namespace: 'default', username: 'root', passwordEnc: 'v1:old', createdAt: 't0' };
   const s = { name: 'bmc', namespace: 'default', username: 'root', labels: {}, annotations: {} };
-  t.equal(secretApplied(old, { ...s, same: true }, 'v1:new', [named, other], 1000), 'unchanged');
-  const relabelled = secretApplied(old, { ...s, labels: { a: 'b' }, same: true }, 'v1:new', [named], 1000);
+  t.equal(secretApplied(old, { ...s, same: true }, { passwordEnc: 'v1:new' }, [named, other], 1000), 'unchanged');
+  const relabelled = secretApplied(
+    old,
+    { ...s, labels: { a: 'b' }, same: true },
+    { passwordEnc: 'v1:new' },
+    [named],
+    1000,
+  );
   if (relabelled === 'unchanged' || 'code' in relabelled) throw new Error('refused');
   t.same(
     [relabelled.secret.labels, relabelled.secret.passwordEnc, relabelled.hosts],
     [{ a: 'b' }, 'v1:old', []],
     'a label changes the secret, not its credentials nor the hosts that name it',
   );
-  const a = secretApplied(old, { ...s, same: false }, 'v1:new', [named, other], 1000);
+  const a = secretApplied(old, { ...s, same: false }, { passwordEnc: 'v1:new' }, [named, other], 1000);
   if (a === 'unchanged' || 'code' in a) throw new Error('refused');
   t.same([a.secret.passwordEnc, a.secret.createdAt], ['v1:new', 't0'], 'sealed anew; created when it was');
   t.same(
@@ -507,7 +513,13 @@ t.test('secrets: applied over the stored one, the hosts that name it updated; de
     [['h', 'v1:new']],
     'only the host that names it takes the new credentials',
   );
-  t.match(secretApplied({ ...old, namespace: 'x' }, { ...s, same: false }, 'v1:new', [], 0), { code: 'conflict' });
+  const data = { name: 'join', namespace: 'default', labels: {}, annotations: {}, same: false };
+  const d = secretApplied(undefined, data, { valueEnc: 'v1:ud' }, [named], 1000);
+  if (d === 'unchanged' || 'code' in d) throw new Error('refused');
+  t.same([d.secret.valueEnc, d.secret.username, d.hosts], ['v1:ud', undefined, []], 'bootstrap data: no host touched');
+  t.match(secretApplied({ ...old, namespace: 'x' }, { ...s, same: false }, { passwordEnc: 'v1:new' }, [], 0), {
+    code: 'conflict',
+  });
   t.match(secretDeletion(old, [named]), { code: 'conflict', error: 'secret bmc is used by host h' });
   t.equal(secretDeletion(old, [other]), undefined);
 });
