@@ -20,9 +20,9 @@ import { BootTimeline } from './boot/timeline.js';
 import type { Config, ResolvedConfig } from './config.js';
 import { eventOk, type StoreEvent } from './domain/events.js';
 import { hostMacs } from './domain/resources.js';
-import { fetchUserData } from './inspector/user-data.js';
 import { InspectorCommands } from './inspector/commands.js';
 import { createIntakeApi } from './inspector/routes.js';
+import { fetchUserData } from './inspector/user-data.js';
 import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { chooseAdvertiseAddress, type Interfaces } from './net/advertise.js';
@@ -38,6 +38,7 @@ import { APPLIANCE_VERSION } from './version.js';
 import { Pipeline } from './workflow/pipeline.js';
 import { Orchestrator } from './workflow/reconciler.js';
 import { WorkflowRunner } from './workflow/runner.js';
+import { TargetDigests } from './workflow/target-digest.js';
 import type { Policy } from './workflow/transitions.js';
 
 export { StartupError };
@@ -245,6 +246,7 @@ export class Appliance {
       inspectionTimeoutMs: o.inspectionTimeoutSeconds * 1000,
       deploymentTimeoutMs: o.deploymentTimeoutSeconds * 1000,
       tryOtherHosts: o.tryOtherHosts,
+      cleanDisks: o.cleanDisks,
       maxAttempts: o.maxAttempts,
       retryBaseMs: o.retryBaseSeconds * 1000,
       retryMaxMs: o.retryMaxSeconds * 1000,
@@ -268,6 +270,12 @@ export class Appliance {
       },
     };
     const o = cfg.orchestrator;
+    const digests = new TargetDigests({
+      httpBase: `http://${cfg.advertiseAddress}:${cfg.http.port}`,
+      assetsDir: cfg.assetsDir,
+      maxBytes: cfg.inspector.pinMaxGiB * 2 ** 30,
+      timeoutMs: cfg.inspector.pinTimeoutSeconds * 1000,
+    });
     return new Orchestrator(
       store,
       secrets,
@@ -277,6 +285,7 @@ export class Appliance {
         tickMs: o.tickSeconds * 1000,
         powerDeadlineMs: o.powerDeadlineSeconds * 1000,
         onPass: () => this.metrics.reconcilePasses.inc(),
+        targetDigest: (url) => digests.of(url),
       },
       log,
     );

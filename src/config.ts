@@ -184,6 +184,11 @@ export const ConfigSchema = z
         deploymentTimeoutSeconds: z.number().min(0.1).default(1200),
         /** a host that fails a machine's requirements: the machine claims the next matching host before failing */
         tryOtherHosts: z.boolean().default(true),
+        /**
+         * A host released after a deployment boots the bundled inspector to erase its disks' partition tables
+         * and signatures (Ironic's metadata erase) before it is Available again
+         */
+        cleanDisks: z.boolean().default(true),
         maxAttempts: z.number().int().min(1).default(3),
         retryBaseSeconds: z.number().min(0).default(30),
         retryMaxSeconds: z.number().min(0).default(600),
@@ -208,6 +213,12 @@ export const ConfigSchema = z
         https: z.boolean().default(false),
         /** appended to the contract's parameters: where the kernel and the inspector write (BMCs show ttyS0) */
         kernelArgs: z.string().default('console=tty0 console=ttyS0'),
+        /**
+         * A machine without targetImageDigest gets the digest the appliance computes: of the file for a target
+         * it hosts, else of the target fetched once, which may be at most this large and take this long.
+         */
+        pinMaxGiB: z.number().positive().default(64),
+        pinTimeoutSeconds: z.number().positive().default(1800),
       })
       .strict()
       .prefault({}),

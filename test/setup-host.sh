@@ -26,4 +26,5 @@ pkill -x in.tftpd 2>/dev/null || true
 make -s assets
 bash assets/build-demo-image.sh >/dev/null 2>&1 || bash assets/build-demo-image.sh
 bash assets/build-local-disk.sh >/dev/null
+bash assets/build-disk-image.sh >/dev/null
 make -s inspector >/dev/null

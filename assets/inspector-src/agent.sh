@@ -2,6 +2,7 @@
 #   beskar7.api=URL beskar7.namespace=NS beskar7.host=NAME beskar7.token=TOKEN beskar7.target=URL
 #   beskar7.target-digest=sha256:HEX beskar7.provider-id=b7://NS/NAME [beskar7.disk=/dev/NAME|serial=S]
 #   [beskar7.config=URL] [beskar7.timeout=SECONDS] [BOOTIF=01-aa-bb-..]; `--dry-run` (an argument to init): report only.
+#   beskar7.mode=clean: erase every eligible disk's partition tables and signatures instead, and say so (cleaned).
 # Two phases (contract §9): inspect and report; then, once GET /bootstrap answers 200 with the user-data, deploy
 # the target: a tar.gz with a kernel is kexec'd, anything else is a whole-disk image (raw, gzip, xz or zstd)
 # streamed onto the disk, its sha256 computed on the way, the user-data put into its COS_OEM partition, reboot.
@@ -15,7 +16,7 @@ log() { echo "beskar7-agent: $*"; }
 API=$(param beskar7.api); NS=$(param beskar7.namespace); HOST=$(param beskar7.host); TOKEN=$(param beskar7.token)
 TARGET=$(param beskar7.target); DIGEST=$(param beskar7.target-digest); CONFIG=$(param beskar7.config)
 BOOTIF=$(param BOOTIF); DISK=$(param beskar7.disk); PROVIDER_ID=$(param beskar7.provider-id)
-TIMEOUT=$(param beskar7.timeout); TIMEOUT=${TIMEOUT:-1800}
+TIMEOUT=$(param beskar7.timeout); TIMEOUT=${TIMEOUT:-1800}; MODE=$(param beskar7.mode)
 
 call() { # endpoint [body]: the contract's endpoints with the bearer token; POST with a body, else GET; 5 tries
   n=0
@@ -112,13 +113,19 @@ bootstrap_wait() { # contract §9.2: 404 and 5xx mean not ready yet; any other r
   done
 }
 
-pick_disk() { # beskar7.disk (a device path, or serial=S), else the smallest whole disk; never removable, read-only or empty
-  best=""; bestsize=0
+eligible_disks() { # whole disks with a device behind them: never removable, read-only or empty
   for b in /sys/block/*; do
     n=${b##*/}
     case $n in loop*|ram*|sr*|fd*|zram*|dm-*|md*) continue ;; esac
     [ -e "$b/device" ] && [ "$(rd "$b/removable")" != 1 ] && [ "$(rd "$b/ro")" != 1 ] || continue
-    size=$(rd "$b/size"); [ "${size:-0}" -gt 0 ] || continue
+    [ "$(rd "$b/size")" -gt 0 ] 2>/dev/null && echo "$n"
+  done
+}
+
+pick_disk() { # beskar7.disk (a device path, or serial=S), else the smallest eligible disk
+  best=""; bestsize=0
+  for n in $(eligible_disks); do
+    b=/sys/block/$n; size=$(rd "$b/size")
     case $DISK in
       "") ;;
       serial=*) s=$(rd "$b/serial"); [ -n "$s" ] || s=$(rd "$b/device/serial"); [ "$s" = "${DISK#serial=}" ] || continue ;;
@@ -143,10 +150,10 @@ wipe_disk() { # metadata erase, as Ironic cleans: every signature on the disk an
 unpack() { # stdin: the target as served. Decompressed by its magic; a tar goes to /tmp/target, anything else onto disk $1
   dd bs=6 count=1 iflag=fullblock of=/tmp/magic 2>/dev/null
   case $(od -A n -t x1 /tmp/magic | tr -d ' \n') in
-    1f8b*) dec="gunzip -c" ;;
-    fd377a585a00) dec="unxz -c" ;;
-    28b52ffd*) dec="zstd -dcq" ;;
-    *) dec=cat ;;
+    1f8b*) dec="gunzip -c" fmt=gzip ;;
+    fd377a585a00) dec="unxz -c" fmt=xz ;;
+    28b52ffd*) dec="zstd -dcq" fmt=zstd ;;
+    *) dec=cat fmt=raw ;;
   esac
   cat /tmp/magic - | $dec | {
     dd bs=512 count=1 iflag=fullblock of=/tmp/head 2>/dev/null
@@ -154,7 +161,7 @@ unpack() { # stdin: the target as served. Decompressed by its magic; a tar goes 
       echo kexec > /tmp/kind
       mkdir -p /tmp/target && cat /tmp/head - | tar -x -C /tmp/target
     else
-      echo "disk ${dec%% *}" > /tmp/kind
+      echo "disk $fmt" > /tmp/kind
       [ -n "$1" ] || { echo "no disk to write to" >&2; cat > /dev/null; exit 1; }
       cat /tmp/head - | dd of="$1" bs=1M conv=fsync 2>/tmp/dd.err
     fi
@@ -236,11 +243,25 @@ boot_kexec() {
   return 1
 }
 
+clean() { # every eligible disk erased; the appliance powers the host off once told
+  wiped=""; failed=""
+  for n in $(eligible_disks); do
+    if wipe_disk "/dev/$n"; then wiped="$wiped /dev/$n"; else failed="$failed /dev/$n"; fi
+  done
+  if [ -n "$failed" ]; then
+    call cleaned "{\"ok\":false,\"message\":$(jstr "could not erase$failed${wiped:+ (erased$wiped)}")}"
+  else
+    call cleaned "{\"ok\":true,\"message\":$(jstr "erased${wiped:- no disk}")}"
+  fi
+  log "cleaned:${wiped:- nothing}${failed:+; failed$failed}"
+}
+
 main() {
   dry=""; for a in "$@"; do [ "$a" = --dry-run ] && dry=1; done
   [ -n "$API" ] && [ -n "$NS" ] && [ -n "$HOST" ] && [ -n "$TOKEN" ] || { log "no beskar7.api/namespace/host/token on the command line"; return 1; }
   network_up || { log "no DHCP answer on any interface"; return 1; }
   step network true "$(cat /tmp/ip)"
+  [ "$MODE" = clean ] && { clean; return 1; }
   report=$(collect)
   log "report: $report"
   call inspection "$report" || { log "the appliance refused the report: $(cat /tmp/wget.err 2>/dev/null)"; return 1; }

@@ -18,6 +18,7 @@ import { type Backup, restoreBackup } from '../store/backup.js';
 import type { SecretBox } from '../store/secrets.js';
 import { type Pipeline, type Refused, refuse } from '../workflow/pipeline.js';
 import {
+  cleaningRequested,
   describeAction,
   hostActionRequested,
   hostDeletion,
@@ -327,6 +328,7 @@ export class AdminCommands {
    * outcome event.
    */
   async hostAction(name: string, a: HostAction): Promise<Result<ActionAnswer>> {
+    if (a.action === 'clean') return this.cleanHost(name);
     const id = randomUUID();
     const outcome = this.outcomeOf(id);
     const r = await this.p.run(async () => {
@@ -345,6 +347,21 @@ export class AdminCommands {
     if (e.kind === 'HostActionFailed') return no('bmcFailed', `BMC: ${e.message.replace(/^[^:]*: /, '')}`);
     const power = (await this.store.hosts.get(name))?.status.observedPowerState;
     return ok({ ...base, ...(power ? { powerState: power } : {}) });
+  }
+
+  /** Cleaning asked for by an operator: the reconciler boots the cleaner; its outcome is an event on the host. */
+  private async cleanHost(name: string): Promise<Result<ActionAnswer>> {
+    return this.p.run<ActionAnswer>(async () => {
+      const h = await this.store.hosts.get(name);
+      if (!h) return refuse('notFound', `no host ${name}`);
+      const c = cleaningRequested(h);
+      if ('code' in c) return { refused: c };
+      const e = hostActionRequested(h, { action: 'clean' }, randomUUID()).event;
+      return {
+        plan: { writes: [this.p.host(c)], events: [e] },
+        value: { host: name, action: 'clean', effect: 'cleaning', pending: true },
+      };
+    });
   }
 
   /** The event that tells effect `id`'s outcome, stored here or (etcd) by the leader. */

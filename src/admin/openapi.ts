@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ContractReportSchema } from '../domain/inspection.js';
 import { HostActionSchema } from '../domain/resources.js';
-import { FailedBody, ProgressSchema } from '../inspector/routes.js';
+import { CleanedSchema, FailedBody, ProgressSchema } from '../inspector/routes.js';
 import { BackupSchema } from '../store/backup.js';
 
 /** A route as hono's route table lists it. */
@@ -47,10 +47,18 @@ export const API_DOCS: Record<string, RouteDoc> = {
     'the hardware report (202 {status, approved})',
     ContractReportSchema,
   ),
-  'GET /api/v1/bootstrap/:ns/:host': CONTRACT('§4.3', '200 once the report passed validation, else 404'),
-  'POST /api/v1/provisioned/:ns/:host': CONTRACT('§4.4', 'target verified, kexec next'),
+  'GET /api/v1/bootstrap/:ns/:host': CONTRACT(
+    '§4.3',
+    'the user-data once the report passed validation and the data exists; 404 until then',
+  ),
+  'POST /api/v1/provisioned/:ns/:host': CONTRACT('§4.4', 'target verified and written or loaded; reboot or kexec next'),
   'POST /api/v1/provision-failed/:ns/:host': CONTRACT('§4.5', 'deployment failed', FailedBody),
   'POST /api/v1/progress/:ns/:host': CONTRACT('(extension)', "the inspector's steps", ProgressSchema),
+  'POST /api/v1/cleaned/:ns/:host': CONTRACT(
+    '(extension)',
+    "the cleaner's outcome: disks erased or why not",
+    CleanedSchema,
+  ),
 };
 
 /** The routes that answer requests: middleware (hono lists it as ALL) is no route. */

@@ -96,6 +96,7 @@ const INTAKE_ROUTES = [
   '/api/v1/provisioned/*',
   '/api/v1/provision-failed/*',
   '/api/v1/progress/*',
+  '/api/v1/cleaned/*',
 ];
 
 /** What iPXE reports about itself in the entry script's query string (all but mac optional). */

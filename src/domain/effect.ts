@@ -10,6 +10,8 @@ import { HostActionSchema } from './resources.js';
 export const EffectSchema = z.discriminatedUnion('kind', [
   /** one-time PXE, then power on (or restart): the attempt's inspection boot */
   z.object({ kind: z.literal('bootInspector'), host: z.string(), machine: z.string(), attempt: z.string() }),
+  /** one-time PXE, then power on (or restart): the inspector boots to erase the host's disks */
+  z.object({ kind: z.literal('bootCleaner'), host: z.string(), attempt: z.string() }),
   /**
    * power off and clear the boot override: a host let go, or one whose machine is being deleted (`release`:
    * that machine goes, and the host is released, once the power is off)

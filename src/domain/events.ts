@@ -20,6 +20,8 @@ export const EventKind = z.enum([
   'CredentialClaimed',
   'CredentialConflict',
   'CredentialMisuse',
+  /** the appliance computed the digest of a target the machine pins none for */
+  'TargetPinned',
   'ReportReceived',
   'ReportRejected',
   'InspectorStep',
@@ -31,6 +33,9 @@ export const EventKind = z.enum([
   'Retry',
   'Failed',
   'ReleaseFailed',
+  'CleaningStarted',
+  'Cleaned',
+  'CleanFailed',
   'HostActionRequested',
   'HostAction',
   'HostActionFailed',

@@ -51,7 +51,19 @@ export const HostCreateSchema = z
   });
 export type HostCreate = z.infer<typeof HostCreateSchema>;
 
-export const HostState = z.enum(['Enrolling', 'Available', 'InUse', 'Inspecting', 'Ready', 'Provisioned', 'Error']);
+export const HostState = z.enum([
+  'Enrolling',
+  'Available',
+  'InUse',
+  'Inspecting',
+  'Ready',
+  'Provisioned',
+  /** released after a deployment: its disks are erased before it is Available again */
+  'Cleaning',
+  /** the erase failed or timed out: not claimed until an operator asks for cleaning again */
+  'CleanFailed',
+  'Error',
+]);
 export const InspectionPhase = z.enum(['Pending', 'Booting', 'InProgress', 'Complete', 'Failed', 'Timeout']);
 
 export const HostStatusSchema = z.object({
@@ -72,6 +84,8 @@ export const HostStatusSchema = z.object({
   /** when an Error host is enrolled again (ISO time) */
   nextRetryAt: z.string().optional(),
   consumer: z.string().optional(),
+  /** its disks may hold a deployment (it passed validation): released, it is cleaned first */
+  needsCleaning: z.boolean().optional(),
 });
 
 /**
@@ -86,6 +100,8 @@ export const AttemptSchema = z.object({
   redeemed: z.object({ from: z.string(), mac: z.string().optional(), at: z.string() }).optional(),
   /** the token was used from another address: remembered once per attempt, counted in metrics after that */
   misused: z.boolean().optional(),
+  /** what the inspector is booted for: inspection and deployment (the default), or erasing the disks */
+  purpose: z.literal('clean').optional(),
 });
 export type Attempt = z.infer<typeof AttemptSchema>;
 
@@ -178,18 +194,20 @@ export const MachineSpecSchema = z
     configurationURL: ScriptUrl.optional(),
     targetDisk: z
       .string()
-      .regex(/^[A-Za-z0-9._:/+=-]+$/, 'a device path such as /dev/sda, or serial=<the disk\'s serial number>')
+      .regex(/^[A-Za-z0-9._:/+=-]+$/, "a device path such as /dev/sda, or serial=<the disk's serial number>")
       .optional()
       .describe('the disk a whole-disk image goes to (beskar7.disk); by default the smallest eligible one'),
     bootstrap: z
       .object({
         dataSecretName: ResourceName.describe(
-          'a Secret in the machine\'s namespace whose `value` is the user-data (Cluster API\'s bootstrap data secret)',
+          "a Secret in the machine's namespace whose `value` is the user-data (Cluster API's bootstrap data secret)",
         ),
       })
       .strict()
       .optional()
-      .describe('the user-data GET /bootstrap hands the inspector; else configurationURL\'s content, fetched by the appliance'),
+      .describe(
+        "the user-data GET /bootstrap hands the inspector; else configurationURL's content, fetched by the appliance",
+      ),
     hardwareRequirements: HardwareRequirementsSchema.optional(),
     hostSelector: z
       .object({ matchLabels: z.record(z.string(), z.string()).default({}) })
@@ -333,5 +351,7 @@ export const HostActionSchema = z.discriminatedUnion('action', [
   z.object({ action: z.literal('powerOn') }).strict(),
   z.object({ action: z.literal('powerOff') }).strict(),
   z.object({ action: z.literal('pxeOnce') }).strict(),
+  /** erase the disks again: a host whose cleaning failed, or any host not held by a machine */
+  z.object({ action: z.literal('clean') }).strict(),
 ]);
 export type HostAction = z.infer<typeof HostActionSchema>;

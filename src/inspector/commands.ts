@@ -3,9 +3,10 @@ import type { Result } from '../domain/refusal.js';
 import type { InspectionReport, StoredHost, StoredMachine } from '../domain/resources.js';
 import { hostMacs, InspectionReportSchema } from '../domain/resources.js';
 import { type SecretBox, sameSecret } from '../store/secrets.js';
-import { secretUserData, userDataSource } from './user-data.js';
 import { type Decision, type Pipeline, type Plan, refuse } from '../workflow/pipeline.js';
 import {
+  cleanerParams,
+  cleaningDone,
   credentialConflict,
   credentialMisuse,
   endAttempt,
@@ -21,9 +22,10 @@ import {
   reportRefusal,
   reportRejected,
 } from '../workflow/transitions.js';
+import { secretUserData, userDataSource } from './user-data.js';
 
-/** Host states of a live attempt: inspecting, or validated and waiting for the provisioned callback. */
-const LIVE_STATES = new Set(['Inspecting', 'Ready']);
+/** Host states of a live attempt: inspecting, validated and waiting for the provisioned callback, or cleaning. */
+const LIVE_STATES = new Set(['Inspecting', 'Ready', 'Cleaning']);
 
 /** What an unauthenticated caller learns: not whether the host exists, nor which part was wrong. */
 const UNAUTHORIZED = 'unauthorized';
@@ -103,24 +105,43 @@ export class InspectorCommands {
       if (!h || !b || h.namespace !== c.namespace) return unknown;
       const secrets = this.d.secrets.attemptSecrets(h.name, b.id);
       if (!sameSecret(c.nonce, secrets.nonce)) return unknown;
+      const cleaning = b.purpose === 'clean';
       const m = h.status.consumer ? await this.store.machines.get(h.status.consumer) : undefined;
-      const v = m ? judgeRedemption(h, { ...c, leased: this.d.leasedAddresses(hostMacs(h)) }, Date.now()) : undefined;
-      if (!m || !v || v.kind === 'unknown') return unknown;
+      const v =
+        m || cleaning
+          ? judgeRedemption(h, { ...c, leased: this.d.leasedAddresses(hostMacs(h)) }, Date.now())
+          : undefined;
+      if (!v || v.kind === 'unknown') return unknown;
       if (v.kind === 'conflict') {
+        const events = [credentialConflict(h, v.message)];
+        if (cleaning) {
+          // the cleaning starts again with fresh credentials on the next pass
+          const { attempt: _, ...fresh } = h;
+          return { plan: { writes: [this.p.host(fresh)], events }, value: { kind: 'conflict', message: v.message } };
+        }
         const why = { reason: 'CredentialConflict', message: v.message, phase: 'Failed' as const };
-        const end = endAttempt(m, h, b.id, why, Date.now(), this.d.policy);
+        const end = m && endAttempt(m, h, b.id, why, Date.now(), this.d.policy);
         const ended = end ? this.p.attemptEnded(end) : {};
-        const plan: Plan = { ...ended, events: [credentialConflict(h, v.message), ...(ended.events ?? [])] };
+        const plan: Plan = { ...ended, events: [...events, ...(ended.events ?? [])] };
         return { plan, value: { kind: 'conflict', message: v.message } };
       }
-      const params = inspectorParams(m, h, {
+      const common = {
         api: this.d.apiBase,
         token: secrets.token,
         mac: c.mac,
         ca: this.d.ca,
         kernelArgs: this.d.kernelArgs,
-      });
-      const script = renderInspector(this.d.templates, m.spec.inspectionImageURL, h.name, params);
+      };
+      // cleaning is the bundled inspector's work: the contract's inspector has no such mode
+      const script =
+        m && !cleaning
+          ? renderInspector(this.d.templates, m.spec.inspectionImageURL, h.name, inspectorParams(m, h, common))
+          : renderInspector(
+              this.d.templates,
+              `${this.d.bootBase}/beskar7-inspector/boot`,
+              h.name,
+              cleanerParams(h, common),
+            );
       if (v.kind === 'again') return { value: { kind: 'ok', script } };
       return { plan: { writes: [this.p.host(v.host)], events: [v.event] }, value: { kind: 'ok', script } };
     });
@@ -134,6 +155,18 @@ export class InspectorCommands {
   private authorized<T>(
     c: InspectorCaller,
     decide: (h: StoredHost, m: StoredMachine) => Promise<Decision<T>> | Decision<T>,
+  ): Promise<Result<T> & { misuse?: boolean }> {
+    return this.authorizedHost(c, async (h) => {
+      const m = h.status.consumer ? await this.store.machines.get(h.status.consumer) : undefined;
+      if (!m) return refuse('conflict', `host ${h.name} is not held by a machine`);
+      return decide(h, m);
+    });
+  }
+
+  /** As authorized, for calls about the host alone (cleaning, progress): no machine needs to hold it. */
+  private authorizedHost<T>(
+    c: InspectorCaller,
+    decide: (h: StoredHost) => Promise<Decision<T>> | Decision<T>,
   ): Promise<Result<T> & { misuse?: boolean }> {
     let misuse = false;
     return this.p
@@ -155,9 +188,7 @@ export class InspectorCommands {
             events: [credentialMisuse(h, msg)],
           });
         }
-        const m = h.status.consumer ? await this.store.machines.get(h.status.consumer) : undefined;
-        if (!m) return refuse('conflict', `host ${h.name} is not held by a machine`);
-        return decide(h, m);
+        return decide(h);
       })
       .then((r) => (misuse ? { ...r, misuse } : r));
   }
@@ -239,9 +270,20 @@ export class InspectorCommands {
 
   /** A step of the inspector (download, verify, kexec) or a failure it hit: an event on the timeline. */
   acceptProgress(c: InspectorCaller, progress: InspectorProgress) {
-    return this.authorized<string>(c, (h) => {
+    return this.authorizedHost<string>(c, (h) => {
       const n = progressNoted(h, progress);
       return { plan: { writes: [this.p.host(n.host)], events: [n.event] }, value: h.name };
+    });
+  }
+
+  /** The cleaner's answer: the disks erased (the host is powered off and Available), or why not (CleanFailed). */
+  cleaned(c: InspectorCaller, r: { ok: boolean; message: string }) {
+    return this.authorizedHost<string>(c, (h) => {
+      if (h.status.state !== 'Cleaning' || h.attempt?.purpose !== 'clean')
+        return refuse('conflict', `host ${h.name} is not being cleaned`);
+      const d = cleaningDone(h, r);
+      const writes = [this.p.host(d.host), ...this.p.boot(d.host, undefined)];
+      return { plan: { writes, events: [d.event], effects: d.effects }, value: h.name };
     });
   }
 }

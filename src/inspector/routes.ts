@@ -79,7 +79,8 @@ export function createIntakeApi(d: IntakeDeps): Hono {
   api.get('/bootstrap/:ns/:host', async (c) => {
     const r = await d.commands.bootstrap(caller(c));
     // validated, but its user-data is not there yet: the same 404 as before validation, and the inspector polls
-    const ready: Result<string> = r.ok && r.value === undefined ? { ok: false, ...refusal('notFound', 'not found') } : (r as Result<string>);
+    const ready: Result<string> =
+      r.ok && r.value === undefined ? { ok: false, ...refusal('notFound', 'not found') } : (r as Result<string>);
     count(ready, 'bootstrap', 200);
     return answer(c, ready, (data) =>
       c.body(data, 200, { 'Content-Type': 'application/octet-stream', 'Cache-Control': 'no-store' }),
@@ -102,6 +103,14 @@ export function createIntakeApi(d: IntakeDeps): Hono {
     return answer(c, r, () => c.json(ACCEPTED, 202));
   });
 
+  api.post('/cleaned/:ns/:host', small, async (c) => {
+    const body = await parseBody(c, CleanedSchema);
+    if (!body.ok) return body.res;
+    const r = await d.commands.cleaned(caller(c), body.data);
+    count(r, 'cleaned');
+    return answer(c, r, () => c.json(ACCEPTED, 202));
+  });
+
   api.post('/progress/:ns/:host', small, async (c) => {
     const body = await parseBody(c, ProgressSchema);
     if (!body.ok) return body.res;
@@ -113,3 +122,5 @@ export function createIntakeApi(d: IntakeDeps): Hono {
 }
 
 export const FailedBody = z.object({ reason: z.string() });
+
+export const CleanedSchema = z.object({ ok: z.boolean(), message: z.string().max(4096).default('') }).strict();

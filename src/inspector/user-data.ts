@@ -1,5 +1,5 @@
-import { readCapped } from '../net/read-capped.js';
 import type { StoredMachine, StoredSecret } from '../domain/resources.js';
+import { readCapped } from '../net/read-capped.js';
 
 /** A bootstrap payload larger than this is refused: Kubernetes caps a Secret at 1 MiB too. */
 export const MAX_USER_DATA = 1024 * 1024;

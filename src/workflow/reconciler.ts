@@ -13,6 +13,7 @@ import {
   booted,
   claim,
   claimable,
+  cleaningDone,
   deletionPowerOff,
   endAttempt,
   enrolment,
@@ -24,6 +25,9 @@ import {
   releaseFailed,
   shouldEnroll,
   startAttempt,
+  startCleaning,
+  targetDigest,
+  targetPinned,
 } from './transitions.js';
 
 export type BmcDriver = Pick<
@@ -48,6 +52,8 @@ export interface OrchestratorOptions extends Policy {
   clock?: () => number;
   /** told when a reconcile pass has ended (a metric: the reconciler is alive) */
   onPass?: () => void;
+  /** the digest of a target a machine pins none for (target-digest.ts); without it such targets go unpinned */
+  targetDigest?: (url: string) => Promise<string>;
 }
 
 /** The shortest time between two reconcile passes. */
@@ -179,7 +185,9 @@ export class Orchestrator {
     const owed = new Set((await this.store.effects.all()).map((e) => e.host));
     for (const h of hosts) {
       const key = `bmc/${h.name}`;
-      if (shouldEnroll(h, now) && !owed.has(h.name) && !this.busy.has(key)) this.guard(key, () => this.enroll(h));
+      if (owed.has(h.name) || this.busy.has(key)) continue;
+      if (shouldEnroll(h, now)) this.guard(key, () => this.enroll(h));
+      else if (h.status.state === 'Cleaning') await this.clean(h, now);
     }
     const byName = new Map(hosts.map((h) => [h.name, h]));
     // oldest first, and claims shrink it as the pass goes: a machine without a selector takes the first host
@@ -376,6 +384,7 @@ export class Orchestrator {
       return;
     }
     if (e.kind === 'bootInspector') return this.bootInspector(h, e, drop);
+    if (e.kind === 'bootCleaner') return this.bootCleaner(h, e, drop);
     if (e.kind === 'powerOff') return this.powerOff(h, e, drop);
     const r = await this.act(h, e.action);
     // a call cut short by shutdown is no outcome: the effect stays for the next start
@@ -406,11 +415,66 @@ export class Orchestrator {
       if (a.action === 'reset') await b.reset(a.resetType);
       else if (a.action === 'powerOn') await b.powerOn();
       else if (a.action === 'powerOff') await b.powerOff(this.opts.powerDeadlineMs);
-      else await b.setOneTimePxe();
+      else if (a.action === 'pxeOnce') await b.setOneTimePxe();
+      else throw new Error(`${a.action} is not a BMC action`);
       return { ok: true, powerState: (await b.getSystem()).powerState };
     } catch (e) {
       return { ok: false, message: (e as Error).message };
     }
+  }
+
+  /**
+   * A host to clean: its cleaning attempt starts (fresh credentials, the inspector booted to erase its disks),
+   * or ends when its deadline passed without an answer.
+   */
+  private clean(h: StoredHost, now: number): Promise<unknown> {
+    return this.p.run(async () => {
+      const cur = await this.store.hosts.get(h.name);
+      if (cur?.status.state !== 'Cleaning') return { value: undefined };
+      const b = cur.attempt;
+      if (b?.purpose === 'clean') {
+        if (Date.parse(b.expiresAt) > now) return { value: undefined };
+        const secs = Math.round(this.opts.inspectionTimeoutMs / 1000);
+        const d = cleaningDone(cur, { ok: false, message: `no answer from the cleaner within ${secs} s` });
+        const writes = [this.p.host(d.host), ...this.p.boot(d.host, undefined)];
+        return { plan: { writes, events: [d.event], effects: d.effects }, value: undefined };
+      }
+      const c = startCleaning(cur, newAttemptId(), now, this.opts);
+      this.ownBoots.add(c.effect.attempt);
+      const writes = [this.p.host(c.host), ...this.p.boot(c.host, { ...INSPECT, host: h.name })];
+      return { plan: { writes, events: [c.event], effects: [c.effect] }, value: undefined };
+    });
+  }
+
+  /** The cleaning boot; a boot stored by an earlier orchestrator gets fresh credentials first, as inspection does. */
+  private async bootCleaner(h: StoredHost, e: Extract<Effect, { kind: 'bootCleaner' }>, drop: BatchOp): Promise<void> {
+    if (h.attempt?.id !== e.attempt || !this.ownBoots.has(e.attempt)) {
+      this.ownBoots.delete(e.attempt);
+      // not ours to boot: the next pass starts the cleaning again with new credentials
+      await this.onHost(h.name, drop, (cur) => {
+        if (cur.attempt?.id !== e.attempt) return { host: cur };
+        const { attempt: _, ...rest } = cur;
+        return { host: rest };
+      });
+      return;
+    }
+    this.ownBoots.delete(e.attempt);
+    let failure: string | undefined;
+    try {
+      const b = this.bmc(h);
+      await b.powerOnOrRestart(await b.setOneTimePxe());
+    } catch (err) {
+      if (this.stopped) return;
+      failure = `BMC: ${(err as Error).message}`;
+    }
+    await this.p.run(async () => {
+      const cur = await this.store.hosts.get(h.name);
+      if (!cur || cur.attempt?.id !== e.attempt || failure === undefined)
+        return { plan: { writes: [drop] }, value: undefined };
+      const d = cleaningDone(cur, { ok: false, message: failure });
+      const writes = [drop, this.p.host(d.host), ...this.p.boot(d.host, undefined)];
+      return { plan: { writes, events: [d.event], effects: d.effects }, value: undefined };
+    });
   }
 
   /**
@@ -441,6 +505,7 @@ export class Orchestrator {
       return;
     }
     this.ownBoots.delete(e.attempt);
+    if (!(await this.pinTarget(h, e, drop))) return;
     let action: string;
     try {
       const b = this.bmc(h);
@@ -482,6 +547,38 @@ export class Orchestrator {
       const same = cur?.attempt?.id === e.attempt;
       return { plan: same && cur ? { writes: [this.p.host(powerObserved(cur, 'On'))] } : {}, value: undefined };
     });
+  }
+
+  /**
+   * Before the first boot of a machine whose target has no digest: the appliance computes one and records it, so
+   * the inspector always gets beskar7.target-digest. A target that cannot be read ends the attempt.
+   */
+  private async pinTarget(
+    h: StoredHost,
+    e: Extract<Effect, { kind: 'bootInspector' }>,
+    drop: BatchOp,
+  ): Promise<boolean> {
+    const m = await this.store.machines.get(e.machine);
+    if (!m || targetDigest(m) || !this.opts.targetDigest) return true;
+    const url = m.spec.targetImageURL;
+    let digest: string;
+    try {
+      digest = await this.opts.targetDigest(url);
+    } catch (err) {
+      if (this.stopped) return false;
+      const message = `the target's digest could not be computed: ${(err as Error).message}`;
+      await this.commitEnd(e.machine, h.name, e.attempt, { reason: 'TargetUnavailable', message, phase: 'Failed' }, [
+        drop,
+      ]);
+      return false;
+    }
+    await this.p.run(async () => {
+      const cur = await this.store.machines.get(e.machine);
+      if (cur?.spec.targetImageURL !== url) return { value: undefined };
+      const pinned = targetPinned(cur, digest, this.now());
+      return { plan: { writes: [this.p.machine(pinned.machine)], events: [pinned.event] }, value: undefined };
+    });
+    return true;
   }
 
   /**

@@ -33,6 +33,8 @@ export interface Policy {
   maxAttempts: number;
   retryBaseMs: number;
   retryMaxMs: number;
+  /** a host released after a deployment has its disks erased (metadata) before it is Available again */
+  cleanDisks?: boolean;
 }
 
 export type Step =
@@ -469,7 +471,9 @@ export function judgeRedemption(
 ): RedemptionVerdict {
   const b = h.attempt;
   if (!b || Date.parse(b.expiresAt) <= now) return { kind: 'unknown' };
-  if (h.status.state !== 'Inspecting' && h.status.state !== 'Ready') return { kind: 'unknown' };
+  const cleaning = b.purpose === 'clean';
+  if (cleaning ? h.status.state !== 'Cleaning' : h.status.state !== 'Inspecting' && h.status.state !== 'Ready')
+    return { kind: 'unknown' };
   if (b.redeemed) {
     const r = b.redeemed;
     if (r.from === c.from && (r.mac ?? '') === (c.mac ?? '')) return { kind: 'again' };
@@ -489,7 +493,7 @@ export function judgeRedemption(
     ...b,
     redeemed: { from: c.from, at: new Date(now).toISOString(), ...(c.mac ? { mac: c.mac } : {}) },
   };
-  host.status.inspectionPhase = 'InProgress';
+  if (!cleaning) host.status.inspectionPhase = 'InProgress';
   // the machine itself asked: it is on, whether or not its BMC shows it yet
   host.status.observedPowerState = 'On';
   const scope = { host: h.name, machine: h.status.consumer, mac: c.mac };
@@ -559,6 +563,8 @@ export function judgeReport(
   const unmet = unmetRequirements(m.spec.hardwareRequirements, report);
   if (!unmet.length) {
     host.status.state = 'Ready';
+    // from here on the inspector may write to the disks
+    if (p.cleanDisks) host.status.needsCleaning = true;
     machine.status.inspectionDeadline = now + p.deploymentTimeoutMs;
     delete machine.status.failureMessage;
     setCondition(machine, 'RequirementsMet', 'True', 'RequirementsMet', summary, now);
@@ -724,13 +730,70 @@ export function endAttempt(
 
 const LIVE_PHASES = new Set(['Pending', 'Booting', 'InProgress']);
 
-/** The host goes back to the pool; its report and the outcome of its last inspection stay, a live phase does not. */
+/**
+ * The host goes back to the pool, or first to cleaning when a deployment may have written to its disks; its
+ * report and the outcome of its last inspection stay, a live phase does not.
+ */
 export function release(h: StoredHost): StoredHost {
   const host = clone(h);
-  host.status.state = 'Available';
+  host.status.state = h.status.needsCleaning ? 'Cleaning' : 'Available';
   delete host.status.consumer;
   delete host.attempt;
   if (LIVE_PHASES.has(host.status.inspectionPhase ?? '')) delete host.status.inspectionPhase;
+  return host;
+}
+
+/** A host to clean gets an attempt of its own: fresh credentials, and the inspector booted to erase its disks. */
+export function startCleaning(
+  h: StoredHost,
+  attempt: string,
+  now: number,
+  p: Pick<Policy, 'inspectionTimeoutMs'>,
+): { host: StoredHost; effect: Extract<Effect, { kind: 'bootCleaner' }>; event: WorkflowEvent } {
+  const host = clone(h);
+  host.attempt = { id: attempt, expiresAt: new Date(now + p.inspectionTimeoutMs).toISOString(), purpose: 'clean' };
+  delete host.status.errorMessage;
+  return {
+    host,
+    effect: { kind: 'bootCleaner', host: h.name, attempt },
+    event: event('CleaningStarted', 'info', { host: h.name }, 'erasing the disks (partition tables and signatures)'),
+  };
+}
+
+/** The cleaner's answer (or its silence past the deadline): Available, or CleanFailed until an operator acts. */
+export function cleaningDone(
+  h: StoredHost,
+  r: { ok: boolean; message: string },
+): { host: StoredHost; effects: Effect[]; event: WorkflowEvent } {
+  const host = clone(h);
+  delete host.attempt;
+  const message = cleanReason(r.message) || (r.ok ? 'disks erased' : 'no reason given');
+  if (r.ok) {
+    host.status.state = 'Available';
+    delete host.status.needsCleaning;
+    delete host.status.errorMessage;
+  } else {
+    host.status.state = 'CleanFailed';
+    host.status.errorMessage = `cleaning: ${message}`;
+  }
+  const e = r.ok
+    ? event('Cleaned', 'info', { host: h.name }, message)
+    : event('CleanFailed', 'error', { host: h.name }, message);
+  return { host, effects: [powerOff(h, r.ok ? 'cleaned' : `cleaning failed: ${message}`)], event: e };
+}
+
+/** An operator asks for the disks to be erased again: only a host no machine holds, and none being cleaned. */
+export function cleaningRequested(h: StoredHost): StoredHost | Refusal {
+  if (h.status.consumer) return { code: 'conflict', error: `host ${h.name} is held by machine ${h.status.consumer}` };
+  if (!['Available', 'CleanFailed'].includes(h.status.state))
+    return {
+      code: 'conflict',
+      error: `host ${h.name} is ${h.status.state}: only an Available or CleanFailed host is cleaned`,
+    };
+  const host = clone(h);
+  host.status.state = 'Cleaning';
+  host.status.needsCleaning = true;
+  delete host.attempt;
   return host;
 }
 
@@ -808,6 +871,42 @@ export const inspectorIsScript = (url: string): boolean => /(\.ipxe|\/boot)$/.te
  * The inspector's kernel parameters in the contract's order (v4.2 §4.1, §5); they carry the attempt's token.
  * Ours follow the contract's: beskar7.config, then the operator's kernel arguments.
  */
+/** The digest the inspector checks the target against: the spec's, else the one the appliance pinned for this URL. */
+export const targetDigest = (m: StoredMachine): string | undefined =>
+  m.spec.targetImageDigest ??
+  (m.status.pinnedTarget?.url === m.spec.targetImageURL ? m.status.pinnedTarget.digest : undefined);
+
+/** The appliance computed the target's digest: recorded, and the inspector is given it from now on. */
+export function targetPinned(
+  m: StoredMachine,
+  digest: string,
+  now: number,
+): { machine: StoredMachine; event: WorkflowEvent } {
+  const machine = clone(m);
+  const url = m.spec.targetImageURL;
+  machine.status.pinnedTarget = { url, digest, at: new Date(now).toISOString() };
+  const message = `${url} pinned at ${digest} by the appliance: a target that changes from now on fails its check`;
+  setCondition(machine, 'TargetDigestPinned', 'True', 'PinnedByAppliance', message, now);
+  return { machine, event: event('TargetPinned', 'info', { machine: m.name, host: m.status.hostName }, message) };
+}
+
+/** The bundled inspector's parameters for erasing a host's disks (beskar7.mode=clean): no target, no machine. */
+export function cleanerParams(
+  h: StoredHost,
+  c: { api: string; token: string; mac?: string | undefined; ca?: string | undefined; kernelArgs?: string },
+): string {
+  return [
+    `beskar7.api=${c.api}`,
+    `beskar7.namespace=${h.namespace}`,
+    `beskar7.host=${h.name}`,
+    `beskar7.token=${c.token}`,
+    'beskar7.mode=clean',
+    ...(c.ca ? [`beskar7.ca=${c.ca}`] : []),
+    ...(c.mac ? [`BOOTIF=01-${c.mac.replace(/:/g, '-')}`] : []),
+    ...(c.kernelArgs ? [c.kernelArgs] : []),
+  ].join(' ');
+}
+
 export function inspectorParams(
   m: StoredMachine,
   h: StoredHost,
@@ -819,7 +918,7 @@ export function inspectorParams(
     `beskar7.host=${h.name}`,
     `beskar7.token=${c.token}`,
     `beskar7.target=${m.spec.targetImageURL}`,
-    ...(m.spec.targetImageDigest ? [`beskar7.target-digest=${m.spec.targetImageDigest}`] : []),
+    ...(targetDigest(m) ? [`beskar7.target-digest=${targetDigest(m)}`] : []),
     `beskar7.provider-id=${providerId(h)}`,
     ...(c.ca ? [`beskar7.ca=${c.ca}`] : []),
     ...(m.spec.targetDisk ? [`beskar7.disk=${m.spec.targetDisk}`] : []),

@@ -212,7 +212,11 @@ for (let i = 0; i < N; i++)
     MACHINES,
     machineManifest({
       name: `sm${i}`,
-      spec: { inspectionImageURL: 'http://example.invalid/i', targetImageURL: 'http://example.invalid/t' },
+      spec: {
+        inspectionImageURL: 'http://example.invalid/i',
+        targetImageURL: 'http://example.invalid/t',
+        targetImageDigest: `sha256:${'a'.repeat(64)}`,
+      },
     }),
   );
 let phases: Record<string, number> = {};

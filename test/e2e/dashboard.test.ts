@@ -56,7 +56,11 @@ t.test(
     // no reload from here on: everything below arrives over the event stream
     await addMachine(a.kube, {
       name: 'dm',
-      spec: { inspectionImageURL: 'http://127.0.0.1/i', targetImageURL: 'http://127.0.0.1/t' },
+      spec: {
+        inspectionImageURL: 'http://127.0.0.1/i',
+        targetImageURL: 'http://127.0.0.1/t',
+        targetImageDigest: `sha256:${'a'.repeat(64)}`,
+      },
     });
     await t.resolves(
       row.locator('td.state', { hasText: 'Provisioned' }).waitFor({ timeout: 20_000 }),

@@ -28,9 +28,13 @@ export async function inProcess(t: Test, over: Record<string, unknown> = {}, dat
     dhcp: { enabled: false },
     tftp: { enabled: false },
     api: { adminToken: ADMIN, readOnlyToken: READ_ONLY },
-    orchestrator: { tickSeconds: 0.1, retryBaseSeconds: 0, powerDeadlineSeconds: 5 },
     redfish: { timeoutSeconds: 2, retries: 3, backoffBaseSeconds: 0.02, backoffMaxSeconds: 0.2 },
     ...over,
+    // the simulated machines have no disks to erase: the tests of cleaning turn it on
+    orchestrator: {
+      cleanDisks: false,
+      ...((over.orchestrator as object | undefined) ?? { tickSeconds: 0.1, retryBaseSeconds: 0, powerDeadlineSeconds: 5 }),
+    },
     // tests send many requests from one address; the rate limit has tests of its own
     http: {
       address: '127.0.0.1',

@@ -14,6 +14,8 @@ export interface InspectorParams {
   ca?: string;
   config?: string;
   BOOTIF?: string;
+  /** clean: the cleaner, not the inspector */
+  mode?: string;
   /** the whole script the claim returned */
   script: string;
 }

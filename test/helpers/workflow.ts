@@ -43,6 +43,8 @@ export const machineBody = (name: string, req?: Record<string, number>, extra: R
   spec: {
     inspectionImageURL: 'http://127.0.0.1/assets/inspector',
     targetImageURL: 'http://127.0.0.1/assets/target.tar.gz',
+    // pinned, as operators should: a target without a digest is fetched and hashed by the appliance first
+    targetImageDigest: `sha256:${'a'.repeat(64)}`,
     ...(req ? { hardwareRequirements: req } : {}),
     ...extra,
   },
@@ -52,11 +54,5 @@ export const machineBody = (name: string, req?: Record<string, number>, extra: R
 export const conditionsOf = (m: { status: { conditions: { type: string; status: string }[] } }) =>
   m.status.conditions.map((c) => `${c.type}=${c.status}`);
 
-/** What a machine provisioned without a pinned target digest has been through. */
-export const PROVISIONED_UNPINNED = [
-  'HostClaimed=True',
-  'TargetDigestPinned=False',
-  'InspectionComplete=True',
-  'RequirementsMet=True',
-  'Provisioned=True',
-];
+/** What a machine provisioned with a pinned target digest has been through. */
+export const PROVISIONED = ['HostClaimed=True', 'InspectionComplete=True', 'RequirementsMet=True', 'Provisioned=True'];

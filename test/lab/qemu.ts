@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type Lab, stopProcess } from './netns.js';
@@ -20,6 +20,8 @@ export interface MachineSpec {
   disksGB?: number[];
   /** a bootable disk image, second in the boot order after the network (attached read-only via a snapshot) */
   localDisk?: string;
+  /** a reboot restarts the machine, as a server's does (default: QEMU exits) */
+  reboots?: boolean;
 }
 
 export interface BootResult {
@@ -31,7 +33,10 @@ export interface BootResult {
 const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
 const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
 
-/** qemu-system-x86_64 arguments for a network-booting machine; disks and OVMF variables go into `tmp`. */
+/**
+ * qemu-system-x86_64 arguments for a network-booting machine; disks and OVMF variables go into `tmp`, and are
+ * kept there when it holds them already (a machine powered on again keeps its disks).
+ */
 export function qemuArgs(m: Omit<MachineSpec, 'marker'>, tmp: string): string[] {
   // TCG's default CPUs are AMD without topology extensions, so Linux shows SMT threads as cores; an Intel
   // vendor makes it read the -smp topology from CPUID leaf 0xB
@@ -45,7 +50,7 @@ export function qemuArgs(m: Omit<MachineSpec, 'marker'>, tmp: string): string[] 
     '-smp',
     m.smp ?? String(m.cpus ?? 1),
     '-nographic',
-    '-no-reboot',
+    ...(m.reboots ? [] : ['-no-reboot']),
     '-serial',
     'mon:stdio',
     '-smbios',
@@ -53,16 +58,16 @@ export function qemuArgs(m: Omit<MachineSpec, 'marker'>, tmp: string): string[] 
     '-netdev',
     `tap,id=n0,ifname=${m.tap},script=no,downscript=no`,
   ];
-  // with a local disk the order comes from bootindex (network first, then the disk); SeaBIOS and OVMF honour it
-  const nic = m.localDisk ? ',bootindex=1' : '';
+  // with disks the order comes from bootindex (network first, then the disks); SeaBIOS and OVMF honour it
+  const nic = m.localDisk || m.disksGB?.length ? ',bootindex=1' : '';
   if (m.localDisk) {
     args.push('-drive', `if=none,id=ld,file=${m.localDisk},format=raw,snapshot=on`);
     args.push('-device', 'virtio-blk-pci,drive=ld,bootindex=2');
-  } else args.push('-boot', 'n');
+  } else if (!nic) args.push('-boot', 'n');
   if (m.firmware === 'bios') {
     args.push('-machine', 'pc', '-device', `virtio-net-pci,netdev=n0,mac=${m.mac}${nic}`);
   } else {
-    copyFileSync(OVMF_VARS, path.join(tmp, 'vars.fd'));
+    if (!existsSync(path.join(tmp, 'vars.fd'))) copyFileSync(OVMF_VARS, path.join(tmp, 'vars.fd'));
     args.push(
       '-machine',
       'q35',
@@ -76,13 +81,15 @@ export function qemuArgs(m: Omit<MachineSpec, 'marker'>, tmp: string): string[] 
   }
   (m.disksGB ?? []).forEach((gb, i) => {
     const f = path.join(tmp, `disk${i}.raw`);
-    writeFileSync(f, '');
-    truncateSync(f, gb * 2 ** 30); // sparse
+    if (!existsSync(f)) {
+      writeFileSync(f, '');
+      truncateSync(f, gb * 2 ** 30); // sparse
+    }
     args.push(
       '-drive',
       `if=none,id=d${i},file=${f},format=raw`,
       '-device',
-      `virtio-blk-pci,drive=d${i},serial=B7DISK${i}`,
+      `virtio-blk-pci,drive=d${i},serial=B7DISK${i},bootindex=${i + 3}`,
     );
   });
   return args;

@@ -33,7 +33,11 @@ t.test('CLI: tables, --json, errors, backup and restore without clear-text passw
     JSON.stringify(
       machineManifest({
         name: 'cm',
-        spec: { inspectionImageURL: 'http://127.0.0.1/i', targetImageURL: 'http://127.0.0.1/t' },
+        spec: {
+          inspectionImageURL: 'http://127.0.0.1/i',
+          targetImageURL: 'http://127.0.0.1/t',
+          targetImageDigest: `sha256:${'a'.repeat(64)}`,
+        },
       }),
     ),
   );

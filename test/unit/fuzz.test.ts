@@ -340,6 +340,7 @@ t.test('API: 5000 mutated bodies on every POST endpoint get a 4xx with a message
         spec: {
           inspectionImageURL: 'http://x/i',
           targetImageURL: 'http://x/t',
+          targetImageDigest: `sha256:${'a'.repeat(64)}`,
           hardwareRequirements: { minCPUCores: 1, minMemoryGB: 1, minDiskGB: 1 },
           hostSelector: { matchLabels: { a: 'b' } },
         },

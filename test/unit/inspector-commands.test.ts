@@ -106,7 +106,11 @@ t.test('the bootstrap gate: 404 until validated and user-data exists; never an e
   t.match(await w.commands.bootstrap(w.as('10.9.0.30')), { ok: false, code: 'notFound' }, 'before the report');
   t.match(await w.commands.acceptReport(w.as('10.9.0.30'), sampleReport(MAC)), { ok: true, value: { approved: true } });
   const generated = await w.commands.bootstrap(w.as('10.9.0.30'));
-  t.match(generated, { ok: true, value: /^#cloud-config\n[^]*\nhostname: h\n$/ }, 'no source named: a minimal config');
+  t.match(
+    generated,
+    { ok: true, value: /^#cloud-config\n[\s\S]*\nhostname: h\n$/ },
+    'no source named: a minimal config',
+  );
   const setSpec = async (spec: Partial<StoredMachine['spec']>) => {
     const m = (await w.store.machines.get('m')) as StoredMachine;
     const p = new Pipeline(w.store);

@@ -53,6 +53,7 @@ metadata:
 spec:
   inspectionImageURL: "http://boot-server/beskar7-inspector/boot"
   targetImageURL: "http://boot-server/kairos/v2.8.1.tar.gz"
+  targetImageDigest: "sha256:${'c'.repeat(64)}"
   hardwareRequirements:
     minCPUCores: 2
     minMemoryGB: 4

@@ -5,7 +5,7 @@ import YAML from 'yaml';
 import { ADMIN, inProcess, until } from '../helpers/appliance.js';
 import { runCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/tmp.js';
-import { bmcWithMachine, conditionsOf, PROVISIONED_UNPINNED } from '../helpers/workflow.js';
+import { bmcWithMachine, conditionsOf, PROVISIONED } from '../helpers/workflow.js';
 
 /** The resource API's paths of the Beskar7 kinds in namespace default. */
 const G = '/apis/infrastructure.cluster.x-k8s.io/v1beta1/namespaces/default';
@@ -41,6 +41,7 @@ metadata:
 spec:
   inspectionImageURL: "http://boot-server/beskar7-inspector/boot"
   targetImageURL: "http://boot-server/kairos/v2.8.1.tar.gz"
+  targetImageDigest: "sha256:${'b'.repeat(64)}"
   configurationURL: "http://config-server/worker-config.yaml"
   hardwareRequirements:
     minCPUCores: 4
@@ -80,7 +81,7 @@ t.test('v1.0 manifests through the CLI: apply (idempotent), get, describe, delet
   t.equal(m.kind, 'Beskar7Machine');
   t.same([m.spec.providerID, m.status.providerID], ['b7://default/server-01', 'b7://default/server-01']);
   t.same(m.status.addresses, [{ type: 'InternalIP', address: '10.0.0.5' }], 'the address the report gave');
-  t.match(conditionsOf(m), PROVISIONED_UNPINNED);
+  t.match(conditionsOf(m), PROVISIONED);
 
   const yaml = await cli('get', 'ph', 'server-01', '-o', 'yaml');
   const h = YAML.parse(yaml.out);

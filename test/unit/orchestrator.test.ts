@@ -1,12 +1,16 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
+import path from 'node:path';
 import type { Test } from 'tap';
 
 import t from 'tap';
 import { API_DOCS } from '../../src/admin/openapi.js';
+import { repoRoot } from '../../src/paths.js';
 import { ADMIN, inProcess, metricsOf, passesAfter, until } from '../helpers/appliance.js';
 import { addHost, addMachine, HOSTS, MACHINES, SECRETS } from '../helpers/resources.js';
 import { callInspector, claim, claimUrlOf, scriptOf, simulateInspector, wireReport } from '../helpers/sim-inspector.js';
-import { bmcWithMachine, conditionsOf, hostBody, machineBody, PROVISIONED_UNPINNED } from '../helpers/workflow.js';
+import { bmcWithMachine, conditionsOf, hostBody, machineBody, PROVISIONED } from '../helpers/workflow.js';
 import { FakeBmc } from '../lab/fake-bmc/server.js';
 
 t.test('machine -> claim -> PXE + power -> report -> Ready -> Provisioned', async (t) => {
@@ -75,7 +79,7 @@ t.test('machine -> claim -> PXE + power -> report -> Ready -> Provisioned', asyn
       'Ready',
       'Provisioned',
     ]);
-    t.match(conditionsOf(m), PROVISIONED_UNPINNED);
+    t.match(conditionsOf(m), PROVISIONED);
     // the attempt is over: nothing to claim any more
     const replay = await simulateInspector(a.base, '52:54:00:01:00:01', wireReport('52:54:00:01:00:01'));
     t.equal(replay.status, 0, 'no nonce in the script any more');
@@ -419,7 +423,7 @@ t.test('a claimed nonce: one report per attempt, schema and units enforced, then
   t.not((await a.kube('GET', `${HOSTS}/h6`)).json.status.inspectionReport.serialNumber, 'OTHER', 'and changes nothing');
   const gate = await callInspector(p, 'bootstrap');
   t.equal(gate.status, 200, 'validated: the gate opens');
-  t.match(await gate.text(), /^#cloud-config\n[^]*hostname: h6\n$/, 'with user-data');
+  t.match(await gate.text(), /^#cloud-config\n[\s\S]*hostname: h6\n$/, 'with user-data');
   t.equal((await callInspector(p, 'progress', { step: 'target-download', ok: true, message: '9 MB' })).status, 202);
   t.equal((await callInspector(p, 'progress', { step: 'kexec', ok: false, message: 'kexec_load failed' })).status, 202);
   t.equal((await callInspector({ ...p, token: 'not-the-token' }, 'progress', { step: 'x', ok: true })).status, 401);
@@ -925,3 +929,130 @@ t.test('an action its BMC has not carried out when the wait ends is answered pen
     'the action is still stored: the reconciler carries it out when the BMC answers',
   );
 });
+
+t.test('a target without a digest is pinned by the appliance before the boot; one it cannot read fails', async (t) => {
+  let base = '';
+  const mac = '52:54:00:0d:0e:01';
+  const { address } = await bmcWithMachine(t, () => base, mac, { report: null });
+  const a = await inProcess(t, {
+    orchestrator: { tickSeconds: 0.1, retryBaseSeconds: 0, maxAttempts: 1, powerDeadlineSeconds: 5 },
+  });
+  base = a.base;
+  await addHost(a.kube, hostBody('hp', address));
+  const hosted = path.join(repoRoot, 'assets/build-demo-image.sh');
+  const want = `sha256:${createHash('sha256').update(readFileSync(hosted)).digest('hex')}`;
+  const spec = { ...machineBody('mp').spec, targetImageURL: `${a.base}/assets/build-demo-image.sh` };
+  delete (spec as { targetImageDigest?: string }).targetImageDigest;
+  await addMachine(a.kube, { name: 'mp', spec });
+  const url = await until('the nonce URL', () => claimUrlOf(a.base, mac));
+  const p = await claim(url, mac);
+  if ('status' in p) throw new Error(`claim ${p.status}`);
+  t.equal(p['target-digest'], want, 'the inspector is given the digest of the hosted file');
+  const m = (await a.kube('GET', `${MACHINES}/mp`)).json;
+  t.match(
+    m.status.conditions.find((c: { type: string }) => c.type === 'TargetDigestPinned'),
+    {
+      status: 'True',
+      reason: 'PinnedByAppliance',
+    },
+  );
+  t.same(
+    [m.status.pinnedTarget.url, m.status.pinnedTarget.digest],
+    [spec.targetImageURL, want],
+    'what was pinned, in the status',
+  );
+  await a.kube('DELETE', `${MACHINES}/mp`);
+  await until('mp gone', async () => ((await a.kube('GET', `${MACHINES}/mp`)).status === 404 ? true : undefined));
+  await until('hp Available', async () =>
+    (await a.kube('GET', `${HOSTS}/hp`)).json.status.state === 'Available' ? true : undefined,
+  );
+  await addMachine(a.kube, { name: 'mu', spec: { ...spec, targetImageURL: 'http://127.0.0.1:9/nothing.img' } });
+  const failed = await until('mu Failed', async () => {
+    const r = (await a.kube('GET', `${MACHINES}/mu`)).json;
+    return r.status.phase === 'Failed' ? r : undefined;
+  });
+  t.equal(failed.status.failureReason, 'TargetUnavailable');
+  t.match(failed.status.failureMessage, /the target's digest could not be computed: /);
+});
+
+t.test(
+  'cleaning: a released host boots the cleaner, is erased and Available; a failure waits for the operator',
+  async (t) => {
+    let base = '';
+    const mac = '52:54:00:0c:1e:01';
+    const { bmc, address } = await bmcWithMachine(t, () => base, mac, { report: null });
+    const a = await inProcess(t, {
+      orchestrator: { tickSeconds: 0.1, retryBaseSeconds: 0, powerDeadlineSeconds: 5, cleanDisks: true },
+    });
+    base = a.base;
+    await addHost(a.kube, hostBody('hc', address));
+    await addMachine(a.kube, machineBody('mc'));
+    const p = await claim(await until('the nonce URL', () => claimUrlOf(a.base, mac)), mac);
+    if ('status' in p) throw new Error(`claim ${p.status}`);
+    t.equal((await callInspector(p, 'inspection', wireReport(mac))).status, 202);
+    t.equal((await callInspector(p, 'provisioned', {})).status, 202);
+    t.equal((await a.kube('GET', `${HOSTS}/hc`)).json.status.state, 'Provisioned');
+    const offBefore = bmc.powerLog.filter((x) => x === 'off').length;
+
+    await a.kube('DELETE', `${MACHINES}/mc`);
+    await until('mc gone', async () => ((await a.kube('GET', `${MACHINES}/mc`)).status === 404 ? true : undefined));
+    t.equal((await a.kube('GET', `${HOSTS}/hc`)).json.status.state, 'Cleaning', 'the host is cleaned, not Available');
+    const url = await until('the cleaning nonce', () => claimUrlOf(a.base, mac));
+    t.notOk(p.script.includes(url), 'a nonce of its own');
+    const c = await claim(url, mac);
+    if ('status' in c) throw new Error(`claim ${c.status}`);
+    t.equal(c.mode, 'clean', 'the inspector is booted to erase the disks');
+    t.notOk(c.target, 'with no target');
+    t.equal(
+      (await callInspector(p, 'progress', { step: 'x', ok: true })).status,
+      401,
+      "the deployment's token is void",
+    );
+    t.equal((await callInspector(c, 'progress', { step: 'network', ok: true, message: '10.0.0.5' })).status, 202);
+    t.equal((await callInspector(c, 'provisioned', {})).status, 409, 'no machine holds it: nothing to provision');
+    const done = await fetch(`${c.api}/api/v1/cleaned/${c.namespace}/${c.host}`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${c.token}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ ok: true, message: 'erased /dev/sda /dev/sdb' }),
+    });
+    t.equal(done.status, 202);
+    const h = await until('hc Available', async () => {
+      const r = (await a.kube('GET', `${HOSTS}/hc`)).json;
+      return r.status.state === 'Available' ? r : undefined;
+    });
+    t.notOk(h.status.errorMessage);
+    await until('powered off after cleaning', async () =>
+      bmc.powerLog.filter((x) => x === 'off').length > offBefore + 1 ? true : undefined,
+    );
+    const kinds = (await a.api('GET', '/journal?limit=200')).json.items
+      .filter((e: { host?: string }) => e.host === 'hc')
+      .map((e: { kind: string; message: string }) => `${e.kind} ${e.message}`);
+    t.ok(kinds.includes('CleaningStarted erasing the disks (partition tables and signatures)'));
+    t.ok(kinds.includes('Cleaned erased /dev/sda /dev/sdb'));
+    t.equal((await scriptOf(a.base, mac)).includes('chain --autofree'), false, 'no nonce handed out once cleaned');
+
+    // a cleaner that fails: CleanFailed, not claimable, until an operator asks again
+    const asked = await a.api('POST', '/hosts/hc/actions', { action: 'clean' });
+    t.equal(asked.status, 200, JSON.stringify(asked.json));
+    const c2 = await claim(await until('a new cleaning nonce', () => claimUrlOf(a.base, mac)), mac);
+    if ('status' in c2) throw new Error(`claim ${c2.status}`);
+    const fail = await fetch(`${c2.api}/api/v1/cleaned/${c2.namespace}/${c2.host}`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${c2.token}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ ok: false, message: 'could not erase /dev/sdb' }),
+    });
+    t.equal(fail.status, 202);
+    const failed = await until('hc CleanFailed', async () => {
+      const r = (await a.kube('GET', `${HOSTS}/hc`)).json;
+      return r.status.state === 'CleanFailed' ? r : undefined;
+    });
+    t.equal(failed.status.errorMessage, 'cleaning: could not erase /dev/sdb');
+    await addMachine(a.kube, machineBody('mc2'));
+    await passesAfter(a.base, Date.now(), 3);
+    t.equal((await a.kube('GET', `${MACHINES}/mc2`)).json.status.phase, 'Pending', 'a CleanFailed host is not claimed');
+    const busy = await a.api('POST', '/hosts/hc/actions', { action: 'clean' });
+    t.equal(busy.status, 200, 'asked again');
+    const refused = await a.api('POST', '/hosts/hc/actions', { action: 'clean' });
+    t.equal(refused.status, 409, 'not while it is being cleaned');
+  },
+);

@@ -95,6 +95,7 @@ t.test('kill -9 at random points of the workflow, restart: the machine still end
       spec: {
         inspectionImageURL: 'http://127.0.0.1/i',
         targetImageURL: 'http://127.0.0.1/t.tgz',
+        targetImageDigest: `sha256:${'a'.repeat(64)}`,
         hardwareRequirements: { minCPUCores: 2 },
       },
     }),

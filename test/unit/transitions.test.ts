@@ -7,6 +7,9 @@ import {
   attemptFailed,
   claim,
   claimable,
+  cleanerParams,
+  cleaningDone,
+  cleaningRequested,
   enrolment,
   hostDeletion,
   inspectorParams,
@@ -28,6 +31,9 @@ import {
   selectHost,
   shouldEnroll,
   startAttempt,
+  startCleaning,
+  targetDigest,
+  targetPinned,
   unmetRequirements,
 } from '../../src/workflow/transitions.js';
 import { sampleReport } from '../helpers/sim-inspector.js';
@@ -537,3 +543,83 @@ t.test(
     t.same(contested.effects, [], 'and the host is not released');
   },
 );
+
+t.test('cleaning: a host that passed validation is erased before it is Available again', async (t) => {
+  const inspecting = host('h', { state: 'Inspecting', consumer: 'm', inspectionPhase: 'InProgress' });
+  const m = machine({ phase: 'Inspecting', hostName: 'h' });
+  const report = sampleReport('52:54:00:00:00:01');
+  const on = judgeReport(m, inspecting, report, [], 0, { ...policy, cleanDisks: true });
+  t.same([on.host.status.state, on.host.status.needsCleaning], ['Ready', true], 'validated: its disks may be written');
+  const off = judgeReport(m, inspecting, report, [], 0, policy);
+  t.equal(off.host.status.needsCleaning, undefined, 'cleaning off: nothing marked');
+  const failedReq = judgeReport(
+    machine(
+      { phase: 'Inspecting', hostName: 'h' },
+      { hardwareRequirements: { minCPUCores: 999, minMemoryGB: 0, minDiskGB: 0 } },
+    ),
+    inspecting,
+    report,
+    [],
+    0,
+    { ...policy, cleanDisks: true },
+  );
+  t.equal(failedReq.host.status.state, 'Available', 'a host that failed the requirements was never written to');
+
+  t.equal(release(on.host).status.state, 'Cleaning', 'released after validation: Cleaning');
+  t.equal(release(off.host).status.state, 'Available');
+  t.equal(provisionFailed(m, on.host, 'DigestMismatch', 0).host.status.state, 'Cleaning', 'a failed deployment too');
+
+  const cleaning = release(on.host);
+  const c = startCleaning(cleaning, 'a9', 1000, policy);
+  t.same(
+    [c.host.attempt?.purpose, c.host.attempt?.id, c.effect],
+    ['clean', 'a9', { kind: 'bootCleaner', host: 'h', attempt: 'a9' }],
+  );
+  t.equal(c.event.kind, 'CleaningStarted');
+  const claimed = judgeRedemption(c.host, { from: '10.0.0.9', leased: [] }, 1500);
+  t.equal(claimed.kind, 'ok', 'the cleaning nonce is redeemed like an inspection one');
+  if (claimed.kind === 'ok')
+    t.equal(claimed.host.status.inspectionPhase, on.host.status.inspectionPhase, 'the inspection phase stays');
+  t.same(judgeRedemption(c.host, { from: '10.0.0.9', leased: [] }, 2500), { kind: 'unknown' }, 'expired');
+  t.match(
+    cleanerParams(c.host, { api: 'http://a', token: 'T' }),
+    /^beskar7\.api=http:\/\/a beskar7\.namespace=default beskar7\.host=h beskar7\.token=T beskar7\.mode=clean$/,
+  );
+
+  const ok = cleaningDone(c.host, { ok: true, message: 'erased /dev/vda' });
+  t.same(
+    [ok.host.status.state, ok.host.status.needsCleaning, ok.host.attempt, ok.event.kind],
+    ['Available', undefined, undefined, 'Cleaned'],
+  );
+  t.same(ok.effects, [{ kind: 'powerOff', host: 'h', reason: 'cleaned' }]);
+  const bad = cleaningDone(c.host, { ok: false, message: 'could not erase /dev/vda\u001b[2J' });
+  t.same([bad.host.status.state, bad.host.status.needsCleaning, bad.event.kind], ['CleanFailed', true, 'CleanFailed']);
+  t.equal(bad.host.status.errorMessage, 'cleaning: could not erase /dev/vda [2J', 'control characters stripped');
+  t.notOk(claimable([bad.host]).length, 'a CleanFailed host is not claimed');
+
+  const again = cleaningRequested(bad.host);
+  t.same(
+    'code' in again ? again : [again.status.state, again.attempt],
+    ['Cleaning', undefined],
+    'an operator asks again',
+  );
+  t.match(cleaningRequested(inspecting), { code: 'conflict', error: 'host h is held by machine m' });
+  t.match(cleaningRequested(c.host), { code: 'conflict' }, 'not while it is being cleaned');
+});
+
+t.test("the target digest: the spec's, else the one pinned for this very URL", async (t) => {
+  const m = machine({}, { targetImageURL: 'http://x/os.img' });
+  t.equal(targetDigest(m), undefined);
+  const p = targetPinned(m, `sha256:${'b'.repeat(64)}`, 0).machine;
+  t.equal(targetDigest(p), `sha256:${'b'.repeat(64)}`);
+  t.equal(
+    targetDigest({ ...p, spec: { ...p.spec, targetImageURL: 'http://x/other.img' } }),
+    undefined,
+    'not for another URL',
+  );
+  t.equal(
+    targetDigest({ ...p, spec: { ...p.spec, targetImageDigest: `sha256:${'c'.repeat(64)}` } }),
+    `sha256:${'c'.repeat(64)}`,
+    'the spec wins',
+  );
+});

@@ -167,6 +167,7 @@ const ACTIONS: Record<string, string> = {
   'power-on': 'powerOn',
   'power-off': 'powerOff',
   'pxe-once': 'pxeOnce',
+  clean: 'clean',
 };
 
 const hostsCommand: Handler = async (sub, arg) => {

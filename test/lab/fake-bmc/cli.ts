@@ -2,7 +2,7 @@
 // real QEMU machine on a tap device of that namespace. Prints "listening <url>" when ready.
 // usage: node --import tsx test/lab/fake-bmc/cli.ts '<json>'   json: { port, address, macs, machine: MachineSpec w/o marker, consoleLog }
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createWriteStream, mkdtempSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stopProcess } from '../netns.js';
@@ -18,6 +18,8 @@ const cfg = JSON.parse(process.argv[2] as string) as {
 };
 let vm: ChildProcess | undefined;
 const out = createWriteStream(cfg.consoleLog, { flags: 'a' });
+// the machine's disks and firmware variables: kept across power cycles, as a server keeps them
+const tmp = mkdtempSync(path.join(tmpdir(), 'b7-bmc-vm-'));
 
 async function stopVm(): Promise<void> {
   const p = vm;
@@ -31,7 +33,6 @@ const bmc = new FakeBmc({
   onPower: (ev) => {
     void stopVm().then(() => {
       if (ev === 'off') return;
-      const tmp = mkdtempSync(path.join(tmpdir(), 'b7-bmc-vm-'));
       out.write(`\n=== fake BMC: power ${ev} ===\n`);
       vm = spawn('qemu-system-x86_64', qemuArgs(cfg.machine, tmp), { stdio: ['ignore', 'pipe', 'pipe'] });
       vm.stdout?.pipe(out, { end: false });
@@ -44,4 +45,11 @@ const bmc = new FakeBmc({
   },
 });
 process.stdout.write(`listening ${await bmc.start(cfg.address, cfg.port)}\n`);
-process.on('SIGTERM', () => void stopVm().then(() => process.exit(0)));
+process.on(
+  'SIGTERM',
+  () =>
+    void stopVm().then(() => {
+      rmSync(tmp, { recursive: true, force: true });
+      process.exit(0);
+    }),
+);
