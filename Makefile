@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 IPXE_FILES := undionly.kpxe ipxe.efi snponly.efi
 
-.PHONY: all deps setup assets inspector build run cli test unit e2e mutation bench bench-inspection bench-storm bench-ha bench-baseline install deb clean
+.PHONY: all deps setup assets inspector build run cli test unit e2e mutation bench bench-deploy bench-inspection bench-storm bench-ha bench-baseline install deb clean
 
 # the demo lab and the tests install Debian packages, create network namespaces and bind ports 67/69/80/4011
 need-root = @if [ "$$(id -u)" != 0 ]; then echo "make $@ needs root: it installs Debian packages, creates network namespaces and binds the DHCP/TFTP/HTTP ports (run it as root, or with sudo)" >&2; exit 1; fi
@@ -78,6 +78,10 @@ mutation: deps assets
 # BENCH_OUT=FILE.json (+ .svg); the benchmarks run the compiled service (dist/), as systemd does
 bench: setup build
 	node --import tsx test/bench/bench.ts
+
+# a 1 GiB whole-disk image onto a QEMU disk by the inspector (raw, gzip, zstd) against wget | dd of the raw image
+bench-deploy: setup build
+	BENCH_ONLY=deploy node --import tsx test/bench/bench.ts
 
 # one BIOS and one UEFI QEMU machine through the whole chain, the time of each stage
 bench-inspection: setup

@@ -5,7 +5,8 @@
 # BESKAR7-DISK-MARKER with the provider-id and the configuration the inspector wrote into COS_OEM.
 # No loop devices and no mounts: partitions are built as files (mtools, mkfs.ext4 -d) and written into place,
 # and the BIOS boot code is patched in the way grub-bios-setup does it.
-# usage: build-disk-image.sh [OUT_DIR] [SIZE_MIB]   (SIZE_MIB: the image's size, default 96; the bench uses 1024)
+# usage: build-disk-image.sh [OUT_DIR] [SIZE_MIB]   (SIZE_MIB: the image's size, default 96; past 128 the rest is
+# an empty ext4 COS_PERSISTENT partition, as a real image with a data filesystem: the deploy bench uses 1024)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${1:-$HERE/demo}
@@ -49,14 +50,21 @@ BIOS_START=2048 BIOS_SECTORS=2048
 ESP_START=4096 ESP_MIB=40
 OEM_START=$((ESP_START + ESP_MIB * 2048)) OEM_MIB=16
 [ $((OEM_START / 2048 + OEM_MIB + 1)) -le "$SIZE_MIB" ] || { echo "SIZE_MIB must be at least $((OEM_START / 2048 + OEM_MIB + 1))" >&2; exit 1; }
+PERSIST_START=$((OEM_START + OEM_MIB * 2048)) PERSIST_MIB=$((SIZE_MIB - OEM_START / 2048 - OEM_MIB - 1))
 IMG=$WORK/disk.img
 truncate -s "${SIZE_MIB}M" "$IMG"
-sfdisk -q "$IMG" <<PT
-label: gpt
-start=$BIOS_START, size=$BIOS_SECTORS, type=21686148-6449-6E6F-744E-656564454649, name=BIOS
-start=$ESP_START, size=$((ESP_MIB * 2048)), type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=COS_GRUB
-start=$OEM_START, size=$((OEM_MIB * 2048)), type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=COS_OEM
-PT
+{
+  echo "label: gpt"
+  echo "start=$BIOS_START, size=$BIOS_SECTORS, type=21686148-6449-6E6F-744E-656564454649, name=BIOS"
+  echo "start=$ESP_START, size=$((ESP_MIB * 2048)), type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=COS_GRUB"
+  echo "start=$OEM_START, size=$((OEM_MIB * 2048)), type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=COS_OEM"
+  [ "$SIZE_MIB" -le 128 ] || echo "start=$PERSIST_START, size=$((PERSIST_MIB * 2048)), type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=COS_PERSISTENT"
+} | sfdisk -q "$IMG"
+if [ "$SIZE_MIB" -gt 128 ]; then
+  mkfs.ext4 -q -F -L COS_PERSISTENT "$WORK/persist.img" "${PERSIST_MIB}M"
+  dd if="$WORK/persist.img" of="$IMG" bs=512 seek=$PERSIST_START conv=notrunc,sparse status=none
+  rm -f "$WORK/persist.img"
+fi
 
 truncate -s "${ESP_MIB}M" "$WORK/esp.img"
 mformat -i "$WORK/esp.img" -v COS_GRUB -N 0xb7b7b7b7 ::

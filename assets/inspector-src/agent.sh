@@ -188,17 +188,23 @@ write_oem() { # $1: the COS_OEM partition. The user-data as 99_beskar7.yaml and 
   [ $ok = 1 ]
 }
 
-deploy() { # the target, streamed once: sha256 on the way, checked before anything else happens
-  disk=$(pick_disk)
-  rm -f /tmp/hash.fifo; mkfifo /tmp/hash.fifo
+stream_target() { # URL DISK: fetched once, hashed on the way (sha256:... in $got), unpacked; the pipeline's status
+  rm -f /tmp/hash.fifo /tmp/kind; mkfifo /tmp/hash.fifo
   sha256sum < /tmp/hash.fifo > /tmp/hash.out &
   hasher=$!
   set -o pipefail
-  wget -q -O - "$TARGET" 2>/tmp/wget.err | tee /tmp/hash.fifo | unpack "$disk" 2>/tmp/unpack.err
+  wget -q -O - "$1" 2>/tmp/wget.err | tee /tmp/hash.fifo | unpack "$2" 2>/tmp/unpack.err
   rc=$?
   set +o pipefail
   wait $hasher
   got="sha256:$(cut -d' ' -f1 /tmp/hash.out)"
+  return $rc
+}
+
+deploy() { # the target, streamed once: sha256 on the way, checked before anything else happens
+  disk=$(pick_disk)
+  stream_target "$TARGET" "$disk"
+  rc=$?
   kind=$(cat /tmp/kind 2>/dev/null)
   if [ -n "$DIGEST" ] && [ "$got" != "$DIGEST" ]; then
     case $kind in disk*) wipe_disk "$disk" ;; esac

@@ -890,40 +890,47 @@ export function targetPinned(
   return { machine, event: event('TargetPinned', 'info', { machine: m.name, host: m.status.hostName }, message) };
 }
 
-/** The bundled inspector's parameters for erasing a host's disks (beskar7.mode=clean): no target, no machine. */
-export function cleanerParams(
+type ParamContext = {
+  api: string;
+  token: string;
+  mac?: string | undefined;
+  ca?: string | undefined;
+  kernelArgs?: string;
+};
+
+/** Kernel parameters in the contract's order: the credentials, then `own` around beskar7.ca and BOOTIF. */
+function kernelParams(
   h: StoredHost,
-  c: { api: string; token: string; mac?: string | undefined; ca?: string | undefined; kernelArgs?: string },
+  c: ParamContext,
+  own: { beforeCa: string[]; afterCa?: string[]; last?: string[] },
 ): string {
   return [
     `beskar7.api=${c.api}`,
     `beskar7.namespace=${h.namespace}`,
     `beskar7.host=${h.name}`,
     `beskar7.token=${c.token}`,
-    'beskar7.mode=clean',
+    ...own.beforeCa,
     ...(c.ca ? [`beskar7.ca=${c.ca}`] : []),
+    ...(own.afterCa ?? []),
     ...(c.mac ? [`BOOTIF=01-${c.mac.replace(/:/g, '-')}`] : []),
+    ...(own.last ?? []),
     ...(c.kernelArgs ? [c.kernelArgs] : []),
   ].join(' ');
 }
 
-export function inspectorParams(
-  m: StoredMachine,
-  h: StoredHost,
-  c: { api: string; token: string; mac?: string | undefined; ca?: string | undefined; kernelArgs?: string },
-): string {
-  return [
-    `beskar7.api=${c.api}`,
-    `beskar7.namespace=${h.namespace}`,
-    `beskar7.host=${h.name}`,
-    `beskar7.token=${c.token}`,
-    `beskar7.target=${m.spec.targetImageURL}`,
-    ...(targetDigest(m) ? [`beskar7.target-digest=${targetDigest(m)}`] : []),
-    `beskar7.provider-id=${providerId(h)}`,
-    ...(c.ca ? [`beskar7.ca=${c.ca}`] : []),
-    ...(m.spec.targetDisk ? [`beskar7.disk=${m.spec.targetDisk}`] : []),
-    ...(c.mac ? [`BOOTIF=01-${c.mac.replace(/:/g, '-')}`] : []),
-    ...(m.spec.configurationURL ? [`beskar7.config=${m.spec.configurationURL}`] : []),
-    ...(c.kernelArgs ? [c.kernelArgs] : []),
-  ].join(' ');
+/** The bundled inspector's parameters for erasing a host's disks (beskar7.mode=clean): no target, no machine. */
+export const cleanerParams = (h: StoredHost, c: ParamContext): string =>
+  kernelParams(h, c, { beforeCa: ['beskar7.mode=clean'] });
+
+export function inspectorParams(m: StoredMachine, h: StoredHost, c: ParamContext): string {
+  const digest = targetDigest(m);
+  return kernelParams(h, c, {
+    beforeCa: [
+      `beskar7.target=${m.spec.targetImageURL}`,
+      ...(digest ? [`beskar7.target-digest=${digest}`] : []),
+      `beskar7.provider-id=${providerId(h)}`,
+    ],
+    afterCa: m.spec.targetDisk ? [`beskar7.disk=${m.spec.targetDisk}`] : [],
+    last: m.spec.configurationURL ? [`beskar7.config=${m.spec.configurationURL}`] : [],
+  });
 }

@@ -3,8 +3,9 @@
 // host from a storm, against the commit the benchmarks issue was filed at. Ends with one table of ratios; writes
 // everything as JSON (BENCH_OUT; a full run defaults to test/bench/results.json, the one the README shows, a
 // BENCH_ONLY run to .cache/bench/results.json) and an SVG chart beside it.
-// BENCH_ONLY=tftp,dhcp,http,storm,baseline picks sections; BENCH_RUNS, BENCH_PERIOD, BENCH_HTTP_N, BENCH_HTTP_RUNS,
-// STORM_N, BENCH_STORM_RUNS, BASELINE, BENCH_BASELINE_RUNS tune them.
+// BENCH_ONLY=tftp,dhcp,http,deploy,storm,baseline picks sections; BENCH_RUNS, BENCH_PERIOD, BENCH_HTTP_N,
+// BENCH_HTTP_RUNS, BENCH_DEPLOY_RUNS, BENCH_DEPLOY_MIB, STORM_N, BENCH_STORM_RUNS, BASELINE, BENCH_BASELINE_RUNS
+// tune them.
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -13,6 +14,7 @@ import { repoRoot } from '../../src/paths.js';
 import { runStorm } from '../helpers/storm.js';
 import { Lab } from '../lab/netns.js';
 import { baselineStorm, hasCommit } from './baseline.js';
+import { deployBench } from './deploy.js';
 import { dhcpBench } from './dhcp.js';
 import { httpBench } from './http.js';
 import { median } from './peers.js';
@@ -20,7 +22,7 @@ import { chart, type Ratio, ratioTable } from './report.js';
 import { tftpBench } from './tftp.js';
 
 const env = process.env;
-const only = new Set((env.BENCH_ONLY ?? 'tftp,dhcp,http,storm,baseline').split(','));
+const only = new Set((env.BENCH_ONLY ?? 'tftp,dhcp,http,deploy,storm,baseline').split(','));
 const out = path.resolve(
   env.BENCH_OUT ?? path.join(repoRoot, env.BENCH_ONLY ? '.cache/bench' : 'test/bench', 'results.json'),
 );
@@ -141,6 +143,44 @@ try {
   await lab.down();
   rmSync(work, { recursive: true, force: true });
 }
+if (only.has('deploy')) {
+  const runs = Number(env.BENCH_DEPLOY_RUNS ?? 2);
+  const mib = Number(env.BENCH_DEPLOY_MIB ?? 1024);
+  say(
+    `Deploy: a ${mib} MiB whole-disk image onto a QEMU disk, ${runs} runs: the inspector (raw, gzip, zstd) and wget | dd`,
+  );
+  const deployLab = new Lab('b7benchd', '10.92.0').up();
+  const d = await deployBench(deployLab, work, runs, mib).finally(() => deployLab.down());
+  results.deploy = d;
+  const MiB = (n: number) => n / 2 ** 20;
+  for (const [c, r] of Object.entries(d.cases)) {
+    say(
+      `  ${c.padEnd(8)} ${MiB(r.bytes).toFixed(1).padStart(7)} MiB on the wire, median ${r.seconds.toFixed(2)} s (${r.all.join(', ')})`,
+    );
+  }
+  const limit = d.cases['wget-dd'];
+  for (const c of ['zst', 'gz', 'raw'] as const) {
+    rows.push({
+      what: `Deploy ${mib} MiB image, ${c === 'zst' ? 'zstd' : c === 'gz' ? 'gzip' : 'raw + sha256'}: seconds`,
+      peer: 'wget | dd raw',
+      ours: d.cases[c].seconds,
+      theirs: limit.seconds,
+      unit: 's',
+      ratio: limit.seconds / d.cases[c].seconds,
+      ...(c === 'raw' ? {} : { goal: 1 }),
+    });
+  }
+  rows.push({
+    what: `Deploy ${mib} MiB image, zstd: bytes on the wire`,
+    peer: 'wget | dd raw',
+    ours: MiB(d.cases.zst.bytes),
+    theirs: MiB(limit.bytes),
+    unit: 'MiB',
+    ratio: limit.bytes / d.cases.zst.bytes,
+    goal: 1,
+  });
+}
+
 if (only.has('storm')) {
   const n = Number(env.STORM_N ?? 1000);
   const runs = Number(env.BENCH_STORM_RUNS ?? 3);

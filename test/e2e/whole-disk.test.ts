@@ -45,9 +45,10 @@ t.test(
       orchestrator: { tickSeconds: 1, inspectionTimeoutSeconds: 400, powerDeadlineSeconds: 30, retryBaseSeconds: 5 },
       redfish: { timeoutSeconds: 10, retries: 3, backoffBaseSeconds: 0.5, backoffMaxSeconds: 5 },
     });
-    // the BIOS host deploys to the smaller of its two disks; the UEFI one to the disk its machine names
+    // the BIOS host deploys to the smaller of its two disks (the first: SeaBIOS boots only the first hard disk);
+    // the UEFI one to the disk its machine names
     const machines = {
-      bios: { firmware: 'bios', mac: '52:54:00:e4:00:01', memoryMB: 1024, disksGB: [6, 3], serial: 'WD-BIOS' },
+      bios: { firmware: 'bios', mac: '52:54:00:e4:00:01', memoryMB: 1024, disksGB: [3, 6], serial: 'WD-BIOS' },
       uefi: { firmware: 'uefi', mac: '52:54:00:e4:00:02', memoryMB: 1024, disksGB: [2, 7], serial: 'WD-UEFI' },
     } as const;
     const consoles: Record<string, string> = {};
@@ -66,7 +67,7 @@ t.test(
           redfish: {
             address: `http://${lab.serverIp}:${port}`,
             username: 'admin',
-            password: 'x',
+            password: 'secret',
             allowPlainHttp: true,
           },
           labels: { fw: name },
@@ -75,9 +76,13 @@ t.test(
       port++;
     }
     for (const name of Object.keys(machines)) {
-      await until(`h-${name} Available`, async () =>
-        (await get(lab, `${HOSTS}/h-${name}`)).status.state === 'Available' ? true : undefined,
-      );
+      let last: unknown;
+      await until(`h-${name} Available`, async () => {
+        last = (await get(lab, `${HOSTS}/h-${name}`)).status;
+        return (last as { state: string }).state === 'Available' ? true : undefined;
+      }).catch((e) => {
+        throw new Error(`${(e as Error).message}: ${JSON.stringify(last)}`);
+      });
     }
     const userData = '#cloud-config\nhostname: from-the-secret\n';
     const secret = await kube(lab)('POST', SECRETS, {
@@ -123,8 +128,11 @@ t.test(
     t.equal(bad.status.failureReason, 'DigestMismatch', `m-bad: ${bad.status.failureMessage}`);
     t.match(bad.status.failureMessage, new RegExp(`is ${sha('disk.img.gz')}, want sha256:0{64}`));
     await kube(lab)('DELETE', `${MACHINES}/m-bad`);
-    await until('h-uefi Available again', async () =>
-      (await get(lab, `${HOSTS}/h-uefi`)).status.state === 'Available' ? true : undefined,
+    // the failed deployment wrote to the disk: the host is cleaned before it is Available again
+    await until(
+      'h-uefi cleaned and Available again',
+      async () => ((await get(lab, `${HOSTS}/h-uefi`)).status.state === 'Available' ? true : undefined),
+      600_000,
     );
     await addMachine(kube(lab), {
       name: 'm-uefi',
@@ -156,12 +164,18 @@ t.test(
     const pinned = (await get(lab, `${MACHINES}/m-bios`)).status.pinnedTarget;
     t.equal(pinned?.digest, sha('disk.img.zst'), 'the appliance pinned the digest of the image it hosts');
 
-    const events = (await api(lab, 'GET', '/journal?limit=1000')).items.map(
-      (e: { kind: string; host?: string; message: string }) => `${e.host ?? ''} ${e.kind} ${e.message}`,
+    const journal = async () =>
+      (await api(lab, 'GET', '/journal?limit=1000')).items.map(
+        (e: { kind: string; host?: string; message: string }) => `${e.host ?? ''} ${e.kind} ${e.message}`,
+      ) as string[];
+    const events = await journal();
+    t.ok(
+      events.includes('h-uefi Cleaned erased /dev/vda /dev/vdb'),
+      'the cleaner erased both disks after the mismatch',
     );
     t.ok(
-      events.some((e: string) => /^h-bios InspectorStep target-write: \/dev\/vdb: zstd image written/.test(e)),
-      'BIOS: the smallest disk (vdb, 3 GiB) got the zstd image',
+      events.some((e: string) => /^h-bios InspectorStep target-write: \/dev\/vda: zstd image written/.test(e)),
+      'BIOS: the smallest disk (vda, 3 GiB) got the zstd image',
     );
     t.ok(
       events.some((e: string) => /^h-uefi InspectorStep target-write: \/dev\/vdb: raw image written/.test(e)),
@@ -185,5 +199,27 @@ t.test(
       t.notMatch(after, /beskar7-agent/, `${name}: the inspector did not run again`);
       t.equal((await get(lab, `${MACHINES}/m-${name}`)).status.phase, 'Provisioned', `${name}: still Provisioned`);
     }
+
+    // release cleans: deleting the BIOS machine erases its disks, and the host's next boot finds nothing on them
+    await kube(lab)('DELETE', `${MACHINES}/m-bios`);
+    await until(
+      'h-bios cleaned and Available',
+      async () => ((await get(lab, `${HOSTS}/h-bios`)).status.state === 'Available' ? true : undefined),
+      600_000,
+    );
+    t.equal(await get(lab, `${MACHINES}/m-bios`), null, 'the machine is gone');
+    t.ok((await journal()).includes('h-bios Cleaned erased /dev/vda /dev/vdb'), 'BIOS: both disks erased');
+    const before = readFileSync(consoles.bios!, 'latin1').length;
+    await api(lab, 'POST', '/hosts/h-bios/actions', { action: 'powerOn' });
+    await until(
+      'the erased BIOS host has nothing to boot',
+      async () => (/No bootable device/.test(readFileSync(consoles.bios!, 'latin1').slice(before)) ? true : undefined),
+      240_000,
+    );
+    t.notMatch(
+      readFileSync(consoles.bios!, 'latin1').slice(before),
+      /BESKAR7-DISK/,
+      'no trace of the installed system',
+    );
   },
 );

@@ -33,7 +33,11 @@ export async function inProcess(t: Test, over: Record<string, unknown> = {}, dat
     // the simulated machines have no disks to erase: the tests of cleaning turn it on
     orchestrator: {
       cleanDisks: false,
-      ...((over.orchestrator as object | undefined) ?? { tickSeconds: 0.1, retryBaseSeconds: 0, powerDeadlineSeconds: 5 }),
+      ...((over.orchestrator as object | undefined) ?? {
+        tickSeconds: 0.1,
+        retryBaseSeconds: 0,
+        powerDeadlineSeconds: 5,
+      }),
     },
     // tests send many requests from one address; the rate limit has tests of its own
     http: {

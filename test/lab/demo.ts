@@ -24,15 +24,41 @@ interface DemoHost {
   mac: string;
   memoryMB: number;
   minMemoryGB: number;
+  /** kexec a tar.gz, or write a whole-disk image and reboot into it */
+  target: 'kexec' | 'disk';
 }
 
 /** The appliance's API, called from inside the lab; answers are parsed JSON. */
 type Api = (method: string, p: string, body?: unknown) => ReturnType<typeof labApi>;
 
 const HOSTS: DemoHost[] = [
-  { host: 'rack1-bios', machine: 'web-1', firmware: 'bios', mac: '52:54:00:de:00:01', memoryMB: 2048, minMemoryGB: 1 },
-  { host: 'rack1-uefi', machine: 'web-2', firmware: 'uefi', mac: '52:54:00:de:00:02', memoryMB: 2048, minMemoryGB: 1 },
-  { host: 'rack1-small', machine: 'db-1', firmware: 'bios', mac: '52:54:00:de:00:03', memoryMB: 1024, minMemoryGB: 4 },
+  {
+    host: 'rack1-bios',
+    machine: 'web-1',
+    firmware: 'bios',
+    mac: '52:54:00:de:00:01',
+    memoryMB: 2048,
+    minMemoryGB: 1,
+    target: 'kexec',
+  },
+  {
+    host: 'rack1-uefi',
+    machine: 'web-2',
+    firmware: 'uefi',
+    mac: '52:54:00:de:00:02',
+    memoryMB: 2048,
+    minMemoryGB: 1,
+    target: 'disk',
+  },
+  {
+    host: 'rack1-small',
+    machine: 'db-1',
+    firmware: 'bios',
+    mac: '52:54:00:de:00:03',
+    memoryMB: 1024,
+    minMemoryGB: 4,
+    target: 'kexec',
+  },
 ];
 
 const lab = new Lab('beskar7-demo').up();
@@ -95,18 +121,32 @@ async function main(): Promise<void> {
   say(`appliance up in network namespace ${lab.ns}: full DHCP, TFTP and HTTP on ${lab.serverIp}`);
   say(`dashboard: http://127.0.0.1:${DASHBOARD_PORT}/ui   admin token: ${path.join(dataDir, 'admin-token')}`);
   await enrol(kube);
+  // the user-data a whole-disk deployment puts into the image's COS_OEM partition (Cluster API's bootstrap secret)
+  await kube('POST', resources.SECRETS, {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'web-join', namespace: 'default' },
+    stringData: { value: '#cloud-config\nhostname: web-2\n' },
+  });
   for (const h of HOSTS) {
+    const target =
+      h.target === 'disk'
+        ? { targetImageURL: `${http}/assets/demo/disk.img.zst`, bootstrap: { dataSecretName: 'web-join' } }
+        : {
+            targetImageURL: `${http}/assets/demo/target.tar.gz`,
+            configurationURL: `${http}/assets/demo/target.cmdline`,
+          };
     await resources.addMachine(kube, {
       name: h.machine,
       spec: {
         inspectionImageURL: `${http}/assets/inspector`,
-        targetImageURL: `${http}/assets/demo/target.tar.gz`,
-        configurationURL: `${http}/assets/demo/target.cmdline`,
+        ...target,
         hardwareRequirements: { minCPUCores: 1, minMemoryGB: h.minMemoryGB, minDiskGB: 4 },
         hostSelector: { matchLabels: { demo: h.host } },
       },
     });
-    say(`machine ${h.machine} created: wants ${h.minMemoryGB} GiB memory, a host labelled demo=${h.host}`);
+    const what = h.target === 'disk' ? 'a whole-disk image written to its disk' : 'a kexec target';
+    say(`machine ${h.machine} created: wants ${h.minMemoryGB} GiB memory, a host labelled demo=${h.host}, ${what}`);
   }
   await narrate(api, kube);
   printTable(await api('GET', '/journal?limit=1000'), (await kube('GET', resources.HOSTS)).json.items);
@@ -122,7 +162,14 @@ async function enrol(kube: resources.Request): Promise<void> {
       address: lab.serverIp,
       port,
       consoleLog: path.join(dir, `${h.host}.console`),
-      machine: { firmware: h.firmware, mac: h.mac, memoryMB: h.memoryMB, disksGB: [8], tap: lab.addTap() },
+      machine: {
+        firmware: h.firmware,
+        mac: h.mac,
+        memoryMB: h.memoryMB,
+        disksGB: [8],
+        reboots: true,
+        tap: lab.addTap(),
+      },
       personality: h.firmware === 'uefi' ? { requireIfMatch: true } : {},
     });
     await resources.addHost(kube, {
@@ -144,7 +191,7 @@ async function enrol(kube: resources.Request): Promise<void> {
 /** Prints each workflow event as it happens, until every machine is Provisioned or Failed. */
 async function narrate(api: Api, kube: resources.Request): Promise<void> {
   const seen = new Set<string>();
-  const kexecs = new Set<string>();
+  const running = new Set<string>();
   for (;;) {
     const { items } = await api('GET', '/journal?limit=1000');
     for (const e of items as { at: string; kind: string; host?: string; machine?: string; message: string }[]) {
@@ -157,15 +204,19 @@ async function narrate(api: Api, kube: resources.Request): Promise<void> {
     for (const h of HOSTS) {
       const file = path.join(dir, `${h.host}.console`);
       const c = existsSync(file) ? readFileSync(file, 'latin1') : '';
-      if (!kexecs.has(h.host) && /BESKAR7-DEMO-MARKER/.test(c)) {
-        kexecs.add(h.host);
+      if (!running.has(h.host) && /BESKAR7-DEMO-MARKER/.test(c)) {
+        running.add(h.host);
         say(`${h.host} runs its target OS: ${/BESKAR7-DEMO-MARKER[^\n]*/.exec(c)?.[0].trim()}`);
+      }
+      if (!running.has(h.host) && /BESKAR7-DISK-MARKER/.test(c)) {
+        running.add(h.host);
+        say(`${h.host} rebooted into its installed system: ${/BESKAR7-DISK-MARKER[^\n]*/.exec(c)?.[0].trim()}`);
       }
     }
     const machines = (await kube('GET', resources.MACHINES)).json.items as { status: { phase: string } }[];
     const settled = machines.every((m) => m.status.phase === 'Provisioned' || m.status.phase === 'Failed');
     const provisioned = machines.filter((m) => m.status.phase === 'Provisioned').length;
-    if (settled && kexecs.size >= provisioned) return;
+    if (settled && running.size >= provisioned) return;
     if (Date.now() - T0 > 900_000) throw new Error('the machines did not settle within 15 minutes');
     await new Promise((r) => setTimeout(r, 1000));
   }

@@ -190,3 +190,22 @@ t.test('resource API: create, conflict, patch, list pages, selectors, watch resu
     [{ name: 'fieldValidation' }],
   );
 });
+
+t.test('a Namespace that still holds objects is not deleted; an empty one is', async (t) => {
+  const a = await inProcess(t);
+  const ns = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team-a' } };
+  t.equal((await a.kube('POST', '/api/v1/namespaces', ns)).status, 201);
+  const secret = {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'join', namespace: 'team-a' },
+    stringData: { value: '#cloud-config\n' },
+  };
+  t.equal((await a.kube('POST', '/api/v1/namespaces/team-a/secrets', secret)).status, 201);
+  const refused = await a.kube('DELETE', '/api/v1/namespaces/team-a');
+  t.same([refused.status, refused.json.reason], [409, 'Conflict'], 'it holds a Secret');
+  t.equal((await a.kube('GET', '/api/v1/namespaces/team-a')).status, 200, 'and is still there');
+  t.equal((await a.kube('DELETE', '/api/v1/namespaces/team-a/secrets/join')).status, 200);
+  t.equal((await a.kube('DELETE', '/api/v1/namespaces/team-a')).status, 200, 'empty: deleted');
+  t.equal((await a.kube('GET', '/api/v1/namespaces/team-a')).status, 404);
+});

@@ -1,4 +1,6 @@
 import { writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import t from 'tap';
 import YAML from 'yaml';
@@ -11,7 +13,7 @@ import { bmcWithMachine, conditionsOf, PROVISIONED } from '../helpers/workflow.j
 const G = '/apis/infrastructure.cluster.x-k8s.io/v1beta1/namespaces/default';
 
 /** Secret + PhysicalHost + Beskar7Machine as Beskar7 v1.0 writes them, pointed at a fake BMC on loopback. */
-const manifests = (bmc: string, extra = '') => `apiVersion: v1
+const manifests = (bmc: string, extra = '', config = 'http://config-server/worker-config.yaml') => `apiVersion: v1
 kind: Secret
 metadata:
   name: bmc-credentials
@@ -42,7 +44,7 @@ spec:
   inspectionImageURL: "http://boot-server/beskar7-inspector/boot"
   targetImageURL: "http://boot-server/kairos/v2.8.1.tar.gz"
   targetImageDigest: "sha256:${'b'.repeat(64)}"
-  configurationURL: "http://config-server/worker-config.yaml"
+  configurationURL: "${config}"
   hardwareRequirements:
     minCPUCores: 4
     minMemoryGB: 16
@@ -59,7 +61,12 @@ t.test('v1.0 manifests through the CLI: apply (idempotent), get, describe, delet
   const cliIn = (input: string, ...args: string[]) => runCli(['--url', a.base, '--token', ADMIN, ...args], input);
   const cli = (...args: string[]) => cliIn('', ...args);
   const file = path.join(dir, 'lab.yaml');
-  writeFileSync(file, manifests(address));
+  // the machine's configurationURL, which the appliance fetches for the bootstrap gate
+  const config = http.createServer((_, res) => res.end('#cloud-config\nhostname: worker-01\n'));
+  await new Promise<void>((r) => config.listen(0, '127.0.0.1', r));
+  t.teardown(() => config.close());
+  const configUrl = `http://127.0.0.1:${(config.address() as AddressInfo).port}/worker-config.yaml`;
+  writeFileSync(file, manifests(address, '', configUrl));
 
   const first = await cli('apply', '-f', file);
   t.equal(first.code, 0, first.err);
@@ -220,6 +227,9 @@ t.test('manifest errors: removed v0.x fields, a missing Secret, names, kinds, as
     metadata: { name: 's' },
     data: { username: Buffer.from('root').toString('base64') },
   });
-  t.match(secret.json.message, /a BMC Secret needs username and password/);
+  t.match(
+    secret.json.message,
+    /stringData: a Secret here holds BMC credentials \(username and password\) or bootstrap data \(value\)/,
+  );
   t.equal((await a.kube('GET', '/api/v1/namespaces/default/secrets')).json.items.length, 0, 'nothing was stored');
 });

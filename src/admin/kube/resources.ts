@@ -174,15 +174,16 @@ export function kinds(d: KubeDeps): Record<KindName, Kind> {
 /** Namespaces: `default`, those applied, and those objects are in. */
 function namespaces(d: KubeDeps): Kind {
   const { store, commands } = d;
+  const objects = async (): Promise<{ namespace: string; createdAt: string }[]> => [
+    ...store.hosts.snapshot(),
+    ...store.machines.snapshot(),
+    ...(await store.secrets.all()),
+    ...(await store.clusters.all()),
+    ...(await store.templates.all()),
+  ];
   const all = async (): Promise<[string, unknown][]> => {
     const stored = new Map<string, unknown>(await store.namespaces.entries());
-    const used: { namespace: string; createdAt: string }[] = [
-      ...store.hosts.snapshot(),
-      ...store.machines.snapshot(),
-      ...(await store.secrets.all()),
-      ...(await store.clusters.all()),
-      ...(await store.templates.all()),
-    ];
+    const used = await objects();
     // a namespace nobody applied exists since its oldest object; `default` since the first of all
     const since = new Map<string, string>();
     for (const o of [...used, ...used.map((u) => ({ ...u, namespace: DEFAULT_NAMESPACE }))]) {
@@ -230,7 +231,7 @@ function namespaces(d: KubeDeps): Kind {
         ),
       ),
     remove: async (_, name) => {
-      const inUse = (await all()).some(([k]) => k === name) && (await store.namespaces.get(name)) === undefined;
+      const inUse = (await objects()).some((o) => o.namespace === name);
       if (name === DEFAULT_NAMESPACE || inUse)
         return {
           ok: false,
