@@ -115,7 +115,7 @@ export async function deployBench(lab: Lab, work: string, runs: number, sizeMiB 
     const all: number[] = [];
     for (const l of out.filter((x) => x.startsWith(`BENCH case=${c} `))) {
       const m = /rc=(\d+) seconds=([\d.]+) digest=(\S*)/.exec(l);
-      if (!m || m[1] !== '0') throw new Error(`deploy bench: ${l}`);
+      if (m?.[1] !== '0') throw new Error(`deploy bench: ${l}`);
       if (c !== 'wget-dd' && m[3] !== want[c])
         throw new Error(`deploy bench: ${c} hashed ${m[3]}, the file is ${want[c]}`);
       all.push(Number(m[2]));
