@@ -12,7 +12,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${1:-$HERE/demo}
 SIZE_MIB=${2:-96}
 NAME=disk.img; [ "$SIZE_MIB" = 96 ] || NAME=disk-${SIZE_MIB}m.img
-[ -s "$OUT/$NAME.zst" ] && exit 0
+# up to date: built after this script and its sources last changed
+[ -s "$OUT/$NAME.zst" ] && [ -z "$(find "$0" "$HERE/disk-src" "$HERE/lib-kernel.sh" -newer "$OUT/$NAME.zst")" ] && exit 0
 . "$HERE/lib-kernel.sh"
 need_packages busybox-static cpio kmod grub-common grub-pc-bin grub-efi-amd64-bin mtools e2fsprogs fdisk zstd
 kernel_unpack

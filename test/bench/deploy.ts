@@ -77,7 +77,7 @@ export async function deployBench(lab: Lab, work: string, runs: number, sizeMiB 
       `bench.bytes=${bytes.raw}`,
     ].join(' ');
     const vm = lab.spawn(lab.ns, 'qemu-system-x86_64', [
-      ...['-accel', 'kvm:tcg', '-cpu', 'max', '-m', '1024', '-smp', '2', '-nographic', '-no-reboot'],
+      ...['-machine', 'accel=kvm:tcg', '-cpu', 'max', '-m', '1024', '-smp', '2', '-nographic', '-no-reboot'],
       ...['-kernel', path.join(repoRoot, 'assets/inspector/vmlinuz'), '-initrd', initrd, '-append', append],
       ...['-netdev', `tap,id=n0,ifname=${lab.addTap()},script=no,downscript=no`],
       ...['-device', 'virtio-net-pci,netdev=n0,mac=52:54:00:9d:00:01'],
@@ -89,6 +89,9 @@ export async function deployBench(lab: Lab, work: string, runs: number, sizeMiB 
         () => reject(new Error(`deploy bench: no BENCH-DONE:\n${text.slice(-3000)}`)),
         runs * 1_200_000,
       );
+      vm.stderr?.on('data', (c: Buffer) => {
+        text += c.toString('latin1');
+      });
       vm.stdout?.on('data', (c: Buffer) => {
         text += c.toString('latin1');
         const lines = text.split('\n');
@@ -103,6 +106,8 @@ export async function deployBench(lab: Lab, work: string, runs: number, sizeMiB 
       });
       vm.once('exit', () => {
         clearTimeout(timer);
+        if (!out.some((l) => l.startsWith('BENCH-DONE')))
+          reject(new Error(`deploy bench: the VM stopped:\n${text.slice(-3000)}`));
         resolve();
       });
     });

@@ -24,10 +24,25 @@ export interface StormOptions {
    * Two appliances on one 3-member etcd cluster, both serving DHCP (one shared pool), TFTP and HTTP; the
    * simulated machines use either, and move to the other when one fails. `kills` then SIGKILLs the leader
    * (restarted at once, as systemd would); `etcdKills` members of the cluster are killed for good mid-storm.
+   * `faults`, one after the other mid-storm: `outage` kills every etcd member for 30 s; `partition` cuts the
+   * leader off from etcd for 15 s (a blackhole route in its namespace); `pause` stops the leader (SIGSTOP)
+   * for three lease TTLs.
    */
-  ha?: { etcdKills: number };
+  ha?: { etcdKills: number; faults?: EtcdFault[] };
   /** run the compiled service (`make build`), as the benchmarks do; tests run the checkout's source */
   built?: boolean;
+}
+
+export type EtcdFault = 'outage' | 'partition' | 'pause';
+
+/** A fault on the etcd cluster or its leader: when, whom, and how long until an appliance led again after it. */
+export interface FaultPoint {
+  kind: EtcdFault;
+  atMs: number;
+  victim?: number;
+  /** from the fault's end until an appliance ran the orchestrator */
+  recoveredMs: number;
+  provisionedBefore: number;
 }
 
 /** A SIGKILL of the leader, and how long until the other appliance ran the orchestrator. */
@@ -72,6 +87,7 @@ export interface StormResult {
   kills: KillPoint[];
   takeovers: Takeover[];
   etcdKilledAtMs: number[];
+  faults: FaultPoint[];
   peakRssMiB: number;
   /** CPU time (user + system) of the appliance processes, ms (the last process of each, after kills) */
   cpuMs: number;
@@ -118,6 +134,10 @@ async function awaitLeader(lab: Lab, from: string, ips: string[], withinMs: numb
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** the leader lease of the HA storms: a dead leader is followed within it plus one reconcile pass */
+const TTL_S = 3;
+const ETCD_ADDRESS = '10.92.0.4';
+
 export async function runStorm(o: StormOptions): Promise<StormResult> {
   const note = o.note ?? (() => {});
   const rand = prng(o.seed ?? 1);
@@ -133,10 +153,10 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
     const ips = [lab.serverIp];
     let store: Record<string, unknown> | undefined;
     if (o.ha) {
-      const etcdNs = lab.addHost('etcd', '52:54:00:92:00:04', '10.92.0.4');
-      etcd = await startEtcd({ members: 3, address: '10.92.0.4', base: 2379, ns: etcdNs });
+      const etcdNs = lab.addHost('etcd', '52:54:00:92:00:04', ETCD_ADDRESS);
+      etcd = await startEtcd({ members: 3, address: ETCD_ADDRESS, base: 2379, ns: etcdNs });
       // a leader lease of 3 s: a dead leader is followed within 3 s plus one reconcile pass
-      store = { backend: 'etcd', etcd: { endpoints: etcd.endpoints, leaseTTLSeconds: 3, timeoutSeconds: 1 } };
+      store = { backend: 'etcd', etcd: { endpoints: etcd.endpoints, leaseTTLSeconds: TTL_S, timeoutSeconds: 1 } };
       ips.push('10.92.0.3');
     }
     apps = ips.map((ip, i) => {
@@ -220,13 +240,14 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
     const kills: KillPoint[] = [];
     const takeovers: Takeover[] = [];
     const etcdKilledAtMs: number[] = [];
+    const faults: FaultPoint[] = [];
+    const started = Date.now();
+    const provisioned = () => ((last.machines as Record<string, number> | undefined)?.Provisioned ?? 0) as number;
+    const midStorm = () => last.progress === 'provisioning' && provisioned() < o.n;
     if (o.kills) {
       await Promise.race([creatingHosts, exited]);
-      const started = Date.now();
       // the first kill lands while hosts are being created and enrolled; the others while machines are being provisioned, a random moment
       // after the restart (claims, BMC calls, DHCP, TFTP, scripts, report intake, hand-off)
-      const midStorm = () =>
-        last.progress === 'provisioning' && ((last.machines as Record<string, number>).Provisioned ?? 0) < o.n;
       while (kills.length < o.kills && !ended) {
         if (kills.length) while (!midStorm() && !ended) await sleep(20);
         await Promise.race([sleep(kills.length ? rand() * 300 : rand() * 400), exited]);
@@ -257,6 +278,48 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
         note(`kill -9 #${kills.length} at ${afterMs} ms (${JSON.stringify(state)}); up again in ${Date.now() - t0} ms`);
       }
     }
+    for (const kind of o.ha?.faults ?? []) {
+      if (!etcd) break;
+      // each fault lands on a storm still provisioning, after some hosts got through since the last one
+      const from = provisioned();
+      while (!ended && !(midStorm() && provisioned() > from)) await sleep(50);
+      if (ended) break;
+      const atMs = Date.now() - started;
+      const provisionedBefore = provisioned();
+      let victim: number | undefined;
+      if (kind === 'outage') {
+        for (let i = 0; i < 3; i++) await etcd.kill(i);
+        await sleep(30_000);
+        for (let i = 0; i < 3; i++) await etcd.start(i);
+      } else {
+        victim = await awaitLeader(lab, sim, ips, 30_000);
+        if (victim < 0) throw new Error(`no appliance led for 30 s before the ${kind}`);
+        const a = apps[victim] as ApplianceProcess;
+        if (kind === 'partition') {
+          const route = ['route', 'add', 'blackhole', `${ETCD_ADDRESS}/32`];
+          await lab.run(a.ns, 'ip', route);
+          await sleep(15_000);
+          await lab.run(a.ns, 'ip', ['route', 'del', 'blackhole', `${ETCD_ADDRESS}/32`]);
+        } else {
+          process.kill(a.pid as number, 'SIGSTOP');
+          await sleep(3 * TTL_S * 1000);
+          process.kill(a.pid as number, 'SIGCONT');
+        }
+      }
+      const t0 = Date.now();
+      if ((await awaitLeader(lab, sim, ips, 60_000)) < 0)
+        throw new Error(`no appliance led for 60 s after the ${kind}`);
+      faults.push({
+        kind,
+        atMs,
+        ...(victim !== undefined ? { victim } : {}),
+        recoveredMs: Date.now() - t0,
+        provisionedBefore,
+      });
+      note(
+        `${kind} at ${atMs} ms (${provisionedBefore} Provisioned${victim !== undefined ? `, appliance ${victim} led` : ''}); an appliance leads again ${Date.now() - t0} ms after it ended`,
+      );
+    }
     let timer: NodeJS.Timeout | undefined;
     const code = await Promise.race([
       exited,
@@ -268,7 +331,7 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
     const cpu = apps.reduce((sum, a) => sum + cpuMs(a.pid as number), 0);
     const stormCpu = cpu - apps.reduce((sum, a) => sum + (readyCpu.get(a) ?? 0), 0);
     if (!summary) throw new Error(`storm driver failed (${code}): ${errText}`);
-    return { summary, kills, takeovers, etcdKilledAtMs, peakRssMiB: peakMiB, cpuMs: cpu, stormCpuMs: stormCpu };
+    return { summary, kills, takeovers, etcdKilledAtMs, faults, peakRssMiB: peakMiB, cpuMs: cpu, stormCpuMs: stormCpu };
   } finally {
     // a failed run must not leave the sampler keeping the test alive until its timeout
     clearInterval(sampler);
