@@ -190,7 +190,8 @@ write_oem() { # $1: the COS_OEM partition. The user-data as 99_beskar7.yaml and 
 
 stream_target() { # URL DISK: fetched once, hashed on the way (sha256:... in $got), unpacked; the pipeline's status
   rm -f /tmp/hash.fifo /tmp/kind; mkfifo /tmp/hash.fifo
-  sha256sum < /tmp/hash.fifo > /tmp/hash.out &
+  # OpenSSL's sha256 (SHA-NI, AVX2) runs several times faster than busybox's: a raw image is not hash-bound
+  if command -v openssl >/dev/null; then openssl dgst -sha256 -r; else sha256sum; fi < /tmp/hash.fifo > /tmp/hash.out &
   hasher=$!
   set -o pipefail
   wget -q -O - "$1" 2>/tmp/wget.err | tee /tmp/hash.fifo | unpack "$2" 2>/tmp/unpack.err
