@@ -4,10 +4,10 @@ import path from 'node:path';
 import t from 'tap';
 import { repoRoot } from '../../src/paths.js';
 import { until } from '../helpers/appliance.js';
-import { fullDhcp, haveDemoImage, makeLab, skipUnlessCi, startAppliance } from '../helpers/lab.js';
+import { haveDemoImage, makeLab, skipUnlessCi, startForQemuHosts } from '../helpers/lab.js';
 import { addHost, addMachine, HOSTS, MACHINES } from '../helpers/resources.js';
 import { tempDir } from '../helpers/tmp.js';
-import { labApi, labKube, startLabBmc } from '../lab/lab-api.js';
+import { labApi, labKube, labRedfish, startLabBmc } from '../lab/lab-api.js';
 import type { Lab } from '../lab/netns.js';
 
 const haveInspector = existsSync(path.join(repoRoot, 'assets/inspector/initrd'));
@@ -26,13 +26,7 @@ t.test(
     const lab = makeLab(t, '10.86.0');
     const dir = tempDir(t);
     const http = `http://${lab.serverIp}:8080`;
-    await startAppliance(t, lab, {
-      ...fullDhcp(lab),
-      unknownHosts: { script: 'exit' },
-      api: { adminToken: ADMIN },
-      orchestrator: { tickSeconds: 1, inspectionTimeoutSeconds: 400, powerDeadlineSeconds: 30, retryBaseSeconds: 5 },
-      redfish: { timeoutSeconds: 10, retries: 3, backoffBaseSeconds: 0.5, backoffMaxSeconds: 5 },
-    });
+    await startForQemuHosts(t, lab, ADMIN);
     const machines = {
       bios: {
         firmware: 'bios',
@@ -66,12 +60,7 @@ t.test(
       const created = await addHost(kube(lab), {
         name: `h-${name}`,
         spec: {
-          redfish: {
-            address: `http://${lab.serverIp}:${port}`,
-            username: 'admin',
-            password: 'secret',
-            allowPlainHttp: true,
-          },
+          redfish: labRedfish(lab, port),
           labels: { fw: name },
         },
       });

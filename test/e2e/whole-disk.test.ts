@@ -4,10 +4,10 @@ import path from 'node:path';
 import t from 'tap';
 import { repoRoot } from '../../src/paths.js';
 import { until } from '../helpers/appliance.js';
-import { fullDhcp, makeLab, skipUnlessCi, startAppliance } from '../helpers/lab.js';
+import { makeLab, skipUnlessCi, startForQemuHosts } from '../helpers/lab.js';
 import { addHost, addMachine, HOSTS, MACHINES, SECRETS } from '../helpers/resources.js';
 import { tempDir } from '../helpers/tmp.js';
-import { labApi, labKube, startLabBmc } from '../lab/lab-api.js';
+import { labApi, labKube, labRedfish, startLabBmc } from '../lab/lab-api.js';
 import type { Lab } from '../lab/netns.js';
 
 const demo = path.join(repoRoot, 'assets/demo');
@@ -38,13 +38,7 @@ t.test(
     const lab = makeLab(t, '10.87.0');
     const dir = tempDir(t);
     const http = `http://${lab.serverIp}:8080`;
-    await startAppliance(t, lab, {
-      ...fullDhcp(lab),
-      unknownHosts: { script: 'exit' },
-      api: { adminToken: ADMIN },
-      orchestrator: { tickSeconds: 1, inspectionTimeoutSeconds: 400, powerDeadlineSeconds: 30, retryBaseSeconds: 5 },
-      redfish: { timeoutSeconds: 10, retries: 3, backoffBaseSeconds: 0.5, backoffMaxSeconds: 5 },
-    });
+    await startForQemuHosts(t, lab, ADMIN);
     // the BIOS host deploys to the smaller of its two disks (the first: SeaBIOS boots only the first hard disk);
     // the UEFI one to the disk its machine names
     const machines = {
@@ -64,12 +58,7 @@ t.test(
       await addHost(kube(lab), {
         name: `h-${name}`,
         spec: {
-          redfish: {
-            address: `http://${lab.serverIp}:${port}`,
-            username: 'admin',
-            password: 'secret',
-            allowPlainHttp: true,
-          },
+          redfish: labRedfish(lab, port),
           labels: { fw: name },
         },
       });

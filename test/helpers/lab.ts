@@ -93,3 +93,16 @@ export function startSiteDhcp(t: Test, lab: Lab): { ip: string } {
   lab.spawn(host, 'busybox', ['udhcpd', '-f', conf]);
   return { ip };
 }
+
+/**
+ * The appliance for QEMU machines behind fake BMCs (lab-api.ts): full DHCP, unknown hosts told to exit, the
+ * admin token given, and the workflow's waits sized for TCG machines.
+ */
+export const startForQemuHosts = (t: Test, lab: Lab, adminToken: string) =>
+  startAppliance(t, lab, {
+    ...fullDhcp(lab),
+    unknownHosts: { script: 'exit' },
+    api: { adminToken },
+    orchestrator: { tickSeconds: 1, inspectionTimeoutSeconds: 400, powerDeadlineSeconds: 30, retryBaseSeconds: 5 },
+    redfish: { timeoutSeconds: 10, retries: 3, backoffBaseSeconds: 0.5, backoffMaxSeconds: 5 },
+  });

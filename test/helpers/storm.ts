@@ -5,6 +5,7 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import type { Test } from 'tap';
 import { repoRoot } from '../../src/paths.js';
 import { ApplianceProcess, builtCommand } from '../lab/appliance-process.js';
 import { Lab, stopProcess } from '../lab/netns.js';
@@ -347,4 +348,23 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
     await lab.down();
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/** The audit every HA storm must pass, whatever was done to it: nothing lost, nothing done twice. */
+export function assertCleanStorm(t: Test, r: StormResult, n: number): void {
+  const s = r.summary;
+  const a = s.audit;
+  t.same(s.phases, { Provisioned: n }, 'every machine Provisioned');
+  t.same(a.notProvisioned, [], 'every host Provisioned');
+  t.same(a.mismatched, [], "every machine's host names it as consumer");
+  t.same(a.claimedNotOnce, [], 'each host claimed exactly once (one Claimed event each)');
+  t.equal(a.doubleClaims, 0, 'no two machines on one host');
+  t.same(a.leaseConflicts, [], `no address acknowledged to two MACs (${s.acks} DHCPACKs from two appliances)`);
+  t.same(a.lostReports, [], `every report answered 202 is the one stored (${s.accepted} accepted)`);
+  t.equal(s.reportsStored, n, 'a stored report for every host');
+  t.same(
+    a.bootsBeyondAttempts,
+    [],
+    `no attempt booted twice: ${s.powerOns} PXE power-ons for ${s.attempts} attempt boots (each committed, fenced, first)`,
+  );
 }

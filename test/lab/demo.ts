@@ -10,7 +10,7 @@ import path from 'node:path';
 import { repoRoot } from '../../src/paths.js';
 import * as resources from '../helpers/resources.js';
 import { ApplianceProcess, builtCommand } from './appliance-process.js';
-import { labApi, labKube, startLabBmc } from './lab-api.js';
+import { labApi, labKube, labRedfish, startLabBmc } from './lab-api.js';
 import { Lab, stopProcess } from './netns.js';
 
 const say = (s: string) => process.stdout.write(`[demo] ${s}\n`);
@@ -175,12 +175,7 @@ async function enrol(kube: resources.Request): Promise<void> {
     await resources.addHost(kube, {
       name: h.host,
       spec: {
-        redfish: {
-          address: `http://${lab.serverIp}:${port}`,
-          username: 'admin',
-          password: 'secret',
-          allowPlainHttp: true,
-        },
+        redfish: labRedfish(lab, port),
         labels: { demo: h.host },
       },
     });

@@ -41,3 +41,11 @@ export async function startLabBmc(lab: Lab, cfg: Record<string, unknown>): Promi
     p.stdout?.on('data', (c: Buffer) => c.toString().includes('listening') && resolve()),
   );
 }
+
+/** The Redfish spec of a lab fake BMC on `port`: the credentials it accepts, plain HTTP inside the namespace. */
+export const labRedfish = (lab: Lab, port: number) => ({
+  address: `http://${lab.serverIp}:${port}`,
+  username: 'admin',
+  password: 'secret',
+  allowPlainHttp: true,
+});
