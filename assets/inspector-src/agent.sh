@@ -147,25 +147,39 @@ wipe_disk() { # metadata erase, as Ironic cleans: every signature on the disk an
   return 0
 }
 
+# A raw image goes from wget's pipe straight into dd: every extra copy through a pipe costs as much as the
+# hash (measured in QEMU: 256 MiB through `cat | cat` 30 s, busybox sha256 22 s, openssl 12 s).
 unpack() { # stdin: the target as served. Decompressed by its magic; a tar goes to /tmp/target, anything else onto disk $1
   dd bs=6 count=1 iflag=fullblock of=/tmp/magic 2>/dev/null
   case $(od -A n -t x1 /tmp/magic | tr -d ' \n') in
     1f8b*) dec="gunzip -c" fmt=gzip ;;
     fd377a585a00) dec="unxz -c" fmt=xz ;;
     28b52ffd*) dec="zstd -dcq" fmt=zstd ;;
-    *) dec=cat fmt=raw ;;
+    *) fmt=raw ;;
   esac
-  cat /tmp/magic - | $dec | {
-    dd bs=512 count=1 iflag=fullblock of=/tmp/head 2>/dev/null
-    if [ "$(dd if=/tmp/head bs=1 skip=257 count=5 2>/dev/null)" = ustar ]; then
-      echo kexec > /tmp/kind
-      mkdir -p /tmp/target && cat /tmp/head - | tar -x -C /tmp/target
-    else
-      echo "disk $fmt" > /tmp/kind
-      [ -n "$1" ] || { echo "no disk to write to" >&2; cat > /dev/null; exit 1; }
-      cat /tmp/head - | dd of="$1" bs=1M conv=fsync 2>/tmp/dd.err
-    fi
-  }
+  if [ $fmt = raw ]; then
+    dd bs=506 count=1 iflag=fullblock of=/tmp/rest 2>/dev/null
+    cat /tmp/magic /tmp/rest > /tmp/head
+    place "$1"
+  else
+    { cat /tmp/magic; dd bs=1M 2>/dev/null; } | $dec | {
+      dd bs=512 count=1 iflag=fullblock of=/tmp/head 2>/dev/null
+      place "$1"
+    }
+  fi
+}
+
+place() { # /tmp/head, then stdin: a tar unpacked to /tmp/target (kexec), anything else written to disk $1
+  if [ "$(dd if=/tmp/head bs=1 skip=257 count=5 2>/dev/null)" = ustar ]; then
+    echo kexec > /tmp/kind
+    mkdir -p /tmp/target && cat /tmp/head - | tar -x -C /tmp/target
+  else
+    echo "disk $fmt" > /tmp/kind
+    [ -n "$1" ] || { echo "no disk to write to" >&2; cat > /dev/null; return 1; }
+    n=$(wc -c < /tmp/head)
+    dd if=/tmp/head of="$1" bs=512 conv=notrunc 2>/tmp/dd.err &&
+      dd of="$1" bs=1M seek="$n" iflag=fullblock oflag=seek_bytes conv=notrunc,fsync 2>>/tmp/dd.err
+  fi
 }
 
 find_oem() { # the COS_OEM partition (an ext label) among disk $1's own partitions: never another disk's
