@@ -172,7 +172,7 @@ t.test(
       (e: { kind: string; host?: string; message: string }) => `${e.host ?? ''} ${e.kind} ${e.message}`,
     );
     t.ok(
-      events.some((e: string) => e === `h-bios InspectorStep target-verify: ${digest}`),
+      events.some((e: string) => e === `h-bios InspectorStep target-verify: verified ${digest}`),
       'the inspector verified the digest before the kexec',
     );
     const order = ['CredentialClaimed', 'ReportReceived', 'Ready', 'InspectorStep target-verify', 'Provisioned'];
