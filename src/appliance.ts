@@ -137,7 +137,14 @@ export class Appliance {
     const secrets = new SecretBox(etcd ? await etcd.shared('secret-key', newSecretKey) : secretKeyFile(cfg.dataDir));
     const ttl = cfg.store.etcd?.leaseTTLSeconds ?? 5;
     const leadership = etcd && new (await import('./store/leader.js')).Leadership(etcd, httpBase, ttl, log);
-    const workflow = new WorkflowRunner(store, () => this.makeOrchestrator(store, secrets), leadership);
+    // one cache of target digests, whichever orchestrator (leadership) uses it
+    const digests = new TargetDigests({
+      httpBase,
+      assetsDir: cfg.assetsDir,
+      maxBytes: cfg.inspector.pinMaxGiB * 2 ** 30,
+      timeoutMs: cfg.inspector.pinTimeoutSeconds * 1000,
+    });
+    const workflow = new WorkflowRunner(store, () => this.makeOrchestrator(store, secrets, digests), leadership);
     this.workflow = workflow;
     this.metrics.leading = () => workflow.leading;
     const pipeline = new Pipeline(store, () => workflow.kick());
@@ -253,7 +260,7 @@ export class Appliance {
     };
   }
 
-  private makeOrchestrator(store: Store, secrets: SecretBox): Orchestrator {
+  private makeOrchestrator(store: Store, secrets: SecretBox, digests: TargetDigests): Orchestrator {
     const { cfg, log } = this;
     const rf = cfg.redfish;
     const global = new Limiter(rf.globalConcurrency, rf.slowCallSeconds * 1000);
@@ -270,12 +277,6 @@ export class Appliance {
       },
     };
     const o = cfg.orchestrator;
-    const digests = new TargetDigests({
-      httpBase: `http://${cfg.advertiseAddress}:${cfg.http.port}`,
-      assetsDir: cfg.assetsDir,
-      maxBytes: cfg.inspector.pinMaxGiB * 2 ** 30,
-      timeoutMs: cfg.inspector.pinTimeoutSeconds * 1000,
-    });
     return new Orchestrator(
       store,
       secrets,

@@ -1,5 +1,5 @@
 import { inspectorIsScript } from '../boot/ipxe.js';
-import { resolveInside } from '../domain/safe-path.js';
+import { assetPathOf, resolveInside } from '../domain/safe-path.js';
 
 /**
  * An inspection image we host ourselves must have its kernel and initrd now, not when a host boots it: a
@@ -8,16 +8,19 @@ import { resolveInside } from '../domain/safe-path.js';
  * the operator's to vouch for.
  */
 export async function localImageProblem(url: string, httpBase: string, assetsDir: string): Promise<string | undefined> {
-  const [u, base] = [new URL(url), new URL(httpBase)];
-  if (u.origin !== base.origin) return undefined;
+  const u = new URL(url);
+  if (u.origin !== new URL(httpBase).origin) return undefined;
   let dir: string;
   if (u.pathname === '/beskar7-inspector/boot') dir = 'inspector';
-  else if (u.pathname.startsWith('/assets/') && !inspectorIsScript(url)) {
+  else if (!inspectorIsScript(url)) {
+    let rel: string | undefined;
     try {
-      dir = decodeURIComponent(u.pathname.slice('/assets/'.length)).replace(/\/$/, '');
+      rel = assetPathOf(url, httpBase);
     } catch {
       return `${url}: bad path encoding`;
     }
+    if (rel === undefined) return undefined;
+    dir = rel.replace(/\/$/, '');
   } else return undefined;
   const missing = (f: string) => {
     const r = resolveInside(assetsDir, `${dir}/${f}`);

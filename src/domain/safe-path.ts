@@ -28,3 +28,14 @@ export function resolveInside(root: string, requested: string): Resolved {
     return { ok: false, status: 404, reason: 'no such file' };
   }
 }
+
+/**
+ * The path under the assets directory that a URL of the appliance's own HTTP origin names (`/assets/<path>`,
+ * decoded; URLs compared parsed, so `http://x:80/assets/a` is `http://x/assets/a`); undefined for any other URL.
+ * Throws a URIError on a malformed percent-encoding.
+ */
+export function assetPathOf(url: string, httpBase: string): string | undefined {
+  const u = new URL(url);
+  if (u.origin !== new URL(httpBase).origin || !u.pathname.startsWith('/assets/')) return undefined;
+  return decodeURIComponent(u.pathname.slice('/assets/'.length));
+}

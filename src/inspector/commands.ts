@@ -281,9 +281,7 @@ export class InspectorCommands {
     return this.authorizedHost<string>(c, (h) => {
       if (h.status.state !== 'Cleaning' || h.attempt?.purpose !== 'clean')
         return refuse('conflict', `host ${h.name} is not being cleaned`);
-      const d = cleaningDone(h, r);
-      const writes = [this.p.host(d.host), ...this.p.boot(d.host, undefined)];
-      return { plan: { writes, events: [d.event], effects: d.effects }, value: h.name };
+      return { plan: this.p.cleaningEnded(cleaningDone(h, r)), value: h.name };
     });
   }
 }

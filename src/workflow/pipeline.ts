@@ -94,6 +94,15 @@ export class Pipeline {
     };
   }
 
+  /** A cleaning that ended (cleaningDone): the host without its boot instructions, the event, the power-off. */
+  cleaningEnded(out: { host: StoredHost; event: WorkflowEvent; effects: Effect[] }): Plan {
+    return {
+      writes: [this.host(out.host), ...this.boot(out.host, undefined)],
+      events: [out.event],
+      effects: out.effects,
+    };
+  }
+
   /** True while `cur` is the record `seen` was read as (the cache hands out the same frozen object). */
   static same<T>(seen: T | undefined, cur: T | undefined): boolean {
     return seen === cur || JSON.stringify(seen) === JSON.stringify(cur);

@@ -436,8 +436,7 @@ export class Orchestrator {
         if (Date.parse(b.expiresAt) > now) return { value: undefined };
         const secs = Math.round(this.opts.inspectionTimeoutMs / 1000);
         const d = cleaningDone(cur, { ok: false, message: `no answer from the cleaner within ${secs} s` });
-        const writes = [this.p.host(d.host), ...this.p.boot(d.host, undefined)];
-        return { plan: { writes, events: [d.event], effects: d.effects }, value: undefined };
+        return { plan: this.p.cleaningEnded(d), value: undefined };
       }
       const c = startCleaning(cur, newAttemptId(), now, this.opts);
       this.ownBoots.add(c.effect.attempt);
@@ -471,9 +470,8 @@ export class Orchestrator {
       const cur = await this.store.hosts.get(h.name);
       if (!cur || cur.attempt?.id !== e.attempt || failure === undefined)
         return { plan: { writes: [drop] }, value: undefined };
-      const d = cleaningDone(cur, { ok: false, message: failure });
-      const writes = [drop, this.p.host(d.host), ...this.p.boot(d.host, undefined)];
-      return { plan: { writes, events: [d.event], effects: d.effects }, value: undefined };
+      const plan = this.p.cleaningEnded(cleaningDone(cur, { ok: false, message: failure }));
+      return { plan: { ...plan, writes: [drop, ...(plan.writes ?? [])] }, value: undefined };
     });
   }
 

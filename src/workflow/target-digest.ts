@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { resolveInside } from '../domain/safe-path.js';
+import { assetPathOf, resolveInside } from '../domain/safe-path.js';
 
 /**
  * The sha256 of a target the inspector will fetch, for a machine that pins none (beskar7.target-digest is
@@ -13,10 +13,9 @@ export class TargetDigests {
   constructor(private readonly o: { httpBase: string; assetsDir: string; maxBytes: number; timeoutMs: number }) {}
 
   async of(url: string): Promise<string> {
-    const u = new URL(url);
-    const base = new URL(this.o.httpBase);
-    if (u.origin === base.origin && u.pathname.startsWith('/assets/')) {
-      const r = resolveInside(this.o.assetsDir, decodeURIComponent(u.pathname.slice('/assets/'.length)));
+    const rel = assetPathOf(url, this.o.httpBase);
+    if (rel !== undefined) {
+      const r = resolveInside(this.o.assetsDir, rel);
       if (!r.ok) throw new Error(`${url}: ${r.reason}`);
       return this.ofFile(r.path, `${r.size}:${r.mtimeMs}`);
     }

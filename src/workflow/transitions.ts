@@ -867,10 +867,6 @@ export function hostActed(
 /** Where the inspector is booted from: an iPXE script to chain, or a directory with its kernel and initrd. */
 export const inspectorIsScript = (url: string): boolean => /(\.ipxe|\/boot)$/.test(new URL(url).pathname);
 
-/**
- * The inspector's kernel parameters in the contract's order (v4.2 §4.1, §5); they carry the attempt's token.
- * Ours follow the contract's: beskar7.config, then the operator's kernel arguments.
- */
 /** The digest the inspector checks the target against: the spec's, else the one the appliance pinned for this URL. */
 export const targetDigest = (m: StoredMachine): string | undefined =>
   m.spec.targetImageDigest ??
@@ -922,6 +918,10 @@ function kernelParams(
 export const cleanerParams = (h: StoredHost, c: ParamContext): string =>
   kernelParams(h, c, { beforeCa: ['beskar7.mode=clean'] });
 
+/**
+ * The inspector's kernel parameters in the contract's order (v4.2 §4.1, §5); they carry the attempt's token.
+ * Ours follow the contract's: beskar7.config, then the operator's kernel arguments.
+ */
 export function inspectorParams(m: StoredMachine, h: StoredHost, c: ParamContext): string {
   const digest = targetDigest(m);
   return kernelParams(h, c, {

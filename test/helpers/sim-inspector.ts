@@ -55,7 +55,7 @@ export async function claim(url: string, mac: string, from?: string): Promise<In
 /** POST or GET one contract endpoint with the token. */
 export function callInspector(
   p: Pick<InspectorParams, 'api' | 'namespace' | 'host' | 'token'>,
-  endpoint: 'inspection' | 'bootstrap' | 'provisioned' | 'provision-failed' | 'progress',
+  endpoint: 'inspection' | 'bootstrap' | 'provisioned' | 'provision-failed' | 'progress' | 'cleaned',
   body?: unknown,
   from?: string,
 ): Promise<Response> {

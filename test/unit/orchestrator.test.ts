@@ -1010,11 +1010,7 @@ t.test(
     );
     t.equal((await callInspector(c, 'progress', { step: 'network', ok: true, message: '10.0.0.5' })).status, 202);
     t.equal((await callInspector(c, 'provisioned', {})).status, 409, 'no machine holds it: nothing to provision');
-    const done = await fetch(`${c.api}/api/v1/cleaned/${c.namespace}/${c.host}`, {
-      method: 'POST',
-      headers: { Authorization: `Bearer ${c.token}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ ok: true, message: 'erased /dev/sda /dev/sdb' }),
-    });
+    const done = await callInspector(c, 'cleaned', { ok: true, message: 'erased /dev/sda /dev/sdb' });
     t.equal(done.status, 202);
     const h = await until('hc Available', async () => {
       const r = (await a.kube('GET', `${HOSTS}/hc`)).json;
@@ -1036,11 +1032,7 @@ t.test(
     t.equal(asked.status, 200, JSON.stringify(asked.json));
     const c2 = await claim(await until('a new cleaning nonce', () => claimUrlOf(a.base, mac)), mac);
     if ('status' in c2) throw new Error(`claim ${c2.status}`);
-    const fail = await fetch(`${c2.api}/api/v1/cleaned/${c2.namespace}/${c2.host}`, {
-      method: 'POST',
-      headers: { Authorization: `Bearer ${c2.token}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ ok: false, message: 'could not erase /dev/sdb' }),
-    });
+    const fail = await callInspector(c2, 'cleaned', { ok: false, message: 'could not erase /dev/sdb' });
     t.equal(fail.status, 202);
     const failed = await until('hc CleanFailed', async () => {
       const r = (await a.kube('GET', `${HOSTS}/hc`)).json;
