@@ -167,8 +167,10 @@ export const ConfigSchema = z
           .default(1 << 20),
         /** hosts, machines and secrets the store keeps, each: a client that applies without end gets a 403 */
         maxObjects: z.number().int().min(1).default(10_000),
-        /** live event streams open at once (the dashboard's): each one is sent every event */
+        /** live streams open at once (the dashboard's event stream and watches): each one is sent every event */
         maxStreams: z.number().int().min(1).default(32),
+        /** of those, how many one token may hold: the read-only token's dashboards cannot starve the admin's */
+        maxStreamsPerToken: z.number().int().min(1).default(16),
       })
       .strict()
       .superRefine((a, ctx) => {

@@ -12,6 +12,7 @@ import { sameSecret } from '../store/secrets.js';
 import type { Store } from '../store/store.js';
 import type { AdminCommands } from './commands.js';
 import { openApi, type Route } from './openapi.js';
+import type { StreamSlots } from './stream-slots.js';
 
 export interface ApiDeps {
   /** read side: handlers read records directly; every change goes through `commands` */
@@ -25,8 +26,8 @@ export interface ApiDeps {
   timeline: BootTimeline;
   /** the addresses our DHCP leased to these MACs now */
   leasedAddresses: (macs: string[]) => string[];
-  /** live event streams open at once (api.maxStreams) */
-  maxStreams: number;
+  /** live streams open at once, shared with the resource API's watches */
+  streams: StreamSlots;
   /** the routes of the other apps under /api/v1 (the inspector contract), for the OpenAPI document */
   otherRoutes?: () => readonly Route[];
 }
@@ -69,15 +70,13 @@ function storeRoutes(d: ApiDeps): Hono {
     const key = c.req.param('key');
     return c.json({ key, items: d.timeline.get(MacSchema.safeParse(key).data ?? key) });
   });
-  let streams = 0;
   api.get('/stream', (c) => {
-    // every event goes to every stream: their number bounds what one event costs the appliance
-    if (streams >= d.maxStreams) {
+    const slot = d.streams.take(sameSecret(bearer(c), d.adminToken) ? 'admin' : 'read-only');
+    if ('refused' in slot) {
       c.header('Retry-After', '5');
-      return bad(c, 503, `too many live streams open (api.maxStreams ${d.maxStreams})`);
+      return bad(c, 503, slot.refused);
     }
-    streams++;
-    return streamSSE(c, (stream) => liveStream(d, stream).finally(() => streams--));
+    return streamSSE(c, (stream) => liveStream(d, stream).finally(slot.release));
   });
   api.get('/backup', async (c) => {
     const stamp = new Date().toISOString().slice(0, 19).replace(/:/g, '');

@@ -3,6 +3,7 @@ import { Hono } from 'hono';
 import { bearer, bodyUpTo } from '../../net/respond.js';
 import { sameSecret } from '../../store/secrets.js';
 import type { WriteMode } from '../commands.js';
+import type { StreamSlots } from '../stream-slots.js';
 import {
   apiVersionOf,
   GROUP,
@@ -27,7 +28,8 @@ export interface KubeApiDeps extends KubeDeps {
   readOnlyToken: string;
   maxBodyBytes: number;
   /** watches open at once */
-  maxStreams: number;
+  /** live streams open at once, shared with the dashboard's event stream */
+  streams: StreamSlots;
   /** this appliance's version, for /version */
   version: string;
 }
@@ -88,7 +90,6 @@ const truthy = (v: string | undefined) => v === 'true' || v === '1';
 export function createKubeApi(d: KubeApiDeps): Hono {
   const app = new Hono();
   const all = kinds(d);
-  let streams = 0;
 
   const authorised = (c: Context): StatusBody | undefined => {
     const t = bearer(c);
@@ -378,9 +379,10 @@ export function createKubeApi(d: KubeApiDeps): Hono {
   async function watch(c: Context, k: Kind, t: Target) {
     const keep = selection(c, k, t);
     if (typeof keep !== 'function') return send(c, keep);
-    if (streams >= d.maxStreams) {
+    const slot = d.streams.take(sameSecret(bearer(c), d.adminToken) ? 'admin' : 'read-only');
+    if ('refused' in slot) {
       c.header('Retry-After', '5');
-      return send(c, failure('unavailable', `too many watches open (api.maxStreams ${d.maxStreams})`));
+      return send(c, failure('unavailable', slot.refused));
     }
     const rv = c.req.query('resourceVersion') ?? '';
     const asTable = wantsTable(c);
@@ -392,84 +394,96 @@ export function createKubeApi(d: KubeApiDeps): Hono {
     let backlog = 0;
     let closed = false;
     let stop = () => {};
-    streams++;
-    const stream = new ReadableStream<Uint8Array>({
-      start(ctl) {
-        const line = (type: string, object: Obj) => {
-          if (closed) return;
-          ctl.enqueue(
-            enc.encode(
-              `${JSON.stringify({ type, object: asTable && type !== 'ERROR' && type !== 'BOOKMARK' ? table(k.info, [object], c, object.metadata.resourceVersion) : object })}\n`,
-            ),
-          );
-        };
-        const end = () => {
-          if (closed) return;
+    const stream = new ReadableStream<Uint8Array>(
+      {
+        start(ctl) {
+          const end = () => {
+            if (closed) return;
+            closed = true;
+            stop();
+            try {
+              ctl.close();
+            } catch {}
+          };
+          // a reader this far behind is dropped, not buffered for: it lists and watches again. Its connection
+          // goes, and the unread bytes with it (the node adapter would print an errored stream on stderr)
+          const drop = () => {
+            if (closed) return;
+            closed = true;
+            stop();
+            const conn = (c.env as { outgoing?: { destroy(): void } } | undefined)?.outgoing;
+            if (conn) conn.destroy();
+            else ctl.error(new Error('watch reader too slow'));
+          };
+          const line = (type: string, object: Obj) => {
+            if (closed) return;
+            ctl.enqueue(
+              enc.encode(
+                `${JSON.stringify({ type, object: asTable && type !== 'ERROR' && type !== 'BOOKMARK' ? table(k.info, [object], c, object.metadata.resourceVersion) : object })}\n`,
+              ),
+            );
+            if ((ctl.desiredSize ?? 0) < -MAX_UNREAD_BYTES) drop();
+          };
+          const later = (fn: () => Promise<void>) => {
+            if (++backlog > backlogLimit) return drop();
+            queue = queue
+              .then(fn)
+              .catch(() => undefined)
+              .finally(() => backlog--);
+          };
+          const emit = (s: Seen) =>
+            later(async () => {
+              if (s.collection !== k.collection) return;
+              const value = s.value ?? s.prev;
+              if (value === undefined) return;
+              for (const o of await objects(k, s.key, value, s.seq)) {
+                if (!keep(o)) continue;
+                line(s.value === undefined ? 'DELETED' : s.prev === undefined ? 'ADDED' : 'MODIFIED', o);
+              }
+            });
+          const onSeen = (s: Seen) => emit(s);
+          const timer = setTimeout(end, timeout);
+          const tick = bookmarks
+            ? setInterval(
+                () =>
+                  later(async () =>
+                    line('BOOKMARK', {
+                      kind: k.info.kind,
+                      apiVersion: apiVersionOf(k.info),
+                      metadata: { resourceVersion: d.hub.position() },
+                    }),
+                  ),
+                10_000,
+              )
+            : undefined;
+          stop = () => {
+            clearTimeout(timer);
+            if (tick) clearInterval(tick);
+            d.hub.off('seen', onSeen);
+            slot.release();
+          };
+          if (rv && rv !== '0') {
+            const past = d.hub.since(rv);
+            if (past === 'gone') {
+              line('ERROR', failure('gone', `too old resource version: ${rv}`));
+              return end();
+            }
+            for (const s of past) emit(s);
+          } else {
+            later(async () => {
+              for (const [key, value] of await k.entries())
+                for (const o of await objects(k, key, value)) if (keep(o)) line('ADDED', o);
+            });
+          }
+          d.hub.on('seen', onSeen);
+        },
+        cancel() {
           closed = true;
           stop();
-          try {
-            ctl.close();
-          } catch {}
-        };
-        // a reader this far behind is dropped, not buffered for
-        const later = (fn: () => Promise<void>) => {
-          if (++backlog > backlogLimit) return end();
-          queue = queue
-            .then(fn)
-            .catch(() => undefined)
-            .finally(() => backlog--);
-        };
-        const emit = (s: Seen) =>
-          later(async () => {
-            if (s.collection !== k.collection) return;
-            const value = s.value ?? s.prev;
-            if (value === undefined) return;
-            for (const o of await objects(k, s.key, value, s.seq)) {
-              if (!keep(o)) continue;
-              line(s.value === undefined ? 'DELETED' : s.prev === undefined ? 'ADDED' : 'MODIFIED', o);
-            }
-          });
-        const onSeen = (s: Seen) => emit(s);
-        const timer = setTimeout(end, timeout);
-        const tick = bookmarks
-          ? setInterval(
-              () =>
-                later(async () =>
-                  line('BOOKMARK', {
-                    kind: k.info.kind,
-                    apiVersion: apiVersionOf(k.info),
-                    metadata: { resourceVersion: d.hub.position() },
-                  }),
-                ),
-              10_000,
-            )
-          : undefined;
-        stop = () => {
-          clearTimeout(timer);
-          if (tick) clearInterval(tick);
-          d.hub.off('seen', onSeen);
-          streams--;
-        };
-        if (rv && rv !== '0') {
-          const past = d.hub.since(rv);
-          if (past === 'gone') {
-            line('ERROR', failure('gone', `too old resource version: ${rv}`));
-            return end();
-          }
-          for (const s of past) emit(s);
-        } else {
-          later(async () => {
-            for (const [key, value] of await k.entries())
-              for (const o of await objects(k, key, value)) if (keep(o)) line('ADDED', o);
-          });
-        }
-        d.hub.on('seen', onSeen);
+        },
       },
-      cancel() {
-        closed = true;
-        stop();
-      },
-    });
+      new ByteLengthQueuingStrategy({ highWaterMark: 64 * 1024 }),
+    );
     return new Response(stream, {
       status: 200,
       headers: { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked', 'Cache-Control': 'no-cache' },
@@ -478,6 +492,9 @@ export function createKubeApi(d: KubeApiDeps): Hono {
 
   return app;
 }
+
+/** Bytes a watch may have written and its reader not yet taken, past the socket's own buffers. */
+const MAX_UNREAD_BYTES = 8 * 1024 * 1024;
 
 const sortKey = (o: Obj) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
 
