@@ -11,6 +11,7 @@ import { AdminCommands } from './admin/commands.js';
 import { localImageProblem } from './admin/image-check.js';
 import { createKubeApi } from './admin/kube/api.js';
 import { WatchHub } from './admin/kube/watch.js';
+import { StreamSlots } from './admin/stream-slots.js';
 import { probeDhcpServers } from './boot/dhcp/probe.js';
 import { DhcpServer } from './boot/dhcp/server.js';
 import { createHttpApp, createManagementApp } from './boot/http.js';
@@ -144,7 +145,11 @@ export class Appliance {
       maxBytes: cfg.inspector.pinMaxGiB * 2 ** 30,
       timeoutMs: cfg.inspector.pinTimeoutSeconds * 1000,
     });
-    const workflow = new WorkflowRunner(store, () => this.makeOrchestrator(store, secrets, digests), leadership);
+    const workflow = new WorkflowRunner(
+      store,
+      () => this.makeOrchestrator(store, secrets, digests, leadership ? () => leadership.holds() : undefined),
+      leadership,
+    );
     this.workflow = workflow;
     this.metrics.leading = () => workflow.leading;
     const pipeline = new Pipeline(store, () => workflow.kick());
@@ -260,7 +265,13 @@ export class Appliance {
     };
   }
 
-  private makeOrchestrator(store: Store, secrets: SecretBox, digests: TargetDigests): Orchestrator {
+  /** `mayCall`: on etcd, whether the lease is certainly held, asked before each BMC request leaves. */
+  private makeOrchestrator(
+    store: Store,
+    secrets: SecretBox,
+    digests: TargetDigests,
+    mayCall: (() => boolean) | undefined,
+  ): Orchestrator {
     const { cfg, log } = this;
     const rf = cfg.redfish;
     const global = new Limiter(rf.globalConcurrency, rf.slowCallSeconds * 1000);
@@ -275,6 +286,7 @@ export class Appliance {
         this.metrics.redfishCalls.inc({ method, result: status ? String(status) : 'transport' });
         this.metrics.redfishSeconds.observe({ method }, seconds);
       },
+      ...(mayCall ? { mayCall } : {}),
     };
     const o = cfg.orchestrator;
     return new Orchestrator(
@@ -311,7 +323,7 @@ export class Appliance {
       commands: commands.admin,
       adminToken: token.token,
       maxBodyBytes: cfg.api.maxBodyBytes,
-      maxStreams: cfg.api.maxStreams,
+      streams: new StreamSlots(cfg.api.maxStreams, cfg.api.maxStreamsPerToken),
       metrics: this.metrics,
       timeline: this.timeline,
       leasedAddresses: (macs: string[]) => this.dhcp?.leasedAddresses(macs) ?? [],

@@ -26,6 +26,8 @@ export interface RedfishOptions {
   perBmc: number;
   /** called once per HTTP exchange (status 0: transport error) */
   observe?: (method: string, status: number, seconds: number) => void;
+  /** asked right before each request leaves: false (an appliance that no longer leads) sends nothing */
+  mayCall?: () => boolean;
 }
 
 export class RedfishError extends Error {
@@ -237,6 +239,8 @@ export class RedfishClient {
     return this.limiter.run(() =>
       this.opts.global.run(async () => {
         if (this.closing.signal.aborted) return { status: 0, body: {}, text: 'client closed', permanent: true };
+        if (this.opts.mayCall?.() === false)
+          return { status: 0, body: {}, text: 'not the leader: no BMC call', permanent: true };
         const started = performance.now();
         const done = (r: Reply): Reply => {
           this.opts.observe?.(method, r.status, (performance.now() - started) / 1000);
@@ -549,19 +553,25 @@ export class RedfishClient {
     await this.waitPowerState('Off', deadlineMs);
   }
 
-  /** Ends the session (best effort, briefly), then aborts everything still running on this client. */
+  /**
+   * Aborts everything queued or running on this client, then ends the session (best effort, briefly) when this
+   * appliance may still call BMCs: a deposed leader's logout would be a BMC call after it lost the lease.
+   */
   async close(): Promise<void> {
     if (this.agent.closed || this.agent.destroyed) return;
     const s = this.session;
     this.session = undefined;
-    if (s?.location) {
-      const bye = this.once('DELETE', s.location, undefined, { 'X-Auth-Token': s.token }, false).catch(() => undefined);
-      // a hung BMC must not hold up shutdown: its session times out on its side
-      await Promise.race([bye, new Promise((r) => setTimeout(r, 1000).unref())]);
-    }
     this.closing.abort();
     for (const cancel of this.calls) cancel(new Error('client closed'));
+    if (s?.location && this.opts.mayCall?.() !== false) await this.logout(s.location, s.token).catch(() => undefined);
     await this.agent.destroy();
+  }
+
+  /** Ends the session, within a second: a hung BMC must not hold up shutdown (its session times out there). */
+  private async logout(location: string, token: string): Promise<void> {
+    const url = this.url(location);
+    const o = { origin: url.origin, path: url.pathname + url.search, method: 'DELETE' as const };
+    await exchange(this.agent, { ...o, headers: { 'X-Auth-Token': token } }, 1000, this.calls);
   }
 }
 

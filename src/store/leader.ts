@@ -54,6 +54,7 @@ export class Leadership extends EventEmitter {
   private stopped = false;
   private leading = false;
   private checker?: NodeJS.Timeout;
+  private clock?: LeaseClock;
 
   constructor(
     private readonly etcd: EtcdBackend,
@@ -66,6 +67,14 @@ export class Leadership extends EventEmitter {
 
   get isLeader(): boolean {
     return this.leading;
+  }
+
+  /**
+   * Whether this appliance leads and its lease is certainly alive right now: asked before each BMC call leaves,
+   * so a call is never sent between a lost lease and the next check noticing it (a pause, a busy event loop).
+   */
+  holds(): boolean {
+    return this.leading && this.clock?.expiring() === false;
   }
 
   private get dir(): string {
@@ -83,6 +92,7 @@ export class Leadership extends EventEmitter {
       const lease = c.lease(this.ttlSeconds, { autoKeepAlive: true });
       this.lease = lease;
       const clock = new LeaseClock();
+      this.clock = clock;
       lease.on('keepaliveEstablished', () => clock.restarted());
       lease.on('keepaliveFired', () => clock.fired());
       lease.on('keepaliveSucceeded', (res: { TTL: string }) => clock.answered(Number(res.TTL)));

@@ -5,13 +5,13 @@
 // Prints JSON progress lines (with what the appliance reports), then one summary line with an audit from the
 // appliance's own records: no address acknowledged to two MACs, no accepted report missing, each host
 // claimed once, every machine Provisioned on its own host.
-import tftp from 'tftp';
 import type { DhcpPacket } from '../../src/boot/dhcp/codec.js';
 import { MsgType, Opt } from '../../src/boot/dhcp/options.js';
 import { pxe } from '../helpers/packets.js';
 import { RelaySocket } from '../helpers/relay.js';
 import { HOSTS, MACHINES, machineManifest, SECRETS } from '../helpers/resources.js';
 import { callInspector, claim, claimUrlOf, wireReport } from '../helpers/sim-inspector.js';
+import { tftpGet } from '../helpers/tftp-get.js';
 import { FakeBmc } from '../lab/fake-bmc/server.js';
 
 const [nArg, serverList, me, token, postArg] = process.argv.slice(2) as [
@@ -49,12 +49,6 @@ async function dora(mac: string, ipxe: boolean, server: string) {
   acks.push({ ip: ack.yiaddr, mac, at: Date.now() });
   return ack;
 }
-const tftpClients = servers.map((host) =>
-  tftp.createClient({ host, port: 69, blockSize: 1468, windowSize: 16, retries: 2, timeout: 1000 }),
-);
-const tftpGet = (server: number, file: string) =>
-  new Promise<Buffer>((res, rej) => tftpClients[server]?.get(file, (e, b) => (e ? rej(e) : res(b as Buffer))));
-
 interface Times {
   power: number;
   dhcp?: number;
@@ -88,7 +82,8 @@ async function bootOnce(mac: string, g: number, t: Times): Promise<'done' | 'aga
   const server = servers[si] as string;
   const ack = await dora(mac, false, server);
   t.dhcp = Date.now();
-  await tftpGet(si, ack.file);
+  // from the address it was leased (the driver's namespace has them all, see Lab.anyIp), 3 tries as PXE ROMs do
+  await tftpGet(server, 69, ack.file, ack.yiaddr, { tries: 3 });
   t.tftp = Date.now();
   const ack2 = await dora(mac, true, server);
   if (!ack2.options.get(Opt.IpxeEncap)) throw new Error('no iPXE options');
@@ -97,10 +92,14 @@ async function bootOnce(mac: string, g: number, t: Times): Promise<'done' | 'aga
   t.script = Date.now();
   if (!url) throw new Error('no inspection script');
   if (generation.get(mac) !== g) return 'done';
-  // the machine speaks from the address it was leased (the driver's namespace has them all, see Lab.anyIp)
+  // the machine speaks from the address it was leased
   const p = await claim(url, mac, ack2.yiaddr);
-  // 409: an earlier claim whose answer a kill swallowed; the attempt starts over with a BMC reset on its way
-  if ('status' in p) return 'done';
+  if ('status' in p) {
+    // 503 (this appliance cannot reach etcd) or no answer: the entry script asks for its host script again, as here
+    if (p.status === 503 || p.status === 0) throw new Error(`claim ${p.status}`);
+    // 409: an earlier claim whose answer a kill swallowed; the attempt starts over with a BMC reset on its way
+    return 'done';
+  }
   const serial = `R-${mac}-${g}-${t.retries}`;
   const r = await callInspector(p, 'inspection', wireReport(mac, { serialNumber: serial }), ack2.yiaddr);
   if (r.status === 202) {
@@ -167,6 +166,8 @@ const count = (xs: string[]) => {
 const macOf = (i: number) =>
   `52:54:01:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
 const bmcs: FakeBmc[] = [];
+/** Who called the BMCs and when, in the order the calls arrived: [address, ms since the epoch]. */
+const bmcCalls: [string, number][] = [];
 // one Secret holds every simulated BMC's credentials
 await call('POST', SECRETS, {
   apiVersion: 'v1',
@@ -179,6 +180,7 @@ for (let i = 0; i < N; i++) {
   const bmc = new FakeBmc({
     macs: [mac],
     personality: { powerLagMs: 200 },
+    onRequest: (from) => bmcCalls.push([from, Date.now()]),
     onPower: (ev, b) => {
       if (ev === 'off' || b.target !== 'Pxe') return;
       const g = (generation.get(mac) ?? 0) + 1;
@@ -316,6 +318,7 @@ say({
   bootRetries: [...times.values()].reduce((a, t) => a + t.retries, 0),
   lastErrors: [...new Set([...times.values()].map((t) => t.error).filter(Boolean))].slice(0, 5),
   stagesMs: Object.fromEntries(Object.entries(st).map(([k, v]) => [k, { p50: q(v, 0.5), p99: q(v, 0.99) }])),
+  bmcCalls,
   audit,
 });
 relay.close();

@@ -41,6 +41,9 @@ export interface FaultPoint {
   kind: EtcdFault;
   atMs: number;
   victim?: number;
+  /** the victim's address, and from when its lease had certainly lapsed (the fault's start + TTL + 2 s) */
+  victimIp?: string;
+  leaseGoneAt?: number;
   /** from the fault's end until an appliance ran the orchestrator */
   recoveredMs: number;
   provisionedBefore: number;
@@ -74,6 +77,8 @@ export interface StormResult {
     bootRetries: number;
     lastErrors: string[];
     stagesMs: Record<string, { p50: number; p99: number }>;
+    /** who called the BMCs and when (ms since the epoch), in the order the calls arrived */
+    bmcCalls: [string, number][];
     audit: {
       leaseConflicts: string[];
       lostReports: string[];
@@ -89,6 +94,8 @@ export interface StormResult {
   takeovers: Takeover[];
   etcdKilledAtMs: number[];
   faults: FaultPoint[];
+  /** when each appliance (by address) was elected leader (ms since the epoch), from its logs */
+  elections: Record<string, number[]>;
   peakRssMiB: number;
   /** CPU time (user + system) of the appliance processes, ms (the last process of each, after kills) */
   cpuMs: number;
@@ -285,7 +292,8 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
       const from = provisioned();
       while (!ended && !(midStorm() && provisioned() > from)) await sleep(50);
       if (ended) break;
-      const atMs = Date.now() - started;
+      const at = Date.now();
+      const atMs = at - started;
       const provisionedBefore = provisioned();
       let victim: number | undefined;
       if (kind === 'outage') {
@@ -313,7 +321,8 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
       faults.push({
         kind,
         atMs,
-        ...(victim !== undefined ? { victim } : {}),
+        // cut off or stopped at `at`, its last keep-alive reached etcd before: its lease lapsed by at + TTL
+        ...(victim !== undefined ? { victim, victimIp: ips[victim], leaseGoneAt: at + TTL_S * 1000 + 2000 } : {}),
         recoveredMs: Date.now() - t0,
         provisionedBefore,
       });
@@ -332,7 +341,23 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
     const cpu = apps.reduce((sum, a) => sum + cpuMs(a.pid as number), 0);
     const stormCpu = cpu - apps.reduce((sum, a) => sum + (readyCpu.get(a) ?? 0), 0);
     if (!summary) throw new Error(`storm driver failed (${code}): ${errText}`);
-    return { summary, kills, takeovers, etcdKilledAtMs, faults, peakRssMiB: peakMiB, cpuMs: cpu, stormCpuMs: stormCpu };
+    const elections = Object.fromEntries(
+      apps.map((a, i) => [
+        ips[i],
+        a.find('leader elected: this appliance runs the orchestrator').map((l) => Date.parse(String(l.time))),
+      ]),
+    );
+    return {
+      summary,
+      kills,
+      takeovers,
+      etcdKilledAtMs,
+      faults,
+      elections,
+      peakRssMiB: peakMiB,
+      cpuMs: cpu,
+      stormCpuMs: stormCpu,
+    };
   } finally {
     // a failed run must not leave the sampler keeping the test alive until its timeout
     clearInterval(sampler);
@@ -367,4 +392,28 @@ export function assertCleanStorm(t: Test, r: StormResult, n: number): void {
     [],
     `no attempt booted twice: ${s.powerOns} PXE power-ons for ${s.attempts} attempt boots (each committed, fenced, first)`,
   );
+  // once another appliance's calls reached the BMCs, an appliance calls again only after it was elected again
+  const runs = new Map<string, number>();
+  let last = '';
+  for (const [from] of s.bmcCalls) {
+    if (from !== last) runs.set(from, (runs.get(from) ?? 0) + 1);
+    last = from;
+  }
+  const elected = (ip: string) => r.elections[ip] ?? [];
+  t.same(
+    [...runs]
+      .filter(([ip, n]) => n > elected(ip).length)
+      .map(([ip, n]) => `${ip}: ${n} runs, ${elected(ip).length} elections`),
+    [],
+    `BMC calls came in ${[...runs.values()].reduce((a, b) => a + b, 0)} runs from one appliance, each after an election of it`,
+  );
+  // a partitioned or paused leader sends nothing once its lease lapsed, until it is elected again
+  const stray = r.faults.flatMap((f) => {
+    if (!f.victimIp || !f.leaseGoneAt) return [];
+    const gone = f.leaseGoneAt;
+    const back = elected(f.victimIp).find((e) => e > gone) ?? Number.POSITIVE_INFINITY;
+    const calls = s.bmcCalls.filter(([from, at]) => from === f.victimIp && at > gone && at < back);
+    return calls.length ? [`${f.kind}: ${calls.length} calls from ${f.victimIp} after its lease lapsed`] : [];
+  });
+  t.same(stray, [], 'no BMC call from an appliance after its lease lapsed (the partitioned and the paused leader)');
 }

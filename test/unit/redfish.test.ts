@@ -219,6 +219,51 @@ t.test('close() during retries and power polls ends every call at once', async (
   );
 });
 
+t.test('an appliance that no longer leads sends no BMC request, not even the logout', async (t) => {
+  const bmc = new FakeBmc();
+  const address = await bmc.start();
+  t.teardown(() => bmc.stop());
+  let leads = true;
+  const opts = { timeoutMs: 2000, retries: 4, backoffBaseMs: 20, backoffMaxMs: 200, global, perBmc: 1 };
+  const open = () =>
+    new RedfishClient(
+      { address, username: 'admin', password: 'secret' },
+      { ...opts, mayCall: () => leads },
+      memoryLogger().log,
+    );
+  const leader = open();
+  await leader.getSystem();
+  t.equal(bmc.sessionCount, 1, 'a session is open');
+  await leader.close();
+  t.equal(bmc.sessionCount, 0, "a leader's close logs out");
+
+  const deposed = open();
+  await deposed.getSystem();
+  const before = bmc.seen.length;
+  leads = false;
+  const refused = await deposed.getSystem().catch((e: RedfishError) => e);
+  t.match(refused, { message: /not the leader/, permanent: true }, 'refused at once, no retry');
+  await deposed.close();
+  t.equal(bmc.seen.length, before, 'nothing reached the BMC: neither the call nor the logout');
+  t.equal(bmc.sessionCount, 1, 'the session is left to time out on the BMC');
+});
+
+t.test('close() ends a call queued behind a hung one: it never leaves', async (t) => {
+  // the first request (the login) hangs and holds the BMC's only slot
+  const { client, bmc } = await setup(t, { fault: { kind: 'hang', first: 1 } });
+  const q = new RedfishClient(
+    { address: client.conn.address, username: 'admin', password: 'secret' },
+    { timeoutMs: 30_000, retries: 0, backoffBaseMs: 20, backoffMaxMs: 200, global, perBmc: 1 },
+    memoryLogger().log,
+  );
+  const first = q.getSystem().catch((e: Error) => e.message);
+  await until('the login hangs', async () => (bmc.hanging === 1 ? true : undefined));
+  const queued = q.setOneTimePxe().catch((e: Error) => e.message);
+  await q.close();
+  t.match(await Promise.all([first, queued]), [/client closed/, /client closed/]);
+  t.equal(bmc.seen.length, 1, 'only the hung login reached the BMC: the queued call and a logout never left');
+});
+
 t.test('200 with an error body is success (iLO)', async (t) => {
   const { bmc, client } = await setup(t, { okWithErrorBody: true });
   await client.setOneTimePxe();

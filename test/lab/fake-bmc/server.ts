@@ -66,6 +66,8 @@ export interface FakeBmcOptions {
   tls?: { key: string; cert: string };
   /** called when the machine powers on, restarts or powers off (e2e: start/stop QEMU) */
   onPower?: (event: 'on' | 'restart' | 'off', boot: { target: string; enabled: string }) => void;
+  /** called as each request arrives, before its body: who sent it (the storm's audit of BMC calls by leader) */
+  onRequest?: (from: string) => void;
 }
 
 export interface Seen {
@@ -116,7 +118,10 @@ export class FakeBmc {
   }
 
   async start(address = '127.0.0.1', port = 0): Promise<string> {
-    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => void this.handle(req, res);
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
+      this.opts.onRequest?.(req.socket.remoteAddress ?? '?');
+      void this.handle(req, res);
+    };
     this.server = this.opts.tls ? https.createServer(this.opts.tls, handler) : http.createServer(handler);
     this.server.on('connection', () => this.connections++);
     this.server.listen(port, address);
