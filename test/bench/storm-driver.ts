@@ -82,8 +82,9 @@ async function bootOnce(mac: string, g: number, t: Times): Promise<'done' | 'aga
   const server = servers[si] as string;
   const ack = await dora(mac, false, server);
   t.dhcp = Date.now();
-  // from the address it was leased (the driver's namespace has them all, see Lab.anyIp), 3 tries as PXE ROMs do
-  await tftpGet(server, 69, ack.file, ack.yiaddr, { tries: 3 });
+  // from the address it was leased (the driver's namespace has them all, see Lab.anyIp), asking again each
+  // second for a while before it starts over, as firmware does
+  await tftpGet(server, 69, ack.file, ack.yiaddr, { tries: 6 });
   t.tftp = Date.now();
   const ack2 = await dora(mac, true, server);
   if (!ack2.options.get(Opt.IpxeEncap)) throw new Error('no iPXE options');
@@ -323,4 +324,6 @@ say({
 });
 relay.close();
 await Promise.all(bmcs.map((b) => b.stop()));
+// a pipe is written asynchronously: exiting before the summary (a large line) is out would cut it off
+await new Promise((r) => process.stdout.write('', r));
 process.exit(0);

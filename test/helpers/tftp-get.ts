@@ -28,8 +28,11 @@ export function tftpGet(
       e ? reject(e) : resolve(bytes);
     };
     s.on('error', (e) => done(e));
+    let tid: number | undefined;
     s.on('message', (m, rinfo) => {
-      to = rinfo.port;
+      // the transfer is with the port that answered first (RFC 1350's TID); anything from another is not ours
+      if (tid !== undefined && rinfo.port !== tid) return;
+      tid = to = rinfo.port;
       silent = 0;
       const op = m.readUInt16BE(0);
       if (op === 5) return done(new Error(`${file}: ${m.toString('latin1', 4, m.length - 1)}`));

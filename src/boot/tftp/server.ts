@@ -14,6 +14,8 @@ export class TftpServer {
   private listener?: TftpListener;
   private active = 0;
   private readonly perClient = new Map<string, number>();
+  /** address:port of the transfers running: a request sent again by a client already served is not a new one */
+  private readonly peers = new Set<string>();
 
   constructor(
     private readonly opts: TftpOptions,
@@ -40,6 +42,12 @@ export class TftpServer {
   }
 
   private async serve(t: TftpTransfer): Promise<void> {
+    const peer = `${t.remoteAddress}:${t.remotePort}`;
+    if (this.peers.has(peer)) {
+      // its first request is being answered (our answer is slow, or was lost): that transfer resends on its own
+      this.metrics.tftpTransfers.inc({ result: 'duplicate' });
+      return;
+    }
     const fields = {
       remote: `${t.remoteAddress}:${t.remotePort}`,
       file: t.file,
@@ -55,13 +63,16 @@ export class TftpServer {
       return;
     }
     if (!this.admit(t.remoteAddress)) {
+      // no answer, as dnsmasq at tftp-max: the client sends its request again and is served once a slot is free.
+      // An ERROR would end its boot, and a rack powered on at once would start over from DHCP again and again.
       this.metrics.tftpTransfers.inc({ result: 'busy' });
-      this.log.warn({ ...fields, active: this.active }, 'tftp request refused: too many transfers');
-      this.note(t, 'refused: too many transfers', false);
-      t.refuse('busy');
+      this.log.warn({ ...fields, active: this.active }, 'tftp request left unanswered: too many transfers');
+      this.note(t, 'deferred: too many transfers (the client asks again)', false);
       return;
     }
+    this.peers.add(peer);
     t.send(target, (end) => {
+      this.peers.delete(peer);
       this.release(t.remoteAddress);
       this.metrics.tftpTransfers.inc({ result: end.kind === 'done' ? 'ok' : end.kind });
       if (end.kind === 'done') {

@@ -40,7 +40,7 @@ export interface TftpTransfer {
   windowSize: number;
   /** sends the file (as the request's stat saw it); `ended` is called once, and the file is closed by then */
   send(file: { path: string; size: number; mtimeMs: number }, ended: (e: TransferEnd) => void): void;
-  refuse(code: 'not_found' | 'access' | 'busy'): void;
+  refuse(code: 'not_found' | 'access'): void;
 }
 
 export interface TftpListener {
@@ -213,8 +213,7 @@ function transfer(
     // refusals come from port 69: a flood of requests costs no sockets
     refuse(code) {
       if (code === 'not_found') refuseWith(ErrorCode.NOT_FOUND, 'File not found');
-      else if (code === 'access') refuseWith(ErrorCode.ACCESS, 'Access violation');
-      else refuseWith(ErrorCode.NOT_DEFINED, 'Server busy, try again');
+      else refuseWith(ErrorCode.ACCESS, 'Access violation');
     },
   };
 }
