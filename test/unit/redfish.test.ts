@@ -175,6 +175,37 @@ t.test(
   },
 );
 
+t.test('Mode is left out when the BMC already boots that way', async (t) => {
+  const { bmc, client } = await setup(t);
+  bmc.boot.mode = 'UEFI';
+  await client.setOneTimePxe('UEFI');
+  t.same(bmc.seen.find((s) => s.method === 'PATCH')!.body, {
+    Boot: { BootSourceOverrideTarget: 'Pxe', BootSourceOverrideEnabled: 'Once' },
+  });
+});
+
+t.test('a 500 on a PATCH that names Mode is the BMC failing: raised, not sent again without Mode', async (t) => {
+  const { bmc, client } = await setup(t, { fault: { kind: 'error500', scope: 'actions', first: 1 } });
+  bmc.boot.mode = 'Legacy';
+  await t.rejects(client.setOneTimePxe('UEFI'), /HTTP 500/);
+  t.equal(bmc.seen.filter((s) => s.method === 'PATCH').length, 1);
+});
+
+t.test('the read-back: either half of the override missing is an error; Continuous for Once is not', async (t) => {
+  const { client: noTarget } = await setup(t, { dropsBootPatch: 'target' });
+  await t.rejects(noTarget.setOneTimePxe(), /did not stick: target None, enabled Once/);
+  const { client: noEnabled } = await setup(t, { dropsBootPatch: 'enabled' });
+  await t.rejects(noEnabled.setOneTimePxe(), /did not stick: target Pxe, enabled Disabled/);
+  const { client } = await setup(t, { onceShownAsContinuous: true });
+  t.match(await client.setOneTimePxe(), { overrideTarget: 'Pxe', overrideEnabled: 'Continuous' });
+});
+
+t.test('428 from a BMC that gives no ETag to send: raised after one PATCH', async (t) => {
+  const { bmc, client } = await setup(t, { requireIfMatch: true, noEtag: true });
+  await t.rejects(client.setOneTimePxe(), /428|If-Match/);
+  t.equal(bmc.seen.filter((s) => s.method === 'PATCH').length, 1, 'nothing fresher to send it with');
+});
+
 t.test('systemId names a member by path, Id or Name (systems listed by UUID)', async (t) => {
   const { bmc, client } = await setup(t, { membersByUuid: true }, {}, { systemId: 'node-0' });
   t.equal((await client.getSystem()).path, `/redfish/v1/Systems/${bmc.uuid}`);

@@ -18,8 +18,12 @@ export interface Personality {
   requireTargetWithDisabled?: boolean;
   /** every PATCH that disables the override gets 400 (a BMC that cannot clear it) */
   refuseClear?: boolean;
-  /** a boot PATCH is answered 204 and changes nothing (firmware that drops the override) */
-  dropsBootPatch?: boolean;
+  /** a boot PATCH is answered 204 and changes nothing (firmware that drops the override), or only half of it */
+  dropsBootPatch?: boolean | 'target' | 'enabled';
+  /** Enabled Once is shown as Continuous (some BMCs, for a moment) */
+  onceShownAsContinuous?: boolean;
+  /** no ETag, neither in the header nor as @odata.etag */
+  noEtag?: boolean;
   /** no BootSourceOverrideTarget None: a PATCH naming it gets 400 */
   noTargetNone?: boolean;
   /** no Target None either, refused with a 500 that names it (a libvirt-backed emulator) */
@@ -156,7 +160,7 @@ export class FakeBmc {
     if (!this.p.noMode) boot.BootSourceOverrideMode = this.boot.mode;
     return {
       '@odata.id': `/redfish/v1/Systems/${id}`,
-      '@odata.etag': this.etag,
+      ...(this.p.noEtag ? {} : { '@odata.etag': this.etag }),
       Id: id,
       Name: this.p.membersByUuid ? 'node-0' : 'System',
       UUID: this.uuid,
@@ -257,7 +261,7 @@ export class FakeBmc {
     const m = /^\/redfish\/v1\/Systems\/([\w.-]+)(\/.*)?$/.exec(path);
     const [, id = '', rest] = m ?? [];
     if (!ids.includes(id)) return error(404, 'Base.1.0.ResourceMissingAtURI', path);
-    if (!rest && req.method === 'GET') return send(200, this.systemBody(id), { ETag: this.etag });
+    if (!rest && req.method === 'GET') return send(200, this.systemBody(id), this.p.noEtag ? {} : { ETag: this.etag });
     if (!rest && req.method === 'PATCH') {
       if (this.p.requireIfMatch && !req.headers['if-match'])
         return error(428, 'Base.1.0.PreconditionRequired', 'If-Match required');
@@ -288,9 +292,14 @@ export class FakeBmc {
       }
       if (b.BootSourceOverrideMode !== undefined && this.p.noMode)
         return error(400, 'Base.1.0.PropertyUnknown', 'BootSourceOverrideMode');
-      if (this.p.dropsBootPatch) return send(204);
-      if (b.BootSourceOverrideTarget) this.boot.target = b.BootSourceOverrideTarget;
-      if (b.BootSourceOverrideEnabled) this.boot.enabled = b.BootSourceOverrideEnabled;
+      if (this.p.dropsBootPatch === true) return send(204);
+      if (b.BootSourceOverrideTarget && this.p.dropsBootPatch !== 'target')
+        this.boot.target = b.BootSourceOverrideTarget;
+      if (b.BootSourceOverrideEnabled && this.p.dropsBootPatch !== 'enabled')
+        this.boot.enabled =
+          this.p.onceShownAsContinuous && b.BootSourceOverrideEnabled === 'Once'
+            ? 'Continuous'
+            : b.BootSourceOverrideEnabled;
       if (b.BootSourceOverrideMode) this.boot.mode = b.BootSourceOverrideMode;
       this.etagN++;
       if (this.p.okWithErrorBody)
