@@ -206,6 +206,60 @@ t.test('428 from a BMC that gives no ETag to send: raised after one PATCH', asyn
   t.equal(bmc.seen.filter((s) => s.method === 'PATCH').length, 1, 'nothing fresher to send it with');
 });
 
+t.test('Mode refused (400) by a BMC that shows it: sent again without Mode', async (t) => {
+  const { bmc, client } = await setup(t, { modeReadOnly: true });
+  bmc.boot.mode = 'Legacy';
+  await client.setOneTimePxe('UEFI');
+  t.same(
+    bmc.seen.filter((s) => s.method === 'PATCH').map((s) => Object.keys((s.body as { Boot: object }).Boot).sort()),
+    [
+      ['BootSourceOverrideEnabled', 'BootSourceOverrideMode', 'BootSourceOverrideTarget'],
+      ['BootSourceOverrideEnabled', 'BootSourceOverrideTarget'],
+    ],
+  );
+  t.same([bmc.boot.target, bmc.boot.enabled, bmc.boot.mode], ['Pxe', 'Once', 'Legacy']);
+});
+
+t.test('428 when the system was read without an ETag: read again, sent with the one it has now', async (t) => {
+  const { bmc, client } = await setup(t, { requireIfMatch: true, etagFromSecondRead: true });
+  await client.setOneTimePxe();
+  const sent = bmc.seen.filter((s) => s.method === 'PATCH').map((s) => s.headers['if-match'] ?? 'none');
+  t.match(sent, ['none', /^W\/"\d+"$/], 'first without If-Match (428), then with the ETag read after it');
+  t.equal(sent.length, 2);
+  t.equal(bmc.boot.target, 'Pxe');
+});
+
+t.test('clearing: a refusal of Target None that is neither 400 nor 500 is raised, with no fallback', async (t) => {
+  const { bmc, client } = await setup(t, { noTargetNone403: true });
+  await client.setOneTimePxe();
+  await t.rejects(client.clearBootOverride(), /HTTP 403/);
+  t.equal(bmc.seen.filter((s) => s.method === 'PATCH').length, 2, 'the set and the one clear');
+});
+
+t.test('a task monitor answering a bare 202 while it runs is polled to its end', async (t) => {
+  const { bmc, client } = await setup(t, { taskPolls: 3, bareTaskMonitor: true });
+  await client.reset('On');
+  t.equal(bmc.seen.filter((s) => s.path.startsWith('/redfish/v1/TaskService/Tasks/')).length, 3);
+  // with no Retry-After it waits its own backoff (500 ms and more) between polls: however slow this machine,
+  // no more than three fit in 1.2 s
+  const running = bmc.task(1e9);
+  await t.rejects(client.waitTask(running, 1200), /not done within 1200 ms/);
+  const polls = bmc.seen.filter((s) => s.path === running).length;
+  t.ok(polls >= 1 && polls <= 3, `${polls} polls in 1.2 s`);
+});
+
+t.test('a Location on a Reset answered 204 is not a task to wait for', async (t) => {
+  const { bmc, client } = await setup(t, { locationOnReset: true });
+  const sys = await client.getSystem();
+  const reads = bmc.seen.length;
+  await client.reset('On', sys);
+  t.same(
+    bmc.seen.slice(reads).map((s) => s.method),
+    ['POST'],
+    'the POST alone',
+  );
+});
+
 t.test('systemId names a member by path, Id or Name (systems listed by UUID)', async (t) => {
   const { bmc, client } = await setup(t, { membersByUuid: true }, {}, { systemId: 'node-0' });
   t.equal((await client.getSystem()).path, `/redfish/v1/Systems/${bmc.uuid}`);

@@ -65,8 +65,9 @@ export class TftpServer {
     if (!this.admit(t.remoteAddress)) {
       // no answer, as dnsmasq at tftp-max: the client sends its request again and is served once a slot is free.
       // An ERROR would end its boot, and a rack powered on at once would start over from DHCP again and again.
+      // Logged at debug: in a storm they come by the thousand a second, and the metric counts them.
       this.metrics.tftpTransfers.inc({ result: 'busy' });
-      this.log.warn({ ...fields, active: this.active }, 'tftp request left unanswered: too many transfers');
+      this.log.debug({ ...fields, active: this.active }, 'tftp request left unanswered: too many transfers');
       this.note(t, 'deferred: too many transfers (the client asks again)', false);
       return;
     }

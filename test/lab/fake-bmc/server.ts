@@ -12,6 +12,8 @@ export interface Personality {
   onceRevertsOnBoot?: boolean;
   /** no BootSourceOverrideMode at all; a PATCH naming it gets 400 (old Supermicro) */
   noMode?: boolean;
+  /** shows BootSourceOverrideMode, but a PATCH naming it gets 400 (Mode read-only) */
+  modeReadOnly?: boolean;
   /** the first PATCH with If-Match finds the system changed meanwhile: 412, and a new ETag */
   staleEtagOnce?: boolean;
   /** Enabled Disabled without Target None is refused with 400 (several BMCs and sushy-tools) */
@@ -24,6 +26,14 @@ export interface Personality {
   onceShownAsContinuous?: boolean;
   /** no ETag, neither in the header nor as @odata.etag */
   noEtag?: boolean;
+  /** the first read of the system carries no ETag (as if served from a cache); later ones do */
+  etagFromSecondRead?: boolean;
+  /** Target None refused with a 403 that names it (an account that may not clear the override) */
+  noTargetNone403?: boolean;
+  /** a running task's monitor answers a bare 202: no body (the Task resource is optional there), no Retry-After */
+  bareTaskMonitor?: boolean;
+  /** a Reset answered 204 still carries a Location header (the system's) */
+  locationOnReset?: boolean;
   /** no BootSourceOverrideTarget None: a PATCH naming it gets 400 */
   noTargetNone?: boolean;
   /** no Target None either, refused with a 500 that names it (a libvirt-backed emulator) */
@@ -93,6 +103,7 @@ export class FakeBmc {
   private readonly sessions = new Map<string, string>();
   private readonly tasks = new Map<string, number>();
   private faulted = 0;
+  private systemRead = false;
   /** A task monitor that answers Running this many times, then its end: what a Reset's 202 points to. */
   task(polls: number): string {
     const tid = randomBytes(3).toString('hex');
@@ -160,7 +171,7 @@ export class FakeBmc {
     if (!this.p.noMode) boot.BootSourceOverrideMode = this.boot.mode;
     return {
       '@odata.id': `/redfish/v1/Systems/${id}`,
-      ...(this.p.noEtag ? {} : { '@odata.etag': this.etag }),
+      '@odata.etag': this.etag,
       Id: id,
       Name: this.p.membersByUuid ? 'node-0' : 'System',
       UUID: this.uuid,
@@ -254,14 +265,23 @@ export class FakeBmc {
       const tid = task[1] ?? '';
       const left = (this.tasks.get(tid) ?? 0) - 1;
       this.tasks.set(tid, left);
-      return left > 0
-        ? send(202, { TaskState: 'Running' }, { 'Retry-After': '0' })
-        : send(200, { TaskState: this.p.taskEnd ?? 'Completed' });
+      if (left > 0)
+        return this.p.bareTaskMonitor
+          ? send(202)
+          : send(202, { TaskState: 'Running' }, { 'Retry-After': '0' });
+      return send(200, { TaskState: this.p.taskEnd ?? 'Completed' });
     }
     const m = /^\/redfish\/v1\/Systems\/([\w.-]+)(\/.*)?$/.exec(path);
     const [, id = '', rest] = m ?? [];
     if (!ids.includes(id)) return error(404, 'Base.1.0.ResourceMissingAtURI', path);
-    if (!rest && req.method === 'GET') return send(200, this.systemBody(id), this.p.noEtag ? {} : { ETag: this.etag });
+    if (!rest && req.method === 'GET') {
+      const first = !this.systemRead;
+      this.systemRead = true;
+      const withEtag = !this.p.noEtag && !(this.p.etagFromSecondRead && first);
+      const body = this.systemBody(id);
+      if (!withEtag) delete (body as Record<string, unknown>)['@odata.etag'];
+      return send(200, body, withEtag ? { ETag: this.etag } : {});
+    }
     if (!rest && req.method === 'PATCH') {
       if (this.p.requireIfMatch && !req.headers['if-match'])
         return error(428, 'Base.1.0.PreconditionRequired', 'If-Match required');
@@ -279,6 +299,8 @@ export class FakeBmc {
         return error(400, 'Base.1.0.PropertyValueNotInList', 'None');
       if (this.p.noTargetNone500 && b.BootSourceOverrideTarget === 'None')
         return error(500, 'Base.1.0.InternalError', 'Target libvirt device None does not exist');
+      if (this.p.noTargetNone403 && b.BootSourceOverrideTarget === 'None')
+        return error(403, 'Base.1.0.InsufficientPrivilege', 'setting Target None needs ConfigureComponents');
       if (
         this.p.requireTargetWithDisabled &&
         b.BootSourceOverrideEnabled === 'Disabled' &&
@@ -290,7 +312,7 @@ export class FakeBmc {
           'Missing the BootSourceOverrideTarget and/or BootSourceOverrideEnabled element',
         );
       }
-      if (b.BootSourceOverrideMode !== undefined && this.p.noMode)
+      if (b.BootSourceOverrideMode !== undefined && (this.p.noMode || this.p.modeReadOnly))
         return error(400, 'Base.1.0.PropertyUnknown', 'BootSourceOverrideMode');
       if (this.p.dropsBootPatch === true) return send(204);
       if (b.BootSourceOverrideTarget && this.p.dropsBootPatch !== 'target')
@@ -371,7 +393,7 @@ export class FakeBmc {
           { Location: `/redfish/v1/TaskService/Tasks/${tid}` },
         );
       }
-      return send(204);
+      return send(204, undefined, this.p.locationOnReset ? { Location: `/redfish/v1/Systems/${id}` } : {});
     }
     return error(404, 'Base.1.0.ResourceMissingAtURI', path);
   }
