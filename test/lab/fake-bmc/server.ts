@@ -266,9 +266,7 @@ export class FakeBmc {
       const left = (this.tasks.get(tid) ?? 0) - 1;
       this.tasks.set(tid, left);
       if (left > 0)
-        return this.p.bareTaskMonitor
-          ? send(202)
-          : send(202, { TaskState: 'Running' }, { 'Retry-After': '0' });
+        return this.p.bareTaskMonitor ? send(202) : send(202, { TaskState: 'Running' }, { 'Retry-After': '0' });
       return send(200, { TaskState: this.p.taskEnd ?? 'Completed' });
     }
     const m = /^\/redfish\/v1\/Systems\/([\w.-]+)(\/.*)?$/.exec(path);
