@@ -72,9 +72,13 @@ export class Leadership extends EventEmitter {
   /**
    * Whether this appliance leads and its lease is certainly alive right now: asked before each BMC call leaves,
    * so a call is never sent between a lost lease and the next check noticing it (a pause, a busy event loop).
+   * A lease that may have lapsed ends the leadership here and now: the orchestrator is stopped before the
+   * refused call returns, so it commits nothing of it (no BMC failure recorded by a leader that was not one).
    */
   holds(): boolean {
-    return this.leading && this.clock?.expiring() === false;
+    if (this.leading && this.clock?.expiring() !== false)
+      this.depose('keep-alives not answered in time: the lease may expire');
+    return this.leading;
   }
 
   private get dir(): string {

@@ -138,6 +138,35 @@ t.test('etcd', async (t) => {
   });
 
   t.test(
+    'a leader whose event loop stood still past its lease steps down when first asked, before any call',
+    async (t) => {
+      const prefix = `/t${prefixes++}/`;
+      const bb = new EtcdBackend({ endpoints: etcd.endpoints, prefix, timeoutMs: 1000 });
+      const l = new Leadership(bb, 'p', 2, log);
+      t.teardown(async () => {
+        await l.stop();
+        await bb.close();
+      });
+      const deposed: string[] = [];
+      l.on('deposed', () => deposed.push('deposed'));
+      const elected = new Promise((r) => l.once('elected', r));
+      l.start();
+      await elected;
+      t.ok(l.holds(), 'a fresh lease is held');
+      // as SIGSTOP or a long synchronous stretch would: no timer, no keep-alive, for longer than the 2 s TTL
+      const until = performance.now() + 2500;
+      while (performance.now() < until);
+      t.notOk(l.holds(), 'asked first thing after: not held');
+      t.same(
+        deposed,
+        ['deposed'],
+        'and the leadership ended there, synchronously (the orchestrator stops before the refused call returns)',
+      );
+      t.notOk(l.isLeader);
+    },
+  );
+
+  t.test(
     'etcd down: reads from memory, writes refused at once with StoreUnavailable; back: writes and the watch resume',
     async (t) => {
       const [a, b] = await pair();

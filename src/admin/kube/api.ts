@@ -27,8 +27,7 @@ export interface KubeApiDeps extends KubeDeps {
   /** reads and watches only: dashboards and monitoring */
   readOnlyToken: string;
   maxBodyBytes: number;
-  /** watches open at once */
-  /** live streams open at once, shared with the dashboard's event stream */
+  /** live streams open at once (watches), shared with the dashboard's event stream */
   streams: StreamSlots;
   /** this appliance's version, for /version */
   version: string;

@@ -49,7 +49,7 @@ export class TftpServer {
       return;
     }
     const fields = {
-      remote: `${t.remoteAddress}:${t.remotePort}`,
+      remote: peer,
       file: t.file,
       blksize: t.blockSize,
       windowsize: t.windowSize,
