@@ -10,7 +10,7 @@ import { MsgType, Opt } from '../../src/boot/dhcp/options.js';
 import { pxe } from '../helpers/packets.js';
 import { RelaySocket } from '../helpers/relay.js';
 import { HOSTS, MACHINES, machineManifest, SECRETS } from '../helpers/resources.js';
-import { callInspector, claim, claimUrlOf, wireReport } from '../helpers/sim-inspector.js';
+import { callInspector, claim, claimUrlOf, type InspectorParams, wireReport } from '../helpers/sim-inspector.js';
 import { tftpGet } from '../helpers/tftp-get.js';
 import { FakeBmc } from '../lab/fake-bmc/server.js';
 
@@ -64,16 +64,41 @@ const accepted: { host: string; mac: string; serial: string }[] = [];
 /** Each BMC power-on or reset starts a new boot; an older one stops where it is. */
 const generation = new Map<string, number>();
 
-/** Like the inspector's callbacks: 5 tries with growing pauses when the appliance cannot be reached. */
+/**
+ * Like the bundled inspector's callbacks (assets/inspector-src/agent.sh `call`): no answer or a 5xx is asked
+ * again, 5 tries with growing pauses; any other answer is the appliance's word.
+ */
 async function persist(call: () => Promise<Response>): Promise<Response> {
   for (let n = 1; ; n++) {
     try {
-      return await call();
+      const r = await call();
+      if (r.status < 500 || n >= 5) return r;
+      await r.arrayBuffer();
     } catch (e) {
       if (n >= 5) throw e;
-      await sleep(n * 500);
     }
+    await sleep(n * 500);
   }
+}
+
+/** Like agent.sh `bootstrap_wait`: 404, a 5xx or no answer mean "not yet", asked again until the deadline. */
+async function bootstrapWait(p: InspectorParams, from: string): Promise<boolean> {
+  while (Date.now() < deadline) {
+    try {
+      const r = await callInspector(p, 'bootstrap', undefined, from);
+      await r.arrayBuffer();
+      if (r.status === 200) return true;
+      if (r.status !== 404 && r.status < 500) return false;
+    } catch {}
+    await sleep(500);
+  }
+  return false;
+}
+
+/** After an accepted report: the bootstrap gate, then `provisioned`. */
+async function deploy(p: InspectorParams, from: string): Promise<void> {
+  if (await bootstrapWait(p, from))
+    await persist(() => callInspector(p, 'provisioned', { status: 'provisioned' }, from));
 }
 
 async function bootOnce(mac: string, g: number, t: Times): Promise<'done' | 'again'> {
@@ -102,21 +127,17 @@ async function bootOnce(mac: string, g: number, t: Times): Promise<'done' | 'aga
     return 'done';
   }
   const serial = `R-${mac}-${g}-${t.retries}`;
-  const r = await callInspector(p, 'inspection', wireReport(mac, { serialNumber: serial }), ack2.yiaddr);
+  const r = await persist(() => callInspector(p, 'inspection', wireReport(mac, { serialNumber: serial }), ack2.yiaddr));
   if (r.status === 202) {
     accepted.push({ host: p.host, mac, serial });
     t.report = Date.now();
-    if ((await persist(() => callInspector(p, 'bootstrap', undefined, ack2.yiaddr))).status === 200) {
-      await persist(() => callInspector(p, 'provisioned', { status: 'provisioned' }, ack2.yiaddr));
-    }
+    await deploy(p, ack2.yiaddr);
     return 'done';
   }
   // 409: this host has its report (an earlier POST whose answer the kill swallowed, this one's serial differs):
   // on to the gate as after a 202; 401: a newer attempt has new credentials and a BMC reset on its way
   if (r.status === 409) {
-    if ((await persist(() => callInspector(p, 'bootstrap', undefined, ack2.yiaddr))).status === 200) {
-      await persist(() => callInspector(p, 'provisioned', { status: 'provisioned' }, ack2.yiaddr));
-    }
+    await deploy(p, ack2.yiaddr);
     return 'done';
   }
   if (r.status === 401) return 'done';

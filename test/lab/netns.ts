@@ -26,7 +26,30 @@ export class Lab {
     execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   }
 
+  /** Labs not yet torn down: removed on the way out when a test ends without reaching down() (tap's timeout). */
+  private static readonly live = new Set<Lab>();
+  private static exitHook = false;
+
+  /** tap ends a timed-out test with SIGALRM, which skips every `finally` and `teardown` */
+  private static hookExit(): void {
+    if (Lab.exitHook) return;
+    Lab.exitHook = true;
+    const signals = ['SIGALRM', 'SIGTERM', 'SIGINT'] as const;
+    const downAll = () => {
+      for (const l of Lab.live) l.downNow();
+    };
+    const onSignal = (sig: NodeJS.Signals) => {
+      downAll();
+      for (const s of signals) process.removeListener(s, onSignal);
+      process.kill(process.pid, sig);
+    };
+    for (const s of signals) process.on(s, onSignal);
+    process.once('exit', downAll);
+  }
+
   up(): this {
+    Lab.hookExit();
+    Lab.live.add(this);
     Lab.delNs(this.ns);
     Lab.ip('netns', 'add', this.ns);
     const n = ['-n', this.ns];
@@ -133,8 +156,14 @@ export class Lab {
 
   async down(): Promise<void> {
     for (const p of this.procs) await stopProcess(p);
+    this.downNow();
+  }
+
+  private downNow(): void {
+    for (const p of this.procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
     for (const h of this.hosts) Lab.delNs(h);
     Lab.delNs(this.ns);
+    Lab.live.delete(this);
   }
 
   private static delNs(name: string): void {
