@@ -52,6 +52,8 @@ for (const m of chosen) {
   process.stdout.write(`\n== ${m.name}: ${m.mutate.join(', ')} against ${m.tests.join(', ')}\n`);
   // tap's own loader settings must not reach the test processes Stryker starts
   const { NODE_OPTIONS: _, ...env } = process.env;
+  // Stryker runs the tests from a sandbox copy of the repo, where ../shared is not beside it
+  env.B7_CONTRACT_DIR ??= path.join(repoRoot, '..', 'shared', 'contract', 'v4.2');
   const r = spawnSync(
     process.execPath,
     [path.join(repoRoot, 'node_modules/@stryker-mutator/core/bin/stryker.js'), 'run', config],

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { decode, encode } from '../../src/boot/dhcp/codec.js';
-import { bootFileFor, classify, type DecideContext, decide } from '../../src/boot/dhcp/decide.js';
+import { bootFileFor, classify, type DecideContext, decide, observedAddress } from '../../src/boot/dhcp/decide.js';
 import { LeaseTable } from '../../src/boot/dhcp/leases.js';
 import { MsgType, Opt } from '../../src/boot/dhcp/options.js';
 import { pxe, request } from '../helpers/packets.js';
@@ -312,4 +312,212 @@ t.test('full mode: renewing client is answered unicast', async (t) => {
     0,
   );
   t.same(out.action === 'reply' && out.to, { address: '10.77.0.100', port: 68 });
+});
+
+t.test('classify: netboot needs option 60 PXEClient/HTTPClient and a whole option 93', async (t) => {
+  const c = (s: Parameters<typeof request>[0]) => classify(request(s));
+  t.match(c({ vendor: 'PXEClient:Arch:00007', arch: 7 }), { netboot: true, httpClient: false, archClass: 'efi-x64' });
+  t.match(c({ vendor: 'HTTPClient:Arch:00016', arch: 16 }), { netboot: true, httpClient: true });
+  t.match(c({ vendor: 'PXEClient' }), { netboot: false, arch: undefined, archClass: undefined }, 'no option 93');
+  t.match(c({ vendor: 'MSFT 5.0', arch: 7 }), { netboot: false, httpClient: false }, 'option 93 alone');
+  t.match(c({ vendor: 'xPXEClient', arch: 7 }), { netboot: false }, 'PXEClient must lead option 60');
+  const short = request({ vendor: 'PXEClient' });
+  short.options.set(Opt.ClientArch, Buffer.from([7]));
+  t.match(classify(short), { arch: undefined, netboot: false }, 'a one-byte option 93 is no architecture');
+  t.equal(c({ userClass: '\x04iPXE' }).ipxe, true);
+  t.equal(c({ userClass: '\x04iPXEv2' }).ipxe, false, 'the user class ends in iPXE');
+  t.equal(c({ userClass: 'gPXE\x04iPXE' }).ipxe, true, 'the last of a list');
+  t.equal(c({ userClass: 'NotiPXE' }).ipxe, false, 'a whole entry, not a suffix');
+  t.equal(bootFileFor(c({ vendor: 'MSFT 5.0', arch: 7 }), proxy), undefined, 'no boot file for a non-PXE client');
+});
+
+t.test('replies: header fields, option 66/67, long URLs, UEFI HTTP boot', async (t) => {
+  const out = decide(pxe(7, { ciaddr: '0.0.0.0', xid: 77 }), proxy, undefined, 0);
+  if (out.action !== 'reply') return t.fail('no reply');
+  t.match(out.reply, { op: 2, hops: 0, secs: 0, xid: 77, sname: '', htype: 1, hlen: 6, chaddr: '52:54:00:aa:bb:01' });
+  t.equal(out.reply.flags & 0x8000, 0x8000, 'a direct reply asks for broadcast');
+  t.equal(out.reply.options.get(Opt.TftpServerName)?.toString(), '10.77.0.1', 'option 66: the TFTP server');
+  t.same(out.boot, { file: 'snponly.efi', tftpServer: '10.77.0.1', vendorClass: 'PXEClient', ipxe: false });
+
+  const http = decide(pxe(16, { vendor: 'HTTPClient:Arch:00016:UNDI:003000' }), proxy, undefined, 0);
+  if (http.action !== 'reply') return t.fail('no HTTP reply');
+  t.equal(http.reply.siaddr, '10.77.0.1', 'siaddr is ours for an HTTP boot too');
+  t.notOk(http.reply.options.has(Opt.TftpServerName), 'no option 66 for an HTTP URL');
+  t.notOk(http.reply.options.has(Opt.IpxeEncap), 'firmware loading iPXE over HTTP is not iPXE yet');
+  t.equal(http.boot?.ipxe, false);
+
+  // the file field holds 127 bytes and a NUL: a longer URL goes in option 67 only
+  const longBase = (n: number) => `http://10.77.0.1:8080/${'x'.repeat(n - 'http://10.77.0.1:8080//boot.ipxe'.length)}`;
+  for (const [len, inField] of [
+    [127, true],
+    [128, false],
+  ] as const) {
+    const ctx = { ...proxy, httpBase: longBase(len) };
+    const o = decide(pxe(7, { userClass: 'iPXE' }), ctx, undefined, 0);
+    if (o.action !== 'reply') return t.fail('no reply');
+    t.equal(o.reply.options.get(Opt.BootfileName)?.length, len);
+    t.equal(o.reply.file.length, inField ? len : 0, `a ${len}-byte URL ${inField ? 'in' : 'not in'} the file field`);
+  }
+});
+
+t.test('replies go to the relay, the PXE sender, the renewing client, or broadcast', async (t) => {
+  const src = { address: '10.77.0.150', port: 68 };
+  const direct = decide(pxe(0), proxy, undefined, 0, src);
+  t.same(
+    direct.action === 'reply' && direct.to,
+    { address: '255.255.255.255', port: 68 },
+    'port 67: not to the source',
+  );
+  const leases = pool();
+  leases.bind('52:54:00:00:00:01', '10.77.0.100', 0);
+  const nak = decide(
+    request({ mac: '52:54:00:00:00:02', type: MsgType.Request, ciaddr: '10.77.0.100' }),
+    fullCtx,
+    leases,
+    0,
+  );
+  if (nak.action !== 'reply') return t.fail('no NAK');
+  t.equal(nak.replyType, 'nak');
+  t.same(nak.to, { address: '255.255.255.255', port: 68 }, 'a NAK is broadcast, not sent to the address refused');
+  t.equal(nak.reply.ciaddr, '0.0.0.0', 'and echoes no ciaddr');
+  t.notOk(nak.reply.options.has(Opt.SubnetMask), 'a NAK carries no network options');
+  t.notOk(nak.reply.options.has(Opt.LeaseTime));
+  t.match(nak.reply.options.get(Opt.Message)?.toString(), /leased to 52:54:00:00:00:01/);
+});
+
+t.test('full mode: the network options, and only on replies that give an address', async (t) => {
+  const ctx: DecideContext = {
+    ...fullCtx,
+    full: {
+      subnetMask: '255.255.255.0',
+      dnsServers: ['10.77.0.53', '10.77.0.54'],
+      domainName: 'lab.example',
+      leaseSeconds: 3600,
+    },
+  };
+  const offer = decide(pxe(0), ctx, pool(), 0);
+  if (offer.action !== 'reply') return t.fail('no offer');
+  t.same([...offer.reply.options.get(Opt.DnsServers)!], [10, 77, 0, 53, 10, 77, 0, 54]);
+  t.equal(offer.reply.options.get(Opt.DomainName)?.toString(), 'lab.example');
+  t.notOk(offer.reply.options.has(Opt.Router), 'no router when none is set');
+  t.equal(offer.reply.options.get(Opt.RebindingTime)?.readUInt32BE(0), 3150);
+  const noDns = decide(pxe(0), { ...ctx, full: { ...ctx.full!, dnsServers: [] } }, pool(), 0);
+  t.notOk(noDns.action === 'reply' && noDns.reply.options.has(Opt.DnsServers), 'no option 6 without DNS servers');
+  // INFORM: the client has its address; the ACK carries the options and the boot file, and no lease
+  const inform = decide(pxe(0, { type: MsgType.Inform, ciaddr: '10.77.0.77' }), ctx, pool(), 0);
+  if (inform.action !== 'reply') return t.fail('no ACK to INFORM');
+  t.equal(inform.replyType, 'ack');
+  t.equal(inform.reply.yiaddr, '0.0.0.0');
+  t.equal(inform.reply.ciaddr, '10.77.0.77');
+  t.notOk(inform.reply.options.has(Opt.LeaseTime), 'no lease');
+  t.ok(inform.reply.options.has(Opt.SubnetMask), 'the network options');
+  t.equal(inform.reply.file, 'undionly.kpxe');
+  t.equal(inform.leaseOp, undefined);
+  t.same(inform.to, { address: '10.77.0.77', port: 68 });
+  // a proxy never hands out network options, even with a pool configured beside it
+  const prox = decide(pxe(0), { ...ctx, mode: 'proxy' }, pool(), 0);
+  t.notOk(prox.action === 'reply' && prox.reply.options.has(Opt.SubnetMask));
+  // port 4011 in full mode: the boot server's ACK carries PXEClient, as the PXE spec asks
+  const pxePort = decide(pxe(7, { type: MsgType.Request, ciaddr: '10.77.0.100' }), { ...ctx, port: 'pxe' }, pool(), 0, {
+    address: '10.77.0.100',
+    port: 4011,
+  });
+  t.equal(pxePort.action === 'reply' && pxePort.reply.options.get(Opt.VendorClass)?.toString(), 'PXEClient');
+  // an iPXE that sends no option 60/93 is no PXE client: option 60 is not echoed to it
+  const bare = decide(request({ userClass: '\x04iPXE' }), proxy, undefined, 0);
+  if (bare.action !== 'reply') return t.fail('no reply to iPXE');
+  t.equal(bare.reply.file, 'http://10.77.0.1:8080/boot.ipxe');
+  t.notOk(bare.reply.options.has(Opt.VendorClass));
+  const booting = decide(pxe(0), fullCtx, pool(), 0);
+  t.equal(booting.action === 'reply' && booting.reply.siaddr, '10.77.0.1', 'a TFTP boot names us as next server');
+  const plain = decide(request({ vendor: 'udhcp' }), fullCtx, pool(), 0);
+  t.equal(plain.action === 'reply' && plain.reply.siaddr, '0.0.0.0', 'no boot, no next server');
+});
+
+t.test('every refusal says why', async (t) => {
+  const pxePort: DecideContext = { ...proxy, port: 'pxe' };
+  const full = pool();
+  for (const ip of ['10.77.0.100', '10.77.0.101', '10.77.0.102'])
+    full.holdOffer(`52:54:00:00:01:${ip.slice(-2)}`, ip, 0);
+  const rows: [string, ReturnType<typeof decide>, string][] = [
+    ['DISCOVER on 4011', decide(pxe(7), pxePort, undefined, 0), 'discover on the PXE port'],
+    [
+      'plain REQUEST on 4011',
+      decide(request({ type: MsgType.Request, ciaddr: '10.77.0.9' }), pxePort, undefined, 0),
+      'not a netboot client',
+    ],
+    ['full without a pool', decide(pxe(0), fullCtx, undefined, 0), 'full mode without a pool'],
+    [
+      'full without its options',
+      decide(pxe(0), { ...fullCtx, full: undefined }, pool(), 0),
+      'full mode without a pool',
+    ],
+    ['pool exhausted', decide(pxe(0), fullCtx, full, 0), 'pool exhausted'],
+    [
+      'REQUEST for another server',
+      decide(pxe(0, { type: MsgType.Request, requested: '10.77.0.100', serverId: '10.77.0.9' }), fullCtx, pool(), 0),
+      'client chose server 10.77.0.9',
+    ],
+    [
+      'REQUEST without an address',
+      decide(pxe(0, { type: MsgType.Request }), fullCtx, pool(), 0),
+      'request without an address',
+    ],
+    [
+      'RELEASE without ciaddr',
+      decide(request({ type: MsgType.Release }), fullCtx, pool(), 0),
+      'release without ciaddr',
+    ],
+    [
+      'DECLINE without an address',
+      decide(request({ type: MsgType.Decline }), fullCtx, pool(), 0),
+      'decline without an address',
+    ],
+    ['a client sending OFFER', decide(request({ type: MsgType.Offer }), fullCtx, pool(), 0), 'unhandled offer'],
+    ['type 9', decide(request({ type: 9 }), fullCtx, pool(), 0), 'unhandled type9'],
+  ];
+  for (const [name, out, reason] of rows) t.match(out, { action: 'ignore', reason }, name);
+  const inform = decide(pxe(7, { type: MsgType.Inform, ciaddr: '10.77.0.150' }), pxePort, undefined, 0, {
+    address: '10.77.0.150',
+    port: 4011,
+  });
+  t.equal(inform.action === 'reply' && inform.replyType, 'ack', 'INFORM on 4011 is answered like a REQUEST');
+});
+
+t.test('full mode: INIT-REBOOT for a foreign address is left to its own network (RFC 2131 4.3.2)', async (t) => {
+  const mac = '52:54:00:00:00:07';
+  const ask = (ip: string, extra = {}) => request({ mac, type: MsgType.Request, requested: ip, ...extra });
+  t.match(decide(ask('192.168.5.5'), fullCtx, pool(), 0), {
+    action: 'ignore',
+    reason: 'unknown client asks for foreign address 192.168.5.5',
+  });
+  const nakOf = (out: ReturnType<typeof decide>) => out.action === 'reply' && out.replyType;
+  t.equal(nakOf(decide(ask('192.168.5.5', { serverId: '10.77.0.1' }), fullCtx, pool(), 0)), 'nak', 'SELECTING: NAK');
+  t.equal(nakOf(decide(ask('10.77.0.7'), fullCtx, pool(), 0)), 'nak', 'our subnet, outside the pool: NAK');
+  const held = pool();
+  held.bind(mac, '10.77.0.101', 0);
+  t.equal(nakOf(decide(ask('192.168.5.5'), fullCtx, held, 0)), 'nak', 'a client we lease to: NAK');
+  // a relayed pool on another subnet than the server's own: an address in it is ours to refuse
+  const relayed: DecideContext = { ...fullCtx, serverIp: '10.78.0.1' };
+  const taken = pool();
+  taken.bind('52:54:00:00:00:01', '10.77.0.100', 0);
+  t.equal(nakOf(decide(ask('10.77.0.100'), relayed, taken, 0)), 'nak', 'in our pool: NAK');
+});
+
+t.test('observedAddress: what a client shows it holds', async (t) => {
+  const src = { address: '10.77.0.150', port: 4011 };
+  t.equal(observedAddress(pxe(7, { type: MsgType.Request }), 'pxe', src), '10.77.0.150', '4011: the source');
+  t.equal(observedAddress(pxe(7), 'pxe', { address: '0.0.0.0', port: 68 }), undefined, 'not from 0.0.0.0');
+  t.equal(observedAddress(pxe(7), 'pxe', undefined), undefined);
+  t.equal(observedAddress(pxe(7, { type: MsgType.Request, requested: '10.77.0.9' }), 'dhcp', src), '10.77.0.9');
+  t.equal(
+    observedAddress(pxe(7, { type: MsgType.Request, ciaddr: '10.77.0.8' }), 'dhcp', src),
+    '10.77.0.8',
+    'renewing',
+  );
+  t.equal(observedAddress(pxe(7, { type: MsgType.Request }), 'dhcp', src), undefined, 'a REQUEST without an address');
+  t.equal(observedAddress(pxe(7, { requested: '10.77.0.9' }), 'dhcp', src), undefined, 'a DISCOVER holds nothing');
+  const bootp = pxe(7, { requested: '10.77.0.9' });
+  bootp.options.delete(Opt.MessageType);
+  t.equal(observedAddress(bootp, 'dhcp', src), undefined, 'BOOTP');
 });

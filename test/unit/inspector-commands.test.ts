@@ -14,7 +14,15 @@ import { tempDir } from '../helpers/tmp.js';
 
 const MAC = '52:54:00:0d:00:01';
 
-async function world(t: Test) {
+interface WorldOptions {
+  host?: (h: StoredHost) => StoredHost;
+  machine?: (m: StoredMachine) => StoredMachine | undefined;
+  tryOtherHosts?: boolean;
+  /** further hosts in the store */
+  others?: StoredHost[];
+}
+
+async function world(t: Test, o: WorldOptions = {}) {
   const dir = tempDir(t);
   const store = await Store.open(path.join(dir, 'db'));
   t.teardown(() => store.close());
@@ -27,7 +35,7 @@ async function world(t: Test) {
     policy: {
       inspectionTimeoutMs: 60_000,
       deploymentTimeoutMs: 60_000,
-      tryOtherHosts: false,
+      tryOtherHosts: o.tryOtherHosts ?? false,
       maxAttempts: 3,
       retryBaseMs: 1000,
       retryMaxMs: 1000,
@@ -64,11 +72,16 @@ async function world(t: Test) {
     status: { phase: 'Inspecting', hostName: 'h', attempts: 1, conditions: [], rejectedHosts: [] },
     createdAt: 't',
   };
-  await pipeline.run(() => ({ plan: { writes: [pipeline.host(host), pipeline.machine(machine)] }, value: 0 }));
+  const h = o.host ? o.host(host) : host;
+  const m = o.machine ? o.machine(machine) : machine;
+  const writes = [h, ...(o.others ?? [])].map((x) => pipeline.host(x));
+  if (m) writes.push(pipeline.machine(m));
+  await pipeline.run(() => ({ plan: { writes }, value: 0 }));
   const { nonce, token } = secrets.attemptSecrets('h', 'a1');
   const redeem = (from: string) => commands.redeemNonce({ namespace: 'default', name: 'h', nonce, from, mac: MAC });
   const as = (from: string) => ({ namespace: 'default', name: 'h', token, from });
-  return { store, secrets, commands, holds, redeem, as };
+  const kinds = async () => (await store.events.all()).map((e) => e.kind);
+  return { store, secrets, commands, holds, redeem, as, kinds, nonce, token, host: h, machine: m };
 }
 
 t.test(
@@ -135,4 +148,288 @@ t.test('the bootstrap gate: 404 until validated and user-data exists; never an e
     "the Secret's value, over configurationURL",
   );
   t.match(await w.commands.bootstrap({ ...w.as('10.9.0.30'), token: 'stolen' }), { ok: false, code: 'unauthorized' });
+});
+
+const cleaningHost = (h: StoredHost): StoredHost => {
+  const { consumer: _, ...status } = h.status;
+  return {
+    ...h,
+    status: { ...status, state: 'Cleaning', inspectionPhase: 'Complete', needsCleaning: true },
+    attempt: { ...(h.attempt as NonNullable<StoredHost['attempt']>), purpose: 'clean' },
+  };
+};
+
+t.test('claimUrl: the nonce URL of a live attempt; once claimed, only for the claimant', async (t) => {
+  const w = await world(t);
+  const url = `http://10.9.0.1/api/v1/boot/default/h/${w.nonce}`;
+  t.equal(await w.commands.claimUrl('nope'), undefined, 'no such host');
+  t.equal(await w.commands.claimUrl('h', '10.9.0.30'), url);
+  t.match(await w.redeem('10.9.0.30'), { ok: true, value: { kind: 'ok' } });
+  t.equal(await w.commands.claimUrl('h', '10.9.0.30'), url, 'iPXE asking again from the claimant');
+  t.equal(await w.commands.claimUrl('h', '10.9.0.31'), 'claimed', 'anyone else');
+  t.equal(await w.commands.claimUrl('h'), 'claimed', 'an unknown address');
+  for (const [state, live] of [
+    ['Ready', true],
+    ['Cleaning', true],
+    ['Available', false],
+    ['Provisioned', false],
+  ] as const) {
+    const v = await world(t, { host: (h) => ({ ...h, status: { ...h.status, state } }) });
+    t.equal(
+      await v.commands.claimUrl('h'),
+      live ? `http://10.9.0.1/api/v1/boot/default/h/${v.nonce}` : undefined,
+      `${state}: ${live ? 'live' : 'no attempt to boot'}`,
+    );
+  }
+  const none = await world(t, { host: ({ attempt: _, ...h }) => h });
+  t.equal(await none.commands.claimUrl('h'), undefined, 'no attempt');
+});
+
+t.test('redeemNonce: what is unknown, the first claim, the same claimant again', async (t) => {
+  const w = await world(t);
+  const unknown = { ok: true, value: { kind: 'unknown' } };
+  const r = (over: Partial<Parameters<typeof w.commands.redeemNonce>[0]>) =>
+    w.commands.redeemNonce({ namespace: 'default', name: 'h', nonce: w.nonce, from: '10.9.0.30', mac: MAC, ...over });
+  t.same(await r({ name: 'nope' }), unknown, 'no such host');
+  t.same(await r({ namespace: 'other' }), unknown, 'another namespace');
+  t.same(await r({ nonce: w.nonce.replace(/.$/, (c) => (c === 'a' ? 'b' : 'a')) }), unknown, 'a wrong nonce');
+  t.same(await w.kinds(), [], 'none of these writes anything');
+  const first = await r({});
+  if (!first.ok || first.value.kind !== 'ok') return t.fail('not claimed');
+  t.match(first.value.script, `kernel http://10.9.0.1/assets/inspector`, "the machine's inspection image");
+  t.match(first.value.script, `beskar7.token=${w.token}`);
+  t.notMatch(first.value.script, 'beskar7.mode=clean');
+  const h = (await w.store.hosts.get('h')) as StoredHost;
+  t.match(h.attempt?.redeemed, { from: '10.9.0.30', mac: MAC });
+  t.equal(h.status.inspectionPhase, 'InProgress');
+  t.same(await w.kinds(), ['CredentialClaimed']);
+  t.same(await r({}), first, 'the same claimant again: the same script');
+  t.same(await w.kinds(), ['CredentialClaimed'], 'and nothing written');
+  const gone = await world(t, { host: ({ attempt: _, ...h }) => h });
+  t.same(await gone.redeem('10.9.0.30'), unknown, 'a host with no attempt');
+  const free = await world(t, {
+    host: (h) => ({ ...h, status: { ...h.status, consumer: undefined } }),
+    machine: () => undefined,
+  });
+  t.same(await free.redeem('10.9.0.30'), unknown, 'an inspection attempt no machine holds');
+  const expired = await world(t, {
+    host: (h) => ({ ...h, attempt: { id: 'a1', expiresAt: new Date(Date.now() - 1000).toISOString() } }),
+  });
+  t.same(await expired.redeem('10.9.0.30'), unknown, 'an expired attempt');
+});
+
+t.test('redeemNonce: a second claimant ends the attempt without using it up', async (t) => {
+  const w = await world(t);
+  t.match(await w.redeem('10.9.0.30'), { ok: true, value: { kind: 'ok' } });
+  const c = await w.redeem('10.9.0.31');
+  t.same(c, {
+    ok: true,
+    value: { kind: 'conflict', message: 'boot nonce claimed again from 10.9.0.31 (first claim from 10.9.0.30)' },
+  });
+  const kinds = await w.kinds();
+  t.same(kinds.slice(0, 2), ['CredentialClaimed', 'CredentialConflict']);
+  t.ok(kinds.length > 2, `the attempt's end is told too (${kinds.join(', ')})`);
+  const m = (await w.store.machines.get('m')) as StoredMachine;
+  t.match(m.status.conditions, [{ type: 'CredentialsContested', status: 'True', reason: 'CredentialConflict' }]);
+  t.equal(m.status.attempts, 0, 'the contested attempt does not count');
+  t.notOk((await w.store.hosts.get('h'))?.attempt, 'its credentials are void');
+});
+
+t.test('cleaning: the bundled cleaner is booted; a contested claim starts the cleaning over', async (t) => {
+  const w = await world(t, { host: cleaningHost, machine: () => undefined });
+  const ok = await w.redeem('10.9.0.30');
+  if (!ok.ok || ok.value.kind !== 'ok') return t.fail('not claimed');
+  t.match(ok.value.script, 'chain http://10.9.0.1/beskar7-inspector/boot');
+  t.match(ok.value.script, 'beskar7.mode=clean');
+  t.equal((await w.store.hosts.get('h'))?.status.inspectionPhase, 'Complete', 'the inspection outcome stays');
+  const c = await w.redeem('10.9.0.31');
+  t.match(c, { ok: true, value: { kind: 'conflict', message: /claimed again from 10\.9\.0\.31/ } });
+  const h = (await w.store.hosts.get('h')) as StoredHost;
+  t.equal(h.attempt, undefined, 'fresh credentials on the next pass');
+  t.equal(h.status.state, 'Cleaning', 'still to be cleaned');
+  t.same(await w.kinds(), ['CredentialClaimed', 'CredentialConflict']);
+  const held = await world(t, {
+    host: (h) => ({ ...cleaningHost(h), status: { ...cleaningHost(h).status, consumer: 'm' } }),
+  });
+  const s = await held.redeem('10.9.0.30');
+  t.match(s.ok && s.value.kind === 'ok' && s.value.script, 'beskar7.mode=clean', 'a clean attempt boots the cleaner');
+});
+
+t.test('authorization: token, namespace, address; misuse remembered once per attempt', async (t) => {
+  const w = await world(t);
+  const refused = { ok: false, code: 'unauthorized', error: 'unauthorized' };
+  const step = { step: 'x', ok: true, message: 'm' };
+  t.same(await w.commands.acceptProgress(w.as('10.9.0.30'), step), refused, 'before the nonce is claimed');
+  t.match(await w.redeem('10.9.0.30'), { ok: true, value: { kind: 'ok' } });
+  t.same(await w.commands.acceptProgress({ ...w.as('10.9.0.30'), name: 'nope' }, step), refused, 'another host');
+  t.same(await w.commands.acceptProgress({ ...w.as('10.9.0.30'), namespace: 'x' }, step), refused, 'another namespace');
+  t.same(await w.commands.acceptProgress({ ...w.as('10.9.0.30'), token: undefined }, step), refused, 'no token');
+  t.same(await w.commands.acceptProgress(w.as('10.9.0.30'), step), { ok: true, value: 'h' }, 'the claimant');
+  t.same(await w.kinds(), ['CredentialClaimed', 'InspectorStep']);
+  t.same(
+    await w.commands.acceptProgress(w.as('10.9.0.66'), step),
+    { ...refused, misuse: true },
+    'the right token from another address',
+  );
+  const h = (await w.store.hosts.get('h')) as StoredHost;
+  t.equal(h.attempt?.misused, true, 'remembered on the attempt');
+  const events = await w.store.events.all();
+  t.match(events.at(-1), {
+    kind: 'CredentialMisuse',
+    message:
+      'inspector token used from 10.9.0.66; it was claimed from 10.9.0.30 (further uses are counted in beskar7_inspector_credentials_total{result="misuse"})',
+  });
+  t.same(await w.commands.acceptProgress(w.as('10.9.0.67'), step), { ...refused, misuse: true }, 'again');
+  t.equal((await w.store.events.all()).length, events.length, 'no second event');
+  const none = await world(t, { host: ({ attempt: _, ...h }) => h });
+  t.same(await none.commands.acceptProgress(none.as('10.9.0.30'), step), refused, 'a host with no attempt');
+});
+
+t.test('a host no machine holds takes no report; an invalid body is remembered', async (t) => {
+  const w = await world(t, { host: cleaningHost, machine: () => undefined });
+  t.match(await w.redeem('10.9.0.30'), { ok: true, value: { kind: 'ok' } });
+  t.same(await w.commands.acceptReport(w.as('10.9.0.30'), sampleReport(MAC)), {
+    ok: false,
+    code: 'conflict',
+    error: 'host h is not held by a machine',
+  });
+  const v = await world(t);
+  t.match(await v.redeem('10.9.0.30'), { ok: true, value: { kind: 'ok' } });
+  t.same(await v.commands.reportInvalid(v.as('10.9.0.30'), 'cpus: required'), { ok: true, value: undefined });
+  t.match((await v.store.events.all()).at(-1), {
+    kind: 'ReportRejected',
+    message: 'invalid report body: cpus: required',
+  });
+  t.same(await v.commands.reportInvalid(v.as('10.9.0.66'), 'x'), {
+    ok: false,
+    code: 'unauthorized',
+    error: 'unauthorized',
+    misuse: true,
+  });
+});
+
+t.test('acceptReport: the same report again gets its verdict; another is refused and remembered', async (t) => {
+  const w = await world(t);
+  t.match(await w.redeem('10.9.0.30'), { ok: true, value: { kind: 'ok' } });
+  t.same(await w.commands.acceptReport(w.as('10.9.0.30'), sampleReport(MAC)), { ok: true, value: { approved: true } });
+  const after = await w.kinds();
+  t.same(
+    await w.commands.acceptReport(w.as('10.9.0.30'), sampleReport(MAC)),
+    { ok: true, value: { approved: true } },
+    'the same report (its answer lost): approved again',
+  );
+  t.same(await w.kinds(), after, 'and nothing written');
+  const other = await w.commands.acceptReport(w.as('10.9.0.30'), sampleReport(MAC, { serialNumber: 'S2' }));
+  t.match(other, { ok: false, code: 'conflict', error: 'host h is not inspecting (Ready/Complete)' });
+  t.same(await w.kinds(), [...after, 'ReportRejected']);
+});
+
+t.test('acceptReport: requirements not met release the host; with tryOtherHosts the machine moves on', async (t) => {
+  const other: StoredHost = {
+    name: 'h2',
+    namespace: 'default',
+    spec: {
+      redfish: {
+        address: 'http://bmc2',
+        username: 'u',
+        passwordEnc: 'v1:x',
+        insecureSkipVerify: false,
+        allowPlainHttp: true,
+      },
+      bootMACs: ['52:54:00:0d:00:02'],
+      labels: {},
+    },
+    status: { state: 'Available', nics: [{ mac: '52:54:00:0d:00:02' }] },
+    createdAt: 't',
+  };
+  const big = (m: StoredMachine): StoredMachine => ({
+    ...m,
+    spec: { ...m.spec, hardwareRequirements: { minCPUCores: 64, minMemoryGB: 0, minDiskGB: 0 } },
+  });
+  for (const tryOtherHosts of [false, true]) {
+    const w = await world(t, { machine: big, tryOtherHosts, others: [other] });
+    t.match(await w.redeem('10.9.0.30'), { ok: true, value: { kind: 'ok' } });
+    t.same(await w.commands.acceptReport(w.as('10.9.0.30'), sampleReport(MAC)), {
+      ok: true,
+      value: { approved: false },
+    });
+    const m = (await w.store.machines.get('m')) as StoredMachine;
+    t.equal(m.status.phase, tryOtherHosts ? 'Pending' : 'Failed', `tryOtherHosts ${tryOtherHosts}`);
+    t.equal((await w.store.hosts.get('h'))?.status.state, 'Available', 'the host is released');
+    t.equal((await w.store.effects.all()).length, 1, 'with a stored power-off');
+    t.equal(await w.store.bootInstructions.get(MAC), undefined, 'and no boot instruction left');
+  }
+  const fits = await world(t, { tryOtherHosts: true, others: [other] });
+  t.match(await fits.redeem('10.9.0.30'), { ok: true, value: { kind: 'ok' } });
+  t.same(await fits.commands.acceptReport(fits.as('10.9.0.30'), sampleReport(MAC)), {
+    ok: true,
+    value: { approved: true },
+  });
+});
+
+t.test('provisioned and provision-failed: only after validation', async (t) => {
+  const w = await world(t);
+  t.match(await w.redeem('10.9.0.30'), { ok: true, value: { kind: 'ok' } });
+  t.same(await w.commands.provisioned(w.as('10.9.0.30')), {
+    ok: false,
+    code: 'conflict',
+    error: 'host h has not passed validation',
+  });
+  t.same(
+    await w.commands.provisionFailed(w.as('10.9.0.30'), 'early'),
+    { ok: true, value: undefined },
+    '§4.5: 202, no change',
+  );
+  t.equal((await w.store.machines.get('m'))?.status.phase, 'Inspecting');
+  t.match(await w.commands.acceptReport(w.as('10.9.0.30'), sampleReport(MAC)), { ok: true, value: { approved: true } });
+  t.match(await w.commands.bootstrap(w.as('10.9.0.30')), { ok: true, value: /^#cloud-config\n[\s\S]*hostname: h\n$/ });
+  t.same(await w.commands.provisioned(w.as('10.9.0.30')), { ok: true, value: 'h' });
+  t.equal((await w.store.machines.get('m'))?.status.phase, 'Provisioned');
+  t.equal((await w.store.hosts.get('h'))?.status.state, 'Provisioned');
+  t.match(await w.store.bootInstructions.get(MAC), { script: 'local-disk' }, 'later boots go to the disk');
+  t.equal((await w.kinds()).at(-1), 'Provisioned');
+  t.same(
+    await w.commands.provisioned(w.as('10.9.0.30')),
+    { ok: false, code: 'unauthorized', error: 'unauthorized' },
+    'the attempt is over',
+  );
+
+  const f = await world(t);
+  t.match(await f.redeem('10.9.0.30'), { ok: true, value: { kind: 'ok' } });
+  t.match(await f.commands.acceptReport(f.as('10.9.0.30'), sampleReport(MAC)), { ok: true, value: { approved: true } });
+  t.same(await f.commands.provisionFailed(f.as('10.9.0.30'), 'disk full'), { ok: true, value: 'h' });
+  t.equal((await f.store.machines.get('m'))?.status.phase, 'Failed');
+  t.equal(await f.store.bootInstructions.get(MAC), undefined);
+  t.ok((await f.store.effects.all()).length >= 1, 'a stored power-off');
+  t.match(await f.store.events.all(), [{}, {}, {}, { message: /disk full/ }]);
+});
+
+t.test('cleaned: only from a host being cleaned', async (t) => {
+  const w = await world(t, { host: cleaningHost, machine: () => undefined });
+  t.match(await w.redeem('10.9.0.30'), { ok: true, value: { kind: 'ok' } });
+  t.same(await w.commands.cleaned(w.as('10.9.0.30'), { ok: true, message: 'erased /dev/vda' }), {
+    ok: true,
+    value: 'h',
+  });
+  const h = (await w.store.hosts.get('h')) as StoredHost;
+  t.equal(h.status.state, 'Available');
+  t.equal(h.attempt, undefined);
+  t.equal((await w.kinds()).at(-1), 'Cleaned');
+  t.equal((await w.store.effects.all()).length, 1, 'powered off');
+  const v = await world(t);
+  t.match(await v.redeem('10.9.0.30'), { ok: true, value: { kind: 'ok' } });
+  t.same(await v.commands.cleaned(v.as('10.9.0.30'), { ok: true, message: '' }), {
+    ok: false,
+    code: 'conflict',
+    error: 'host h is not being cleaned',
+  });
+  // Cleaning, but this attempt is an inspection one
+  const u = await world(t, {
+    host: (h) => ({ ...h, status: { ...h.status, state: 'Cleaning' } }),
+  });
+  t.match(
+    await u.redeem('10.9.0.30'),
+    { ok: true, value: { kind: 'unknown' } },
+    'an inspection nonce of a host being cleaned',
+  );
 });

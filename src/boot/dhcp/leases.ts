@@ -17,6 +17,8 @@ const DECLINE_HOLD_MS = 10 * 60_000;
  * In-memory view of the full-mode address pool. No I/O: the DHCP server persists the lease a bind()
  * returns before it sends the ACK, and loads the stored leases into a new table at start.
  * Every mutation happens synchronously, so two clients can never be handed the same address.
+ * The maps by MAC mirror the maps by address: `boundByMac` has mac → ip exactly when `bound` has ip → mac's
+ * lease, and `offerByMac` likewise `offers`; every method keeps both sides in step.
  */
 export class LeaseTable {
   private readonly bound = new Map<string, Lease>(); // ip -> lease
@@ -112,10 +114,9 @@ export class LeaseTable {
 
   /** One offer per MAC and per address: the offer state never outgrows the pool, whatever MACs are spoofed. */
   holdOffer(mac: string, ip: string, now: number): void {
-    const prev = this.offerByMac.get(mac);
-    if (prev !== undefined) this.offers.delete(prev);
+    this.dropOffer(mac);
     const taken = this.offers.get(ip);
-    if (taken && taken.mac !== mac) this.offerByMac.delete(taken.mac);
+    if (taken) this.offerByMac.delete(taken.mac);
     this.offers.set(ip, { mac, until: now + this.pool.offerHoldSeconds * 1000 });
     this.offerByMac.set(mac, ip);
   }
@@ -123,7 +124,6 @@ export class LeaseTable {
   /** Binds and returns the new lease plus the address it replaces (to delete from the store). */
   bind(mac: string, ip: string, now: number, hostname?: string): { lease: Lease; replaced?: string } {
     const prev = this.boundByMac.get(mac);
-    if (prev !== undefined && prev !== ip) this.bound.delete(prev);
     this.dropOffer(mac);
     const lease: Lease = {
       ip,
@@ -138,14 +138,13 @@ export class LeaseTable {
 
   /** Undo a bind whose write failed: the client got no ACK, so the address must not stay taken. */
   unbind(lease: Lease): void {
-    if (this.bound.get(lease.ip)?.mac === lease.mac) this.bound.delete(lease.ip);
-    if (this.boundByMac.get(lease.mac) === lease.ip) this.boundByMac.delete(lease.mac);
+    this.release(lease.mac, lease.ip);
   }
 
   /** Returns the released lease when `mac` held `ip`. */
   release(mac: string, ip: string): Lease | undefined {
     const l = this.bound.get(ip);
-    if (!l || l.mac !== mac) return undefined;
+    if (l?.mac !== mac) return undefined;
     this.bound.delete(ip);
     this.boundByMac.delete(mac);
     return l;
@@ -164,7 +163,7 @@ export class LeaseTable {
     const ip = this.offerByMac.get(mac);
     if (ip === undefined) return;
     this.offerByMac.delete(mac);
-    if (this.offers.get(ip)?.mac === mac) this.offers.delete(ip);
+    this.offers.delete(ip);
   }
 
   /** A lease another appliance bound (shared store): this table no longer offers its address to anyone else. */
@@ -175,9 +174,7 @@ export class LeaseTable {
   /** A lease another appliance released or replaced. */
   forget(ip: string): void {
     const l = this.bound.get(ip);
-    if (!l) return;
-    this.bound.delete(ip);
-    if (this.boundByMac.get(l.mac) === ip) this.boundByMac.delete(l.mac);
+    if (l) this.release(l.mac, ip);
   }
 
   /**
@@ -191,9 +188,9 @@ export class LeaseTable {
 
   private setBound(l: Lease): void {
     const prevIp = this.boundByMac.get(l.mac);
-    if (prevIp !== undefined && prevIp !== l.ip) this.bound.delete(prevIp);
+    if (prevIp !== undefined) this.bound.delete(prevIp);
     const evicted = this.bound.get(l.ip);
-    if (evicted && evicted.mac !== l.mac) this.boundByMac.delete(evicted.mac);
+    if (evicted) this.boundByMac.delete(evicted.mac);
     this.bound.set(l.ip, l);
     this.boundByMac.set(l.mac, l.ip);
   }
