@@ -120,7 +120,7 @@ export class InspectorCommands {
           return { plan: { writes: [this.p.host(fresh)], events }, value: { kind: 'conflict', message: v.message } };
         }
         const why = { reason: 'CredentialConflict', message: v.message, phase: 'Failed' as const };
-        const end = m && endAttempt(m, h, b.id, why, Date.now(), this.d.policy);
+        const end = endAttempt(m, h, b.id, why, Date.now(), this.d.policy);
         const ended = end ? this.p.attemptEnded(end) : {};
         const plan: Plan = { ...ended, events: [...events, ...(ended.events ?? [])] };
         return { plan, value: { kind: 'conflict', message: v.message } };
@@ -207,9 +207,9 @@ export class InspectorCommands {
    */
   acceptReport(c: InspectorCaller, report: InspectionReport) {
     return this.authorized<{ approved: boolean }>(c, async (h, m) => {
-      // judged already and approved: the same report sent again (its answer lost to a restart) gets the verdict
-      // again and changes nothing, so the inspector goes on to the bootstrap gate; another report is refused
-      if (h.status.state === 'Ready' && h.status.inspectionPhase === 'Complete') {
+      // Ready: judged and approved, its report stored. The same report sent again (its answer lost to a restart)
+      // gets the verdict again and changes nothing, so the inspector goes on to the gate; another is refused
+      if (h.status.state === 'Ready') {
         const id = h.status.inspectionReportId;
         const stored = id ? await this.store.reports.get(id) : undefined;
         // compared as the store keeps them (the schema's key order)

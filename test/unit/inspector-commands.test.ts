@@ -116,7 +116,11 @@ t.test('nothing observed (DHCP elsewhere): the first redemption binds, as before
 t.test('the bootstrap gate: 404 until validated and user-data exists; never an empty 200', async (t) => {
   const w = await world(t);
   t.match(await w.redeem('10.9.0.30'), { ok: true, value: { kind: 'ok' } });
-  t.match(await w.commands.bootstrap(w.as('10.9.0.30')), { ok: false, code: 'notFound' }, 'before the report');
+  t.same(
+    await w.commands.bootstrap(w.as('10.9.0.30')),
+    { ok: false, code: 'notFound', error: 'not found' },
+    'before the report',
+  );
   t.match(await w.commands.acceptReport(w.as('10.9.0.30'), sampleReport(MAC)), { ok: true, value: { approved: true } });
   const generated = await w.commands.bootstrap(w.as('10.9.0.30'));
   t.match(
@@ -432,4 +436,57 @@ t.test('cleaned: only from a host being cleaned', async (t) => {
     { ok: true, value: { kind: 'unknown' } },
     'an inspection nonce of a host being cleaned',
   );
+});
+
+t.test('a host inspected before sends the same report in a new attempt: it is judged again', async (t) => {
+  const first = await world(t);
+  t.match(await first.redeem('10.9.0.30'), { ok: true, value: { kind: 'ok' } });
+  t.match(await first.commands.acceptReport(first.as('10.9.0.30'), sampleReport(MAC)), { ok: true });
+  const id = (await first.store.hosts.get('h'))?.status.inspectionReportId as string;
+  const stored = await first.store.reports.get(id);
+  // a later attempt on the same host: Inspecting again, its earlier report still stored
+  const w = await world(t, { host: (h) => ({ ...h, status: { ...h.status, inspectionReportId: id } }) });
+  await new Pipeline(w.store).run(() => ({ plan: { writes: [w.store.reports.put(id, stored!)] }, value: 0 }));
+  t.match(await w.redeem('10.9.0.30'), { ok: true, value: { kind: 'ok' } });
+  t.same(await w.commands.acceptReport(w.as('10.9.0.30'), sampleReport(MAC)), { ok: true, value: { approved: true } });
+  const h = (await w.store.hosts.get('h')) as StoredHost;
+  t.equal(h.status.state, 'Ready', 'judged, not taken for a replay');
+  t.not(h.status.inspectionReportId, id, "and stored as this attempt's report");
+  t.same(await w.kinds(), ['CredentialClaimed', 'ReportReceived', 'Ready']);
+});
+
+t.test('a failed inspector step is kept on the host', async (t) => {
+  const w = await world(t);
+  t.match(await w.redeem('10.9.0.30'), { ok: true, value: { kind: 'ok' } });
+  const r = await w.commands.acceptProgress(w.as('10.9.0.30'), { step: 'download', ok: false, message: 'HTTP 404' });
+  t.same(r, { ok: true, value: 'h' });
+  t.equal((await w.store.hosts.get('h'))?.status.errorMessage, 'inspector download: HTTP 404');
+  t.equal((await w.kinds()).at(-1), 'InspectorFailed');
+});
+
+t.test('cleaned: refused unless the host is being cleaned under a cleaning attempt', async (t) => {
+  const redeemed = (h: StoredHost, state: StoredHost['status']['state'], purpose?: 'clean'): StoredHost => ({
+    ...h,
+    status: { ...h.status, state },
+    attempt: {
+      id: 'a1',
+      expiresAt: new Date(Date.now() + 60_000).toISOString(),
+      redeemed: { from: '10.9.0.30', at: new Date().toISOString() },
+      ...(purpose ? { purpose } : {}),
+    },
+  });
+  const refused = { ok: false, code: 'conflict', error: 'host h is not being cleaned' };
+  const inspecting = await world(t, { host: (h) => redeemed(h, 'Cleaning') });
+  t.same(
+    await inspecting.commands.cleaned(inspecting.as('10.9.0.30'), { ok: true, message: '' }),
+    refused,
+    'Cleaning, but the attempt is an inspection',
+  );
+  const notCleaning = await world(t, { host: (h) => redeemed(h, 'InUse', 'clean') });
+  t.same(
+    await notCleaning.commands.cleaned(notCleaning.as('10.9.0.30'), { ok: true, message: '' }),
+    refused,
+    'a cleaning attempt of a host no longer Cleaning',
+  );
+  t.equal((await notCleaning.store.hosts.get('h'))?.status.state, 'InUse', 'nothing changed');
 });

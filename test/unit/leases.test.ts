@@ -170,6 +170,7 @@ t.test('bind: the lease it stores, the address it replaces, the offer it ends', 
   t.equal(l.conflict(mac(2), '10.0.0.11', 0), undefined, 'and that address is free');
   const b = l.bind(mac(1), '10.0.0.10', 2000);
   t.same(b, { lease: { ip: '10.0.0.10', mac: mac(1), expiresAt: 62_000, boundAt: 2000 } }, 'no hostname key');
+  t.notOk('hostname' in b.lease || 'replaced' in a || 'replaced' in b, 'nothing replaced: no such key');
   const c = l.bind(mac(1), '10.0.0.12', 3000);
   t.equal(c.replaced, '10.0.0.10');
   t.equal(l.conflict(mac(2), '10.0.0.10', 3000), undefined, 'the old address is free');

@@ -130,8 +130,9 @@ export type Outcome =
 
 const ZERO = '0.0.0.0';
 
+/** `src`: set for the PXE port's replies only, which go back where the request came from */
 function destination(req: DhcpPacket, type: number, ctx: DecideContext, src?: Destination): Destination {
-  if (ctx.port === 'pxe' && src) return src;
+  if (src) return src;
   if (req.giaddr !== ZERO) return { address: req.giaddr, port: ctx.serverPort };
   if (type !== MsgType.Nak && req.ciaddr !== ZERO) return { address: req.ciaddr, port: ctx.clientPort };
   // always broadcasting works for BIOS ROMs, undionly.kpxe, OVMF and ipxe.efi alike
@@ -146,6 +147,7 @@ function buildReply(
   boot: BootInfo | undefined,
   c: ClientInfo,
   leaseSeconds: number | undefined,
+  message?: string,
 ): DhcpPacket {
   const withLease = leaseSeconds !== undefined;
   const o = new Map<number, Buffer>();
@@ -156,12 +158,14 @@ function buildReply(
     o.set(Opt.RenewalTime, u32(Math.floor(leaseSeconds / 2)));
     o.set(Opt.RebindingTime, u32(Math.floor((leaseSeconds * 7) / 8)));
   }
-  if ((withLease || type === MsgType.Ack) && ctx.full && type !== MsgType.Nak) {
+  // only a reply that gives or confirms an address carries the network; a NAK carries its reason instead
+  if ((withLease || type === MsgType.Ack) && ctx.full) {
     o.set(Opt.SubnetMask, ipBytes(ctx.full.subnetMask));
     if (ctx.full.router) o.set(Opt.Router, ipBytes(ctx.full.router));
     if (ctx.full.dnsServers.length) o.set(Opt.DnsServers, Buffer.concat(ctx.full.dnsServers.map(ipBytes)));
     if (ctx.full.domainName) o.set(Opt.DomainName, Buffer.from(ctx.full.domainName));
   }
+  if (message) o.set(Opt.Message, Buffer.from(message));
   if (boot) {
     // Option 60 "PXEClient" marks a proxy/boot-server answer: EDK2 then asks port 4011 for the file (BINL).
     // A full-mode offer is a plain DHCP offer with a boot file, which every PXE client takes as it is.
@@ -206,6 +210,8 @@ interface ReplyParts {
   lease?: Extract<LeaseOp, { kind: 'offer' | 'bind' | 'keep' }>;
   /** the PXE port answers where the request came from */
   src?: Destination | undefined;
+  /** option 56: why a NAK refuses */
+  message?: string;
 }
 
 const reply = (req: DhcpPacket, ctx: DecideContext, c: ClientInfo, p: ReplyParts): Outcome => ({
@@ -218,6 +224,7 @@ const reply = (req: DhcpPacket, ctx: DecideContext, c: ClientInfo, p: ReplyParts
     p.boot,
     c,
     p.lease?.kind === 'keep' ? p.lease.seconds : p.lease && ctx.full?.leaseSeconds,
+    p.message,
   ),
   to: destination(req, p.type, ctx, p.src),
   client: c,
@@ -330,9 +337,7 @@ export function decide(
         ) {
           return ignore(`unknown client asks for foreign address ${ip}`, c);
         }
-        const nak = reply(req, ctx, c, { type: MsgType.Nak });
-        if (nak.action === 'reply') nak.reply.options.set(Opt.Message, Buffer.from(why));
-        return nak;
+        return reply(req, ctx, c, { type: MsgType.Nak, message: why });
       }
       const hostname = leases.hostnameFor(c.mac);
       const left = reusable(leases, c.mac, ip, hostname, ctx.full.leaseSeconds, now);

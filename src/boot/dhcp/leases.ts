@@ -83,8 +83,7 @@ export class LeaseTable {
     if (l && l.mac !== mac && l.expiresAt > now) return `${ip} is leased to ${l.mac}`;
     const o = this.offers.get(ip);
     if (o && o.mac !== mac && o.until > now) return `${ip} is offered to ${o.mac}`;
-    const d = this.declined.get(ip);
-    if (d !== undefined && d > now) return `${ip} was declined`;
+    if ((this.declined.get(ip) ?? 0) > now) return `${ip} was declined`;
     return undefined;
   }
 
