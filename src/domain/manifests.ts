@@ -239,10 +239,17 @@ export const metadata = (
   creationTimestamp: r.createdAt,
 });
 
+/** The addresses its NICs had when the report was taken. */
+export const reportedAddresses = (report: StoredReport | undefined): string[] =>
+  report?.report.nics.flatMap((n) => n.ipAddresses ?? []) ?? [];
+
+/** A host's addresses as its manifest and its machine's show them: those it holds now, then those reported. */
+export const hostAddresses = (leased: string[], reported: string[]): { type: 'InternalIP'; address: string }[] =>
+  [...new Set([...leased, ...reported])].map((address) => ({ type: 'InternalIP', address }));
+
 /** A host as v1.0 shows it: the report embedded in the v1.0 shape (richer detail beside it), IPs as addresses. */
 export function hostManifest(h: StoredHost, report: StoredReport | undefined, leased: string[]) {
   const { passwordEnc: _, username: __, credentialsSecretRef, ...redfish } = h.spec.redfish;
-  const reported = report?.report.nics.flatMap((n) => n.ipAddresses ?? []) ?? [];
   const { inspectionReportId: ___, consumer, ...status } = h.status;
   return {
     apiVersion: API_VERSION,
@@ -256,7 +263,7 @@ export function hostManifest(h: StoredHost, report: StoredReport | undefined, le
     status: {
       ...status,
       ...(report ? { inspectionReport: { timestamp: report.receivedAt, ...report.report } } : {}),
-      addresses: [...new Set([...leased, ...reported])].map((address) => ({ type: 'InternalIP', address })),
+      addresses: hostAddresses(leased, reportedAddresses(report)),
     },
   };
 }
@@ -265,7 +272,11 @@ export function hostManifest(h: StoredHost, report: StoredReport | undefined, le
 export const providerIdOf = (m: StoredMachine, host: StoredHost | undefined): string | undefined =>
   m.status.phase === 'Provisioned' && host ? providerId(host) : undefined;
 
-export function machineManifest(m: StoredMachine, host: StoredHost | undefined, addresses: string[]) {
+export function machineManifest(
+  m: StoredMachine,
+  host: StoredHost | undefined,
+  addresses: ReturnType<typeof hostAddresses>,
+) {
   const { inspectionDeadline: _, notBefore: __, ...status } = m.status;
   const providerID = providerIdOf(m, host);
   return {
@@ -285,7 +296,7 @@ export function machineManifest(m: StoredMachine, host: StoredHost | undefined, 
       ...(m.status.hostName
         ? { hostRef: { kind: 'PhysicalHost', namespace: m.namespace, name: m.status.hostName } }
         : {}),
-      addresses: addresses.map((address) => ({ type: 'InternalIP', address })),
+      addresses,
     },
   };
 }
