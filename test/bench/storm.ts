@@ -23,7 +23,7 @@ for (const n of NS) {
   rows.push({ n, seconds: s.provisionSeconds, rss: r.peakRssMiB, p99: s.stagesMs['power->report']!.p99 });
   console.log(
     `N=${String(n).padStart(4)}  ${s.hostsPerMinute.toFixed(0).padStart(5)} hosts/min  provision ${s.provisionSeconds.toFixed(1)} s  enrol ${s.enrolSeconds.toFixed(1)} s  ` +
-      `phases ${JSON.stringify(s.phases)}  peak RSS ${r.peakRssMiB.toFixed(0)} MiB  appliance CPU ${(r.stormCpuMs / 1000).toFixed(1)} s  ` +
+      `phases ${JSON.stringify(s.phases)}  peak RSS ${r.peakRssMiB.toFixed(0)} MiB  appliance CPU ${(r.stormCpuMs / 1000).toFixed(1)} s  driver CPU ${(s.driverCpuMs / 1000).toFixed(1)} s  ` +
       Object.entries(s.stagesMs)
         .map(([k, v]) => `${k} p50 ${v.p50} / p99 ${v.p99} ms`)
         .join('; ') +

@@ -75,6 +75,8 @@ export interface StormResult {
     powerOns: number;
     attempts: number;
     bootRetries: number;
+    /** the driver's CPU time from the first Machine to the last Provisioned */
+    driverCpuMs: number;
     lastErrors: string[];
     stagesMs: Record<string, { p50: number; p99: number }>;
     /** who called the BMCs and when (ms since the epoch), in the order the calls arrived */
