@@ -20,7 +20,7 @@ import { TftpServer } from './boot/tftp/server.js';
 import { BootTimeline } from './boot/timeline.js';
 import type { Config, ResolvedConfig } from './config.js';
 import { eventOk, type StoreEvent } from './domain/events.js';
-import { hostMacs } from './domain/resources.js';
+import { DEFAULT_NAMESPACE, hostMacs, objectKey } from './domain/resources.js';
 import { InspectorCommands } from './inspector/commands.js';
 import { createIntakeApi } from './inspector/routes.js';
 import { fetchUserData } from './inspector/user-data.js';
@@ -241,7 +241,7 @@ export class Appliance {
   private showEventsOnTimeline(store: Store): void {
     store.on('event', (e: StoreEvent) => {
       if (!e.host) return;
-      void store.hosts.get(e.host).then(
+      void store.hosts.get(objectKey(e.namespace ?? DEFAULT_NAMESPACE, e.host)).then(
         (h) => {
           for (const mac of e.mac ? [e.mac] : h ? hostMacs(h) : []) {
             this.timeline.add(mac, 'workflow', `${e.kind}: ${e.message}`, eventOk(e));

@@ -1,9 +1,9 @@
-import { Hono } from 'hono';
+import { type Context, Hono } from 'hono';
 import { type SSEStreamingApi, streamSSE } from 'hono/streaming';
 import { z } from 'zod';
 import type { BootTimeline } from '../boot/timeline.js';
 import { MacSchema } from '../domain/mac.js';
-import { HostActionSchema } from '../domain/resources.js';
+import { DEFAULT_NAMESPACE, HostActionSchema } from '../domain/resources.js';
 import { formatZodError } from '../domain/zod-error.js';
 import type { Metrics } from '../metrics.js';
 import { answer, bad, bearer, bodyCap, capBody, parseBody } from '../net/respond.js';
@@ -54,11 +54,13 @@ export function createAdminApi(d: ApiDeps): Hono {
 /** What kubectl cannot do: act through a host's BMC. Hosts and machines themselves are the resource API's. */
 function hostRoutes(d: ApiDeps): Hono {
   const api = new Hono();
-  api.post('/hosts/:name/actions', bodyCap(d), async (c) => {
+  const act = async (c: Context, namespace: string) => {
     const body = await parseBody(c, HostActionSchema);
     if (!body.ok) return body.res;
-    return answer(c, await d.commands.hostAction(c.req.param('name'), body.data), (r) => c.json(r));
-  });
+    return answer(c, await d.commands.hostAction(namespace, c.req.param('name') ?? '', body.data), (r) => c.json(r));
+  };
+  api.post('/namespaces/:namespace/hosts/:name/actions', bodyCap(d), (c) => act(c, c.req.param('namespace')));
+  api.post('/hosts/:name/actions', bodyCap(d), (c) => act(c, DEFAULT_NAMESPACE));
   return api;
 }
 

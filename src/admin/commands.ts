@@ -12,7 +12,7 @@ import {
 } from '../domain/manifests.js';
 import { type Refusal, type Result, refusal } from '../domain/refusal.js';
 import type { HostAction, MachineCreate, StoredHost, StoredMachine } from '../domain/resources.js';
-import { HostCreateSchema } from '../domain/resources.js';
+import { HostCreateSchema, keyOf, objectKey } from '../domain/resources.js';
 import { formatZodError } from '../domain/zod-error.js';
 import { type Backup, restoreBackup } from '../store/backup.js';
 import type { SecretBox } from '../store/secrets.js';
@@ -57,7 +57,7 @@ export interface AdminDeps {
   /** why a machine's inspection image cannot boot, checked when the machine is created */
   imageProblem: (inspectionImageURL: string) => Promise<string | undefined>;
   /** a host's BMC connection changed or the host went: drop its cached BMC session (the next call opens one) */
-  forgetBmc: (name: string) => Promise<void>;
+  forgetBmc: (hostKey: string) => Promise<void>;
   /** how long an operator's action is waited for before the answer says it is still pending */
   actionWaitMs: number;
   /** hosts, machines and secrets kept, each (api.maxObjects) */
@@ -101,18 +101,19 @@ export class AdminCommands {
     return this.d.pipeline.store;
   }
 
-  async deleteHost(name: string): Promise<Result<string>> {
+  async deleteHost(namespace: string, name: string): Promise<Result<string>> {
+    const key = objectKey(namespace, name);
     const r = await this.p.run<string>(async () => {
-      const h = await this.store.hosts.get(name);
-      if (!h) return refuse('notFound', `no host ${name}`);
+      const h = await this.store.hosts.get(key);
+      if (!h) return refuse('notFound', `no host ${name} in namespace ${namespace}`);
       const d = hostDeletion(h);
       if ('code' in d) return { refused: d };
       // effects still stored for it (a power-off) go with it: no BMC is left to carry them out
-      const effects = await this.store.effectsOf(name);
-      const writes = [this.store.hosts.del(name), ...effects.map(([k]) => this.store.effects.del(k))];
+      const effects = await this.store.effectsOf(key);
+      const writes = [this.store.hosts.del(key), ...effects.map(([k]) => this.store.effects.del(k))];
       return { plan: { writes, events: [d.event] }, value: name };
     });
-    if (r.ok) await this.d.forgetBmc(name);
+    if (r.ok) await this.d.forgetBmc(key);
     return r;
   }
 
@@ -121,7 +122,8 @@ export class AdminCommands {
     if (problem) return no('invalid', `spec.inspectionImageURL: ${problem}`);
     const { machine, event } = newMachine(input, Date.now());
     return this.p.run(async () => {
-      if (await this.store.machines.get(machine.name)) return refuse('conflict', `machine ${machine.name} exists`);
+      if (await this.store.machines.get(keyOf(machine)))
+        return refuse('conflict', `machine ${machine.name} exists in namespace ${machine.namespace}`);
       return (
         (await this.full('machines')) ?? {
           plan: { writes: [this.p.machine(machine)], events: [event] },
@@ -132,10 +134,10 @@ export class AdminCommands {
   }
 
   /** Marks the machine Deleting; the reconciler releases its host with a stored power-off and drops the record. */
-  deleteMachine(name: string): Promise<Result<string>> {
+  deleteMachine(namespace: string, name: string): Promise<Result<string>> {
     return this.p.run(async () => {
-      const m = await this.store.machines.get(name);
-      if (!m) return refuse('notFound', `no machine ${name}`);
+      const m = await this.store.machines.get(objectKey(namespace, name));
+      if (!m) return refuse('notFound', `no machine ${name} in namespace ${namespace}`);
       if (m.status.phase === 'Deleting') return { value: name };
       const d = machineDeleting(m, Date.now());
       return { plan: { writes: [this.p.machine(d.machine)], events: [d.event] }, value: name };
@@ -191,20 +193,20 @@ export class AdminCommands {
    */
   async applySecret(s: SecretManifest, mode: WriteMode = 'apply'): Promise<Result<Applied>> {
     let touched: string[] = [];
+    const key = objectKey(s.namespace, s.name);
     const r = await this.p.run<Applied>(async () => {
-      const old = await this.store.secrets.get(s.name);
+      const old = await this.store.secrets.get(key);
       const refused =
         this.mismatch(mode, !!old, `secret ${s.name}`) ??
-        (old && old.namespace !== s.namespace
-          ? refuse('exists', `secret ${s.name} exists in namespace ${old.namespace}: names are unique here`)
-          : old && this.stale(s.metadata.resourceVersion, old, `secret ${s.name}`));
+        (old && this.stale(s.metadata.resourceVersion, old, `secret ${s.name}`));
       if (refused) return refused;
       const opened = (enc: string | undefined) => (enc === undefined ? undefined : this.d.secrets.open(enc));
       const same = !!old && opened(old.passwordEnc) === s.password && opened(old.valueEnc) === s.value;
       // read one by one: on etcd each host read is then one this commit compares
       const users: StoredHost[] = [];
-      for (const name of await this.store.hosts.keys()) {
-        const h = await this.store.hosts.get(name);
+      for (const k of await this.store.hosts.keys()) {
+        if (!k.startsWith(`${s.namespace}/`)) continue;
+        const h = await this.store.hosts.get(k);
         if (h?.spec.redfish.credentialsSecretRef === s.name) users.push(h);
       }
       const full = old ? undefined : await this.full('secrets');
@@ -215,8 +217,8 @@ export class AdminCommands {
       const a = secretApplied(old, { ...s, ...meta, same }, sealed, users, Date.now());
       if (a === 'unchanged') return { value: 'unchanged' };
       if ('code' in a) return { refused: a };
-      touched = a.hosts.map((h) => h.name);
-      const writes = [this.store.secrets.put(s.name, a.secret), ...a.hosts.map((h) => this.p.host(h))];
+      touched = a.hosts.map(keyOf);
+      const writes = [this.store.secrets.put(key, a.secret), ...a.hosts.map((h) => this.p.host(h))];
       return { plan: { writes }, value: old ? 'configured' : 'created' };
     });
     for (const h of touched) await this.d.forgetBmc(h);
@@ -225,15 +227,16 @@ export class AdminCommands {
 
   /** A v1.0 PhysicalHost: created, or its labels or BMC connection updated; credentials from its Secret. */
   async applyHost(m: PhysicalHostManifest, mode: WriteMode = 'apply'): Promise<Result<Applied>> {
+    const key = objectKey(m.metadata.namespace, m.metadata.name);
     const r = await this.p.run<Applied>(async () => {
-      const exists = await this.store.hosts.get(m.metadata.name);
-      const refused = this.mismatch(mode, !!exists, `host ${m.metadata.name}`);
+      const old = await this.store.hosts.get(key);
+      const refused = this.mismatch(mode, !!old, `host ${m.metadata.name}`);
       if (refused) return refused;
       const { credentialsSecretRef: ref, ...conn } = m.spec.redfishConnection;
-      const secret = await this.store.secrets.get(ref);
-      if (!secret?.username || !secret.passwordEnc || secret.namespace !== m.metadata.namespace) {
+      const secret = await this.store.secrets.get(objectKey(m.metadata.namespace, ref));
+      if (!secret?.username || !secret.passwordEnc) {
         const what = `Secret ${ref} in namespace ${m.metadata.namespace}`;
-        const why = secret?.namespace === m.metadata.namespace ? `${what} has no username and password` : `no ${what}`;
+        const why = secret ? `${what} has no username and password` : `no ${what}`;
         return refuse(
           'invalid',
           `spec.redfishConnection.credentialsSecretRef: ${why}; apply it first (kind: Secret, stringData: username, password)`,
@@ -255,13 +258,10 @@ export class AdminCommands {
       const created = newHost(input.data, secret.passwordEnc, Date.now());
       created.host.spec.redfish.credentialsSecretRef = ref;
       created.host.annotations = m.metadata.annotations;
-      const old = await this.store.hosts.get(m.metadata.name);
       if (!old) {
         const full = await this.full('hosts');
         return full ?? { plan: { writes: [this.p.host(created.host)], events: [created.event] }, value: 'created' };
       }
-      if (old.namespace !== m.metadata.namespace)
-        return refuse('exists', `host ${old.name} exists in namespace ${old.namespace}: names are unique here`);
       const stale = this.stale(m.metadata.resourceVersion, old, `host ${old.name}`);
       if (stale) return stale;
       const u = hostUpdate(old, created.host.spec, m.metadata.annotations);
@@ -269,7 +269,7 @@ export class AdminCommands {
       if ('code' in u) return { refused: u };
       return { plan: { writes: [this.p.host(u.host)], events: u.event ? [u.event] : [] }, value: 'configured' };
     });
-    if (r.ok && r.value === 'configured') await this.d.forgetBmc(m.metadata.name);
+    if (r.ok && r.value === 'configured') await this.d.forgetBmc(key);
     return r;
   }
 
@@ -277,7 +277,8 @@ export class AdminCommands {
   async applyMachine(m: MachineManifest, mode: WriteMode = 'apply'): Promise<Result<Applied>> {
     const { providerID, ...spec } = m.spec;
     const meta = { labels: m.metadata.labels, annotations: m.metadata.annotations };
-    const old = await this.store.machines.get(m.metadata.name);
+    const key = objectKey(m.metadata.namespace, m.metadata.name);
+    const old = await this.store.machines.get(key);
     const refused = this.mismatch(mode, !!old, `machine ${m.metadata.name}`);
     if (refused) return { ok: false, ...refused.refused };
     if (!old) {
@@ -289,14 +290,14 @@ export class AdminCommands {
     const problem = await this.d.imageProblem(m.spec.inspectionImageURL);
     if (problem) return no('invalid', `spec.inspectionImageURL: ${problem}`);
     return this.p.run<Applied>(async () => {
-      const cur = await this.store.machines.get(m.metadata.name);
+      const cur = await this.store.machines.get(key);
       if (!cur) return refuse('conflict', `machine ${m.metadata.name} was deleted meanwhile`);
-      if (cur.namespace !== m.metadata.namespace)
-        return refuse('exists', `machine ${cur.name} exists in namespace ${cur.namespace}: names are unique here`);
       const stale = this.stale(m.metadata.resourceVersion, cur, `machine ${cur.name}`);
       if (stale) return stale;
       if (providerID) {
-        const host = cur.status.hostName ? await this.store.hosts.get(cur.status.hostName) : undefined;
+        const host = cur.status.hostName
+          ? await this.store.hosts.get(objectKey(cur.namespace, cur.status.hostName))
+          : undefined;
         const want = providerIdOf(cur, host);
         if (providerID !== want)
           return refuse(
@@ -312,13 +313,14 @@ export class AdminCommands {
   }
 
   /** A Secret goes only while no host names it. */
-  deleteSecret(name: string): Promise<Result<string>> {
+  deleteSecret(namespace: string, name: string): Promise<Result<string>> {
+    const key = objectKey(namespace, name);
     return this.p.run(async () => {
-      const s = await this.store.secrets.get(name);
-      if (!s) return refuse('notFound', `no secret ${name}`);
+      const s = await this.store.secrets.get(key);
+      if (!s) return refuse('notFound', `no secret ${name} in namespace ${namespace}`);
       const refused = secretDeletion(s, await this.store.hosts.all());
       if (refused) return { refused };
-      return { plan: { writes: [this.store.secrets.del(name)] }, value: name };
+      return { plan: { writes: [this.store.secrets.del(key)] }, value: name };
     });
   }
 
@@ -327,13 +329,14 @@ export class AdminCommands {
    * reconciler carries out after the host's earlier effects. The answer waits up to `actionWaitMs` for its
    * outcome event.
    */
-  async hostAction(name: string, a: HostAction): Promise<Result<ActionAnswer>> {
-    if (a.action === 'clean') return this.cleanHost(name);
+  async hostAction(namespace: string, name: string, a: HostAction): Promise<Result<ActionAnswer>> {
+    const key = objectKey(namespace, name);
+    if (a.action === 'clean') return this.cleanHost(namespace, name);
     const id = randomUUID();
     const outcome = this.outcomeOf(id);
     const r = await this.p.run(async () => {
-      const h = await this.store.hosts.get(name);
-      if (!h) return refuse('notFound', `no host ${name}`);
+      const h = await this.store.hosts.get(key);
+      if (!h) return refuse('notFound', `no host ${name} in namespace ${namespace}`);
       const q = hostActionRequested(h, a, id);
       return { plan: { events: [q.event], effects: [q.effect] }, value: h.name };
     });
@@ -345,15 +348,15 @@ export class AdminCommands {
     const e = await outcome.wait(this.d.actionWaitMs);
     if (!e) return ok({ ...base, pending: true });
     if (e.kind === 'HostActionFailed') return no('bmcFailed', `BMC: ${e.message.replace(/^[^:]*: /, '')}`);
-    const power = (await this.store.hosts.get(name))?.status.observedPowerState;
+    const power = (await this.store.hosts.get(key))?.status.observedPowerState;
     return ok({ ...base, ...(power ? { powerState: power } : {}) });
   }
 
   /** Cleaning asked for by an operator: the reconciler boots the cleaner; its outcome is an event on the host. */
-  private async cleanHost(name: string): Promise<Result<ActionAnswer>> {
+  private async cleanHost(namespace: string, name: string): Promise<Result<ActionAnswer>> {
     return this.p.run<ActionAnswer>(async () => {
-      const h = await this.store.hosts.get(name);
-      if (!h) return refuse('notFound', `no host ${name}`);
+      const h = await this.store.hosts.get(objectKey(namespace, name));
+      if (!h) return refuse('notFound', `no host ${name} in namespace ${namespace}`);
       const c = cleaningRequested(h);
       if ('code' in c) return { refused: c };
       const e = hostActionRequested(h, { action: 'clean' }, randomUUID()).event;

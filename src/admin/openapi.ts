@@ -26,8 +26,12 @@ const CONTRACT = (n: string, s: string, body?: z.ZodType): RouteDoc => ({
 /** What each route under /api/v1 does, keyed as hono lists it; a route without an entry fails a test. */
 export const API_DOCS: Record<string, RouteDoc> = {
   'GET /api/v1/openapi.json': { summary: 'This document' },
-  'POST /api/v1/hosts/:name/actions': {
+  'POST /api/v1/namespaces/:namespace/hosts/:name/actions': {
     summary: "Reset, power on or off, or PXE once through the host's BMC: stored, carried out by the leader",
+    body: HostActionSchema,
+  },
+  'POST /api/v1/hosts/:name/actions': {
+    summary: 'The same, for a host of the default namespace',
     body: HostActionSchema,
   },
   'GET /api/v1/timeline': { summary: 'Recent network boots, by MAC' },

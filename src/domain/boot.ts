@@ -25,7 +25,7 @@ export const BootScript = z.enum(['inspect', 'boot-target', 'local-disk', 'disco
 /** What a MAC boots: stored per host by the orchestrator, given per MAC in config, or the unknown-host default. */
 export const BootInstructionSchema = z.object({
   script: BootScript,
-  /** inspect: the host whose boot nonce the script carries (rendered per fetch, never stored) */
+  /** inspect: the host (its key, `<namespace>/<name>`) whose boot nonce the script carries (rendered per fetch, never stored) */
   host: z.string().optional(),
   kernelURL: ScriptUrl.optional(),
   initrdURL: ScriptUrl.optional(),

@@ -5,7 +5,8 @@ import { HostActionSchema } from './resources.js';
  * Work for a host's BMC, stored in the same batch as the decision that needs it and carried out only by the
  * reconciler of the leading appliance, which records the outcome with a plan of its own and deletes the request.
  * A host with a request still stored cannot be claimed: a power-off that its BMC takes seconds to carry out
- * never lands in the next machine's boot.
+ * never lands in the next machine's boot. `host` is the host's key (`<namespace>/<name>`); a machine named is
+ * one of the host's namespace.
  */
 export const EffectSchema = z.discriminatedUnion('kind', [
   /** one-time PXE, then power on (or restart): the attempt's inspection boot */

@@ -52,6 +52,8 @@ export const EventSchema = z.object({
   kind: EventKind,
   // events stored before severity existed were all written as progress
   severity: Severity.default('info'),
+  /** the namespace of the host and machine named (events stored before namespaces scoped names have none: default) */
+  namespace: z.string().optional(),
   host: z.string().optional(),
   machine: z.string().optional(),
   mac: z.string().optional(),

@@ -12,8 +12,16 @@ export const ResourceName = z
   .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/, 'must be a DNS label: lower-case letters, digits and "-"');
 
 export const DEFAULT_NAMESPACE = 'default';
-/** Names are unique across namespaces here: a namespace groups, it does not scope. */
+/** Names are unique per namespace and kind, as in Kubernetes. */
 const Namespace = ResourceName.default(DEFAULT_NAMESPACE);
+
+/**
+ * The store key of a namespaced record: `<namespace>/<name>` (a name is a DNS label: it holds no "/"). Records
+ * name each other within their namespace (a machine's host, a host's consumer, a host's Secret), so a reference
+ * and the referring record's namespace make the key.
+ */
+export const objectKey = (namespace: string, name: string): string => `${namespace}/${name}`;
+export const keyOf = (o: { namespace: string; name: string }): string => objectKey(o.namespace, o.name);
 
 export const RedfishSpecSchema = z
   .object({

@@ -1,7 +1,7 @@
 import { renderInspector, type Templates } from '../boot/ipxe.js';
 import type { Result } from '../domain/refusal.js';
 import type { InspectionReport, StoredHost, StoredMachine } from '../domain/resources.js';
-import { hostMacs, InspectionReportSchema } from '../domain/resources.js';
+import { hostMacs, InspectionReportSchema, objectKey } from '../domain/resources.js';
 import { type SecretBox, sameSecret } from '../store/secrets.js';
 import { type Decision, type Pipeline, type Plan, refuse } from '../workflow/pipeline.js';
 import {
@@ -77,13 +77,19 @@ export class InspectorCommands {
     return this.d.pipeline.store;
   }
 
+  /** The machine holding the host: one of the host's namespace. */
+  private consumer(h: StoredHost): Promise<StoredMachine | undefined> {
+    const name = h.status.consumer;
+    return name ? this.store.machines.get(objectKey(h.namespace, name)) : Promise.resolve(undefined);
+  }
+
   /**
    * The nonce URL the script by MAC chains to, while the host's attempt is live (undefined: none). Once claimed,
    * only the claimant's address is given it again (iPXE asking twice); anyone else gets 'claimed', not the
    * nonce: whoever reads scripts by MAC on the segment cannot claim it a second time and end the attempt.
    */
-  async claimUrl(hostName: string, from?: string): Promise<string | 'claimed' | undefined> {
-    const h = await this.store.hosts.get(hostName);
+  async claimUrl(hostKey: string, from?: string): Promise<string | 'claimed' | undefined> {
+    const h = await this.store.hosts.get(hostKey);
     const b = h?.attempt;
     if (!h || !b || !LIVE_STATES.has(h.status.state)) return undefined;
     if (b.redeemed && b.redeemed.from !== from) return 'claimed';
@@ -100,13 +106,13 @@ export class InspectorCommands {
   redeemNonce(c: { namespace: string; name: string; nonce: string; from: string; mac?: string | undefined }) {
     return this.p.run<Redemption>(async () => {
       const unknown = { value: { kind: 'unknown' as const } };
-      const h = await this.store.hosts.get(c.name);
+      const h = await this.store.hosts.get(objectKey(c.namespace, c.name));
       const b = h?.attempt;
-      if (!h || !b || h.namespace !== c.namespace) return unknown;
+      if (!h || !b) return unknown;
       const secrets = this.d.secrets.attemptSecrets(h.name, b.id);
       if (!sameSecret(c.nonce, secrets.nonce)) return unknown;
       const cleaning = b.purpose === 'clean';
-      const m = h.status.consumer ? await this.store.machines.get(h.status.consumer) : undefined;
+      const m = await this.consumer(h);
       const v =
         m || cleaning
           ? judgeRedemption(h, { ...c, leased: this.d.leasedAddresses(hostMacs(h)) }, Date.now())
@@ -157,7 +163,7 @@ export class InspectorCommands {
     decide: (h: StoredHost, m: StoredMachine) => Promise<Decision<T>> | Decision<T>,
   ): Promise<Result<T> & { misuse?: boolean }> {
     return this.authorizedHost(c, async (h) => {
-      const m = h.status.consumer ? await this.store.machines.get(h.status.consumer) : undefined;
+      const m = await this.consumer(h);
       if (!m) return refuse('conflict', `host ${h.name} is not held by a machine`);
       return decide(h, m);
     });
@@ -171,9 +177,9 @@ export class InspectorCommands {
     let misuse = false;
     return this.p
       .run<T>(async () => {
-        const h = await this.store.hosts.get(c.name);
+        const h = await this.store.hosts.get(objectKey(c.namespace, c.name));
         const b = h?.attempt;
-        if (!h || !b?.redeemed || h.namespace !== c.namespace) return refuse('unauthorized', UNAUTHORIZED);
+        if (!h || !b?.redeemed) return refuse('unauthorized', UNAUTHORIZED);
         if (!sameSecret(c.token, this.d.secrets.attemptSecrets(h.name, b.id).token))
           return refuse('unauthorized', UNAUTHORIZED);
         // the redeemer, or the address the host holds now (in proxy mode the inspector runs DHCP of its own)
@@ -196,7 +202,7 @@ export class InspectorCommands {
   /** An authorized inspector sent a report that failed its schema: remembered against its host. */
   reportInvalid(c: InspectorCaller, why: string) {
     return this.authorized(c, (h) => ({
-      plan: { events: [reportRejected(h.name, `invalid report body: ${why}`)] },
+      plan: { events: [reportRejected(h, `invalid report body: ${why}`)] },
       value: undefined,
     }));
   }
@@ -217,7 +223,7 @@ export class InspectorCommands {
         if (same) return { value: { approved: true } };
       }
       const refused = reportRefusal(h, report);
-      if (refused) return { refused, plan: { events: [reportRejected(h.name, refused.error)] } };
+      if (refused) return { refused, plan: { events: [reportRejected(h, refused.error)] } };
       // the other hosts matter only to a machine with requirements that may try another: no copy of them all per report
       const others = m.spec.hardwareRequirements && this.d.policy.tryOtherHosts ? await this.store.hosts.all() : [];
       const o = judgeReport(m, h, report, others, Date.now(), this.d.policy);
@@ -243,8 +249,8 @@ export class InspectorCommands {
     const source = userDataSource(r.value.m, r.value.h.name);
     if (source.kind === 'generated') return { ok: true, value: source.text };
     if (source.kind === 'url') return { ok: true, value: await this.d.fetchUserData(source.url) };
-    const s = await this.store.secrets.get(source.name);
-    return { ok: true, value: secretUserData(s, r.value.m.namespace, (v) => this.d.secrets.open(v)) };
+    const s = await this.store.secrets.get(objectKey(r.value.m.namespace, source.name));
+    return { ok: true, value: secretUserData(s, (v) => this.d.secrets.open(v)) };
   }
 
   /** Contract §4.4: the target is downloaded and verified, kexec is next. */

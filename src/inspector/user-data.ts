@@ -24,13 +24,9 @@ export function userDataSource(m: StoredMachine, hostName: string): UserDataSour
   };
 }
 
-/** The Secret's `value` when it exists in the machine's namespace, opened; undefined: not there yet. */
-export function secretUserData(
-  s: StoredSecret | undefined,
-  namespace: string,
-  open: (sealed: string) => string,
-): string | undefined {
-  return s?.namespace === namespace && s.valueEnc !== undefined ? open(s.valueEnc) : undefined;
+/** The Secret's `value` (the one in the machine's namespace), opened; undefined: not there yet. */
+export function secretUserData(s: StoredSecret | undefined, open: (sealed: string) => string): string | undefined {
+  return s?.valueEnc !== undefined ? open(s.valueEnc) : undefined;
 }
 
 /** configurationURL's content, fetched by the appliance: bounded in size and time; undefined on any failure. */

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { scopeKeys } from './scoped-keys.js';
 import type { BatchOp, Store } from './store.js';
 
 /** A whole-store backup: every collection's entries; BMC passwords stay sealed (the key file is not in it). */
@@ -24,7 +25,8 @@ export async function restoreBackup(store: Store, b: Backup): Promise<Record<str
   const known = new Map(store.collections().map((c) => [c.name, c]));
   const puts: BatchOp[] = [];
   const counts: Record<string, number> = {};
-  for (const [name, entries] of Object.entries(b.collections)) {
+  // a backup of a store keyed by name alone takes the keys the store has now
+  for (const [name, entries] of Object.entries(scopeKeys(b.collections))) {
     // a backup of a release before stored effects: its leader hand-offs are decided again by the workflow
     if (name === 'requests') continue;
     const c = known.get(name);

@@ -10,6 +10,7 @@ import { StoredObjectSchema } from '../domain/manifests.js';
 import { StoredHostSchema, StoredMachineSchema, StoredReportSchema, StoredSecretSchema } from '../domain/resources.js';
 import type { Backend, Change, Guard, KvOp } from './backend.js';
 import { LevelBackend } from './level-backend.js';
+import { type Entries, scopeKeys } from './scoped-keys.js';
 
 /** One write of an atomic batch. */
 export type BatchOp = KvOp;
@@ -322,7 +323,37 @@ export class Store extends EventEmitter {
         store.namespaces,
       ])
         await c.load();
+    await store.scopeKeys();
     return store;
+  }
+
+  /**
+   * A store written when names were unique across namespaces, re-keyed (scopeKeys). The new keys are written
+   * before the old ones go: a crash between leaves both, and the next open finishes the job.
+   */
+  private async scopeKeys(): Promise<void> {
+    const cols = [
+      this.hosts,
+      this.machines,
+      this.secrets,
+      this.effects,
+      this.bootInstructions,
+    ] as Collection<z.ZodType>[];
+    const before: Entries = {};
+    for (const c of cols) before[c.name] = await c.entries();
+    const after = scopeKeys(before);
+    const puts: BatchOp[] = [];
+    const dels: BatchOp[] = [];
+    for (const c of cols) {
+      const old = new Map(before[c.name]);
+      const keys = new Set<string>();
+      for (const [k, v] of after[c.name] ?? []) {
+        keys.add(k);
+        if (old.get(k) !== v) puts.push(c.put(k, v));
+      }
+      for (const k of old.keys()) if (!keys.has(k)) dels.push(c.del(k));
+    }
+    await this.bulk([...puts, ...dels]);
   }
 
   /** Shared backend: every collection from one snapshot, then the watch from its revision. */

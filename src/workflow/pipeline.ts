@@ -2,7 +2,7 @@ import type { BootInstruction } from '../domain/boot.js';
 import type { Effect } from '../domain/effect.js';
 import type { WorkflowEvent } from '../domain/events.js';
 import { type Refusal, type RefusalCode, type Result, refusal } from '../domain/refusal.js';
-import { hostMacs, type StoredHost, type StoredMachine } from '../domain/resources.js';
+import { hostMacs, keyOf, type StoredHost, type StoredMachine } from '../domain/resources.js';
 import type { Guard } from '../store/backend.js';
 import type { BatchOp, Store } from '../store/store.js';
 
@@ -72,11 +72,11 @@ export class Pipeline {
   // the writes plans are made of
 
   host(h: StoredHost): BatchOp {
-    return this.store.hosts.put(h.name, h);
+    return this.store.hosts.put(keyOf(h), h);
   }
 
   machine(m: StoredMachine): BatchOp {
-    return this.store.machines.put(m.name, m);
+    return this.store.machines.put(keyOf(m), m);
   }
 
   /** Boot instructions of a host's MACs: `undefined` removes them. */

@@ -1,7 +1,7 @@
 import type { BootInstruction } from '../domain/boot.js';
 import type { Effect } from '../domain/effect.js';
 import type { WorkflowEvent } from '../domain/events.js';
-import type { HostAction, StoredHost, StoredMachine } from '../domain/resources.js';
+import { type HostAction, keyOf, objectKey, type StoredHost, type StoredMachine } from '../domain/resources.js';
 import type { Logger } from '../log.js';
 import type { RedfishClient } from '../redfish/client.js';
 import { newAttemptId, type SecretBox } from '../store/secrets.js';
@@ -164,17 +164,17 @@ export class Orchestrator {
     // a stopped orchestrator (shut down, or no longer the leader) starts no BMC call, even from a step in flight
     if (this.stopped) throw new Error('orchestrator stopped');
     const spec = JSON.stringify(h.spec.redfish);
-    const cached = this.bmcs.get(h.name);
+    const cached = this.bmcs.get(keyOf(h));
     if (cached?.spec === spec) return cached.driver;
     if (cached) void cached.driver.close().catch(() => undefined);
     const driver = this.makeBmc(h, this.secrets.open(h.spec.redfish.passwordEnc));
-    this.bmcs.set(h.name, { driver, spec });
+    this.bmcs.set(keyOf(h), { driver, spec });
     return driver;
   }
 
-  async forgetBmc(name: string): Promise<void> {
-    const b = this.bmcs.get(name);
-    this.bmcs.delete(name);
+  async forgetBmc(hostKey: string): Promise<void> {
+    const b = this.bmcs.get(hostKey);
+    this.bmcs.delete(hostKey);
     await b?.driver.close().catch(() => undefined);
   }
 
@@ -184,17 +184,17 @@ export class Orchestrator {
     // a host with BMC work still stored is not claimed, booted or released until that work is done
     const owed = new Set((await this.store.effects.all()).map((e) => e.host));
     for (const h of hosts) {
-      const key = `bmc/${h.name}`;
-      if (owed.has(h.name) || this.busy.has(key)) continue;
+      const key = `bmc/${keyOf(h)}`;
+      if (owed.has(keyOf(h)) || this.busy.has(key)) continue;
       if (shouldEnroll(h, now)) this.guard(key, () => this.enroll(h));
       else if (h.status.state === 'Cleaning') await this.clean(h, now);
     }
-    const byName = new Map(hosts.map((h) => [h.name, h]));
+    const byKey = new Map(hosts.map((h) => [keyOf(h), h]));
     // oldest first, and claims shrink it as the pass goes: a machine without a selector takes the first host
-    const available = claimable(hosts).filter((h) => !owed.has(h.name));
+    const available = claimable(hosts).filter((h) => !owed.has(keyOf(h)));
     for (const m of await this.store.machines.all()) {
-      const host = m.status.hostName ? byName.get(m.status.hostName) : undefined;
-      if (host && owed.has(host.name) && m.status.phase !== 'Pending') continue;
+      const host = m.status.hostName ? byKey.get(objectKey(m.namespace, m.status.hostName)) : undefined;
+      if (host && owed.has(keyOf(host)) && m.status.phase !== 'Pending') continue;
       const step = nextStep(m, host, available, now);
       if (step.kind === 'wait' || step.kind === 'done' || step.kind === 'noHost') continue;
       // plans commit one at a time, in this loop, against the list claims update: no host is claimed twice
@@ -214,7 +214,7 @@ export class Orchestrator {
             message: `${what} within ${Math.round(ms / 1000)} s`,
             phase: 'Timeout' as const,
           };
-          await this.commitEnd(m.name, step.host.name, step.host.attempt?.id, why);
+          await this.commitEnd(keyOf(m), keyOf(step.host), step.host.attempt?.id, why);
         } else await this.commitRelease(m, step.host);
       } catch (e) {
         this.log.error({ machine: m.name, err: (e as Error).message }, 'reconcile step failed');
@@ -248,8 +248,8 @@ export class Orchestrator {
   ): Promise<T | undefined> {
     return this.p
       .run<T | undefined>(async () => {
-        const m = seen.machine && (await this.store.machines.get(seen.machine.name));
-        const h = seen.host && (await this.store.hosts.get(seen.host.name));
+        const m = seen.machine && (await this.store.machines.get(keyOf(seen.machine)));
+        const h = seen.host && (await this.store.hosts.get(keyOf(seen.host)));
         if (!Pipeline.same(seen.machine, m) || !Pipeline.same(seen.host, h)) {
           this.again = true; // changed since this pass read them: look again
           return { value: undefined };
@@ -282,7 +282,7 @@ export class Orchestrator {
   private newAttempt(m: StoredMachine, h: StoredHost): { plan: Plan; attempt: string } {
     const a = startAttempt(m, h, newAttemptId(), this.now(), this.opts);
     this.ownBoots.add(a.effect.attempt);
-    const inspect = this.p.boot(a.host, { ...INSPECT, host: h.name });
+    const inspect = this.p.boot(a.host, { ...INSPECT, host: keyOf(h) });
     const plan = {
       writes: [this.p.machine(a.machine), this.p.host(a.host), ...inspect],
       events: [a.event],
@@ -316,9 +316,9 @@ export class Orchestrator {
    */
   private commitRelease(m: StoredMachine, host: StoredHost | undefined): Promise<unknown> {
     return this.p.run(async () => {
-      const cur = await this.store.machines.get(m.name);
+      const cur = await this.store.machines.get(keyOf(m));
       if (cur?.status.phase !== 'Deleting') return { value: undefined };
-      const h = host && (await this.store.hosts.get(host.name));
+      const h = host && (await this.store.hosts.get(keyOf(host)));
       if (h && h.status.consumer === cur.name)
         return { plan: { effects: [deletionPowerOff(cur, h)] }, value: undefined };
       return { plan: this.deletion(cur, h), value: undefined };
@@ -330,7 +330,7 @@ export class Orchestrator {
     const d = machineDeleted(m, h);
     this.log.info({ machine: m.name, host: d.host?.name }, 'machine deleted, host released');
     const writes = [
-      this.store.machines.del(m.name),
+      this.store.machines.del(keyOf(m)),
       ...(d.host ? [this.p.host(d.host), ...this.p.boot(d.host, undefined)] : []),
     ];
     return { writes, events: [d.event] };
@@ -389,17 +389,17 @@ export class Orchestrator {
     const r = await this.act(h, e.action);
     // a call cut short by shutdown is no outcome: the effect stays for the next start
     if (!r.ok && this.stopped) return;
-    await this.onHost(h.name, drop, (cur) => hostActed(cur, e.action, r, e.id));
+    await this.onHost(keyOf(h), drop, (cur) => hostActed(cur, e.action, r, e.id));
   }
 
   /** Commits the effect's deletion with `fn`'s change of the host as it is now. */
   private onHost(
-    name: string,
+    hostKey: string,
     drop: BatchOp,
     fn?: (cur: StoredHost) => { host: StoredHost; event?: WorkflowEvent },
   ): Promise<unknown> {
     return this.p.run(async () => {
-      const cur = await this.store.hosts.get(name);
+      const cur = await this.store.hosts.get(hostKey);
       const n = cur && fn?.(cur);
       return {
         plan: { writes: [drop, ...(n ? [this.p.host(n.host)] : [])], events: n?.event ? [n.event] : [] },
@@ -429,7 +429,7 @@ export class Orchestrator {
    */
   private clean(h: StoredHost, now: number): Promise<unknown> {
     return this.p.run(async () => {
-      const cur = await this.store.hosts.get(h.name);
+      const cur = await this.store.hosts.get(keyOf(h));
       if (cur?.status.state !== 'Cleaning') return { value: undefined };
       const b = cur.attempt;
       if (b?.purpose === 'clean') {
@@ -440,7 +440,7 @@ export class Orchestrator {
       }
       const c = startCleaning(cur, newAttemptId(), now, this.opts);
       this.ownBoots.add(c.effect.attempt);
-      const writes = [this.p.host(c.host), ...this.p.boot(c.host, { ...INSPECT, host: h.name })];
+      const writes = [this.p.host(c.host), ...this.p.boot(c.host, { ...INSPECT, host: keyOf(h) })];
       return { plan: { writes, events: [c.event], effects: [c.effect] }, value: undefined };
     });
   }
@@ -450,7 +450,7 @@ export class Orchestrator {
     if (h.attempt?.id !== e.attempt || !this.ownBoots.has(e.attempt)) {
       this.ownBoots.delete(e.attempt);
       // not ours to boot: the next pass starts the cleaning again with new credentials
-      await this.onHost(h.name, drop, (cur) => {
+      await this.onHost(keyOf(h), drop, (cur) => {
         if (cur.attempt?.id !== e.attempt) return { host: cur };
         const { attempt: _, ...rest } = cur;
         return { host: rest };
@@ -467,7 +467,7 @@ export class Orchestrator {
       failure = `BMC: ${(err as Error).message}`;
     }
     await this.p.run(async () => {
-      const cur = await this.store.hosts.get(h.name);
+      const cur = await this.store.hosts.get(keyOf(h));
       if (!cur || cur.attempt?.id !== e.attempt || failure === undefined)
         return { plan: { writes: [drop] }, value: undefined };
       const plan = this.p.cleaningEnded(cleaningDone(cur, { ok: false, message: failure }));
@@ -488,14 +488,17 @@ export class Orchestrator {
     // the attempt ended before its boot (a released host, a deleted machine): nothing to boot
     if (h.attempt?.id !== e.attempt) {
       this.ownBoots.delete(e.attempt);
-      await this.onHost(h.name, drop);
+      await this.onHost(keyOf(h), drop);
       return;
     }
     // stored by an orchestrator before this one (a restart, a new leader), which may have reached the BMC: the
     // machine may be booting with these credentials already, so this boot gets fresh ones (no attempt boots twice)
     if (!this.ownBoots.has(e.attempt)) {
       await this.p.run(async () => {
-        const [m, cur] = [await this.store.machines.get(e.machine), await this.store.hosts.get(h.name)];
+        const [m, cur] = [
+          await this.store.machines.get(objectKey(h.namespace, e.machine)),
+          await this.store.hosts.get(keyOf(h)),
+        ];
         if (!m || cur?.attempt?.id !== e.attempt) return { plan: { writes: [drop] }, value: undefined };
         const { plan } = this.newAttempt(m, cur);
         return { plan: { ...plan, writes: [drop, ...(plan.writes ?? [])] }, value: undefined };
@@ -511,17 +514,17 @@ export class Orchestrator {
     } catch (err) {
       if (this.stopped) return;
       const why = { reason: 'BMCError', message: `BMC: ${(err as Error).message}`, phase: 'Failed' as const };
-      await this.commitEnd(e.machine, h.name, e.attempt, why, [drop]);
+      await this.commitEnd(objectKey(h.namespace, e.machine), keyOf(h), e.attempt, why, [drop]);
       return;
     }
-    await this.onHost(h.name, drop, (cur) =>
+    await this.onHost(keyOf(h), drop, (cur) =>
       cur.attempt?.id === e.attempt ? booted(cur, e.machine, action) : { host: cur },
     );
     this.log.info({ machine: e.machine, host: h.name, action }, 'inspection boot started');
     // a machine that claimed its credentials is running, whatever its BMC shows (the claim recorded it On);
     // an attempt that ended meanwhile is no longer watched
     const running = async () => {
-      const cur = await this.store.hosts.get(h.name);
+      const cur = await this.store.hosts.get(keyOf(h));
       const phase = cur?.status.inspectionPhase;
       return cur?.attempt?.id !== e.attempt || phase === 'InProgress' || phase === 'Complete';
     };
@@ -537,11 +540,11 @@ export class Orchestrator {
         return;
       }
       const why = { reason: 'BMCError', message: `BMC: ${(err as Error).message}`, phase: 'Failed' as const };
-      await this.commitEnd(e.machine, h.name, e.attempt, why);
+      await this.commitEnd(objectKey(h.namespace, e.machine), keyOf(h), e.attempt, why);
       return;
     }
     await this.p.run(async () => {
-      const cur = await this.store.hosts.get(h.name);
+      const cur = await this.store.hosts.get(keyOf(h));
       const same = cur?.attempt?.id === e.attempt;
       return { plan: same && cur ? { writes: [this.p.host(powerObserved(cur, 'On'))] } : {}, value: undefined };
     });
@@ -556,7 +559,7 @@ export class Orchestrator {
     e: Extract<Effect, { kind: 'bootInspector' }>,
     drop: BatchOp,
   ): Promise<boolean> {
-    const m = await this.store.machines.get(e.machine);
+    const m = await this.store.machines.get(objectKey(h.namespace, e.machine));
     if (!m || targetDigest(m) || !this.opts.targetDigest) return true;
     const url = m.spec.targetImageURL;
     let digest: string;
@@ -565,13 +568,17 @@ export class Orchestrator {
     } catch (err) {
       if (this.stopped) return false;
       const message = `the target's digest could not be computed: ${(err as Error).message}`;
-      await this.commitEnd(e.machine, h.name, e.attempt, { reason: 'TargetUnavailable', message, phase: 'Failed' }, [
-        drop,
-      ]);
+      await this.commitEnd(
+        objectKey(h.namespace, e.machine),
+        keyOf(h),
+        e.attempt,
+        { reason: 'TargetUnavailable', message, phase: 'Failed' },
+        [drop],
+      );
       return false;
     }
     await this.p.run(async () => {
-      const cur = await this.store.machines.get(e.machine);
+      const cur = await this.store.machines.get(objectKey(h.namespace, e.machine));
       if (cur?.spec.targetImageURL !== url) return { value: undefined };
       const pinned = targetPinned(cur, digest, this.now());
       return { plan: { writes: [this.p.machine(pinned.machine)], events: [pinned.event] }, value: undefined };
@@ -606,11 +613,11 @@ export class Orchestrator {
     if (this.stopped) return;
     if (failure) this.log.warn({ host: h.name, err: failure }, 'power off / clear override failed');
     await this.p.run(async () => {
-      const cur = await this.store.hosts.get(h.name);
+      const cur = await this.store.hosts.get(keyOf(h));
       if (!cur) return { plan: { writes: [drop] }, value: undefined };
       const n = failure === undefined ? { host: powerObserved(cur, power) } : releaseFailed(cur, failure, power);
       const plan: Plan = { writes: [drop, this.p.host(n.host)], events: 'event' in n ? [n.event] : [] };
-      const m = e.release ? await this.store.machines.get(e.release) : undefined;
+      const m = e.release ? await this.store.machines.get(objectKey(h.namespace, e.release)) : undefined;
       if (m?.status.phase !== 'Deleting') return { plan, value: undefined };
       const d = this.deletion(m, n.host);
       return {

@@ -9,6 +9,7 @@ import {
   type HostCreate,
   hostMacs,
   type InspectionReport,
+  keyOf,
   type MachineCreate,
   providerId,
   type StoredHost,
@@ -47,10 +48,12 @@ export type Step =
   | { kind: 'release'; host?: StoredHost | undefined }
   | { kind: 'done' };
 
-type Scope = { host?: string | undefined; machine?: string | undefined; mac?: string | undefined };
+/** What an event is about: names within one namespace (a machine claims hosts of its own namespace only). */
+type Scope = { namespace: string; host?: string | undefined; machine?: string | undefined; mac?: string | undefined };
 const event = (kind: WorkflowEvent['kind'], severity: Severity, scope: Scope, message: string): WorkflowEvent => ({
   kind,
   severity,
+  namespace: scope.namespace,
   ...(scope.host !== undefined ? { host: scope.host } : {}),
   ...(scope.machine !== undefined ? { machine: scope.machine } : {}),
   ...(scope.mac !== undefined ? { mac: scope.mac } : {}),
@@ -89,8 +92,8 @@ export function claimable(hosts: readonly StoredHost[]): StoredHost[] {
 }
 
 /**
- * The first of `hosts` (claimable's list: oldest first, so selection is stable) whose labels match and that has
- * not failed this machine's requirements. A machine without a selector takes the first one: a pass over many
+ * The first of `hosts` (claimable's list: oldest first, so selection is stable) in the machine's namespace, as
+ * Beskar7's controller lists them, whose labels match and that has not failed this machine's requirements. A machine without a selector takes the first one: a pass over many
  * Pending machines costs O(machines), not O(machines x hosts).
  */
 export function selectHost(m: StoredMachine, hosts: readonly StoredHost[]): StoredHost | undefined {
@@ -98,6 +101,7 @@ export function selectHost(m: StoredMachine, hosts: readonly StoredHost[]): Stor
   const rejected = m.status.rejectedHosts ?? [];
   return hosts.find(
     (h) =>
+      h.namespace === m.namespace &&
       h.status.state === 'Available' &&
       !h.status.consumer &&
       !rejected.includes(h.name) &&
@@ -157,7 +161,10 @@ export function newHost(
     status: { state: 'Enrolling', nics: [] },
     createdAt: new Date(now).toISOString(),
   };
-  return { host, event: event('HostCreated', 'info', { host: input.name }, `BMC ${redfish.address}`) };
+  return {
+    host,
+    event: event('HostCreated', 'info', { namespace: input.namespace, host: input.name }, `BMC ${redfish.address}`),
+  };
 }
 
 /**
@@ -186,7 +193,7 @@ export function hostUpdate(
   }
   if (connection) host.status = { state: 'Enrolling', nics: [] };
   const what = connection ? 'BMC connection changed; enrolling again' : 'labels changed';
-  return { host, event: event('HostUpdated', 'info', { host: h.name }, what) };
+  return { host, event: event('HostUpdated', 'info', { namespace: h.namespace, host: h.name }, what) };
 }
 
 /**
@@ -261,7 +268,10 @@ export function machineUpdate(
   }
   const machine = { ...clone(m), labels: meta.labels, annotations: meta.annotations };
   machine.spec = spec;
-  return { machine, event: event('MachineUpdated', 'info', { machine: m.name }, 'spec updated') };
+  return {
+    machine,
+    event: event('MachineUpdated', 'info', { namespace: m.namespace, machine: m.name }, 'spec updated'),
+  };
 }
 
 /** A host may go only while no machine holds it. */
@@ -272,7 +282,7 @@ export function hostDeletion(h: StoredHost): { event: WorkflowEvent } | Refusal 
       error: `host ${h.name} is used by machine ${h.status.consumer}; delete the machine first`,
     };
   }
-  return { event: event('HostDeleted', 'info', { host: h.name }, 'deleted') };
+  return { event: event('HostDeleted', 'info', { namespace: h.namespace, host: h.name }, 'deleted') };
 }
 
 export function newMachine(input: MachineCreate, now: number): { machine: StoredMachine; event: WorkflowEvent } {
@@ -285,7 +295,10 @@ export function newMachine(input: MachineCreate, now: number): { machine: Stored
     status: { phase: 'Pending', attempts: 0, conditions: [], rejectedHosts: [] },
     createdAt: new Date(now).toISOString(),
   };
-  return { machine, event: event('MachineCreated', 'info', { machine: input.name }, 'created') };
+  return {
+    machine,
+    event: event('MachineCreated', 'info', { namespace: input.namespace, machine: input.name }, 'created'),
+  };
 }
 
 /** Deletion is a phase: the reconciler powers the host off and releases it before the record goes. */
@@ -293,7 +306,7 @@ export function machineDeleting(m: StoredMachine, now: number): { machine: Store
   const machine = clone(m);
   machine.status.phase = 'Deleting';
   machine.deletedAt = new Date(now).toISOString();
-  const scope = { machine: m.name, host: m.status.hostName };
+  const scope = { namespace: m.namespace, machine: m.name, host: m.status.hostName };
   return { machine, event: event('MachineDeleting', 'info', scope, 'deletion requested') };
 }
 
@@ -327,7 +340,10 @@ export function enrolment(
     };
     for (const k of ['errorMessage', 'errorCount', 'nextRetryAt'] as const) delete host.status[k];
     if (f.macs.length || h.spec.bootMACs.length) {
-      return { host, event: event('Enrolled', 'info', { host: h.name }, `Available: ${nics.length} NICs`) };
+      return {
+        host,
+        event: event('Enrolled', 'info', { namespace: h.namespace, host: h.name }, `Available: ${nics.length} NICs`),
+      };
     }
   }
   const n = (h.status.errorCount ?? 0) + 1;
@@ -339,7 +355,7 @@ export function enrolment(
     errorCount: n,
     nextRetryAt: new Date(now + retryDelayMs(n, p)).toISOString(),
   };
-  return { host, event: event('EnrolFailed', 'warning', { host: h.name }, message) };
+  return { host, event: event('EnrolFailed', 'warning', { namespace: h.namespace, host: h.name }, message) };
 }
 
 // ---- the inspection workflow ----
@@ -381,7 +397,11 @@ export function claim(m: StoredMachine, h: StoredHost, now: number): PairEvent {
   }
   host.status = { ...host.status, state: 'InUse', consumer: m.name, inspectionPhase: 'Pending' };
   delete host.status.errorMessage;
-  return { machine, host, event: event('Claimed', 'info', { machine: m.name, host: h.name }, `claimed ${h.name}`) };
+  return {
+    machine,
+    host,
+    event: event('Claimed', 'info', { namespace: m.namespace, machine: m.name, host: h.name }, `claimed ${h.name}`),
+  };
 }
 
 /**
@@ -399,8 +419,8 @@ export function startAttempt(
   const machine = clone(m);
   const host = clone(h);
   host.attempt = { id: attempt, expiresAt: new Date(now + p.inspectionTimeoutMs).toISOString() };
-  const scope = { machine: m.name, host: h.name };
-  const effect = { kind: 'bootInspector' as const, host: h.name, machine: m.name, attempt };
+  const scope = { namespace: m.namespace, machine: m.name, host: h.name };
+  const effect = { kind: 'bootInspector' as const, host: keyOf(h), machine: m.name, attempt };
   if (h.status.state !== 'InUse') {
     // a boot stored by an earlier leader or process may have reached the BMC: the machine may be booting with
     // the old credentials, so this boot gets new ones
@@ -438,7 +458,10 @@ export function startAttempt(
 export function booted(h: StoredHost, machine: string, action: string): { host: StoredHost; event: WorkflowEvent } {
   const host = clone(h);
   if (host.status.inspectionPhase === 'Pending') host.status.inspectionPhase = 'Booting';
-  return { host, event: event('PowerOn', 'info', { machine, host: h.name }, `one-time PXE set; ${action}`) };
+  return {
+    host,
+    event: event('PowerOn', 'info', { namespace: h.namespace, machine, host: h.name }, `one-time PXE set; ${action}`),
+  };
 }
 
 /** What the BMC last said about the power. */
@@ -496,7 +519,7 @@ export function judgeRedemption(
   if (!cleaning) host.status.inspectionPhase = 'InProgress';
   // the machine itself asked: it is on, whether or not its BMC shows it yet
   host.status.observedPowerState = 'On';
-  const scope = { host: h.name, machine: h.status.consumer, mac: c.mac };
+  const scope = { namespace: h.namespace, host: h.name, machine: h.status.consumer, mac: c.mac };
   return {
     kind: 'ok',
     host,
@@ -518,14 +541,14 @@ export function reportRefusal(h: StoredHost, report: InspectionReport): Refusal 
   return undefined;
 }
 
-export const reportRejected = (host: string, message: string): WorkflowEvent =>
-  event('ReportRejected', 'warning', { host }, message);
+export const reportRejected = (h: StoredHost, message: string): WorkflowEvent =>
+  event('ReportRejected', 'warning', { namespace: h.namespace, host: h.name }, message);
 
 export const credentialConflict = (h: StoredHost, message: string): WorkflowEvent =>
-  event('CredentialConflict', 'warning', { host: h.name, machine: h.status.consumer }, message);
+  event('CredentialConflict', 'warning', { namespace: h.namespace, host: h.name, machine: h.status.consumer }, message);
 
 export const credentialMisuse = (h: StoredHost, message: string): WorkflowEvent =>
-  event('CredentialMisuse', 'warning', { host: h.name, machine: h.status.consumer }, message);
+  event('CredentialMisuse', 'warning', { namespace: h.namespace, host: h.name, machine: h.status.consumer }, message);
 
 export interface ReportJudgement extends Pair {
   id: string;
@@ -551,12 +574,12 @@ export function judgeReport(
   p: Policy,
 ): ReportJudgement {
   const at = new Date(now).toISOString();
-  const id = `${h.name}/${at}`;
+  const id = `${keyOf(h)}/${at}`;
   const machine = clone(m);
   const host = clone(h);
   host.status = { ...host.status, inspectionPhase: 'Complete', inspectionReportId: id };
   const stored: StoredReport = { hostName: h.name, machine: m.name, receivedAt: at, report };
-  const scope = { machine: m.name, host: h.name };
+  const scope = { namespace: m.namespace, machine: m.name, host: h.name };
   const summary = `${report.cpus.cores} cores, ${report.memory.totalGB} GiB, ${report.disks.length} disks`;
   const events = [event('ReportReceived', 'info', scope, summary)];
   setCondition(machine, 'InspectionComplete', 'True', 'ReportReceived', summary, now);
@@ -598,7 +621,7 @@ export interface InspectorProgress {
 export function progressNoted(h: StoredHost, p: InspectorProgress): { host: StoredHost; event: WorkflowEvent } {
   const host = clone(h);
   if (!p.ok) host.status.errorMessage = `inspector ${p.step}: ${p.message}`;
-  const scope = { host: h.name, machine: h.status.consumer };
+  const scope = { namespace: h.namespace, host: h.name, machine: h.status.consumer };
   const msg = `${p.step}: ${p.message}`;
   return {
     host,
@@ -621,7 +644,7 @@ export function attemptFailed(
   host.status.inspectionPhase = phase;
   host.status.errorMessage = message;
   delete host.attempt;
-  const scope = { machine: m.name, host: h.name };
+  const scope = { namespace: m.namespace, machine: m.name, host: h.name };
   // someone else presented the nonce: that is no failure of the machine's, and must not use up its attempts,
   // or anyone who knows a MAC could fail its machine
   const contested = reason === 'CredentialConflict';
@@ -668,7 +691,7 @@ export function provisioned(m: StoredMachine, h: StoredHost, now: number): PairE
   host.status.state = 'Provisioned';
   delete host.attempt;
   setCondition(machine, 'Provisioned', 'True', 'InspectorProvisioned', 'target verified; kexec', now);
-  const scope = { machine: m.name, host: h.name };
+  const scope = { namespace: m.namespace, machine: m.name, host: h.name };
   return { machine, host, event: event('Provisioned', 'info', scope, `target ${m.spec.targetImageURL}`) };
 }
 
@@ -696,7 +719,7 @@ export function provisionFailed(
   setCondition(machine, 'Provisioned', 'False', failureReason, failureMessage, now);
   const host = release(h);
   host.status.errorMessage = failureMessage;
-  const scope = { machine: m.name, host: h.name };
+  const scope = { namespace: m.namespace, machine: m.name, host: h.name };
   return {
     machine,
     host,
@@ -706,7 +729,7 @@ export function provisionFailed(
 }
 
 /** Power a host off and clear its boot override: what every release needs before the host is claimed again. */
-export const powerOff = (h: StoredHost, reason: string): Effect => ({ kind: 'powerOff', host: h.name, reason });
+export const powerOff = (h: StoredHost, reason: string): Effect => ({ kind: 'powerOff', host: keyOf(h), reason });
 
 /** Reasons that end an attempt whose report is in. */
 const AFTER_REPORT = new Set(['DeploymentTimedOut', 'CredentialConflict']);
@@ -755,8 +778,13 @@ export function startCleaning(
   delete host.status.errorMessage;
   return {
     host,
-    effect: { kind: 'bootCleaner', host: h.name, attempt },
-    event: event('CleaningStarted', 'info', { host: h.name }, 'erasing the disks (partition tables and signatures)'),
+    effect: { kind: 'bootCleaner', host: keyOf(h), attempt },
+    event: event(
+      'CleaningStarted',
+      'info',
+      { namespace: h.namespace, host: h.name },
+      'erasing the disks (partition tables and signatures)',
+    ),
   };
 }
 
@@ -777,8 +805,8 @@ export function cleaningDone(
     host.status.errorMessage = `cleaning: ${message}`;
   }
   const e = r.ok
-    ? event('Cleaned', 'info', { host: h.name }, message)
-    : event('CleanFailed', 'error', { host: h.name }, message);
+    ? event('Cleaned', 'info', { namespace: h.namespace, host: h.name }, message)
+    : event('CleanFailed', 'error', { namespace: h.namespace, host: h.name }, message);
   return { host, effects: [powerOff(h, r.ok ? 'cleaned' : `cleaning failed: ${message}`)], event: e };
 }
 
@@ -805,7 +833,7 @@ export function releaseFailed(
 ): { host: StoredHost; event: WorkflowEvent } {
   const host = powerObserved(h, powerState);
   host.status.errorMessage = `release: ${message}`;
-  const scope = { host: h.name, machine: h.status.consumer };
+  const scope = { namespace: h.namespace, host: h.name, machine: h.status.consumer };
   return { host, event: event('ReleaseFailed', 'warning', scope, message) };
 }
 
@@ -815,7 +843,7 @@ export function releaseFailed(
  */
 export const deletionPowerOff = (m: StoredMachine, h: StoredHost): Effect => ({
   kind: 'powerOff',
-  host: h.name,
+  host: keyOf(h),
   reason: `machine ${m.name} deleted`,
   release: m.name,
 });
@@ -826,7 +854,7 @@ export function machineDeleted(
   h: StoredHost | undefined,
 ): { host?: StoredHost; event: WorkflowEvent } {
   const ours = h && h.status.consumer === m.name ? release(h) : undefined;
-  const e = event('Deleted', 'info', { machine: m.name, host: h?.name }, 'machine deleted');
+  const e = event('Deleted', 'info', { namespace: m.namespace, machine: m.name, host: h?.name }, 'machine deleted');
   return ours ? { host: ours, event: e } : { event: e };
 }
 
@@ -841,10 +869,10 @@ export function hostActionRequested(
   a: HostAction,
   id: string,
 ): { event: WorkflowEvent; effect: Effect } {
-  const scope = { host: h.name, machine: h.status.consumer };
+  const scope = { namespace: h.namespace, host: h.name, machine: h.status.consumer };
   return {
     event: event('HostActionRequested', 'info', scope, describeAction(a)),
-    effect: { kind: 'hostAction', host: h.name, action: a, id },
+    effect: { kind: 'hostAction', host: keyOf(h), action: a, id },
   };
 }
 
@@ -854,7 +882,7 @@ export function hostActed(
   r: ActionResult,
   id: string,
 ): { host: StoredHost; event: WorkflowEvent } {
-  const scope = { host: h.name, machine: h.status.consumer };
+  const scope = { namespace: h.namespace, host: h.name, machine: h.status.consumer };
   if (!r.ok) {
     const e = event('HostActionFailed', 'warning', scope, `${describeAction(a)}: ${r.message}`);
     return { host: h, event: { ...e, effect: id } };
@@ -883,7 +911,10 @@ export function targetPinned(
   machine.status.pinnedTarget = { url, digest, at: new Date(now).toISOString() };
   const message = `${url} pinned at ${digest} by the appliance: a target that changes from now on fails its check`;
   setCondition(machine, 'TargetDigestPinned', 'True', 'PinnedByAppliance', message, now);
-  return { machine, event: event('TargetPinned', 'info', { machine: m.name, host: m.status.hostName }, message) };
+  return {
+    machine,
+    event: event('TargetPinned', 'info', { namespace: m.namespace, machine: m.name, host: m.status.hostName }, message),
+  };
 }
 
 type ParamContext = {

@@ -26,13 +26,13 @@ export function hostManifests(h: CompactHost) {
   const secret = {
     apiVersion: 'v1',
     kind: 'Secret',
-    metadata: { name: `${h.name}-bmc` },
+    metadata: { name: `${h.name}-bmc`, ...(h.namespace ? { namespace: h.namespace } : {}) },
     stringData: { username, password },
   };
   const host = {
     apiVersion: 'infrastructure.cluster.x-k8s.io/v1beta1',
     kind: 'PhysicalHost',
-    metadata: { name: h.name, labels: h.spec.labels ?? {} },
+    metadata: { name: h.name, ...(h.namespace ? { namespace: h.namespace } : {}), labels: h.spec.labels ?? {} },
     spec: {
       redfishConnection: { ...connection, credentialsSecretRef: `${h.name}-bmc` },
       ...(h.spec.bootMACs ? { bootMACs: h.spec.bootMACs } : {}),
@@ -41,20 +41,33 @@ export function hostManifests(h: CompactHost) {
   return { secret, host };
 }
 
-export const machineManifest = (m: { name: string; spec: Record<string, unknown> }) => ({
+interface CompactMachine {
+  name: string;
+  namespace?: string;
+  spec: Record<string, unknown>;
+}
+
+export const machineManifest = (m: CompactMachine) => ({
   apiVersion: 'infrastructure.cluster.x-k8s.io/v1beta1',
   kind: 'Beskar7Machine',
-  metadata: { name: m.name },
+  metadata: { name: m.name, ...(m.namespace ? { namespace: m.namespace } : {}) },
   spec: m.spec,
+});
+
+/** The collection paths of a namespace. */
+export const paths = (ns = 'default') => ({
+  hosts: `${GV}/namespaces/${ns}/physicalhosts`,
+  machines: `${GV}/namespaces/${ns}/beskar7machines`,
+  secrets: `/api/v1/namespaces/${ns}/secrets`,
 });
 
 /** Creates a host (its Secret first); the answer is the PhysicalHost's. */
 export async function addHost(request: Request, h: CompactHost) {
   const { secret, host } = hostManifests(h);
-  const s = await request('POST', SECRETS, secret);
+  const s = await request('POST', paths(h.namespace).secrets, secret);
   if (s.status !== 201) return s;
-  return request('POST', HOSTS, host);
+  return request('POST', paths(h.namespace).hosts, host);
 }
 
-export const addMachine = (request: Request, m: { name: string; spec: Record<string, unknown> }) =>
-  request('POST', MACHINES, machineManifest(m));
+export const addMachine = (request: Request, m: CompactMachine) =>
+  request('POST', paths(m.namespace).machines, machineManifest(m));

@@ -92,7 +92,7 @@ t.test('CLI: tables, --json, errors, backup and restore without clear-text passw
   writeFileSync(file, JSON.stringify(bad));
   const refused = await cli('restore', file);
   t.equal(refused.code, 2);
-  t.match(refused.err, /HTTP 400: store hosts\/c1 holds an invalid value/);
+  t.match(refused.err, /HTTP 400: store hosts\/default\/c1 holds an invalid value/);
   t.equal(
     (await a.kube('GET', `${MACHINES}/cm`)).json.status.phase,
     'Provisioned',

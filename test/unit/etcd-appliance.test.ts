@@ -113,7 +113,7 @@ t.test('appliances on etcd', async (t) => {
     t.match(r.out, /migrated from the running appliance: .*1 hosts/);
     const s = await Store.over(new EtcdBackend({ endpoints: etcd.endpoints, prefix, timeoutMs: 1000 }));
     t.teardown(() => s.close());
-    const h = await s.hosts.get('old1');
+    const h = await s.hosts.get('default/old1');
     const key = await (s.backend as EtcdBackend).shared('secret-key', () => Buffer.alloc(32));
     t.equal(
       new SecretBox(key).open(h?.spec.redfish.passwordEnc ?? ''),

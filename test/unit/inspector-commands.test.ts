@@ -91,7 +91,7 @@ t.test(
     w.holds.ip = ['10.9.0.21'];
     const stolen = await w.redeem('10.9.0.66');
     t.match(stolen, { ok: true, value: { kind: 'conflict' } }, 'the attacker gets nothing');
-    t.notOk((await w.store.hosts.get('h'))?.attempt, 'and the attempt ends: the token it would carry is void');
+    t.notOk((await w.store.hosts.get('default/h'))?.attempt, 'and the attempt ends: the token it would carry is void');
   },
 );
 
@@ -129,7 +129,7 @@ t.test('the bootstrap gate: 404 until validated and user-data exists; never an e
     'no source named: a minimal config',
   );
   const setSpec = async (spec: Partial<StoredMachine['spec']>) => {
-    const m = (await w.store.machines.get('m')) as StoredMachine;
+    const m = (await w.store.machines.get('default/m')) as StoredMachine;
     const p = new Pipeline(w.store);
     await p.run(() => ({ plan: { writes: [p.machine({ ...m, spec: { ...m.spec, ...spec } })] }, value: 0 }));
   };
@@ -141,7 +141,10 @@ t.test('the bootstrap gate: 404 until validated and user-data exists; never an e
   t.same(await w.commands.bootstrap(w.as('10.9.0.30')), { ok: true, value: undefined }, 'a named Secret not there yet');
   const putSecret = async (namespace: string, value: string) => {
     const s = { name: 'join', namespace, valueEnc: w.secrets.seal(value), createdAt: 't' };
-    await new Pipeline(w.store).run(() => ({ plan: { writes: [w.store.secrets.put('join', s)] }, value: 0 }));
+    await new Pipeline(w.store).run(() => ({
+      plan: { writes: [w.store.secrets.put(`${namespace}/join`, s)] },
+      value: 0,
+    }));
   };
   await putSecret('elsewhere', 'not ours');
   t.same(await w.commands.bootstrap(w.as('10.9.0.30')), { ok: true, value: undefined }, 'in another namespace: not it');
@@ -166,12 +169,12 @@ const cleaningHost = (h: StoredHost): StoredHost => {
 t.test('claimUrl: the nonce URL of a live attempt; once claimed, only for the claimant', async (t) => {
   const w = await world(t);
   const url = `http://10.9.0.1/api/v1/boot/default/h/${w.nonce}`;
-  t.equal(await w.commands.claimUrl('nope'), undefined, 'no such host');
-  t.equal(await w.commands.claimUrl('h', '10.9.0.30'), url);
+  t.equal(await w.commands.claimUrl('default/nope'), undefined, 'no such host');
+  t.equal(await w.commands.claimUrl('default/h', '10.9.0.30'), url);
   t.match(await w.redeem('10.9.0.30'), { ok: true, value: { kind: 'ok' } });
-  t.equal(await w.commands.claimUrl('h', '10.9.0.30'), url, 'iPXE asking again from the claimant');
-  t.equal(await w.commands.claimUrl('h', '10.9.0.31'), 'claimed', 'anyone else');
-  t.equal(await w.commands.claimUrl('h'), 'claimed', 'an unknown address');
+  t.equal(await w.commands.claimUrl('default/h', '10.9.0.30'), url, 'iPXE asking again from the claimant');
+  t.equal(await w.commands.claimUrl('default/h', '10.9.0.31'), 'claimed', 'anyone else');
+  t.equal(await w.commands.claimUrl('default/h'), 'claimed', 'an unknown address');
   for (const [state, live] of [
     ['Ready', true],
     ['Cleaning', true],
@@ -180,13 +183,13 @@ t.test('claimUrl: the nonce URL of a live attempt; once claimed, only for the cl
   ] as const) {
     const v = await world(t, { host: (h) => ({ ...h, status: { ...h.status, state } }) });
     t.equal(
-      await v.commands.claimUrl('h'),
+      await v.commands.claimUrl('default/h'),
       live ? `http://10.9.0.1/api/v1/boot/default/h/${v.nonce}` : undefined,
       `${state}: ${live ? 'live' : 'no attempt to boot'}`,
     );
   }
   const none = await world(t, { host: ({ attempt: _, ...h }) => h });
-  t.equal(await none.commands.claimUrl('h'), undefined, 'no attempt');
+  t.equal(await none.commands.claimUrl('default/h'), undefined, 'no attempt');
 });
 
 t.test('redeemNonce: what is unknown, the first claim, the same claimant again', async (t) => {
@@ -203,7 +206,7 @@ t.test('redeemNonce: what is unknown, the first claim, the same claimant again',
   t.match(first.value.script, `kernel http://10.9.0.1/assets/inspector`, "the machine's inspection image");
   t.match(first.value.script, `beskar7.token=${w.token}`);
   t.notMatch(first.value.script, 'beskar7.mode=clean');
-  const h = (await w.store.hosts.get('h')) as StoredHost;
+  const h = (await w.store.hosts.get('default/h')) as StoredHost;
   t.match(h.attempt?.redeemed, { from: '10.9.0.30', mac: MAC });
   t.equal(h.status.inspectionPhase, 'InProgress');
   t.same(await w.kinds(), ['CredentialClaimed']);
@@ -233,10 +236,10 @@ t.test('redeemNonce: a second claimant ends the attempt without using it up', as
   const kinds = await w.kinds();
   t.same(kinds.slice(0, 2), ['CredentialClaimed', 'CredentialConflict']);
   t.ok(kinds.length > 2, `the attempt's end is told too (${kinds.join(', ')})`);
-  const m = (await w.store.machines.get('m')) as StoredMachine;
+  const m = (await w.store.machines.get('default/m')) as StoredMachine;
   t.match(m.status.conditions, [{ type: 'CredentialsContested', status: 'True', reason: 'CredentialConflict' }]);
   t.equal(m.status.attempts, 0, 'the contested attempt does not count');
-  t.notOk((await w.store.hosts.get('h'))?.attempt, 'its credentials are void');
+  t.notOk((await w.store.hosts.get('default/h'))?.attempt, 'its credentials are void');
 });
 
 t.test('cleaning: the bundled cleaner is booted; a contested claim starts the cleaning over', async (t) => {
@@ -245,10 +248,10 @@ t.test('cleaning: the bundled cleaner is booted; a contested claim starts the cl
   if (!ok.ok || ok.value.kind !== 'ok') return t.fail('not claimed');
   t.match(ok.value.script, 'chain http://10.9.0.1/beskar7-inspector/boot');
   t.match(ok.value.script, 'beskar7.mode=clean');
-  t.equal((await w.store.hosts.get('h'))?.status.inspectionPhase, 'Complete', 'the inspection outcome stays');
+  t.equal((await w.store.hosts.get('default/h'))?.status.inspectionPhase, 'Complete', 'the inspection outcome stays');
   const c = await w.redeem('10.9.0.31');
   t.match(c, { ok: true, value: { kind: 'conflict', message: /claimed again from 10\.9\.0\.31/ } });
-  const h = (await w.store.hosts.get('h')) as StoredHost;
+  const h = (await w.store.hosts.get('default/h')) as StoredHost;
   t.equal(h.attempt, undefined, 'fresh credentials on the next pass');
   t.equal(h.status.state, 'Cleaning', 'still to be cleaned');
   t.same(await w.kinds(), ['CredentialClaimed', 'CredentialConflict']);
@@ -275,7 +278,7 @@ t.test('authorization: token, namespace, address; misuse remembered once per att
     { ...refused, misuse: true },
     'the right token from another address',
   );
-  const h = (await w.store.hosts.get('h')) as StoredHost;
+  const h = (await w.store.hosts.get('default/h')) as StoredHost;
   t.equal(h.attempt?.misused, true, 'remembered on the attempt');
   const events = await w.store.events.all();
   t.match(events.at(-1), {
@@ -357,9 +360,9 @@ t.test('acceptReport: requirements not met release the host; with tryOtherHosts 
       ok: true,
       value: { approved: false },
     });
-    const m = (await w.store.machines.get('m')) as StoredMachine;
+    const m = (await w.store.machines.get('default/m')) as StoredMachine;
     t.equal(m.status.phase, tryOtherHosts ? 'Pending' : 'Failed', `tryOtherHosts ${tryOtherHosts}`);
-    t.equal((await w.store.hosts.get('h'))?.status.state, 'Available', 'the host is released');
+    t.equal((await w.store.hosts.get('default/h'))?.status.state, 'Available', 'the host is released');
     t.equal((await w.store.effects.all()).length, 1, 'with a stored power-off');
     t.equal(await w.store.bootInstructions.get(MAC), undefined, 'and no boot instruction left');
   }
@@ -384,12 +387,12 @@ t.test('provisioned and provision-failed: only after validation', async (t) => {
     { ok: true, value: undefined },
     '§4.5: 202, no change',
   );
-  t.equal((await w.store.machines.get('m'))?.status.phase, 'Inspecting');
+  t.equal((await w.store.machines.get('default/m'))?.status.phase, 'Inspecting');
   t.match(await w.commands.acceptReport(w.as('10.9.0.30'), sampleReport(MAC)), { ok: true, value: { approved: true } });
   t.match(await w.commands.bootstrap(w.as('10.9.0.30')), { ok: true, value: /^#cloud-config\n[\s\S]*hostname: h\n$/ });
   t.same(await w.commands.provisioned(w.as('10.9.0.30')), { ok: true, value: 'h' });
-  t.equal((await w.store.machines.get('m'))?.status.phase, 'Provisioned');
-  t.equal((await w.store.hosts.get('h'))?.status.state, 'Provisioned');
+  t.equal((await w.store.machines.get('default/m'))?.status.phase, 'Provisioned');
+  t.equal((await w.store.hosts.get('default/h'))?.status.state, 'Provisioned');
   t.match(await w.store.bootInstructions.get(MAC), { script: 'local-disk' }, 'later boots go to the disk');
   t.equal((await w.kinds()).at(-1), 'Provisioned');
   t.same(
@@ -402,7 +405,7 @@ t.test('provisioned and provision-failed: only after validation', async (t) => {
   t.match(await f.redeem('10.9.0.30'), { ok: true, value: { kind: 'ok' } });
   t.match(await f.commands.acceptReport(f.as('10.9.0.30'), sampleReport(MAC)), { ok: true, value: { approved: true } });
   t.same(await f.commands.provisionFailed(f.as('10.9.0.30'), 'disk full'), { ok: true, value: 'h' });
-  t.equal((await f.store.machines.get('m'))?.status.phase, 'Failed');
+  t.equal((await f.store.machines.get('default/m'))?.status.phase, 'Failed');
   t.equal(await f.store.bootInstructions.get(MAC), undefined);
   t.ok((await f.store.effects.all()).length >= 1, 'a stored power-off');
   t.match(await f.store.events.all(), [{}, {}, {}, { message: /disk full/ }]);
@@ -415,7 +418,7 @@ t.test('cleaned: only from a host being cleaned', async (t) => {
     ok: true,
     value: 'h',
   });
-  const h = (await w.store.hosts.get('h')) as StoredHost;
+  const h = (await w.store.hosts.get('default/h')) as StoredHost;
   t.equal(h.status.state, 'Available');
   t.equal(h.attempt, undefined);
   t.equal((await w.kinds()).at(-1), 'Cleaned');
@@ -442,14 +445,14 @@ t.test('a host inspected before sends the same report in a new attempt: it is ju
   const first = await world(t);
   t.match(await first.redeem('10.9.0.30'), { ok: true, value: { kind: 'ok' } });
   t.match(await first.commands.acceptReport(first.as('10.9.0.30'), sampleReport(MAC)), { ok: true });
-  const id = (await first.store.hosts.get('h'))?.status.inspectionReportId as string;
+  const id = (await first.store.hosts.get('default/h'))?.status.inspectionReportId as string;
   const stored = await first.store.reports.get(id);
   // a later attempt on the same host: Inspecting again, its earlier report still stored
   const w = await world(t, { host: (h) => ({ ...h, status: { ...h.status, inspectionReportId: id } }) });
   await new Pipeline(w.store).run(() => ({ plan: { writes: [w.store.reports.put(id, stored!)] }, value: 0 }));
   t.match(await w.redeem('10.9.0.30'), { ok: true, value: { kind: 'ok' } });
   t.same(await w.commands.acceptReport(w.as('10.9.0.30'), sampleReport(MAC)), { ok: true, value: { approved: true } });
-  const h = (await w.store.hosts.get('h')) as StoredHost;
+  const h = (await w.store.hosts.get('default/h')) as StoredHost;
   t.equal(h.status.state, 'Ready', 'judged, not taken for a replay');
   t.not(h.status.inspectionReportId, id, "and stored as this attempt's report");
   t.same(await w.kinds(), ['CredentialClaimed', 'ReportReceived', 'Ready']);
@@ -460,7 +463,7 @@ t.test('a failed inspector step is kept on the host', async (t) => {
   t.match(await w.redeem('10.9.0.30'), { ok: true, value: { kind: 'ok' } });
   const r = await w.commands.acceptProgress(w.as('10.9.0.30'), { step: 'download', ok: false, message: 'HTTP 404' });
   t.same(r, { ok: true, value: 'h' });
-  t.equal((await w.store.hosts.get('h'))?.status.errorMessage, 'inspector download: HTTP 404');
+  t.equal((await w.store.hosts.get('default/h'))?.status.errorMessage, 'inspector download: HTTP 404');
   t.equal((await w.kinds()).at(-1), 'InspectorFailed');
 });
 
@@ -488,5 +491,5 @@ t.test('cleaned: refused unless the host is being cleaned under a cleaning attem
     refused,
     'a cleaning attempt of a host no longer Cleaning',
   );
-  t.equal((await notCleaning.store.hosts.get('h'))?.status.state, 'InUse', 'nothing changed');
+  t.equal((await notCleaning.store.hosts.get('default/h'))?.status.state, 'InUse', 'nothing changed');
 });

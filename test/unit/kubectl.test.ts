@@ -193,6 +193,31 @@ t.test('a real kubectl against the appliance', { skip: skipUnlessCi(!haveKubectl
   );
   t.match((await kubectl(['get', 'beskar7clusters'])).out, /^test-cluster\s+true\s+192\.0\.2\.1/m);
 
+  // names are per namespace: the example's host and Secret again, in a namespace of their own
+  // (`kubectl create namespace` sends a protobuf body, which is not read here: the manifest is)
+  const ns = await kubectl([
+    'apply',
+    '-f',
+    file('ns.yaml', 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: lab\n'),
+  ]);
+  t.equal(ns.code, 0, ns.err);
+  const twin = example(address)
+    .split('\n---\n')
+    .slice(0, 2)
+    .join('\n---\n')
+    .replaceAll('namespace: default', 'namespace: lab');
+  const inLab = await kubectl(['apply', '-f', file('twin.yaml', twin)]);
+  t.equal(
+    inLab.out,
+    'secret/bmc-credentials created\nphysicalhost.infrastructure.cluster.x-k8s.io/server-01 created\n',
+    inLab.err,
+  );
+  const everywhere = await kubectl(['get', 'ph', '-A', '--no-headers']);
+  t.match(everywhere.out, /^default\s+server-01\s+Provisioned\s/m);
+  t.match(everywhere.out, /^lab\s+server-01\s+\w+\s/m, 'two hosts of one name, one per namespace');
+  t.equal((await kubectl(['delete', '-n', 'lab', 'ph', 'server-01'])).code, 0);
+  t.match((await kubectl(['get', 'ph', 'server-01'])).out, /^server-01\s+Provisioned\s/m, 'the default one stays');
+
   const ro = (args: string[]) => kubectl(['--token', READ_ONLY, ...args]);
   t.match((await ro(['get', 'ph'])).out, /^server-01\s/m, 'the read-only token reads');
   const refused = await ro(['delete', 'b7m', 'worker-01']);

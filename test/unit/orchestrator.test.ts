@@ -8,7 +8,7 @@ import t from 'tap';
 import { API_DOCS } from '../../src/admin/openapi.js';
 import { repoRoot } from '../../src/paths.js';
 import { ADMIN, inProcess, metricsOf, passesAfter, until } from '../helpers/appliance.js';
-import { addHost, addMachine, HOSTS, MACHINES, SECRETS } from '../helpers/resources.js';
+import { addHost, addMachine, HOSTS, MACHINES, paths, SECRETS } from '../helpers/resources.js';
 import { callInspector, claim, claimUrlOf, scriptOf, simulateInspector, wireReport } from '../helpers/sim-inspector.js';
 import { bmcWithMachine, conditionsOf, hostBody, machineBody, PROVISIONED } from '../helpers/workflow.js';
 import { FakeBmc } from '../lab/fake-bmc/server.js';
@@ -1046,5 +1046,63 @@ t.test(
     t.equal(busy.status, 200, 'asked again');
     const refused = await a.api('POST', '/hosts/hc/actions', { action: 'clean' });
     t.equal(refused.status, 409, 'not while it is being cleaned');
+  },
+);
+
+t.test(
+  'names are unique per namespace: hosts, Secrets and machines of one name in two namespaces keep to their own',
+  async (t) => {
+    const a = await inProcess(t);
+    const bmcs: Record<string, FakeBmc> = {};
+    for (const [ns, mac] of [
+      ['lab', '52:54:00:0a:00:01'],
+      ['prod', '52:54:00:0a:00:02'],
+    ] as const) {
+      const bmc = new FakeBmc({ macs: [mac] });
+      const address = await bmc.start();
+      t.teardown(() => bmc.stop());
+      bmcs[ns] = bmc;
+      t.equal((await addHost(a.kube, { ...hostBody('w', address), namespace: ns })).status, 201, `host ${ns}/w`);
+    }
+    for (const ns of ['lab', 'prod'])
+      await until(`${ns}/w Available`, async () =>
+        (await a.kube('GET', `${paths(ns).hosts}/w`)).json.status?.state === 'Available' ? true : undefined,
+      );
+    t.equal((await a.kube('GET', `${HOSTS}/w`)).status, 404, 'none of that name in the default namespace');
+    // a machine claims a host of its own namespace, as Beskar7's controller lists them
+    t.equal((await addMachine(a.kube, { ...machineBody('m'), namespace: 'prod' })).status, 201);
+    const prod = await until('prod/m claims', async () => {
+      const m = (await a.kube('GET', `${paths('prod').machines}/m`)).json;
+      return m.status?.hostRef ? m : undefined;
+    });
+    t.same(prod.status.hostRef, { kind: 'PhysicalHost', namespace: 'prod', name: 'w' });
+    await until('prod/w booted', async () => (bmcs.prod?.powerLog.length ? true : undefined));
+    t.same(bmcs.lab?.powerLog, [], "lab's host of the same name was not touched");
+    t.equal((await a.kube('GET', `${paths('lab').hosts}/w`)).json.status.state, 'Available');
+    const inProd = (await a.kube('GET', `/api/v1/namespaces/prod/events`)).json.items;
+    t.ok(
+      inProd.some((e: { reason: string }) => e.reason === 'Claimed'),
+      'the claim is an event of prod',
+    );
+    t.notOk(
+      (await a.kube('GET', `/api/v1/namespaces/lab/events`)).json.items.some(
+        (e: { reason: string }) => e.reason === 'Claimed',
+      ),
+      'and none of lab',
+    );
+    // an operator's action reaches the host of the namespace it names
+    const act = await a.api('POST', '/namespaces/lab/hosts/w/actions', { action: 'powerOn' });
+    t.same([act.status, act.json.powerState], [200, 'On']);
+    t.same(bmcs.lab?.powerLog, ['on'], "lab's BMC powered on");
+    t.equal((await a.api('POST', '/namespaces/nope/hosts/w/actions', { action: 'powerOn' })).status, 404);
+    // one of the pair goes; the other stays
+    t.equal((await a.kube('DELETE', `${paths('lab').hosts}/w`)).status, 200);
+    t.same(
+      (await a.kube('GET', `${paths('prod').hosts}/w`)).json.spec.consumerRef,
+      { kind: 'Beskar7Machine', namespace: 'prod', name: 'm' },
+      'prod/w stays, held by prod/m',
+    );
+    t.equal((await a.kube('DELETE', `${paths('lab').secrets}/w-bmc`)).status, 200, "lab's Secret goes");
+    t.equal((await a.kube('GET', `${paths('prod').secrets}/w-bmc`)).status, 200, "prod's stays");
   },
 );

@@ -165,7 +165,7 @@ t.test('a host that owes a power-off is not claimed until its BMC has done it', 
   await p.run(() => ({
     plan: {
       writes: [p.host(host('h', w.secrets)), p.machine(machine('next'))],
-      effects: [{ kind: 'powerOff', host: 'h', reason: 'released' }],
+      effects: [{ kind: 'powerOff', host: 'default/h', reason: 'released' }],
     },
     value: undefined,
   }));
@@ -201,20 +201,20 @@ t.test(
       ['bootInspector'],
       'the attempt and its boot were committed together',
     );
-    const attempt = (await w.store.hosts.get('h'))?.attempt?.id;
+    const attempt = (await w.store.hosts.get('default/h'))?.attempt?.id;
     // the first orchestrator dies here: its BMC call never returns, its outcome is never committed
     const second = w.orchestrator();
     await second.passOnce();
     await second.settle();
     t.same(await w.store.effects.keys(), [], 'the second one carried the stored boot out');
-    const h = await w.store.hosts.get('h');
+    const h = await w.store.hosts.get('default/h');
     t.not(
       h?.attempt?.id,
       attempt,
       'with new credentials: the first call may have reached the BMC (no attempt boots twice)',
     );
     t.equal(h?.status.inspectionPhase, 'Booting');
-    t.equal((await w.store.machines.get('m'))?.status.attempts, 1, 'the same attempt, counted once');
+    t.equal((await w.store.machines.get('default/m'))?.status.attempts, 1, 'the same attempt, counted once');
     const kinds = (await w.store.events.all()).map((e) => e.kind);
     t.same(
       kinds.filter((k) => k.startsWith('Inspection')),
@@ -233,19 +233,23 @@ t.test('deadlines follow the clock: no report in time ends the attempt, then the
   t.same(await phases(w.store), ['m:Inspecting:h']);
   w.clock.advance(policy.inspectionTimeoutMs - 1);
   await o.passOnce();
-  t.equal((await w.store.machines.get('m'))?.status.attempts, 1, 'a millisecond before the deadline: still waiting');
+  t.equal(
+    (await w.store.machines.get('default/m'))?.status.attempts,
+    1,
+    'a millisecond before the deadline: still waiting',
+  );
   w.clock.advance(1);
   await o.passOnce();
-  const m = await w.store.machines.get('m');
+  const m = await w.store.machines.get('default/m');
   t.match(m?.status.failureMessage, /no inspection report within 60 s; retrying in 1 s/);
   w.clock.advance(policy.retryBaseMs);
   await o.passOnce();
   await o.settle();
-  t.equal((await w.store.machines.get('m'))?.status.attempts, 2, 'the retry is a new attempt');
+  t.equal((await w.store.machines.get('default/m'))?.status.attempts, 2, 'the retry is a new attempt');
   w.clock.advance(policy.inspectionTimeoutMs);
   await o.passOnce();
   await o.settle();
-  const failed = await w.store.machines.get('m');
+  const failed = await w.store.machines.get('default/m');
   t.same([failed?.status.phase, failed?.status.failureReason], ['Failed', 'InspectionTimeout']);
   t.same(w.bmc.calls.slice(-2), ['off', 'clear'], 'the released host was powered off');
 });

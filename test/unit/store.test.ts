@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import t from 'tap';
 import { knownMacs } from '../../src/appliance.js';
+import { scopeKeys } from '../../src/store/scoped-keys.js';
 import { Store } from '../../src/store/store.js';
 import { Pipeline } from '../../src/workflow/pipeline.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -238,16 +239,76 @@ t.test('records stored by the release before stored effects load under their new
       { type: 'put', collection: 'machines', key: 'm', value: machine },
       { type: 'put', collection: 'reports', key: 'h/t', value: report },
       { type: 'put', collection: 'requests', key: 'r1', value: { kind: 'powerDown', host: 'h' } },
+      {
+        type: 'put',
+        collection: 'hosts',
+        key: 'x',
+        value: { ...host, name: 'x', namespace: 'lab', status: { state: 'Available', nics: [] } },
+      },
+      {
+        type: 'put',
+        collection: 'effects',
+        key: 'x/2026-t-000001-abc',
+        value: { kind: 'powerOff', host: 'x', reason: 'r' },
+      },
+      {
+        type: 'put',
+        collection: 'boot',
+        key: '52:54:00:00:00:09',
+        value: { script: 'inspect', host: 'x', cmdline: '' },
+      },
+      { type: 'put', collection: 'secrets', key: 'bmc', value: { name: 'bmc', namespace: 'lab', createdAt: 't' } },
     ],
     [],
   );
   await old.close();
   const store = await Store.open(dir);
   t.teardown(() => store.close());
-  const h = await store.hosts.get('h');
+  const h = await store.hosts.get('default/h');
   t.same(h?.attempt, { id: 'a1', expiresAt: '2030-01-01T00:00:00Z', redeemed: { from: '10.0.0.5', at: 't' } });
   t.notOk('bootstrap' in (h ?? {}), 'the old name is gone');
-  t.equal((await store.machines.get('m'))?.status.hostName, 'h');
+  t.equal((await store.machines.get('default/m'))?.status.hostName, 'h');
   t.equal((await store.reports.get('h/t'))?.hostName, 'h');
-  t.same(await store.effects.keys(), [], 'old leader hand-offs are not effects');
+  // names were unique across namespaces: keys are now <namespace>/<name>, and what named a host names its key
+  t.same(await store.hosts.keys(), ['default/h', 'lab/x']);
+  t.same(await store.secrets.keys(), ['lab/bmc']);
+  t.same(
+    await store.effects.entries(),
+    [['lab/x/2026-t-000001-abc', { kind: 'powerOff', host: 'lab/x', reason: 'r' }]],
+    "a host's effects follow its key, in their order; old leader hand-offs are not effects",
+  );
+  t.equal((await store.bootInstructions.get('52:54:00:00:00:09'))?.host, 'lab/x');
+  await store.close();
+  const again = await Store.open(dir);
+  t.teardown(() => again.close());
+  t.same(await again.hosts.keys(), ['default/h', 'lab/x'], 'opened again: nothing more to do');
 });
+
+t.test(
+  'scopeKeys: a crash between writing the new keys and deleting the old ones is finished by the next run',
+  async (t) => {
+    const h = { name: 'x', namespace: 'lab' };
+    const half = {
+      hosts: [
+        ['lab/x', h],
+        ['x', h],
+      ] as [string, unknown][],
+      effects: [],
+    };
+    t.same(
+      scopeKeys(half).hosts,
+      [
+        ['lab/x', h],
+        ['lab/x', h],
+      ],
+      'both name the same key: one record once written',
+    );
+    const fresh = {
+      hosts: [
+        ['lab/x', h],
+        ['prod/x', { name: 'x', namespace: 'prod' }],
+      ] as [string, unknown][],
+    };
+    t.same(scopeKeys(fresh), fresh, 'a scoped store is left as it is, two hosts of one name among it');
+  },
+);

@@ -113,6 +113,11 @@ t.test('host selection: Available, unclaimed, labels, oldest first', async (t) =
     'b',
     'a host that failed the machine is skipped',
   );
+  const lab = { ...machine(), namespace: 'lab' };
+  t.equal(selectHost(lab, claimable(hosts)), undefined, 'a machine claims hosts of its own namespace only');
+  const labHost = { ...host('e', {}, {}, '2026-01-04T00:00:00Z'), namespace: 'lab' };
+  t.equal(selectHost(lab, claimable([...hosts, labHost]))?.name, 'e', 'the newest, but the only one in its namespace');
+  t.equal(selectHost(machine(), claimable([labHost])), undefined, 'and the default namespace not those of lab');
   const twins = [host('y', {}, {}, '2026-01-01T00:00:00Z'), host('x', {}, {}, '2026-01-01T00:00:00Z')];
   t.same(
     claimable([...hosts, ...twins]).map((h) => h.name),
@@ -228,7 +233,7 @@ t.test('report verdict: Ready and a deployment deadline, or the next host, or Fa
   const next = judgeReport(m, h, report, [h, other], 10_000, policy);
   t.same(
     [next.approved, next.effects],
-    [false, [{ kind: 'powerOff', host: 'h', reason: 'released: 16 GiB memory < 64 GiB required' }]],
+    [false, [{ kind: 'powerOff', host: 'default/h', reason: 'released: 16 GiB memory < 64 GiB required' }]],
   );
   t.same(
     [next.machine.status.phase, next.machine.status.hostName, next.machine.status.rejectedHosts],
@@ -451,7 +456,7 @@ t.test('commands as transitions: new records, deletion guards, script and report
   );
   t.same(
     [acc.host.status.inspectionPhase, acc.host.status.inspectionReportId, acc.stored.machine],
-    ['Complete', 'h/1970-01-01T00:00:10.000Z', 'm'],
+    ['Complete', 'default/h/1970-01-01T00:00:10.000Z', 'm'],
   );
   t.equal(acc.host.status.inspectionTimestamp, started, 'inspectionTimestamp stays the start of inspection');
   const pf = progressNoted(booting, { step: 'kexec', ok: false, message: 'no' });
@@ -573,7 +578,7 @@ t.test('cleaning: a host that passed validation is erased before it is Available
   const c = startCleaning(cleaning, 'a9', 1000, policy);
   t.same(
     [c.host.attempt?.purpose, c.host.attempt?.id, c.effect],
-    ['clean', 'a9', { kind: 'bootCleaner', host: 'h', attempt: 'a9' }],
+    ['clean', 'a9', { kind: 'bootCleaner', host: 'default/h', attempt: 'a9' }],
   );
   t.equal(c.event.kind, 'CleaningStarted');
   const claimed = judgeRedemption(c.host, { from: '10.0.0.9', leased: [] }, 1500);
@@ -591,7 +596,7 @@ t.test('cleaning: a host that passed validation is erased before it is Available
     [ok.host.status.state, ok.host.status.needsCleaning, ok.host.attempt, ok.event.kind],
     ['Available', undefined, undefined, 'Cleaned'],
   );
-  t.same(ok.effects, [{ kind: 'powerOff', host: 'h', reason: 'cleaned' }]);
+  t.same(ok.effects, [{ kind: 'powerOff', host: 'default/h', reason: 'cleaned' }]);
   const bad = cleaningDone(c.host, { ok: false, message: 'could not erase /dev/vda\u001b[2J' });
   t.same([bad.host.status.state, bad.host.status.needsCleaning, bad.event.kind], ['CleanFailed', true, 'CleanFailed']);
   t.equal(bad.host.status.errorMessage, 'cleaning: could not erase /dev/vda [2J', 'control characters stripped');

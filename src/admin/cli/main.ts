@@ -174,7 +174,8 @@ const hostsCommand: Handler = async (sub, arg) => {
   const action = sub ? ACTIONS[sub] : undefined;
   if (action) {
     const resetType = positionals[3];
-    const r = await call('POST', `/hosts/${encodeURIComponent(arg ?? '')}/actions`, {
+    const ns = encodeURIComponent(values.namespace ?? 'default');
+    const r = await call('POST', `/namespaces/${ns}/hosts/${encodeURIComponent(arg ?? '')}/actions`, {
       action,
       ...(action === 'reset' && resetType ? { resetType } : {}),
     });

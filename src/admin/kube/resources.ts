@@ -18,7 +18,7 @@ import {
   uidOf,
 } from '../../domain/manifests.js';
 import { type Result, refusal } from '../../domain/refusal.js';
-import { DEFAULT_NAMESPACE, hostMacs, type StoredHost, type StoredMachine } from '../../domain/resources.js';
+import { DEFAULT_NAMESPACE, hostMacs, objectKey, type StoredHost, type StoredMachine } from '../../domain/resources.js';
 import type { Store } from '../../store/store.js';
 import type { AdminCommands, Applied, PlainKind, WriteMode } from '../commands.js';
 import { KIND_INFO, type KindInfo, type KindName, type Obj } from './kinds.js';
@@ -61,11 +61,12 @@ const parsed = async <S extends z.ZodType>(
 
 const gone = <T>(r: Result<T>): Result<'gone'> => (r.ok ? { ok: true, value: 'gone' } : r);
 
-/** Records keyed by name whose namespace is a field: found only in their own namespace. */
-function byName<T extends { namespace: string; name: string }>(col: { get(k: string): Promise<T | undefined> }) {
+/** Records keyed `<namespace>/<name>`. */
+function byKey(col: { get(k: string): Promise<unknown> }) {
   return async (namespace: string, name: string): Promise<[string, unknown] | undefined> => {
-    const v = await col.get(name);
-    return v && v.namespace === namespace ? [name, v] : undefined;
+    const key = objectKey(namespace, name);
+    const v = await col.get(key);
+    return v ? [key, v] : undefined;
   };
 }
 
@@ -98,10 +99,7 @@ export function kinds(d: KubeDeps): Record<KindName, Kind> {
       info: KIND_INFO[kind],
       collection,
       entries: () => col.entries(),
-      find: async (ns: string, name: string) => {
-        const v = await col.get(`${ns}/${name}`);
-        return v ? ([`${ns}/${name}`, v] as [string, unknown]) : undefined;
-      },
+      find: byKey(col),
       view: async (_: string, v: unknown) => {
         const o = v as StoredObject;
         const base = { apiVersion: API_VERSION, kind, metadata: metadata(kind, o, o.labels), spec: o.spec };
@@ -123,13 +121,13 @@ export function kinds(d: KubeDeps): Record<KindName, Kind> {
         parsed(schema, o, ({ metadata: m, spec }: z.output<typeof schema>) =>
           commands.applyObject(
             collection,
-            `${m.namespace}/${m.name}`,
+            objectKey(m.namespace, m.name),
             { name: m.name, namespace: m.namespace, labels: m.labels, annotations: m.annotations, spec },
             mode,
             m.resourceVersion,
           ),
         ),
-      remove: async (ns: string, name: string) => gone(await commands.deleteObject(collection, `${ns}/${name}`)),
+      remove: async (ns: string, name: string) => gone(await commands.deleteObject(collection, objectKey(ns, name))),
     } satisfies Kind;
   };
 
@@ -138,19 +136,19 @@ export function kinds(d: KubeDeps): Record<KindName, Kind> {
       info: KIND_INFO.PhysicalHost,
       collection: 'hosts',
       entries: () => store.hosts.entries(),
-      find: byName(store.hosts),
+      find: byKey(store.hosts),
       view: async (_, v) => [await hostView(v as StoredHost)],
       write: (o, mode) => parsed(PhysicalHostManifestSchema, o, (m) => commands.applyHost(m, mode)),
-      remove: async (_, name) => gone(await commands.deleteHost(name)),
+      remove: async (ns, name) => gone(await commands.deleteHost(ns, name)),
     },
     Beskar7Machine: {
       info: KIND_INFO.Beskar7Machine,
       collection: 'machines',
       entries: () => store.machines.entries(),
-      find: byName(store.machines),
+      find: byKey(store.machines),
       view: async (_, v) => {
         const m = v as StoredMachine;
-        const h = m.status.hostName ? await store.hosts.get(m.status.hostName) : undefined;
+        const h = m.status.hostName ? await store.hosts.get(objectKey(m.namespace, m.status.hostName)) : undefined;
         const id = h?.status.inspectionReportId;
         const held =
           h && h.status.consumer === m.name
@@ -159,10 +157,10 @@ export function kinds(d: KubeDeps): Record<KindName, Kind> {
         return [machineManifest(m, h, held)];
       },
       write: (o, mode) => parsed(MachineManifestSchema, o, (m) => commands.applyMachine(m, mode)),
-      remove: async (_, name) => {
-        const r = await commands.deleteMachine(name);
+      remove: async (ns, name) => {
+        const r = await commands.deleteMachine(ns, name);
         if (!r.ok) return r;
-        return { ok: true, value: (await store.machines.get(name)) ? 'pending' : 'gone' };
+        return { ok: true, value: (await store.machines.get(objectKey(ns, name))) ? 'pending' : 'gone' };
       },
     },
     Beskar7Cluster: plain('Beskar7Cluster', 'clusters', ClusterManifestSchema),
@@ -171,7 +169,7 @@ export function kinds(d: KubeDeps): Record<KindName, Kind> {
       info: KIND_INFO.Secret,
       collection: 'secrets',
       entries: () => store.secrets.entries(),
-      find: byName(store.secrets),
+      find: byKey(store.secrets),
       // a Secret is written, never read back: what it holds stays in the appliance
       view: async (_, v) => {
         const s = v as {
@@ -184,7 +182,7 @@ export function kinds(d: KubeDeps): Record<KindName, Kind> {
         return [{ apiVersion: 'v1', kind: 'Secret', metadata: metadata('Secret', s, s.labels ?? {}), type: 'Opaque' }];
       },
       write: (o, mode) => parsed(SecretManifestSchema, o, (s) => commands.applySecret(s, mode)),
-      remove: async (_, name) => gone(await commands.deleteSecret(name)),
+      remove: async (ns, name) => gone(await commands.deleteSecret(ns, name)),
     },
     Namespace: namespaces(d),
     Event: events(d),
@@ -267,13 +265,13 @@ function events(d: KubeDeps): Kind {
   const { store } = d;
   const involved = async (e: StoreEvent) => {
     const out: Obj[] = [];
+    const namespace = e.namespace ?? DEFAULT_NAMESPACE;
     const about = [
-      ['Beskar7Machine', e.machine, e.machine ? await store.machines.get(e.machine) : undefined],
-      ['PhysicalHost', e.host, e.host ? await store.hosts.get(e.host) : undefined],
+      ['Beskar7Machine', e.machine, e.machine ? await store.machines.get(objectKey(namespace, e.machine)) : undefined],
+      ['PhysicalHost', e.host, e.host ? await store.hosts.get(objectKey(namespace, e.host)) : undefined],
     ] as const;
     for (const [kind, name, rec] of about) {
       if (!name) continue;
-      const namespace = rec?.namespace ?? DEFAULT_NAMESPACE;
       const uid = rec ? uidOf(kind, rec) : '';
       out.push({ apiVersion: API_VERSION, kind, name, namespace, uid });
     }
