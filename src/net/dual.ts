@@ -11,7 +11,12 @@ const TLS_HANDSHAKE = 0x16;
  * only over TLS, gets HTTPS on the same address. The returned server closes both.
  */
 export function dualProtocolServer(plain: HttpServer, secure: HttpsServer): Server & { closeAllConnections(): void } {
+  // the two inner servers never listen, and node tracks an http.Server's connections only once it does: their
+  // closeAllConnections() would leave an open watch or event stream holding close() for ever
+  const open = new Set<Socket>();
   const route = (socket: Socket) => {
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
     // a connection that never says anything is not kept
     socket.setTimeout(30_000, () => socket.destroy());
     socket.once('data', (first: Buffer) => {
@@ -25,8 +30,7 @@ export function dualProtocolServer(plain: HttpServer, secure: HttpsServer): Serv
   };
   const server = createServer({ pauseOnConnect: false }, route) as Server & { closeAllConnections(): void };
   server.closeAllConnections = () => {
-    plain.closeAllConnections();
-    secure.closeAllConnections();
+    for (const socket of open) socket.destroy();
   };
   server.on('close', () => {
     plain.close();

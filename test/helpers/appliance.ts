@@ -56,7 +56,7 @@ export async function inProcess(t: Test, over: Record<string, unknown> = {}, dat
     stopped = true;
   };
   t.teardown(stop);
-  const base = `http://127.0.0.1:${port}`;
+  const base = `http://127.0.0.1:${cfg.http.port}`;
   const request = async (
     method: string,
     url: string,

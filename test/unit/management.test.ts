@@ -200,3 +200,26 @@ t.test('a watch whose reader stops reading is dropped past 8 MiB unread', async 
   );
   t.ok(updates * 256 * 1024 > 8 * 1024 * 1024, `dropped after ${updates} updates of 256 KiB: more than 8 MiB unread`);
 });
+
+t.test(
+  'stopping ends open watches and event streams: a dashboard left open does not hold the shutdown',
+  // without the fix stop() waits for ever: the test's timeout is the failure
+  { timeout: 20_000 },
+  async (t) => {
+    const a = await inProcess(t);
+    const h = { headers: { Authorization: `Bearer ${ADMIN}` } };
+    const watch = await fetch(`${a.base}${HOSTS}?watch=1`, h);
+    const stream = await fetch(`${a.base}/api/v1/stream`, h);
+    t.same([watch.status, stream.status], [200, 200]);
+    // each body read to its end, however it ends (closed, or cut)
+    const drained = async (r: Response) => {
+      const reader = (r.body as ReadableStream<Uint8Array>).getReader();
+      try {
+        while (!(await reader.read()).done);
+      } catch {}
+    };
+    await t.resolves(a.stop(), 'stop returns');
+    await t.resolves(drained(watch), 'the watch was closed');
+    await t.resolves(drained(stream), 'the event stream was closed');
+  },
+);
