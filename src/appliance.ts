@@ -10,6 +10,8 @@ import { createAdminApi } from './admin/api.js';
 import { AdminCommands } from './admin/commands.js';
 import { localImageProblem } from './admin/image-check.js';
 import { createKubeApi } from './admin/kube/api.js';
+import { applyFile } from './admin/kube/apply-file.js';
+import { kinds } from './admin/kube/resources.js';
 import { WatchHub } from './admin/kube/watch.js';
 import { StreamSlots } from './admin/stream-slots.js';
 import { probeDhcpServers } from './boot/dhcp/probe.js';
@@ -17,9 +19,9 @@ import { DhcpServer } from './boot/dhcp/server.js';
 import { createHttpApp, createManagementApp } from './boot/http.js';
 import { loadTemplates, type Templates } from './boot/ipxe.js';
 import { TftpServer } from './boot/tftp/server.js';
-import { BootTimeline } from './boot/timeline.js';
+import { type BootStage, BootTimeline } from './boot/timeline.js';
 import type { Config, ResolvedConfig } from './config.js';
-import { eventOk, type StoreEvent } from './domain/events.js';
+import { type EventKind, eventOk, type StoreEvent } from './domain/events.js';
 import { DEFAULT_NAMESPACE, hostMacs, objectKey } from './domain/resources.js';
 import { InspectorCommands } from './inspector/commands.js';
 import { createIntakeApi } from './inspector/routes.js';
@@ -52,6 +54,22 @@ export interface Listening {
   dhcp?: number;
   pxe?: number;
 }
+
+/** The boot steps workflow events mark on a host's timeline (the dashboard's waterfall lanes). */
+const EVENT_STAGE: Partial<Record<EventKind, BootStage>> = {
+  PowerOn: 'power',
+  InspectionResumed: 'power',
+  CredentialClaimed: 'script',
+  CredentialConflict: 'script',
+  InspectorStep: 'inspector',
+  InspectorFailed: 'inspector',
+  ReportReceived: 'report',
+  ReportRejected: 'report',
+  Ready: 'report',
+  RequirementsNotMet: 'report',
+  Provisioned: 'provisioned',
+  ProvisionFailed: 'provisioned',
+};
 
 /** Every iPXE binary a DHCP answer can name must exist before we answer anyone. */
 function checkBootFiles(cfg: Config, tftpRoot: string, log: Logger): void {
@@ -244,7 +262,8 @@ export class Appliance {
       void store.hosts.get(objectKey(e.namespace ?? DEFAULT_NAMESPACE, e.host)).then(
         (h) => {
           for (const mac of e.mac ? [e.mac] : h ? hostMacs(h) : []) {
-            this.timeline.add(mac, 'workflow', `${e.kind}: ${e.message}`, eventOk(e));
+            const stage = EVENT_STAGE[e.kind];
+            this.timeline.add(mac, 'workflow', `${e.kind}: ${e.message}`, eventOk(e), stage ? { stage } : {});
           }
         },
         () => undefined,
@@ -331,9 +350,16 @@ export class Appliance {
     const health = () => this.health();
     const intake = createIntakeApi({ ...deps, commands: commands.inspector });
     const otherRoutes = () => intake.routes.map((r) => ({ method: r.method, path: `/api/v1${r.path}` }));
-    const admin = createAdminApi({ ...deps, readOnlyToken: readOnly.token, otherRoutes });
+    const resources = kinds(deps);
+    const admin = createAdminApi({
+      ...deps,
+      readOnlyToken: readOnly.token,
+      otherRoutes,
+      applyFile: (text) => applyFile(resources, text),
+    });
     const kube = createKubeApi({
       ...deps,
+      resources,
       hub: this.hub,
       readOnlyToken: readOnly.token,
       version: APPLIANCE_VERSION,

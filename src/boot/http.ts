@@ -130,13 +130,16 @@ function files(root: string, prefix: string, log: Logger, timeline?: BootTimelin
     const inm = c.req.header('if-none-match');
     if (inm?.split(',').some((t) => t.trim().replace(/^W\//, '') === etag || t.trim() === '*'))
       return c.body(null, 304, { ETag: etag });
-    // one line per download: the boot timeline needs when a kernel or initrd was fetched, and by whom
+    // one line per download: the boot timeline needs when a kernel or initrd was fetched, how long it took, and by whom
     log.info({ path: c.req.path, bytes: target.size, range: c.req.header('range'), from }, 'asset served');
-    if (from) timeline?.add(timeline.keyForIp(from), 'http', `GET ${c.req.path} (${target.size} bytes)`);
-    // a client that leaves mid-download is no error of ours
-    return sendFile(c, target, { ETag: etag }, (e) =>
-      log.debug({ path: c.req.path, from, err: e.message }, 'download ended early'),
-    );
+    const started = Date.now();
+    return sendFile(c, target, { ETag: etag }, (e) => {
+      const detail = { stage: 'download' as const, ms: Date.now() - started, bytes: target.size };
+      const key = from && timeline?.keyForIp(from);
+      // a client that leaves mid-download is no error of ours
+      if (e) log.debug({ path: c.req.path, from, err: e.message }, 'download ended early');
+      if (key) timeline?.add(key, 'http', `GET ${c.req.path}${e ? ': ended early' : ''}`, !e, detail);
+    });
   };
 }
 
@@ -151,7 +154,7 @@ export function createHttpApp(d: HttpDeps): Hono {
   app.get('/boot.ipxe', (c) => {
     d.metrics.scripts.inc({ script: 'entry' });
     const from = remoteAddress(c);
-    if (from) d.timeline?.add(d.timeline.keyForIp(from), 'http', 'entry script /boot.ipxe');
+    if (from) d.timeline?.add(d.timeline.keyForIp(from), 'http', 'entry script /boot.ipxe', true, { stage: 'script' });
     return c.body(render(d.templates.get('entry') as string, { httpBase: d.httpBase }), 200, IPXE);
   });
 
@@ -183,7 +186,10 @@ export function createHttpApp(d: HttpDeps): Hono {
     const script = tpl ?? 'http404';
     d.metrics.scripts.inc({ script });
     d.log.info({ mac, uuid, serial, script, known, arch: q.data.arch, platform: q.data.platform }, 'ipxe script');
-    d.timeline?.add(mac, 'http', `host script: ${script}${known ? '' : ' (not enrolled)'}`);
+    // the local-disk script is where a provisioned host leaves the network boot for its disk
+    d.timeline?.add(mac, 'http', `host script: ${script}${known ? '' : ' (not enrolled)'}`, true, {
+      stage: script === 'local-disk' ? 'disk' : 'script',
+    });
     if (tpl === undefined) return c.text('local disk\n', 404);
     const body = render(d.templates.get(tpl) as string, {
       ...q.data,

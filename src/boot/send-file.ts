@@ -35,7 +35,8 @@ export function sendFile(
   c: Context,
   file: { path: string; size: number },
   headers: Record<string, string>,
-  onError: (e: Error) => void,
+  /** the last byte went out (no error), or the download ended early */
+  done: (e?: Error) => void,
 ): Response {
   const range = parseRange(c.req.header('range'), file.size);
   const base = { ...headers, 'Accept-Ranges': 'bytes', 'Content-Type': contentType(file.path) };
@@ -60,9 +61,12 @@ export function sendFile(
   }
   out.writeHead(status, head);
   streamFile(file.path, start, end, out).then(
-    () => out.end(),
+    () => {
+      out.end();
+      done();
+    },
     (e: Error) => {
-      onError(e);
+      done(e);
       out.destroy(e);
     },
   );

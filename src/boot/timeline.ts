@@ -1,6 +1,26 @@
 import { EventEmitter } from 'node:events';
 
-export interface TimelineEntry {
+/** The step of a network boot an entry belongs to: the dashboard's waterfall draws a lane for each. */
+export type BootStage =
+  | 'power'
+  | 'dhcp'
+  | 'tftp'
+  | 'script'
+  | 'download'
+  | 'inspector'
+  | 'report'
+  | 'provisioned'
+  | 'disk';
+
+/** What an entry may carry beyond its text: its stage, and for a transfer its length and size. */
+export interface EntryDetail {
+  stage?: BootStage;
+  /** how long it took, ending at `at` (a transfer) */
+  ms?: number;
+  bytes?: number;
+}
+
+export interface TimelineEntry extends EntryDetail {
   at: string;
   /** a MAC, or `ip:<address>` for traffic we could not tie to a MAC (yet) */
   key: string;
@@ -49,9 +69,9 @@ export class BootTimeline extends EventEmitter {
     return this.ipToMac.get(ip.replace(/^::ffff:/, '')) ?? `ip:${ip.replace(/^::ffff:/, '')}`;
   }
 
-  add(key: string, source: TimelineEntry['source'], what: string, ok = true): TimelineEntry {
+  add(key: string, source: TimelineEntry['source'], what: string, ok = true, detail: EntryDetail = {}): TimelineEntry {
     const text = what.length > MAX_WHAT ? `${what.slice(0, MAX_WHAT)}…` : what;
-    const e: TimelineEntry = { at: new Date().toISOString(), key: key.slice(0, 64), source, what: text, ok };
+    const e: TimelineEntry = { at: new Date().toISOString(), key: key.slice(0, 64), source, what: text, ok, ...detail };
     const list = this.byKey.get(e.key) ?? [];
     this.byKey.delete(e.key); // re-insert: Map order is the LRU order
     list.push(e);

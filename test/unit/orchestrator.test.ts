@@ -723,8 +723,23 @@ t.test('boot timeline per MAC and the live event stream', async (t) => {
     seen.some((s) => s.startsWith('timeline') && s.includes('host script: inspect')),
     'timeline entries are streamed',
   );
-  const tl = (await a.api('GET', `/timeline/${mac.replace(/:/g, '-')}`)).json.items.map(
-    (e: { source: string; what: string }) => `${e.source}: ${e.what}`,
+  const entries = (await a.api('GET', `/timeline/${mac.replace(/:/g, '-')}`)).json.items as {
+    source: string;
+    what: string;
+    stage?: string;
+  }[];
+  const tl = entries.map((e) => `${e.source}: ${e.what}`);
+  const stage = (what: RegExp) => entries.find((e) => what.test(e.what))?.stage;
+  t.same(
+    [
+      stage(/^host script: inspect/),
+      stage(/^PowerOn/),
+      stage(/^ReportReceived/),
+      stage(/^Provisioned/),
+      stage(/^Claimed/),
+    ],
+    ['script', 'power', 'report', 'provisioned', undefined],
+    "each entry's boot step, for the dashboard's waterfall (a claim is no step of the boot)",
   );
   t.ok(tl.includes('http: host script: inspect'), 'script fetch on the timeline');
   t.ok(

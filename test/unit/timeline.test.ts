@@ -1,6 +1,6 @@
 import t from 'tap';
 import { BootTimeline } from '../../src/boot/timeline.js';
-import { inProcess } from '../helpers/appliance.js';
+import { inProcess, until } from '../helpers/appliance.js';
 
 t.test('entries per MAC, bounded, addresses tied to MACs', async (t) => {
   const tl = new BootTimeline(2, 3);
@@ -44,6 +44,17 @@ t.test('bounded in bytes: long unique request paths from many MACs cannot grow i
   t.ok(tl.get('52:54:00:00:299').length > 0, 'the most recent MAC is kept');
   t.equal(tl.get('52:54:00:00:0').length, 0, 'the oldest went first');
   t.ok(tl.get('52:54:00:00:299')[0]!.what.length <= 201, 'each entry is cut');
+});
+
+t.test('a download is on the timeline when it ends, with its bytes and how long it took', async (t) => {
+  const a = await inProcess(t);
+  const res = await fetch(`${a.base}/assets/inspector-src/agent.sh`);
+  const size = (await res.arrayBuffer()).byteLength;
+  const e = await until('the download noted', async () =>
+    a.app.timeline.get('ip:127.0.0.1').find((x) => x.what === 'GET /assets/inspector-src/agent.sh'),
+  );
+  t.match(e, { source: 'http', stage: 'download', bytes: size, ok: true });
+  t.ok(typeof e.ms === 'number' && e.ms >= 0, 'with its duration');
 });
 
 t.test('an HTTP client cannot tie its address to a MAC by naming it', async (t) => {

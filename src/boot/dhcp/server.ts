@@ -200,6 +200,8 @@ export class DhcpServer {
         mac,
         'dhcp',
         `${type} → ${out.replyType}${addr}${out.boot ? ` ${out.boot.file}` : ''}${kind === 'pxe' ? ' (port 4011)' : ''}`,
+        true,
+        { stage: 'dhcp' },
       );
     }
   }

@@ -1,7 +1,7 @@
 import { resolveInside } from '../../domain/safe-path.js';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
-import type { BootTimeline } from '../timeline.js';
+import type { BootTimeline, EntryDetail } from '../timeline.js';
 import { listenTftp, type TftpListener, type TftpListenOptions, type TftpTransfer } from './transfer.js';
 
 export interface TftpOptions extends TftpListenOptions {
@@ -37,8 +37,11 @@ export class TftpServer {
     return this.listener.address;
   }
 
-  private note(t: TftpTransfer, what: string, ok: boolean): void {
-    this.timeline?.add(this.timeline.keyForIp(t.remoteAddress), 'tftp', `${t.file}: ${what}`, ok);
+  private note(t: TftpTransfer, what: string, ok: boolean, detail: EntryDetail = {}): void {
+    this.timeline?.add(this.timeline.keyForIp(t.remoteAddress), 'tftp', `${t.file}: ${what}`, ok, {
+      stage: 'tftp',
+      ...detail,
+    });
   }
 
   private async serve(t: TftpTransfer): Promise<void> {
@@ -72,6 +75,7 @@ export class TftpServer {
       return;
     }
     this.peers.add(peer);
+    const started = Date.now();
     t.send(target, (end) => {
       this.peers.delete(peer);
       this.release(t.remoteAddress);
@@ -79,7 +83,10 @@ export class TftpServer {
       if (end.kind === 'done') {
         this.metrics.tftpBytes.inc(target.size);
         this.log.info({ ...fields, bytes: target.size }, 'tftp transfer done');
-        this.note(t, `${target.size} bytes, blksize ${t.blockSize}, windowsize ${t.windowSize}`, true);
+        this.note(t, `${target.size} bytes, blksize ${t.blockSize}, windowsize ${t.windowSize}`, true, {
+          ms: Date.now() - started,
+          bytes: target.size,
+        });
       } else if (end.kind === 'aborted_by_client') {
         this.log.debug({ ...fields, err: end.message }, 'tftp transfer aborted by client');
         this.note(t, 'size probe', true);
