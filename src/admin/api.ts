@@ -6,11 +6,12 @@ import { MacSchema } from '../domain/mac.js';
 import { DEFAULT_NAMESPACE, HostActionSchema } from '../domain/resources.js';
 import { formatZodError } from '../domain/zod-error.js';
 import type { Metrics } from '../metrics.js';
-import { answer, bad, bearer, bodyCap, capBody, parseBody } from '../net/respond.js';
+import { answer, bad, bearer, bodyCap, bodyText, capBody, parseBody } from '../net/respond.js';
 import { BackupSchema, takeBackup } from '../store/backup.js';
 import { sameSecret } from '../store/secrets.js';
 import type { Store } from '../store/store.js';
 import type { AdminCommands } from './commands.js';
+import type { FileItem } from './kube/apply-file.js';
 import { openApi, type Route } from './openapi.js';
 import type { StreamSlots } from './stream-slots.js';
 
@@ -30,6 +31,8 @@ export interface ApiDeps {
   streams: StreamSlots;
   /** the routes of the other apps under /api/v1 (the inspector contract), for the OpenAPI document */
   otherRoutes?: () => readonly Route[];
+  /** a manifest file applied as kubectl apply -f does (the resource API's kinds) */
+  applyFile: (text: string) => Promise<FileItem[]>;
 }
 
 const EventsQuery = z.object({ limit: z.coerce.number().int().min(1).max(1_000_000).default(200) });
@@ -46,7 +49,18 @@ export function createAdminApi(d: ApiDeps): Hono {
     await next();
   });
   api.get('/openapi.json', (c) => c.json(openApi([...api.routes.map(prefixed), ...(d.otherRoutes?.() ?? [])])));
+  // what the dashboard offers: the read-only token gets no action buttons
+  api.get('/whoami', (c) => c.json({ role: sameSecret(bearer(c), d.adminToken) ? 'admin' : 'read-only' }));
   api.route('/', hostRoutes(d));
+  api.post('/apply', bodyCap(d), async (c) => {
+    let items: FileItem[];
+    try {
+      items = await d.applyFile(bodyText(c));
+    } catch (e) {
+      return bad(c, 400, (e as Error).message);
+    }
+    return c.json({ items }, items.some((i) => i.status) ? 422 : 200);
+  });
   api.route('/', storeRoutes(d));
   return api;
 }

@@ -34,6 +34,11 @@ export const API_DOCS: Record<string, RouteDoc> = {
     summary: 'The same, for a host of the default namespace',
     body: HostActionSchema,
   },
+  'GET /api/v1/whoami': { summary: "The caller's token: admin, or read-only (reads and watches only)" },
+  'POST /api/v1/apply': {
+    summary:
+      'A multi-document YAML manifest file, applied as kubectl apply -f does: each object created, configured or unchanged, or its Status (causes by field); 422 when any failed',
+  },
   'GET /api/v1/timeline': { summary: 'Recent network boots, by MAC' },
   'GET /api/v1/timeline/:key': { summary: "One MAC's (or host's) boot timeline" },
   'GET /api/v1/stream': { summary: 'Timeline entries and workflow events as server-sent events' },

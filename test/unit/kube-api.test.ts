@@ -1,5 +1,5 @@
 import t from 'tap';
-import { inProcess, READ_ONLY } from '../helpers/appliance.js';
+import { ADMIN, inProcess, READ_ONLY } from '../helpers/appliance.js';
 
 const G = '/apis/infrastructure.cluster.x-k8s.io/v1beta1/namespaces/default';
 const cluster = (name: string, labels: Record<string, string> = {}, host = '192.0.2.1') => ({
@@ -208,4 +208,45 @@ t.test('a Namespace that still holds objects is not deleted; an empty one is', a
   t.equal((await a.kube('DELETE', '/api/v1/namespaces/team-a/secrets/join')).status, 200);
   t.equal((await a.kube('DELETE', '/api/v1/namespaces/team-a')).status, 200, 'empty: deleted');
   t.equal((await a.kube('GET', '/api/v1/namespaces/team-a')).status, 404);
+});
+
+t.test('a manifest file applied in one request: each object applies or says why at its field', async (t) => {
+  const a = await inProcess(t);
+  const post = (text: string, token = ADMIN) =>
+    fetch(`${a.base}/api/v1/apply`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/yaml' },
+      body: text,
+    });
+  const file = [
+    'apiVersion: infrastructure.cluster.x-k8s.io/v1beta1\nkind: Beskar7Cluster\nmetadata: {name: c1}\nspec:\n  controlPlaneEndpoint: {host: 192.0.2.1, port: 6443}',
+    'apiVersion: infrastructure.cluster.x-k8s.io/v1beta1\nkind: Beskar7Machine\nmetadata: {name: old, namespace: lab}\nspec:\n  imageURL: http://x/a.iso\n  inspectionImageURL: http://x/boot\n  targetImageURL: http://x/t.tar.gz',
+    'apiVersion: v1\nkind: Namespace\nmetadata: {name: lab}',
+    'apiVersion: v1\nkind: Pod\nmetadata: {name: p}',
+  ].join('\n---\n');
+  const r = await post(file);
+  t.equal(r.status, 422, 'some failed');
+  const { items } = (await r.json()) as { items: any[] };
+  t.same(
+    items.map((i) => [i.kind, i.name, i.result ?? i.status.reason]),
+    [
+      ['Namespace', 'lab', 'created'],
+      ['Beskar7Cluster', 'c1', 'created'],
+      ['Beskar7Machine', 'old', 'Invalid'],
+      ['Pod', 'p', 'BadRequest'],
+    ],
+    'in dependency order, each with its outcome',
+  );
+  t.match(items[2].status.details.causes, [{ field: 'spec.imageURL', message: /^removed in v1\.0/ }]);
+  t.equal(items[2].namespace, 'lab');
+  const again = await post(file.split('\n---\n')[0] as string);
+  t.same([again.status, ((await again.json()) as { items: any[] }).items[0].result], [200, 'unchanged']);
+  t.equal((await post('a: [unclosed')).status, 400, 'a file that does not parse');
+  t.equal((await post('{}', READ_ONLY)).status, 401, 'the read-only token applies nothing');
+  t.same(
+    (await (
+      await fetch(`${a.base}/api/v1/whoami`, { headers: { Authorization: `Bearer ${READ_ONLY}` } })
+    ).json()) as unknown,
+    { role: 'read-only' },
+  );
 });

@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import YAML from 'yaml';
 import { type Config, loadConfig } from '../../config.js';
 import { KIND_INFO, KIND_NAMES, type KindInfo, kindNamed } from '../kube/kinds.js';
+import { manifestItems } from '../kube/manifest-file.js';
 
 const USAGE = `usage: beskar7 [--url URL] [--token TOKEN] [--json] COMMAND
   apply -f FILE|-                                   Beskar7 v1.0 manifests (YAML or JSON, several documents): each
@@ -329,16 +330,6 @@ function readManifests(file: string): string {
   }
 }
 
-/** Namespaces first, then Secrets before the hosts that name them, hosts before the machines that claim them. */
-const APPLY_ORDER = [
-  'Namespace',
-  'Secret',
-  'PhysicalHost',
-  'Beskar7Cluster',
-  'Beskar7MachineTemplate',
-  'Beskar7Machine',
-];
-
 /** The resource API's path of a kind, as the user names it (kubectl's names: plural, singular, short). */
 function resourcePath(kind: string | undefined, name?: string, namespace = values.namespace ?? 'default') {
   const k = kind ? kindNamed(kind) : undefined;
@@ -368,24 +359,12 @@ async function kube(method: string, p: string, body?: unknown, headers: Record<s
 const applyCommand: Handler = async () => {
   const file = values.filename;
   if (!file) throw new CliError('apply needs -f FILE (or -f - for standard input)');
-  const text = readManifests(file);
-  const docs = YAML.parseAllDocuments(text);
-  const items: { kind: string; doc: Record<string, any> }[] = [];
-  for (const [i, d] of docs.entries()) {
-    if (d.errors.length) throw new CliError(`${file}: document ${i + 1}: ${d.errors[0]?.message}`);
-    let doc: Record<string, any> | null;
-    try {
-      // an alias expanded past this many times is a billion-laughs document, not a manifest
-      doc = d.toJS({ maxAliasCount: 100 }) as Record<string, any> | null;
-    } catch (e) {
-      throw new CliError(`${file}: document ${i + 1}: ${(e as Error).message}`);
-    }
-    if (doc === null) continue;
-    for (const one of doc.kind === 'List' && Array.isArray(doc.items) ? doc.items : [doc])
-      items.push({ kind: String(one?.kind ?? ''), doc: one });
+  let items: { kind: string; doc: Record<string, any> }[];
+  try {
+    items = manifestItems(readManifests(file));
+  } catch (e) {
+    throw new CliError(`${file}: ${(e as Error).message}`);
   }
-  const rank = (k: string) => (APPLY_ORDER.includes(k) ? APPLY_ORDER.indexOf(k) : APPLY_ORDER.length);
-  items.sort((a, b) => rank(a.kind) - rank(b.kind));
   const results = [];
   let failed = 0;
   for (const it of items) {

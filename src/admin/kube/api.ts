@@ -16,12 +16,14 @@ import {
 } from './kinds.js';
 import { openApiRoot, openApiV2, openApiV2Protobuf, openApiV3 } from './openapi.js';
 import { applyPatch, PATCH_TYPES } from './patch.js';
-import { type Kind, type KubeDeps, kinds, type Written } from './resources.js';
+import type { Kind, Written } from './resources.js';
 import { fieldSelector, labelSelector } from './selectors.js';
-import { failure, invalid, refused, type StatusBody, type Subject } from './status.js';
+import { failure, invalid, refused, type StatusBody, subject } from './status.js';
 import type { Seen, WatchHub } from './watch.js';
 
-export interface KubeApiDeps extends KubeDeps {
+export interface KubeApiDeps {
+  /** every kind over the store (kinds()), shared with the admin API's file apply */
+  resources: Record<KindName, Kind>;
   hub: WatchHub;
   adminToken: string;
   /** reads and watches only: dashboards and monitoring */
@@ -81,14 +83,13 @@ function target(path: string): Target | undefined {
   return { kind, ...(segs[1] ? { name: segs[1] } : {}), ...(segs[2] ? { sub: segs[2] } : {}) };
 }
 
-const subject = (i: KindInfo, name?: string): Subject => ({ name, group: i.group, plural: i.plural, kind: i.kind });
 const send = (c: Context, s: StatusBody) => c.json(s, s.code as 401);
 const truthy = (v: string | undefined) => v === 'true' || v === '1';
 
 /** Kubernetes' discovery, OpenAPI and resource routes, for kubectl and any client-go program. */
 export function createKubeApi(d: KubeApiDeps): Hono {
   const app = new Hono();
-  const all = kinds(d);
+  const all = d.resources;
 
   const authorised = (c: Context): StatusBody | undefined => {
     const t = bearer(c);

@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import type { RefusalCode } from '../../domain/refusal.js';
+import type { KindInfo } from './kinds.js';
 
 /** A failure as a Kubernetes API server answers it: a `Status` object, which kubectl prints in its own words. */
 export interface StatusBody {
@@ -54,6 +55,14 @@ const REASON: Record<
   unavailable: ['ServiceUnavailable', 503],
 };
 export type StatusCode = keyof typeof REASON;
+
+/** The object a Status is about. */
+export const subject = (i: KindInfo, name?: string): Subject => ({
+  name,
+  group: i.group,
+  plural: i.plural,
+  kind: i.kind,
+});
 
 const resource = (s: Subject) => (s.group ? `${s.plural}.${s.group}` : s.plural);
 
