@@ -48,6 +48,9 @@ export const capBody =
     await next();
   };
 
+/** The body capBody read, as text. */
+export const bodyText = (c: Context): string => (bodies.get(c) ?? Buffer.alloc(0)).toString('utf8');
+
 /** The body as JSON, or why not (415 without the JSON content type, 400 when it does not parse). */
 export async function readJson(c: Context): Promise<Parsed<unknown>> {
   const fail = (status: 400 | 415, error: string) => ({ ok: false as const, res: bad(c, status, error), error });
