@@ -28,6 +28,12 @@ const pool = () =>
     offerHoldSeconds: 30,
     reservations: [{ mac: '52:54:00:00:00:aa', ip: '10.77.0.50', hostname: 'reserved' }],
   });
+/** The pool with 10.77.0.100 bound to ...:01, and that address asked for in a REQUEST from `mac`. */
+const renewal = (mac: string) => {
+  const leases = pool();
+  leases.bind('52:54:00:00:00:01', '10.77.0.100', 0);
+  return decide(request({ mac, type: MsgType.Request, ciaddr: '10.77.0.100' }), fullCtx, leases, 0);
+};
 
 t.test('boot file by client architecture (option 93) and vendor class', async (t) => {
   const rows: [string, ReturnType<typeof pxe>, string | undefined, string | undefined][] = [
@@ -303,14 +309,7 @@ t.test('full mode: knownMACsOnly answers enrolled hosts and reservations only', 
 });
 
 t.test('full mode: renewing client is answered unicast', async (t) => {
-  const leases = pool();
-  leases.bind('52:54:00:00:00:01', '10.77.0.100', 0);
-  const out = decide(
-    request({ mac: '52:54:00:00:00:01', type: MsgType.Request, ciaddr: '10.77.0.100' }),
-    fullCtx,
-    leases,
-    0,
-  );
+  const out = renewal('52:54:00:00:00:01');
   t.same(out.action === 'reply' && out.to, { address: '10.77.0.100', port: 68 });
 });
 
@@ -368,14 +367,7 @@ t.test('replies go to the relay, the PXE sender, the renewing client, or broadca
     { address: '255.255.255.255', port: 68 },
     'port 67: not to the source',
   );
-  const leases = pool();
-  leases.bind('52:54:00:00:00:01', '10.77.0.100', 0);
-  const nak = decide(
-    request({ mac: '52:54:00:00:00:02', type: MsgType.Request, ciaddr: '10.77.0.100' }),
-    fullCtx,
-    leases,
-    0,
-  );
+  const nak = renewal('52:54:00:00:00:02');
   if (nak.action !== 'reply') return t.fail('no NAK');
   t.equal(nak.replyType, 'nak');
   t.same(nak.to, { address: '255.255.255.255', port: 68 }, 'a NAK is broadcast, not sent to the address refused');
