@@ -123,6 +123,11 @@ t.test(
     await page.click('a[href="#/"]');
     await t.resolves(page.locator('#machine-phases .chip.Provisioned').waitFor(), 'machine phases counted');
     t.match(await page.locator('#durations').textContent(), /^median \S+ (ms|s) · p90 \S+ (ms|s) · slowest/);
+    t.match(
+      await page.locator('#slowest tr').nth(1).textContent(),
+      /^dmdash1/,
+      'the slowest machine and its host, linked',
+    );
     t.comment(`screenshot: ${await shot(page, 'fleet')}`);
 
     // apply: each document that cannot apply says why, at its field; the rest apply

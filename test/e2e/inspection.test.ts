@@ -182,6 +182,24 @@ t.test(
       at.every((i, n) => i >= 0 && (n === 0 || i > at[n - 1]!)),
       `in order: ${order.join(' < ')}`,
     );
+    // the dashboard's waterfall draws these: a real boot fills every lane but TFTP (QEMU's NIC ROM is iPXE already,
+    // so it asks for its script over HTTP) and the first boot from disk (kexec here)
+    const biosTimeline = (await api(lab, 'GET', `/timeline/${machines.bios.mac}`)).items as {
+      what: string;
+      stage?: string;
+      ms?: number;
+      bytes?: number;
+    }[];
+    const lanes = new Set(biosTimeline.map((e) => e.stage));
+    t.same(
+      ['power', 'dhcp', 'script', 'download', 'inspector', 'report', 'provisioned'].filter((l) => !lanes.has(l)),
+      [],
+      `every step of the boot on its lane (${[...lanes].join(', ')})`,
+    );
+    t.ok(
+      biosTimeline.some((e) => e.stage === 'download' && (e.bytes ?? 0) > 0 && typeof e.ms === 'number'),
+      'downloads with their bytes and how long they took',
+    );
     const uefiTimeline = (await api(lab, 'GET', `/timeline/${machines.uefi.mac}`)).items.map(
       (e: { what: string }) => e.what,
     );

@@ -45,8 +45,10 @@ export function tftpGet(
         }
         last = Buffer.from([0, 4, m[2] as number, m[3] as number]);
         if (block === (expect - 1) % 65536 && m.length - 4 < 1432) {
-          send();
-          return done();
+          // closed once the last ACK is out: closed at once, the socket dropped it, and the server resent its last
+          // block to a closed port and ended the transfer as failed
+          s.send(last, to, server, () => done());
+          return;
         }
       }
       send();

@@ -6,9 +6,11 @@ import { mkdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 
 import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
+import { BootTimeline } from '../../src/boot/timeline.js';
 import { until } from '../helpers/appliance.js';
 import { openFds } from '../helpers/proc.js';
 import { startTftp } from '../helpers/tftp.js';
+import { tftpGet } from '../helpers/tftp-get.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const run = promisify(execFile);
@@ -319,4 +321,20 @@ t.test('20000 spoofed read requests that never ACK: no crash, and every descript
   );
   await until('descriptors back', async () => (openFds() <= before + 1 ? true : undefined), 30_000);
   t.pass(`open descriptors back to ${openFds()} (${before} before) once the unanswered transfers gave up`);
+});
+
+t.test("a transfer is on its client's boot timeline when it ends: file, bytes, how long it took", async (t) => {
+  const root = tempDir(t);
+  writeFileSync(path.join(root, 'snponly.efi'), randomBytes(20_000));
+  const timeline = new BootTimeline();
+  timeline.learnIp('127.0.0.1', '52:54:00:00:00:07');
+  const { port } = await startTftp(t, root, {}, 'warn', timeline);
+  const bytes = await tftpGet('127.0.0.1', port, 'snponly.efi', '127.0.0.1');
+  t.equal(bytes, 20_000);
+  const [e] = await until('the entry', async () => {
+    const got = timeline.get('52:54:00:00:00:07');
+    return got.length ? got : undefined;
+  });
+  t.match(e, { source: 'tftp', stage: 'tftp', bytes: 20_000, ok: true, what: /^snponly\.efi: 20000 bytes/ });
+  t.type(e?.ms, 'number', 'with its duration');
 });
