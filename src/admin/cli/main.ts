@@ -359,9 +359,10 @@ async function kube(method: string, p: string, body?: unknown, headers: Record<s
 const applyCommand: Handler = async () => {
   const file = values.filename;
   if (!file) throw new CliError('apply needs -f FILE (or -f - for standard input)');
+  const text = readManifests(file);
   let items: { kind: string; doc: Record<string, any> }[];
   try {
-    items = manifestItems(readManifests(file));
+    items = manifestItems(text);
   } catch (e) {
     throw new CliError(`${file}: ${(e as Error).message}`);
   }
