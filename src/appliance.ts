@@ -261,10 +261,9 @@ export class Appliance {
       if (!e.host) return;
       void store.hosts.get(objectKey(e.namespace ?? DEFAULT_NAMESPACE, e.host)).then(
         (h) => {
-          for (const mac of e.mac ? [e.mac] : h ? hostMacs(h) : []) {
-            const stage = EVENT_STAGE[e.kind];
+          const stage = EVENT_STAGE[e.kind];
+          for (const mac of e.mac ? [e.mac] : h ? hostMacs(h) : [])
             this.timeline.add(mac, 'workflow', `${e.kind}: ${e.message}`, eventOk(e), stage ? { stage } : {});
-          }
         },
         () => undefined,
       );

@@ -216,7 +216,6 @@ export class AdminCommands {
       const sealed = { passwordEnc: seal(s.password), valueEnc: seal(s.value) };
       const a = secretApplied(old, { ...s, ...meta, same }, sealed, users, Date.now());
       if (a === 'unchanged') return { value: 'unchanged' };
-      if ('code' in a) return { refused: a };
       touched = a.hosts.map(keyOf);
       const writes = [this.store.secrets.put(key, a.secret), ...a.hosts.map((h) => this.p.host(h))];
       return { plan: { writes }, value: old ? 'configured' : 'created' };

@@ -214,10 +214,7 @@ export function secretApplied(
   sealed: { passwordEnc?: string | undefined; valueEnc?: string | undefined },
   users: readonly StoredHost[],
   now: number,
-): { secret: StoredSecret; hosts: StoredHost[] } | Refusal | 'unchanged' {
-  if (old && old.namespace !== s.namespace) {
-    return { code: 'conflict', error: `secret ${s.name} exists in namespace ${old.namespace}` };
-  }
+): { secret: StoredSecret; hosts: StoredHost[] } | 'unchanged' {
   const same = (a: unknown, b: unknown) => JSON.stringify(a ?? {}) === JSON.stringify(b ?? {});
   const changed = !(old && old.username === s.username && s.same);
   if (!changed && same(old?.labels, s.labels) && same(old?.annotations, s.annotations)) return 'unchanged';

@@ -510,14 +510,14 @@ t.test('secrets: applied over the stored one, the hosts that name it updated; de
     [named],
     1000,
   );
-  if (relabelled === 'unchanged' || 'code' in relabelled) throw new Error('refused');
+  if (relabelled === 'unchanged') throw new Error('unchanged');
   t.same(
     [relabelled.secret.labels, relabelled.secret.passwordEnc, relabelled.hosts],
     [{ a: 'b' }, 'v1:old', []],
     'a label changes the secret, not its credentials nor the hosts that name it',
   );
   const a = secretApplied(old, { ...s, same: false }, { passwordEnc: 'v1:new' }, [named, other], 1000);
-  if (a === 'unchanged' || 'code' in a) throw new Error('refused');
+  if (a === 'unchanged') throw new Error('unchanged');
   t.same([a.secret.passwordEnc, a.secret.createdAt], ['v1:new', 't0'], 'sealed anew; created when it was');
   t.same(
     a.hosts.map((h) => [h.name, h.spec.redfish.passwordEnc]),
@@ -526,11 +526,8 @@ t.test('secrets: applied over the stored one, the hosts that name it updated; de
   );
   const data = { name: 'join', namespace: 'default', labels: {}, annotations: {}, same: false };
   const d = secretApplied(undefined, data, { valueEnc: 'v1:ud' }, [named], 1000);
-  if (d === 'unchanged' || 'code' in d) throw new Error('refused');
+  if (d === 'unchanged') throw new Error('unchanged');
   t.same([d.secret.valueEnc, d.secret.username, d.hosts], ['v1:ud', undefined, []], 'bootstrap data: no host touched');
-  t.match(secretApplied({ ...old, namespace: 'x' }, { ...s, same: false }, { passwordEnc: 'v1:new' }, [], 0), {
-    code: 'conflict',
-  });
   t.match(secretDeletion(old, [named]), { code: 'conflict', error: 'secret bmc is used by host h' });
   t.equal(secretDeletion(old, [other]), undefined);
 });
