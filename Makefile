@@ -21,7 +21,9 @@ setup: deps
 	bash test/setup-host.sh
 
 # iPXE binaries from Debian's ipxe package, served over TFTP and HTTP
-assets: $(addprefix assets/ipxe/,$(IPXE_FILES))
+assets: $(addprefix assets/ipxe/,$(IPXE_FILES)) assets/ipxe/shimx64.efi
+assets/ipxe/shimx64.efi: assets/build-signed-boot.sh
+	bash assets/build-signed-boot.sh
 assets/ipxe/%: /usr/lib/ipxe/%
 	@mkdir -p assets/ipxe
 	cp $< $@

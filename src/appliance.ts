@@ -16,11 +16,13 @@ import { WatchHub } from './admin/kube/watch.js';
 import { StreamSlots } from './admin/stream-slots.js';
 import { probeDhcpServers } from './boot/dhcp/probe.js';
 import { DhcpServer } from './boot/dhcp/server.js';
+import { type GrubDeps, type GrubFile, grubFile } from './boot/grub.js';
 import { createHttpApp, createManagementApp } from './boot/http.js';
 import { loadTemplates, type Templates } from './boot/ipxe.js';
 import { TftpServer } from './boot/tftp/server.js';
 import { type BootStage, BootTimeline } from './boot/timeline.js';
 import type { Config, ResolvedConfig } from './config.js';
+import { bootChainOf } from './domain/boot.js';
 import { type EventKind, eventOk, type StoreEvent } from './domain/events.js';
 import { DEFAULT_NAMESPACE, hostMacs, objectKey } from './domain/resources.js';
 import { InspectorCommands } from './inspector/commands.js';
@@ -96,6 +98,23 @@ export function knownMacs(store: Store): (mac: string) => boolean {
       macs = new Set(store.hosts.snapshot().flatMap(hostMacs));
     }
     return macs.has(mac);
+  };
+}
+
+/** Why a MAC's host boots the signed chain (bootChainOf), rebuilt only after hosts change; undefined: iPXE. */
+export function signedMacs(store: Store): (mac: string) => string | undefined {
+  let version = -1;
+  let why = new Map<string, string>();
+  return (mac) => {
+    if (store.hosts.version !== version) {
+      version = store.hosts.version;
+      why = new Map();
+      for (const h of store.hosts.snapshot()) {
+        const chain = bootChainOf(h);
+        if (chain.signed) for (const m of hostMacs(h)) why.set(m, chain.why);
+      }
+    }
+    return why.get(mac);
   };
 }
 
@@ -199,7 +218,23 @@ export class Appliance {
       readOnly: etcd && !cfg.api.readOnlyToken ? await etcd.shared('readonly-token', newAdminToken) : undefined,
     };
     const out: Listening = await this.startHttp(store, commands, httpBase, tftpRoot, templates, shared);
-    if (cfg.tftp.enabled) out.tftp = await this.startTftp(tftpRoot);
+    const grub: GrubDeps = {
+      templates,
+      httpBase,
+      storedInstruction: (mac) => store.bootInstructions.get(mac),
+      configuredInstruction: (mac) => cfg.hosts[mac],
+      unknownHosts: cfg.unknownHosts,
+      claimPath: (host, from) => commands.inspector.claimPath(host, from),
+      redeem: async (c) => {
+        const r = await commands.inspector.redeemNonce({ ...c, loader: 'grub' });
+        this.metrics.credentials.inc({
+          result: !r.ok || r.value.kind === 'unknown' ? 'unknown' : r.value.kind === 'ok' ? 'claimed' : 'conflict',
+        });
+        if (!r.ok || r.value.kind === 'unknown') return undefined;
+        return r.value.kind === 'ok' ? r.value.script : 'conflict';
+      },
+    };
+    if (cfg.tftp.enabled) out.tftp = await this.startTftp(tftpRoot, (file, from) => grubFile(grub, file, from));
     if (cfg.dhcp.enabled) Object.assign(out, await this.startDhcp(store, out.http));
     workflow.start();
     this.pruner = setInterval(() => this.pruneEvents(store), 60_000);
@@ -472,8 +507,9 @@ export class Appliance {
     };
   }
 
-  private async startTftp(root: string): Promise<number> {
-    this.tftp = new TftpServer({ ...this.cfg.tftp, root }, this.log, this.metrics, this.timeline);
+  private async startTftp(root: string, rendered: (file: string, from: string) => Promise<GrubFile>): Promise<number> {
+    const opts = { ...this.cfg.tftp, root, assetsRoot: this.cfg.assetsDir, rendered };
+    this.tftp = new TftpServer(opts, this.log, this.metrics, this.timeline);
     const { port } = await this.tftp.start();
     this.log.info({ address: this.cfg.tftp.address, port, root }, 'tftp listening');
     return port;
@@ -489,6 +525,7 @@ export class Appliance {
       httpBase: `http://${cfg.advertiseAddress}:${httpPort}`,
       bootFiles: d.bootFiles,
       ipxeEfiMACs: new Set(d.ipxeEfiMACs),
+      signedChain: signedMacs(store),
       clientPort: d.clientPort,
       serverPort: d.port,
       ...(full ? { full } : {}),

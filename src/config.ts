@@ -129,6 +129,8 @@ export const ConfigSchema = z
             // iPXE with its own NIC drivers, for the MACs in ipxeEfiMACs
             ipxeEfi: z.string().default('ipxe.efi'),
             arm64: z.string().default('ipxe-arm64.efi'),
+            // Microsoft-signed shim (make assets): for Secure Boot hosts; it loads grubx64.efi from beside itself
+            secureBoot: z.string().default('shimx64.efi'),
           })
           .strict()
           .prefault({}),

@@ -12,6 +12,18 @@ param() { tr ' ' '\n' < /proc/cmdline | sed -n "s/^$1=//p" | tail -1; }
 jstr() { printf '"%s"' "$(printf '%s' "$1" | tr -d '\000-\037' | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
 rd() { [ -r "$1" ] && tr -d '\n' < "$1" 2>/dev/null | sed 's/[[:space:]]*$//'; }
 log() { echo "beskar7-agent: $*"; }
+# the firmware's SecureBoot variable (EFI global GUID), last byte: 1 enforced; empty where there is none (BIOS)
+secure_boot() {
+  v=/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c
+  [ -d /sys/firmware/efi ] || return 0
+  [ -e "$v" ] || mount -t efivarfs efivarfs /sys/firmware/efi/efivars 2>/dev/null
+  [ -r "$v" ] && od -An -tu1 "$v" | tr -s ' ' '\n' | grep . | tail -n1
+}
+# under Secure Boot the kernel is locked down: kexec takes only kernels signed by a key it trusts
+locked_down() {
+  [ -e /sys/kernel/security/lockdown ] || mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
+  grep -q '\[integrity\]\|\[confidentiality\]' /sys/kernel/security/lockdown 2>/dev/null
+}
 
 API=$(param beskar7.api); NS=$(param beskar7.namespace); HOST=$(param beskar7.host); TOKEN=$(param beskar7.token)
 TARGET=$(param beskar7.target); DIGEST=$(param beskar7.target-digest); CONFIG=$(param beskar7.config)
@@ -98,7 +110,8 @@ collect() { # the contract's report (v4.2 section 6): one cpus[] entry per packa
   done
   printf '{"manufacturer":%s,"model":%s,"serialNumber":%s,"bootModeDetected":"%s","firmwareVersion":%s,' \
     "$(jstr "$(rd $d/sys_vendor)")" "$(jstr "$(rd $d/product_name)")" "$(jstr "$(rd $d/product_serial)")" "$boot" "$(jstr "$(rd $d/bios_version)")"
-  printf '"cpus":[%s],"memory":[%s],"disks":[%s],"nics":[%s]}' "$cpus" "$mem" "$disks" "$nics"
+  case "$(secure_boot)" in 1) sb='"secureBoot":true,' ;; 0) sb='"secureBoot":false,' ;; *) sb="" ;; esac
+  printf '%s"cpus":[%s],"memory":[%s],"disks":[%s],"nics":[%s]}' "$sb" "$cpus" "$mem" "$disks" "$nics"
 }
 
 bootstrap_wait() { # contract §9.2: 404 and 5xx mean not ready yet; any other refusal ends the run
@@ -256,7 +269,15 @@ boot_kexec() {
   [ -n "$kernel" ] || { deploy_failed "target unpack: no vmlinuz in the target image"; return 1; }
   # the OS fetches its own configuration: config_url is the Kairos convention, beskar7.config ours
   cmdline="console=ttyS0 beskar7.provisioned=$HOST${CONFIG:+ config_url=$CONFIG beskar7.config=$CONFIG}"
-  kexec -l "$kernel" ${initrd:+--initrd="$initrd"} --command-line="$cmdline" 2>/tmp/kexec.err || { deploy_failed "kexec load: $(cat /tmp/kexec.err)"; return 1; }
+  if locked_down; then
+    # the file-based load, whose signature check lockdown demands; the old kexec_load is refused outright
+    kexec -s -l "$kernel" ${initrd:+--initrd="$initrd"} --command-line="$cmdline" 2>/tmp/kexec.err || {
+      deploy_failed "Secure Boot: this machine's kernel is locked down and kexec takes only a kernel signed by a key it trusts; the target's kernel was refused ($(tr '\n' ' ' < /tmp/kexec.err)). Give a signed kernel, or a whole-disk image that boots under Secure Boot"
+      return 1
+    }
+  else
+    kexec -l "$kernel" ${initrd:+--initrd="$initrd"} --command-line="$cmdline" 2>/tmp/kexec.err || { deploy_failed "kexec load: $(cat /tmp/kexec.err)"; return 1; }
+  fi
   call provisioned '{"status":"provisioned"}' || { log "provisioned callback failed; not booting the target"; return 1; }
   log "kexec $(basename "$kernel") $cmdline"
   kexec -e

@@ -248,6 +248,7 @@ export class AdminCommands {
         spec: {
           redfish: { ...conn, username: secret.username, password: 'sealed' },
           bootMACs: m.spec.bootMACs,
+          bootChain: m.spec.bootChain,
           labels: m.metadata.labels,
         },
       });

@@ -50,10 +50,11 @@ export function renderInspector(t: Templates, url: string, host: string, params:
 export function loadTemplates(dir: string): Templates {
   const out = new Map<string, string>();
   for (const f of readdirSync(dir)) {
-    if (!f.endsWith('.ipxe')) continue;
+    const ext = path.extname(f);
+    if (ext !== '.ipxe' && ext !== '.grub') continue;
     // comments are for whoever edits the template, not for every host that boots: only #!ipxe is sent
     const text = readFileSync(path.join(dir, f), 'utf8').replace(/^#(?!!).*\n/gm, '');
-    out.set(path.basename(f, '.ipxe'), text);
+    out.set(path.basename(f, ext), text);
   }
   for (const need of [
     'entry',
@@ -67,8 +68,16 @@ export function loadTemplates(dir: string): Templates {
     'exit',
     'local-disk-exit',
     'local-disk-sanboot',
+    'grub-entry',
+    'grub-inspect',
+    'grub-claimed',
+    'grub-exit',
+    'grub-local-disk',
+    'grub-kernel',
+    'grub-unreachable',
   ]) {
-    if (!out.has(need)) throw new TemplateError(`boot script template ${need}.ipxe is missing from ${dir}`);
+    const file = need.startsWith('grub-') ? `${need}.grub` : `${need}.ipxe`;
+    if (!out.has(need)) throw new TemplateError(`boot script template ${file} is missing from ${dir}`);
   }
   return out;
 }

@@ -20,6 +20,19 @@ const ScriptArgs = z
   .string()
   .refine((s) => !/[$\r\n]|\|\||&&/.test(s), 'must not contain "$", "||", "&&" or line breaks: iPXE would run them');
 
+/** Which UEFI PXE chain a host's MACs get (x86-64 UEFI; BIOS has no Secure Boot), and why, for the timeline. */
+export function bootChainOf(h: {
+  spec: { bootChain: 'Auto' | 'iPXE' | 'SignedGRUB' };
+  status: { secureBoot?: boolean | undefined };
+}): { signed: boolean; why: string } {
+  if (h.spec.bootChain !== 'Auto')
+    return { signed: h.spec.bootChain === 'SignedGRUB', why: `spec.bootChain ${h.spec.bootChain}` };
+  if (h.status.secureBoot === undefined) return { signed: false, why: 'the BMC reports no Secure Boot state' };
+  return h.status.secureBoot
+    ? { signed: true, why: 'the BMC reports Secure Boot enabled' }
+    : { signed: false, why: 'the BMC reports Secure Boot disabled' };
+}
+
 export const BootScript = z.enum(['inspect', 'boot-target', 'local-disk', 'discover', 'exit']);
 
 /** What a MAC boots: stored per host by the orchestrator, given per MAC in config, or the unknown-host default. */

@@ -37,6 +37,8 @@ export const ContractReportSchema = z.object({
   serialNumber: z.string().max(256).default(''),
   bootModeDetected: z.enum(['UEFI', 'Legacy']).default('UEFI'),
   firmwareVersion: z.string().max(256).default(''),
+  /** ours, beside the contract's fields: the firmware's SecureBoot variable as the inspector read it */
+  secureBoot: z.boolean().optional(),
   cpus: z
     .array(
       z.object({
@@ -110,6 +112,7 @@ export function normaliseReport(r: z.output<typeof ContractReportSchema>): Inspe
     serialNumber: r.serialNumber,
     bootMode: r.bootModeDetected,
     firmwareVersion: r.firmwareVersion,
+    ...(r.secureBoot === undefined ? {} : { secureBoot: r.secureBoot }),
     cpus: { count: r.cpus.length, cores, threads, model: r.cpus[0]?.model ?? '' },
     memory: { totalGB: round2(r.memory.reduce((n, d) => n + (d.capacity ? (capacityGiB(d.capacity) ?? 0) : 0), 0)) },
     disks: r.disks.map((d) => ({

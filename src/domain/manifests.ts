@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { MacSchema } from './mac.js';
 import {
+  BootChain,
   DEFAULT_NAMESPACE,
   MachineSpecSchema,
   providerId,
@@ -114,6 +115,8 @@ export const PhysicalHostManifestSchema = z
           })
           .strict(),
         bootMACs: z.array(MacSchema).default([]),
+        /** ours, not Beskar7's: iPXE, or shim and Debian's signed GRUB for Secure Boot (Auto: as the BMC says) */
+        bootChain: BootChain.default('Auto'),
         /** set by the appliance when a machine claims the host */
         consumerRef: z.unknown().optional(),
       })
@@ -258,6 +261,7 @@ export function hostManifest(h: StoredHost, report: StoredReport | undefined, le
     spec: {
       redfishConnection: { ...redfish, ...(credentialsSecretRef ? { credentialsSecretRef } : {}) },
       bootMACs: h.spec.bootMACs,
+      bootChain: h.spec.bootChain,
       ...(consumer ? { consumerRef: { kind: 'Beskar7Machine', namespace: h.namespace, name: consumer } } : {}),
     },
     status: {

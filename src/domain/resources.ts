@@ -36,10 +36,18 @@ export const RedfishSpecSchema = z
   })
   .strict();
 
+/**
+ * What the host's UEFI firmware loads over PXE: iPXE, or the chain the distributions sign (shim, then Debian's
+ * network GRUB), which firmware enforcing Secure Boot accepts and iPXE it refuses. Auto follows the BMC's
+ * SecureBoot state.
+ */
+export const BootChain = z.enum(['Auto', 'iPXE', 'SignedGRUB']);
+
 export const HostSpecSchema = z
   .object({
     redfish: RedfishSpecSchema,
     bootMACs: z.array(MacSchema).default([]),
+    bootChain: BootChain.default('Auto'),
     labels: z.record(z.string(), z.string()).default({}),
   })
   .strict();
@@ -82,6 +90,8 @@ export const HostStatusSchema = z.object({
     .optional(),
   uuid: z.string().optional(),
   nics: z.array(z.object({ mac: MacSchema })).default([]),
+  /** the BMC's Systems/<id>/SecureBoot at enrolment (SecureBootCurrentBoot); absent when the BMC has none */
+  secureBoot: z.boolean().optional(),
   inspectionPhase: InspectionPhase.optional(),
   inspectionTimestamp: z.string().optional(),
   /** key of the latest report in the reports collection */
@@ -288,6 +298,8 @@ export const InspectionReportSchema = z
     serialNumber: z.string().default(''),
     bootMode: z.enum(['UEFI', 'Legacy']),
     firmwareVersion: z.string().default(''),
+    /** the firmware enforced Secure Boot when the inspector ran (absent: not reported) */
+    secureBoot: z.boolean().optional(),
     cpus: z
       .object({
         count: z.number().int().min(0).describe('sockets'),

@@ -1,3 +1,4 @@
+import { type ClaimPath, renderGrubInspector } from '../boot/grub.js';
 import { renderInspector, type Templates } from '../boot/ipxe.js';
 import type { Result } from '../domain/refusal.js';
 import type { InspectionReport, StoredHost, StoredMachine } from '../domain/resources.js';
@@ -89,12 +90,18 @@ export class InspectorCommands {
    * nonce: whoever reads scripts by MAC on the segment cannot claim it a second time and end the attempt.
    */
   async claimUrl(hostKey: string, from?: string): Promise<string | 'claimed' | undefined> {
+    const c = await this.claimPath(hostKey, from);
+    return typeof c === 'object' ? `${this.d.bootBase}/api/v1/boot/${c.namespace}/${c.name}/${c.nonce}` : c;
+  }
+
+  /** As claimUrl, the parts: GRUB claims the same nonce over TFTP. */
+  async claimPath(hostKey: string, from?: string): Promise<ClaimPath> {
     const h = await this.store.hosts.get(hostKey);
     const b = h?.attempt;
     if (!h || !b || !LIVE_STATES.has(h.status.state)) return undefined;
     if (b.redeemed && b.redeemed.from !== from) return 'claimed';
     const { nonce } = this.d.secrets.attemptSecrets(h.name, b.id);
-    return `${this.d.bootBase}/api/v1/boot/${h.namespace}/${h.name}/${nonce}`;
+    return { namespace: h.namespace, name: h.name, nonce };
   }
 
   /**
@@ -103,7 +110,15 @@ export class InspectorCommands {
    * opaque refusal as an unknown host. A claim by anyone but the first redeemer, or a first one from an address
    * other than the one the host holds, ends the attempt in the same batch: it is retried with fresh credentials.
    */
-  redeemNonce(c: { namespace: string; name: string; nonce: string; from: string; mac?: string | undefined }) {
+  redeemNonce(c: {
+    namespace: string;
+    name: string;
+    nonce: string;
+    from: string;
+    mac?: string | undefined;
+    /** who claims: iPXE over HTTP (an iPXE script), or the signed GRUB over TFTP (a GRUB configuration) */
+    loader?: 'ipxe' | 'grub';
+  }) {
     return this.p.run<Redemption>(async () => {
       const unknown = { value: { kind: 'unknown' as const } };
       const h = await this.store.hosts.get(objectKey(c.namespace, c.name));
@@ -138,16 +153,15 @@ export class InspectorCommands {
         ca: this.d.ca,
         kernelArgs: this.d.kernelArgs,
       };
+      const answer = (url: string, params: string) =>
+        c.loader === 'grub'
+          ? renderGrubInspector(this.d.templates, url, params, this.d.bootBase)
+          : renderInspector(this.d.templates, url, h.name, params);
       // cleaning is the bundled inspector's work: the contract's inspector has no such mode
       const script =
         m && !cleaning
-          ? renderInspector(this.d.templates, m.spec.inspectionImageURL, h.name, inspectorParams(m, h, common))
-          : renderInspector(
-              this.d.templates,
-              `${this.d.bootBase}/beskar7-inspector/boot`,
-              h.name,
-              cleanerParams(h, common),
-            );
+          ? answer(m.spec.inspectionImageURL, inspectorParams(m, h, common))
+          : answer(`${this.d.bootBase}/beskar7-inspector/boot`, cleanerParams(h, common));
       if (v.kind === 'again') return { value: { kind: 'ok', script } };
       return { plan: { writes: [this.p.host(v.host)], events: [v.event] }, value: { kind: 'ok', script } };
     });

@@ -164,6 +164,8 @@ export interface SystemInfo {
   overrideTarget?: string | undefined;
   resetTarget: string;
   etag?: string | undefined;
+  /** the system's SecureBoot resource, where the BMC has one */
+  secureBootPath?: string | undefined;
 }
 
 /** The parts of a ComputerSystem we read; every field may be missing on some BMC. */
@@ -175,6 +177,7 @@ interface SystemBody {
   PowerState?: string;
   Boot?: { BootSourceOverrideMode?: string; BootSourceOverrideEnabled?: string; BootSourceOverrideTarget?: string };
   Actions?: { '#ComputerSystem.Reset'?: { target?: string } };
+  SecureBoot?: { '@odata.id'?: string };
   '@odata.etag'?: string;
 }
 
@@ -403,7 +406,23 @@ export class RedfishClient {
       overrideTarget: b.Boot?.BootSourceOverrideTarget,
       resetTarget: reset ?? `${p.replace(/\/$/, '')}/Actions/ComputerSystem.Reset`,
       etag: r.etag ?? b['@odata.etag'],
+      secureBootPath: b.SecureBoot?.['@odata.id'],
     };
+  }
+
+  /**
+   * Whether the firmware enforces Secure Boot on this boot (SecureBootCurrentBoot), else whether it is enabled
+   * for the next (SecureBootEnable); undefined when the BMC says neither.
+   */
+  async secureBoot(sys: SystemInfo): Promise<boolean | undefined> {
+    if (!sys.secureBootPath) return undefined;
+    const b = (await this.call('GET', sys.secureBootPath)).body as {
+      SecureBootCurrentBoot?: string;
+      SecureBootEnable?: boolean;
+    };
+    if (b.SecureBootCurrentBoot === 'Enabled' || b.SecureBootCurrentBoot === 'Disabled')
+      return b.SecureBootCurrentBoot === 'Enabled';
+    return typeof b.SecureBootEnable === 'boolean' ? b.SecureBootEnable : undefined;
   }
 
   /** MAC addresses of the system's network interfaces. */

@@ -34,6 +34,7 @@ export type BmcDriver = Pick<
   RedfishClient,
   | 'getSystem'
   | 'macs'
+  | 'secureBoot'
   | 'setOneTimePxe'
   | 'powerOnOrRestart'
   | 'waitPowerState'
@@ -344,7 +345,13 @@ export class Orchestrator {
       const hw = { manufacturer: sys.manufacturer, model: sys.model, serialNumber: sys.serialNumber };
       r = {
         ok: true,
-        facts: { powerState: sys.powerState, uuid: sys.uuid, hardwareDetails: hw, macs: await b.macs() },
+        facts: {
+          powerState: sys.powerState,
+          uuid: sys.uuid,
+          hardwareDetails: hw,
+          macs: await b.macs(),
+          secureBoot: await b.secureBoot(sys),
+        },
       };
     } catch (e) {
       r = { ok: false, message: (e as Error).message };

@@ -314,6 +314,7 @@ export interface BmcFacts {
   uuid?: string | undefined;
   hardwareDetails: { manufacturer?: string | undefined; model?: string | undefined; serialNumber?: string | undefined };
   macs: string[];
+  secureBoot?: boolean | undefined;
 }
 
 /** What an enrolment makes of the host: Available with what the BMC told, or Error with the reason and the next try. */
@@ -334,6 +335,7 @@ export function enrolment(
       uuid: f.uuid,
       hardwareDetails: f.hardwareDetails,
       nics,
+      ...(f.secureBoot === undefined ? {} : { secureBoot: f.secureBoot }),
     };
     for (const k of ['errorMessage', 'errorCount', 'nextRetryAt'] as const) delete host.status[k];
     if (f.macs.length || h.spec.bootMACs.length) {

@@ -5,7 +5,8 @@ import path from 'node:path';
 import { type Lab, stopProcess } from './netns.js';
 
 export interface MachineSpec {
-  firmware: 'bios' | 'uefi';
+  /** uefi-secureboot: OVMF enforcing Secure Boot with Microsoft's keys enrolled, as servers ship */
+  firmware: 'bios' | 'uefi' | 'uefi-secureboot';
   mac: string;
   tap: string;
   /** stop as soon as the serial console shows this */
@@ -30,8 +31,13 @@ export interface BootResult {
   console: string;
 }
 
-const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
-const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
+const OVMF = {
+  uefi: { code: '/usr/share/OVMF/OVMF_CODE_4M.fd', vars: '/usr/share/OVMF/OVMF_VARS_4M.fd' },
+  'uefi-secureboot': {
+    code: '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd',
+    vars: '/usr/share/OVMF/OVMF_VARS_4M.ms.fd',
+  },
+};
 
 /**
  * qemu-system-x86_64 arguments for a network-booting machine; disks and OVMF variables go into `tmp`, and are
@@ -67,12 +73,15 @@ export function qemuArgs(m: Omit<MachineSpec, 'marker'>, tmp: string): string[] 
   if (m.firmware === 'bios') {
     args.push('-machine', 'pc', '-device', `virtio-net-pci,netdev=n0,mac=${m.mac}${nic}`);
   } else {
-    if (!existsSync(path.join(tmp, 'vars.fd'))) copyFileSync(OVMF_VARS, path.join(tmp, 'vars.fd'));
+    const fw = OVMF[m.firmware];
+    if (!existsSync(path.join(tmp, 'vars.fd'))) copyFileSync(fw.vars, path.join(tmp, 'vars.fd'));
+    // Secure Boot needs SMM, and the variable store writable only from it, or the firmware would not enforce it
+    if (m.firmware === 'uefi-secureboot') args.push('-global', 'driver=cfi.pflash01,property=secure,value=on');
     args.push(
       '-machine',
-      'q35',
+      m.firmware === 'uefi-secureboot' ? 'q35,smm=on' : 'q35',
       '-drive',
-      `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`,
+      `if=pflash,format=raw,unit=0,readonly=on,file=${fw.code}`,
       '-drive',
       `if=pflash,format=raw,unit=1,file=${path.join(tmp, 'vars.fd')}`,
       '-device',

@@ -9,7 +9,13 @@ const base: Omit<DecideContext, 'mode'> = {
   port: 'dhcp',
   serverIp: '10.77.0.1',
   httpBase: 'http://10.77.0.1:8080',
-  bootFiles: { bios: 'undionly.kpxe', efi: 'snponly.efi', ipxeEfi: 'ipxe.efi', arm64: 'ipxe-arm64.efi' },
+  bootFiles: {
+    bios: 'undionly.kpxe',
+    efi: 'snponly.efi',
+    ipxeEfi: 'ipxe.efi',
+    arm64: 'ipxe-arm64.efi',
+    secureBoot: 'shimx64.efi',
+  },
   ipxeEfiMACs: new Set(['52:54:00:00:00:99']),
   clientPort: 68,
   serverPort: 67,
@@ -74,6 +80,39 @@ t.test('boot file by client architecture (option 93) and vendor class', async (t
     t.equal(b?.vendorClass, vendor, `${name}: vendor class`);
   }
 });
+
+t.test(
+  'a Secure Boot host gets shim over PXE, and no HTTP boot; BIOS, iPXE and other hosts are unchanged',
+  async (t) => {
+    const SB = '52:54:00:00:00:5b';
+    const ctx: DecideContext = {
+      ...proxy,
+      signedChain: (mac) => (mac === SB ? 'the BMC reports Secure Boot enabled' : undefined),
+    };
+    const sb = bootFileFor(classify(pxe(7, { mac: SB })), ctx);
+    t.equal(sb?.file, 'shimx64.efi', 'x64 UEFI PXE: shim');
+    t.equal(sb?.tftpServer, '10.77.0.1', 'over TFTP from us');
+    t.equal(sb?.signed, 'the BMC reports Secure Boot enabled', 'with the reason for the timeline');
+    t.equal(bootFileFor(classify(pxe(9, { mac: SB })), ctx)?.file, 'shimx64.efi', 'EFI BC: shim');
+    t.equal(bootFileFor(classify(pxe(7)), ctx)?.file, 'snponly.efi', 'another host: iPXE');
+    t.equal(bootFileFor(classify(pxe(0, { mac: SB })), ctx)?.file, 'undionly.kpxe', 'BIOS has no Secure Boot: iPXE');
+    t.equal(
+      bootFileFor(classify(pxe(7, { mac: SB, userClass: 'iPXE' })), ctx)?.file,
+      'http://10.77.0.1:8080/boot.ipxe',
+      'iPXE itself asking (the spec forced iPXE after all) is handed its script',
+    );
+    const http = pxe(16, { mac: SB, vendor: 'HTTPClient:Arch:00016:UNDI:003000' });
+    t.equal(bootFileFor(classify(http), ctx), undefined, 'HTTP boot: nothing (the GRUB has no HTTP)');
+    const out = decide(http, ctx, undefined, 0);
+    t.equal(out.action, 'ignore');
+    if (out.action === 'ignore')
+      t.match(out.reason, /HTTP boot: the signed GRUB \(the BMC reports Secure Boot enabled\) loads over PXE only/);
+    const offer = decide(pxe(7, { mac: SB }), ctx, undefined, 0);
+    if (offer.action !== 'reply') return t.fail(`expected reply, got ${offer.action}`);
+    t.equal(offer.reply.file, 'shimx64.efi', 'the proxy offer names shim');
+    t.equal(offer.reply.siaddr, '10.77.0.1');
+  },
+);
 
 t.test('proxy mode offers boot info, never an address', async (t) => {
   const out = decide(pxe(0, { uuid: Buffer.from('00112233445566778899aabbccddeeff00', 'hex') }), proxy, undefined, 0);

@@ -168,7 +168,7 @@ for (const mode of ['proxy', 'full'] as const) {
             mode,
             serverIp: '127.0.0.1',
             httpBase: 'http://127.0.0.1:8080',
-            bootFiles: { bios: 'a', efi: 'b', ipxeEfi: 'c', arm64: 'd' },
+            bootFiles: { bios: 'a', efi: 'b', ipxeEfi: 'c', arm64: 'd', secureBoot: 'e' },
             ipxeEfiMACs: new Set(),
             clientPort: 68,
             serverPort: relay.port,

@@ -42,6 +42,7 @@ class ScriptedBmc {
     return {
       getSystem: async () => info() as never,
       macs: async () => ['52:54:00:0f:00:01'],
+      secureBoot: async () => undefined,
       setOneTimePxe: async () => {
         await this.step('pxe');
         return info() as never;
@@ -127,6 +128,7 @@ const host = (name: string, secrets: SecretBox, over: Partial<StoredHost['status
       allowPlainHttp: true,
     },
     bootMACs: [],
+    bootChain: 'Auto',
     labels: {},
   },
   status: { state: 'Available', nics: [{ mac: '52:54:00:0f:00:01' }], ...over },

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { MacSchema } from '../../domain/mac.js';
 import { ClusterSpecSchema } from '../../domain/manifests.js';
 import {
+  BootChain,
   ConditionSchema,
   HostStatusSchema,
   MachineSpecSchema,
@@ -46,6 +47,7 @@ function shapes(k: KindName): { spec?: Json; status?: Json; extra?: Record<strin
               }),
             ),
             bootMACs: jsonSchema(z.array(MacSchema)),
+            bootChain: jsonSchema(BootChain),
             consumerRef: obj(
               { kind: str('Beskar7Machine'), name: str('the machine'), namespace: str('its namespace') },
               'set by the appliance',

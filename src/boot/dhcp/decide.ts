@@ -8,6 +8,8 @@ export interface BootFiles {
   efi: string;
   ipxeEfi: string;
   arm64: string;
+  /** shim, Microsoft-signed: the first of the Secure Boot chain (it loads grubx64.efi beside it) */
+  secureBoot: string;
 }
 
 export interface DecideContext {
@@ -19,6 +21,8 @@ export interface DecideContext {
   httpBase: string;
   bootFiles: BootFiles;
   ipxeEfiMACs: ReadonlySet<string>;
+  /** why this MAC's host gets the signed chain (shim, GRUB) instead of iPXE; undefined: it gets iPXE */
+  signedChain?: (mac: string) => string | undefined;
   clientPort: number;
   serverPort: number;
   /** full mode with dhcp.full.knownMACsOnly: answer only MACs of enrolled hosts (reservations always) */
@@ -68,16 +72,23 @@ export interface BootInfo {
   tftpServer?: string;
   vendorClass?: 'PXEClient' | 'HTTPClient';
   ipxe: boolean;
+  /** the signed chain, and why this host gets it */
+  signed?: string;
 }
 
 /** Which file this client loads next: the iPXE binary for its firmware, or the HTTP script once iPXE runs. */
 export function bootFileFor(
   c: ClientInfo,
-  ctx: Pick<DecideContext, 'serverIp' | 'httpBase' | 'bootFiles' | 'ipxeEfiMACs'>,
+  ctx: Pick<DecideContext, 'serverIp' | 'httpBase' | 'bootFiles' | 'ipxeEfiMACs' | 'signedChain'>,
 ): BootInfo | undefined {
   // iPXE recognises a proxy offer only by "PXEClient" in option 60
   if (c.ipxe) return { file: `${ctx.httpBase}/boot.ipxe`, vendorClass: 'PXEClient', ipxe: true };
   if (!c.netboot || c.archClass === undefined) return undefined;
+  const signed = c.archClass === 'efi-x64' || c.archClass === 'http-efi-x64' ? ctx.signedChain?.(c.mac) : undefined;
+  // Debian's signed GRUB has no HTTP: such a host boots over PXE, and its HTTP boot option is left to fail
+  if (signed && c.httpClient) return undefined;
+  if (signed)
+    return { file: ctx.bootFiles.secureBoot, tftpServer: ctx.serverIp, vendorClass: 'PXEClient', ipxe: false, signed };
   const efi = ctx.ipxeEfiMACs.has(c.mac) ? ctx.bootFiles.ipxeEfi : ctx.bootFiles.efi;
   const tftp = (file: string): BootInfo => ({ file, tftpServer: ctx.serverIp, vendorClass: 'PXEClient', ipxe: false });
   const http = (file: string): BootInfo => ({
@@ -99,6 +110,14 @@ export function bootFileFor(
     case 'http-efi-arm64':
       return http(ctx.bootFiles.arm64);
   }
+}
+
+/** Why a netboot client gets no boot file. */
+function noBoot(c: ClientInfo, ctx: Pick<DecideContext, 'signedChain'>): string {
+  if (!c.netboot) return 'not a netboot client';
+  const signed = c.httpClient ? ctx.signedChain?.(c.mac) : undefined;
+  if (signed) return `HTTP boot: the signed GRUB (${signed}) loads over PXE only`;
+  return `unsupported client architecture ${c.arch}`;
 }
 
 export interface Destination {
@@ -304,7 +323,7 @@ export function decide(
 
   if (ctx.mode === 'proxy') {
     if (c.msgType !== MsgType.Discover) return ignore(`${msgTypeName(c.msgType)} is for the site's DHCP server`, c);
-    if (!boot) return ignore(c.netboot ? `unsupported client architecture ${c.arch}` : 'not a netboot client', c);
+    if (!boot) return ignore(noBoot(c, ctx), c);
     return reply(req, ctx, c, { type: MsgType.Offer, boot });
   }
 

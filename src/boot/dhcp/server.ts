@@ -199,7 +199,7 @@ export class DhcpServer {
       this.timeline.add(
         mac,
         'dhcp',
-        `${type} → ${out.replyType}${addr}${out.boot ? ` ${out.boot.file}` : ''}${kind === 'pxe' ? ' (port 4011)' : ''}`,
+        `${type} → ${out.replyType}${addr}${out.boot ? ` ${out.boot.file}` : ''}${kind === 'pxe' ? ' (port 4011)' : ''}${out.boot?.signed ? ` (signed chain: ${out.boot.signed})` : ''}`,
         true,
         { stage: 'dhcp' },
       );

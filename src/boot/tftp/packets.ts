@@ -68,16 +68,23 @@ export interface SharedFile {
   mtimeMs: number;
 }
 
+/** What a transfer sends: a file as its request's stat saw it, or bytes rendered for this client (GRUB's config). */
+export type TftpSource = { path: string; size: number; mtimeMs: number } | { bytes: Buffer; size: number };
+
+/** As readv from `bytes` at `at` into `parts`: the bytes copied. */
+function copyInto(bytes: Buffer, at: number, parts: Buffer[]): number {
+  let n = 0;
+  for (const p of parts) n += bytes.copy(p, 0, at + n, at + n + p.length);
+  return n;
+}
+
 export class FilePackets {
   /**
    * The file of a transfer (as its request's stat saw it) as packets: a small one through the shared chunks,
    * a large one through a handle of its own, closed by close().
    */
-  static async open(
-    file: SharedFile & { size: number },
-    blksize: number,
-    inFlight: () => boolean,
-  ): Promise<FilePackets> {
+  static async open(file: TftpSource, blksize: number, inFlight: () => boolean): Promise<FilePackets> {
+    if ('bytes' in file) return new FilePackets(file.bytes, file.size, blksize, inFlight);
     if (file.size <= SHARED_FILE_MAX) return new FilePackets(file, file.size, blksize, inFlight);
     return new FilePackets(await open(file.path, 'r'), file.size, blksize, inFlight, true);
   }
@@ -92,12 +99,12 @@ export class FilePackets {
   private readonly sharedFile?: SharedFile;
 
   /**
-   * `source`: the transfer's open file, or a small file read through the shared chunks. `inFlight` says whether
+   * `source`: the transfer's open file, a small file read through the shared chunks, or bytes in memory. `inFlight` says whether
    * the socket still holds views of chunks (a queued send): a chunk goes back to the pool only when it does not,
    * else the GC takes it. `owned`: close() closes the handle (open() opened it), else it stays the caller's.
    */
   constructor(
-    private readonly source: FileHandle | SharedFile,
+    private readonly source: FileHandle | SharedFile | Buffer,
     private readonly size: number,
     private readonly blksize: number,
     private readonly inFlight: () => boolean,
@@ -106,7 +113,7 @@ export class FilePackets {
     this.stride = 4 + blksize;
     this.perChunk = Math.min(IOV_MAX, Math.floor(CHUNK_BYTES / this.stride));
     this.blocks = blockCount(size, blksize);
-    if ('mtimeMs' in source) this.sharedFile = source;
+    if (!Buffer.isBuffer(source) && 'mtimeMs' in source) this.sharedFile = source;
   }
 
   private chunkOf(block: number): number {
@@ -155,7 +162,7 @@ export class FilePackets {
 
   /** A chunk back to the pool; shared chunks belong to every transfer of their file and never go back. */
   private release(b: Buffer): void {
-    if (!this.sharedFile) giveBack(b);
+    if (!this.sharedFile && !Buffer.isBuffer(this.source)) giveBack(b);
   }
 
   private drop(k: number): void {
@@ -172,16 +179,19 @@ export class FilePackets {
     const first = k * this.perChunk + 1;
     const count = Math.min(this.perChunk, this.blocks - first + 1);
     const bytes = (count - 1) * this.stride + 4 + this.bytesOf(first + count - 1);
-    const read = file
-      ? sharedChunk(`${file.path}\0${this.size}\0${file.mtimeMs}\0${this.blksize}\0${k}`, bytes, async () => {
-          const fh = await open(file.path, 'r');
-          try {
-            return await this.read(fh, Buffer.allocUnsafeSlow(bytes), first, count);
-          } finally {
-            await fh.close();
-          }
-        })
-      : this.read(this.source as FileHandle, take(count === this.perChunk ? CHUNK_BYTES : bytes), first, count);
+    const source = this.source;
+    const read = Buffer.isBuffer(source)
+      ? this.read(source, Buffer.allocUnsafeSlow(bytes), first, count)
+      : file
+        ? sharedChunk(`${file.path}\0${this.size}\0${file.mtimeMs}\0${this.blksize}\0${k}`, bytes, async () => {
+            const fh = await open(file.path, 'r');
+            try {
+              return await this.read(fh, Buffer.allocUnsafeSlow(bytes), first, count);
+            } finally {
+              await fh.close();
+            }
+          })
+        : this.read(this.source as FileHandle, take(count === this.perChunk ? CHUNK_BYTES : bytes), first, count);
     const p = read.then((buf) => {
       // a chunk dropped while it was read (the transfer moved on or ended) goes back at once
       if (this.reads.get(k) !== p) this.release(buf);
@@ -195,7 +205,7 @@ export class FilePackets {
   }
 
   /** Blocks first..first+count-1 into `buf`: their headers written, their bytes read behind them in one readv. */
-  private async read(fh: FileHandle, buf: Buffer, first: number, count: number): Promise<Buffer> {
+  private async read(fh: FileHandle | Buffer, buf: Buffer, first: number, count: number): Promise<Buffer> {
     const parts: Buffer[] = [];
     let want = 0;
     for (let i = 0; i < count; i++) {
@@ -209,7 +219,12 @@ export class FilePackets {
       if (len > 0) parts.push(buf.subarray(at + 4, at + 4 + len));
       want += len;
     }
-    const { bytesRead } = want ? await fh.readv(parts, (first - 1) * this.blksize) : { bytesRead: 0 };
+    const at = (first - 1) * this.blksize;
+    const { bytesRead } = !want
+      ? { bytesRead: 0 }
+      : Buffer.isBuffer(fh)
+        ? { bytesRead: copyInto(fh, at, parts) }
+        : await fh.readv(parts, at);
     if (bytesRead !== want) {
       this.release(buf);
       throw new Error('short read: the file changed under the transfer');

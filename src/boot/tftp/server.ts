@@ -1,15 +1,26 @@
-import { resolveInside } from '../../domain/safe-path.js';
+import { type Resolved, resolveInside } from '../../domain/safe-path.js';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
+import { type GrubFile, loggableFile } from '../grub.js';
 import type { BootTimeline, EntryDetail } from '../timeline.js';
+import type { TftpSource } from './packets.js';
 import { listenTftp, type TftpListener, type TftpListenOptions, type TftpTransfer } from './transfer.js';
 
 export interface TftpOptions extends TftpListenOptions {
   maxTransfers: number;
   maxTransfersPerClient: number;
+  /** served as /assets/<path>: the kernels and initrds the signed GRUB loads (it has no HTTP) */
+  assetsRoot?: string;
+  /** the files rendered per request (GRUB's configuration); undefined: not one of them */
+  rendered?: (file: string, from: string) => Promise<GrubFile>;
 }
 
-/** Read-only TFTP for the iPXE binaries: which file, if any, a request may read; logs, metrics, timeline. */
+type Source = { ok: true; source: TftpSource; what?: string } | Extract<Resolved, { ok: false }>;
+
+/**
+ * Read-only TFTP for the iPXE binaries and the Secure Boot chain: which file, if any, a request may read (GRUB's
+ * configuration rendered per request); logs, metrics, timeline.
+ */
 export class TftpServer {
   private listener?: TftpListener;
   private active = 0;
@@ -38,7 +49,7 @@ export class TftpServer {
   }
 
   private note(t: TftpTransfer, what: string, ok: boolean, detail: EntryDetail = {}): void {
-    this.timeline?.add(this.timeline.keyForIp(t.remoteAddress), 'tftp', `${t.file}: ${what}`, ok, {
+    this.timeline?.add(this.timeline.keyForIp(t.remoteAddress), 'tftp', `${loggableFile(t.file)}: ${what}`, ok, {
       stage: 'tftp',
       ...detail,
     });
@@ -53,19 +64,33 @@ export class TftpServer {
     }
     const fields = {
       remote: peer,
-      file: t.file,
+      file: loggableFile(t.file),
       blksize: t.blockSize,
       windowsize: t.windowSize,
     };
-    const target = resolveInside(this.opts.root, t.file);
-    if (!target.ok) {
-      this.metrics.tftpTransfers.inc({ result: target.status === 404 ? 'not_found' : 'refused' });
-      this.log.warn({ ...fields, reason: target.reason }, 'tftp request refused');
-      this.note(t, target.reason, false);
-      t.refuse(target.status === 404 ? 'not_found' : 'access');
+    // a request sent again while a rendered file is being decided is a duplicate too
+    this.peers.add(peer);
+    let found: Source;
+    try {
+      found = await this.resolve(t);
+    } catch (e) {
+      this.peers.delete(peer);
+      this.metrics.tftpTransfers.inc({ result: 'failed' });
+      this.log.warn({ ...fields, err: (e as Error).message }, 'tftp file could not be rendered');
+      this.note(t, `failed: ${(e as Error).message}`, false);
+      return; // unanswered: GRUB asks again
+    }
+    if (!found.ok) {
+      this.peers.delete(peer);
+      this.metrics.tftpTransfers.inc({ result: found.status === 404 ? 'not_found' : 'refused' });
+      this.log.warn({ ...fields, reason: found.reason }, 'tftp request refused');
+      this.note(t, found.reason, false);
+      t.refuse(found.status === 404 ? 'not_found' : 'access');
       return;
     }
+    const target = found.source;
     if (!this.admit(t.remoteAddress)) {
+      this.peers.delete(peer);
       // no answer, as dnsmasq at tftp-max: the client sends its request again and is served once a slot is free.
       // An ERROR would end its boot, and a rack powered on at once would start over from DHCP again and again.
       // Logged at debug: in a storm they come by the thousand a second, and the metric counts them.
@@ -74,7 +99,6 @@ export class TftpServer {
       this.note(t, 'deferred: too many transfers (the client asks again)', false);
       return;
     }
-    this.peers.add(peer);
     const started = Date.now();
     t.send(target, (end) => {
       this.peers.delete(peer);
@@ -83,7 +107,8 @@ export class TftpServer {
       if (end.kind === 'done') {
         this.metrics.tftpBytes.inc(target.size);
         this.log.info({ ...fields, bytes: target.size }, 'tftp transfer done');
-        this.note(t, `${target.size} bytes, blksize ${t.blockSize}, windowsize ${t.windowSize}`, true, {
+        const what = found.what ? `${found.what}, ` : '';
+        this.note(t, `${what}${target.size} bytes, blksize ${t.blockSize}, windowsize ${t.windowSize}`, true, {
           ms: Date.now() - started,
           bytes: target.size,
         });
@@ -95,6 +120,22 @@ export class TftpServer {
         this.note(t, `failed: ${end.message}`, false);
       }
     });
+  }
+
+  /** The file a request names: rendered (GRUB's), one of the assets, or one under the TFTP root. */
+  private async resolve(t: TftpTransfer): Promise<Source> {
+    const r = await this.opts.rendered?.(t.file, t.remoteAddress);
+    if (r && 'refuse' in r) return { ok: false, status: 404, reason: r.refuse };
+    if (r) {
+      const bytes = Buffer.from(r.text);
+      return { ok: true, source: { bytes, size: bytes.length }, what: r.what };
+    }
+    const asset = /^\/*assets\//.exec(t.file);
+    const target =
+      asset && this.opts.assetsRoot
+        ? resolveInside(this.opts.assetsRoot, t.file.slice(asset[0].length))
+        : resolveInside(this.opts.root, t.file);
+    return target.ok ? { ok: true, source: target } : target;
   }
 
   /** A transfer slot for this address, if the global and the per-client caps allow one. */

@@ -1,7 +1,7 @@
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { bindFailure } from '../../net/bind-error.js';
-import { FilePackets } from './packets.js';
+import { FilePackets, type TftpSource } from './packets.js';
 import {
   ackedBlock,
   ErrorCode,
@@ -39,7 +39,7 @@ export interface TftpTransfer {
   blockSize: number;
   windowSize: number;
   /** sends the file (as the request's stat saw it); `ended` is called once, and the file is closed by then */
-  send(file: { path: string; size: number; mtimeMs: number }, ended: (e: TransferEnd) => void): void;
+  send(file: TftpSource, ended: (e: TransferEnd) => void): void;
   refuse(code: 'not_found' | 'access'): void;
 }
 
@@ -65,7 +65,6 @@ class Sender {
   constructor(
     private readonly sock: dgram.Socket,
     private readonly s: Settled,
-    private readonly size: number,
     private readonly retries: number,
     private readonly ended: (e: TransferEnd) => void,
   ) {
@@ -74,11 +73,11 @@ class Sender {
     sock.on('error', (e) => this.finish({ kind: 'failed', message: e.message }));
   }
 
-  async start(file: { path: string; mtimeMs: number }): Promise<void> {
+  async start(file: TftpSource): Promise<void> {
     let packets: FilePackets;
     try {
       const inFlight = () => this.sock.getSendQueueCount() > 0;
-      packets = await FilePackets.open({ ...file, size: this.size }, this.s.blksize, inFlight);
+      packets = await FilePackets.open(file, this.s.blksize, inFlight);
     } catch (e) {
       return this.finish({ kind: 'failed', message: `open: ${(e as Error).message}` }, 'I/O error');
     }
@@ -207,7 +206,7 @@ function transfer(
     windowSize: shape.windowsize,
     send(file, ended) {
       const sock = dgram.createSocket(from.family === 'IPv6' ? 'udp6' : 'udp4');
-      const sender = new Sender(sock, settle(options, file.size, o, DEFAULT_TIMEOUT_MS), file.size, o.retries, ended);
+      const sender = new Sender(sock, settle(options, file.size, o, DEFAULT_TIMEOUT_MS), o.retries, ended);
       sock.bind(0, o.address, () => sock.connect(from.port, from.address, () => void sender.start(file)));
     },
     // refusals come from port 69: a flood of requests costs no sockets

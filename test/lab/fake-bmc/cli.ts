@@ -29,6 +29,8 @@ async function stopVm(): Promise<void> {
 
 const bmc = new FakeBmc({
   macs: [cfg.machine.mac],
+  // what a server's BMC says of its firmware: enforcing with Microsoft's keys, or not, or (BIOS) nothing
+  ...(cfg.machine.firmware === 'bios' ? {} : { secureBoot: cfg.machine.firmware === 'uefi-secureboot' }),
   personality: cfg.personality ?? {},
   onPower: (ev) => {
     void stopVm().then(() => {

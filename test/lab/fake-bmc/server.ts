@@ -77,6 +77,8 @@ export interface FakeBmcOptions {
   serial?: string;
   /** the system's Model, as the BMC reports it */
   model?: string;
+  /** a SecureBoot resource under the system, saying this (none without it) */
+  secureBoot?: boolean;
   tls?: { key: string; cert: string };
   /** called when the machine powers on, restarts or powers off (e2e: start/stop QEMU) */
   onPower?: (event: 'on' | 'restart' | 'off', boot: { target: string; enabled: string }) => void;
@@ -181,6 +183,9 @@ export class FakeBmc {
       PowerState: this.shownPower,
       Boot: boot,
       EthernetInterfaces: { '@odata.id': `/redfish/v1/Systems/${id}/EthernetInterfaces` },
+      ...(this.opts.secureBoot === undefined
+        ? {}
+        : { SecureBoot: { '@odata.id': `/redfish/v1/Systems/${id}/SecureBoot` } }),
       Actions: {
         '#ComputerSystem.Reset': {
           target: `/redfish/v1/Systems/${id}/Actions/ComputerSystem.Reset`,
@@ -279,6 +284,15 @@ export class FakeBmc {
       const body = this.systemBody(id);
       if (!withEtag) delete (body as Record<string, unknown>)['@odata.etag'];
       return send(200, body, withEtag ? { ETag: this.etag } : {});
+    }
+    if (rest === '/SecureBoot' && req.method === 'GET' && this.opts.secureBoot !== undefined) {
+      const on = this.opts.secureBoot;
+      return send(200, {
+        '@odata.id': `/redfish/v1/Systems/${id}/SecureBoot`,
+        SecureBootEnable: on,
+        SecureBootCurrentBoot: on ? 'Enabled' : 'Disabled',
+        SecureBootMode: on ? 'DeployedMode' : 'SetupMode',
+      });
     }
     if (!rest && req.method === 'PATCH') {
       if (this.p.requireIfMatch && !req.headers['if-match'])
