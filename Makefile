@@ -22,7 +22,7 @@ setup: deps
 
 # iPXE binaries from Debian's ipxe package, served over TFTP and HTTP
 assets: $(addprefix assets/ipxe/,$(IPXE_FILES)) assets/ipxe/shimx64.efi
-assets/ipxe/shimx64.efi: assets/build-signed-boot.sh
+assets/ipxe/shimx64.efi: assets/build-signed-boot.sh assets/lib-kernel.sh
 	bash assets/build-signed-boot.sh
 assets/ipxe/%: /usr/lib/ipxe/%
 	@mkdir -p assets/ipxe
@@ -32,7 +32,9 @@ assets/ipxe/%: /usr/lib/ipxe/%
 	@echo "missing $@: installing Debian's ipxe package" && apt-get update -qq && apt-get install --reinstall -y -qq ipxe >/dev/null
 
 # the hardware inspector (kernel + initramfs with the agent), from Debian packages only
-inspector: assets/inspector/initrd.img
+inspector: assets/inspector/initrd.img assets/inspector/arm64/initrd
+assets/inspector/arm64/initrd: assets/build-inspector-arm64.sh assets/lib-kernel.sh $(wildcard assets/inspector-src/*)
+	bash assets/build-inspector-arm64.sh
 assets/inspector/initrd.img: assets/inspector/initrd
 	ln -f $< $@
 assets/inspector/initrd: assets/build-inspector.sh assets/lib-kernel.sh $(wildcard assets/inspector-src/*)

@@ -23,13 +23,54 @@ need_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# rootfs_busybox ROOT: a root with static busybox and its applets in /bin
+# rootfs_busybox ROOT [BUSYBOX]: a root with static busybox (this machine's, or BUSYBOX of another architecture
+# and the same Debian version) and its applets in /bin (listed by this machine's, which runs here)
 rootfs_busybox() {
   file -L /bin/busybox | grep -q 'statically linked' || { echo "need static busybox: apt-get install busybox-static" >&2; return 1; }
   mkdir -p "$1"/{bin,sbin,etc,proc,sys,dev,tmp,run}
-  cp /bin/busybox "$1/bin/busybox"
+  cp "${2:-/bin/busybox}" "$1/bin/busybox"
   local a
-  for a in $("$1/bin/busybox" --list); do [ -e "$1/bin/$a" ] || ln -s busybox "$1/bin/$a"; done
+  for a in $(/bin/busybox --list); do [ -e "$1/bin/$a" ] || ln -s busybox "$1/bin/$a"; done
+}
+
+# foreign_apt ARCH: FOREIGN_APT, the apt-get and apt-cache options for ARCH's package lists (updated once)
+foreign_apt() {
+  local d
+  d=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.cache/apt-$1
+  mkdir -p "$d/lists/partial" "$d/cache/archives/partial" && touch "$d/status"
+  FOREIGN_APT=(-o "APT::Architecture=$1" -o "APT::Architectures::=$1" -o "Dir::State::Lists=$d/lists"
+    -o "Dir::State::Status=$d/status" -o "Dir::Cache=$d/cache")
+  ls "$d/lists" | grep -q Packages || apt-get "${FOREIGN_APT[@]}" update -qq
+}
+
+# foreign_unpack ARCH DIR PACKAGE...: Debian's packages of another architecture, downloaded with package lists of
+# their own in .cache/apt-ARCH and unpacked into DIR; this machine's dpkg architectures and sources stay as they are
+foreign_unpack() {
+  local arch=$1 dir=$2 tmp deb
+  shift 2
+  foreign_apt "$arch"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get "${FOREIGN_APT[@]}" download "$@" >/dev/null 2>&1) || { rm -rf "$tmp"; echo "cannot download $* ($arch)" >&2; return 1; }
+  mkdir -p "$dir"
+  for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$dir"; done
+  rm -rf "$tmp"
+}
+
+# copy_foreign_binary ROOT SYSROOT PATH: a program of another architecture from SYSROOT, its loader and the
+# shared libraries it needs (read from its ELF headers, as ldd cannot run it here)
+copy_foreign_binary() {
+  local R=$1 S=$2 f=$3 lib found dir
+  mkdir -p "$R$(dirname "$f")" && cp -L "$S$f" "$R$f"
+  interp=$(readelf -l "$S$f" 2>/dev/null | sed -n 's/.*interpreter: \(.*\)]/\1/p')
+  [ -n "$interp" ] && [ ! -e "$R$interp" ] && mkdir -p "$R$(dirname "$interp")" && cp -L "$S$interp" "$R$interp"
+  for lib in $(readelf -d "$S$f" | sed -n 's/.*NEEDED.*\[\(.*\)\]/\1/p'); do
+    found=""
+    for dir in /lib/aarch64-linux-gnu /usr/lib/aarch64-linux-gnu /lib /usr/lib; do
+      [ -e "$S$dir/$lib" ] && { found=$dir/$lib; break; }
+    done
+    [ -n "$found" ] || { echo "copy_foreign_binary: $lib (for $f) is in none of the packages" >&2; return 1; }
+    [ -e "$R$found" ] || copy_foreign_binary "$R" "$S" "$found"
+  done
 }
 
 # copy_binary ROOT PATH: a dynamically linked program and the shared libraries it needs

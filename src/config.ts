@@ -128,7 +128,8 @@ export const ConfigSchema = z
             efi: z.string().default('snponly.efi'),
             // iPXE with its own NIC drivers, for the MACs in ipxeEfiMACs
             ipxeEfi: z.string().default('ipxe.efi'),
-            arm64: z.string().default('ipxe-arm64.efi'),
+            // Debian's signed arm64 network GRUB (make assets): Debian ships no arm64 iPXE
+            arm64: z.string().default('grubnetaa64.efi'),
             // Microsoft-signed shim (make assets): for Secure Boot hosts; it loads grubx64.efi from beside itself
             secureBoot: z.string().default('shimx64.efi'),
           })

@@ -111,7 +111,7 @@ collect() { # the contract's report (v4.2 section 6): one cpus[] entry per packa
   printf '{"manufacturer":%s,"model":%s,"serialNumber":%s,"bootModeDetected":"%s","firmwareVersion":%s,' \
     "$(jstr "$(rd $d/sys_vendor)")" "$(jstr "$(rd $d/product_name)")" "$(jstr "$(rd $d/product_serial)")" "$boot" "$(jstr "$(rd $d/bios_version)")"
   case "$(secure_boot)" in 1) sb='"secureBoot":true,' ;; 0) sb='"secureBoot":false,' ;; *) sb="" ;; esac
-  printf '%s"cpus":[%s],"memory":[%s],"disks":[%s],"nics":[%s]}' "$sb" "$cpus" "$mem" "$disks" "$nics"
+  printf '%s"architecture":%s,"cpus":[%s],"memory":[%s],"disks":[%s],"nics":[%s]}' "$sb" "$(jstr "$(uname -m)")" "$cpus" "$mem" "$disks" "$nics"
 }
 
 bootstrap_wait() { # contract §9.2: 404 and 5xx mean not ready yet; any other refusal ends the run
@@ -268,7 +268,8 @@ boot_kexec() {
   initrd=$(ls /tmp/target/initrd* /tmp/target/boot/initrd* 2>/dev/null | head -1)
   [ -n "$kernel" ] || { deploy_failed "target unpack: no vmlinuz in the target image"; return 1; }
   # the OS fetches its own configuration: config_url is the Kairos convention, beskar7.config ours
-  cmdline="console=ttyS0 beskar7.provisioned=$HOST${CONFIG:+ config_url=$CONFIG beskar7.config=$CONFIG}"
+  case $(uname -m) in aarch64) con=ttyAMA0 ;; *) con=ttyS0 ;; esac
+  cmdline="console=$con beskar7.provisioned=$HOST${CONFIG:+ config_url=$CONFIG beskar7.config=$CONFIG}"
   if locked_down; then
     # the file-based load, whose signature check lockdown demands; the old kexec_load is refused outright
     kexec -s -l "$kernel" ${initrd:+--initrd="$initrd"} --command-line="$cmdline" 2>/tmp/kexec.err || {

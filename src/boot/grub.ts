@@ -40,13 +40,7 @@ export function renderGrubInspector(t: Templates, url: string, params: string, h
   const dir =
     inspectorIsScript(url) && !url.endsWith('/beskar7-inspector/boot') ? undefined : tftpPathOf(url, httpBase);
   if (dir === undefined) return render(t.get('grub-unreachable') ?? '', { what: grubText(`the inspector ${url}`) });
-  const base = dir.replace(/\/$/, '');
-  return render(t.get('grub-kernel') ?? '', {
-    what: 'the inspector',
-    kernel: `${base}/vmlinuz`,
-    initrd: `${base}/initrd.img`,
-    args: grubArgs(params),
-  });
+  return render(t.get('grub-inspector') ?? '', { base: grubWord(dir.replace(/\/$/, '')), args: grubArgs(params) });
 }
 
 /** The claim of a host's live attempt, as a TFTP path; 'claimed' when another address claimed it. */

@@ -74,6 +74,7 @@ export function loadTemplates(dir: string): Templates {
     'grub-exit',
     'grub-local-disk',
     'grub-kernel',
+    'grub-inspector',
     'grub-unreachable',
   ]) {
     const file = need.startsWith('grub-') ? `${need}.grub` : `${need}.ipxe`;

@@ -39,6 +39,8 @@ export const ContractReportSchema = z.object({
   firmwareVersion: z.string().max(256).default(''),
   /** ours, beside the contract's fields: the firmware's SecureBoot variable as the inspector read it */
   secureBoot: z.boolean().optional(),
+  /** ours too: the machine's architecture as the kernel names it (uname -m: x86_64, aarch64) */
+  architecture: z.string().max(32).optional(),
   cpus: z
     .array(
       z.object({
@@ -113,6 +115,7 @@ export function normaliseReport(r: z.output<typeof ContractReportSchema>): Inspe
     bootMode: r.bootModeDetected,
     firmwareVersion: r.firmwareVersion,
     ...(r.secureBoot === undefined ? {} : { secureBoot: r.secureBoot }),
+    ...(r.architecture === undefined ? {} : { architecture: r.architecture }),
     cpus: { count: r.cpus.length, cores, threads, model: r.cpus[0]?.model ?? '' },
     memory: { totalGB: round2(r.memory.reduce((n, d) => n + (d.capacity ? (capacityGiB(d.capacity) ?? 0) : 0), 0)) },
     disks: r.disks.map((d) => ({

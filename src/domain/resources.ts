@@ -300,6 +300,8 @@ export const InspectionReportSchema = z
     firmwareVersion: z.string().default(''),
     /** the firmware enforced Secure Boot when the inspector ran (absent: not reported) */
     secureBoot: z.boolean().optional(),
+    /** uname -m of the inspector's kernel (absent: not reported) */
+    architecture: z.string().optional(),
     cpus: z
       .object({
         count: z.number().int().min(0).describe('sockets'),

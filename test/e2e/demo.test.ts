@@ -6,7 +6,7 @@ import { freePort, until } from '../helpers/appliance.js';
 import { haveDemoImage, skipUnlessCi } from '../helpers/lab.js';
 
 t.test(
-  'make run: three machines through the whole mission, narrated, with the dashboard reachable from this machine',
+  'make run: four machines through the whole mission, narrated, with the dashboard reachable from this machine',
   { skip: skipUnlessCi(!haveDemoImage, 'run `make setup` first') },
   async (t) => {
     t.setTimeout(900_000);
@@ -40,9 +40,9 @@ t.test(
         headers: { Authorization: `Bearer ${readFileSync(token, 'utf8').trim()}` },
       }).catch(() => undefined);
       const items = r?.ok ? ((await r.json()) as { items: unknown[] }).items : [];
-      return items.length === 3 ? items : undefined;
+      return items.length === 4 ? items : undefined;
     });
-    t.equal(hosts.length, 3, 'three hosts enrolled, seen with the admin token from the file the demo named');
+    t.equal(hosts.length, 4, 'four hosts enrolled, seen with the admin token from the file the demo named');
     const [code] = await exited;
     t.equal(code, 0, out.slice(-3000));
     t.match(
@@ -55,6 +55,12 @@ t.test(
       /rack1-uefi rebooted into its installed system: BESKAR7-DISK-MARKER provider-id=b7:\/\/default\/rack1-uefi mode=600 config=#cloud-config hostname: web-2/,
       'rack1-uefi wrote the image to its disk and booted it, with its user-data',
     );
+    t.match(
+      out,
+      /rack1-secure runs its target OS: BESKAR7-DEMO-MARKER[^\n]*secureboot=1 lockdown=integrity/,
+      'rack1-secure went through shim and the signed GRUB, and runs its target under Secure Boot',
+    );
+    t.match(out, /^\[demo\] web-3\s+rack1-secure\s+(\d+\.\d s\s+){6}Provisioned\s+On$/m, 'table: web-3');
     t.match(out, /rack1-small\s+ReportReceived/, 'the small host was inspected');
     t.match(out, /RequirementsNotMet: 1 GiB memory < 4 GiB required/);
     t.match(out, /^\[demo\] web-1\s+rack1-bios\s+(\d+\.\d s\s+){6}Provisioned\s+On$/m, 'table: web-1');

@@ -30,7 +30,7 @@ export async function loopbackDhcp(
           bios: 'undionly.kpxe',
           efi: 'snponly.efi',
           ipxeEfi: 'ipxe.efi',
-          arm64: 'ipxe-arm64.efi',
+          arm64: 'grubnetaa64.efi',
           secureBoot: 'shimx64.efi',
         },
         ipxeEfiMACs: new Set(),

@@ -1,7 +1,8 @@
-// The demo lab (`make run` without CONFIG): the whole mission in a private network namespace. Three QEMU machines
-// behind fake Redfish BMCs (BIOS, UEFI, and one too small for its machine) are enrolled as hosts; three machines
-// claim them; each host gets a one-time PXE override and is powered on, PXE-boots the inspector through our
-// DHCP/TFTP/HTTP, reports, and is validated. The two that fit kexec into the target image; the small one fails
+// The demo lab (`make run` without CONFIG): the whole mission in a private network namespace. Four QEMU machines
+// behind fake Redfish BMCs (BIOS, UEFI, UEFI with Secure Boot enforced, and one too small for its machine) are
+// enrolled as hosts; four machines claim them; each host gets a one-time PXE override and is powered on, PXE-boots
+// the inspector through our DHCP/TFTP/HTTP (the Secure Boot one through shim and Debian's signed GRUB), reports,
+// and is validated. Those that fit get their target (kexec, or a whole-disk image); the small one fails
 // RequirementsNotMet and is powered off. Needs root and the packages test/setup-host.sh installs.
 // DEMO_EXIT=1 ends the demo after its table (the end-to-end test); otherwise it serves until Ctrl-C.
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -20,7 +21,7 @@ const T0 = Date.now();
 interface DemoHost {
   host: string;
   machine: string;
-  firmware: 'bios' | 'uefi';
+  firmware: 'bios' | 'uefi' | 'uefi-secureboot';
   mac: string;
   memoryMB: number;
   minMemoryGB: number;
@@ -49,6 +50,15 @@ const HOSTS: DemoHost[] = [
     memoryMB: 2048,
     minMemoryGB: 1,
     target: 'disk',
+  },
+  {
+    host: 'rack1-secure',
+    machine: 'web-3',
+    firmware: 'uefi-secureboot',
+    mac: '52:54:00:de:00:04',
+    memoryMB: 1024,
+    minMemoryGB: 1,
+    target: 'kexec',
   },
   {
     host: 'rack1-small',
@@ -154,7 +164,7 @@ async function main(): Promise<void> {
   say(`still serving: http://127.0.0.1:${DASHBOARD_PORT}/ui (Ctrl-C stops and removes the lab)`);
 }
 
-/** Three fake BMCs, each powering a QEMU machine, enrolled as hosts. */
+/** Four fake BMCs, each powering a QEMU machine, enrolled as hosts. */
 async function enrol(kube: resources.Request): Promise<void> {
   for (const [i, h] of HOSTS.entries()) {
     const port = 9001 + i;
@@ -179,7 +189,8 @@ async function enrol(kube: resources.Request): Promise<void> {
         labels: { demo: h.host },
       },
     });
-    say(`host ${h.host}: a ${h.firmware.toUpperCase()} QEMU machine with ${h.memoryMB} MB behind a Redfish BMC`);
+    const fw = h.firmware === 'uefi-secureboot' ? 'UEFI (Secure Boot enforced)' : h.firmware.toUpperCase();
+    say(`host ${h.host}: a ${fw} QEMU machine with ${h.memoryMB} MB behind a Redfish BMC`);
   }
 }
 

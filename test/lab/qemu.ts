@@ -5,8 +5,11 @@ import path from 'node:path';
 import { type Lab, stopProcess } from './netns.js';
 
 export interface MachineSpec {
-  /** uefi-secureboot: OVMF enforcing Secure Boot with Microsoft's keys enrolled, as servers ship */
-  firmware: 'bios' | 'uefi' | 'uefi-secureboot';
+  /**
+   * uefi-secureboot: OVMF enforcing Secure Boot with Microsoft's keys enrolled, as servers ship; aarch64: an ARM64
+   * server (QEMU virt, AAVMF)
+   */
+  firmware: 'bios' | 'uefi' | 'uefi-secureboot' | 'aarch64';
   mac: string;
   tap: string;
   /** stop as soon as the serial console shows this */
@@ -37,10 +40,15 @@ const OVMF = {
     code: '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd',
     vars: '/usr/share/OVMF/OVMF_VARS_4M.ms.fd',
   },
+  aarch64: { code: '/usr/share/AAVMF/AAVMF_CODE.fd', vars: '/usr/share/AAVMF/AAVMF_VARS.fd' },
 };
 
+/** The QEMU that runs this machine. */
+export const qemuBinary = (m: Pick<MachineSpec, 'firmware'>): string =>
+  m.firmware === 'aarch64' ? 'qemu-system-aarch64' : 'qemu-system-x86_64';
+
 /**
- * qemu-system-x86_64 arguments for a network-booting machine; disks and OVMF variables go into `tmp`, and are
+ * QEMU arguments for a network-booting machine; disks and OVMF variables go into `tmp`, and are
  * kept there when it holds them already (a machine powered on again keeps its disks).
  */
 export function qemuArgs(m: Omit<MachineSpec, 'marker'>, tmp: string): string[] {
@@ -50,7 +58,7 @@ export function qemuArgs(m: Omit<MachineSpec, 'marker'>, tmp: string): string[] 
     '-accel',
     'tcg',
     '-cpu',
-    'max,vendor=GenuineIntel',
+    m.firmware === 'aarch64' ? 'cortex-a57' : 'max,vendor=GenuineIntel',
     '-m',
     String(m.memoryMB ?? 512),
     '-smp',
@@ -79,7 +87,7 @@ export function qemuArgs(m: Omit<MachineSpec, 'marker'>, tmp: string): string[] 
     if (m.firmware === 'uefi-secureboot') args.push('-global', 'driver=cfi.pflash01,property=secure,value=on');
     args.push(
       '-machine',
-      m.firmware === 'uefi-secureboot' ? 'q35,smm=on' : 'q35',
+      m.firmware === 'aarch64' ? 'virt' : m.firmware === 'uefi-secureboot' ? 'q35,smm=on' : 'q35',
       '-drive',
       `if=pflash,format=raw,unit=0,readonly=on,file=${fw.code}`,
       '-drive',
@@ -112,7 +120,7 @@ export async function bootMachine(lab: Lab, m: MachineSpec): Promise<BootResult>
   const tmp = mkdtempSync(path.join(tmpdir(), 'b7-qemu-'));
   const args = qemuArgs(m, tmp);
   const started = Date.now();
-  const p = spawn('ip', ['netns', 'exec', lab.ns, 'qemu-system-x86_64', ...args], {
+  const p = spawn('ip', ['netns', 'exec', lab.ns, qemuBinary(m), ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -65,12 +65,14 @@ t.test('the inspector as GRUB boots it: kernel and initrd over TFTP, the paramet
     'beskar7.token=abc beskar7.target=http://x/a?b=1&c=2',
     BASE,
   );
-  t.match(cfg, /^linux \/assets\/inspector\/vmlinuz beskar7\.token=abc 'beskar7\.target=http:\/\/x\/a\?b=1&c=2'$/m);
-  t.match(cfg, /^initrd \/assets\/inspector\/initrd\.img$/m);
+  t.match(cfg, /^set b7dir=\/assets\/inspector$/m);
+  t.match(cfg, /^if \[ "\$grub_cpu" = arm64 \]; then set b7dir=\/assets\/inspector\/arm64;/m, 'ARM64: the arm64 build');
+  t.match(cfg, /^linux "\$\{b7dir\}\/vmlinuz" beskar7\.token=abc 'beskar7\.target=http:\/\/x\/a\?b=1&c=2' \$b7args$/m);
+  t.match(cfg, /^initrd "\$\{b7dir\}\/initrd\.img"$/m);
   t.match(cfg, /^boot$/m);
   t.match(
     renderGrubInspector(templates, `${BASE}/assets/inspector`, 'x=1', BASE),
-    /^linux \/assets\/inspector\/vmlinuz x=1$/m,
+    /^set b7dir=\/assets\/inspector$/m,
     'the directory named without its slash',
   );
   t.match(

@@ -7,6 +7,7 @@ export interface BootFiles {
   bios: string;
   efi: string;
   ipxeEfi: string;
+  /** Debian's signed arm64 network GRUB: Debian ships no arm64 iPXE */
   arm64: string;
   /** shim, Microsoft-signed: the first of the Secure Boot chain (it loads grubx64.efi beside it) */
   secureBoot: string;
@@ -76,6 +77,8 @@ export interface BootInfo {
   signed?: string;
 }
 
+const ARM64 = 'ARM64: Debian ships no arm64 iPXE';
+
 /** Which file this client loads next: the iPXE binary for its firmware, or the HTTP script once iPXE runs. */
 export function bootFileFor(
   c: ClientInfo,
@@ -103,12 +106,13 @@ export function bootFileFor(
     case 'efi-x64':
       return tftp(efi);
     case 'efi-arm64':
-      return tftp(ctx.bootFiles.arm64);
+      return { ...tftp(ctx.bootFiles.arm64), signed: ARM64 };
     case 'http-efi-ia32':
     case 'http-efi-x64':
       return http(efi);
     case 'http-efi-arm64':
-      return http(ctx.bootFiles.arm64);
+      // the signed GRUB finds no server from an HTTP boot path (it stops at grub>): the firmware goes on to PXE
+      return undefined;
   }
 }
 
@@ -117,6 +121,7 @@ function noBoot(c: ClientInfo, ctx: Pick<DecideContext, 'signedChain'>): string 
   if (!c.netboot) return 'not a netboot client';
   const signed = c.httpClient ? ctx.signedChain?.(c.mac) : undefined;
   if (signed) return `HTTP boot: the signed GRUB (${signed}) loads over PXE only`;
+  if (c.archClass === 'http-efi-arm64') return `HTTP boot: the signed GRUB (${ARM64}) loads over PXE only`;
   return `unsupported client architecture ${c.arch}`;
 }
 

@@ -6,7 +6,7 @@ import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stopProcess } from '../netns.js';
-import { type MachineSpec, qemuArgs } from '../qemu.js';
+import { type MachineSpec, qemuArgs, qemuBinary } from '../qemu.js';
 import { FakeBmc, type Personality } from './server.js';
 
 const cfg = JSON.parse(process.argv[2] as string) as {
@@ -36,7 +36,7 @@ const bmc = new FakeBmc({
     void stopVm().then(() => {
       if (ev === 'off') return;
       out.write(`\n=== fake BMC: power ${ev} ===\n`);
-      vm = spawn('qemu-system-x86_64', qemuArgs(cfg.machine, tmp), { stdio: ['ignore', 'pipe', 'pipe'] });
+      vm = spawn(qemuBinary(cfg.machine), qemuArgs(cfg.machine, tmp), { stdio: ['ignore', 'pipe', 'pipe'] });
       vm.stdout?.pipe(out, { end: false });
       vm.stderr?.pipe(out, { end: false });
       // a machine that powers itself off shows Off on the BMC
