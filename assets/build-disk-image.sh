@@ -1,8 +1,10 @@
 #!/bin/bash
 # Builds assets/demo/disk.img (and .gz, .zst of it): a whole-disk image as the inspector deploys it, from Debian
 # packages only. GPT with a BIOS boot partition (GRUB's core image), an EFI system partition labelled COS_GRUB
-# (GRUB for UEFI, the kernel and a busybox initramfs) and an empty ext4 COS_OEM partition. The initramfs prints
-# BESKAR7-DISK-MARKER with the provider-id and the configuration the inspector wrote into COS_OEM.
+# (the kernel, a busybox initramfs, and for UEFI the chain the distributions sign: shim, then Debian's signed GRUB,
+# which boots under Secure Boot as without it) and an empty ext4 COS_OEM partition. The initramfs prints
+# BESKAR7-DISK-MARKER with the provider-id and the configuration the inspector wrote into COS_OEM, then
+# BESKAR7-DISK-BOOTED with the firmware's Secure Boot state.
 # No loop devices and no mounts: partitions are built as files (mtools, mkfs.ext4 -d) and written into place,
 # and the BIOS boot code is patched in the way grub-bios-setup does it.
 # usage: build-disk-image.sh [OUT_DIR] [SIZE_MIB]   (SIZE_MIB: the image's size, default 96; past 128 the rest is
@@ -14,6 +16,8 @@ SIZE_MIB=${2:-96}
 NAME=disk.img; [ "$SIZE_MIB" = 96 ] || NAME=disk-${SIZE_MIB}m.img
 # up to date: built after this script and its sources last changed
 [ -s "$OUT/$NAME.zst" ] && [ -z "$(find "$0" "$HERE/disk-src" "$HERE/lib-kernel.sh" -newer "$OUT/$NAME.zst")" ] && exit 0
+SIGNED=$HERE/../.cache/signed-boot
+[ -s "$SIGNED/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed" ] || bash "$HERE/build-signed-boot.sh"
 . "$HERE/lib-kernel.sh"
 need_packages busybox-static cpio kmod grub-common grub-pc-bin grub-efi-amd64-bin mtools e2fsprogs fdisk zstd
 kernel_unpack
@@ -27,14 +31,13 @@ copy_modules "$R" "$HERE/disk-src/modules"
 install -m 0755 "$HERE/disk-src/init" "$R/init"
 cpio_gz "$R" "$WORK/initrd.gz"
 
-# GRUB: one embedded configuration for both firmwares finds the ESP by its label and boots from it
+# GRUB for BIOS: its embedded configuration finds the ESP by its label and reads the configuration there
 cat > "$WORK/early.cfg" <<'CFG'
 search --no-floppy --label COS_GRUB --set root
 set prefix=($root)/boot/grub
 configfile $prefix/grub.cfg
 CFG
 MODS="part_gpt fat search search_label configfile normal linux echo serial terminal gzio test"
-grub-mkimage -O x86_64-efi -o "$WORK/BOOTX64.EFI" -c "$WORK/early.cfg" -p /boot/grub $MODS
 grub-mkimage -O i386-pc -o "$WORK/core.img" -c "$WORK/early.cfg" -p /boot/grub biosdisk $MODS
 cat > "$WORK/grub.cfg" <<'CFG'
 serial --unit=0 --speed=115200
@@ -69,8 +72,12 @@ fi
 
 truncate -s "${ESP_MIB}M" "$WORK/esp.img"
 mformat -i "$WORK/esp.img" -v COS_GRUB -N 0xb7b7b7b7 ::
-mmd -i "$WORK/esp.img" ::/EFI ::/EFI/BOOT ::/boot ::/boot/grub
-mcopy -i "$WORK/esp.img" "$WORK/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
+mmd -i "$WORK/esp.img" ::/EFI ::/EFI/BOOT ::/EFI/debian ::/boot ::/boot/grub
+# UEFI: shim on the removable media path loads grubx64.efi beside it; that GRUB (Debian's, prefix /EFI/debian on
+# the partition it was loaded from) reads its grub.cfg there, and boots only the signed kernel under Secure Boot
+mcopy -i "$WORK/esp.img" "$SIGNED/usr/lib/shim/shimx64.efi.signed" ::/EFI/BOOT/BOOTX64.EFI
+mcopy -i "$WORK/esp.img" "$SIGNED/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed" ::/EFI/BOOT/grubx64.efi
+mcopy -i "$WORK/esp.img" "$WORK/grub.cfg" ::/EFI/debian/grub.cfg
 mcopy -i "$WORK/esp.img" "$KERNEL_DIR/boot/vmlinuz-$KVER" ::/boot/vmlinuz
 mcopy -i "$WORK/esp.img" "$WORK/initrd.gz" ::/boot/initrd.gz
 mcopy -i "$WORK/esp.img" "$WORK/grub.cfg" ::/boot/grub/grub.cfg

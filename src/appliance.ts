@@ -19,6 +19,7 @@ import { DhcpServer } from './boot/dhcp/server.js';
 import { type GrubDeps, type GrubFile, grubFile } from './boot/grub.js';
 import { createHttpApp, createManagementApp } from './boot/http.js';
 import { loadTemplates, type Templates } from './boot/ipxe.js';
+import { RateLimiter } from './boot/rate-limit.js';
 import { TftpServer } from './boot/tftp/server.js';
 import { type BootStage, BootTimeline } from './boot/timeline.js';
 import type { Config, ResolvedConfig } from './config.js';
@@ -218,7 +219,13 @@ export class Appliance {
       readOnly: etcd && !cfg.api.readOnlyToken ? await etcd.shared('readonly-token', newAdminToken) : undefined,
     };
     const out: Listening = await this.startHttp(store, commands, httpBase, tftpRoot, templates, shared);
+    const limiter = new RateLimiter(cfg.http.rateLimit);
     const grub: GrubDeps = {
+      admit: (from) => {
+        const ok = limiter.admit(from).ok;
+        if (!ok) this.metrics.httpLimited.inc();
+        return ok;
+      },
       templates,
       httpBase,
       storedInstruction: (mac) => store.bootInstructions.get(mac),

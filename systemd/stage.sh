@@ -1,13 +1,15 @@
 #!/bin/bash
 # Lays out everything the service runs under ROOT: the compiled service with its dashboard (dist/), boot
-# scripts, production node_modules, the iPXE binaries and the inspector, the unit, the example config and the
-# beskar7 CLI. Used by `make install` (ROOT=/) and `make deb` (a staging directory).
+# scripts, production node_modules, the iPXE binaries, the signed shim and GRUBs, the inspector (x86-64 and
+# arm64), the unit, the example config and the beskar7 CLI. Used by `make install` (ROOT=/) and `make deb` (a staging directory).
 # usage: stage.sh ROOT PREFIX UNITDIR BINDIR
 set -euo pipefail
 ROOT=$1 PREFIX=$2 UNITDIR=$3 BINDIR=$4
 cd "$(dirname "$0")/.."
 for f in dist/src/main.js dist/src/admin/ui/dashboard.html assets/ipxe/undionly.kpxe assets/ipxe/snponly.efi \
-         assets/inspector/vmlinuz assets/inspector/initrd assets/inspector/initrd.img; do
+         assets/ipxe/shimx64.efi assets/ipxe/grubx64.efi assets/ipxe/grubnetaa64.efi \
+         assets/inspector/vmlinuz assets/inspector/initrd assets/inspector/initrd.img \
+         assets/inspector/arm64/vmlinuz assets/inspector/arm64/initrd.img; do
   [ -s "$f" ] || { echo "stage: $f is missing (make build assets inspector)" >&2; exit 1; }
 done
 P=$ROOT$PREFIX

@@ -273,7 +273,8 @@ boot_kexec() {
   if locked_down; then
     # the file-based load, whose signature check lockdown demands; the old kexec_load is refused outright
     kexec -s -l "$kernel" ${initrd:+--initrd="$initrd"} --command-line="$cmdline" 2>/tmp/kexec.err || {
-      deploy_failed "Secure Boot: this machine's kernel is locked down and kexec takes only a kernel signed by a key it trusts; the target's kernel was refused ($(tr '\n' ' ' < /tmp/kexec.err)). Give a signed kernel, or a whole-disk image that boots under Secure Boot"
+      # the reason is capped at 256 characters (contract §4.5): the advice first, kexec's words after
+      deploy_failed "Secure Boot: the locked-down kernel kexecs only kernels signed by a key it trusts, and refused the target's. Use a signed kernel, or a whole-disk image that boots under Secure Boot ($(head -c 60 /tmp/kexec.err | tr '\n' ' '))"
       return 1
     }
   else

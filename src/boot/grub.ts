@@ -22,6 +22,10 @@ export const grubArgs = (args: string): string => args.split(/\s+/).filter(Boole
 /** Text inside a double-quoted echo: nothing GRUB would expand or end the string with. */
 const grubText = (v: string): string => v.replace(/["$\\`]/g, '');
 
+/** Why GRUB leaves for the disk instead of booting `what`. */
+const unreachable = (what: string): string =>
+  grubText(`cannot boot ${what}: the signed GRUB loads from this appliance's assets only, over TFTP`);
+
 /** The TFTP path GRUB loads a URL of ours from: our own assets only; undefined for any other URL. */
 export function tftpPathOf(url: string, httpBase: string): string | undefined {
   // the bundled inspector's chainable script is iPXE's way to the same kernel and initrd
@@ -39,7 +43,7 @@ export function renderGrubInspector(t: Templates, url: string, params: string, h
   // a directory with vmlinuz and initrd.img (contract §4.1), as iPXE's inspector-kernel reads it
   const dir =
     inspectorIsScript(url) && !url.endsWith('/beskar7-inspector/boot') ? undefined : tftpPathOf(url, httpBase);
-  if (dir === undefined) return render(t.get('grub-unreachable') ?? '', { what: grubText(`the inspector ${url}`) });
+  if (dir === undefined) return render(t.get('grub-local-disk') ?? '', { why: unreachable(`the inspector ${url}`) });
   return render(t.get('grub-inspector') ?? '', { base: grubWord(dir.replace(/\/$/, '')), args: grubArgs(params) });
 }
 
@@ -60,6 +64,8 @@ export interface GrubDeps {
     nonce: string;
     from: string;
   }) => Promise<string | 'conflict' | undefined>;
+  /** the boot plane's per-address budget: each rendered file costs a store read, a claim a write */
+  admit: (from: string) => boolean;
 }
 
 /** A rendered file, or a refusal; undefined: not one of GRUB's files. */
@@ -74,6 +80,8 @@ export const loggableFile = (file: string): string => file.replace(/^(\/?grub\/b
 export async function grubFile(d: GrubDeps, requested: string, from: string): Promise<GrubFile> {
   const file = requested.replace(/^\/+/, '');
   if (!file.startsWith('grub/')) return undefined;
+  // refused, GRUB's entry asks again in 10 s
+  if (!d.admit(from)) return { refuse: 'too many requests from this address' };
   if (file === 'grub/grub.cfg') return { text: render(d.templates.get('grub-entry') ?? '', {}), what: 'entry' };
   const mac = /^grub\/mac\/(.+)\.cfg$/.exec(file)?.[1];
   if (mac !== undefined) {
@@ -108,19 +116,19 @@ async function hostFile(d: GrubDeps, mac: string, from: string): Promise<GrubFil
     case 'inspect': {
       const c = i.host ? await d.claimPath(i.host, from) : undefined;
       if (c === 'claimed') return file('grub-claimed', {}, 'inspect-claimed');
-      if (!c) return file('grub-exit', {}, 'exit');
+      if (!c) return file('grub-local-disk', { why: `${mac} has no inspection running; leaving network boot` }, 'exit');
       return file('grub-inspect', { claim: `/grub/boot/${c.namespace}/${c.name}/${c.nonce}.cfg` }, 'inspect');
     }
     case 'local-disk':
-      return file('grub-local-disk', {}, 'local-disk');
+      return file('grub-local-disk', { why: `${mac} boots from local disk` }, 'local-disk');
     case 'exit':
-      return file('grub-exit', {}, 'exit');
+      return file('grub-local-disk', { why: `${mac} has nothing to boot from the network here` }, 'exit');
     case 'boot-target':
     case 'discover': {
       const kernel = i.kernelURL && tftpPathOf(i.kernelURL, d.httpBase);
       const initrd = i.initrdURL && tftpPathOf(i.initrdURL, d.httpBase);
       if (!kernel || !initrd)
-        return file('grub-unreachable', { what: grubText(`${i.script} ${i.kernelURL ?? ''}`) }, i.script);
+        return file('grub-local-disk', { why: unreachable(`${i.script} ${i.kernelURL ?? ''}`) }, i.script);
       return file('grub-kernel', { what: i.script, kernel, initrd, args: grubArgs(i.cmdline) }, i.script);
     }
   }

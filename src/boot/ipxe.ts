@@ -71,11 +71,9 @@ export function loadTemplates(dir: string): Templates {
     'grub-entry',
     'grub-inspect',
     'grub-claimed',
-    'grub-exit',
     'grub-local-disk',
     'grub-kernel',
     'grub-inspector',
-    'grub-unreachable',
   ]) {
     const file = need.startsWith('grub-') ? `${need}.grub` : `${need}.ipxe`;
     if (!out.has(need)) throw new TemplateError(`boot script template ${file} is missing from ${dir}`);

@@ -5,7 +5,7 @@ import t from 'tap';
 import { repoRoot } from '../../src/paths.js';
 import { until } from '../helpers/appliance.js';
 import { makeLab, skipUnlessCi, startForQemuHosts } from '../helpers/lab.js';
-import { addHost, addMachine, HOSTS, MACHINES } from '../helpers/resources.js';
+import { addHost, addMachine, HOSTS, settled } from '../helpers/resources.js';
 import { tempDir } from '../helpers/tmp.js';
 import { labApi, labKube, labRedfish, startLabBmc } from '../lab/lab-api.js';
 import type { Lab } from '../lab/netns.js';
@@ -54,14 +54,7 @@ t.test(
         hostSelector: { matchLabels: { arch: 'arm64' } },
       },
     });
-    const m = await until(
-      'm-arm Provisioned',
-      async () => {
-        const r = await get(lab, `${MACHINES}/m-arm`);
-        return r.status.phase === 'Provisioned' || r.status.phase === 'Failed' ? r : undefined;
-      },
-      1_200_000,
-    );
+    const m = await settled(kube(lab), 'm-arm', 1_200_000);
     t.equal(m.status.phase, 'Provisioned', `m-arm: ${m.status.failureMessage ?? 'provisioned'}`);
     await until(
       'the arm64 target runs',

@@ -94,6 +94,11 @@ t.test(
     await row.click();
     await page.waitForSelector('h2:has-text("Host dash1")');
     await t.resolves(page.locator('dd', { hasText: '1 sockets, 4 cores, 8 threads' }).waitFor(), 'the v1.0 report');
+    t.equal(
+      await page.locator('dt:has-text("Boot chain") + dd').textContent(),
+      'Auto',
+      'the boot chain (no Secure Boot state from this BMC)',
+    );
     const lanes = async () =>
       page.locator('svg.wf rect.bar').evaluateAll((rs) => [...new Set(rs.map((r) => r.getAttribute('data-stage')))]);
     await until('the waterfall has its lanes', async () => {

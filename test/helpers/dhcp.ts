@@ -6,6 +6,15 @@ import { Metrics } from '../../src/metrics.js';
 import type { Store } from '../../src/store/store.js';
 import { memoryLogger } from './log.js';
 
+/** The boot files the appliance names by default (config.ts). */
+export const BOOT_FILES = {
+  bios: 'undionly.kpxe',
+  efi: 'snponly.efi',
+  ipxeEfi: 'ipxe.efi',
+  arm64: 'grubnetaa64.efi',
+  secureBoot: 'shimx64.efi',
+};
+
 /** Started, and stopped with its store at teardown. `pool`: full mode with these addresses. */
 export async function loopbackDhcp(
   t: Test,
@@ -26,13 +35,7 @@ export async function loopbackDhcp(
         mode: pool ? 'full' : 'proxy',
         serverIp: o.serverIp,
         httpBase: `http://${o.serverIp}:8080`,
-        bootFiles: {
-          bios: 'undionly.kpxe',
-          efi: 'snponly.efi',
-          ipxeEfi: 'ipxe.efi',
-          arm64: 'grubnetaa64.efi',
-          secureBoot: 'shimx64.efi',
-        },
+        bootFiles: BOOT_FILES,
         ipxeEfiMACs: new Set(),
         clientPort: 68,
         serverPort: o.relayPort,

@@ -1,3 +1,5 @@
+import { until } from './appliance.js';
+
 /**
  * The resource API's paths, and the compact shapes tests write hosts and machines in ({name, spec: {redfish:
  * {address, username, password, ...}, bootMACs, labels}}) turned into the Secret and manifests it takes.
@@ -9,6 +11,17 @@ export const SECRETS = '/api/v1/namespaces/default/secrets';
 
 /** One request to the appliance, by full path: in process, or with curl inside a lab namespace. */
 export type Request = (method: string, path: string, body?: unknown) => Promise<{ status: number; json: any }>;
+
+/** The machine once it has settled, Provisioned or Failed. */
+export const settled = (kube: Request, name: string, ms: number): Promise<any> =>
+  until(
+    `${name} Provisioned or Failed`,
+    async () => {
+      const r = (await kube('GET', `${MACHINES}/${name}`)).json;
+      return r.status?.phase === 'Provisioned' || r.status?.phase === 'Failed' ? r : undefined;
+    },
+    ms,
+  );
 
 interface CompactHost {
   name: string;

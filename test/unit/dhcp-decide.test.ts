@@ -3,19 +3,14 @@ import { decode, encode } from '../../src/boot/dhcp/codec.js';
 import { bootFileFor, classify, type DecideContext, decide, observedAddress } from '../../src/boot/dhcp/decide.js';
 import { LeaseTable } from '../../src/boot/dhcp/leases.js';
 import { MsgType, Opt } from '../../src/boot/dhcp/options.js';
+import { BOOT_FILES } from '../helpers/dhcp.js';
 import { pxe, request } from '../helpers/packets.js';
 
 const base: Omit<DecideContext, 'mode'> = {
   port: 'dhcp',
   serverIp: '10.77.0.1',
   httpBase: 'http://10.77.0.1:8080',
-  bootFiles: {
-    bios: 'undionly.kpxe',
-    efi: 'snponly.efi',
-    ipxeEfi: 'ipxe.efi',
-    arm64: 'grubnetaa64.efi',
-    secureBoot: 'shimx64.efi',
-  },
+  bootFiles: BOOT_FILES,
   ipxeEfiMACs: new Set(['52:54:00:00:00:99']),
   clientPort: 68,
   serverPort: 67,

@@ -27,6 +27,7 @@ const instr = (i: Partial<BootInstruction>): BootInstruction => ({
 function deps(stored: Record<string, BootInstruction>, claim: Awaited<ReturnType<GrubDeps['claimPath']>>) {
   const redeemed: { namespace: string; name: string; nonce: string; from: string }[] = [];
   const d: GrubDeps = {
+    admit: (from) => from !== '10.77.0.66',
     templates,
     httpBase: BASE,
     storedInstruction: async (mac) => stored[mac],
@@ -84,9 +85,9 @@ t.test('the inspector as GRUB boots it: kernel and initrd over TFTP, the paramet
   t.notMatch(far, /^linux/m, 'no kernel line for an inspector GRUB cannot reach');
   t.match(
     far,
-    /cannot boot the inspector http:\/\/images\.example\/insp\/: the signed GRUB \(Secure Boot\) loads from this appliance's assets only/,
+    /cannot boot the inspector http:\/\/images\.example\/insp\/: the signed GRUB loads from this appliance's assets only/,
   );
-  t.match(far, /^exit$/m);
+  t.match(far, /chainloader \$b7efi/, 'it leaves for the local disk');
 });
 
 t.test("GRUB's files: the entry, a host's file by MAC, the nonce's claim", async (t) => {
@@ -115,6 +116,12 @@ t.test("GRUB's files: the entry, a host's file by MAC, the nonce's claim", async
   t.same(await grubFile(d, 'grub/mac/not-a-mac.cfg', '10.77.0.50'), { refuse: 'not a MAC address' });
   t.same(await grubFile(d, 'grub/x86_64-efi/grub.cfg', '10.77.0.50'), { refuse: 'no such file' });
   t.equal(await grubFile(d, 'shimx64.efi', '10.77.0.50'), undefined, 'not one of GRUB’s files');
+  t.same(
+    await grubFile(d, 'grub/boot/lab/sb-1/n0nce.cfg', '10.77.0.66'),
+    { refuse: 'too many requests from this address' },
+    'over its budget, an address gets nothing rendered and claims nothing',
+  );
+  t.equal(redeemed.length, 3, 'no redemption for the address over its budget');
   t.equal(loggableFile('grub/boot/lab/sb-1/n0nce.cfg'), 'grub/boot/lab/sb-1/<nonce>', 'the nonce never reaches a log');
 });
 
@@ -126,11 +133,21 @@ t.test("a host's file follows its instruction", async (t) => {
 
   const over = deps({ [MAC]: instr({ script: 'inspect', host: 'default/a' }) }, undefined);
   const o = await grubFile(over.d, `grub/mac/${MAC}.cfg`, '10.77.0.51');
-  t.match(o && 'text' in o && o.text, /^exit$/m, 'no live attempt: leave network boot');
+  t.match(
+    o && 'text' in o && o.text,
+    /no inspection running; leaving network boot(.|\n)*chainloader/,
+    'no live attempt: leave network boot',
+  );
 
   const disk = deps({ [MAC]: instr({ script: 'local-disk' }) }, undefined);
   const l = await grubFile(disk.d, `grub/mac/${MAC}.cfg`, '10.77.0.51');
-  t.match(l && 'text' in l && l.text, /boots from local disk"?\n(.|\n)*^exit$/m, 'local disk: back to the firmware');
+  const lt = l && 'text' in l ? l.text : '';
+  t.match(
+    lt,
+    /^ {2}set root=\$b7disk\n {2}chainloader \$b7efi$/m,
+    "local disk: the disk's own loader, started directly",
+  );
+  t.match(lt, /boots from local disk/);
 
   const unknown = await grubFile(disk.d, 'grub/mac/52:54:00:ff:ff:ff.cfg', '10.77.0.51');
   t.same(unknown && 'what' in unknown && unknown.what, 'exit (not enrolled)');
