@@ -20,6 +20,8 @@ if [ ! -x "$SYS/sbin/kexec" ] || [ ! -d "$SYS/lib/modules" ]; then
   rm -rf "$SYS.tmp"
   # shellcheck disable=SC2086
   foreign_unpack arm64 "$SYS.tmp" "${kpkg%:arm64}" busybox-static kexec-tools $libs
+  # links into packages not unpacked (documentation) would dangle
+  find "$SYS.tmp" -xtype l -delete
   rm -rf "$SYS" && mv "$SYS.tmp" "$SYS"
 fi
 KERNEL_DIR=$SYS
