@@ -1,4 +1,4 @@
-import { type ClaimPath, renderGrubInspector } from '../boot/grub.js';
+import { type ClaimPath, grubInspectorDir, renderGrubInspector } from '../boot/grub.js';
 import { renderInspector, type Templates } from '../boot/ipxe.js';
 import type { Result } from '../domain/refusal.js';
 import type { InspectionReport, StoredHost, StoredMachine } from '../domain/resources.js';
@@ -153,6 +153,20 @@ export class InspectorCommands {
         ca: this.d.ca,
         kernelArgs: this.d.kernelArgs,
       };
+      // a GRUB host cannot load an inspector from elsewhere, and no retry changes that: the machine fails now
+      if (c.loader === 'grub' && m && !cleaning && !grubInspectorDir(m.spec.inspectionImageURL, this.d.bootBase)) {
+        const message = `this host boots Debian's signed GRUB (Secure Boot or ARM64), which loads only this appliance's assets, over TFTP: spec.inspectionImageURL ${m.spec.inspectionImageURL} is out of its reach`;
+        const end = endAttempt(
+          m,
+          h,
+          b.id,
+          { reason: 'InspectorUnreachable', message, phase: 'Failed' },
+          Date.now(),
+          this.d.policy,
+        );
+        const script = renderGrubInspector(this.d.templates, m.spec.inspectionImageURL, '', this.d.bootBase);
+        return { plan: end ? this.p.attemptEnded(end) : {}, value: { kind: 'ok', script } };
+      }
       const answer = (url: string, params: string) =>
         c.loader === 'grub'
           ? renderGrubInspector(this.d.templates, url, params, this.d.bootBase)

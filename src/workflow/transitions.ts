@@ -651,8 +651,8 @@ export function attemptFailed(
     machine.status.attempts = Math.max(0, (machine.status.attempts ?? 1) - 1);
     setCondition(machine, 'CredentialsContested', 'True', reason, message, now);
   }
-  if (!contested && (machine.status.attempts ?? 0) >= p.maxAttempts) {
-    const failureMessage = `${message} (after ${machine.status.attempts} attempts)`;
+  if (!contested && (FINAL.has(reason) || (machine.status.attempts ?? 0) >= p.maxAttempts)) {
+    const failureMessage = FINAL.has(reason) ? message : `${message} (after ${machine.status.attempts} attempts)`;
     machine.status = { ...machine.status, phase: 'Failed', failureReason: reason, failureMessage };
     delete machine.status.inspectionDeadline;
     return {
@@ -732,6 +732,8 @@ export const powerOff = (h: StoredHost, reason: string): Effect => ({ kind: 'pow
 
 /** Reasons that end an attempt whose report is in. */
 const AFTER_REPORT = new Set(['DeploymentTimedOut', 'CredentialConflict']);
+/** Failures no further attempt can mend: the machine fails at the first. */
+const FINAL = new Set(['InspectorUnreachable']);
 
 /**
  * Ends the host's attempt `attempt`, if it is still the live one: retried, or the machine fails. A host that

@@ -243,6 +243,61 @@ t.test('redeemNonce: a second claimant ends the attempt without using it up', as
   t.notOk((await w.store.hosts.get('default/h'))?.attempt, 'its credentials are void');
 });
 
+t.test(
+  "a GRUB host's claim: the inspector over TFTP, or at once a failed machine when GRUB cannot reach it",
+  async (t) => {
+    const ours = await world(t);
+    const r = await ours.commands.redeemNonce({
+      namespace: 'default',
+      name: 'h',
+      nonce: ours.nonce,
+      from: '10.9.0.30',
+      loader: 'grub',
+    });
+    t.match(r, { ok: true, value: { kind: 'ok' } });
+    const cfg = r.ok && r.value.kind === 'ok' ? r.value.script : '';
+    t.match(cfg, /^set b7dir=\/assets\/inspector$/m, 'our inspector, read over TFTP');
+    t.match(cfg, /^linux "\$\{b7dir\}\/vmlinuz" .*beskar7\.token=/m, 'with the attempt token');
+
+    const far = await world(t, {
+      machine: (m) => ({ ...m, spec: { ...m.spec, inspectionImageURL: 'http://images.example/insp/' } }),
+    });
+    const f = await far.commands.redeemNonce({
+      namespace: 'default',
+      name: 'h',
+      nonce: far.nonce,
+      from: '10.9.0.30',
+      loader: 'grub',
+    });
+    const script = f.ok && f.value.kind === 'ok' ? f.value.script : '';
+    t.notMatch(script, /beskar7\.token/, 'no token handed out');
+    t.match(script, /cannot boot the inspector http:\/\/images\.example\/insp\//, 'the console says why');
+    const m = (await far.store.machines.get('default/m')) as StoredMachine;
+    t.equal(m.status.phase, 'Failed', 'the machine fails at the first attempt: no retry can mend it');
+    t.equal(m.status.failureReason, 'InspectorUnreachable');
+    t.match(
+      m.status.failureMessage,
+      /signed GRUB \(Secure Boot or ARM64\), which loads only this appliance's assets, over TFTP: spec\.inspectionImageURL http:\/\/images\.example\/insp\/ is out of its reach$/,
+    );
+    const h = await far.store.hosts.get('default/h');
+    t.notOk(h?.attempt, 'the attempt is over');
+    t.notOk(h?.status.consumer, 'the host is released');
+    t.ok(
+      (await far.store.effects.all()).some((e) => e.kind === 'powerOff'),
+      'and powered off',
+    );
+    const ipxe = await world(t, {
+      machine: (m) => ({ ...m, spec: { ...m.spec, inspectionImageURL: 'http://images.example/insp/' } }),
+    });
+    t.match(
+      await ipxe.redeem('10.9.0.30'),
+      { ok: true, value: { kind: 'ok' } },
+      'iPXE reaches any server: nothing fails',
+    );
+    t.equal(((await ipxe.store.machines.get('default/m')) as StoredMachine).status.phase, 'Inspecting');
+  },
+);
+
 t.test('cleaning: the bundled cleaner is booted; a contested claim starts the cleaning over', async (t) => {
   const w = await world(t, { host: cleaningHost, machine: () => undefined });
   const ok = await w.redeem('10.9.0.30');
