@@ -78,6 +78,13 @@ export type GrubFile = { text: string; what: string } | { refuse: string } | und
 
 const CLAIM = /^grub\/boot\/([a-z0-9-]{1,63})\/([a-z0-9-]{1,63})\/([\w-]{1,128})\.cfg$/;
 
+/**
+ * Files the chain asks for whether or not they exist: shim's optional revocation lists and certificates (its
+ * fallback and MOK manager too), GRUB's module lists beside its prefix. "Not found" is the answer they expect.
+ */
+export const optionalFile = (file: string): boolean =>
+  /(^|\/)(revocations_\w+|shim_certificate_\d+|fb\w+|mm\w+)\.efi$/.test(file) || /^\/?grub\/[\w-]+-efi\//.test(file);
+
 /** A boot nonce is a credential until it is claimed: it never reaches a log line or the timeline. */
 export const loggableFile = (file: string): string => file.replace(/^(\/?grub\/boot\/[^/]+\/[^/]+\/).*$/, '$1<nonce>');
 

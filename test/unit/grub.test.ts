@@ -6,6 +6,7 @@ import {
   grubFile,
   grubWord,
   loggableFile,
+  optionalFile,
   renderGrubInspector,
   tftpPathOf,
 } from '../../src/boot/grub.js';
@@ -164,6 +165,15 @@ t.test("a host's file follows its instruction", async (t) => {
   const remote = { ...target, kernelURL: 'http://images.example/vmlinuz' };
   const r = await grubFile(deps({ [MAC]: remote }, undefined).d, `grub/mac/${MAC}.cfg`, '10.77.0.51');
   t.notMatch(r && 'text' in r && r.text, /^linux/m, 'a kernel elsewhere cannot be loaded');
+});
+
+t.test("the chain's optional probes are told apart from files missing for real", async (t) => {
+  for (const f of ['revocations_sku.efi', 'revocations_sbat.efi', 'shim_certificate_0.efi', 'fbx64.efi', 'mmx64.efi'])
+    t.ok(optionalFile(f), `shim: ${f}`);
+  t.ok(optionalFile('/grub/x86_64-efi/command.lst'), 'GRUB: its module lists');
+  t.ok(optionalFile('/grub/arm64-efi/fs.lst'));
+  for (const f of ['grubx64.efi', 'shimx64.efi', 'snponly.efi', 'grub/grub.cfg', 'assets/inspector/vmlinuz'])
+    t.notOk(optionalFile(f), `needed: ${f}`);
 });
 
 t.test('which chain a host gets, and why', async (t) => {

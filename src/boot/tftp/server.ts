@@ -1,7 +1,7 @@
 import { type Resolved, resolveInside } from '../../domain/safe-path.js';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
-import { type GrubFile, loggableFile } from '../grub.js';
+import { type GrubFile, loggableFile, optionalFile } from '../grub.js';
 import type { BootTimeline, EntryDetail } from '../timeline.js';
 import type { TftpSource } from './packets.js';
 import { listenTftp, type TftpListener, type TftpListenOptions, type TftpTransfer } from './transfer.js';
@@ -83,8 +83,10 @@ export class TftpServer {
     if (!found.ok) {
       this.peers.delete(peer);
       this.metrics.tftpTransfers.inc({ result: found.status === 404 ? 'not_found' : 'refused' });
-      this.log.warn({ ...fields, reason: found.reason }, 'tftp request refused');
-      this.note(t, found.reason, false);
+      // the Secure Boot chain probes for files it can do without: expected, and no failure on the timeline
+      const optional = found.status === 404 && optionalFile(t.file);
+      this.log[optional ? 'debug' : 'warn']({ ...fields, reason: found.reason }, 'tftp request refused');
+      this.note(t, optional ? `${found.reason} (optional)` : found.reason, optional);
       t.refuse(found.status === 404 ? 'not_found' : 'access');
       return;
     }
