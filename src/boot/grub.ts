@@ -38,7 +38,6 @@ export function tftpPathOf(url: string, httpBase: string): string | undefined {
   }
 }
 
-/** GRUB's answer to a claimed nonce: the inspector's kernel and initrd over TFTP, with the contract's parameters. */
 /**
  * Where the signed GRUB reads an inspector from: a directory of our assets with vmlinuz and initrd.img (contract
  * §4.1), as iPXE's inspector-kernel reads it; undefined when GRUB cannot reach it (another server, a script).
@@ -46,6 +45,7 @@ export function tftpPathOf(url: string, httpBase: string): string | undefined {
 export const grubInspectorDir = (url: string, httpBase: string): string | undefined =>
   inspectorIsScript(url) && !url.endsWith('/beskar7-inspector/boot') ? undefined : tftpPathOf(url, httpBase);
 
+/** GRUB's answer to a claimed nonce: the inspector's kernel and initrd over TFTP, with the contract's parameters. */
 export function renderGrubInspector(t: Templates, url: string, params: string, httpBase: string): string {
   const dir = grubInspectorDir(url, httpBase);
   if (dir === undefined) return render(t.get('grub-local-disk') ?? '', { why: unreachable(`the inspector ${url}`) });

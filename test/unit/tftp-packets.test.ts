@@ -166,3 +166,22 @@ t.test('open(): a small file takes no descriptor, a large one its own, given bac
   await until('the descriptor back', async () => (openFds() === before ? true : undefined), 5000);
   t.pass('close() gave the large file its descriptor back');
 });
+
+t.test('bytes rendered for one client (GRUB configuration) go out as a file of the same bytes would', async (t) => {
+  const dir = tempDir(t);
+  for (const size of [0, 100, 1024, 1466, 300_000]) {
+    const bytes = randomBytes(size);
+    const file = path.join(dir, `r${size}`);
+    writeFileSync(file, bytes);
+    const p = await FilePackets.open({ bytes, size }, 1024, () => false);
+    const got: Buffer[] = [];
+    for (let from = 1; from <= p.blocks; from += 4) {
+      const to = Math.min(p.blocks, from + 3);
+      p.prefetch(from, to);
+      await p.ensure(from, to);
+      for (let b = from; b <= to; b++) got.push(Buffer.from(p.packet(b)));
+    }
+    p.close();
+    t.same(got, await packetsOf(file, size, 1024, 4), `${size} bytes: the same packets as from a file`);
+  }
+});
