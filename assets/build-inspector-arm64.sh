@@ -10,6 +10,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${1:-$HERE/inspector/arm64}
 DEMO=${2:-$HERE/demo/arm64}
 . "$HERE/lib-kernel.sh"
+need_packages busybox-static kmod cpio file binutils
 SYS=$HERE/../.cache/arm64-root
 if [ ! -x "$SYS/sbin/kexec" ] || [ ! -d "$SYS/lib/modules" ]; then
   foreign_apt arm64

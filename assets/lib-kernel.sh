@@ -56,10 +56,10 @@ foreign_unpack() {
   rm -rf "$tmp"
 }
 
-# copy_foreign_binary ROOT SYSROOT PATH: a program of another architecture from SYSROOT, its loader and the
-# shared libraries it needs (read from its ELF headers, as ldd cannot run it here)
+# copy_foreign_binary ROOT SYSROOT PATH: an arm64 program from SYSROOT, its loader and the shared libraries it
+# needs (read from its ELF headers with readelf, as ldd cannot run it here)
 copy_foreign_binary() {
-  local R=$1 S=$2 f=$3 lib found dir
+  local R=$1 S=$2 f=$3 lib found dir interp
   mkdir -p "$R$(dirname "$f")" && cp -L "$S$f" "$R$f"
   interp=$(readelf -l "$S$f" 2>/dev/null | sed -n 's/.*interpreter: \(.*\)]/\1/p')
   [ -n "$interp" ] && [ ! -e "$R$interp" ] && mkdir -p "$R$(dirname "$interp")" && cp -L "$S$interp" "$R$interp"
