@@ -25,8 +25,8 @@ import { type BootStage, BootTimeline } from './boot/timeline.js';
 import type { Config, ResolvedConfig } from './config.js';
 import { bootChainOf } from './domain/boot.js';
 import { type EventKind, eventOk, type StoreEvent } from './domain/events.js';
-import { DEFAULT_NAMESPACE, hostMacs, objectKey } from './domain/resources.js';
-import { InspectorCommands } from './inspector/commands.js';
+import { DEFAULT_NAMESPACE, hostMacs, objectKey, type StoredHost } from './domain/resources.js';
+import { InspectorCommands, redemptionResult } from './inspector/commands.js';
 import { createIntakeApi } from './inspector/routes.js';
 import { fetchUserData } from './inspector/user-data.js';
 import type { Logger } from './log.js';
@@ -89,34 +89,36 @@ function checkBootFiles(cfg: Config, tftpRoot: string, log: Logger): void {
   }
 }
 
-/** Whether a MAC is one an enrolled host boots from; the set is rebuilt only after hosts change, not per packet. */
-export function knownMacs(store: Store): (mac: string) => boolean {
+/** What `derive` makes of the hosts, made again only after hosts change: DHCP asks per packet. */
+function fromHosts<T>(store: Store, derive: (hosts: readonly StoredHost[]) => T): () => T {
   let version = -1;
-  let macs = new Set<string>();
-  return (mac) => {
+  let value = derive([]);
+  return () => {
     if (store.hosts.version !== version) {
       version = store.hosts.version;
-      macs = new Set(store.hosts.snapshot().flatMap(hostMacs));
+      value = derive(store.hosts.snapshot());
     }
-    return macs.has(mac);
+    return value;
   };
 }
 
-/** Why a MAC's host boots the signed chain (bootChainOf), rebuilt only after hosts change; undefined: iPXE. */
+/** Whether a MAC is one an enrolled host boots from. */
+export function knownMacs(store: Store): (mac: string) => boolean {
+  const macs = fromHosts(store, (hosts) => new Set(hosts.flatMap(hostMacs)));
+  return (mac) => macs().has(mac);
+}
+
+/** Why a MAC's host boots the signed chain (bootChainOf); undefined: iPXE. */
 export function signedMacs(store: Store): (mac: string) => string | undefined {
-  let version = -1;
-  let why = new Map<string, string>();
-  return (mac) => {
-    if (store.hosts.version !== version) {
-      version = store.hosts.version;
-      why = new Map();
-      for (const h of store.hosts.snapshot()) {
-        const chain = bootChainOf(h);
-        if (chain.signed) for (const m of hostMacs(h)) why.set(m, chain.why);
-      }
+  const why = fromHosts(store, (hosts) => {
+    const m = new Map<string, string>();
+    for (const h of hosts) {
+      const chain = bootChainOf(h);
+      if (chain.signed) for (const mac of hostMacs(h)) m.set(mac, chain.why);
     }
-    return why.get(mac);
-  };
+    return m;
+  });
+  return (mac) => why().get(mac);
 }
 
 /** The whole appliance in one process: store, DHCP, TFTP, HTTP, and the orchestrator that drives BMCs. */
@@ -234,9 +236,7 @@ export class Appliance {
       claimPath: (host, from) => commands.inspector.claimPath(host, from),
       redeem: async (c) => {
         const r = await commands.inspector.redeemNonce({ ...c, loader: 'grub' });
-        this.metrics.credentials.inc({
-          result: !r.ok || r.value.kind === 'unknown' ? 'unknown' : r.value.kind === 'ok' ? 'claimed' : 'conflict',
-        });
+        this.metrics.credentials.inc({ result: redemptionResult(r) });
         if (!r.ok || r.value.kind === 'unknown') return undefined;
         return r.value.kind === 'ok' ? r.value.script : 'conflict';
       },

@@ -62,6 +62,10 @@ export interface InspectorDeps {
 /** The answer to a boot nonce: the inspector's script, nothing (an unknown or stale nonce), or a contested claim. */
 export type Redemption = { kind: 'ok'; script: string } | { kind: 'unknown' } | { kind: 'conflict'; message: string };
 
+/** A claim's outcome as beskar7_inspector_credentials_total counts it, over HTTP (iPXE) and TFTP (GRUB) alike. */
+export const redemptionResult = (r: Result<Redemption>): 'unknown' | 'claimed' | 'conflict' =>
+  !r.ok || r.value.kind === 'unknown' ? 'unknown' : r.value.kind === 'ok' ? 'claimed' : 'conflict';
+
 /**
  * The inspector contract (v4.2) as commands: the nonce's one claim, the report, the bootstrap gate and the
  * provisioned and provision-failed callbacks. Each is one decision committed through the pipeline; a BMC

@@ -7,7 +7,7 @@ import { type Result, refusal } from '../domain/refusal.js';
 import { formatZodError } from '../domain/zod-error.js';
 import type { Metrics } from '../metrics.js';
 import { answer, bad, bearer, bodyCap, capBody, IPXE, parseBody, readJson, statusOf } from '../net/respond.js';
-import type { InspectorCaller, InspectorCommands } from './commands.js';
+import { type InspectorCaller, type InspectorCommands, redemptionResult } from './commands.js';
 
 export interface IntakeDeps {
   commands: InspectorCommands;
@@ -44,12 +44,11 @@ export function createIntakeApi(d: IntakeDeps): Hono {
   api.get('/boot/:ns/:host/:nonce', async (c) => {
     const mac = MacSchema.safeParse(c.req.query('mac') ?? '').data;
     const r = await d.commands.redeemNonce({ ...caller(c), nonce: c.req.param('nonce'), mac });
+    d.metrics.credentials.inc({ result: redemptionResult(r) });
     if (!r.ok || r.value.kind === 'unknown') {
-      d.metrics.credentials.inc({ result: 'unknown' });
       // one answer for no such host, wrong, expired and consumed nonces: no oracle (§4.1)
       return c.text('#!ipxe\necho Beskar7: no boot script here\nexit 1\n', 404, IPXE);
     }
-    d.metrics.credentials.inc({ result: r.value.kind === 'ok' ? 'claimed' : 'conflict' });
     if (r.value.kind === 'conflict') {
       return c.text(
         '#!ipxe\necho Beskar7: this boot was claimed already; the attempt starts over\nexit 1\n',
