@@ -1,6 +1,6 @@
 import { sameSubnet } from '../../domain/ipv4.js';
 import { BROADCAST_FLAG, type DhcpPacket, ipBytes, ipFromBytes, optString, optU8, u32 } from './codec.js';
-import type { LeaseTable } from './leases.js';
+import type { LeaseOp, LeaseTable } from './leases.js';
 import { ARCH_TABLE, type ArchClass, IpxeOpt, MsgType, msgTypeName, Opt } from './options.js';
 
 export interface BootFiles {
@@ -129,14 +129,6 @@ export interface Destination {
   address: string;
   port: number;
 }
-
-export type LeaseOp =
-  | { kind: 'offer'; ip: string }
-  | { kind: 'bind'; ip: string; hostname?: string | undefined }
-  /** the stored lease stands (a renewal within LEASE_REUSE of its bind): answered with what is left of it */
-  | { kind: 'keep'; ip: string; seconds: number }
-  | { kind: 'release'; ip: string }
-  | { kind: 'decline'; ip: string };
 
 export type Outcome =
   | { action: 'ignore'; reason: string; client: ClientInfo }

@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
+import { isIPv4, isIPv6 } from 'node:net';
 import { intToIp, ipToInt } from '../../domain/ipv4.js';
+import { bigIntToIpv6, ipv6ToBigInt } from '../../domain/ipv6.js';
 import type { Lease } from '../../domain/lease.js';
 
 export interface PoolSpec {
@@ -10,13 +12,58 @@ export interface PoolSpec {
   reservations: { mac: string; ip: string; hostname?: string | undefined }[];
 }
 
+/** The pool's addresses by index, IPv4 or IPv6 alike; -1 for an address outside it (or of the other family). */
+interface AddressRange {
+  size: number;
+  indexOf(ip: string): number;
+  at(n: number): string;
+}
+
+function rangeOf(first: string, last: string): AddressRange {
+  if (isIPv6(first)) {
+    const start = ipv6ToBigInt(first);
+    const size = Number(ipv6ToBigInt(last) - start + 1n);
+    return {
+      size,
+      indexOf: (ip) => {
+        const n = isIPv6(ip) ? ipv6ToBigInt(ip) - start : -1n;
+        return n >= 0n && n < BigInt(size) ? Number(n) : -1;
+      },
+      at: (n) => bigIntToIpv6(start + BigInt(n)),
+    };
+  }
+  const start = ipToInt(first);
+  const size = ipToInt(last) - start + 1;
+  return {
+    size,
+    indexOf: (ip) => {
+      const n = isIPv4(ip) ? ipToInt(ip) - start : -1;
+      return n >= 0 && n < size ? n : -1;
+    },
+    at: (n) => intToIp(start + n),
+  };
+}
+
+export type LeaseOp =
+  | { kind: 'offer'; ip: string }
+  /** `mac`: the host's, when the lease is keyed by a DHCPv6 client */
+  | { kind: 'bind'; ip: string; hostname?: string | undefined; mac?: string }
+  /** the stored lease stands (a renewal within LEASE_REUSE of its bind): answered with what is left of it */
+  | { kind: 'keep'; ip: string; seconds: number }
+  | { kind: 'release'; ip: string }
+  | { kind: 'decline'; ip: string };
+
+const keyOf = (l: Lease): string => l.client ?? l.mac;
+
 /** Declined addresses (someone else answers ARP for them) stay out of the pool this long. */
 const DECLINE_HOLD_MS = 10 * 60_000;
 
 /**
  * In-memory view of the full-mode address pool. No I/O: the DHCP server persists the lease a bind()
  * returns before it sends the ACK, and loads the stored leases into a new table at start.
- * Every mutation happens synchronously, so two clients can never be handed the same address.
+ * Every mutation happens synchronously, so two clients can never be handed the same address. One table serves one
+ * family: DHCPv4 and DHCPv6 leases share the store, and each table keeps to its pool's. A lease's key (the `mac`
+ * parameters) is the MAC for DHCPv4, and the client (Lease.client) for DHCPv6.
  * The maps by MAC mirror the maps by address: `boundByMac` has mac → ip exactly when `bound` has ip → mac's
  * lease, and `offerByMac` likewise `offers`; every method keeps both sides in step.
  */
@@ -28,22 +75,22 @@ export class LeaseTable {
   private readonly declined = new Map<string, number>(); // ip -> until
   private readonly reservedByMac = new Map<string, string>();
   private readonly reservedIps = new Set<string>();
-  private readonly start: number;
-  private readonly size: number;
+  private readonly range: AddressRange;
+  private readonly sameFamily: (ip: string) => boolean;
   private cursor = 0;
 
   constructor(
     private readonly pool: PoolSpec,
     leases: Iterable<Lease> = [],
   ) {
-    this.start = ipToInt(pool.poolStart);
-    this.size = ipToInt(pool.poolEnd) - this.start + 1;
-    if (this.size < 1) throw new Error(`empty pool ${pool.poolStart}-${pool.poolEnd}`);
+    this.range = rangeOf(pool.poolStart, pool.poolEnd);
+    this.sameFamily = isIPv6(pool.poolStart) ? isIPv6 : isIPv4;
+    if (this.range.size < 1) throw new Error(`empty pool ${pool.poolStart}-${pool.poolEnd}`);
     for (const r of pool.reservations) {
       this.reservedByMac.set(r.mac, r.ip);
       this.reservedIps.add(r.ip);
     }
-    for (const l of leases) this.setBound(l);
+    for (const l of leases) this.learn(l);
   }
 
   /** Offers held (expired ones included until their address is offered again): at most the pool size. */
@@ -56,8 +103,7 @@ export class LeaseTable {
   }
 
   inPool(ip: string): boolean {
-    const n = ipToInt(ip) - this.start;
-    return n >= 0 && n < this.size;
+    return this.range.indexOf(ip) >= 0;
   }
 
   leaseOf(mac: string): Lease | undefined {
@@ -80,7 +126,7 @@ export class LeaseTable {
     if (this.reservedIps.has(ip)) return `${ip} is reserved for another host`;
     if (!this.inPool(ip)) return `${ip} is outside the pool`;
     const l = this.bound.get(ip);
-    if (l && l.mac !== mac && l.expiresAt > now) return `${ip} is leased to ${l.mac}`;
+    if (l && keyOf(l) !== mac && l.expiresAt > now) return `${ip} is leased to ${l.mac}`;
     const o = this.offers.get(ip);
     if (o && o.mac !== mac && o.until > now) return `${ip} is offered to ${o.mac}`;
     if ((this.declined.get(ip) ?? 0) > now) return `${ip} was declined`;
@@ -99,12 +145,13 @@ export class LeaseTable {
 
   /** First pass takes only never-leased addresses, so an expired lease keeps its address as long as possible. */
   private findFree(mac: string, now: number, takeExpired: boolean): string | undefined {
-    for (let i = 0; i < this.size; i++) {
-      const n = (this.cursor + i) % this.size;
-      const ip = intToIp(this.start + n);
+    const { size } = this.range;
+    for (let i = 0; i < size; i++) {
+      const n = (this.cursor + i) % size;
+      const ip = this.range.at(n);
       if (!takeExpired && this.bound.has(ip)) continue;
       if (this.conflict(mac, ip, now) === undefined) {
-        this.cursor = (n + 1) % this.size;
+        this.cursor = (n + 1) % size;
         return ip;
       }
     }
@@ -121,12 +168,19 @@ export class LeaseTable {
   }
 
   /** Binds and returns the new lease plus the address it replaces (to delete from the store). */
-  bind(mac: string, ip: string, now: number, hostname?: string): { lease: Lease; replaced?: string } {
+  bind(
+    mac: string,
+    ip: string,
+    now: number,
+    hostname?: string,
+    /** the host's MAC when `mac` is a DHCPv6 client's key */
+    hostMac?: string,
+  ): { lease: Lease; replaced?: string } {
     const prev = this.boundByMac.get(mac);
     this.dropOffer(mac);
     const lease: Lease = {
       ip,
-      mac,
+      ...(hostMac ? { mac: hostMac, client: mac } : { mac }),
       expiresAt: now + this.pool.leaseSeconds * 1000,
       boundAt: now,
       ...(hostname ? { hostname } : {}),
@@ -143,7 +197,7 @@ export class LeaseTable {
   /** Returns the released lease when `mac` held `ip`. */
   release(mac: string, ip: string): Lease | undefined {
     const l = this.bound.get(ip);
-    if (l?.mac !== mac) return undefined;
+    if (!l || keyOf(l) !== mac) return undefined;
     this.bound.delete(ip);
     this.boundByMac.delete(mac);
     return l;
@@ -167,13 +221,21 @@ export class LeaseTable {
 
   /** A lease another appliance bound (shared store): this table no longer offers its address to anyone else. */
   learn(l: Lease): void {
-    this.setBound(l);
+    if (this.sameFamily(l.ip)) this.setBound(l);
   }
 
   /** A lease another appliance released or replaced. */
   forget(ip: string): void {
     const l = this.bound.get(ip);
-    if (l) this.release(l.mac, ip);
+    if (l) this.release(keyOf(l), ip);
+  }
+
+  /** The live addresses of these hosts' MACs (a DHCPv6 host may hold several: one per client). */
+  addressesOf(macs: readonly string[], now: number): string[] {
+    const live = (l: Lease | undefined) => (l && l.expiresAt > now ? [l.ip] : []);
+    if (this.sameFamily === isIPv4) return macs.flatMap((m) => live(this.leaseOf(m)));
+    const want = new Set(macs);
+    return [...this.bound.values()].filter((l) => want.has(l.mac)).flatMap(live);
   }
 
   /**
@@ -182,15 +244,15 @@ export class LeaseTable {
    */
   spreadFrom(serverIp: string): void {
     // hashed: neighbours on the segment (.1, .3) would otherwise start side by side and collide at once
-    this.cursor = createHash('sha256').update(serverIp).digest().readUInt32BE(0) % this.size;
+    this.cursor = createHash('sha256').update(serverIp).digest().readUInt32BE(0) % this.range.size;
   }
 
   private setBound(l: Lease): void {
-    const prevIp = this.boundByMac.get(l.mac);
+    const prevIp = this.boundByMac.get(keyOf(l));
     if (prevIp !== undefined) this.bound.delete(prevIp);
     const evicted = this.bound.get(l.ip);
-    if (evicted) this.boundByMac.delete(evicted.mac);
+    if (evicted) this.boundByMac.delete(keyOf(evicted));
     this.bound.set(l.ip, l);
-    this.boundByMac.set(l.mac, l.ip);
+    this.boundByMac.set(keyOf(l), l.ip);
   }
 }

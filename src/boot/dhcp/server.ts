@@ -1,17 +1,15 @@
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import type { Lease } from '../../domain/lease.js';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import { bindFailure } from '../../net/bind-error.js';
-import type { Change } from '../../store/backend.js';
-import { type Store, StoreConflict } from '../../store/store.js';
-import { Pipeline } from '../../workflow/pipeline.js';
+import type { Store } from '../../store/store.js';
 import type { BootTimeline } from '../timeline.js';
 import { bindToInterface } from './bind-interface.js';
 import { DecodeError, type DhcpPacket, decode, encode } from './codec.js';
-import { type DecideContext, decide, type LeaseOp, type Outcome, observedAddress } from './decide.js';
-import { LeaseTable, type PoolSpec } from './leases.js';
+import { type DecideContext, decide, observedAddress } from './decide.js';
+import { LeaseWriter } from './lease-writer.js';
+import type { PoolSpec } from './leases.js';
 import { msgTypeName } from './options.js';
 
 /** How long an address a MAC showed in proxy mode counts as the one it holds: a PXE boot's whole inspection. */
@@ -35,28 +33,22 @@ export interface DhcpServerOptions {
 /** Sockets, lease persistence and logging around the pure `decide`. */
 export class DhcpServer {
   private sockets: dgram.Socket[] = [];
-  private leases?: LeaseTable;
-  /** binds being written, by MAC */
-  private readonly storing = new Map<string, Promise<boolean | 'lost'>>();
+  private readonly leases: LeaseWriter;
   /** proxy mode: the address each MAC last showed (observedAddress) */
   private readonly observed = new Map<string, { ip: string; at: number }>();
-  /** decide() runs on the lease table; its lease writes are plans committed against the revisions it knew */
-  private readonly pipeline: Pipeline;
 
   constructor(
     private readonly opts: DhcpServerOptions,
-    private readonly store: Store,
+    store: Store,
     private readonly log: Logger,
     private readonly metrics: Metrics,
     private readonly timeline?: BootTimeline,
   ) {
-    this.pipeline = new Pipeline(store);
+    this.leases = new LeaseWriter(opts.pool, store, log, opts.context.serverIp);
   }
 
   async start(): Promise<{ port: number; proxyPort?: number }> {
-    await this.reloadLeases();
-    this.store.on('change', this.otherLease);
-    this.store.on('resync', this.resync);
+    await this.leases.start();
     const main = await this.bind(this.opts.port, 'dhcp');
     const out: { port: number; proxyPort?: number } = { port: main.address().port };
     if (this.opts.proxyPort) {
@@ -65,35 +57,18 @@ export class DhcpServer {
     return out;
   }
 
-  /** The lease table as the store has it now (at start, and after a restore replaced the stored leases). */
-  async reloadLeases(): Promise<void> {
-    if (!this.opts.pool) return;
-    this.leases = new LeaseTable(this.opts.pool, await this.store.leases.all());
-    if (this.store.backend.kind === 'etcd') this.leases.spreadFrom(this.opts.context.serverIp);
+  /** The lease table as the store has it now (after a restore replaced the stored leases). */
+  reloadLeases(): Promise<void> {
+    return this.leases.reload();
   }
-
-  /** The store reloaded everything (its watch could not go on): so does the lease table. */
-  private readonly resync = (): void => {
-    void this.reloadLeases();
-  };
-
-  /** Leases bound or dropped by another appliance on the shared store. */
-  private readonly otherLease = (c: Change): void => {
-    if (c.collection !== 'leases' || !this.leases) return;
-    if (c.value === undefined) this.leases.forget(c.key);
-    else this.leases.learn(c.value as Lease);
-  };
 
   /**
    * The addresses these MACs hold now, as far as we know: full mode, our leases; proxy mode, what each MAC last
    * asked the site's server for (or came to port 4011 from) within the hour. Empty when nothing was seen.
    */
   leasedAddresses(macs: readonly string[], now = Date.now()): string[] {
+    if (this.leases.table) return this.leases.leased(macs, now);
     return macs.flatMap((mac) => {
-      if (this.leases) {
-        const l = this.leases.leaseOf(mac);
-        return l && l.expiresAt > now ? [l.ip] : [];
-      }
       const o = this.observed.get(mac);
       return o && now - o.at < OBSERVED_FOR_MS ? [o.ip] : [];
     });
@@ -101,14 +76,14 @@ export class DhcpServer {
 
   /** Proxy mode: the address a MAC showed, the newest kept; the oldest MACs go once there are too many. */
   private observe(mac: string, ip: string | undefined, now: number): void {
-    if (this.leases || !ip) return;
+    if (this.leases.table || !ip) return;
     this.observed.delete(mac);
     this.observed.set(mac, { ip, at: now });
     if (this.observed.size > MAX_OBSERVED) this.observed.delete(this.observed.keys().next().value as string);
   }
 
   get leaseCount(): number {
-    return this.leases?.leaseCount ?? 0;
+    return this.leases.table?.leaseCount ?? 0;
   }
 
   private async bind(port: number, kind: 'dhcp' | 'pxe'): Promise<dgram.Socket> {
@@ -156,7 +131,7 @@ export class DhcpServer {
       return;
     }
     const again = () =>
-      decide(req, { ...this.opts.context, port: kind }, this.leases, Date.now(), {
+      decide(req, { ...this.opts.context, port: kind }, this.leases.table, Date.now(), {
         address: rinfo.address,
         port: rinfo.port,
       });
@@ -170,7 +145,7 @@ export class DhcpServer {
       this.timeline?.add(mac, 'dhcp', `${type} ignored: ${out.reason}`);
       return;
     }
-    const applied = await this.applyLease(out);
+    const applied = await this.leases.apply(out.client.mac, out.leaseOp);
     if (applied === 'lost') {
       // another appliance bound the address first: decided again on what this table learnt, the client gets a
       // NAK and starts over at once instead of waiting out its retransmissions
@@ -206,80 +181,8 @@ export class DhcpServer {
     }
   }
 
-  /**
-   * Applies the lease change; a bind is stored before the ACK leaves. False when the reply must not go out;
-   * 'lost' when another appliance bound the address first (shared store).
-   */
-  private async applyLease(out: Extract<Outcome, { action: 'reply' | 'silent' }>): Promise<boolean | 'lost'> {
-    const op: LeaseOp | undefined = out.leaseOp;
-    const t = this.leases;
-    if (!op || !t) return true;
-    const mac = out.client.mac;
-    const now = Date.now();
-    switch (op.kind) {
-      case 'offer':
-        t.holdOffer(mac, op.ip, now);
-        return true;
-      case 'keep':
-        // a lease still being written is not yet the store's: its ACK waits for that write, and fails with it
-        return (await this.storing.get(mac)) ?? true;
-      case 'bind': {
-        const storing = this.storeBind(mac, op, now);
-        this.storing.set(mac, storing);
-        try {
-          return await storing;
-        } finally {
-          if (this.storing.get(mac) === storing) this.storing.delete(mac);
-        }
-      }
-      case 'release':
-      case 'decline': {
-        const gone = op.kind === 'release' ? t.release(mac, op.ip) : t.decline(mac, op.ip, now);
-        if (gone)
-          await this.pipeline
-            .commit({ writes: [this.store.leases.del(gone.ip)] })
-            .catch((e: Error) => this.log.error({ mac, err: e.message }, 'lease delete failed'));
-        this.log.info({ mac, ip: op.ip }, `dhcp ${op.kind}`);
-        return true;
-      }
-    }
-  }
-
-  /** Binds in the table and stores the lease; the table forgets the bind when the write fails. */
-  private async storeBind(mac: string, op: Extract<LeaseOp, { kind: 'bind' }>, now: number): Promise<boolean | 'lost'> {
-    const t = this.leases as LeaseTable;
-    const leases = this.store.leases;
-    // shared store: the address is bound only while nobody else bound it since this table learnt of it
-    const before = t.leaseOf(mac);
-    const prev = before?.ip;
-    const guards = [op.ip, ...(prev && prev !== op.ip ? [prev] : [])].map((ip) => ({
-      collection: 'leases',
-      key: ip,
-      rev: leases.revOf(ip),
-    }));
-    const { lease, replaced } = t.bind(mac, op.ip, now, op.hostname);
-    try {
-      await this.pipeline.commit(
-        { writes: [...(replaced ? [leases.del(replaced)] : []), leases.put(lease.ip, lease)] },
-        guards,
-      );
-      return true;
-    } catch (e) {
-      t.unbind(lease);
-      // the client keeps the address it had: the store still holds it
-      if (before && before.ip !== lease.ip) t.learn(before);
-      if (e instanceof StoreConflict) {
-        this.log.warn({ mac, ip: op.ip }, 'address bound by another appliance meanwhile; NAK');
-        return 'lost';
-      }
-      this.log.error({ mac, ip: op.ip, err: (e as Error).message }, 'lease not stored; ACK withheld');
-      return false;
-    }
-  }
-
   async stop(): Promise<void> {
-    this.store.off('change', this.otherLease);
-    this.store.off('resync', this.resync);
+    this.leases.stop();
     await Promise.all(this.sockets.map((s) => new Promise<void>((r) => s.close(() => r()))));
     this.sockets = [];
   }
