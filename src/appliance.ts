@@ -16,6 +16,8 @@ import { WatchHub } from './admin/kube/watch.js';
 import { StreamSlots } from './admin/stream-slots.js';
 import { probeDhcpServers } from './boot/dhcp/probe.js';
 import { DhcpServer } from './boot/dhcp/server.js';
+import { RouterAdverts } from './boot/dhcp6/router-adverts.js';
+import { Dhcp6Server } from './boot/dhcp6/server.js';
 import { type GrubDeps, type GrubFile, grubFile } from './boot/grub.js';
 import { createHttpApp, createManagementApp } from './boot/http.js';
 import { loadTemplates, type Templates } from './boot/ipxe.js';
@@ -31,7 +33,8 @@ import { createIntakeApi } from './inspector/routes.js';
 import { fetchUserData } from './inspector/user-data.js';
 import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';
-import { chooseAdvertiseAddress, type Interfaces } from './net/advertise.js';
+import { chooseAdvertiseAddress, chooseAdvertiseAddress6, type Interfaces } from './net/advertise.js';
+import { HttpBases } from './net/bases.js';
 import { bindFailure, StartupError } from './net/bind-error.js';
 import { dualProtocolServer } from './net/dual.js';
 import { type Certificates, ensureCertificates } from './net/tls.js';
@@ -56,6 +59,7 @@ export interface Listening {
   tftp?: number;
   dhcp?: number;
   pxe?: number;
+  dhcp6?: number;
 }
 
 /** The boot steps workflow events mark on a host's timeline (the dashboard's waterfall lanes). */
@@ -127,6 +131,8 @@ export class Appliance {
   readonly timeline = new BootTimeline();
   private store?: Store;
   private dhcp?: DhcpServer;
+  private dhcp6?: Dhcp6Server;
+  private radvd?: RouterAdverts;
   private tftp?: TftpServer;
   private readonly servers: ServerType[] = [];
   private workflow?: WorkflowRunner;
@@ -136,12 +142,26 @@ export class Appliance {
   private readonly started = Date.now();
 
   readonly cfg: ResolvedConfig;
+  /** the appliance's address on an IPv6 segment (dhcp6) */
+  private readonly address6?: string;
+  /** the DHCPv6 server's DUID-LL: the segment interface's MAC */
+  private readonly duid6?: Buffer;
 
   constructor(
     cfg: Config,
     private readonly log: Logger,
     interfaces: Interfaces = networkInterfaces(),
   ) {
+    const d6 = cfg.dhcp6;
+    if (d6.enabled && d6.interface) {
+      const c = d6.advertiseAddress
+        ? { ok: true as const, address: d6.advertiseAddress }
+        : chooseAdvertiseAddress6(interfaces, d6.interface);
+      if (!c.ok) throw new StartupError(`dhcp6.advertiseAddress: ${c.reason}`);
+      this.address6 = c.address;
+      const mac = interfaces[d6.interface]?.[0]?.mac ?? '00:00:00:00:00:00';
+      this.duid6 = Buffer.concat([Buffer.from([0, 3, 0, 1]), Buffer.from(mac.replace(/:/g, ''), 'hex')]);
+    }
     if (cfg.advertiseAddress) this.cfg = { ...cfg, advertiseAddress: cfg.advertiseAddress };
     else {
       const c = chooseAdvertiseAddress(interfaces, cfg.dhcp.interface);
@@ -175,6 +195,7 @@ export class Appliance {
     this.metrics.hostStates = async () => (await store.hosts.all()).map((h) => h.status.state);
     this.showEventsOnTimeline(store);
     const httpBase = `http://${cfg.advertiseAddress}:${cfg.http.port}`;
+    const bases = new HttpBases(httpBase, this.address6 && `http://[${this.address6}]:${cfg.http.port}`);
     const secrets = new SecretBox(etcd ? await etcd.shared('secret-key', newSecretKey) : secretKeyFile(cfg.dataDir));
     const ttl = cfg.store.etcd?.leaseTTLSeconds ?? 5;
     const leadership = etcd && new (await import('./store/leader.js')).Leadership(etcd, httpBase, ttl, log);
@@ -201,15 +222,18 @@ export class Appliance {
         forgetBmc: (name) => workflow.forgetBmc(name),
         actionWaitMs: cfg.orchestrator.powerDeadlineSeconds * 1000,
         maxObjects: cfg.api.maxObjects,
-        restored: async () => this.dhcp?.reloadLeases(),
+        restored: async () => {
+          await this.dhcp?.reloadLeases();
+          await this.dhcp6?.reloadLeases();
+        },
       }),
       inspector: new InspectorCommands({
         pipeline,
         secrets,
         policy: this.policy(),
-        apiBase: cfg.inspector.https ? httpBase.replace(/^http:/, 'https:') : httpBase,
-        bootBase: httpBase,
-        leasedAddresses: (macs) => this.dhcp?.leasedAddresses(macs) ?? [],
+        bases,
+        apiHttps: cfg.inspector.https,
+        leasedAddresses: (macs) => this.leasedAddresses(macs),
         templates,
         ca: readFileSync(cfg.inspector.caFile ?? this.certificates.caFile).toString('base64'),
         kernelArgs: cfg.inspector.kernelArgs,
@@ -220,7 +244,7 @@ export class Appliance {
       admin: etcd && !cfg.api.adminToken ? await etcd.shared('admin-token', newAdminToken) : undefined,
       readOnly: etcd && !cfg.api.readOnlyToken ? await etcd.shared('readonly-token', newAdminToken) : undefined,
     };
-    const out: Listening = await this.startHttp(store, commands, httpBase, tftpRoot, templates, shared);
+    const out: Listening = await this.startHttp(store, commands, bases, tftpRoot, templates, shared);
     const limiter = new RateLimiter(cfg.http.rateLimit);
     const grub: GrubDeps = {
       admit: (from) => {
@@ -243,6 +267,7 @@ export class Appliance {
     };
     if (cfg.tftp.enabled) out.tftp = await this.startTftp(tftpRoot, (file, from) => grubFile(grub, file, from));
     if (cfg.dhcp.enabled) Object.assign(out, await this.startDhcp(store, out.http));
+    if (this.address6 && cfg.dhcp6.mode === 'full') out.dhcp6 = await this.startDhcp6(store, this.address6, out.http);
     workflow.start();
     this.pruner = setInterval(() => this.pruneEvents(store), 60_000);
     this.pruner.unref();
@@ -368,7 +393,7 @@ export class Appliance {
   private async startHttp(
     store: Store,
     commands: { admin: AdminCommands; inspector: InspectorCommands },
-    httpBase: string,
+    bases: HttpBases,
     tftpRoot: string,
     templates: Templates,
     shared: { admin?: Buffer | undefined; readOnly?: Buffer | undefined },
@@ -386,7 +411,7 @@ export class Appliance {
       streams: new StreamSlots(cfg.api.maxStreams, cfg.api.maxStreamsPerToken),
       metrics: this.metrics,
       timeline: this.timeline,
-      leasedAddresses: (macs: string[]) => this.dhcp?.leasedAddresses(macs) ?? [],
+      leasedAddresses: (macs: string[]) => this.leasedAddresses(macs),
     };
     const health = () => this.health();
     const intake = createIntakeApi({ ...deps, commands: commands.inspector });
@@ -420,7 +445,7 @@ export class Appliance {
       ...(separate ? {} : { management }),
       timeline: this.timeline,
       claimUrl: (host, from) => commands.inspector.claimUrl(host, from),
-      httpBase,
+      bases,
       assetsDir: cfg.assetsDir,
       tftpRoot,
       templates,
@@ -445,6 +470,11 @@ export class Appliance {
       { address: cfg.http.address, port: http, url: `http://${cfg.advertiseAddress}:${http}/boot.ipxe` },
       'http listening',
     );
+    if (this.address6) {
+      // the same boot plane on IPv6 only: IPv4 clients keep their own addresses, not ::ffff:-mapped ones
+      await this.listen(app, 'HTTP (IPv6)', 'http.port', '::', http, separate ? undefined : own, undefined, true);
+      log.info({ address: '::', port: http, url: `${bases.v6}/boot.ipxe` }, 'http listening on IPv6');
+    }
     if (cfg.api.port === undefined) return { http };
     const api = await this.listen(
       management,
@@ -472,6 +502,7 @@ export class Appliance {
     dual?: Certificates,
     /** the operator's certificate: HTTPS only */
     tls?: { certFile: string; keyFile: string },
+    ipv6Only = false,
   ): Promise<number> {
     const secure = (t: { certFile: string; keyFile: string }) =>
       createAdaptorServer({
@@ -489,7 +520,7 @@ export class Appliance {
     await new Promise<void>((resolve, reject) => {
       server.once('listening', resolve);
       server.once('error', (e: Error) => reject(bindFailure(e, { what, setting, proto: 'tcp', address, port })));
-      server.listen(port, address);
+      server.listen({ port, host: address, ipv6Only });
     });
     return (server.address() as AddressInfo).port;
   }
@@ -515,7 +546,10 @@ export class Appliance {
   }
 
   private async startTftp(root: string, rendered: (file: string, from: string) => Promise<GrubFile>): Promise<number> {
-    const opts = { ...this.cfg.tftp, root, assetsRoot: this.cfg.assetsDir, rendered };
+    // bound to the advertised address, not `::`: each transfer's socket answers from the address the client
+    // asked (the segment interface may hold others, e.g. one it formed from our own router advertisements)
+    const v6 = this.address6 ? { address6: this.address6 } : {};
+    const opts = { ...this.cfg.tftp, ...v6, root, assetsRoot: this.cfg.assetsDir, rendered };
     this.tftp = new TftpServer(opts, this.log, this.metrics, this.timeline);
     const { port } = await this.tftp.start();
     this.log.info({ address: this.cfg.tftp.address, port, root }, 'tftp listening');
@@ -554,6 +588,45 @@ export class Appliance {
     return { dhcp: s.port, ...(s.proxyPort ? { pxe: s.proxyPort } : {}) };
   }
 
+  /** DHCPv6 on the IPv6 segment (full mode), and radvd's router advertisements that send clients to it. */
+  private async startDhcp6(store: Store, address: string, httpPort: number): Promise<number> {
+    const { cfg, log } = this;
+    const d = cfg.dhcp6;
+    const full = d.full;
+    const ifname = d.interface as string;
+    const context = {
+      serverAddress: address,
+      httpBase: `http://[${address}]:${httpPort}`,
+      serverDuid: this.duid6 as Buffer,
+      bootFiles: cfg.dhcp.bootFiles,
+      ipxeEfiMACs: new Set(cfg.dhcp.ipxeEfiMACs),
+      signedChain: signedMacs(store),
+      ...(full ? { full: { leaseSeconds: full.leaseSeconds, dnsServers: full.dnsServers } } : {}),
+    };
+    const pool = full && { ...full, reservations: [] };
+    const options = {
+      interface: ifname,
+      port: d.port,
+      clientPort: d.clientPort,
+      maxPacketBytes: d.maxPacketBytes,
+      pool,
+      context,
+    };
+    this.dhcp6 = new Dhcp6Server(options, store, log, this.metrics, this.timeline);
+    const { port } = await this.dhcp6.start();
+    if (full?.routerAdvertisements) {
+      this.radvd = new RouterAdverts(ifname, full.poolStart, cfg.dataDir, log);
+      await this.radvd.start();
+    }
+    log.info({ interface: ifname, address, port, leases: this.dhcp6.leaseCount }, 'dhcpv6 listening');
+    return port;
+  }
+
+  /** The addresses these MACs hold now, IPv4 and IPv6: what a claim or a callback may come from. */
+  private leasedAddresses(macs: string[]): string[] {
+    return [...(this.dhcp?.leasedAddresses(macs) ?? []), ...(this.dhcp6?.leasedAddresses(macs) ?? [])];
+  }
+
   private pruneEvents(store: Store): void {
     // appliances sharing etcd share the events too: the leader prunes them for all
     if (store.backend.kind === 'etcd' && !this.workflow?.leading) return;
@@ -570,6 +643,8 @@ export class Appliance {
     await this.workflow?.stop();
     this.tftp?.stop();
     await this.dhcp?.stop();
+    await this.dhcp6?.stop();
+    await this.radvd?.stop();
     await Promise.all(
       this.servers.map((server) => {
         const closed = new Promise<void>((r) => server.close(() => r()));

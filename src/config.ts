@@ -1,15 +1,22 @@
 import { readFileSync } from 'node:fs';
-import { isIPv4 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import path from 'node:path';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { BootInstructionSchema } from './domain/boot.js';
+import { canonicalIpv6, ipv6ToBigInt } from './domain/ipv6.js';
 import { MacSchema } from './domain/mac.js';
 import { formatZodError } from './domain/zod-error.js';
 import { repoRoot } from './paths.js';
 
 const Ipv4 = z.string().refine((s) => isIPv4(s), 'must be an IPv4 address');
 const Port = z.number().int().min(0).max(65535);
+const Ipv6 = z
+  .string()
+  .refine((s) => isIPv6(s) && !s.includes('%'), 'must be an IPv6 address')
+  .transform(canonicalIpv6);
+/** a pool is walked address by address: a /104 at most */
+const MAX_POOL6 = 2n ** 24n;
 
 const ReservationSchema = z.object({ mac: MacSchema, ip: Ipv4, hostname: z.string().optional() });
 
@@ -29,6 +36,63 @@ const FullDhcpSchema = z
     knownMACsOnly: z.boolean().default(false),
   })
   .strict();
+
+const FullDhcp6Schema = z
+  .object({
+    /** the addresses leased (IA_NA); the prefix router advertisements announce is poolStart's /64 */
+    poolStart: Ipv6,
+    poolEnd: Ipv6,
+    dnsServers: z.array(Ipv6).default([]),
+    leaseSeconds: z.number().int().min(60).default(3600),
+    offerHoldSeconds: z.number().int().min(1).default(30),
+    /**
+     * Router advertisements with the managed flag (RFC 4861): without one, firmware and Linux never ask DHCPv6.
+     * The appliance runs radvd for them; off when the site's router sends them.
+     */
+    routerAdvertisements: z.boolean().default(true),
+  })
+  .strict()
+  .superRefine((f, ctx) => {
+    const size = ipv6ToBigInt(f.poolEnd) - ipv6ToBigInt(f.poolStart) + 1n;
+    if (size < 1n || size > MAX_POOL6)
+      ctx.addIssue({ code: 'custom', path: ['poolEnd'], message: `the pool must hold 1 to ${MAX_POOL6} addresses` });
+    if (ipv6ToBigInt(f.poolStart) >> 64n !== ipv6ToBigInt(f.poolEnd) >> 64n)
+      ctx.addIssue({ code: 'custom', path: ['poolEnd'], message: 'poolStart and poolEnd must share one /64' });
+  });
+
+/**
+ * DHCPv6 for IPv6-only segments: PXEv6 and HTTPv6 firmware, and iPXE, get their boot file as DHCPv4 clients do;
+ * TFTP and HTTP listen on IPv6 too.
+ */
+const Dhcp6Schema = z
+  .object({
+    enabled: z.boolean().default(false),
+    /**
+     * full: DHCPv6 leases and router advertisements. proxy: no DHCPv6 from us (a boot-file-only answer beside the
+     * site's server stalls OVMF's PXEv6 client: docs/booting.md); the site's server names our boot file (option 59)
+     * and we serve it over TFTP and HTTP on IPv6
+     */
+    mode: z.enum(['proxy', 'full']).default('full'),
+    /** the segment's interface: DHCPv6 is link-local multicast, and our address on it is what clients are told */
+    interface: z.string().optional(),
+    /** what clients are told to reach TFTP and HTTP at; without it, the interface's global IPv6 address */
+    advertiseAddress: Ipv6.optional(),
+    port: Port.default(547),
+    clientPort: Port.default(546),
+    maxPacketBytes: z.number().int().min(1280).max(65535).default(1500),
+    full: FullDhcp6Schema.optional(),
+  })
+  .strict()
+  .superRefine((d, ctx) => {
+    if (d.enabled && !d.interface)
+      ctx.addIssue({ code: 'custom', path: ['interface'], message: "DHCPv6 needs the segment's interface" });
+    if (d.enabled && d.mode === 'full' && !d.full)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['full'],
+        message: 'mode "full" needs a pool (dhcp6.full.poolStart/poolEnd)',
+      });
+  });
 
 const EtcdSchema = z
   .object({
@@ -152,6 +216,7 @@ export const ConfigSchema = z
           });
       })
       .prefault({}),
+    dhcp6: Dhcp6Schema.prefault({}),
     api: z
       .object({
         /** without it, a token is generated once into <dataDir>/admin-token */

@@ -16,6 +16,7 @@ Version: $VERSION
 Architecture: $ARCH
 Maintainer: Beskar7 developers <beskar7@localhost>
 Depends: nodejs (>= 20), adduser, openssl
+Suggests: radvd
 Section: net
 Priority: optional
 Description: all-in-one iPXE boot server appliance

@@ -3,7 +3,7 @@
 # Idempotent: skips packages that are present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS=(qemu-system-x86 qemu-system-arm qemu-efi-aarch64 ipxe ipxe-qemu ovmf dnsmasq-base busybox-static atftp tftpd-hpa kea-admin cpio
+PKGS=(qemu-system-x86 radvd qemu-system-arm qemu-efi-aarch64 ipxe ipxe-qemu ovmf dnsmasq-base busybox-static atftp tftpd-hpa kea-admin cpio
       isc-dhcp-client file iproute2 curl kmod kexec-tools openssl chromium socat etcd-server etcd-client)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done

@@ -61,7 +61,21 @@ network_up() {
     ifc=${dev##*/}; [ "$ifc" = lo ] && continue
     [ -n "$want" ] && [ "$(rd "$dev/address")" != "$want" ] && continue
     ip link set "$ifc" up
-    udhcpc -i "$ifc" -n -q -t 10 -T 2 -s /etc/udhcpc.script >/dev/null 2>&1 && { log "network on $ifc: $(cat /tmp/ip)"; return 0; }
+    case "$API" in
+      # an IPv6 appliance (http://[...]): the address comes by SLAAC from its router advertisements (busybox
+      # has no DHCPv6 client)
+      *://\[*) v6_up "$ifc" && { log "network on $ifc: $(cat /tmp/ip)"; return 0; } ;;
+      *) udhcpc -i "$ifc" -n -q -t 10 -T 2 -s /etc/udhcpc.script >/dev/null 2>&1 && { log "network on $ifc: $(cat /tmp/ip)"; return 0; } ;;
+    esac
+  done
+  return 1
+}
+v6_up() { # ifc: wait up to 20 s for a global address past duplicate address detection
+  n=0
+  while [ $n -lt 40 ]; do
+    a=$(ip -6 addr show dev "$1" scope global | grep -v tentative | sed -n 's/.*inet6 \([^ ]*\).*/\1/p' | head -1)
+    [ -n "$a" ] && { echo "$a" > /tmp/ip; return 0; }
+    sleep 0.5; n=$((n + 1))
   done
   return 1
 }
@@ -303,7 +317,7 @@ clean() { # every eligible disk erased; the appliance powers the host off once t
 main() {
   dry=""; for a in "$@"; do [ "$a" = --dry-run ] && dry=1; done
   [ -n "$API" ] && [ -n "$NS" ] && [ -n "$HOST" ] && [ -n "$TOKEN" ] || { log "no beskar7.api/namespace/host/token on the command line"; return 1; }
-  network_up || { log "no DHCP answer on any interface"; return 1; }
+  network_up || { log "no network on any interface (no DHCP answer, or no IPv6 address by SLAAC)"; return 1; }
   step network true "$(cat /tmp/ip)"
   [ "$MODE" = clean ] && { clean; return 1; }
   report=$(collect)

@@ -7,6 +7,7 @@ import { resolveInside } from '../domain/safe-path.js';
 import { formatZodError } from '../domain/zod-error.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import type { HttpBases } from '../net/bases.js';
 import { bearer, IPXE } from '../net/respond.js';
 import { StoreUnavailable } from '../store/backend.js';
 import { sameSecret } from '../store/secrets.js';
@@ -17,7 +18,8 @@ import { sendFile } from './send-file.js';
 import type { BootTimeline } from './timeline.js';
 
 export interface HttpDeps {
-  httpBase: string;
+  /** scripts name the base of the family the client came by */
+  bases: HttpBases;
   assetsDir: string;
   tftpRoot: string;
   templates: Templates;
@@ -155,7 +157,7 @@ export function createHttpApp(d: HttpDeps): Hono {
     d.metrics.scripts.inc({ script: 'entry' });
     const from = remoteAddress(c);
     if (from) d.timeline?.add(d.timeline.keyForIp(from), 'http', 'entry script /boot.ipxe', true, { stage: 'script' });
-    return c.body(render(d.templates.get('entry') as string, { httpBase: d.httpBase }), 200, IPXE);
+    return c.body(render(d.templates.get('entry') as string, { httpBase: d.bases.for(from) }), 200, IPXE);
   });
 
   app.get('/boot/host.ipxe', async (c) => {
@@ -193,7 +195,7 @@ export function createHttpApp(d: HttpDeps): Hono {
     if (tpl === undefined) return c.text('local disk\n', 404);
     const body = render(d.templates.get(tpl) as string, {
       ...q.data,
-      httpBase: d.httpBase,
+      httpBase: d.bases.for(remoteAddress(c)),
       kernelURL: instruction.kernelURL,
       initrdURL: instruction.initrdURL,
       cmdline: instruction.cmdline,
@@ -205,7 +207,7 @@ export function createHttpApp(d: HttpDeps): Hono {
   // the bundled inspector as a chainable script (the v1.0 inspectionImageURL form): its kernel parameters
   // come from the claim's answer, in the iPXE setting beskar7-params
   app.get('/beskar7-inspector/boot', (c) =>
-    c.body(render(d.templates.get('inspector') as string, { httpBase: d.httpBase }), 200, IPXE),
+    c.body(render(d.templates.get('inspector') as string, { httpBase: d.bases.for(remoteAddress(c)) }), 200, IPXE),
   );
 
   if (d.intake) app.route('/api/v1', d.intake);

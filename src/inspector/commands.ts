@@ -3,6 +3,7 @@ import { renderInspector, type Templates } from '../boot/ipxe.js';
 import type { Result } from '../domain/refusal.js';
 import type { InspectionReport, StoredHost, StoredMachine } from '../domain/resources.js';
 import { hostMacs, InspectionReportSchema, objectKey } from '../domain/resources.js';
+import type { HttpBases } from '../net/bases.js';
 import { type SecretBox, sameSecret } from '../store/secrets.js';
 import { type Decision, type Pipeline, type Plan, refuse } from '../workflow/pipeline.js';
 import {
@@ -43,10 +44,12 @@ export interface InspectorDeps {
   pipeline: Pipeline;
   secrets: SecretBox;
   policy: Policy;
-  /** base URL the inspector calls back (beskar7.api): HTTPS with inspector.https */
-  apiBase: string;
-  /** base URL of the boot nonce's claim, which iPXE fetches: plain HTTP (iPXE trusts only the CAs built into it) */
-  bootBase: string;
+  /**
+   * Base URLs by family: the claim, which iPXE fetches, is plain HTTP (iPXE trusts only the CAs built into it);
+   * the inspector's callbacks (beskar7.api) HTTPS with apiHttps
+   */
+  bases: HttpBases;
+  apiHttps: boolean;
   /** the addresses these MACs hold now: our leases (full mode), what our DHCP saw them ask for (proxy mode) */
   leasedAddresses: (macs: string[]) => string[];
   /** boot-scripts/, for the inspector's script */
@@ -95,7 +98,7 @@ export class InspectorCommands {
    */
   async claimUrl(hostKey: string, from?: string): Promise<string | 'claimed' | undefined> {
     const c = await this.claimPath(hostKey, from);
-    return typeof c === 'object' ? `${this.d.bootBase}/api/v1/boot/${c.namespace}/${c.name}/${c.nonce}` : c;
+    return typeof c === 'object' ? `${this.d.bases.for(from)}/api/v1/boot/${c.namespace}/${c.name}/${c.nonce}` : c;
   }
 
   /** As claimUrl, the parts: GRUB claims the same nonce over TFTP. */
@@ -150,15 +153,16 @@ export class InspectorCommands {
         const plan: Plan = { ...ended, events: [...events, ...(ended.events ?? [])] };
         return { plan, value: { kind: 'conflict', message: v.message } };
       }
+      const base = this.d.bases.for(c.from);
       const common = {
-        api: this.d.apiBase,
+        api: this.d.apiHttps ? base.replace(/^http:/, 'https:') : base,
         token: secrets.token,
         mac: c.mac,
         ca: this.d.ca,
         kernelArgs: this.d.kernelArgs,
       };
       // a GRUB host cannot load an inspector from elsewhere, and no retry changes that: the machine fails now
-      if (c.loader === 'grub' && m && !cleaning && !grubInspectorDir(m.spec.inspectionImageURL, this.d.bootBase)) {
+      if (c.loader === 'grub' && m && !cleaning && !grubInspectorDir(m.spec.inspectionImageURL, this.d.bases.v4)) {
         const message = `this host boots Debian's signed GRUB (Secure Boot or ARM64), which loads only this appliance's assets, over TFTP: spec.inspectionImageURL ${m.spec.inspectionImageURL} is out of its reach`;
         const end = endAttempt(
           m,
@@ -168,18 +172,23 @@ export class InspectorCommands {
           Date.now(),
           this.d.policy,
         );
-        const script = renderGrubInspector(this.d.templates, m.spec.inspectionImageURL, '', this.d.bootBase);
+        const script = renderGrubInspector(this.d.templates, m.spec.inspectionImageURL, '', this.d.bases.v4);
         return { plan: end ? this.p.attemptEnded(end) : {}, value: { kind: 'ok', script } };
       }
       const answer = (url: string, params: string) =>
         c.loader === 'grub'
-          ? renderGrubInspector(this.d.templates, url, params, this.d.bootBase)
+          ? renderGrubInspector(this.d.templates, url, params, this.d.bases.v4)
           : renderInspector(this.d.templates, url, h.name, params);
       // cleaning is the bundled inspector's work: the contract's inspector has no such mode
+      // our own images are named by the family the host reached us by: one manifest serves IPv4 and IPv6 hosts
+      const ours = (url: string) => this.d.bases.rebase(url, c.from);
       const script =
         m && !cleaning
-          ? answer(m.spec.inspectionImageURL, inspectorParams(m, h, common))
-          : answer(`${this.d.bootBase}/beskar7-inspector/boot`, cleanerParams(h, common));
+          ? answer(
+              ours(m.spec.inspectionImageURL),
+              inspectorParams({ ...m, spec: { ...m.spec, targetImageURL: ours(m.spec.targetImageURL) } }, h, common),
+            )
+          : answer(`${base}/beskar7-inspector/boot`, cleanerParams(h, common));
       if (v.kind === 'again') return { value: { kind: 'ok', script } };
       return { plan: { writes: [this.p.host(v.host)], events: [v.event] }, value: { kind: 'ok', script } };
     });

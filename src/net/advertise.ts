@@ -1,4 +1,5 @@
 import type { NetworkInterfaceInfo } from 'node:os';
+import { canonicalIpv6 } from '../domain/ipv6.js';
 
 export type Interfaces = NodeJS.Dict<NetworkInterfaceInfo[]>;
 
@@ -24,4 +25,14 @@ export function chooseAdvertiseAddress(
   if (all.length === 1) return { ok: true, address: (all[0] as string).split(' ')[0] as string };
   const found = all.length ? `several IPv4 addresses: ${all.join(', ')}` : 'no IPv4 address but loopback';
   return { ok: false, reason: `this machine has ${found}; set advertiseAddress (or dhcp.interface)` };
+}
+
+/** The IPv6 address clients on `ifname` are told to use: its first global (not link-local) one. */
+export function chooseAdvertiseAddress6(
+  ifaces: Interfaces,
+  ifname: string,
+): { ok: true; address: string } | { ok: false; reason: string } {
+  const a = (ifaces[ifname] ?? []).find((x) => x.family === 'IPv6' && !x.address.startsWith('fe80:') && !x.internal);
+  if (a) return { ok: true, address: canonicalIpv6(a.address) };
+  return { ok: false, reason: `dhcp6.interface ${ifname} has no global IPv6 address; set dhcp6.advertiseAddress` };
 }

@@ -19,11 +19,11 @@ export const skipUnlessCi = (missing: boolean, why: string): string | false =>
 
 let labCount = 0;
 
-/** A lab namespace with router advertisements, torn down when the test ends. */
-export function makeLab(t: Test, prefix = '10.77.0'): Lab {
+/** A lab namespace with router advertisements (unless the appliance sends its own), torn down when the test ends. */
+export function makeLab(t: Test, prefix = '10.77.0', routerAdverts = true): Lab {
   const lab = new Lab(`b7t${process.pid % 10000}x${labCount++}`, prefix).up();
   t.teardown(() => lab.down());
-  lab.startRouterAdvertisements();
+  if (routerAdverts) lab.startRouterAdvertisements();
   return lab;
 }
 
@@ -98,11 +98,12 @@ export function startSiteDhcp(t: Test, lab: Lab): { ip: string } {
  * The appliance for QEMU machines behind fake BMCs (lab-api.ts): full DHCP, unknown hosts told to exit, the
  * admin token given, and the workflow's waits sized for TCG machines.
  */
-export const startForQemuHosts = (t: Test, lab: Lab, adminToken: string) =>
+export const startForQemuHosts = (t: Test, lab: Lab, adminToken: string, over: Record<string, unknown> = {}) =>
   startAppliance(t, lab, {
     ...fullDhcp(lab),
     unknownHosts: { script: 'exit' },
     api: { adminToken },
     orchestrator: { tickSeconds: 1, inspectionTimeoutSeconds: 400, powerDeadlineSeconds: 30, retryBaseSeconds: 5 },
     redfish: { timeoutSeconds: 10, retries: 3, backoffBaseSeconds: 0.5, backoffMaxSeconds: 5 },
+    ...over,
   });

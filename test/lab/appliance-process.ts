@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { repoRoot } from '../../src/paths.js';
@@ -29,7 +29,8 @@ export const builtCommand = (file: string): [string, ...string[]] => {
   return [process.execPath, ...flags, ...profiling(), main, '--config', file];
 };
 
-/** The appliance as its own process inside a lab namespace, its JSON log lines collected. */
+/** The appliance as its own process inside a lab namespace, its JSON log lines collected (and appended to the file
+ *  E2E_APPLIANCE_LOG names, to follow a failing test). */
 export class ApplianceProcess {
   readonly logs: Record<string, unknown>[] = [];
   private proc?: ChildProcess;
@@ -76,6 +77,7 @@ export class ApplianceProcess {
         buf = lines.pop() ?? '';
         for (const l of lines) {
           if (this.echo) process.stdout.write(`${l}\n`);
+          if (process.env.E2E_APPLIANCE_LOG) appendFileSync(process.env.E2E_APPLIANCE_LOG, `${l}\n`);
           try {
             const rec = JSON.parse(l) as Record<string, unknown>;
             this.logs.push(rec);

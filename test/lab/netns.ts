@@ -63,6 +63,19 @@ export class Lab {
     return this;
   }
 
+  /**
+   * Makes br0 an IPv6-only segment: the appliance's IPv4 address moves to another interface in the same namespace,
+   * (a bridge with no ports) where the test and the fake BMCs still reach it, and nothing on br0 has an IPv4 address.
+   */
+  ipv6Only(): this {
+    const n = ['-n', this.ns];
+    Lab.ip(...n, 'addr', 'del', `${this.serverIp}/${this.maskBits}`, 'dev', 'br0');
+    Lab.ip(...n, 'link', 'add', 'mgmt0', 'type', 'bridge');
+    Lab.ip(...n, 'addr', 'add', `${this.serverIp}/${this.maskBits}`, 'dev', 'mgmt0');
+    Lab.ip(...n, 'link', 'set', 'mgmt0', 'up');
+    return this;
+  }
+
   /** A tap device on br0 for a QEMU machine. */
   addTap(): string {
     const tap = `tap${this.links++}`;

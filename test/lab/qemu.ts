@@ -26,6 +26,11 @@ export interface MachineSpec {
   localDisk?: string;
   /** a reboot restarts the machine, as a server's does (default: QEMU exits) */
   reboots?: boolean;
+  /**
+   * An IPv6-only segment (OVMF): the firmware's IPv4 boot options are switched off (each costs ~60 s there), and
+   * it boots by PXEv6, or by HTTPv6 with its IPv4 stack off
+   */
+  ipv6?: 'pxe' | 'http';
 }
 
 export interface BootResult {
@@ -96,6 +101,11 @@ export function qemuArgs(m: Omit<MachineSpec, 'marker'>, tmp: string): string[] 
       `virtio-net-pci,netdev=n0,mac=${m.mac},romfile=${nic}`,
     );
   }
+  const knob = (name: string, v: string) => ['-fw_cfg', `name=opt/org.tianocore/${name},string=${v}`];
+  if (m.ipv6) args.push(...knob('IPv4PXESupport', 'n'));
+  // OVMF's HTTPv6 boot fails at once when it starts before the IPv6 stack settles: a boot-menu wait gives it time
+  if (m.ipv6 === 'http')
+    args.push(...knob('IPv6PXESupport', 'n'), ...knob('IPv4Support', 'n'), '-boot', 'menu=on,splash-time=5000');
   (m.disksGB ?? []).forEach((gb, i) => {
     const f = path.join(tmp, `disk${i}.raw`);
     if (!existsSync(f)) {

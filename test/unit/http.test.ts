@@ -8,6 +8,7 @@ import { createHttpApp } from '../../src/boot/http.js';
 import { loadTemplates } from '../../src/boot/ipxe.js';
 import type { BootInstruction } from '../../src/domain/boot.js';
 import { Metrics } from '../../src/metrics.js';
+import { HttpBases } from '../../src/net/bases.js';
 import { repoRoot } from '../../src/paths.js';
 import { memoryLogger } from '../helpers/log.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -29,7 +30,7 @@ t.test('HTTP: scripts per host, assets with Range/ETag, escapes refused', async 
   const { log } = memoryLogger('warn');
   const metrics = new Metrics();
   const app = createHttpApp({
-    httpBase: 'http://10.0.0.1:8080',
+    bases: new HttpBases('http://10.0.0.1:8080', 'http://[fd00::1]:8080'),
     rateLimit: { perSecond: 1000, burst: 1000 },
     assetsDir: assets,
     tftpRoot: path.join(assets, 'ipxe'),

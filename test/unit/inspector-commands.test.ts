@@ -5,6 +5,7 @@ import t, { type Test } from 'tap';
 import { loadTemplates } from '../../src/boot/ipxe.js';
 import type { StoredHost, StoredMachine } from '../../src/domain/resources.js';
 import { InspectorCommands } from '../../src/inspector/commands.js';
+import { HttpBases } from '../../src/net/bases.js';
 import { repoRoot } from '../../src/paths.js';
 import { SecretBox } from '../../src/store/secrets.js';
 import { Store } from '../../src/store/store.js';
@@ -40,8 +41,8 @@ async function world(t: Test, o: WorldOptions = {}) {
       retryBaseMs: 1000,
       retryMaxMs: 1000,
     },
-    apiBase: 'http://10.9.0.1',
-    bootBase: 'http://10.9.0.1',
+    bases: new HttpBases('http://10.9.0.1', 'http://[fd09::1]'),
+    apiHttps: false,
     leasedAddresses: () => holds.ip,
     templates: loadTemplates(path.join(repoRoot, 'boot-scripts')),
     kernelArgs: '',
@@ -105,6 +106,28 @@ t.test("proxy mode: the inspector's own DHCP moves the host to another address; 
   t.match(report, { ok: true, value: { approved: true } }, "from the inspector's new address");
   const stolen = await w.commands.acceptProgress(w.as('10.9.0.66'), { step: 'x', ok: true, message: '' });
   t.match(stolen, { ok: false, code: 'unauthorized', misuse: true }, 'from a third address: refused as misuse');
+});
+
+t.test("IPv6: a claim from the host's IPv6 lease gets IPv6 URLs all through; anyone else a conflict", async (t) => {
+  const w = await world(t);
+  w.holds.ip = ['fd09::105', 'fd09::5054:ff:fe00:1'];
+  t.equal(
+    await w.commands.claimUrl('default/h', 'fd09::105'),
+    `http://[fd09::1]/api/v1/boot/default/h/${w.nonce}`,
+    'the claim URL iPXE is given names our IPv6 address',
+  );
+  const r = await w.redeem('fd09::105');
+  if (!r.ok || r.value.kind !== 'ok') throw new Error('not redeemed');
+  t.match(r.value.script, /kernel http:\/\/\[fd09::1\]\/assets\/inspector\/vmlinuz/, 'our inspector, by IPv6');
+  t.match(r.value.script, /beskar7\.api=http:\/\/\[fd09::1\] /, 'the callbacks, by IPv6');
+  t.match(r.value.script, /beskar7\.target=http:\/\/\[fd09::1\]\/t\.tgz/, 'our target image, by IPv6');
+  const report = await w.commands.acceptReport(w.as('fd09::5054:ff:fe00:1'), sampleReport(MAC));
+  t.match(report, { ok: true, value: { approved: true } }, "the inspector's SLAAC address counts as the host's");
+  const stolen = await w.commands.acceptProgress(w.as('fd09::66'), { step: 'x', ok: true, message: '' });
+  t.match(stolen, { ok: false, code: 'unauthorized', misuse: true }, 'another IPv6 address: misuse');
+  const w2 = await world(t);
+  w2.holds.ip = ['fd09::105'];
+  t.match(await w2.redeem('fd09::66'), { ok: true, value: { kind: 'conflict' } }, 'a claim from elsewhere');
 });
 
 t.test('nothing observed (DHCP elsewhere): the first redemption binds, as before', async (t) => {

@@ -11,6 +11,8 @@ export interface TftpOptions extends TftpListenOptions {
   maxTransfersPerClient: number;
   /** served as /assets/<path>: the kernels and initrds the signed GRUB loads (it has no HTTP) */
   assetsRoot?: string;
+  /** a second listener, on an IPv6 address, beside `address`: for IPv6-only segments */
+  address6?: string;
   /** the files rendered per request (GRUB's configuration); undefined: not one of them */
   rendered?: (file: string, from: string) => Promise<GrubFile>;
 }
@@ -22,7 +24,7 @@ type Source = { ok: true; source: TftpSource; what?: string } | Extract<Resolved
  * configuration rendered per request); logs, metrics, timeline.
  */
 export class TftpServer {
-  private listener?: TftpListener;
+  private listeners: TftpListener[] = [];
   private active = 0;
   private readonly perClient = new Map<string, number>();
   /** address:port of the transfers running: a request sent again by a client already served is not a new one */
@@ -36,16 +38,21 @@ export class TftpServer {
   ) {}
 
   async start(): Promise<{ address: string; port: number }> {
-    this.listener = await listenTftp(
-      this.opts,
-      (t) => void this.serve(t),
-      (reason, remote, bytes) => {
-        this.metrics.tftpRefused.inc({ reason });
-        this.log.debug({ remote, reason, bytes }, 'tftp datagram refused');
-      },
-      (e) => this.log.error({ err: e.message }, 'tftp server error'),
-    );
-    return this.listener.address;
+    const listen = (address: string, port: number) =>
+      listenTftp(
+        { ...this.opts, address, port },
+        (t) => void this.serve(t),
+        (reason, remote, bytes) => {
+          this.metrics.tftpRefused.inc({ reason });
+          this.log.debug({ remote, reason, bytes }, 'tftp datagram refused');
+        },
+        (e) => this.log.error({ err: e.message }, 'tftp server error'),
+      );
+    const main = await listen(this.opts.address, this.opts.port);
+    this.listeners.push(main);
+    // the same port on IPv6 (with port 0, the one IPv4 got)
+    if (this.opts.address6) this.listeners.push(await listen(this.opts.address6, main.address.port));
+    return main.address;
   }
 
   private note(t: TftpTransfer, what: string, ok: boolean, detail: EntryDetail = {}): void {
@@ -157,6 +164,7 @@ export class TftpServer {
   }
 
   stop(): void {
-    this.listener?.close();
+    for (const l of this.listeners) l.close();
+    this.listeners = [];
   }
 }

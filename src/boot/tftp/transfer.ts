@@ -205,7 +205,7 @@ function transfer(
     blockSize: shape.blksize,
     windowSize: shape.windowsize,
     send(file, ended) {
-      const sock = dgram.createSocket(from.family === 'IPv6' ? 'udp6' : 'udp4');
+      const sock = dgram.createSocket(from.family === 'IPv6' ? { type: 'udp6', ipv6Only: true } : { type: 'udp4' });
       const sender = new Sender(sock, settle(options, file.size, o, DEFAULT_TIMEOUT_MS), o.retries, ended);
       sock.bind(0, o.address, () => sock.connect(from.port, from.address, () => void sender.start(file)));
     },
@@ -223,7 +223,8 @@ export async function listenTftp(
   onRefused: (reason: Refusal, from: string, bytes: number) => void,
   onError: (e: Error) => void,
 ): Promise<TftpListener> {
-  const sock = dgram.createSocket(o.address.includes(':') ? 'udp6' : 'udp4');
+  // an IPv6 listener beside an IPv4 one on the same port takes IPv6 only
+  const sock = dgram.createSocket(o.address.includes(':') ? { type: 'udp6', ipv6Only: true } : { type: 'udp4' });
   sock.on('message', (msg, from) => {
     const r = parseRequest(msg);
     if ('refused' in r) {
