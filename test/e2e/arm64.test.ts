@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { repoRoot } from '../../src/paths.js';
-import { until } from '../helpers/appliance.js';
+import { targetConsole, until } from '../helpers/appliance.js';
 import { makeLab, skipUnlessCi, startForQemuHosts } from '../helpers/lab.js';
 import { addHost, addMachine, HOSTS, settled } from '../helpers/resources.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -56,12 +56,7 @@ t.test(
     });
     const m = await settled(kube(lab), 'm-arm', 1_200_000);
     t.equal(m.status.phase, 'Provisioned', `m-arm: ${m.status.failureMessage ?? 'provisioned'}`);
-    await until(
-      'the arm64 target runs',
-      async () => (/BESKAR7-DEMO-MARKER/.test(readFileSync(consoleLog, 'latin1')) ? true : undefined),
-      240_000,
-    );
-    const c = readFileSync(consoleLog, 'latin1');
+    const c = await targetConsole(consoleLog, 240_000);
     t.match(c, /Beskar7: inspecting 52:54:00:a6:40:01/, 'the signed arm64 GRUB read our configuration for its MAC');
     t.match(
       c,

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { repoRoot } from '../../src/paths.js';
-import { until } from '../helpers/appliance.js';
+import { targetConsole, until } from '../helpers/appliance.js';
 import { fullDhcp, makeLab, skipUnlessCi, startForQemuHosts } from '../helpers/lab.js';
 import { addHost, addMachine, HOSTS, settled } from '../helpers/resources.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -80,12 +80,7 @@ for (const [n, via] of [
       });
       const m = await settled(kube, 'm-v6', 1_000_000);
       t.equal(m.status.phase, 'Provisioned', `m-v6: ${m.status.failureMessage ?? 'provisioned'}`);
-      await until(
-        'the target runs',
-        async () => (/BESKAR7-DEMO-MARKER/.test(readFileSync(consoleLog, 'latin1')) ? true : undefined),
-        240_000,
-      );
-      const c = readFileSync(consoleLog, 'latin1');
+      const c = await targetConsole(consoleLog, 240_000);
       t.match(c, /BESKAR7-DEMO-MARKER[^\n]*beskar7\.provisioned=h-v6/, 'the target runs, kexecd');
       t.match(c, /beskar7\.api=http:\/\/\[fd77::1\]:8080/, 'the inspector was told the appliance by its IPv6 address');
 

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { repoRoot } from '../../src/paths.js';
-import { until } from '../helpers/appliance.js';
+import { targetConsole, until } from '../helpers/appliance.js';
 import { haveDemoImage, makeLab, skipUnlessCi, startForQemuHosts } from '../helpers/lab.js';
 import { addHost, addMachine, HOSTS, MACHINES, settled } from '../helpers/resources.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -93,12 +93,7 @@ t.test(
     });
     const m = await settled(kube(lab), 'm-sb', 600_000);
     t.equal(m.status.phase, 'Provisioned', `m-sb: ${m.status.failureMessage ?? 'provisioned'}`);
-    await until(
-      'the target runs',
-      async () => (/BESKAR7-DEMO-MARKER/.test(readFileSync(consoleLog, 'latin1')) ? true : undefined),
-      120_000,
-    );
-    const c = readFileSync(consoleLog, 'latin1');
+    const c = await targetConsole(consoleLog, 120_000);
     t.match(c, /Beskar7: inspecting 52:54:00:5b:00:01/, 'the signed GRUB read our configuration for its MAC');
     t.match(c, /EFI stub: UEFI Secure Boot is enabled/, "the inspector's kernel booted under Secure Boot");
     t.match(c, /"secureBoot":true/, 'the inspector reported the firmware enforcing it');

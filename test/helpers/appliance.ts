@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import type { Test } from 'tap';
@@ -124,3 +125,14 @@ export async function until<T>(what: string, check: () => Promise<T | undefined>
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** A fake BMC's machine console once the demo target has run on it (BESKAR7-DEMO-MARKER), as text. */
+export const targetConsole = (consoleLog: string, ms: number): Promise<string> =>
+  until(
+    'the target runs',
+    async () => {
+      const c = readFileSync(consoleLog, 'latin1');
+      return /BESKAR7-DEMO-MARKER/.test(c) ? c : undefined;
+    },
+    ms,
+  );
