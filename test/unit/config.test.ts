@@ -15,6 +15,12 @@ t.test('defaults are complete and proxy mode', async (t) => {
     'the ports PXE firmware asks, whoever runs it: other ports only when the config says so',
   );
   t.equal(c.advertiseAddress, undefined, 'chosen at start when not given');
+  t.equal(c.dhcp6.enabled, false, 'IPv6 only when asked for');
+  t.equal(
+    parseConfig({ dhcp6: { full: { poolStart: 'FD00:0::100', poolEnd: 'fd00::1ff' } } }).dhcp6.full?.poolStart,
+    'fd00::100',
+    'addresses kept in RFC 5952 form: leases are found by them',
+  );
 });
 
 t.test('errors name the bad field', async (t) => {
@@ -25,6 +31,17 @@ t.test('errors name the bad field', async (t) => {
     [{ http: { port: 70000 } }, /http\.port/],
     [{ hosts: { 'not-a-mac': { script: 'exit' } } }, /hosts/],
     [{ tftp: { blksize: 1 } }, /tftp: Unrecognized key/],
+    [{ dhcp6: { enabled: true } }, /dhcp6\.interface: DHCPv6 needs the segment's interface/],
+    [{ dhcp6: { enabled: true, interface: 'br0' } }, /dhcp6\.full: mode "full" needs a pool/],
+    [{ dhcp6: { advertiseAddress: '10.0.0.1' } }, /dhcp6\.advertiseAddress: must be an IPv6 address/],
+    [
+      { dhcp6: { full: { poolStart: 'fd00::1', poolEnd: 'fd00:0:0:1::1' } } },
+      /dhcp6\.full\.poolEnd: poolStart and poolEnd must share one \/64/,
+    ],
+    [
+      { dhcp6: { full: { poolStart: 'fd00::1', poolEnd: 'fd00::ffff:ffff' } } },
+      /dhcp6\.full\.poolEnd: the pool must hold 1 to 16777216 addresses/,
+    ],
   ];
   for (const [raw, re] of cases)
     t.throws(() => parseConfig(raw), { constructor: ConfigError, message: re }, JSON.stringify(raw));

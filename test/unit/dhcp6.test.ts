@@ -15,7 +15,7 @@ import {
   u32,
 } from '../../src/boot/dhcp6/codec.js';
 import { clientMac, type Decide6Context, decide6 } from '../../src/boot/dhcp6/decide.js';
-import { radvdConfig } from '../../src/boot/dhcp6/router-adverts.js';
+import { RouterAdverts, radvdConfig } from '../../src/boot/dhcp6/router-adverts.js';
 import { Dhcp6Server } from '../../src/boot/dhcp6/server.js';
 import { canonicalIpv6, ipv6Bytes, ipv6FromBytes, macFromLinkLocal, slaacAddress } from '../../src/domain/ipv6.js';
 import { Metrics } from '../../src/metrics.js';
@@ -289,6 +289,13 @@ t.test('radvd is told the managed flag, the on-link autonomous /64, and that we 
   t.match(c, /AdvManagedFlag on;/);
   t.match(c, /AdvDefaultLifetime 0;/);
   t.match(c, /prefix fd00::\/64 \{\s+AdvOnLink on;\s+AdvAutonomous on;/);
+  const { log } = memoryLogger('warn');
+  const missing = new RouterAdverts('lo', 'fd00::100', tempDir(t), log, '/nonexistent/radvd');
+  await t.rejects(
+    missing.start(),
+    /radvd, which is not installed: apt-get install radvd/,
+    'start-up says what to install',
+  );
 });
 
 t.test('the server over real UDP (loopback): a bind is stored before the Reply; junk is counted', async (t) => {
