@@ -541,6 +541,7 @@ export class Appliance {
       // on etcd only the leader runs the orchestrator (and talks to BMCs)
       store: { backend: cfg.store.backend, orchestrator: this.workflow?.leading ?? false },
       dhcp: { mode: cfg.dhcp.enabled ? cfg.dhcp.mode : 'off', leases: this.dhcp?.leaseCount ?? 0 },
+      dhcp6: { mode: cfg.dhcp6.enabled ? cfg.dhcp6.mode : 'off', leases: this.dhcp6?.leaseCount ?? 0 },
       dhcpMalformed: await this.metrics.value('beskar7_dhcp_malformed_total'),
     };
   }

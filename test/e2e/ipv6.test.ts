@@ -112,6 +112,9 @@ for (const [n, via] of [
         claims.every((e: { message: string }) => /fd77::/.test(e.message)),
         `claimed from the host's IPv6 address: ${claims.map((e: { message: string }) => e.message).join('; ')}`,
       );
+      const health = (await kube('GET', '/healthz')).json;
+      t.equal(health.dhcp6.mode, 'full');
+      t.ok(health.dhcp6.leases >= 2, `healthz counts the DHCPv6 leases: ${health.dhcp6.leases}`);
       const host = await get(`${HOSTS}/h-v6`);
       const addrs = (host.status.addresses ?? []).map((a: { address: string }) => a.address);
       t.ok(
