@@ -603,6 +603,7 @@ export class Appliance {
       ipxeEfiMACs: new Set(cfg.dhcp.ipxeEfiMACs),
       signedChain: signedMacs(store),
       ...(full ? { full: { leaseSeconds: full.leaseSeconds, dnsServers: full.dnsServers } } : {}),
+      ...(full?.knownMACsOnly ? { known: knownMacs(store) } : {}),
     };
     const pool = full && { ...full, reservations: [] };
     const options = {

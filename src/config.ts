@@ -50,6 +50,8 @@ const FullDhcp6Schema = z
      * The appliance runs radvd for them; off when the site's router sends them.
      */
     routerAdvertisements: z.boolean().default(true),
+    /** answer only enrolled hosts' MACs: a stranger on the segment gets no address */
+    knownMACsOnly: z.boolean().default(false),
   })
   .strict()
   .superRefine((f, ctx) => {

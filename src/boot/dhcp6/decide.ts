@@ -36,7 +36,7 @@ export interface Client6 extends ClientInfo {
   duid: string;
 }
 
-/** The first IA_NA of a message: the one address per host we lease. */
+/** The first IA_NA of a message: the one address per client we lease (further IAs are not answered). */
 interface IaNa {
   iaid: Buffer;
   /** the address the client names in it (IAADDR), if any */
