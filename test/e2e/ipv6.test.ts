@@ -114,7 +114,8 @@ for (const [n, via] of [
       );
       const health = (await kube('GET', '/healthz')).json;
       t.equal(health.dhcp6.mode, 'full');
-      t.ok(health.dhcp6.leases >= 2, `healthz counts the DHCPv6 leases: ${health.dhcp6.leases}`);
+      // the firmware's two clients released theirs when iPXE took over; iPXE's stands
+      t.ok(health.dhcp6.leases >= 1, `healthz counts the DHCPv6 leases: ${health.dhcp6.leases}`);
       const host = await get(`${HOSTS}/h-v6`);
       const addrs = (host.status.addresses ?? []).map((a: { address: string }) => a.address);
       t.ok(
