@@ -16,6 +16,7 @@ import { WatchHub } from './admin/kube/watch.js';
 import { StreamSlots } from './admin/stream-slots.js';
 import { probeDhcpServers } from './boot/dhcp/probe.js';
 import { DhcpServer } from './boot/dhcp/server.js';
+import { duidLl } from './boot/dhcp6/decide.js';
 import { RouterAdverts } from './boot/dhcp6/router-adverts.js';
 import { Dhcp6Server } from './boot/dhcp6/server.js';
 import { type GrubDeps, type GrubFile, grubFile } from './boot/grub.js';
@@ -159,8 +160,7 @@ export class Appliance {
         : chooseAdvertiseAddress6(interfaces, d6.interface);
       if (!c.ok) throw new StartupError(`dhcp6.advertiseAddress: ${c.reason}`);
       this.address6 = c.address;
-      const mac = interfaces[d6.interface]?.[0]?.mac ?? '00:00:00:00:00:00';
-      this.duid6 = Buffer.concat([Buffer.from([0, 3, 0, 1]), Buffer.from(mac.replace(/:/g, ''), 'hex')]);
+      this.duid6 = duidLl(interfaces[d6.interface]?.[0]?.mac ?? '00:00:00:00:00:00');
     }
     if (cfg.advertiseAddress) this.cfg = { ...cfg, advertiseAddress: cfg.advertiseAddress };
     else {

@@ -14,7 +14,7 @@ import {
   readOptions6,
   u32,
 } from '../../src/boot/dhcp6/codec.js';
-import { clientMac, type Decide6Context, decide6 } from '../../src/boot/dhcp6/decide.js';
+import { clientMac, type Decide6Context, decide6, duidLl } from '../../src/boot/dhcp6/decide.js';
 import { RouterAdverts, radvdConfig } from '../../src/boot/dhcp6/router-adverts.js';
 import { Dhcp6Server } from '../../src/boot/dhcp6/server.js';
 import { canonicalIpv6, ipv6Bytes, ipv6FromBytes, macFromLinkLocal, slaacAddress } from '../../src/domain/ipv6.js';
@@ -28,7 +28,6 @@ const MAC = '52:54:00:6e:76:00';
 const LINK_LOCAL = 'fe80::5054:ff:fe6e:7600';
 const SERVER_DUID = Buffer.from('000300010a0b0c0d0e0f', 'hex');
 const DUID_UUID = Buffer.from('0004' + '6e76360000004000800052540000aa00', 'hex');
-const duidLl = (mac: string) => Buffer.concat([Buffer.from([0, 3, 0, 1]), Buffer.from(mac.replace(/:/g, ''), 'hex')]);
 
 const ctx = (over: Partial<Decide6Context> = {}): Decide6Context => ({
   serverAddress: 'fd00::1',

@@ -72,6 +72,10 @@ export function clientMac(duid: Buffer, source: string): string | undefined {
   return macFromLinkLocal(source);
 }
 
+/** A DUID-LL (RFC 8415 11.4) of an Ethernet MAC: what the appliance calls itself, and what clientMac reads. */
+export const duidLl = (mac: string): Buffer =>
+  Buffer.concat([Buffer.from([0, 3, 0, 1]), Buffer.from(mac.replace(/:/g, ''), 'hex')]);
+
 export function classify6(m: Dhcp6Message, mac: string, duid: Buffer): Client6 {
   const archBuf = get6(m.options, Opt6.ClientArch);
   const arch = archBuf && archBuf.length >= 2 ? archBuf.readUInt16BE(0) : undefined;
