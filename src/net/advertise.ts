@@ -1,5 +1,5 @@
 import type { NetworkInterfaceInfo } from 'node:os';
-import { canonicalIpv6 } from '../domain/ipv6.js';
+import { canonicalIpv6, slaacAddress } from '../domain/ipv6.js';
 
 export type Interfaces = NodeJS.Dict<NetworkInterfaceInfo[]>;
 
@@ -27,12 +27,20 @@ export function chooseAdvertiseAddress(
   return { ok: false, reason: `this machine has ${found}; set advertiseAddress (or dhcp.interface)` };
 }
 
-/** The IPv6 address clients on `ifname` are told to use: its first global (not link-local) one. */
+/**
+ * The IPv6 address clients on `ifname` are told to use: a global (not link-local) one, and of those one the
+ * interface was given rather than one it formed by SLAAC from its MAC, which may come from our own router
+ * advertisements and which Linux lists first.
+ */
 export function chooseAdvertiseAddress6(
   ifaces: Interfaces,
   ifname: string,
 ): { ok: true; address: string } | { ok: false; reason: string } {
-  const a = (ifaces[ifname] ?? []).find((x) => x.family === 'IPv6' && !x.address.startsWith('fe80:') && !x.internal);
+  const global = (ifaces[ifname] ?? []).filter(
+    (x) => x.family === 'IPv6' && !x.address.startsWith('fe80:') && !x.internal,
+  );
+  const formed = (x: NetworkInterfaceInfo) => canonicalIpv6(x.address) === slaacAddress(x.address, x.mac);
+  const a = global.find((x) => !formed(x)) ?? global[0];
   if (a) return { ok: true, address: canonicalIpv6(a.address) };
   return { ok: false, reason: `dhcp6.interface ${ifname} has no global IPv6 address; set dhcp6.advertiseAddress` };
 }

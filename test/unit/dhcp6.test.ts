@@ -19,6 +19,7 @@ import { RouterAdverts, radvdConfig } from '../../src/boot/dhcp6/router-adverts.
 import { Dhcp6Server } from '../../src/boot/dhcp6/server.js';
 import { canonicalIpv6, ipv6Bytes, ipv6FromBytes, macFromLinkLocal, slaacAddress } from '../../src/domain/ipv6.js';
 import { Metrics } from '../../src/metrics.js';
+import { chooseAdvertiseAddress6 } from '../../src/net/advertise.js';
 import { HttpBases } from '../../src/net/bases.js';
 import { Store } from '../../src/store/store.js';
 import { memoryLogger } from '../helpers/log.js';
@@ -359,3 +360,30 @@ t.test('the server over real UDP (loopback): a bind is stored before the Reply; 
     /reason="v6 message of N bytes"\} 1/,
   );
 });
+
+t.test(
+  'the advertised IPv6 address: one the interface was given, not one it formed from router advertisements',
+  async (t) => {
+    const mac = '9e:fc:94:17:38:bb';
+    const addr = (address: string) => ({
+      address,
+      netmask: 'ffff:ffff:ffff:ffff::',
+      family: 'IPv6' as const,
+      mac,
+      internal: false,
+      cidr: `${address}/64`,
+      scopeid: 0,
+    });
+    const br0 = [addr('fd77::9cfc:94ff:fe17:38bb'), addr('fd77::1'), addr('fe80::9cfc:94ff:fe17:38bb')];
+    t.same(chooseAdvertiseAddress6({ br0 }, 'br0'), { ok: true, address: 'fd77::1' });
+    t.same(
+      chooseAdvertiseAddress6({ br0: [br0[0] as (typeof br0)[0]] }, 'br0'),
+      { ok: true, address: 'fd77::9cfc:94ff:fe17:38bb' },
+      'the only global one',
+    );
+    t.match(chooseAdvertiseAddress6({ br0: [br0[2] as (typeof br0)[0]] }, 'br0'), {
+      ok: false,
+      reason: /no global IPv6 address/,
+    });
+  },
+);
