@@ -1,4 +1,5 @@
 import t from 'tap';
+import type { Store } from '../../src/store/store.js';
 import { ADMIN, inProcess, READ_ONLY } from '../helpers/appliance.js';
 
 const G = '/apis/infrastructure.cluster.x-k8s.io/v1beta1/namespaces/default';
@@ -188,6 +189,36 @@ t.test('resource API: create, conflict, patch, list pages, selectors, watch resu
     doc.paths['/apis/infrastructure.cluster.x-k8s.io/v1beta1/namespaces/{namespace}/beskar7machines/{name}'].patch
       .parameters,
     [{ name: 'fieldValidation' }],
+  );
+});
+
+t.test('a change made while a list is being read reaches a watch from that list', async (t) => {
+  const a = await inProcess(t);
+  await a.kube('POST', `${G}/beskar7clusters`, cluster('early'));
+  // the list reads its records, and before it answers another client creates an object
+  const clusters = (Reflect.get(a.app, 'store') as Store).clusters;
+  const entries = clusters.entries.bind(clusters);
+  clusters.entries = async () => {
+    clusters.entries = entries;
+    const read = await entries();
+    t.equal((await a.kube('POST', `${G}/beskar7clusters`, cluster('late'))).status, 201);
+    return read;
+  };
+  const listed = (await a.kube('GET', `${G}/beskar7clusters`)).json;
+  t.same(
+    listed.items.map((o: any) => o.metadata.name),
+    ['early'],
+    'the list holds what it read',
+  );
+  const w = await watchLines(
+    `${a.base}${G}/beskar7clusters?watch=true&timeoutSeconds=5&resourceVersion=${listed.metadata.resourceVersion}`,
+    READ_ONLY,
+    1,
+  );
+  t.same(
+    w.lines.map((l) => [l.type, l.object.metadata.name]),
+    [['ADDED', 'late']],
+    'the watch delivers what the list missed',
   );
 });
 

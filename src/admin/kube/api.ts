@@ -204,6 +204,9 @@ export function createKubeApi(d: KubeApiDeps): Hono {
     const after = c.req.query('continue') ? Buffer.from(c.req.query('continue') as string, 'base64url').toString() : '';
     const items: Obj[] = [];
     let more = '';
+    // the position before the records are read: a change made while the list is built is in it or after it, and a
+    // watch from here delivers it (taken after, a change between read and position was in neither)
+    const position = d.hub.position();
     for (const [key, value] of await k.entries()) {
       for (const o of await objects(k, key, value)) {
         if (!keep(o)) continue;
@@ -219,7 +222,7 @@ export function createKubeApi(d: KubeApiDeps): Hono {
     }
     if (!after) items.sort((a, b) => sortKey(a).localeCompare(sortKey(b)));
     const meta = {
-      resourceVersion: d.hub.position(),
+      resourceVersion: position,
       ...(more ? { continue: Buffer.from(more).toString('base64url') } : {}),
     };
     if (wantsTable(c)) return c.json({ ...table(k.info, items, c, meta.resourceVersion), metadata: meta });
@@ -431,9 +434,10 @@ export function createKubeApi(d: KubeApiDeps): Hono {
               .catch(() => undefined)
               .finally(() => backlog--);
           };
+          // other collections' changes are passed over at once: a storm's events and leases would fill the backlog
           const emit = (s: Seen) =>
+            s.collection === k.collection &&
             later(async () => {
-              if (s.collection !== k.collection) return;
               const value = s.value ?? s.prev;
               if (value === undefined) return;
               for (const o of await objects(k, s.key, value, s.seq)) {
