@@ -112,6 +112,7 @@ install: build assets inspector
 	bash systemd/stage.sh / $(PREFIX) /etc/systemd/system /usr/local/bin
 	[ ! -f /etc/beskar7/beskar7.yaml.keep ] || mv /etc/beskar7/beskar7.yaml.keep /etc/beskar7/beskar7.yaml
 	chgrp beskar7 /etc/beskar7/beskar7.yaml && chmod 0640 /etc/beskar7/beskar7.yaml
+	sysctl -q -p /usr/lib/sysctl.d/60-beskar7.conf 2>/dev/null || true
 	systemctl daemon-reload 2>/dev/null || true
 	@echo "installed; edit /etc/beskar7/beskar7.yaml, then: systemctl enable --now beskar7"
 

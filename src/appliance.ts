@@ -14,6 +14,7 @@ import { applyFile } from './admin/kube/apply-file.js';
 import { kinds } from './admin/kube/resources.js';
 import { WatchHub } from './admin/kube/watch.js';
 import { StreamSlots } from './admin/stream-slots.js';
+import { poolSize } from './boot/dhcp/leases.js';
 import { probeDhcpServers } from './boot/dhcp/probe.js';
 import { DhcpServer } from './boot/dhcp/server.js';
 import { duidLl } from './boot/dhcp6/decide.js';
@@ -38,6 +39,7 @@ import { chooseAdvertiseAddress, chooseAdvertiseAddress6, type Interfaces } from
 import { HttpBases } from './net/bases.js';
 import { bindFailure, StartupError } from './net/bind-error.js';
 import { dualProtocolServer } from './net/dual.js';
+import { neighbourAdvice, neighbourLimit } from './net/neighbours.js';
 import { type Certificates, ensureCertificates } from './net/tls.js';
 import { RedfishClient, type RedfishOptions } from './redfish/client.js';
 import { Limiter } from './redfish/limiter.js';
@@ -586,7 +588,15 @@ export class Appliance {
     const s = await this.dhcp.start();
     const fields = { mode: d.mode, address: d.address, port: s.port, pxePort: s.proxyPort, interface: d.interface };
     log.info({ ...fields, leases: this.dhcp.leaseCount }, 'dhcp listening');
+    if (full) this.checkNeighbours(4, full);
     return { dhcp: s.port, ...(s.proxyPort ? { pxe: s.proxyPort } : {}) };
+  }
+
+  /** A warning when the pool holds more hosts than the kernel keeps neighbour entries for. */
+  private checkNeighbours(family: 4 | 6, pool: { poolStart: string; poolEnd: string }): void {
+    const limit = neighbourLimit(family);
+    const advice = neighbourAdvice(family, poolSize(pool), limit);
+    if (advice) this.log.warn({ pool: `${pool.poolStart}-${pool.poolEnd}`, limit }, advice);
   }
 
   /** DHCPv6 on the IPv6 segment (full mode), and radvd's router advertisements that send clients to it. */
@@ -621,6 +631,7 @@ export class Appliance {
       await this.radvd.start();
     }
     log.info({ interface: ifname, address, port, leases: this.dhcp6.leaseCount }, 'dhcpv6 listening');
+    if (full) this.checkNeighbours(6, full);
     return port;
   }
 

@@ -1,7 +1,7 @@
 #!/bin/bash
 # make deb: a Debian package of the appliance, built with dpkg-deb from the staged tree (systemd/stage.sh).
-# Files under /opt/beskar7, the unit in /lib/systemd/system, /etc/beskar7/beskar7.yaml as a conffile, the
-# beskar7 user created by postinst. Prints the path of the .deb.
+# Files under /opt/beskar7, the unit in /lib/systemd/system, sysctls in /usr/lib/sysctl.d (applied by postinst),
+# /etc/beskar7/beskar7.yaml as a conffile, the beskar7 user created by postinst. Prints the path of the .deb.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION=$(node -p 'require("./package.json").version')
@@ -30,6 +30,8 @@ set -e
 if [ "$1" = configure ]; then
   getent passwd beskar7 >/dev/null || adduser --system --group --home /var/lib/beskar7 --no-create-home beskar7 >/dev/null
   chgrp beskar7 /etc/beskar7/beskar7.yaml && chmod 0640 /etc/beskar7/beskar7.yaml
+  # the neighbour table for a rack booting at once, now rather than at the next boot (not in a container)
+  sysctl -q -p /usr/lib/sysctl.d/60-beskar7.conf 2>/dev/null || true
   if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
 fi
 POSTINST

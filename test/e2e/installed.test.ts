@@ -77,7 +77,19 @@ t.test(
       rmSync('/opt/beskar7/assets/demo', { recursive: true, force: true });
       await run('dpkg', ['--purge', 'beskar7']).catch(() => undefined);
     });
+    // postinst applies the package's sysctls to this machine: the values before are put back
+    const thresh = ['ipv4', 'ipv6'].flatMap((f) =>
+      [1, 2, 3].map((n) => `/proc/sys/net/${f}/neigh/default/gc_thresh${n}`),
+    );
+    const before = thresh.map((f) => readFileSync(f, 'utf8'));
+    t.teardown(() => thresh.forEach((f, i) => writeFileSync(f, before[i] as string)));
     await run('dpkg', ['-i', deb]);
+    t.ok(existsSync('/usr/lib/sysctl.d/60-beskar7.conf'), 'installed: the neighbour-table sysctls');
+    t.same(
+      thresh.map((f) => readFileSync(f, 'utf8').trim()),
+      ['4096', '8192', '16384', '4096', '8192', '16384'],
+      'and applied by postinst',
+    );
     const uid = Number((await run('id', ['-u', 'beskar7'])).stdout);
     t.ok(uid > 0, 'postinst created the beskar7 user');
     const conf = statSync(CONFIG);

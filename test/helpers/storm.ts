@@ -2,7 +2,7 @@
 // second namespace the storm driver (N fake BMCs, N simulated machines). Optionally kills the appliance with
 // SIGKILL at random points and starts it again on the same data dir. Used by `make bench-storm` and the
 // kill -9 e2e test.
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Test } from 'tap';
@@ -99,6 +99,8 @@ export interface StormResult {
   /** when each appliance (by address) was elected leader (ms since the epoch), from its logs */
   elections: Record<string, number[]>;
   peakRssMiB: number;
+  /** the first appliance's TFTP and DHCP counters at the end (`beskar7_tftp_transfers_total{result="done"}`) */
+  counters: Record<string, number>;
   /** CPU time (user + system) of the appliance processes, ms (the last process of each, after kills) */
   cpuMs: number;
   /** the same, less what each process had spent when it was ready: the storm's own cost */
@@ -118,6 +120,23 @@ export function prng(seed: number): () => number {
 }
 
 const TOKEN = 'storm-admin-token-0123456789';
+
+/**
+ * The package's neighbour-table sysctls (systemd/60-beskar7.conf), as an installed appliance has them: the
+ * kernel's table is shared by every namespace, and its default 1024 entries dropped TFTP answers to a 3000-host
+ * storm's hosts. Returns what puts the previous values back.
+ */
+function packageSysctls(): () => void {
+  const file = (k: string) => `/proc/sys/${k.replaceAll('.', '/')}`;
+  const settings = [
+    ...readFileSync(path.join(repoRoot, 'systemd/60-beskar7.conf'), 'utf8').matchAll(/^([\w.]+)\s*=\s*(\S+)/gm),
+  ].map((m) => [m[1] as string, m[2] as string] as const);
+  const before = settings.map(([k]) => [k, readFileSync(file(k), 'utf8').trim()] as const);
+  for (const [k, v] of settings) writeFileSync(file(k), v);
+  return () => {
+    for (const [k, v] of before) writeFileSync(file(k), v);
+  };
+}
 
 /** Which appliance runs the orchestrator now (its /healthz says so, asked from inside the lab), or -1. */
 async function leaderOf(lab: Lab, from: string, ips: string[]): Promise<number> {
@@ -159,6 +178,7 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
   let etcd: EtcdCluster | undefined;
   let apps: ApplianceProcess[] = [];
   let sampler: NodeJS.Timeout | undefined;
+  const restoreSysctls = packageSysctls();
   try {
     const ips = [lab.serverIp];
     let store: Record<string, unknown> | undefined;
@@ -339,6 +359,19 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
     ]);
     clearTimeout(timer);
     if (code === 'timeout') await stopProcess(driver);
+    // what the first appliance counted: TFTP transfers by result, DHCP packets by type and result
+    const metrics = await lab.run(
+      sim,
+      'curl',
+      ['-s', '-m', '5', '-H', `Authorization: Bearer ${TOKEN}`, `http://${ips[0]}:8080/metrics`],
+      10_000,
+    );
+    const counters = Object.fromEntries(
+      [...metrics.stdout.matchAll(/^beskar7_(tftp_transfers_total|dhcp_packets_total)\{(.*)\} (\d+)$/gm)].map((m) => [
+        `${m[1]}{${m[2]}}`,
+        Number(m[3]),
+      ]),
+    );
     // the appliances' CPU time for the whole storm (the last processes', after kills)
     const cpu = apps.reduce((sum, a) => sum + cpuMs(a.pid as number), 0);
     const stormCpu = cpu - apps.reduce((sum, a) => sum + (readyCpu.get(a) ?? 0), 0);
@@ -357,6 +390,7 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
       faults,
       elections,
       peakRssMiB: peakMiB,
+      counters,
       cpuMs: cpu,
       stormCpuMs: stormCpu,
     };
@@ -373,6 +407,7 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
     for (const l of leadership.sort()) note(l);
     await etcd?.stop();
     await lab.down();
+    restoreSysctls();
     rmSync(work, { recursive: true, force: true });
   }
 }

@@ -19,6 +19,9 @@ interface AddressRange {
   at(n: number): string;
 }
 
+/** How many addresses a pool holds. */
+export const poolSize = (p: Pick<PoolSpec, 'poolStart' | 'poolEnd'>): number => rangeOf(p.poolStart, p.poolEnd).size;
+
 function rangeOf(first: string, last: string): AddressRange {
   if (isIPv6(first)) {
     const start = ipv6ToBigInt(first);
