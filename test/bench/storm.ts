@@ -30,7 +30,10 @@ for (const n of NS) {
       `\n        kills ${r.kills.length} (seed ${seed})  boot retries ${s.bootRetries}  power-ons ${s.powerOns}  DHCPACKs ${s.acks}  reports accepted ${s.accepted}, stored ${s.reportsStored}  ` +
       `audit: lease conflicts ${a.leaseConflicts.length}, lost reports ${a.lostReports.length}, hosts claimed other than once ${a.claimedNotOnce.length}, ` +
       `double claims ${a.doubleClaims}, not provisioned ${a.notProvisioned.length}, host/machine mismatches ${a.mismatched.length}` +
-      (s.lastErrors.length ? `\n        client errors seen: ${s.lastErrors.join(' | ')}` : ''),
+      (s.lastErrors.length ? `\n        client errors seen: ${s.lastErrors.join(' | ')}` : '') +
+      `\n        appliance counted: ${Object.entries(r.counters)
+        .map(([k, v]) => `${k.replace(/^(tftp_transfers|dhcp_packets)_total/, '$1')} ${v}`)
+        .join(', ')}`,
   );
 }
 if (rows.length > 1) {

@@ -6,9 +6,14 @@ import YAML from 'yaml';
 import { repoRoot } from '../../src/paths.js';
 import { type Lab, stopProcess } from './netns.js';
 
-/** BENCH_CPU_PROF=DIR: a V8 CPU profile of each appliance process, written when it stops. */
-const profiling = (): string[] =>
-  process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+/**
+ * BENCH_CPU_PROF=DIR: a V8 CPU profile of each appliance process, written when it stops; BENCH_NODE_FLAGS: more
+ * node flags (`--trace-gc`, `--heapsnapshot-signal=SIGUSR2`), their output in the file E2E_APPLIANCE_LOG names.
+ */
+const profiling = (): string[] => [
+  ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
+  ...(process.env.BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? []),
+];
 
 /** The node flags of the unit's ExecStart (those between node and main.js). */
 export function unitNodeFlags(unitText: string): string[] {
