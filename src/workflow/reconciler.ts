@@ -1,7 +1,14 @@
 import type { BootInstruction } from '../domain/boot.js';
 import type { Effect } from '../domain/effect.js';
 import type { WorkflowEvent } from '../domain/events.js';
-import { type HostAction, keyOf, objectKey, type StoredHost, type StoredMachine } from '../domain/resources.js';
+import {
+  type HostAction,
+  hostMacs,
+  keyOf,
+  objectKey,
+  type StoredHost,
+  type StoredMachine,
+} from '../domain/resources.js';
 import type { Logger } from '../log.js';
 import type { RedfishClient } from '../redfish/client.js';
 import { newAttemptId, type SecretBox } from '../store/secrets.js';
@@ -55,6 +62,17 @@ export interface OrchestratorOptions extends Policy {
   onPass?: () => void;
   /** the digest of a target a machine pins none for (target-digest.ts); without it such targets go unpinned */
   targetDigest?: (url: string) => Promise<string>;
+}
+
+/** Writes of one commit of claims: under etcd's default of 128 operations per transaction. */
+const CLAIM_OPS_PER_COMMIT = 100;
+/** What one claim writes: the machine, the host, a boot instruction per MAC, two events and the boot effect. */
+const claimOps = (h: StoredHost) => 5 + hostMacs(h).length;
+
+/** A machine and the host this pass chose for it. */
+interface Claim {
+  m: StoredMachine;
+  h: StoredHost;
 }
 
 /** The shortest time between two reconcile passes. */
@@ -193,18 +211,22 @@ export class Orchestrator {
     const byKey = new Map(hosts.map((h) => [keyOf(h), h]));
     // oldest first, and claims shrink it as the pass goes: a machine without a selector takes the first host
     const available = claimable(hosts).filter((h) => !owed.has(keyOf(h)));
+    // claims are decided in this loop against that list, so no host is claimed twice, and committed in groups
+    let claims: Claim[] = [];
     for (const m of await this.store.machines.all()) {
       const host = m.status.hostName ? byKey.get(objectKey(m.namespace, m.status.hostName)) : undefined;
       if (host && owed.has(keyOf(host)) && m.status.phase !== 'Pending') continue;
       const step = nextStep(m, host, available, now);
       if (step.kind === 'wait' || step.kind === 'done' || step.kind === 'noHost') continue;
-      // plans commit one at a time, in this loop, against the list claims update: no host is claimed twice
       try {
         if (step.kind === 'claim') {
-          const c = await this.commitClaim(m, step.host);
-          if (!c) continue;
           available.splice(available.indexOf(step.host), 1);
-          await this.commitBoot(c.machine, c.host);
+          if (claims.reduce((n, c) => n + claimOps(c.h), claimOps(step.host)) > CLAIM_OPS_PER_COMMIT) {
+            const group = claims;
+            claims = [];
+            await this.commitClaims(group);
+          }
+          claims.push({ m, h: step.host });
         } else if (step.kind === 'boot') await this.commitBoot(m, step.host);
         else if (step.kind === 'timeout') {
           const deploying = step.reason === 'DeploymentTimedOut';
@@ -221,6 +243,7 @@ export class Orchestrator {
         this.log.error({ machine: m.name, err: (e as Error).message }, 'reconcile step failed');
       }
     }
+    await this.commitClaims(claims);
     // the effects stored so far, this pass's among them
     for (const e of await this.store.effects.all()) {
       if (!this.busy.has(`bmc/${e.host}`)) this.guard(`bmc/${e.host}`, () => this.carryOutAll(e.host));
@@ -260,12 +283,43 @@ export class Orchestrator {
       .then((r) => (r.ok ? r.value : undefined));
   }
 
-  private async commitClaim(m: StoredMachine, h: StoredHost) {
-    const c = claim(m, h, this.now());
-    const plan: Plan = { writes: [this.p.machine(c.machine), this.p.host(c.host)], events: [c.event] };
-    const done = await this.commitIfSame({ machine: m, host: h }, () => ({ plan, value: c }));
-    if (done) this.log.info({ machine: m.name, host: h.name }, 'host claimed');
-    return done;
+  /**
+   * Each machine claims its host and its first attempt starts, all in one commit: a storm's machines are claimed
+   * in a few writes, not two each, one after the other. Pairs whose records changed since the pass read them
+   * are left to the next pass; a failed commit is logged, and the next pass decides again.
+   */
+  private async commitClaims(claims: Claim[]): Promise<void> {
+    if (!claims.length) return;
+    const decided = claims.map(({ m, h }) => {
+      const c = claim(m, h, this.now());
+      const { plan, attempt } = this.newAttempt(c.machine, c.host);
+      return { m, h, attempt, plan: { ...plan, events: [c.event, ...(plan.events ?? [])] } };
+    });
+    const claimed = new Set<string>();
+    try {
+      const done = await this.p.run(async () => {
+        const fresh: typeof decided = [];
+        for (const d of decided) {
+          const [m, h] = [await this.store.machines.get(keyOf(d.m)), await this.store.hosts.get(keyOf(d.h))];
+          if (Pipeline.same(d.m, m) && Pipeline.same(d.h, h)) fresh.push(d);
+          else this.again = true; // changed since this pass read them: look again
+        }
+        const plan: Plan = {
+          writes: fresh.flatMap((d) => d.plan.writes ?? []),
+          events: fresh.flatMap((d) => d.plan.events ?? []),
+          effects: fresh.flatMap((d) => d.plan.effects ?? []),
+        };
+        return { plan, value: fresh };
+      });
+      if (done.ok) for (const d of done.value) claimed.add(d.attempt);
+    } catch (e) {
+      this.log.error({ machines: claims.map((c) => c.m.name), err: (e as Error).message }, 'reconcile step failed');
+    } finally {
+      for (const d of decided) {
+        if (claimed.has(d.attempt)) this.log.info({ machine: d.m.name, host: d.h.name }, 'host claimed');
+        else this.ownBoots.delete(d.attempt);
+      }
+    }
   }
 
   /**

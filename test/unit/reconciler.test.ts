@@ -160,6 +160,36 @@ t.test('one host, two machines: each pass claims at most once, and never the sam
   t.same(w.bmc.calls, ['pxe', 'boot'], 'and the host was booted once');
 });
 
+t.test("a storm's claims: every machine its own host, in a few commits rather than two each", async (t) => {
+  const w = await world(t);
+  const n = 40;
+  const mac = (i: number) => `52:54:00:0f:01:${i.toString(16).padStart(2, '0')}`;
+  await w.put(
+    ...Array.from({ length: n }, (_, i) => host(`h${i}`, w.secrets, { nics: [{ mac: mac(i) }] })),
+    ...Array.from({ length: n }, (_, i) => machine(`m${i}`)),
+  );
+  const batch = w.store.batch.bind(w.store);
+  let claimCommits = 0;
+  w.store.batch = (ops, guards) => {
+    if (ops.some((op) => op.collection === 'machines')) claimCommits++;
+    return batch(ops, guards);
+  };
+  const o = w.orchestrator();
+  await o.passOnce();
+  await o.settle();
+  const ms = await w.store.machines.all();
+  t.same(
+    ms.filter((m) => m.status.phase === 'Inspecting').length,
+    n,
+    'every machine claimed a host and started inspecting',
+  );
+  t.equal(new Set(ms.map((m) => m.status.hostName)).size, n, 'no host claimed twice');
+  t.equal((await w.store.bootInstructions.all()).length, n, "each host's MAC has its inspect script");
+  // six writes a claim (machine, host, a MAC's script, two events, the boot), at most 100 a commit
+  t.equal(claimCommits, 3, 'claims and first boots went in 3 commits, not 80');
+  t.equal(w.bmc.calls.filter((c) => c === 'boot').length, n, 'each host booted once');
+});
+
 t.test('a host that owes a power-off is not claimed until its BMC has done it', async (t) => {
   const w = await world(t);
   // the state a rejected report leaves: host released with its power-off stored in the same batch
