@@ -12,6 +12,9 @@ import { tempDir } from '../helpers/tmp.js';
 /** A BMC that records every call; `hold(kind)` makes the next such call wait until the test lets it go. */
 class ScriptedBmc {
   readonly calls: string[] = [];
+  /** clients made and closed */
+  made = 0;
+  closed = 0;
   power: 'On' | 'Off' = 'Off';
   private readonly gates = new Map<string, { started: () => void; gate: Promise<void> }>();
 
@@ -38,6 +41,7 @@ class ScriptedBmc {
   }
 
   driver(): BmcDriver {
+    this.made++;
     const info = () => ({ powerState: this.power, manufacturer: 'M', model: 'X', serialNumber: 'S', uuid: 'u' });
     return {
       getSystem: async () => info() as never,
@@ -65,7 +69,9 @@ class ScriptedBmc {
       clearBootOverride: async () => {
         await this.step('clear');
       },
-      close: async () => {},
+      close: async () => {
+        this.closed++;
+      },
     };
   }
 }
@@ -284,6 +290,30 @@ t.test('deadlines follow the clock: no report in time ends the attempt, then the
   const failed = await w.store.machines.get('default/m');
   t.same([failed?.status.phase, failed?.status.failureReason], ['Failed', 'InspectionTimeout']);
   t.same(w.bmc.calls.slice(-2), ['off', 'clear'], 'the released host was powered off');
+});
+
+t.test("an idle BMC's client is closed, and made again for its next call", async (t) => {
+  const w = await world(t);
+  await w.put(host('h', w.secrets), machine('m'));
+  const o = w.orchestrator();
+  await o.passOnce();
+  await o.settle();
+  t.same([w.bmc.made, w.bmc.closed], [1, 0], 'one client booted the host');
+  w.clock.advance(14_999);
+  await o.passOnce();
+  t.equal(w.bmc.closed, 0, 'used 15 s ago less a millisecond: kept');
+  w.clock.advance(1);
+  await o.passOnce();
+  t.equal(w.bmc.closed, 1, 'idle for 15 s: closed');
+  // no report in time: the attempt ends, and the host's power-off needs a client again
+  w.clock.advance(policy.inspectionTimeoutMs);
+  await o.passOnce();
+  await o.settle();
+  w.clock.advance(policy.retryBaseMs);
+  await o.passOnce();
+  await o.settle();
+  t.equal(w.bmc.made, 2, 'a new client for the next call');
+  t.same(w.bmc.calls, ['pxe', 'boot', 'pxe', 'boot'], 'which reached the BMC');
 });
 
 t.test('a stopped reconciler starts no BMC call: a pass after stop() reaches no BMC', async (t) => {
