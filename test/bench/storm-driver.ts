@@ -262,7 +262,8 @@ const finished = (p: Phases) => (p.Provisioned ?? 0) + (p.Failed ?? 0) === N;
 async function follow(): Promise<Phases> {
   const phase = new Map<string, string>();
   let said = 0;
-  const now = (force = false) => {
+  /** the machines by phase, said as progress at most every 100 ms (`force`: now) */
+  const tally = (force = false) => {
     const p = count([...phase.values()]);
     if (force || Date.now() - said >= 100) {
       said = Date.now();
@@ -277,7 +278,8 @@ async function follow(): Promise<Phases> {
     };
     phase.clear();
     for (const m of list.items) phase.set(m.metadata.name, m.status.phase);
-    if (finished(now(true))) return now(true);
+    const listed = tally(true);
+    if (finished(listed)) return listed;
     const base = apiOf(apiIndex);
     try {
       const r = await fetch(`${base}${MACHINES}?watch=1&resourceVersion=${list.metadata.resourceVersion}`, {
@@ -301,9 +303,10 @@ async function follow(): Promise<Phases> {
           if (e.type === 'DELETED') phase.delete(e.object.metadata.name);
           else if (e.type !== 'BOOKMARK') phase.set(e.object.metadata.name, e.object.status.phase);
         }
-        if (finished(now())) {
+        const p = tally();
+        if (finished(p)) {
           await reader.cancel();
-          return now(true);
+          return tally(true);
         }
       }
     } catch {
@@ -312,7 +315,7 @@ async function follow(): Promise<Phases> {
       await sleep(200);
     }
   }
-  return now(true);
+  return tally(true);
 }
 const phases = await follow();
 const done = Date.now();
