@@ -82,7 +82,9 @@ t.test(
       [1, 2, 3].map((n) => `/proc/sys/net/${f}/neigh/default/gc_thresh${n}`),
     );
     const before = thresh.map((f) => readFileSync(f, 'utf8'));
-    t.teardown(() => thresh.forEach((f, i) => writeFileSync(f, before[i] as string)));
+    t.teardown(() => {
+      for (const [i, f] of thresh.entries()) writeFileSync(f, before[i] as string);
+    });
     await run('dpkg', ['-i', deb]);
     t.ok(existsSync('/usr/lib/sysctl.d/60-beskar7.conf'), 'installed: the neighbour-table sysctls');
     t.same(
