@@ -7,6 +7,7 @@ import { repoRoot } from '../../src/paths.js';
 import { until } from '../helpers/appliance.js';
 import { fullDhcp, haveDemoImage, makeLab, skipUnlessCi } from '../helpers/lab.js';
 import { HOSTS, hostManifests, MACHINES, machineManifest } from '../helpers/resources.js';
+import { keepSysctls, sysctlValues } from '../helpers/sysctl.js';
 import { tempDir } from '../helpers/tmp.js';
 import { ApplianceProcess } from '../lab/appliance-process.js';
 import { labKube, startLabBmc } from '../lab/lab-api.js';
@@ -78,20 +79,11 @@ t.test(
       await run('dpkg', ['--purge', 'beskar7']).catch(() => undefined);
     });
     // postinst applies the package's sysctls to this machine: the values before are put back
-    const thresh = ['ipv4', 'ipv6'].flatMap((f) =>
-      [1, 2, 3].map((n) => `/proc/sys/net/${f}/neigh/default/gc_thresh${n}`),
-    );
-    const before = thresh.map((f) => readFileSync(f, 'utf8'));
-    t.teardown(() => {
-      for (const [i, f] of thresh.entries()) writeFileSync(f, before[i] as string);
-    });
+    t.teardown(keepSysctls());
     await run('dpkg', ['-i', deb]);
     t.ok(existsSync('/usr/lib/sysctl.d/60-beskar7.conf'), 'installed: the neighbour-table sysctls');
-    t.same(
-      thresh.map((f) => readFileSync(f, 'utf8').trim()),
-      ['4096', '8192', '16384', '4096', '8192', '16384'],
-      'and applied by postinst',
-    );
+    const thresh = ['ipv4', 'ipv6'].flatMap((f) => [1, 2, 3].map((n) => `net.${f}.neigh.default.gc_thresh${n}`));
+    t.same(sysctlValues(thresh), ['4096', '8192', '16384', '4096', '8192', '16384'], 'and applied by postinst');
     const uid = Number((await run('id', ['-u', 'beskar7'])).stdout);
     t.ok(uid > 0, 'postinst created the beskar7 user');
     const conf = statSync(CONFIG);

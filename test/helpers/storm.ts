@@ -2,7 +2,7 @@
 // second namespace the storm driver (N fake BMCs, N simulated machines). Optionally kills the appliance with
 // SIGKILL at random points and starts it again on the same data dir. Used by `make bench-storm` and the
 // kill -9 e2e test.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Test } from 'tap';
@@ -11,6 +11,7 @@ import { ApplianceProcess, builtCommand } from '../lab/appliance-process.js';
 import { Lab, stopProcess } from '../lab/netns.js';
 import { type EtcdCluster, startEtcd } from './etcd.js';
 import { cpuMs, peakRssMiB } from './proc.js';
+import { applyPackageSysctls } from './sysctl.js';
 
 export interface StormOptions {
   n: number;
@@ -99,7 +100,7 @@ export interface StormResult {
   /** when each appliance (by address) was elected leader (ms since the epoch), from its logs */
   elections: Record<string, number[]>;
   peakRssMiB: number;
-  /** the first appliance's TFTP and DHCP counters at the end (`beskar7_tftp_transfers_total{result="done"}`) */
+  /** the first appliance's TFTP and DHCP counters at the end (`beskar7_tftp_transfers_total{result="ok"}`) */
   counters: Record<string, number>;
   /** CPU time (user + system) of the appliance processes, ms (the last process of each, after kills) */
   cpuMs: number;
@@ -120,23 +121,6 @@ export function prng(seed: number): () => number {
 }
 
 const TOKEN = 'storm-admin-token-0123456789';
-
-/**
- * The package's neighbour-table sysctls (systemd/60-beskar7.conf), as an installed appliance has them: the
- * kernel's table is shared by every namespace, and its default 1024 entries dropped TFTP answers to a 3000-host
- * storm's hosts. Returns what puts the previous values back.
- */
-function packageSysctls(): () => void {
-  const file = (k: string) => `/proc/sys/${k.replaceAll('.', '/')}`;
-  const settings = [
-    ...readFileSync(path.join(repoRoot, 'systemd/60-beskar7.conf'), 'utf8').matchAll(/^([\w.]+)\s*=\s*(\S+)/gm),
-  ].map((m) => [m[1] as string, m[2] as string] as const);
-  const before = settings.map(([k]) => [k, readFileSync(file(k), 'utf8').trim()] as const);
-  for (const [k, v] of settings) writeFileSync(file(k), v);
-  return () => {
-    for (const [k, v] of before) writeFileSync(file(k), v);
-  };
-}
 
 /** Which appliance runs the orchestrator now (its /healthz says so, asked from inside the lab), or -1. */
 async function leaderOf(lab: Lab, from: string, ips: string[]): Promise<number> {
@@ -178,7 +162,9 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
   let etcd: EtcdCluster | undefined;
   let apps: ApplianceProcess[] = [];
   let sampler: NodeJS.Timeout | undefined;
-  const restoreSysctls = packageSysctls();
+  // the kernel's neighbour table is shared by every namespace, and its default 1024 entries dropped TFTP answers
+  // to a 3000-host storm's hosts: the storm runs with the package's sysctls, as an installed appliance does
+  const restoreSysctls = applyPackageSysctls();
   try {
     const ips = [lab.serverIp];
     let store: Record<string, unknown> | undefined;
