@@ -396,6 +396,15 @@ t.test("one BMC's calls, one after another, share one keep-alive connection", as
   t.equal(bmc.connections, 1, 'no second connection (TLS handshake) for a call right after another');
 });
 
+t.test("one BMC's calls at once: a connection each, up to perBmc, kept for the calls after them", async (t) => {
+  const { bmc, client } = await setup(t, { delayMs: 100 });
+  await Promise.all([1, 2, 3, 4, 5].map(() => client.getSystem()));
+  t.equal(bmc.connections, 2, 'five calls at once on perBmc: 2 connections');
+  await client.getSystem();
+  await Promise.all([client.macs(), client.getSystem()]);
+  t.equal(bmc.connections, 2, 'reused by the calls after them');
+});
+
 t.test('202 with a task monitor is followed to completion', async (t) => {
   const { bmc, client } = await setup(t, { taskPolls: 3 });
   await client.reset('On');
