@@ -30,6 +30,7 @@ import {
   type Policy,
   powerObserved,
   releaseFailed,
+  settled,
   shouldEnroll,
   startAttempt,
   startCleaning,
@@ -91,7 +92,9 @@ const INSPECT: BootInstruction = { script: 'inspect', cmdline: '', localDiskMeth
  */
 export class Orchestrator {
   private readonly bmcs = new Map<string, { driver: BmcDriver; spec: string; used: number }>();
+  /** hosts (store keys) whose BMC work is under way */
   private readonly busy = new Set<string>();
+  private lastIdleSweep = 0;
   /** attempts whose boot this orchestrator stored and has not carried out yet */
   private readonly ownBoots = new Set<string>();
   private readonly inflight = new Set<Promise<void>>();
@@ -202,8 +205,11 @@ export class Orchestrator {
    * pool (undici preallocates 16 KiB of queue per pool), and 3000 hosts provisioned kept 49 MiB of them.
    */
   private closeIdleBmcs(now: number): void {
+    // once a second is often enough to close what was idle for 15 s, and a pass runs up to 40 times a second
+    if (now - this.lastIdleSweep < 1000) return;
+    this.lastIdleSweep = now;
     for (const [key, b] of this.bmcs) {
-      if (now - b.used < BMC_IDLE_MS || this.busy.has(`bmc/${key}`)) continue;
+      if (now - b.used < BMC_IDLE_MS || this.busy.has(key)) continue;
       this.bmcs.delete(key);
       void b.driver.close().catch(() => undefined);
     }
@@ -216,25 +222,31 @@ export class Orchestrator {
   }
 
   private async reconcileAll(): Promise<void> {
-    const hosts = await this.store.hosts.all();
+    // the store's keys, not keyOf: a pass looks up every host several times, and a stored key's hash is computed once
+    const entries = await this.store.hosts.entries();
     const now = this.now();
     this.closeIdleBmcs(now);
     // a host with BMC work still stored is not claimed, booted or released until that work is done
     const owed = new Set((await this.store.effects.all()).map((e) => e.host));
-    for (const h of hosts) {
-      const key = `bmc/${keyOf(h)}`;
-      if (owed.has(keyOf(h)) || this.busy.has(key)) continue;
-      if (shouldEnroll(h, now)) this.guard(key, () => this.enroll(h));
-      else if (h.status.state === 'Cleaning') await this.clean(h, now);
+    for (const [key, h] of entries) {
+      const enrol = shouldEnroll(h, now);
+      if ((!enrol && h.status.state !== 'Cleaning') || owed.has(key) || this.busy.has(key)) continue;
+      if (enrol) this.guard(key, () => this.enroll(h));
+      else await this.clean(h, now);
     }
-    const byKey = new Map(hosts.map((h) => [keyOf(h), h]));
+    const byKey = new Map(entries);
+    const machines = await this.store.machines.all();
     // oldest first, and claims shrink it as the pass goes: a machine without a selector takes the first host
-    const available = claimable(hosts).filter((h) => !owed.has(keyOf(h)));
+    const available = machines.some((m) => m.status.phase === 'Pending')
+      ? claimable(entries.filter(([key]) => !owed.has(key)).map(([, h]) => h))
+      : [];
     // claims are decided in this loop against that list, so no host is claimed twice, and committed in groups
     let claims: Claim[] = [];
-    for (const m of await this.store.machines.all()) {
-      const host = m.status.hostName ? byKey.get(objectKey(m.namespace, m.status.hostName)) : undefined;
-      if (host && owed.has(keyOf(host)) && m.status.phase !== 'Pending') continue;
+    for (const m of machines) {
+      if (settled(m)) continue;
+      const hostKey = m.status.hostName ? objectKey(m.namespace, m.status.hostName) : undefined;
+      const host = hostKey ? byKey.get(hostKey) : undefined;
+      if (host && hostKey && owed.has(hostKey) && m.status.phase !== 'Pending') continue;
       const step = nextStep(m, host, available, now);
       if (step.kind === 'wait' || step.kind === 'done' || step.kind === 'noHost') continue;
       try {
@@ -265,7 +277,7 @@ export class Orchestrator {
     await this.commitClaims(claims);
     // the effects stored so far, this pass's among them
     for (const e of await this.store.effects.all()) {
-      if (!this.busy.has(`bmc/${e.host}`)) this.guard(`bmc/${e.host}`, () => this.carryOutAll(e.host));
+      if (!this.busy.has(e.host)) this.guard(e.host, () => this.carryOutAll(e.host));
     }
   }
 

@@ -109,6 +109,9 @@ export function selectHost(m: StoredMachine, hosts: readonly StoredHost[]): Stor
   );
 }
 
+/** A machine whose workflow has ended until someone deletes it: a pass has nothing to do for it. */
+export const settled = (m: StoredMachine): boolean => m.status.phase === 'Provisioned' || m.status.phase === 'Failed';
+
 export function nextStep(
   m: StoredMachine,
   host: StoredHost | undefined,
@@ -116,7 +119,7 @@ export function nextStep(
   now: number,
 ): Step {
   if (m.status.phase === 'Deleting') return { kind: 'release', host };
-  if (m.status.phase === 'Provisioned' || m.status.phase === 'Failed') return { kind: 'done' };
+  if (settled(m)) return { kind: 'done' };
   if (m.status.notBefore !== undefined && m.status.notBefore > now) return { kind: 'wait', until: m.status.notBefore };
   if (m.status.phase === 'Pending') {
     const h = selectHost(m, hosts);
