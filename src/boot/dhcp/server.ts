@@ -10,12 +10,8 @@ import { DecodeError, type DhcpPacket, decode, encode } from './codec.js';
 import { type DecideContext, decide, observedAddress } from './decide.js';
 import { LeaseWriter } from './lease-writer.js';
 import type { PoolSpec } from './leases.js';
+import { ObservedAddresses } from './observed.js';
 import { msgTypeName } from './options.js';
-
-/** How long an address a MAC showed in proxy mode counts as the one it holds: a PXE boot's whole inspection. */
-const OBSERVED_FOR_MS = 3600_000;
-/** MACs whose address is kept at once in proxy mode; spoofed MACs cannot grow the table past it. */
-const MAX_OBSERVED = 10_000;
 
 export interface DhcpServerOptions {
   address: string;
@@ -35,7 +31,7 @@ export class DhcpServer {
   private sockets: dgram.Socket[] = [];
   private readonly leases: LeaseWriter;
   /** proxy mode: the address each MAC last showed (observedAddress) */
-  private readonly observed = new Map<string, { ip: string; at: number }>();
+  private readonly observed = new ObservedAddresses();
 
   constructor(
     private readonly opts: DhcpServerOptions,
@@ -67,19 +63,7 @@ export class DhcpServer {
    * asked the site's server for (or came to port 4011 from) within the hour. Empty when nothing was seen.
    */
   leasedAddresses(macs: readonly string[], now = Date.now()): string[] {
-    if (this.leases.table) return this.leases.leased(macs, now);
-    return macs.flatMap((mac) => {
-      const o = this.observed.get(mac);
-      return o && now - o.at < OBSERVED_FOR_MS ? [o.ip] : [];
-    });
-  }
-
-  /** Proxy mode: the address a MAC showed, the newest kept; the oldest MACs go once there are too many. */
-  private observe(mac: string, ip: string | undefined, now: number): void {
-    if (this.leases.table || !ip) return;
-    this.observed.delete(mac);
-    this.observed.set(mac, { ip, at: now });
-    if (this.observed.size > MAX_OBSERVED) this.observed.delete(this.observed.keys().next().value as string);
+    return this.leases.table ? this.leases.leased(macs, now) : this.observed.of(macs, now);
   }
 
   get leaseCount(): number {
@@ -136,7 +120,7 @@ export class DhcpServer {
         port: rinfo.port,
       });
     let out = again();
-    this.observe(out.client.mac, observedAddress(req, kind, rinfo), Date.now());
+    if (!this.leases.table) this.observed.observe(out.client.mac, observedAddress(req, kind, rinfo), Date.now());
     const type = msgTypeName(out.client.msgType);
     this.metrics.dhcpPackets.inc({ port: kind, type, result: out.action });
     const mac = out.client.mac;
