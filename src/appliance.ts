@@ -269,7 +269,7 @@ export class Appliance {
     };
     if (cfg.tftp.enabled) out.tftp = await this.startTftp(tftpRoot, (file, from) => grubFile(grub, file, from));
     if (cfg.dhcp.enabled) Object.assign(out, await this.startDhcp(store, out.http));
-    if (this.address6 && cfg.dhcp6.mode === 'full') out.dhcp6 = await this.startDhcp6(store, this.address6, out.http);
+    if (this.address6) out.dhcp6 = await this.startDhcp6(store, this.address6, out.http);
     workflow.start();
     this.pruner = setInterval(() => this.pruneEvents(store), 60_000);
     this.pruner.unref();
@@ -599,11 +599,14 @@ export class Appliance {
     if (advice) this.log.warn({ pool: `${pool.poolStart}-${pool.poolEnd}`, limit }, advice);
   }
 
-  /** DHCPv6 on the IPv6 segment (full mode), and radvd's router advertisements that send clients to it. */
+  /**
+   * DHCPv6 on the IPv6 segment: in full mode leases, and radvd's router advertisements that send clients to it;
+   * in proxy mode a listener only, that notes the addresses hosts ask the site's server for.
+   */
   private async startDhcp6(store: Store, address: string, httpPort: number): Promise<number> {
     const { cfg, log } = this;
     const d = cfg.dhcp6;
-    const full = d.full;
+    const full = d.mode === 'full' ? d.full : undefined;
     const ifname = d.interface as string;
     const context = {
       serverAddress: address,
@@ -630,7 +633,7 @@ export class Appliance {
       this.radvd = new RouterAdverts(ifname, full.poolStart, cfg.dataDir, log);
       await this.radvd.start();
     }
-    log.info({ interface: ifname, address, port, leases: this.dhcp6.leaseCount }, 'dhcpv6 listening');
+    log.info({ interface: ifname, address, port, mode: d.mode, leases: this.dhcp6.leaseCount }, 'dhcpv6 listening');
     if (full) this.checkNeighbours(6, full);
     return port;
   }

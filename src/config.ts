@@ -72,7 +72,7 @@ const Dhcp6Schema = z
     /**
      * full: DHCPv6 leases and router advertisements. proxy: no DHCPv6 from us (a boot-file-only answer beside the
      * site's server stalls OVMF's PXEv6 client: docs/booting.md); the site's server names our boot file (option 59)
-     * and we serve it over TFTP and HTTP on IPv6
+     * and we serve it over TFTP and HTTP on IPv6, listening on the DHCPv6 port for the addresses hosts ask for
      */
     mode: z.enum(['proxy', 'full']).default('full'),
     /** the segment's interface: DHCPv6 is link-local multicast, and our address on it is what clients are told */

@@ -14,7 +14,7 @@ import {
   readOptions6,
   u32,
 } from '../../src/boot/dhcp6/codec.js';
-import { clientMac, type Decide6Context, decide6, duidLl } from '../../src/boot/dhcp6/decide.js';
+import { clientMac, type Decide6Context, decide6, duidLl, shown6 } from '../../src/boot/dhcp6/decide.js';
 import { RouterAdverts, radvdConfig } from '../../src/boot/dhcp6/router-adverts.js';
 import { Dhcp6Server } from '../../src/boot/dhcp6/server.js';
 import { canonicalIpv6, ipv6Bytes, ipv6FromBytes, macFromLinkLocal, slaacAddress } from '../../src/domain/ipv6.js';
@@ -359,6 +359,63 @@ t.test('the server over real UDP (loopback): a bind is stored before the Reply; 
     await metrics.registry.getSingleMetricAsString('beskar7_dhcp_malformed_total'),
     /reason="v6 message of N bytes"\} 1/,
   );
+});
+
+t.test("proxy mode: what a host asks the site's server for, seen and not answered", async (t) => {
+  t.same(shown6(pxeSolicit(), LINK_LOCAL), { mac: MAC }, 'a Solicit names no address; the MAC from the EUI-64 source');
+  const asks = pxeSolicit({
+    type: Msg6.Request,
+    serverId: Buffer.from('0003000152540000aaaa', 'hex'),
+    address: 'fd00::333',
+  });
+  t.same(shown6(asks, LINK_LOCAL), { mac: MAC, address: 'fd00::333' }, 'a Request names the address it takes');
+  t.same(shown6(pxeSolicit({ type: Msg6.Renew, address: 'fd00::333' }), LINK_LOCAL)?.address, 'fd00::333');
+  t.same(
+    shown6(pxeSolicit({ type: Msg6.Release, address: 'fd00::333' }), LINK_LOCAL),
+    { mac: MAC },
+    'a Release gives it up',
+  );
+  t.equal(shown6(pxeSolicit(), 'fe80::1'), undefined, 'no MAC, nothing shown');
+
+  // over real UDP: a proxy-mode server (no pool) answers nothing and remembers what each MAC asked for
+  const store = await Store.open(tempDir(t));
+  t.teardown(() => store.close());
+  const client = dgram.createSocket({ type: 'udp6', ipv6Only: true });
+  client.bind(0, '::1');
+  await once(client, 'listening');
+  t.teardown(() => client.close());
+  const metrics = new Metrics();
+  const server = new Dhcp6Server(
+    { interface: 'lo', port: 0, clientPort: client.address().port, maxPacketBytes: 1500, context: ctx() },
+    store,
+    memoryLogger('warn').log,
+    metrics,
+  );
+  const { port } = await server.start();
+  t.teardown(() => server.stop());
+  const replies: Buffer[] = [];
+  client.on('message', (m) => replies.push(m));
+  t.same(server.leasedAddresses([MAC]), [], 'before: nothing seen, nothing binds the host');
+  const sent = [
+    pxeSolicit({ duid: duidLl(MAC) }),
+    { ...asks, options: [[Opt6.ClientId, duidLl(MAC)], ...asks.options.slice(1)] },
+  ];
+  sent.push(pxeSolicit({ duid: duidLl(MAC), type: Msg6.InformationRequest }));
+  for (const m of sent) client.send(encode6(m as Dhcp6Message), port, '::1');
+  const counted = () => metrics.registry.getSingleMetricAsString('beskar7_dhcp_packets_total');
+  const end = Date.now() + 2000;
+  while (((await counted()).match(/result="observed"\} (\d+)/g) ?? []).length < 3 && Date.now() < end)
+    await new Promise((r) => setTimeout(r, 5));
+  const text = await counted();
+  t.match(text, /type="request",result="observed"\} 1/, 'the Request was seen');
+  t.notMatch(text, /port="dhcpv6"[^\n]*result="reply"/, 'and nothing was answered: no reply counted');
+  t.same(
+    server.leasedAddresses([MAC]),
+    ['fd00::333', slaacAddress('fd00::1', MAC)],
+    'after: the address it asked for, and its SLAAC address in our prefix',
+  );
+  t.same(await store.leases.all(), [], 'and no lease is stored');
+  t.equal(replies.length, 0, 'the client got nothing');
 });
 
 t.test(

@@ -134,6 +134,20 @@ const ignore = (reason: string, client?: Client6): Outcome6 => ({
 });
 
 /**
+ * Proxy mode: what a client's message to the site's server shows us (clients send to all servers, so we hear
+ * it): its MAC, and the address it asks for or holds (the first IA_NA address of a Request, Renew, Rebind or
+ * Confirm).
+ */
+export function shown6(m: Dhcp6Message, source: string): { mac: string; address?: string } | undefined {
+  const duid = get6(m.options, Opt6.ClientId);
+  const mac = duid && clientMac(duid, source);
+  if (!mac) return undefined;
+  const holds = m.type >= Msg6.Request && m.type <= Msg6.Rebind; // Request, Confirm, Renew, Rebind
+  const address = holds ? firstIaNa(m.options)?.address : undefined;
+  return { mac, ...(address ? { address } : {}) };
+}
+
+/**
  * The whole DHCPv6 decision for one message from `source` (the client's link-local address). Pure apart from
  * reading `leases`; the caller applies `leaseOp`, storing a bind before the Reply leaves.
  */

@@ -9,9 +9,10 @@ import { bindToInterface } from '../dhcp/bind-interface.js';
 import { DecodeError } from '../dhcp/codec.js';
 import { LeaseWriter } from '../dhcp/lease-writer.js';
 import type { PoolSpec } from '../dhcp/leases.js';
+import { ObservedAddresses } from '../dhcp/observed.js';
 import type { BootTimeline } from '../timeline.js';
 import { type Dhcp6Message, decode6, encode6, msg6Name } from './codec.js';
-import { type Decide6Context, decide6 } from './decide.js';
+import { type Decide6Context, decide6, shown6 } from './decide.js';
 
 /** All DHCPv6 relay agents and servers (RFC 8415 7.1): where clients send. */
 const ALL_SERVERS = 'ff02::1:2';
@@ -22,7 +23,7 @@ export interface Dhcp6ServerOptions {
   clientPort: number;
   maxPacketBytes: number;
   context: Decide6Context;
-  /** full mode: the address pool */
+  /** full mode: the address pool; without one (proxy mode) the site's server answers and we only listen */
   pool?: PoolSpec | undefined;
 }
 
@@ -30,6 +31,8 @@ export interface Dhcp6ServerOptions {
 export class Dhcp6Server {
   private socket?: dgram.Socket;
   private readonly leases: LeaseWriter;
+  /** proxy mode: the address each MAC last asked the site's server for */
+  private readonly observed = new ObservedAddresses();
 
   constructor(
     private readonly opts: Dhcp6ServerOptions,
@@ -69,12 +72,17 @@ export class Dhcp6Server {
   }
 
   /**
-   * The IPv6 addresses these MACs hold: the DHCPv6 lease, and in full mode the address each forms by SLAAC in
-   * the prefix our router advertisements announce (the inspector's Linux takes that one; busybox has no DHCPv6).
+   * The IPv6 addresses these MACs hold: the DHCPv6 lease (proxy mode: the address each last asked the site's
+   * server for), and beside it the address each forms by SLAAC in the segment's prefix (the inspector's Linux
+   * takes that one; busybox has no DHCPv6 client): in full mode the prefix our router advertisements announce,
+   * in proxy mode our own address's. None when no DHCPv6 address was seen: a host that booted over IPv4 is
+   * bound by its IPv4 address alone.
    */
   leasedAddresses(macs: readonly string[], now = Date.now()): string[] {
     const pool = this.opts.pool;
-    return [...this.leases.leased(macs, now), ...(pool ? macs.map((m) => slaacAddress(pool.poolStart, m)) : [])];
+    const held = pool ? this.leases.leased(macs, now) : this.observed.of(macs, now);
+    const prefix = pool?.poolStart ?? this.opts.context.serverAddress;
+    return held.length ? [...held, ...macs.map((m) => slaacAddress(prefix, m))] : [];
   }
 
   private async onMessage(msg: Buffer, rinfo: dgram.RemoteInfo): Promise<void> {
@@ -93,6 +101,10 @@ export class Dhcp6Server {
       return;
     }
     const type = msg6Name(m.type);
+    if (!this.opts.pool) {
+      this.observe(m, type, from);
+      return;
+    }
     const out = decide6(m, this.opts.context, this.leases.table, Date.now(), from);
     this.metrics.dhcpPackets.inc({ port: 'dhcpv6', type, result: out.action });
     const mac = out.client?.mac;
@@ -119,6 +131,17 @@ export class Dhcp6Server {
     const addr = out.address ? ` ${out.address}` : '';
     const what = `DHCPv6 ${type} → ${out.replyType}${addr}${file ? ` ${file}` : ''}`;
     this.timeline.add(out.client.mac, 'dhcp', what, true, { stage: 'dhcp' });
+  }
+
+  /** Proxy mode: the site's server answers; we note the address the client shows, and send nothing. */
+  private observe(m: Dhcp6Message, type: string, from: string): void {
+    const shown = shown6(m, from);
+    this.metrics.dhcpPackets.inc({ port: 'dhcpv6', type, result: 'observed' });
+    if (!shown?.address) return;
+    this.observed.observe(shown.mac, shown.address, Date.now());
+    this.log.debug({ mac: shown.mac, type, address: shown.address }, "dhcpv6 to the site's server observed");
+    this.timeline?.learnIp(shown.address, shown.mac);
+    this.timeline?.add(shown.mac, 'dhcp', `DHCPv6 ${type} to the site's server for ${shown.address}`);
   }
 
   async stop(): Promise<void> {
