@@ -1,13 +1,12 @@
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { repoRoot } from '../../src/paths.js';
-import { targetConsole, until } from '../helpers/appliance.js';
-import { makeLab, skipUnlessCi, startForQemuHosts } from '../helpers/lab.js';
-import { addHost, addMachine, HOSTS, settled } from '../helpers/resources.js';
+import { targetConsole } from '../helpers/appliance.js';
+import { demoMachineSpec, enrolQemuHost, makeLab, skipUnlessCi, startForQemuHosts } from '../helpers/lab.js';
+import { addMachine, HOSTS, settled } from '../helpers/resources.js';
 import { tempDir } from '../helpers/tmp.js';
-import { labApi, labKube, labRedfish, startLabBmc } from '../lab/lab-api.js';
+import { labApi, labKube } from '../lab/lab-api.js';
 import type { Lab } from '../lab/netns.js';
 
 const ADMIN = 'e2e-admin-token-0123456789';
@@ -30,29 +29,14 @@ t.test(
     t.setTimeout(1_500_000);
     const lab = makeLab(t, '10.90.0');
     const dir = tempDir(t);
-    const http = `http://${lab.serverIp}:8080`;
     await startForQemuHosts(t, lab, ADMIN);
     const mac = '52:54:00:a6:40:01';
     const consoleLog = path.join(dir, 'arm64.console');
-    await startLabBmc(lab, {
-      address: lab.serverIp,
-      port: 9401,
-      consoleLog,
-      machine: { firmware: 'aarch64', mac, tap: lab.addTap(), memoryMB: 1024, disksGB: [2], serial: 'E2E-ARM64' },
-    });
-    await addHost(kube(lab), { name: 'h-arm', spec: { redfish: labRedfish(lab, 9401), labels: { arch: 'arm64' } } });
-    await until('h-arm Available', async () =>
-      (await get(lab, `${HOSTS}/h-arm`)).status.state === 'Available' ? true : undefined,
-    );
+    const machine = { firmware: 'aarch64', mac, tap: lab.addTap(), memoryMB: 1024, disksGB: [2], serial: 'E2E-ARM64' };
+    await enrolQemuHost(lab, kube(lab), { name: 'h-arm', port: 9401, consoleLog, machine, labels: { arch: 'arm64' } });
     await addMachine(kube(lab), {
       name: 'm-arm',
-      spec: {
-        inspectionImageURL: `${http}/assets/inspector`,
-        targetImageURL: `${http}/assets/demo/arm64/target.tar.gz`,
-        targetImageDigest: `sha256:${createHash('sha256').update(readFileSync(TARGET)).digest('hex')}`,
-        hardwareRequirements: { minCPUCores: 1, minMemoryGB: 1, minDiskGB: 1 },
-        hostSelector: { matchLabels: { arch: 'arm64' } },
-      },
+      spec: { ...demoMachineSpec(lab, 'demo/arm64/target.tar.gz'), hostSelector: { matchLabels: { arch: 'arm64' } } },
     });
     const m = await settled(kube(lab), 'm-arm', 1_200_000);
     t.equal(m.status.phase, 'Provisioned', `m-arm: ${m.status.failureMessage ?? 'provisioned'}`);

@@ -1,20 +1,18 @@
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { slaacAddress } from '../../src/domain/ipv6.js';
 import { repoRoot } from '../../src/paths.js';
-import { targetConsole, until } from '../helpers/appliance.js';
-import { makeLab, skipUnlessCi, startForQemuHosts } from '../helpers/lab.js';
-import { addHost, addMachine, HOSTS, settled } from '../helpers/resources.js';
+import { targetConsole } from '../helpers/appliance.js';
+import { demoMachineSpec, enrolQemuHost, makeLab, skipUnlessCi, startForQemuHosts } from '../helpers/lab.js';
+import { addMachine, HOSTS, settled } from '../helpers/resources.js';
 import { tempDir } from '../helpers/tmp.js';
-import { labApi, labKube, labRedfish, startLabBmc } from '../lab/lab-api.js';
+import { labApi, labKube } from '../lab/lab-api.js';
 
 const ADMIN = 'e2e-admin-token-0123456789';
-const TARGET = path.join(repoRoot, 'assets/demo/target.tar.gz');
 const have =
   existsSync(path.join(repoRoot, 'assets/inspector/initrd')) &&
-  existsSync(TARGET) &&
+  existsSync(path.join(repoRoot, 'assets/demo/target.tar.gz')) &&
   existsSync('/usr/share/OVMF/OVMF_CODE_4M.fd') &&
   existsSync('/usr/sbin/dnsmasq');
 
@@ -64,34 +62,17 @@ t.test(
     const get = async (p: string) => (await kube('GET', p)).json;
     const mac = '52:54:00:6e:76:10';
     const consoleLog = path.join(dir, 'v6p.console');
-    await startLabBmc(lab, {
-      address: lab.serverIp,
-      port: 9503,
-      consoleLog,
-      machine: {
-        firmware: 'uefi',
-        ipv6: 'pxe',
-        mac,
-        tap: lab.addTap(),
-        memoryMB: 1024,
-        disksGB: [2],
-        serial: 'E2E-V6P',
-      },
-    });
-    await addHost(kube, { name: 'h-v6p', spec: { redfish: labRedfish(lab, 9503) } });
-    await until('h-v6p Available', async () =>
-      (await get(`${HOSTS}/h-v6p`)).status.state === 'Available' ? true : undefined,
-    );
-    const http = `http://${lab.serverIp}:8080`;
-    await addMachine(kube, {
-      name: 'm-v6p',
-      spec: {
-        inspectionImageURL: `${http}/assets/inspector`,
-        targetImageURL: `${http}/assets/demo/target.tar.gz`,
-        targetImageDigest: `sha256:${createHash('sha256').update(readFileSync(TARGET)).digest('hex')}`,
-        hardwareRequirements: { minCPUCores: 1, minMemoryGB: 1, minDiskGB: 1 },
-      },
-    });
+    const machine = {
+      firmware: 'uefi',
+      ipv6: 'pxe',
+      mac,
+      tap: lab.addTap(),
+      memoryMB: 1024,
+      disksGB: [2],
+      serial: 'E2E-V6P',
+    };
+    await enrolQemuHost(lab, kube, { name: 'h-v6p', port: 9503, consoleLog, machine });
+    await addMachine(kube, { name: 'm-v6p', spec: demoMachineSpec(lab) });
     const m = await settled(kube, 'm-v6p', 1_000_000);
     t.equal(m.status.phase, 'Provisioned', `m-v6p: ${m.status.failureMessage ?? 'provisioned'}`);
     const c = await targetConsole(consoleLog, 240_000);

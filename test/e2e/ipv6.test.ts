@@ -1,13 +1,12 @@
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { repoRoot } from '../../src/paths.js';
-import { targetConsole, until } from '../helpers/appliance.js';
-import { fullDhcp, makeLab, skipUnlessCi, startForQemuHosts } from '../helpers/lab.js';
-import { addHost, addMachine, HOSTS, settled } from '../helpers/resources.js';
+import { targetConsole } from '../helpers/appliance.js';
+import { demoMachineSpec, enrolQemuHost, fullDhcp, makeLab, skipUnlessCi, startForQemuHosts } from '../helpers/lab.js';
+import { addMachine, HOSTS, settled } from '../helpers/resources.js';
 import { tempDir } from '../helpers/tmp.js';
-import { labApi, labKube, labRedfish, startLabBmc } from '../lab/lab-api.js';
+import { labApi, labKube } from '../lab/lab-api.js';
 
 const ADMIN = 'e2e-admin-token-0123456789';
 const TARGET = path.join(repoRoot, 'assets/demo/target.tar.gz');
@@ -48,36 +47,19 @@ for (const [n, via] of [
       });
       const mac = `52:54:00:6e:76:0${n}`;
       const consoleLog = path.join(dir, 'v6.console');
-      await startLabBmc(lab, {
-        address: lab.serverIp,
-        port: 9501,
-        consoleLog,
-        machine: {
-          firmware: 'uefi',
-          ipv6: via,
-          mac,
-          tap: lab.addTap(),
-          memoryMB: 1024,
-          disksGB: [2],
-          serial: `E2E-V6-${n}`,
-        },
-      });
-      await addHost(kube, { name: 'h-v6', spec: { redfish: labRedfish(lab, 9501) } });
-      await until('h-v6 Available', async () =>
-        (await get(`${HOSTS}/h-v6`)).status.state === 'Available' ? true : undefined,
-      );
+      const machine = {
+        firmware: 'uefi',
+        ipv6: via,
+        mac,
+        tap: lab.addTap(),
+        memoryMB: 1024,
+        disksGB: [2],
+        serial: `E2E-V6-${n}`,
+      };
+      await enrolQemuHost(lab, kube, { name: 'h-v6', port: 9501, consoleLog, machine });
       // the manifest names the appliance's IPv4 URLs, as one written for a mixed site does: a host that
       // reached us over IPv6 is given them over IPv6
-      const http = `http://${lab.serverIp}:8080`;
-      await addMachine(kube, {
-        name: 'm-v6',
-        spec: {
-          inspectionImageURL: `${http}/assets/inspector`,
-          targetImageURL: `${http}/assets/demo/target.tar.gz`,
-          targetImageDigest: `sha256:${createHash('sha256').update(readFileSync(TARGET)).digest('hex')}`,
-          hardwareRequirements: { minCPUCores: 1, minMemoryGB: 1, minDiskGB: 1 },
-        },
-      });
+      await addMachine(kube, { name: 'm-v6', spec: demoMachineSpec(lab) });
       const m = await settled(kube, 'm-v6', 1_000_000);
       t.equal(m.status.phase, 'Provisioned', `m-v6: ${m.status.failureMessage ?? 'provisioned'}`);
       const c = await targetConsole(consoleLog, 240_000);

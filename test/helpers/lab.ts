@@ -1,9 +1,13 @@
-import { existsSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Test } from 'tap';
 import { repoRoot } from '../../src/paths.js';
 import { ApplianceProcess } from '../lab/appliance-process.js';
+import { labRedfish, startLabBmc } from '../lab/lab-api.js';
 import { Lab } from '../lab/netns.js';
+import { until } from './appliance.js';
+import { addHost, HOSTS, type Request } from './resources.js';
 import { tempDir } from './tmp.js';
 
 export const demoKernel = path.join(repoRoot, 'assets/demo/vmlinuz');
@@ -107,3 +111,46 @@ export const startForQemuHosts = (t: Test, lab: Lab, adminToken: string, over: R
     redfish: { timeoutSeconds: 10, retries: 3, backoffBaseSeconds: 0.5, backoffMaxSeconds: 5 },
     ...over,
   });
+
+/**
+ * A QEMU machine behind a fake BMC of its own on `port`, enrolled as PhysicalHost `name`; resolves with the host
+ * once it is Available.
+ */
+export async function enrolQemuHost(
+  lab: Lab,
+  kube: Request,
+  o: {
+    name: string;
+    port: number;
+    consoleLog: string;
+    machine: Record<string, unknown>;
+    labels?: Record<string, string>;
+  },
+): Promise<any> {
+  await startLabBmc(lab, { address: lab.serverIp, port: o.port, consoleLog: o.consoleLog, machine: o.machine });
+  await addHost(kube, {
+    name: o.name,
+    spec: { redfish: labRedfish(lab, o.port), ...(o.labels ? { labels: o.labels } : {}) },
+  });
+  return until(`${o.name} Available`, async () => {
+    const h = (await kube('GET', `${HOSTS}/${o.name}`)).json;
+    return h.status.state === 'Available' ? h : undefined;
+  });
+}
+
+/**
+ * A machine spec that inspects with the bundled inspector and kexecs a demo target the appliance hosts
+ * (`assets/demo/...`), pinned to the file's digest, with requirements every lab machine meets.
+ */
+export const demoMachineSpec = (lab: Lab, target = 'demo/target.tar.gz') => {
+  const http = `http://${lab.serverIp}:8080`;
+  const digest = createHash('sha256')
+    .update(readFileSync(path.join(repoRoot, 'assets', target)))
+    .digest('hex');
+  return {
+    inspectionImageURL: `${http}/assets/inspector`,
+    targetImageURL: `${http}/assets/${target}`,
+    targetImageDigest: `sha256:${digest}`,
+    hardwareRequirements: { minCPUCores: 1, minMemoryGB: 1, minDiskGB: 1 },
+  };
+};

@@ -1,7 +1,7 @@
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import t from 'tap';
-import { LeaseTable } from '../../src/boot/dhcp/leases.js';
+import t, { type Test } from 'tap';
+import { LeaseTable, type PoolSpec } from '../../src/boot/dhcp/leases.js';
 import {
   classBytes,
   type Dhcp6Message,
@@ -298,7 +298,8 @@ t.test('radvd is told the managed flag, the on-link autonomous /64, and that we 
   );
 });
 
-t.test('the server over real UDP (loopback): a bind is stored before the Reply; junk is counted', async (t) => {
+/** A DHCPv6 server on loopback, its store in a temp dir, and a client socket it answers to. */
+async function loopbackServer(t: Test, pool?: PoolSpec) {
   const store = await Store.open(tempDir(t));
   t.teardown(() => store.close());
   const client = dgram.createSocket({ type: 'udp6', ipv6Only: true });
@@ -306,22 +307,25 @@ t.test('the server over real UDP (loopback): a bind is stored before the Reply; 
   await once(client, 'listening');
   t.teardown(() => client.close());
   const metrics = new Metrics();
-  const { log } = memoryLogger('warn');
-  const pool = {
+  const server = new Dhcp6Server(
+    { interface: 'lo', port: 0, clientPort: client.address().port, maxPacketBytes: 1500, context: ctx(), pool },
+    store,
+    memoryLogger('warn').log,
+    metrics,
+  );
+  const { port } = await server.start();
+  t.teardown(() => server.stop());
+  return { store, client, metrics, server, port };
+}
+
+t.test('the server over real UDP (loopback): a bind is stored before the Reply; junk is counted', async (t) => {
+  const { store, client, metrics, server, port } = await loopbackServer(t, {
     poolStart: 'fd00::100',
     poolEnd: 'fd00::1ff',
     leaseSeconds: 600,
     offerHoldSeconds: 30,
     reservations: [],
-  };
-  const server = new Dhcp6Server(
-    { interface: 'lo', port: 0, clientPort: client.address().port, maxPacketBytes: 1500, context: ctx(), pool },
-    store,
-    log,
-    metrics,
-  );
-  const { port } = await server.start();
-  t.teardown(() => server.stop());
+  });
   const replies: Dhcp6Message[] = [];
   client.on('message', (m) => replies.push(decode6(m)));
   const ask = async (m: Dhcp6Message) => {
@@ -378,21 +382,7 @@ t.test("proxy mode: what a host asks the site's server for, seen and not answere
   t.equal(shown6(pxeSolicit(), 'fe80::1'), undefined, 'no MAC, nothing shown');
 
   // over real UDP: a proxy-mode server (no pool) answers nothing and remembers what each MAC asked for
-  const store = await Store.open(tempDir(t));
-  t.teardown(() => store.close());
-  const client = dgram.createSocket({ type: 'udp6', ipv6Only: true });
-  client.bind(0, '::1');
-  await once(client, 'listening');
-  t.teardown(() => client.close());
-  const metrics = new Metrics();
-  const server = new Dhcp6Server(
-    { interface: 'lo', port: 0, clientPort: client.address().port, maxPacketBytes: 1500, context: ctx() },
-    store,
-    memoryLogger('warn').log,
-    metrics,
-  );
-  const { port } = await server.start();
-  t.teardown(() => server.stop());
+  const { store, client, metrics, server, port } = await loopbackServer(t);
   const replies: Buffer[] = [];
   client.on('message', (m) => replies.push(m));
   t.same(server.leasedAddresses([MAC]), [], 'before: nothing seen, nothing binds the host');
