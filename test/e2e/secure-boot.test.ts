@@ -1,14 +1,20 @@
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { repoRoot } from '../../src/paths.js';
 import { targetConsole, until } from '../helpers/appliance.js';
-import { haveDemoImage, makeLab, skipUnlessCi, startForQemuHosts } from '../helpers/lab.js';
-import { addHost, addMachine, HOSTS, MACHINES, settled } from '../helpers/resources.js';
+import {
+  demoMachineSpec,
+  enrolQemuHost,
+  haveDemoImage,
+  makeLab,
+  skipUnlessCi,
+  startForQemuHosts,
+} from '../helpers/lab.js';
+import { addMachine, HOSTS, MACHINES, settled } from '../helpers/resources.js';
 import { tempDir } from '../helpers/tmp.js';
-import { labApi, labKube, labRedfish, startLabBmc } from '../lab/lab-api.js';
+import { labApi, labKube } from '../lab/lab-api.js';
 import type { Lab } from '../lab/netns.js';
 import { bootMachine } from '../lab/qemu.js';
 
@@ -58,38 +64,28 @@ t.test(
 
     const mac = '52:54:00:5b:00:01';
     const consoleLog = path.join(dir, 'sb.console');
-    await startLabBmc(lab, {
-      address: lab.serverIp,
+    const machine = {
+      firmware: 'uefi-secureboot',
+      mac,
+      tap: lab.addTap(),
+      memoryMB: 1024,
+      disksGB: [2],
+      serial: 'E2E-SB',
+      reboots: true,
+    };
+    const host = await enrolQemuHost(lab, kube(lab), {
+      name: 'h-sb',
       port: 9301,
       consoleLog,
-      machine: {
-        firmware: 'uefi-secureboot',
-        mac,
-        tap: lab.addTap(),
-        memoryMB: 1024,
-        disksGB: [2],
-        serial: 'E2E-SB',
-        reboots: true,
-      },
-    });
-    await addHost(kube(lab), { name: 'h-sb', spec: { redfish: labRedfish(lab, 9301), labels: { fw: 'sb' } } });
-    const host = await until('h-sb Available', async () => {
-      const r = await get(lab, `${HOSTS}/h-sb`);
-      return r.status.state === 'Available' ? r : undefined;
+      machine,
+      labels: { fw: 'sb' },
     });
     t.equal(host.status.secureBoot, true, "the BMC's SecureBoot resource is in the host's status");
     t.equal(host.spec.bootChain, 'Auto');
 
-    const target = readFileSync(path.join(repoRoot, 'assets/demo/target.tar.gz'));
     await addMachine(kube(lab), {
       name: 'm-sb',
-      spec: {
-        inspectionImageURL: `${http}/assets/inspector`,
-        targetImageURL: `${http}/assets/demo/target.tar.gz`,
-        targetImageDigest: `sha256:${createHash('sha256').update(target).digest('hex')}`,
-        hardwareRequirements: { minCPUCores: 1, minMemoryGB: 1, minDiskGB: 1 },
-        hostSelector: { matchLabels: { fw: 'sb' } },
-      },
+      spec: { ...demoMachineSpec(lab), hostSelector: { matchLabels: { fw: 'sb' } } },
     });
     const m = await settled(kube(lab), 'm-sb', 600_000);
     t.equal(m.status.phase, 'Provisioned', `m-sb: ${m.status.failureMessage ?? 'provisioned'}`);
