@@ -49,6 +49,10 @@ export class EtcdBackend implements Backend {
   readonly kind = 'etcd';
   readonly client: Etcd3;
   private watcher?: Watcher;
+  /** the latest watch asked for: an older one that connects late, or breaks, stands down */
+  private watchGen = 0;
+  /** ends the wait of a watch still connecting when a newer one replaces it */
+  private settle?: () => void;
 
   constructor(readonly opts: EtcdOptions) {
     const t = opts.tls;
@@ -98,24 +102,45 @@ export class EtcdBackend implements Backend {
     }
   }
 
-  /** Changes after `fromRev`, in order; `resync` when the watch cannot go on (history compacted away). */
+  /**
+   * Changes after `fromRev`, in order; `resync` when the watch cannot go on (history compacted away). Resolves
+   * once etcd took the watch (or refused it, or a newer watch replaced it).
+   */
   async watch(fromRev: number, apply: (c: Change) => void, resync: () => void): Promise<void> {
+    const gen = ++this.watchGen;
+    this.settle?.();
     await this.watcher?.cancel().catch(() => undefined);
-    const w = await this.client
+    if (gen !== this.watchGen) return;
+    let last = fromRev;
+    const take = (c: Change | undefined) => {
+      if (!c) return;
+      last = Math.max(last, c.rev);
+      apply(c);
+    };
+    // listened to before it is sent: etcd may cancel it (history compacted) in the same read as its `created`
+    const w = this.client
       .watch()
       .prefix(`${this.opts.prefix}data/`)
       .startRevision(String(fromRev + 1))
-      .create();
-    w.on('put', (kv) => {
-      const c = this.change(kv);
-      if (c) apply(c);
-    });
-    w.on('delete', (kv) => {
-      const c = this.change(kv, true);
-      if (c) apply(c);
-    });
+      .watcher();
+    w.on('put', (kv) => take(this.change(kv)));
+    w.on('delete', (kv) => take(this.change(kv, true)));
     w.on('error', () => resync());
+    // etcd3 resumes a broken watch after the revision of etcd's last answer, which runs ahead of the changes
+    // delivered when the break falls in a catch-up (etcd says `created`, and sends each batch of at most 1000
+    // revisions, with its current revision): changes in between were never seen. A new watch resumes after
+    // the last change delivered instead.
+    w.once('connected', () =>
+      w.once('disconnected', () => {
+        if (gen === this.watchGen) void this.watch(last, apply, resync);
+      }),
+    );
     this.watcher = w;
+    await new Promise<void>((r) => {
+      this.settle = r;
+      w.once('connected', () => r());
+      w.once('error', () => r());
+    });
   }
 
   async get(collection: string, key: string): Promise<unknown> {
@@ -199,6 +224,8 @@ export class EtcdBackend implements Backend {
   }
 
   async close(): Promise<void> {
+    this.watchGen++;
+    this.settle?.();
     await this.watcher?.cancel().catch(() => undefined);
     this.client.close();
   }

@@ -239,6 +239,8 @@ export class Store extends EventEmitter {
   /** the leader's election key: orchestrator writes commit only while it still exists (etcd) */
   private fence?: Guard | undefined;
   private watchedRev = 0;
+  /** the caches were filled from a first snapshot: later ones are caught up with, change by change */
+  private followed = false;
   private remoteSeen = 0;
   private closed = false;
 
@@ -361,7 +363,9 @@ export class Store extends EventEmitter {
     const b = this.backend;
     if (!b.snapshot || !b.watch) return;
     const { entries, rev } = await b.snapshot();
-    for (const c of this.collections()) c.reset(entries.filter((e) => e.collection === c.name));
+    if (this.followed) await this.catchUp(entries, rev);
+    else for (const c of this.collections()) c.reset(entries.filter((e) => e.collection === c.name));
+    this.followed = true;
     this.watchedRev = rev;
     this.emit('resync');
     await b.watch(
@@ -382,6 +386,22 @@ export class Store extends EventEmitter {
         await new Promise((r) => setTimeout(r, 1000));
       }
     }
+  }
+
+  /**
+   * After the watch broke: what changed meanwhile, taken from a snapshot and announced as the watch would have
+   * (the resource API's watches and the orchestrator learn of it too). A key the snapshot lacks was deleted at
+   * its revision; anything this appliance committed after the snapshot is newer and stays.
+   */
+  private async catchUp(entries: Change[], rev: number): Promise<void> {
+    const present = new Set<string>();
+    for (const e of entries) {
+      present.add(`${e.collection}/${e.key}`);
+      this.absorb(e);
+    }
+    for (const c of this.collections())
+      for (const key of await c.keys())
+        if (!present.has(`${c.name}/${key}`)) this.absorb({ collection: c.name, key, rev });
   }
 
   private remote(c: Change): void {

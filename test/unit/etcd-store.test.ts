@@ -1,6 +1,7 @@
 // The store on a real etcd (Debian's etcd-server on loopback): two appliances' stores on one cluster, racing
 // transactions, the watch, etcd going away and coming back, leader election with its fence, backup and restore.
 import { execFileSync, spawn } from 'node:child_process';
+import net from 'node:net';
 import path from 'node:path';
 import t from 'tap';
 import { createLogger } from '../../src/log.js';
@@ -44,6 +45,70 @@ t.test('etcd', async (t) => {
     await wait(() => a.leases.snapshot().length === 0, 5000);
     t.equal(await a.leases.get('10.0.0.5'), undefined, 'a delete travels too');
   });
+
+  t.test('a watch broken while it caught up resumes after the last change it delivered, and misses none', async (t) => {
+    const prefix = `/t${prefixes++}/`;
+    const a = await open(prefix);
+    const link = await cuttableLink(Number(new URL(etcd.endpoints[0] as string).port));
+    t.teardown(() => link.close());
+    const b = await Store.over(new EtcdBackend({ endpoints: [link.url], prefix, timeoutMs: 1000 }));
+    t.teardown(() => b.close());
+    await a.batch([a.leases.put('first', lease('first', '52:54:00:00:00:01'))]);
+    await wait(() => b.leases.snapshot().length === 1, 5000);
+    const announced = new Set<string>();
+    b.on('record', (c: { key: string }) => announced.add(c.key));
+    link.cut();
+    // 400 revisions while b is away: its catch-up is one answer of them after etcd's `created`
+    for (let i = 0; i < 400; i++) await a.batch([a.leases.put(`k${i}`, lease(`k${i}`, '52:54:00:00:00:02', i))]);
+    // b comes back, and its link breaks again after 4 KiB from etcd: `created` got through, the catch-up did not
+    await link.restore(4096);
+    link.restore();
+    await a.batch([a.leases.put('last', lease('last', '52:54:00:00:00:03'))]);
+    await wait(() => b.leases.snapshot().some((l) => l.ip === 'last'), 30_000);
+    t.equal(b.leases.snapshot().length, 402, 'every change made while b was away is in its cache');
+    t.equal(announced.size, 401, 'and each was announced to its watches');
+  });
+
+  t.test(
+    'a watch whose history was compacted while it was away catches up from a snapshot and announces it',
+    async (t) => {
+      const prefix = `/t${prefixes++}/`;
+      const a = await open(prefix);
+      const link = await cuttableLink(Number(new URL(etcd.endpoints[0] as string).port));
+      t.teardown(() => link.close());
+      const b = await Store.over(new EtcdBackend({ endpoints: [link.url], prefix, timeoutMs: 1000 }));
+      t.teardown(() => b.close());
+      await a.batch([
+        a.leases.put('gone', lease('gone', '52:54:00:00:00:01')),
+        a.leases.put('kept', lease('kept', '52:54:00:00:00:02')),
+      ]);
+      await wait(() => b.leases.snapshot().length === 2, 5000);
+      const announced: string[] = [];
+      b.on('record', (c: { key: string; value?: unknown }) =>
+        announced.push(`${c.key} ${c.value ? 'put' : 'deleted'}`),
+      );
+      link.cut();
+      await a.batch([a.leases.del('gone'), a.leases.put('new', lease('new', '52:54:00:00:00:03'))]);
+      // compacted past the revision b resumes from (compacted at it, etcd would resume b there and lose the delete)
+      await a.batch([a.leases.put('later', lease('later', '52:54:00:00:00:04'))]);
+      const { rev } = await (a.backend as EtcdBackend).snapshot();
+      await (a.backend as EtcdBackend).client.kv.compact({ revision: String(rev), physical: true });
+      await link.restore();
+      await wait(() => announced.length === 3, 30_000);
+      t.same(
+        announced.sort(),
+        ['gone deleted', 'later put', 'new put'],
+        'the delete and the puts it missed, announced as the watch would have',
+      );
+      t.same(
+        b.leases
+          .snapshot()
+          .map((l) => l.ip)
+          .sort(),
+        ['kept', 'later', 'new'],
+      );
+    },
+  );
 
   t.test('read-modify-write sections racing on two appliances lose no update', async (t) => {
     const [a, b] = await pair();
@@ -191,6 +256,58 @@ t.test('etcd', async (t) => {
     },
   );
 });
+
+/**
+ * A TCP link to etcd that a test breaks: `cut()` drops its connections and refuses new ones, as a lost route
+ * would; `restore(bytes)` lets connections through again until that many bytes came back from etcd, then cuts
+ * (resolving then); `restore()` for good.
+ */
+async function cuttableLink(port: number) {
+  let open = true;
+  let budget = Number.POSITIVE_INFINITY;
+  let spent = () => {};
+  const socks = new Set<net.Socket>();
+  const cut = () => {
+    open = false;
+    for (const s of socks) s.destroy();
+    socks.clear();
+    spent();
+  };
+  const server = net.createServer((c) => {
+    if (!open) return void c.destroy();
+    const u = net.connect(port, '127.0.0.1');
+    socks.add(c).add(u);
+    c.on('data', (d) => u.write(d));
+    u.on('data', (d) => {
+      budget -= d.length;
+      if (budget < 0) cut();
+      else c.write(d);
+    });
+    for (const [x, y] of [
+      [c, u],
+      [u, c],
+    ] as const) {
+      x.on('error', () => y.destroy());
+      x.on('close', () => y.destroy());
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    cut,
+    restore: (bytes = Number.POSITIVE_INFINITY) =>
+      new Promise<void>((r) => {
+        budget = bytes;
+        open = true;
+        spent = r;
+        if (bytes === Number.POSITIVE_INFINITY) r();
+      }),
+    close: () => {
+      cut();
+      return new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
 
 t.test('etcd with client TLS: the store connects with its certificate, and not without one', async (t) => {
   const certs = testCertificates(tempDir(t));
