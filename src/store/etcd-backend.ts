@@ -103,7 +103,7 @@ export class EtcdBackend implements Backend {
   }
 
   /**
-   * Changes after `fromRev`, in order; `resync` when the watch cannot go on (history compacted away). Resolves
+   * Changes after `fromRev` (and some at it again), in order; `resync` when the watch cannot go on (history compacted away). Resolves
    * once etcd took the watch (or refused it, or a newer watch replaced it).
    */
   async watch(fromRev: number, apply: (c: Change) => void, resync: () => void): Promise<void> {
@@ -117,15 +117,18 @@ export class EtcdBackend implements Backend {
       last = Math.max(last, c.rev);
       apply(c);
     };
-    // listened to before it is sent: etcd may cancel it (history compacted) in the same read as its `created`
-    const w = this.client
-      .watch()
-      .prefix(`${this.opts.prefix}data/`)
-      .startRevision(String(fromRev + 1))
-      .watcher();
+    // listened to before it is sent: etcd may cancel it (history compacted) in the same read as its `created`.
+    // It starts at `fromRev`, already seen, not after it: a watch that starts exactly at the compaction revision
+    // is not cancelled but misses a delete made at it (its tombstone is compacted away); starting one earlier, it
+    // is cancelled, and the store catches up from a snapshot. What is seen twice is ignored by its revision.
+    const w = this.client.watch().prefix(`${this.opts.prefix}data/`).startRevision(String(fromRev)).watcher();
     w.on('put', (kv) => take(this.change(kv)));
     w.on('delete', (kv) => take(this.change(kv, true)));
-    w.on('error', () => resync());
+    w.on('error', () => {
+      // etcd ended it: cancelling it again would wait forever for an answer
+      if (this.watcher === w) this.watcher = undefined;
+      resync();
+    });
     // etcd3 resumes a broken watch after the revision of etcd's last answer, which runs ahead of the changes
     // delivered when the break falls in a catch-up (etcd says `created`, and sends each batch of at most 1000
     // revisions, with its current revision): changes in between were never seen. A new watch resumes after

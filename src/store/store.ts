@@ -99,6 +99,8 @@ export class Collection<S extends z.ZodType> {
     this.changes++;
     const prev = this.cache.get(c.key);
     if (c.value === undefined) {
+      // a delete of what is not here (seen again, its tombstone forgotten) changes nothing
+      if (prev === undefined) return undefined;
       this.cache.delete(c.key);
       this.sorted = undefined;
       return { prev };
