@@ -30,20 +30,22 @@ TARGET=$(param beskar7.target); DIGEST=$(param beskar7.target-digest); CONFIG=$(
 BOOTIF=$(param BOOTIF); DISK=$(param beskar7.disk); PROVIDER_ID=$(param beskar7.provider-id)
 TIMEOUT=$(param beskar7.timeout); TIMEOUT=${TIMEOUT:-1800}; MODE=$(param beskar7.mode)
 
-call() { # endpoint [body]: the contract's endpoints with the bearer token; POST with a body, else GET; 5 tries
-  n=0
-  while [ $n -lt 5 ]; do
+call() { # endpoint [body]: the contract's endpoints with the bearer token; POST with a body, else GET
+  # a 4xx is the appliance's word; a 5xx or no answer (its store away, a restart) is asked again, pauses growing
+  # to 10 s, while beskar7.timeout lasts: an etcd outage outlasts a few tries, and a lost callback strands the host
+  n=0; paused=0
+  while :; do
     if [ $# -gt 1 ]; then
       wget -q -O /tmp/answer --header "Authorization: Bearer $TOKEN" --header "Content-Type: application/json" \
         --post-data "$2" "$API/api/v1/$1/$NS/$HOST" 2>/tmp/wget.err && return 0
     else
       wget -q -O /tmp/answer --header "Authorization: Bearer $TOKEN" "$API/api/v1/$1/$NS/$HOST" 2>/tmp/wget.err && return 0
     fi
-    # an answer of 4xx is the appliance's word, not a network hiccup
     grep -q ' 4[0-9][0-9] ' /tmp/wget.err && { log "$1 refused: $(cat /tmp/wget.err)"; return 1; }
-    n=$((n + 1)); sleep $((n * 2))
+    [ $paused -ge "$TIMEOUT" ] && { log "$1: no answer in $TIMEOUT s: $(cat /tmp/wget.err)"; return 1; }
+    n=$((n + 1)); [ $n -gt 10 ] && n=10
+    sleep $n; paused=$((paused + n))
   done
-  return 1
 }
 step() { # name ok message: the progress extension, for the operator's timeline
   call progress "{\"step\":$(jstr "$1"),\"ok\":$2,\"message\":$(jstr "$3")}" || log "could not report step $1"

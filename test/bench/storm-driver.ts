@@ -74,18 +74,18 @@ const generation = new Map<string, number>();
 
 /**
  * Like the bundled inspector's callbacks (assets/inspector-src/agent.sh `call`): no answer or a 5xx is asked
- * again, 5 tries with growing pauses; any other answer is the appliance's word.
+ * again, pauses growing to 5 s (the agent's, halved), until the deadline; any other answer is the appliance's word.
  */
 async function persist(call: () => Promise<Response>): Promise<Response> {
   for (let n = 1; ; n++) {
     try {
       const r = await call();
-      if (r.status < 500 || n >= 5) return r;
+      if (r.status < 500 || Date.now() > deadline) return r;
       await r.arrayBuffer();
     } catch (e) {
-      if (n >= 5) throw e;
+      if (Date.now() > deadline) throw e;
     }
-    await sleep(n * 500);
+    await sleep(Math.min(n, 10) * 500);
   }
 }
 
