@@ -14,11 +14,12 @@ import { callInspector, claim, claimUrlOf, type InspectorParams, wireReport } fr
 import { tftpGet } from '../helpers/tftp-get.js';
 import { FakeBmc } from '../lab/fake-bmc/server.js';
 
-const [nArg, serverList, me, token, postArg] = process.argv.slice(2) as [
+const [nArg, serverList, me, token, postArg, deadlineArg] = process.argv.slice(2) as [
   string,
   string,
   string,
   string,
+  string | undefined,
   string | undefined,
 ];
 const N = Number(nArg);
@@ -27,7 +28,8 @@ const postMs = () => 100 + Math.random() * Number(postArg ?? 0);
 /** the appliances: a machine boots from one, and from the next when a step fails (several share etcd) */
 const servers = serverList.split(',');
 const apiOf = (i: number) => `http://${servers[i % servers.length]}:8080`;
-const deadline = Date.now() + 30 * 60_000;
+/** past it the driver stops waiting and reports what it saw (the audit then names what did not finish) */
+const deadline = Date.now() + Number(deadlineArg ?? 1800) * 1000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const relay = await RelaySocket.open(me, 67);
 let xidSeq = 1;
@@ -284,6 +286,7 @@ async function follow(): Promise<Phases> {
     try {
       const r = await fetch(`${base}${MACHINES}?watch=1&resourceVersion=${list.metadata.resourceVersion}`, {
         headers: { Authorization: `Bearer ${token}` },
+        signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())),
       });
       if (!r.ok || !r.body) throw new Error(`watch: ${r.status}`);
       const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -336,6 +339,45 @@ const machines = (
   name: string;
   status: { phase: string; hostName?: string };
 }[];
+/** One appliance's phase of each machine and state of each host, as it serves them (undefined: no answer). */
+async function view(server: string): Promise<Map<string, string> | undefined> {
+  const out = new Map<string, string>();
+  for (const [p, kind] of [
+    [MACHINES, 'machine'],
+    [HOSTS, 'host'],
+  ] as const) {
+    const r = await fetch(`http://${server}:8080${p}`, {
+      headers: { Authorization: `Bearer ${token}` },
+      signal: AbortSignal.timeout(10_000),
+    }).catch(() => undefined);
+    if (!r?.ok) return undefined;
+    const items = (await r.json()).items as {
+      metadata: { name: string };
+      status: { phase?: string; state?: string };
+    }[];
+    for (const o of items) out.set(`${kind} ${o.metadata.name}`, String(o.status.phase ?? o.status.state));
+  }
+  return out;
+}
+/**
+ * Where the appliances disagree: a change one of them never took from etcd. Each follows the other's writes
+ * within milliseconds; they get 10 s to agree.
+ */
+async function viewsDiffer(): Promise<string[]> {
+  let diff: string[] = [];
+  for (let i = 0; i < 20; i++) {
+    const views = await Promise.all(servers.map(view));
+    diff = servers.filter((_, j) => !views[j]).map((sv) => `${sv}: no answer`);
+    const names = new Set(views.flatMap((v) => [...(v?.keys() ?? [])]));
+    for (const n of names) {
+      const seen = views.map((v) => v?.get(n) ?? 'absent');
+      if (new Set(seen).size > 1) diff.push(`${n}: ${servers.map((sv, j) => `${sv} ${seen[j]}`).join(', ')}`);
+    }
+    if (!diff.length) return diff;
+    await sleep(500);
+  }
+  return diff;
+}
 const events = (await call('GET', '/api/v1/journal?limit=1000000')).items as {
   at: string;
   kind: string;
@@ -382,6 +424,7 @@ const audit = {
       (m) => !m.status.hostName || hosts.find((h) => h.name === m.status.hostName)?.spec.consumerRef?.name !== m.name,
     )
     .map((m) => m.name),
+  viewsDiffer: servers.length > 1 ? await viewsDiffer() : [],
 };
 const q = (xs: number[], p: number) =>
   xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]! : NaN;

@@ -10,7 +10,7 @@ const KILLS = 4;
 t.test(`${N} hosts, ${KILLS} SIGKILLs of the appliance during the storm`, async (t) => {
   const seed = Number(process.env.STORM_SEED ?? Date.now() % 100000);
   t.comment(`seed ${seed} (STORM_SEED=${seed} repeats the kill schedule)`);
-  const r = await runStorm({ n: N, kills: KILLS, seed, postSpreadMs: 5000, note: (l) => t.comment(l) });
+  const r = await runStorm({ n: N, kills: KILLS, seed, postSpreadMs: 5000, deadlineS: 600, note: (l) => t.comment(l) });
   const s = r.summary;
   const a = s.audit;
   t.equal(r.kills.length, KILLS, `killed ${KILLS} times`);

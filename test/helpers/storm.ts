@@ -33,6 +33,11 @@ export interface StormOptions {
   ha?: { etcdKills: number; faults?: EtcdFault[] };
   /** run the compiled service (`make build`), as the benchmarks do; tests run the checkout's source */
   built?: boolean;
+  /**
+   * The driver stops waiting after this long (default 30 min) and reports what it saw, so a stuck storm fails
+   * its audit with the machines that did not finish instead of running into the test's own timeout.
+   */
+  deadlineS?: number;
 }
 
 export type EtcdFault = 'outage' | 'partition' | 'pause';
@@ -91,6 +96,7 @@ export interface StormResult {
       notProvisioned: string[];
       bootsBeyondAttempts: string[];
       mismatched: string[];
+      viewsDiffer: string[];
     };
   };
   kills: KillPoint[];
@@ -154,6 +160,7 @@ const ETCD_ADDRESS = '10.92.0.4';
 export async function runStorm(o: StormOptions): Promise<StormResult> {
   const note = o.note ?? (() => {});
   const rand = prng(o.seed ?? 1);
+  const deadlineS = o.deadlineS ?? 30 * 60;
   const work = mkdtempSync(path.join(tmpdir(), 'b7storm-'));
   const lab = new Lab(`b7storm${process.pid % 10000}`, '10.92.0', 16).up();
   const sim = lab.addHost('sim', '52:54:00:92:00:02', '10.92.0.2');
@@ -227,6 +234,7 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
       '10.92.0.2',
       TOKEN,
       String(o.postSpreadMs ?? 0),
+      String(deadlineS),
     ]);
     let last: Record<string, unknown> = {};
     let summary: StormResult['summary'] | undefined;
@@ -341,7 +349,8 @@ export async function runStorm(o: StormOptions): Promise<StormResult> {
     let timer: NodeJS.Timeout | undefined;
     const code = await Promise.race([
       exited,
-      new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), 40 * 60_000))),
+      // the driver reports at its deadline; this is for a driver that cannot
+      new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), (deadlineS + 120) * 1000))),
     ]);
     clearTimeout(timer);
     if (code === 'timeout') await stopProcess(driver);
@@ -404,6 +413,7 @@ export function assertCleanStorm(t: Test, r: StormResult, n: number): void {
   const a = s.audit;
   t.same(s.phases, { Provisioned: n }, 'every machine Provisioned');
   t.same(a.notProvisioned, [], 'every host Provisioned');
+  t.same(a.viewsDiffer, [], 'every appliance serves the same phase for each machine and state for each host');
   t.same(a.mismatched, [], "every machine's host names it as consumer");
   t.same(a.claimedNotOnce, [], 'each host claimed exactly once (one Claimed event each)');
   t.equal(a.doubleClaims, 0, 'no two machines on one host');
