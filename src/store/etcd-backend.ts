@@ -103,8 +103,8 @@ export class EtcdBackend implements Backend {
   }
 
   /**
-   * Changes after `fromRev` (and some at it again), in order; `resync` when the watch cannot go on (history compacted away). Resolves
-   * once etcd took the watch (or refused it, or a newer watch replaced it).
+   * Changes after `fromRev` (and those at it, again), in order; `resync` when the watch cannot go on (history
+   * compacted away). Resolves once etcd took the watch, or refused it, or a newer watch replaced it.
    */
   async watch(fromRev: number, apply: (c: Change) => void, resync: () => void): Promise<void> {
     const gen = ++this.watchGen;
@@ -131,8 +131,8 @@ export class EtcdBackend implements Backend {
     });
     // etcd3 resumes a broken watch after the revision of etcd's last answer, which runs ahead of the changes
     // delivered when the break falls in a catch-up (etcd says `created`, and sends each batch of at most 1000
-    // revisions, with its current revision): changes in between were never seen. A new watch resumes after
-    // the last change delivered instead.
+    // revisions, with its current revision): changes in between were never seen. A new watch resumes at the
+    // last change delivered instead.
     w.once('connected', () =>
       w.once('disconnected', () => {
         if (gen === this.watchGen) void this.watch(last, apply, resync);

@@ -96,11 +96,11 @@ export class Collection<S extends z.ZodType> {
     if (!this.cache) return { prev: undefined };
     if (c.rev && (this.revs.get(c.key) ?? 0) >= c.rev) return undefined;
     if (c.rev) this.revs.set(c.key, c.rev);
-    this.changes++;
     const prev = this.cache.get(c.key);
+    // a delete of what is not here (seen again, its tombstone forgotten) changes nothing
+    if (c.value === undefined && prev === undefined) return undefined;
+    this.changes++;
     if (c.value === undefined) {
-      // a delete of what is not here (seen again, its tombstone forgotten) changes nothing
-      if (prev === undefined) return undefined;
       this.cache.delete(c.key);
       this.sorted = undefined;
       return { prev };
