@@ -35,6 +35,16 @@ t.test('etcd', async (t) => {
     const prefix = `/t${prefixes++}/`;
     return [await open(prefix), await open(prefix)] as const;
   };
+  /** Two stores on one prefix, b through a link to etcd that the test cuts. */
+  const pairOverLink = async () => {
+    const prefix = `/t${prefixes++}/`;
+    const a = await open(prefix);
+    const link = await cuttableLink(Number(new URL(etcd.endpoints[0] as string).port));
+    t.teardown(() => link.close());
+    const b = await Store.over(new EtcdBackend({ endpoints: [link.url], prefix, timeoutMs: 1000 }));
+    t.teardown(() => b.close());
+    return { a, b, link };
+  };
 
   t.test("one appliance's write reaches the other's cache through the watch", async (t) => {
     const [a, b] = await pair();
@@ -46,13 +56,8 @@ t.test('etcd', async (t) => {
     t.equal(await a.leases.get('10.0.0.5'), undefined, 'a delete travels too');
   });
 
-  t.test('a watch broken while it caught up resumes after the last change it delivered, and misses none', async (t) => {
-    const prefix = `/t${prefixes++}/`;
-    const a = await open(prefix);
-    const link = await cuttableLink(Number(new URL(etcd.endpoints[0] as string).port));
-    t.teardown(() => link.close());
-    const b = await Store.over(new EtcdBackend({ endpoints: [link.url], prefix, timeoutMs: 1000 }));
-    t.teardown(() => b.close());
+  t.test('a watch broken while it caught up resumes at the last change it delivered, and misses none', async (t) => {
+    const { a, b, link } = await pairOverLink();
     await a.batch([a.leases.put('first', lease('first', '52:54:00:00:00:01'))]);
     await wait(() => b.leases.snapshot().length === 1, 5000);
     const announced = new Set<string>();
@@ -72,12 +77,7 @@ t.test('etcd', async (t) => {
   t.test(
     'a watch whose history was compacted while it was away catches up from a snapshot and announces it',
     async (t) => {
-      const prefix = `/t${prefixes++}/`;
-      const a = await open(prefix);
-      const link = await cuttableLink(Number(new URL(etcd.endpoints[0] as string).port));
-      t.teardown(() => link.close());
-      const b = await Store.over(new EtcdBackend({ endpoints: [link.url], prefix, timeoutMs: 1000 }));
-      t.teardown(() => b.close());
+      const { a, b, link } = await pairOverLink();
       await a.batch([
         a.leases.put('gone', lease('gone', '52:54:00:00:00:01')),
         a.leases.put('kept', lease('kept', '52:54:00:00:00:02')),
