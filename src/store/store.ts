@@ -240,9 +240,8 @@ export class Store extends EventEmitter {
   private readonly fenceCtx = new AsyncLocalStorage<Guard>();
   /** the leader's election key: orchestrator writes commit only while it still exists (etcd) */
   private fence?: Guard | undefined;
+  /** the last etcd revision the caches hold (0: no snapshot yet; etcd's revisions start at 1) */
   private watchedRev = 0;
-  /** the caches were filled from a first snapshot: later ones are caught up with, change by change */
-  private followed = false;
   private remoteSeen = 0;
   private closed = false;
 
@@ -365,9 +364,9 @@ export class Store extends EventEmitter {
     const b = this.backend;
     if (!b.snapshot || !b.watch) return;
     const { entries, rev } = await b.snapshot();
-    if (this.followed) await this.catchUp(entries, rev);
+    // the first snapshot fills the caches; a later one is caught up with, change by change
+    if (this.watchedRev) await this.catchUp(entries, rev);
     else for (const c of this.collections()) c.reset(entries.filter((e) => e.collection === c.name));
-    this.followed = true;
     this.watchedRev = rev;
     this.emit('resync');
     await b.watch(
